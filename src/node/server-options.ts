@@ -1,0 +1,78 @@
+/**
+ * WebSocketServer options, and every default stated once, with the reason for it.
+ */
+import type * as http from 'node:http';
+
+/** What `verifyClient` receives. */
+export interface VerifyClientInfo {
+  /** The Origin header ('' when absent). */
+  origin: string;
+  /** True when the connection is over TLS. */
+  secure: boolean;
+  req: http.IncomingMessage;
+}
+
+/** Synchronous form: return true to accept. */
+export type VerifyClientSync = (info: VerifyClientInfo) => boolean;
+/** Asynchronous form: call `done(false, status?, message?, headers?)` to refuse. */
+export type VerifyClientAsync = (
+  info: VerifyClientInfo,
+  done: (ok: boolean, status?: number, message?: string, headers?: Record<string, string>) => void,
+) => void;
+
+export interface ServerOptions {
+  /** Create an HTTP server listening on this port (0 picks a free port). */
+  port?: number;
+  /** Host to bind with `port` (default: all interfaces, like net.Server). */
+  host?: string;
+  /** Listen backlog with `port`. */
+  backlog?: number;
+  /** Attach to an existing http.Server or https.Server (for `wss://`). */
+  server?: http.Server;
+  /** Create no server: call `handleUpgrade` yourself from any HTTP server's `upgrade` event. */
+  noServer?: boolean;
+  /** Only accept upgrades whose pathname is exactly this (others get 404). */
+  path?: string;
+  /** Largest incoming message in bytes; larger ones close the connection with 1009. 0 = no limit. */
+  maxPayload?: number;
+  /** Pick a subprotocol from those the client offered, or return false for none. */
+  handleProtocols?: (protocols: Set<string>, req: http.IncomingMessage) => string | false;
+  /** Accept or refuse each handshake (sync: return a boolean; async: call `done`). Refusal: 401 by default. */
+  verifyClient?: VerifyClientSync | VerifyClientAsync;
+  /** Keep open connections in `server.clients`. */
+  clientTracking?: boolean;
+  /**
+   * Origins browsers may connect from (e.g. `['https://app.example.com']`), or a function
+   * deciding. Others get 403 (protection against cross-site WebSocket hijacking). Requests
+   * without an Origin header (non-browser clients) pass a list; a function sees `undefined`.
+   */
+  allowOrigins?: readonly string[] | ((origin: string | undefined, req: http.IncomingMessage) => boolean);
+  /** Most simultaneous connections; the next handshakes get 503. */
+  maxConnections?: number;
+  /** Milliseconds a client has to send its complete request headers (own server only). */
+  handshakeTimeout?: number;
+  /** Milliseconds to wait for the peer's part of the close handshake before dropping TCP. */
+  closeTimeout?: number;
+  /** Answer pings with pongs automatically. */
+  autoPong?: boolean;
+  /** Largest request head in bytes (own server only; others get 431). Node's default is 16 KiB. */
+  maxHeaderSize?: number;
+  /** Accepted for `ws` compatibility; permessage-deflate is not implemented yet and is never negotiated. */
+  perMessageDeflate?: boolean | object;
+}
+
+export const SERVER_DEFAULTS = {
+  // Same as ws: big enough for any reasonable message, small enough that one peer cannot
+  // make the server buffer gigabytes.
+  maxPayload: 100 * 1024 * 1024,
+  // ws users expect wss.clients to exist.
+  clientTracking: true,
+  // 10 s is generous for a handshake on any real network; slow-loris clients are dropped.
+  handshakeTimeout: 10_000,
+  // Same as ws: 30 s for the peer to answer our Close before TCP is dropped.
+  closeTimeout: 30_000,
+  // RFC 6455 5.5.2: a Ping must be answered by a Pong.
+  autoPong: true,
+  // No limit unless asked for; the operating system's file descriptor limit still applies.
+  maxConnections: Infinity,
+} as const;

@@ -1,0 +1,346 @@
+/**
+ * WebSocketServer: accepts RFC 6455 opening handshakes on a node:http(s) server (its own, a
+ * user's, or none with `noServer` + `handleUpgrade`) and hands out WebSocket connections.
+ * The API follows `ws`'s server, so switching is a one-line import change.
+ */
+import { EventEmitter } from 'node:events';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { CloseCode } from '../protocol/close-codes.js';
+import {
+  buildAcceptResponse,
+  buildErrorResponse,
+  checkUpgradeRequest,
+} from '../protocol/handshake.js';
+import { WebSocket } from './connection.js';
+import { SERVER_DEFAULTS, type ServerOptions, type VerifyClientInfo } from './server-options.js';
+
+export type { ServerOptions, VerifyClientInfo } from './server-options.js';
+
+/** An HTTP server duet can attach to (http.Server or https.Server). */
+type HttpServerLike = http.Server;
+
+interface HandshakeError extends Error {
+  code: string;
+}
+
+function handshakeError(code: string, message: string): HandshakeError {
+  const err = new Error(message) as HandshakeError;
+  err.code = code;
+  return err;
+}
+
+function socketOnHandshakeError(this: Duplex): void {
+  this.destroy();
+}
+
+/** Normalize an origin for comparison: lower-case, no trailing slash. */
+function normalizeOrigin(origin: string): string {
+  return origin.trim().toLowerCase().replace(/\/+$/, '');
+}
+
+export class WebSocketServer extends EventEmitter {
+  /** Open connections (a Set), when `clientTracking` is on. */
+  readonly clients: Set<WebSocket> | undefined;
+  /** The resolved options, defaults filled in. */
+  readonly options: Required<Pick<ServerOptions, 'maxPayload' | 'closeTimeout' | 'handshakeTimeout' | 'autoPong' | 'clientTracking' | 'maxConnections'>> & ServerOptions;
+
+  private server: HttpServerLike | undefined;
+  private ownsServer = false;
+  private state: 'running' | 'closing' | 'closed' = 'running';
+  private connectionCount = 0;
+  private readonly allowedOrigins: Set<string> | undefined;
+  private detach: (() => void) | undefined;
+
+  constructor(options: ServerOptions = {}, callback?: () => void) {
+    super();
+    const modes = [options.port !== undefined, options.server !== undefined, options.noServer === true].filter(Boolean).length;
+    if (modes !== 1) {
+      throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
+    }
+    this.options = { ...SERVER_DEFAULTS, ...options } as WebSocketServer['options'];
+    this.clients = this.options.clientTracking ? new Set() : undefined;
+    if (Array.isArray(options.allowOrigins)) {
+      this.allowedOrigins = new Set(options.allowOrigins.map(normalizeOrigin));
+    }
+
+    if (options.port !== undefined) {
+      const server = http.createServer(
+        {
+          // A client that never finishes its request headers is answered 408 and dropped.
+          headersTimeout: this.options.handshakeTimeout,
+          requestTimeout: this.options.handshakeTimeout + 1000,
+          connectionsCheckingInterval: Math.min(1000, Math.max(50, this.options.handshakeTimeout >> 1)),
+          ...(options.maxHeaderSize !== undefined ? { maxHeaderSize: options.maxHeaderSize } : {}),
+        },
+        (_req, res) => {
+          const body = http.STATUS_CODES[426]!;
+          res.writeHead(426, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
+          res.end(body);
+        },
+      );
+      this.server = server;
+      this.ownsServer = true;
+      server.listen(options.port, options.host, options.backlog, callback);
+    } else if (options.server) {
+      this.server = options.server;
+    }
+
+    if (this.server) {
+      const server = this.server;
+      const onListening = (): void => {
+        this.emit('listening');
+      };
+      const onError = (err: Error): void => {
+        this.emit('error', err);
+      };
+      const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+        if (!this.shouldHandle(req)) {
+          // Another listener (another WebSocketServer, say) may serve this path.
+          if (server.listenerCount('upgrade') === 1) this.abort(socket, 404, 'No WebSocket endpoint at this path');
+          return;
+        }
+        this.handleUpgrade(req, socket, head, this.emitConnection);
+      };
+      server.on('listening', onListening);
+      server.on('error', onError);
+      server.on('upgrade', onUpgrade);
+      this.detach = () => {
+        server.removeListener('listening', onListening);
+        server.removeListener('error', onError);
+        server.removeListener('upgrade', onUpgrade);
+      };
+    }
+  }
+
+  private readonly emitConnection = (ws: WebSocket, req: http.IncomingMessage): void => {
+    this.emit('connection', ws, req);
+  };
+
+  /** The address the server listens on (as net.Server#address()); throws with `noServer`. */
+  address(): AddressInfo | string | null {
+    if (this.options.noServer) throw new Error('The server is operating in "noServer" mode');
+    return this.server ? this.server.address() : null;
+  }
+
+  /**
+   * Whether this server takes the upgrade request: by default, true when `path` is unset or
+   * equals the request's pathname. Override to route differently.
+   */
+  shouldHandle(req: http.IncomingMessage): boolean {
+    const path = this.options.path;
+    if (path === undefined) return true;
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    return (q === -1 ? url : url.slice(0, q)) === path;
+  }
+
+  /**
+   * Complete (or refuse) an upgrade request from any HTTP server or framework: call it from
+   * the server's `upgrade` event. `cb(ws, req)` runs once the connection is open.
+   */
+  handleUpgrade(
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    cb: (ws: WebSocket, req: http.IncomingMessage) => void,
+  ): void {
+    socket.on('error', socketOnHandshakeError);
+
+    if (this.state !== 'running') {
+      this.abort(socket, 503, 'The server is shutting down');
+      return;
+    }
+    const check = checkUpgradeRequest(req.method ?? '', req.httpVersion, req.headers);
+    if (!check.ok) {
+      this.refuse(req, socket, 'WS_ERR_HANDSHAKE', check.status, check.message, check.headers);
+      return;
+    }
+    if (this.connectionCount >= this.options.maxConnections) {
+      this.refuse(req, socket, 'WS_ERR_TOO_MANY_CONNECTIONS', 503, 'Too many connections', { 'Retry-After': '5' });
+      return;
+    }
+    const origin = req.headers.origin;
+    if (!this.originAllowed(origin, req)) {
+      this.refuse(req, socket, 'WS_ERR_ORIGIN_NOT_ALLOWED', 403, 'Origin not allowed');
+      return;
+    }
+
+    let protocol: string | undefined;
+    if (check.protocols.length > 0) {
+      if (this.options.handleProtocols) {
+        const chosen = this.options.handleProtocols(new Set(check.protocols), req);
+        if (chosen !== false) {
+          if (!check.protocols.includes(chosen)) {
+            this.refuse(req, socket, 'WS_ERR_HANDSHAKE', 500, 'handleProtocols chose a subprotocol the client did not offer');
+            return;
+          }
+          protocol = chosen;
+        }
+      }
+    }
+
+    const verify = this.options.verifyClient;
+    if (!verify) {
+      this.completeUpgrade(req, socket, head, check.key, protocol, cb);
+      return;
+    }
+    const info: VerifyClientInfo = {
+      origin: (req.headers['sec-websocket-origin'] as string | undefined) ?? origin ?? '',
+      secure: Boolean((req.socket as { encrypted?: boolean }).encrypted),
+      req,
+    };
+    if (verify.length >= 2) {
+      // The async form: verifyClient(info, done).
+      (verify as (i: VerifyClientInfo, done: (ok: boolean, code?: number, message?: string, headers?: Record<string, string>) => void) => void)(
+        info,
+        (ok, code = 401, message, headers) => {
+          if (!ok) {
+            this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', code, message ?? http.STATUS_CODES[code] ?? 'Rejected', headers);
+            return;
+          }
+          this.completeUpgrade(req, socket, head, check.key, protocol, cb);
+        },
+      );
+      return;
+    }
+    if (!(verify as (i: VerifyClientInfo) => boolean)(info)) {
+      this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', 401, http.STATUS_CODES[401]!);
+      return;
+    }
+    this.completeUpgrade(req, socket, head, check.key, protocol, cb);
+  }
+
+  private originAllowed(origin: string | undefined, req: http.IncomingMessage): boolean {
+    const rule = this.options.allowOrigins;
+    if (rule === undefined) return true;
+    if (typeof rule === 'function') return rule(origin, req);
+    // Clients other than browsers send no Origin; the check protects browsers' users.
+    if (origin === undefined) return true;
+    return this.allowedOrigins!.has(normalizeOrigin(origin));
+  }
+
+  private completeUpgrade(
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    key: string,
+    protocol: string | undefined,
+    cb: (ws: WebSocket, req: http.IncomingMessage) => void,
+  ): void {
+    if (!socket.readable || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    if (this.state !== 'running') {
+      this.abort(socket, 503, 'The server is shutting down');
+      return;
+    }
+    if (this.connectionCount >= this.options.maxConnections) {
+      this.refuse(req, socket, 'WS_ERR_TOO_MANY_CONNECTIONS', 503, 'Too many connections', { 'Retry-After': '5' });
+      return;
+    }
+    const extra: string[] = [];
+    if (this.listenerCount('headers') > 0) this.emit('headers', extra, req);
+    let response: string;
+    try {
+      response = buildAcceptResponse(key, protocol, undefined, extra);
+    } catch (err) {
+      this.abort(socket, 500, 'Invalid response header');
+      return;
+    }
+    socket.write(response);
+    socket.removeListener('error', socketOnHandshakeError);
+
+    const ws = new WebSocket();
+    if (protocol !== undefined) ws.protocol = protocol;
+    ws.setSocket(socket, head, {
+      isServer: true,
+      maxPayload: this.options.maxPayload,
+      closeTimeout: this.options.closeTimeout,
+      autoPong: this.options.autoPong,
+    });
+    this.connectionCount++;
+    if (this.clients) this.clients.add(ws);
+    ws.on('close', () => {
+      this.connectionCount--;
+      if (this.clients) this.clients.delete(ws);
+      if (this.state === 'closing' && this.connectionCount === 0) this.finishClose();
+    });
+    ws.emitOpen();
+    cb(ws, req);
+  }
+
+  /** Refuse a handshake: report it on `wsClientError` if anyone listens, else answer `status`. */
+  private refuse(
+    req: http.IncomingMessage,
+    socket: Duplex,
+    code: string,
+    status: number,
+    message: string,
+    headers?: Record<string, string>,
+  ): void {
+    if (this.listenerCount('wsClientError') > 0) {
+      const err = handshakeError(code, message) as HandshakeError & { status: number };
+      err.status = status;
+      this.emit('wsClientError', err, socket, req);
+      return;
+    }
+    this.abort(socket, status, message, headers);
+  }
+
+  private abort(socket: Duplex, status: number, message: string, headers?: Record<string, string>): void {
+    if (socket.writable) {
+      socket.end(buildErrorResponse(status, message, headers));
+    }
+    // Do not wait for the client to read the answer forever.
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  /**
+   * Stop accepting connections. Open connections are left alone (as in `ws` 8); `close`
+   * is emitted, and `cb` called, once the server is closed and every connection has ended.
+   * Use `closeAll()` for a graceful shutdown.
+   */
+  close(cb?: (err?: Error) => void): void {
+    if (cb) {
+      if (this.state === 'closed') {
+        process.nextTick(cb, handshakeError('WS_ERR_SERVER_NOT_RUNNING', 'The server is not running'));
+        return;
+      }
+      this.once('close', () => cb());
+    }
+    if (this.state !== 'running') return;
+    this.state = 'closing';
+    this.detach?.();
+    this.detach = undefined;
+    const server = this.server;
+    if (server && this.ownsServer) {
+      server.close(() => {
+        this.ownsServer = false;
+        if (this.connectionCount === 0) this.finishClose();
+      });
+      // Keep-alive HTTP connections would hold close() open.
+      server.closeIdleConnections();
+      return;
+    }
+    if (this.connectionCount === 0) process.nextTick(() => this.finishClose());
+  }
+
+  /**
+   * Close every open connection with `code` (default 1001 Going Away) and `reason`, then
+   * close the server. `cb` runs when all are gone.
+   */
+  closeAll(code: number = CloseCode.GOING_AWAY, reason = '', cb?: (err?: Error) => void): void {
+    for (const ws of this.clients ?? []) ws.close(code, reason);
+    this.close(cb);
+  }
+
+  private finishClose(): void {
+    if (this.state === 'closed') return;
+    if (this.ownsServer) return; // server.close callback will call again
+    this.state = 'closed';
+    this.emit('close');
+  }
+}

@@ -1,0 +1,12 @@
+/** The sans-I/O RFC 6455 core: no sockets, no timers. */
+export { CloseCode, closeCodeIsValid } from './close-codes.js';
+export { ProtocolError } from './errors.js';
+export type { ProtocolErrorCode } from './errors.js';
+export { Opcode, isControlOpcode, MAX_CONTROL_PAYLOAD } from './opcodes.js';
+export { applyMask } from './mask.js';
+export { encodeFrame, encodeClosePayload, headerSize } from './frame.js';
+export type { FrameOptions } from './frame.js';
+export { FrameParser } from './parser.js';
+export type { FrameParserHandler, FrameParserOptions } from './parser.js';
+export { Utf8Validator, isValidUtf8 } from './utf8.js';
+export * from './handshake.js';
