@@ -1,0 +1,238 @@
+/**
+ * Shared test helpers: start a server on 127.0.0.1:0, speak raw bytes over TCP, build client
+ * frames by hand, and read the server's frames back with an independent mini-decoder.
+ */
+import * as net from 'node:net';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { WebSocketServer, type ServerOptions } from '../src/index.js';
+
+export const HOST = '127.0.0.1';
+
+/** Start a WebSocketServer on 127.0.0.1 with a free port. */
+export async function startServer(options: ServerOptions = {}): Promise<{ wss: WebSocketServer; port: number; close(): Promise<void> }> {
+  const wss = new WebSocketServer({ port: 0, host: HOST, ...options });
+  await once(wss, 'listening');
+  const address = wss.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return {
+    wss,
+    port: address.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const ws of wss.clients ?? []) ws.terminate();
+        wss.close(() => resolve());
+      }),
+  };
+}
+
+/** A valid client upgrade request for `path`. `extra` lines are added as-is. */
+export function upgradeRequest(path = '/', extra: string[] = [], key = randomBytes(16).toString('base64')): string {
+  return [
+    `GET ${path} HTTP/1.1`,
+    `Host: ${HOST}`,
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    `Sec-WebSocket-Key: ${key}`,
+    'Sec-WebSocket-Version: 13',
+    ...extra,
+    '',
+    '',
+  ].join('\r\n');
+}
+
+/** Build a client frame by hand. Every field can be set wrong on purpose. */
+export function clientFrame(opts: {
+  opcode: number;
+  payload?: Uint8Array | string;
+  fin?: boolean;
+  rsv?: number; // 0-7 -> RSV1..3 bits
+  mask?: boolean; // default true (clients must mask)
+  lengthEncoding?: 7 | 16 | 64; // force a (possibly non-minimal) length encoding
+  declaredLength?: number; // lie about the length (bytes sent are still `payload`)
+}): Buffer {
+  const payload = typeof opts.payload === 'string' ? Buffer.from(opts.payload) : Buffer.from(opts.payload ?? []);
+  const fin = opts.fin ?? true;
+  const mask = opts.mask ?? true;
+  const length = opts.declaredLength ?? payload.length;
+  const enc = opts.lengthEncoding ?? (length < 126 ? 7 : length <= 0xffff ? 16 : 64);
+  const head: number[] = [(fin ? 0x80 : 0) | ((opts.rsv ?? 0) << 4) | opts.opcode];
+  const m = mask ? 0x80 : 0;
+  if (enc === 7) head.push(m | length);
+  else if (enc === 16) head.push(m | 126, (length >> 8) & 0xff, length & 0xff);
+  else {
+    const hi = Math.floor(length / 2 ** 32);
+    const lo = length >>> 0;
+    head.push(m | 127, (hi >>> 24) & 0xff, (hi >>> 16) & 0xff, (hi >>> 8) & 0xff, hi & 0xff, (lo >>> 24) & 0xff, (lo >>> 16) & 0xff, (lo >>> 8) & 0xff, lo & 0xff);
+  }
+  if (!mask) return Buffer.concat([Buffer.from(head), payload]);
+  const key = randomBytes(4);
+  const masked = Buffer.from(payload);
+  for (let i = 0; i < masked.length; i++) masked[i] ^= key[i & 3];
+  return Buffer.concat([Buffer.from(head), key, masked]);
+}
+
+/** A close payload: 2-byte code + reason. */
+export function closePayload(code: number, reason: string | Buffer = ''): Buffer {
+  const r = typeof reason === 'string' ? Buffer.from(reason) : reason;
+  const b = Buffer.alloc(2 + r.length);
+  b.writeUInt16BE(code, 0);
+  r.copy(b, 2);
+  return b;
+}
+
+/** A frame the server sent, decoded by the tests' own minimal decoder. */
+export interface ServerFrame {
+  fin: boolean;
+  rsv: number;
+  opcode: number;
+  masked: boolean;
+  payload: Buffer;
+}
+
+/** Decode as many whole frames as `buf` holds; returns them and the unused rest. */
+export function decodeFrames(buf: Buffer): { frames: ServerFrame[]; rest: Buffer } {
+  const frames: ServerFrame[] = [];
+  let off = 0;
+  for (;;) {
+    if (buf.length - off < 2) break;
+    const b0 = buf[off];
+    const b1 = buf[off + 1];
+    let len = b1 & 0x7f;
+    let p = off + 2;
+    if (len === 126) {
+      if (buf.length - p < 2) break;
+      len = buf.readUInt16BE(p);
+      p += 2;
+    } else if (len === 127) {
+      if (buf.length - p < 8) break;
+      len = Number(buf.readBigUInt64BE(p));
+      p += 8;
+    }
+    const masked = (b1 & 0x80) !== 0;
+    let key: Buffer | undefined;
+    if (masked) {
+      if (buf.length - p < 4) break;
+      key = buf.subarray(p, p + 4);
+      p += 4;
+    }
+    if (buf.length - p < len) break;
+    const payload = Buffer.from(buf.subarray(p, p + len));
+    if (key) for (let i = 0; i < payload.length; i++) payload[i] ^= key[i & 3];
+    frames.push({ fin: (b0 & 0x80) !== 0, rsv: (b0 >> 4) & 7, opcode: b0 & 0x0f, masked, payload });
+    off = p + len;
+  }
+  return { frames, rest: buf.subarray(off) };
+}
+
+/** A raw TCP client that did the opening handshake. */
+export class RawClient {
+  readonly socket: net.Socket;
+  /** Everything received after the 101 response. */
+  received: Buffer = Buffer.alloc(0);
+  /** The HTTP response head (status line and headers). */
+  responseHead = '';
+  ended = false;
+  closed = false;
+  private waiters: Array<() => void> = [];
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      if (!this.responseHead) {
+        const all = Buffer.concat([this.received, chunk]);
+        const end = all.indexOf('\r\n\r\n');
+        if (end === -1) {
+          this.received = all;
+          return;
+        }
+        this.responseHead = all.subarray(0, end).toString('latin1');
+        this.received = all.subarray(end + 4);
+      } else {
+        this.received = Buffer.concat([this.received, chunk]);
+      }
+      this.wake();
+    });
+    socket.on('end', () => {
+      this.ended = true;
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('error', () => {});
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Connect and send `request` (default: a valid upgrade to `/`). Resolves when the response head arrived or TCP closed. */
+  static async connect(port: number, request: string | Buffer = upgradeRequest()): Promise<RawClient> {
+    const socket = net.connect(port, HOST);
+    socket.setNoDelay(true);
+    await once(socket, 'connect');
+    const client = new RawClient(socket);
+    socket.write(request);
+    await client.until(() => client.responseHead !== '' || client.closed, 5000);
+    return client;
+  }
+
+  /** The HTTP status code of the response (0 if none). */
+  get status(): number {
+    const m = /^HTTP\/1\.1 (\d{3})/.exec(this.responseHead);
+    return m ? Number(m[1]) : 0;
+  }
+
+  /** Wait until `cond()` is true (re-checked on each event), failing after `ms`. */
+  until(cond: () => boolean, ms = 5000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+      const check = (): void => {
+        if (cond()) {
+          clearTimeout(timer);
+          resolve();
+        } else {
+          this.waiters.push(check);
+        }
+      };
+      check();
+    });
+  }
+
+  /** Frames received so far. */
+  frames(): ServerFrame[] {
+    return decodeFrames(this.received).frames;
+  }
+
+  /** Wait for the server's Close frame and for TCP to close; returns the close code (1005 if none, 0 if no Close frame). */
+  async closeCode(ms = 5000): Promise<number> {
+    await this.until(() => this.closed, ms);
+    const close = this.frames().find((f) => f.opcode === 0x8);
+    if (!close) return 0;
+    return close.payload.length >= 2 ? close.payload.readUInt16BE(0) : 1005;
+  }
+
+  write(data: Buffer | string): void {
+    this.socket.write(data);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A small seeded PRNG (mulberry32) so random tests replay exactly. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
