@@ -96,6 +96,33 @@ function socketOnError(this: OwnedSocket): void {
   this.destroy();
 }
 
+/** What a `message` listener receives, by `binaryType` (text messages are always a Buffer). */
+export type RawData = Buffer | ArrayBuffer | Buffer[] | Blob;
+
+type Listener<A extends unknown[]> = (this: WebSocket, ...args: A) => void;
+interface WebSocketEvents {
+  open: [];
+  message: [data: RawData, isBinary: boolean];
+  close: [code: number, reason: Buffer];
+  error: [err: CodedError];
+  ping: [data: Buffer];
+  pong: [data: Buffer];
+}
+
+// Typed overloads for the ws-style events (merged into the class below).
+export interface WebSocket {
+  on<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
+  on(event: string | symbol, listener: WsListener): this;
+  once<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
+  once(event: string | symbol, listener: WsListener): this;
+  off<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
+  off(event: string | symbol, listener: WsListener): this;
+  addListener<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
+  addListener(event: string | symbol, listener: WsListener): this;
+  removeListener<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
+  removeListener(event: string | symbol, listener: WsListener): this;
+}
+
 export class WebSocket extends EventEmitter implements FrameParserHandler, Expirable {
   static readonly CONNECTING = 0;
   static readonly OPEN = 1;
@@ -311,7 +338,7 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
   /** @internal */
   onMessage(data: Buffer, isBinary: boolean): void {
     if (this.readyState !== WebSocket.OPEN) return;
-    let value: Buffer | ArrayBuffer | Buffer[] | Blob = data;
+    let value: RawData = data;
     if (isBinary) {
       switch (this.binaryType) {
         case 'arraybuffer':

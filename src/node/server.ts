@@ -40,6 +40,32 @@ function normalizeOrigin(origin: string): string {
   return origin.trim().toLowerCase().replace(/\/+$/, '');
 }
 
+interface ServerEvents {
+  connection: [ws: WebSocket, req: http.IncomingMessage];
+  listening: [];
+  headers: [headers: string[], req: http.IncomingMessage];
+  error: [err: Error];
+  close: [];
+  wsClientError: [err: Error & { code: string; status: number }, socket: Duplex, req: http.IncomingMessage];
+}
+type ServerListener<A extends unknown[]> = (this: WebSocketServer, ...args: A) => void;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
+type AnyListener = (...args: any[]) => void;
+
+// Typed overloads for the server's events (merged into the class below).
+export interface WebSocketServer {
+  on<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
+  on(event: string | symbol, listener: AnyListener): this;
+  once<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
+  once(event: string | symbol, listener: AnyListener): this;
+  off<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
+  off(event: string | symbol, listener: AnyListener): this;
+  addListener<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
+  addListener(event: string | symbol, listener: AnyListener): this;
+  removeListener<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
+  removeListener(event: string | symbol, listener: AnyListener): this;
+}
+
 export class WebSocketServer extends EventEmitter {
   /** Open connections (a Set), when `clientTracking` is on. */
   readonly clients: Set<WebSocket> | undefined;

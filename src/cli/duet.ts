@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+/**
+ * The `duet` command: `duet serve` (and later `connect`, `exec`).
+ */
+import { runServe } from './serve.js';
+
+const USAGE = `Usage: duet <command> [options]
+
+Commands:
+  serve     Run a WebSocket server with /echo and /chat endpoints and a test page at /
+
+Run "duet <command> --help" for the options of a command.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return runServe(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+      console.log(USAGE);
+      return command === undefined ? 1 : 0;
+    default:
+      console.error(`duet: unknown command "${command}"\n\n${USAGE}`);
+      return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(`duet: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,141 @@
+/**
+ * `duet serve`: a ready-made server for trying WebSocket out, for tests and for tools.
+ *   /echo  every message back to its sender, same type
+ *   /chat  every message to every client on /chat (sender included), in order
+ *   /      a small HTML page to try both from a browser
+ */
+import { readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { WebSocketServer } from '../node/server.js';
+import { buildErrorResponse } from '../protocol/handshake.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import { TEST_PAGE } from './test-page.js';
+
+const HELP = `Usage: duet serve [options]
+
+Options:
+  --port N          port to listen on (default 8080; 0 picks a free one)
+  --host H          address to bind (default 127.0.0.1)
+  --max-payload N   largest incoming message in bytes (default 104857600)
+  --tls-cert FILE   serve wss:// with this PEM certificate (needs --tls-key)
+  --tls-key FILE    the PEM private key for --tls-cert
+  --deflate         accepted for forward compatibility; compression is not available yet
+  -h, --help        show this help
+
+Prints "LISTENING ws://HOST:PORT" once ready. Ctrl-C or SIGTERM closes every connection
+with 1001 (Going Away) and exits 0.`;
+
+function parsePositiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) throw new Error(`--${name} must be a whole number, got "${value}"`);
+  return Number(value);
+}
+
+export async function runServe(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'max-payload': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      deflate: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const port = parsePositiveInt('port', values.port, 8080);
+  if (port > 65535) throw new Error(`--port must be 0-65535, got ${port}`);
+  const host = values.host ?? '127.0.0.1';
+  const maxPayload = parsePositiveInt('max-payload', values['max-payload'], 100 * 1024 * 1024);
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
+    throw new Error('--tls-cert and --tls-key go together');
+  }
+  if (values.deflate) console.error('duet serve: --deflate is not available yet; serving without compression');
+
+  const tls = values['tls-cert'] !== undefined;
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(TEST_PAGE) });
+      res.end(req.method === 'HEAD' ? undefined : TEST_PAGE);
+      return;
+    }
+    const upgrade = path === '/echo' || path === '/chat';
+    const body = upgrade ? 'This endpoint speaks WebSocket\n' : 'Not found\n';
+    res.writeHead(upgrade ? 426 : 404, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+  const server = tls
+    ? https.createServer({ cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!) }, onRequest)
+    : http.createServer(onRequest);
+  // Slow or stalled clients must not hold a connection open before their handshake.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 15_000;
+
+  const echo = new WebSocketServer({ noServer: true, maxPayload });
+  const chat = new WebSocketServer({ noServer: true, maxPayload });
+  echo.on('connection', (ws) => {
+    ws.on('message', (data, isBinary) => ws.send(data as Buffer, { binary: isBinary }));
+  });
+  chat.on('connection', (ws) => {
+    ws.on('message', (data, isBinary) => {
+      for (const peer of chat.clients!) {
+        if (peer.readyState === peer.OPEN) peer.send(data as Buffer, { binary: isBinary });
+      }
+    });
+  });
+
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/echo') echo.handleUpgrade(req, socket, head, (ws) => echo.emit('connection', ws, req));
+    else if (path === '/chat') chat.handleUpgrade(req, socket, head, (ws) => chat.emit('connection', ws, req));
+    else {
+      socket.on('error', () => socket.destroy());
+      socket.end(buildErrorResponse(404, 'No WebSocket endpoint at this path; try /echo or /chat'));
+    }
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const actualPort = typeof address === 'object' && address !== null ? address.port : port;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  console.log(`LISTENING ${tls ? 'wss' : 'ws'}://${shownHost}:${actualPort}`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      let pending = 3;
+      const done = (): void => {
+        if (--pending === 0) resolve(0);
+      };
+      echo.closeAll(CloseCode.GOING_AWAY, 'server shutting down', done);
+      chat.closeAll(CloseCode.GOING_AWAY, 'server shutting down', done);
+      server.close(done);
+      server.closeIdleConnections();
+      // Peers that never answer the Close frame do not hold the exit.
+      setTimeout(() => {
+        for (const ws of [...echo.clients!, ...chat.clients!]) ws.terminate();
+        server.closeAllConnections();
+      }, 2000).unref();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}

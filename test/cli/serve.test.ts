@@ -1,0 +1,143 @@
+/**
+ * `duet serve` end to end: the built CLI in a child process, real clients (ws), SIGTERM.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import WS from 'ws';
+
+const CLI = fileURLToPath(new URL('../../dist/cli/duet.js', import.meta.url));
+
+interface Served {
+  child: ChildProcess;
+  url: string;
+  stdout: () => string;
+  stderr: () => string;
+}
+
+async function serve(args: string[] = []): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no LISTENING line; stderr: ${err}`)), 10_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /LISTENING (wss?:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}; stderr: ${err}`)));
+  });
+  return { child, url, stdout: () => out, stderr: () => err };
+}
+
+function open(url: string, options?: WS.ClientOptions): Promise<WS> {
+  const ws = new WS(url, options);
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+function nextMessage(ws: WS): Promise<{ data: Buffer; isBinary: boolean }> {
+  return new Promise((resolve) => ws.once('message', (data, isBinary) => resolve({ data: data as Buffer, isBinary })));
+}
+
+test('prints LISTENING with the real port on 127.0.0.1 by default', async () => {
+  const s = await serve();
+  try {
+    assert.match(s.url, /^ws:\/\/127\.0\.0\.1:\d+$/);
+    assert.notEqual(s.url, 'ws://127.0.0.1:0');
+  } finally {
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+  }
+});
+
+test('/echo returns every message with its type; /chat relays to everyone in order; SIGTERM closes with 1001 and exits 0', async () => {
+  const s = await serve();
+  const echo = await open(`${s.url}/echo`);
+  const text = nextMessage(echo);
+  echo.send('héllo');
+  assert.deepEqual(await text, { data: Buffer.from('héllo'), isBinary: false });
+  const bin = nextMessage(echo);
+  echo.send(Buffer.from([0, 1, 2, 255]));
+  assert.deepEqual(await bin, { data: Buffer.from([0, 1, 2, 255]), isBinary: true });
+
+  const a = await open(`${s.url}/chat`);
+  const b = await open(`${s.url}/chat`);
+  const seenA: string[] = [];
+  const seenB: string[] = [];
+  a.on('message', (d) => seenA.push(d.toString()));
+  b.on('message', (d) => seenB.push(d.toString()));
+  const expected: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    a.send(`a${i}`);
+    expected.push(`a${i}`);
+  }
+  const deadline = Date.now() + 5000;
+  while ((seenA.length < 20 || seenB.length < 20) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(seenA, expected, 'the sender gets its own messages, in order');
+  assert.deepEqual(seenB, expected, 'other clients get every message, in order');
+
+  const codes = Promise.all([echo, a, b].map((ws) => once(ws, 'close').then(([code]) => code as number)));
+  s.child.kill('SIGTERM');
+  const [exitCode] = (await once(s.child, 'exit')) as [number | null];
+  assert.deepEqual(await codes, [1001, 1001, 1001]);
+  assert.equal(exitCode, 0);
+});
+
+test('SIGINT also exits 0', async () => {
+  const s = await serve();
+  const ws = await open(`${s.url}/echo`);
+  const closed = once(ws, 'close');
+  s.child.kill('SIGINT');
+  const [exitCode] = (await once(s.child, 'exit')) as [number | null];
+  assert.equal((await closed)[0], 1001);
+  assert.equal(exitCode, 0);
+});
+
+test('GET / serves the HTML page; unknown WebSocket paths get 404', async () => {
+  const s = await serve();
+  try {
+    const http = s.url.replace('ws://', 'http://');
+    const page = await fetch(`${http}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /text\/html/);
+    assert.match(await page.text(), /\/chat/);
+    const ws = new WS(`${s.url}/nope`);
+    const [err] = (await once(ws, 'error')) as [Error];
+    assert.match(err.message, /404/);
+  } finally {
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+  }
+});
+
+test('--max-payload is enforced with close 1009', async () => {
+  const s = await serve(['--max-payload', '100']);
+  try {
+    const ws = await open(`${s.url}/echo`);
+    const closed = once(ws, 'close');
+    ws.send(Buffer.alloc(101));
+    assert.equal((await closed)[0], 1009);
+  } finally {
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+  }
+});
+
+test('bad arguments exit 1 with a one-line reason', async () => {
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', 'abc'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 1);
+  assert.match(err, /--port must be a whole number/);
+});
