@@ -83,7 +83,15 @@ interface OwnedSocket extends Duplex {
 }
 
 function socketOnData(this: OwnedSocket, chunk: Buffer): void {
-  this[kConnection]?.parser?.push(chunk);
+  const ws = this[kConnection];
+  if (ws === undefined) return;
+  try {
+    ws.parser?.push(chunk);
+  } catch (err) {
+    // An application listener threw while handling this connection's events. Fail just this
+    // connection with 1011 (unexpected condition) instead of taking the process down.
+    ws.onListenerError(err);
+  }
 }
 function socketOnEnd(this: OwnedSocket): void {
   this[kConnection]?.onSocketEnd();
@@ -406,12 +414,32 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
     deadlines.add(this, this.options.closeTimeout);
   }
 
+  /** A listener threw while this connection dispatched an event. @internal */
+  onListenerError(cause: unknown): void {
+    const err = codedError(
+      'WS_ERR_UNEXPECTED_CONDITION',
+      `a listener threw: ${cause instanceof Error ? cause.message : String(cause)}`,
+    );
+    (err as CodedError & { cause: unknown }).cause = cause;
+    if (this.listenerCount('error') === 0 || this.errorEmitted) {
+      // Nobody would hear of it otherwise; the process keeps running.
+      process.emitWarning(err);
+    }
+    this.closeCode = CloseCode.INTERNAL_ERROR;
+    this.failWithError(err, CloseCode.INTERNAL_ERROR);
+  }
+
   private emitError(err: Error): void {
     if (this.errorEmitted) return;
     this.errorEmitted = true;
     // A server must survive bad peers even when the application attached no error listener,
     // so `error` is only emitted to listeners that exist (EventEmitter would throw otherwise).
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+    if (this.listenerCount('error') === 0) return;
+    try {
+      this.emit('error', err);
+    } catch (thrown) {
+      process.emitWarning(thrown instanceof Error ? thrown : String(thrown));
+    }
   }
 
   // ---- socket events ------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+/**
+ * Connection behaviour not covered by the raw-TCP table: listener failures, the close
+ * handshake from both ends, WHATWG events on the server side.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import WS from 'ws';
+import { startServer, HOST } from '../helpers.js';
+import type { WebSocket } from '../../src/index.js';
+
+test('a message listener that throws fails only that connection, with 1011, and the process survives', async () => {
+  const s = await startServer();
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    s.wss.on('connection', (ws) => {
+      ws.on('message', (data) => {
+        if (data.toString() === 'boom') throw new Error('application bug');
+        ws.send(data as Buffer);
+      });
+    });
+    const good = new WS(`ws://${HOST}:${s.port}/`);
+    const bad = new WS(`ws://${HOST}:${s.port}/`);
+    await Promise.all([once(good, 'open'), once(bad, 'open')]);
+    const closed = once(bad, 'close');
+    bad.send('boom');
+    const [code] = (await closed) as [number];
+    assert.equal(code, 1011);
+    good.send('still here');
+    const [reply] = (await once(good, 'message')) as [Buffer];
+    assert.equal(reply.toString(), 'still here');
+    await new Promise((r) => setImmediate(r));
+    assert.ok(warnings.some((w) => (w as Error & { code?: string }).code === 'WS_ERR_UNEXPECTED_CONDITION'));
+    good.close();
+  } finally {
+    process.off('warning', onWarning);
+    await s.close();
+  }
+});
+
+test('with an error listener, a throwing listener is reported there with the cause', async () => {
+  const s = await startServer();
+  try {
+    const errors = new Promise<Error & { code?: string; cause?: unknown }>((resolve) => {
+      s.wss.on('connection', (ws) => {
+        ws.on('error', resolve);
+        ws.on('message', () => {
+          throw new Error('bug');
+        });
+      });
+    });
+    const c = new WS(`ws://${HOST}:${s.port}/`);
+    await once(c, 'open');
+    c.send('x');
+    const err = await errors;
+    assert.equal(err.code, 'WS_ERR_UNEXPECTED_CONDITION');
+    assert.equal((err.cause as Error).message, 'bug');
+  } finally {
+    await s.close();
+  }
+});
+
+test('server-initiated close: wasClean, code and reason on both ends; readyState walks 1 -> 2 -> 3', async () => {
+  const s = await startServer();
+  try {
+    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
+    const c = new WS(`ws://${HOST}:${s.port}/`);
+    await once(c, 'open');
+    const ws = await conn;
+    assert.equal(ws.readyState, ws.OPEN);
+    const events = new Promise<{ code: number; reason: string; wasClean: boolean }>((resolve) => {
+      ws.onclose = (e) => resolve({ code: e.code, reason: e.reason, wasClean: e.wasClean });
+    });
+    const clientClosed = once(c, 'close');
+    ws.close(4000, 'done here');
+    assert.equal(ws.readyState, ws.CLOSING);
+    const [code, reason] = (await clientClosed) as [number, Buffer];
+    assert.equal(code, 4000);
+    assert.equal(reason.toString(), 'done here');
+    // ws echoes the code and the reason in its Close reply.
+    assert.deepEqual(await events, { code: 4000, reason: 'done here', wasClean: true });
+    assert.equal(ws.readyState, ws.CLOSED);
+  } finally {
+    await s.close();
+  }
+});

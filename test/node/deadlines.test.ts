@@ -1,0 +1,40 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DeadlineQueue } from '../../src/node/deadlines.js';
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+test('items expire in deadline order, each once, from one shared timer', async () => {
+  const q = new DeadlineQueue();
+  const expired: string[] = [];
+  const item = (name: string) => ({ expire: () => expired.push(name) });
+  const a = item('a');
+  const b = item('b');
+  const c = item('c');
+  q.add(b, 60);
+  q.add(a, 20); // earlier than the armed timer: re-armed
+  q.add(c, 100);
+  await sleep(40);
+  assert.deepEqual(expired, ['a']);
+  await sleep(100);
+  assert.deepEqual(expired, ['a', 'b', 'c']);
+  assert.equal(q.size, 0);
+});
+
+test('deleted items never expire; re-adding replaces the deadline', async () => {
+  const q = new DeadlineQueue();
+  let fired = 0;
+  const x = { expire: () => fired++ };
+  q.add(x, 20);
+  q.delete(x);
+  await sleep(50);
+  assert.equal(fired, 0);
+  q.add(x, 20);
+  q.add(x, 80);
+  await sleep(50);
+  assert.equal(fired, 0, 'the later deadline replaced the earlier one');
+  await sleep(60);
+  assert.equal(fired, 1);
+});
