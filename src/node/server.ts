@@ -9,9 +9,10 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CloseCode } from '../protocol/close-codes.js';
 import {
-  buildAcceptResponse,
+  acceptResponseLines,
   buildErrorResponse,
   checkUpgradeRequest,
+  serializeResponseLines,
 } from '../protocol/handshake.js';
 import { WebSocket } from './connection.js';
 import { SERVER_DEFAULTS, type ServerOptions, type VerifyClientInfo } from './server-options.js';
@@ -267,12 +268,13 @@ export class WebSocketServer extends EventEmitter {
       this.refuse(req, socket, 'WS_ERR_TOO_MANY_CONNECTIONS', 503, 'Too many connections', { 'Retry-After': '5' });
       return;
     }
-    const extra: string[] = [];
-    if (this.listenerCount('headers') > 0) this.emit('headers', extra, req);
     let response: string;
     try {
-      response = buildAcceptResponse(key, protocol, undefined, extra);
-    } catch (err) {
+      const lines = acceptResponseLines(key, protocol, undefined);
+      // As in ws: listeners see (and may change) the whole response head, line by line.
+      if (this.listenerCount('headers') > 0) this.emit('headers', lines, req);
+      response = serializeResponseLines(lines);
+    } catch {
       this.abort(socket, 500, 'Invalid response header');
       return;
     }

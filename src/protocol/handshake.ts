@@ -238,6 +238,14 @@ export function buildAcceptResponse(
   extensions: string | undefined,
   extraHeaders: readonly string[],
 ): string {
+  return serializeResponseLines([...acceptResponseLines(key, protocol, extensions), ...extraHeaders]);
+}
+
+/**
+ * The status line and headers of a `101 Switching Protocols` response, one string per line,
+ * so a server can let applications add headers (the `headers` event) before serializing.
+ */
+export function acceptResponseLines(key: string, protocol: string | undefined, extensions: string | undefined): string[] {
   const lines = [
     'HTTP/1.1 101 Switching Protocols',
     'Upgrade: websocket',
@@ -253,9 +261,13 @@ export function buildAcceptResponse(
     if (hasLineBreak(extensions)) throw new TypeError('Sec-WebSocket-Extensions value contains CR or LF');
     lines.push(`Sec-WebSocket-Extensions: ${extensions}`);
   }
-  for (const line of extraHeaders) {
-    if (hasLineBreak(line)) throw new TypeError(`Header line contains CR or LF: ${JSON.stringify(line)}`);
-    lines.push(line);
+  return lines;
+}
+
+/** Join response lines into the bytes of a response head. Throws TypeError on a line holding CR or LF. */
+export function serializeResponseLines(lines: readonly string[]): string {
+  for (const line of lines) {
+    if (typeof line !== 'string' || hasLineBreak(line)) throw new TypeError(`Header line contains CR or LF: ${JSON.stringify(line)}`);
   }
   return lines.join('\r\n') + '\r\n\r\n';
 }
