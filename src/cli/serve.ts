@@ -74,12 +74,12 @@ export async function runServe(argv: string[]): Promise<number> {
     res.writeHead(upgrade ? 426 : 404, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
   };
+  // Slow or stalled clients must not hold a connection open before their handshake: 408
+  // after 10 s without complete request headers, checked every second.
+  const timeouts = { headersTimeout: 10_000, requestTimeout: 15_000, connectionsCheckingInterval: 1000 };
   const server = tls
-    ? https.createServer({ cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!) }, onRequest)
-    : http.createServer(onRequest);
-  // Slow or stalled clients must not hold a connection open before their handshake.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 15_000;
+    ? https.createServer({ ...timeouts, cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!) }, onRequest)
+    : http.createServer(timeouts, onRequest);
 
   const echo = new WebSocketServer({ noServer: true, maxPayload });
   const chat = new WebSocketServer({ noServer: true, maxPayload });

@@ -7,6 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import WS from 'ws';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { selfSignedCert } from '../tls-helpers.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/duet.js', import.meta.url));
 
@@ -140,4 +144,36 @@ test('bad arguments exit 1 with a one-line reason', async () => {
   const [code] = (await once(child, 'exit')) as [number | null];
   assert.equal(code, 1);
   assert.match(err, /--port must be a whole number/);
+});
+
+test('--tls-cert/--tls-key serve wss:// (echo over TLS)', async () => {
+  const { cert, key } = selfSignedCert();
+  const dir = mkdtempSync(join(tmpdir(), 'duet-cli-tls-'));
+  writeFileSync(join(dir, 'cert.pem'), cert);
+  writeFileSync(join(dir, 'key.pem'), key);
+  const s = await serve(['--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')]);
+  try {
+    assert.match(s.url, /^wss:\/\/127\.0\.0\.1:\d+$/);
+    const ws = await open(`${s.url}/echo`, { rejectUnauthorized: false });
+    const reply = nextMessage(ws);
+    ws.send('over tls');
+    assert.deepEqual(await reply, { data: Buffer.from('over tls'), isBinary: false });
+    const closed = once(ws, 'close');
+    s.child.kill('SIGTERM');
+    assert.equal((await closed)[0], 1001);
+    const [exitCode] = (await once(s.child, 'exit')) as [number | null];
+    assert.equal(exitCode, 0);
+  } finally {
+    if (s.child.exitCode === null) s.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--tls-cert without --tls-key is refused', async () => {
+  const child = spawn(process.execPath, [CLI, 'serve', '--tls-cert', 'x.pem'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 1);
+  assert.match(err, /--tls-cert and --tls-key go together/);
 });
