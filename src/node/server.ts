@@ -101,11 +101,7 @@ export class WebSocketServer extends EventEmitter {
           connectionsCheckingInterval: Math.min(1000, Math.max(50, this.options.handshakeTimeout >> 1)),
           ...(options.maxHeaderSize !== undefined ? { maxHeaderSize: options.maxHeaderSize } : {}),
         },
-        (_req, res) => {
-          const body = http.STATUS_CODES[426]!;
-          res.writeHead(426, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
-          res.end(body);
-        },
+        (req, res) => this.answerPlainRequest(req, res),
       );
       this.server = server;
       this.ownsServer = true;
@@ -139,6 +135,31 @@ export class WebSocketServer extends EventEmitter {
         server.removeListener('upgrade', onUpgrade);
       };
     }
+  }
+
+  /**
+   * A request that node:http did not treat as an upgrade reached duet's own server. A
+   * WebSocket handshake gone wrong (it carries Sec-WebSocket-* headers but lacks a proper
+   * Upgrade/Connection) is answered 400 as RFC 6455 4.2.1 asks; any other request gets 426
+   * naming the protocol to upgrade to. Either way the connection is closed.
+   */
+  private answerPlainRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const attempted = req.headers['sec-websocket-key'] !== undefined || req.headers['sec-websocket-version'] !== undefined;
+    const check = attempted ? checkUpgradeRequest(req.method ?? '', req.httpVersion, req.headers) : undefined;
+    const status = check && !check.ok ? check.status : 426;
+    const body = check && !check.ok ? check.message : 'This server speaks WebSocket only';
+    const headers: Record<string, string | number> = {
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      Connection: 'close',
+      ...(check && !check.ok ? check.headers : {}),
+    };
+    if (status === 426) {
+      headers.Upgrade = 'websocket';
+      headers['Sec-WebSocket-Version'] = '13';
+    }
+    res.writeHead(status, headers);
+    res.end(body);
   }
 
   private readonly emitConnection = (ws: WebSocket, req: http.IncomingMessage): void => {
