@@ -31,11 +31,11 @@ export interface ServerOptions {
   server?: http.Server;
   /** Create no server: call `handleUpgrade` yourself from any HTTP server's `upgrade` event. */
   noServer?: boolean;
-  /** Only accept upgrades whose pathname is exactly this (others get 404). */
+  /** Only accept upgrades whose pathname is exactly this (a request no duet server on the HTTP server takes gets 404). */
   path?: string;
   /** Largest incoming message in bytes; larger ones close the connection with 1009. 0 = no limit. */
   maxPayload?: number;
-  /** Pick a subprotocol from those the client offered, or return false for none. */
+  /** Pick a subprotocol from those the client offered, or return false for none (default: the first offered, as in ws 8). */
   handleProtocols?: (protocols: Set<string>, req: http.IncomingMessage) => string | false;
   /** Accept or refuse each handshake (sync: return a boolean; async: call `done`). Refusal: 401 by default. */
   verifyClient?: VerifyClientSync | VerifyClientAsync;

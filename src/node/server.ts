@@ -32,6 +32,9 @@ function handshakeError(code: string, message: string): HandshakeError {
   return err;
 }
 
+/** The duet servers attached to each HTTP server, in the order they were attached. */
+const attached = new WeakMap<http.Server, WebSocketServer[]>();
+
 function socketOnHandshakeError(this: Duplex): void {
   this.destroy();
 }
@@ -120,8 +123,13 @@ export class WebSocketServer extends EventEmitter {
       };
       const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
         if (!this.shouldHandle(req)) {
-          // Another listener (another WebSocketServer, say) may serve this path.
-          if (server.listenerCount('upgrade') === 1) this.abort(socket, 404, 'No WebSocket endpoint at this path');
+          // Several duet servers may share one HTTP server (one per path): the first one
+          // registered answers 404 when none of them takes the request. Upgrade listeners
+          // that are not duet's are left to answer for themselves.
+          const siblings = attached.get(server)!;
+          if (siblings[0] !== this || server.listenerCount('upgrade') !== siblings.length) return;
+          if (siblings.some((other) => other.shouldHandle(req))) return;
+          this.abort(socket, 404, 'No WebSocket endpoint at this path');
           return;
         }
         this.handleUpgrade(req, socket, head, this.emitConnection);
@@ -129,7 +137,11 @@ export class WebSocketServer extends EventEmitter {
       server.on('listening', onListening);
       server.on('error', onError);
       server.on('upgrade', onUpgrade);
+      const siblings = attached.get(server) ?? [];
+      siblings.push(this);
+      attached.set(server, siblings);
       this.detach = () => {
+        siblings.splice(siblings.indexOf(this), 1);
         server.removeListener('listening', onListening);
         server.removeListener('error', onError);
         server.removeListener('upgrade', onUpgrade);
@@ -215,23 +227,9 @@ export class WebSocketServer extends EventEmitter {
       return;
     }
 
-    let protocol: string | undefined;
-    if (check.protocols.length > 0) {
-      if (this.options.handleProtocols) {
-        const chosen = this.options.handleProtocols(new Set(check.protocols), req);
-        if (chosen !== false) {
-          if (!check.protocols.includes(chosen)) {
-            this.refuse(req, socket, 'WS_ERR_HANDSHAKE', 500, 'handleProtocols chose a subprotocol the client did not offer');
-            return;
-          }
-          protocol = chosen;
-        }
-      }
-    }
-
     const verify = this.options.verifyClient;
     if (!verify) {
-      this.completeUpgrade(req, socket, head, check.key, protocol, cb);
+      this.completeUpgrade(req, socket, head, check.key, check.protocols, cb);
       return;
     }
     const info: VerifyClientInfo = {
@@ -248,7 +246,7 @@ export class WebSocketServer extends EventEmitter {
             this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', code, message ?? http.STATUS_CODES[code] ?? 'Rejected', headers);
             return;
           }
-          this.completeUpgrade(req, socket, head, check.key, protocol, cb);
+          this.completeUpgrade(req, socket, head, check.key, check.protocols, cb);
         },
       );
       return;
@@ -257,7 +255,7 @@ export class WebSocketServer extends EventEmitter {
       this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', 401, http.STATUS_CODES[401]!);
       return;
     }
-    this.completeUpgrade(req, socket, head, check.key, protocol, cb);
+    this.completeUpgrade(req, socket, head, check.key, check.protocols, cb);
   }
 
   private originAllowed(origin: string | undefined, req: http.IncomingMessage): boolean {
@@ -274,7 +272,7 @@ export class WebSocketServer extends EventEmitter {
     socket: Duplex,
     head: Buffer,
     key: string,
-    protocol: string | undefined,
+    offered: string[],
     cb: (ws: WebSocket, req: http.IncomingMessage) => void,
   ): void {
     if (!socket.readable || !socket.writable) {
@@ -288,6 +286,18 @@ export class WebSocketServer extends EventEmitter {
     if (this.connectionCount >= this.options.maxConnections) {
       this.refuse(req, socket, 'WS_ERR_TOO_MANY_CONNECTIONS', 503, 'Too many connections', { 'Retry-After': '5' });
       return;
+    }
+    // As in ws 8: after verifyClient; without handleProtocols the first offered one is chosen.
+    let protocol: string | undefined;
+    if (offered.length > 0) {
+      const chosen = this.options.handleProtocols ? this.options.handleProtocols(new Set(offered), req) : offered[0];
+      if (chosen !== false) {
+        if (!offered.includes(chosen)) {
+          this.refuse(req, socket, 'WS_ERR_HANDSHAKE', 500, 'handleProtocols chose a subprotocol the client did not offer');
+          return;
+        }
+        protocol = chosen;
+      }
     }
     let response: string;
     try {
