@@ -86,3 +86,45 @@ test('server-initiated close: wasClean, code and reason on both ends; readyState
     await s.close();
   }
 });
+
+test('the same class works as the client side: masked frames out, unmasked in, client waits for the server to close TCP', async () => {
+  const s = await startServer();
+  try {
+    s.wss.on('connection', (ws) => ws.on('message', (d, isBinary) => ws.send(d as Buffer, { binary: isBinary })));
+    const { connect } = await import('node:net');
+    const { randomBytes } = await import('node:crypto');
+    const { computeAccept } = await import('../../src/protocol/handshake.js');
+    const { WebSocket: DuetSocket } = await import('../../src/index.js');
+    const socket = connect(s.port, HOST);
+    await once(socket, 'connect');
+    const key = randomBytes(16).toString('base64');
+    socket.write(`GET / HTTP/1.1\r\nHost: ${HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    let head = Buffer.alloc(0);
+    while (head.indexOf('\r\n\r\n') === -1) head = Buffer.concat([head, ((await once(socket, 'data')) as [Buffer])[0]]);
+    const end = head.indexOf('\r\n\r\n');
+    assert.match(head.subarray(0, end).toString(), new RegExp(`Sec-WebSocket-Accept: ${computeAccept(key).replace(/[+/]/g, '\\$&')}`));
+    socket.pause();
+    const client = new DuetSocket();
+    client.setSocket(socket, head.subarray(end + 4), { isServer: false, maxPayload: 0, closeTimeout: 1000, autoPong: true });
+    socket.resume();
+    const big = Buffer.alloc(70_000, 7);
+    const replies: Array<[string, boolean]> = [];
+    const done = new Promise<void>((resolve) =>
+      client.on('message', (d, isBinary) => {
+        replies.push([isBinary ? `bin:${(d as Buffer).length}` : (d as Buffer).toString(), isBinary]);
+        if (replies.length === 2) resolve();
+      }),
+    );
+    client.send('from a duet client');
+    client.send(big);
+    await done;
+    assert.deepEqual(replies, [['from a duet client', false], ['bin:70000', true]]);
+    const closed = once(client, 'close');
+    client.close(1000, 'bye');
+    const [code] = (await closed) as [number];
+    assert.equal(code, 1000);
+    assert.equal(client.wasClean, true);
+  } finally {
+    await s.close();
+  }
+});
