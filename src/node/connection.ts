@@ -178,12 +178,14 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
     const net = socket as Duplex & { setNoDelay?: (v: boolean) => void; setTimeout?: (ms: number) => void };
     net.setNoDelay?.(true);
     net.setTimeout?.(0);
+    // Bytes that came in with the handshake go back on the socket, so they are read (on a
+    // later tick) after the application has attached its listeners in `connection`/`open`.
+    if (head.length > 0) socket.unshift(head);
     socket.on('data', socketOnData);
     socket.on('end', socketOnEnd);
     socket.on('close', socketOnClose);
     socket.on('error', socketOnError);
     this.readyState = WebSocket.OPEN;
-    if (head.length > 0) this.parser.push(head);
   }
 
   /** Emit `open`; the server does this before `connection`, the client after the handshake. @internal */

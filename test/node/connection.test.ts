@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import WS from 'ws';
-import { startServer, HOST } from '../helpers.js';
+import { startServer, HOST, RawClient, clientFrame, closePayload, upgradeRequest } from '../helpers.js';
 import type { WebSocket } from '../../src/index.js';
 
 test('a message listener that throws fails only that connection, with 1011, and the process survives', async () => {
@@ -124,6 +124,25 @@ test('the same class works as the client side: masked frames out, unmasked in, c
     const [code] = (await closed) as [number];
     assert.equal(code, 1000);
     assert.equal(client.wasClean, true);
+  } finally {
+    await s.close();
+  }
+});
+
+test('frames sent in the same write as the upgrade request reach listeners attached in `connection`', async () => {
+  const s = await startServer();
+  try {
+    s.wss.on('connection', (ws) => ws.on('message', (d, isBinary) => ws.send(d as Buffer, { binary: isBinary })));
+    const request = Buffer.concat([
+      Buffer.from(upgradeRequest()),
+      clientFrame({ opcode: 0x1, payload: 'early' }),
+      clientFrame({ opcode: 0x8, payload: closePayload(1000) }),
+    ]);
+    const c = await RawClient.connect(s.port, request);
+    assert.equal(c.status, 101);
+    assert.equal(await c.closeCode(), 1000);
+    const texts = c.frames().filter((f) => f.opcode === 0x1).map((f) => f.payload.toString());
+    assert.deepEqual(texts, ['early']);
   } finally {
     await s.close();
   }
