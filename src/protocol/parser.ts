@@ -146,21 +146,27 @@ export class FrameParser {
       }
       return out;
     }
+    // Spread over several chunks: one copy. Walk by index and drop the used chunks with one
+    // splice; shifting them one by one costs O(chunks^2) when a big frame came in tiny pieces.
     const out = Buffer.allocUnsafe(n);
+    const chunks = this.chunks;
     let written = 0;
+    let index = 0;
+    let from = this.offset;
     while (written < n) {
-      const chunk = this.chunks[0];
-      const from = this.offset;
+      const chunk = chunks[index];
       const count = Math.min(chunk.length - from, n - written);
       chunk.copy(out, written, from, from + count);
       written += count;
       if (from + count === chunk.length) {
-        this.chunks.shift();
-        this.offset = 0;
+        index++;
+        from = 0;
       } else {
-        this.offset = from + count;
+        from += count;
       }
     }
+    chunks.splice(0, index);
+    this.offset = from;
     return out;
   }
 
