@@ -4,7 +4,6 @@
  * runs the close handshake and reports events both `ws`-style (`on('message', (data,
  * isBinary))`) and WHATWG-style (`onmessage`, `addEventListener`).
  */
-import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { CloseCode, closeCodeIsValid } from '../protocol/close-codes.js';
 import type { ProtocolError } from '../protocol/errors.js';
@@ -12,14 +11,15 @@ import { encodeClosePayload, encodeFrame } from '../protocol/frame.js';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../protocol/opcodes.js';
 import { FrameParser, type FrameParserHandler } from '../protocol/parser.js';
 import { deadlines, type Expirable } from './deadlines.js';
-import { WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from './events.js';
+import { openClient, parseProtocolsArgument, parseWebSocketUrl, type ClientOptions } from './client.js';
+import { WsEventTarget, type WsListener } from './event-target.js';
 import { scheduleUncork } from './write-batch.js';
 
 /** How received binary data is handed to listeners. */
 export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments' | 'blob';
 
 /** Data `send` accepts. Strings go as text, everything else as binary (unless `binary` says otherwise). */
-export type SendData = string | Buffer | ArrayBuffer | ArrayBufferView;
+export type SendData = string | Buffer | ArrayBuffer | ArrayBufferView | Blob;
 
 export interface SendOptions {
   /** Send as a binary message (default: true for non-strings, false for strings). */
@@ -49,11 +49,6 @@ export interface ConnectionOptions {
   autoPong: boolean;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
-type WsListener = (...args: any[]) => void;
-type WhatwgListener = ((event: never) => void) | { handleEvent(event: never): void };
-
-const kWhatwg = Symbol('whatwgListener');
 const EMPTY = Buffer.alloc(0);
 
 function codedError(code: string, message: string): CodedError {
@@ -62,7 +57,7 @@ function codedError(code: string, message: string): CodedError {
   return err;
 }
 
-function toBuffer(data: SendData): Buffer {
+function toBuffer(data: Exclude<SendData, Blob>): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
   if (Buffer.isBuffer(data)) return data;
   if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -131,7 +126,7 @@ export interface WebSocket {
   removeListener(event: string | symbol, listener: WsListener): this;
 }
 
-export class WebSocket extends EventEmitter implements FrameParserHandler, Expirable {
+export class WebSocket extends WsEventTarget implements FrameParserHandler, Expirable {
   static readonly CONNECTING = 0;
   static readonly OPEN = 1;
   static readonly CLOSING = 2;
@@ -149,8 +144,7 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
   extensions = '';
   /** The URL (client side); '' on the server side. */
   url = '';
-  /** How binary messages are delivered: Buffer (default), ArrayBuffer, Buffer[] or Blob. */
-  binaryType: BinaryType = 'nodebuffer';
+  private binary: BinaryType = 'nodebuffer';
 
   /** @internal */ parser: FrameParser | undefined;
   private socket: OwnedSocket | undefined;
@@ -162,7 +156,74 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
   private sendingFragments = false;
   private errorEmitted = false;
   /** @internal */ corked = false;
-  private handlers: Partial<Record<'open' | 'message' | 'error' | 'close', ((event: never) => void) | null>> = {};
+  /** Client side: created with a URL, so the WHATWG rules for close() and send() apply. */
+  private readonly whatwg: boolean = false;
+  private cancelHandshake: (() => void) | undefined;
+  /** Bytes passed to send() after closing: the WHATWG standard counts them in bufferedAmount. */
+  private discarded = 0;
+  /** Sends waiting behind a Blob being read (kept in call order), or undefined. */
+  private sendQueue: Array<() => void> | undefined;
+  private queuedBytes = 0;
+
+  /**
+   * `new WebSocket(url, protocols?, options?)` opens a client connection, as in browsers
+   * (`options` holds the Node extras: headers, TLS, timeouts). Throws a `SyntaxError`
+   * DOMException for a bad URL or bad/duplicate protocols. Server-side connections are made
+   * by WebSocketServer.
+   */
+  constructor(url?: string | URL, protocols?: string | readonly string[], options?: ClientOptions) {
+    super();
+    if (url === undefined) return;
+    const parsed = parseWebSocketUrl(url);
+    const list = parseProtocolsArgument(protocols);
+    this.whatwg = true;
+    this.binary = 'blob';
+    this.url = parsed.url.href;
+    this.origin = parsed.url.origin;
+    this.cancelHandshake = openClient(this, parsed, list, options ?? {});
+  }
+
+  /**
+   * How binary messages are delivered, in both event styles: `'nodebuffer'` (Buffer; the
+   * default on the server side), `'blob'` (the default on the client side, as in browsers),
+   * `'arraybuffer'`, or `'fragments'` (Buffer[]). Other values are ignored.
+   */
+  get binaryType(): BinaryType {
+    return this.binary;
+  }
+  set binaryType(value: BinaryType) {
+    if (value === 'nodebuffer' || value === 'arraybuffer' || value === 'blob' || value === 'fragments') this.binary = value;
+  }
+
+  private origin = '';
+
+  /** @internal */
+  protected get eventOrigin(): string {
+    return this.origin;
+  }
+
+  /** Client side: the server accepted the handshake. @internal */
+  attachClientSocket(socket: Duplex, head: Buffer, maxPayload: number, closeTimeout: number, autoPong: boolean): void {
+    this.cancelHandshake = undefined;
+    this.setSocket(socket, head, { isServer: false, maxPayload, closeTimeout, autoPong });
+    this.emitOpen();
+  }
+
+  /**
+   * Client side: the handshake failed (network, HTTP status, bad response, timeout, abort).
+   * As in browsers: readyState CLOSED, then `error`, then `close` with 1006, asynchronously.
+   * @internal
+   */
+  failHandshake(err: CodedError): void {
+    this.cancelHandshake = undefined;
+    if (this.readyState === WebSocket.CLOSED) return;
+    this.readyState = WebSocket.CLOSING;
+    setImmediate(() => {
+      this.readyState = WebSocket.CLOSED;
+      this.emitError(err);
+      this.emit('close', CloseCode.ABNORMAL_CLOSURE, EMPTY);
+    });
+  }
 
   /**
    * Take over `socket` after a completed opening handshake. `head` holds bytes that arrived
@@ -195,7 +256,7 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
 
   /** Bytes queued by send() but not yet handed to the operating system. */
   get bufferedAmount(): number {
-    return this.socket ? this.socket.writableLength : 0;
+    return (this.socket ? this.socket.writableLength : 0) + this.queuedBytes + this.discarded;
   }
 
   /** True when this connection is the server side. */
@@ -216,11 +277,17 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
       options = undefined;
     }
     if (this.readyState === WebSocket.CONNECTING) {
-      throw codedError('WS_ERR_NOT_OPEN', 'WebSocket is not open: readyState 0 (CONNECTING)');
+      throw new DOMException('WebSocket is not open: readyState 0 (CONNECTING)', 'InvalidStateError');
     }
     const value: SendData = typeof data === 'number' ? String(data) : data;
     if (this.readyState !== WebSocket.OPEN || this.closeSent) {
+      // WHATWG: data sent after closing is discarded but still counted in bufferedAmount.
+      this.discarded += typeof value === 'string' ? Buffer.byteLength(value) : value instanceof Blob ? value.size : toBuffer(value).length;
       if (cb) this.notOpen(cb);
+      return;
+    }
+    if (value instanceof Blob || this.sendQueue !== undefined) {
+      this.enqueueSend(value, options, cb);
       return;
     }
     const binary = options?.binary ?? typeof value !== 'string';
@@ -229,6 +296,59 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
     if (this.sendingFragments) opcode = Opcode.CONTINUATION;
     this.sendingFragments = !fin;
     this.writeFrame(opcode, toBuffer(value), fin, cb);
+  }
+
+  /**
+   * A Blob's bytes arrive asynchronously; sends made meanwhile wait behind it so messages
+   * keep their order. Each waiting send counts in bufferedAmount.
+   */
+  private enqueueSend(value: SendData, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined): void {
+    const size = typeof value === 'string' ? Buffer.byteLength(value) : value instanceof Blob ? value.size : toBuffer(value).length;
+    const start = this.sendQueue === undefined;
+    const queue = (this.sendQueue ??= []);
+    this.queuedBytes += size;
+    if (value instanceof Blob) {
+      const bytes = value.arrayBuffer();
+      queue.push(() => {
+        void bytes.then(
+          (buf) => {
+            this.queuedBytes -= size;
+            this.sendQueue?.shift();
+            const binaryOptions = { ...options, binary: options?.binary ?? true };
+            if (this.readyState === WebSocket.OPEN && !this.closeSent) this.send(Buffer.from(buf), binaryOptions, cb);
+            else if (cb) this.notOpen(cb);
+            this.runQueue();
+          },
+          (err: unknown) => {
+            this.queuedBytes -= size;
+            this.sendQueue?.shift();
+            this.failWithError(codedError('WS_ERR_BLOB_READ', `Could not read a Blob to send: ${String(err)}`), CloseCode.INTERNAL_ERROR);
+            this.runQueue();
+          },
+        );
+      });
+    } else {
+      queue.push(() => {
+        this.queuedBytes -= size;
+        this.sendQueue?.shift();
+        const q = this.sendQueue;
+        this.sendQueue = undefined; // send directly, in order
+        this.send(value, options, cb);
+        this.sendQueue = q;
+        this.runQueue();
+      });
+    }
+    if (start) this.runQueue();
+  }
+
+  private runQueue(): void {
+    const queue = this.sendQueue;
+    if (queue === undefined) return;
+    if (queue.length === 0) {
+      this.sendQueue = undefined;
+      return;
+    }
+    queue[0]();
   }
 
   /** Send a Ping (at most 125 bytes of data). */
@@ -243,8 +363,9 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
 
   private control(opcode: number, data: SendData | number | undefined, cb: ((err?: Error | null) => void) | undefined): void {
     if (this.readyState === WebSocket.CONNECTING) {
-      throw codedError('WS_ERR_NOT_OPEN', 'WebSocket is not open: readyState 0 (CONNECTING)');
+      throw new DOMException('WebSocket is not open: readyState 0 (CONNECTING)', 'InvalidStateError');
     }
+    if (data instanceof Blob) throw new TypeError('ping() and pong() take a string or bytes, not a Blob');
     const payload = data === undefined ? EMPTY : toBuffer(typeof data === 'number' ? String(data) : data);
     if (payload.length > MAX_CONTROL_PAYLOAD) {
       throw new RangeError('The data size must not be greater than 125 bytes');
@@ -290,11 +411,28 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
    * `reason` at most 123 bytes of UTF-8.
    */
   close(code?: number, reason?: string | Buffer): void {
-    if (code !== undefined && (!Number.isInteger(code) || !closeCodeIsValid(code))) {
+    if (this.whatwg) {
+      // The browser API's rules: only 1000 and 3000-4999 are the application's to send.
+      if (code !== undefined && code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
+        throw new DOMException(`The close code must be 1000 or in 3000-4999, not ${code}`, 'InvalidAccessError');
+      }
+    } else if (code !== undefined && (!Number.isInteger(code) || !closeCodeIsValid(code))) {
       throw new TypeError(`Invalid close code: ${code} (use 1000, 1001-1003, 1007-1014 or 3000-4999)`);
     }
     const reasonBytes = reason === undefined ? EMPTY : typeof reason === 'string' ? Buffer.from(reason, 'utf8') : reason;
-    if (reasonBytes.length > 123) throw new RangeError('The close reason must not be greater than 123 bytes');
+    if (reasonBytes.length > 123) {
+      if (this.whatwg) throw new DOMException('The close reason must not be greater than 123 bytes of UTF-8', 'SyntaxError');
+      throw new RangeError('The close reason must not be greater than 123 bytes');
+    }
+    if (this.sendQueue !== undefined && this.readyState === WebSocket.OPEN) {
+      // Close after the Blobs queued before it have been sent.
+      this.sendQueue.push(() => {
+        this.sendQueue?.shift();
+        this.sendClose(code, reasonBytes);
+        this.runQueue();
+      });
+      return;
+    }
     if (code === undefined && reasonBytes.length > 0) code = CloseCode.NORMAL;
     if (this.readyState === WebSocket.CLOSED) return;
     if (this.readyState === WebSocket.CONNECTING) {
@@ -315,9 +453,10 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
     this.socket?.destroy();
   }
 
-  /** Client side: abandon an unfinished opening handshake. Overridden by the client. @internal */
-  protected abortConnecting(): void {
-    this.readyState = WebSocket.CLOSED;
+  /** Client side: abandon an unfinished opening handshake (error, then close 1006). */
+  private abortConnecting(): void {
+    if (this.cancelHandshake) this.cancelHandshake();
+    else this.readyState = WebSocket.CLOSED;
   }
 
   private sendClose(code: number | undefined, reason: Uint8Array): void {
@@ -431,7 +570,8 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
     this.failWithError(err, CloseCode.INTERNAL_ERROR);
   }
 
-  private emitError(err: Error): void {
+  /** @internal */
+  emitError(err: Error): void {
     if (this.errorEmitted) return;
     this.errorEmitted = true;
     // A server must survive bad peers even when the application attached no error listener,
@@ -470,83 +610,5 @@ export class WebSocket extends EventEmitter implements FrameParserHandler, Expir
   /** True when both Close frames were exchanged. */
   get wasClean(): boolean {
     return this.closeSent && this.closeReceived;
-  }
-
-  // ---- WHATWG event API -----------------------------------------------------------------------
-
-  get onopen(): ((event: WsEvent) => void) | null {
-    return (this.handlers.open as ((event: WsEvent) => void) | undefined) ?? null;
-  }
-  set onopen(fn: ((event: WsEvent) => void) | null) {
-    this.setHandler('open', fn);
-  }
-  get onmessage(): ((event: WsMessageEvent) => void) | null {
-    return (this.handlers.message as ((event: WsMessageEvent) => void) | undefined) ?? null;
-  }
-  set onmessage(fn: ((event: WsMessageEvent) => void) | null) {
-    this.setHandler('message', fn);
-  }
-  get onerror(): ((event: WsErrorEvent) => void) | null {
-    return (this.handlers.error as ((event: WsErrorEvent) => void) | undefined) ?? null;
-  }
-  set onerror(fn: ((event: WsErrorEvent) => void) | null) {
-    this.setHandler('error', fn);
-  }
-  get onclose(): ((event: WsCloseEvent) => void) | null {
-    return (this.handlers.close as ((event: WsCloseEvent) => void) | undefined) ?? null;
-  }
-  set onclose(fn: ((event: WsCloseEvent) => void) | null) {
-    this.setHandler('close', fn);
-  }
-
-  private setHandler(type: 'open' | 'message' | 'error' | 'close', fn: ((event: never) => void) | null): void {
-    const old = this.handlers[type];
-    if (old) this.removeEventListener(type, old);
-    this.handlers[type] = typeof fn === 'function' ? fn : null;
-    if (typeof fn === 'function') this.addEventListener(type, fn);
-  }
-
-  /**
-   * WHATWG-style listener: `message` events carry `data` (string for text), `close` events
-   * `code`, `reason` and `wasClean`, `error` events the `Error`.
-   */
-  addEventListener(type: string, listener: WhatwgListener, options?: { once?: boolean }): void {
-    for (const existing of this.rawListeners(type) as Array<WsListener & { [kWhatwg]?: WhatwgListener }>) {
-      if (existing[kWhatwg] === listener) return;
-    }
-    const call = (event: WsEvent): void => {
-      if (typeof listener === 'function') (listener as (e: WsEvent) => void).call(this, event);
-      else (listener.handleEvent as (e: WsEvent) => void).call(listener, event);
-    };
-    let wrapper: WsListener & { [kWhatwg]?: WhatwgListener };
-    switch (type) {
-      case 'message':
-        wrapper = (data: Buffer | ArrayBuffer | Buffer[] | Blob, isBinary: boolean) => {
-          call(new WsMessageEvent(this, isBinary ? data : (data as Buffer).toString('utf8')));
-        };
-        break;
-      case 'close':
-        wrapper = (code: number, reason: Buffer) => {
-          call(new WsCloseEvent(this, code, reason.toString('utf8'), this.wasClean));
-        };
-        break;
-      case 'error':
-        wrapper = (err: Error) => call(new WsErrorEvent(this, err));
-        break;
-      default:
-        wrapper = () => call(new WsEvent(type, this));
-    }
-    wrapper[kWhatwg] = listener;
-    if (options?.once) this.once(type, wrapper);
-    else this.on(type, wrapper);
-  }
-
-  removeEventListener(type: string, listener: WhatwgListener): void {
-    for (const existing of this.rawListeners(type) as Array<WsListener & { [kWhatwg]?: WhatwgListener; listener?: WsListener & { [kWhatwg]?: WhatwgListener } }>) {
-      if (existing[kWhatwg] === listener || existing.listener?.[kWhatwg] === listener) {
-        this.removeListener(type, existing);
-        return;
-      }
-    }
   }
 }

@@ -19,9 +19,15 @@ export class WsEvent {
 /** A `message` event: `data` is a string for text, else per `binaryType`. */
 export class WsMessageEvent extends WsEvent {
   readonly data: unknown;
-  constructor(target: unknown, data: unknown) {
+  /** The origin of the WebSocket URL (client side; '' on the server side). */
+  readonly origin: string;
+  readonly lastEventId = '';
+  readonly ports: readonly never[] = [];
+  readonly source = null;
+  constructor(target: unknown, data: unknown, origin = '') {
     super('message', target);
     this.data = data;
+    this.origin = origin;
   }
 }
 

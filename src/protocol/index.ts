@@ -10,3 +10,4 @@ export { FrameParser } from './parser.js';
 export type { FrameParserHandler, FrameParserOptions } from './parser.js';
 export { Utf8Validator, isValidUtf8 } from './utf8.js';
 export * from './handshake.js';
+export * from './handshake-response.js';
