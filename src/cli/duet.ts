@@ -2,12 +2,14 @@
 /**
  * The `duet` command: `duet serve` (and later `connect`, `exec`).
  */
+import { runConnect } from './connect.js';
 import { runServe } from './serve.js';
 
 const USAGE = `Usage: duet <command> [options]
 
 Commands:
   serve     Run a WebSocket server with /echo and /chat endpoints and a test page at /
+  connect   Connect to a WebSocket server: stdin lines out, received messages printed
 
 Run "duet <command> --help" for the options of a command.`;
 
@@ -16,6 +18,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       return runServe(rest);
+    case 'connect':
+      return runConnect(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -486,7 +486,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
 
   /** @internal */
   onMessage(data: Buffer, isBinary: boolean): void {
-    if (this.readyState !== WebSocket.OPEN) return;
+    // As in ws, messages that arrive after close() was called (before the peer's Close) are
+    // still delivered to `message` listeners; WHATWG listeners drop them (event-target.ts).
+    if (this.readyState === WebSocket.CLOSED) return;
     let value: RawData = data;
     if (isBinary) {
       switch (this.binaryType) {

@@ -25,6 +25,7 @@ type Tagged = WsListener & { [kWhatwg]?: WhatwgListener; listener?: Tagged };
 export abstract class WsEventTarget extends EventEmitter {
   private handlers: Partial<Record<HandlerType, ((event: never) => void) | null>> = {};
 
+  abstract readyState: number;
   /** True when both Close frames were exchanged (for CloseEvent.wasClean). */
   abstract get wasClean(): boolean;
   /** The origin reported in MessageEvent.origin. */
@@ -81,6 +82,8 @@ export abstract class WsEventTarget extends EventEmitter {
     switch (type) {
       case 'message':
         wrapper = (data: unknown, isBinary: boolean) => {
+          // WHATWG: a message received once the socket is no longer OPEN is not dispatched.
+          if (this.readyState !== 1) return;
           call(new WsMessageEvent(this, isBinary ? data : (data as Buffer).toString('utf8'), this.eventOrigin));
         };
         break;
