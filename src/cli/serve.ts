@@ -9,8 +9,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { WebSocketServer } from '../node/server.js';
-import { buildErrorResponse } from '../protocol/handshake.js';
+import { WebSocketServer, abortHandshake } from '../node/server.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { TEST_PAGE } from './test-page.js';
 
@@ -98,10 +97,7 @@ export async function runServe(argv: string[]): Promise<number> {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/echo') echo.handleUpgrade(req, socket, head, (ws) => echo.emit('connection', ws, req));
     else if (path === '/chat') chat.handleUpgrade(req, socket, head, (ws) => chat.emit('connection', ws, req));
-    else {
-      socket.on('error', () => socket.destroy());
-      socket.end(buildErrorResponse(404, 'No WebSocket endpoint at this path; try /echo or /chat'));
-    }
+    else abortHandshake(socket, 404, 'No WebSocket endpoint at this path; try /echo or /chat');
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -10,6 +10,7 @@ import type { ProtocolError } from '../protocol/errors.js';
 import { encodeClosePayload, encodeFrame } from '../protocol/frame.js';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../protocol/opcodes.js';
 import { FrameParser, type FrameParserHandler } from '../protocol/parser.js';
+import { isValidUtf8 } from '../protocol/utf8.js';
 import { deadlines, type Expirable } from './deadlines.js';
 import { openClient, parseProtocolsArgument, parseWebSocketUrl, type ClientOptions } from './client.js';
 import { WsEventTarget, type WsListener } from './event-target.js';
@@ -57,6 +58,15 @@ function codedError(code: string, message: string): CodedError {
   return err;
 }
 
+type Callback = (err?: Error | null) => void;
+
+/** ws's argument shapes: ping(), ping(cb), ping(data), ping(data, cb), ping(data, mask, cb). */
+function controlArguments(data: SendData | number | Callback | undefined, mask: boolean | Callback | undefined, cb: Callback | undefined): [SendData | number | undefined, Callback | undefined] {
+  if (typeof data === 'function') return [undefined, data];
+  if (typeof mask === 'function') return [data, mask];
+  return [data, cb];
+}
+
 function toBuffer(data: Exclude<SendData, Blob>): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
   if (Buffer.isBuffer(data)) return data;
@@ -77,6 +87,13 @@ interface OwnedSocket extends Duplex {
   [kConnection]?: WebSocket;
 }
 
+/**
+ * Reading stops while this many bytes wait to be written to the peer, and resumes on
+ * 'drain': a peer that sends (pings, messages an application echoes) but does not read
+ * cannot make the server queue replies without bound.
+ */
+const READ_PAUSE_BYTES = 1024 * 1024;
+
 function socketOnData(this: OwnedSocket, chunk: Buffer): void {
   const ws = this[kConnection];
   if (ws === undefined) return;
@@ -86,6 +103,17 @@ function socketOnData(this: OwnedSocket, chunk: Buffer): void {
     // An application listener threw while handling this connection's events. Fail just this
     // connection with 1011 (unexpected condition) instead of taking the process down.
     ws.onListenerError(err);
+  }
+  if (this.writableLength > READ_PAUSE_BYTES && !this.isPaused()) {
+    this.pause();
+    ws.readPausedForWrites = true;
+  }
+}
+function socketOnDrain(this: OwnedSocket): void {
+  const ws = this[kConnection];
+  if (ws?.readPausedForWrites) {
+    ws.readPausedForWrites = false;
+    if (!ws.isPaused) this.resume();
   }
 }
 function socketOnEnd(this: OwnedSocket): void {
@@ -156,6 +184,8 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   private sendingFragments = false;
   private errorEmitted = false;
   /** @internal */ corked = false;
+  /** Reading paused because too much waits to be written. @internal */ readPausedForWrites = false;
+  private userPaused = false;
   /** Client side: created with a URL, so the WHATWG rules for close() and send() apply. */
   private readonly whatwg: boolean = false;
   private cancelHandshake: (() => void) | undefined;
@@ -246,6 +276,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     socket.on('end', socketOnEnd);
     socket.on('close', socketOnClose);
     socket.on('error', socketOnError);
+    socket.on('drain', socketOnDrain);
     this.readyState = WebSocket.OPEN;
   }
 
@@ -352,13 +383,39 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   }
 
   /** Send a Ping (at most 125 bytes of data). */
-  ping(data?: SendData | number, mask?: boolean, cb?: (err?: Error | null) => void): void {
-    this.control(Opcode.PING, data, cb);
+  ping(data?: SendData | number | ((err?: Error | null) => void), mask?: boolean | ((err?: Error | null) => void), cb?: (err?: Error | null) => void): void {
+    const [payload, callback] = controlArguments(data, mask, cb);
+    this.control(Opcode.PING, payload, callback);
   }
 
   /** Send an unsolicited Pong (at most 125 bytes of data). */
-  pong(data?: SendData | number, mask?: boolean, cb?: (err?: Error | null) => void): void {
-    this.control(Opcode.PONG, data, cb);
+  pong(data?: SendData | number | ((err?: Error | null) => void), mask?: boolean | ((err?: Error | null) => void), cb?: (err?: Error | null) => void): void {
+    const [payload, callback] = controlArguments(data, mask, cb);
+    this.control(Opcode.PONG, payload, callback);
+  }
+
+  /** Stop reading from the peer (messages wait in the kernel; TCP flow control slows the peer). */
+  pause(): void {
+    if (this.readyState === WebSocket.CONNECTING || this.readyState === WebSocket.CLOSED) return;
+    this.userPaused = true;
+    this.socket?.pause();
+  }
+
+  /** Resume reading after pause(). */
+  resume(): void {
+    if (this.readyState === WebSocket.CONNECTING || this.readyState === WebSocket.CLOSED) return;
+    this.userPaused = false;
+    if (!this.readPausedForWrites) this.socket?.resume();
+  }
+
+  /** True while pause() is in effect. */
+  get isPaused(): boolean {
+    return this.userPaused;
+  }
+
+  /** The underlying socket (as ws's `_socket`, e.g. for `ws._socket.remoteAddress`). */
+  get _socket(): Duplex | undefined {
+    return this.socket;
   }
 
   private control(opcode: number, data: SendData | number | undefined, cb: ((err?: Error | null) => void) | undefined): void {
@@ -420,6 +477,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       throw new TypeError(`Invalid close code: ${code} (use 1000, 1001-1003, 1007-1014 or 3000-4999)`);
     }
     const reasonBytes = reason === undefined ? EMPTY : typeof reason === 'string' ? Buffer.from(reason, 'utf8') : reason;
+    if (typeof reason !== 'string' && reason !== undefined && !isValidUtf8(reasonBytes)) {
+      throw new TypeError('The close reason must be valid UTF-8');
+    }
     if (reasonBytes.length > 123) {
       if (this.whatwg) throw new DOMException('The close reason must not be greater than 123 bytes of UTF-8', 'SyntaxError');
       throw new RangeError('The close reason must not be greater than 123 bytes');
@@ -593,6 +653,8 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     this.readyState = WebSocket.CLOSING;
     this.parser?.stop();
     this.socket?.end();
+    // Our FIN may wait behind data the peer never reads: do not wait for it forever.
+    deadlines.add(this, this.options.closeTimeout);
   }
 
   /** TCP is gone: the connection is closed. @internal */

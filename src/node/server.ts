@@ -15,6 +15,7 @@ import {
   serializeResponseLines,
 } from '../protocol/handshake.js';
 import { WebSocket } from './connection.js';
+import { deadlines } from './deadlines.js';
 import { SERVER_DEFAULTS, type ServerOptions, type VerifyClientInfo } from './server-options.js';
 
 export type { ServerOptions, VerifyClientInfo } from './server-options.js';
@@ -30,6 +31,30 @@ function handshakeError(code: string, message: string): HandshakeError {
   const err = new Error(message) as HandshakeError;
   err.code = code;
   return err;
+}
+
+/** How long a refused client gets to read our answer before its socket is destroyed. */
+const ABORT_LINGER_MS = 1000;
+
+/**
+ * Answer a refused upgrade with `status` and a short text body, then close the socket: at
+ * once if the client closes its side, or after a second at most (shared deadline queue, no
+ * timer per socket).
+ */
+export function abortHandshake(socket: Duplex, status: number, message: string, headers?: Record<string, string>): void {
+  socket.on('error', socketOnHandshakeError);
+  if (socket.writable) socket.end(buildErrorResponse(status, message, headers));
+  if (socket.destroyed) return;
+  const linger = { expire: () => socket.destroy() };
+  socket.once('close', () => deadlines.delete(linger));
+  deadlines.add(linger, ABORT_LINGER_MS);
+}
+
+// Connections find their server through a symbol: one shared close listener, no closure each.
+const kServer = Symbol('duetServer');
+type TrackedSocket = WebSocket & { [kServer]?: WebSocketServer };
+function clientOnClose(this: TrackedSocket): void {
+  this[kServer]?.connectionClosed(this);
 }
 
 /** The duet servers attached to each HTTP server, in the order they were attached. */
@@ -212,7 +237,9 @@ export class WebSocketServer extends EventEmitter {
       this.abort(socket, 503, 'The server is shutting down');
       return;
     }
-    const check = checkUpgradeRequest(req.method ?? '', req.httpVersion, req.headers);
+    // node:http keeps only the first of repeated Host headers; RFC 7230 5.4 wants 400 for several.
+    const headers = (req.headersDistinct?.host?.length ?? 0) > 1 ? { ...req.headers, host: req.headersDistinct.host } : req.headers;
+    const check = checkUpgradeRequest(req.method ?? '', req.httpVersion, headers);
     if (!check.ok) {
       this.refuse(req, socket, 'WS_ERR_HANDSHAKE', check.status, check.message, check.headers);
       return;
@@ -291,7 +318,8 @@ export class WebSocketServer extends EventEmitter {
     let protocol: string | undefined;
     if (offered.length > 0) {
       const chosen = this.options.handleProtocols ? this.options.handleProtocols(new Set(offered), req) : offered[0];
-      if (chosen !== false) {
+      // As in ws, any falsy answer (false, undefined, null, '') means "no subprotocol".
+      if (chosen) {
         if (!offered.includes(chosen)) {
           this.refuse(req, socket, 'WS_ERR_HANDSHAKE', 500, 'handleProtocols chose a subprotocol the client did not offer');
           return;
@@ -322,11 +350,8 @@ export class WebSocketServer extends EventEmitter {
     });
     this.connectionCount++;
     if (this.clients) this.clients.add(ws);
-    ws.on('close', () => {
-      this.connectionCount--;
-      if (this.clients) this.clients.delete(ws);
-      if (this.state === 'closing' && this.connectionCount === 0) this.finishClose();
-    });
+    (ws as TrackedSocket)[kServer] = this;
+    ws.on('close', clientOnClose);
     ws.emitOpen();
     cb(ws, req);
   }
@@ -350,11 +375,7 @@ export class WebSocketServer extends EventEmitter {
   }
 
   private abort(socket: Duplex, status: number, message: string, headers?: Record<string, string>): void {
-    if (socket.writable) {
-      socket.end(buildErrorResponse(status, message, headers));
-    }
-    // Do not wait for the client to read the answer forever.
-    setTimeout(() => socket.destroy(), 1000).unref();
+    abortHandshake(socket, status, message, headers);
   }
 
   /**
@@ -394,6 +415,13 @@ export class WebSocketServer extends EventEmitter {
   closeAll(code: number = CloseCode.GOING_AWAY, reason = '', cb?: (err?: Error) => void): void {
     for (const ws of this.clients ?? []) ws.close(code, reason);
     this.close(cb);
+  }
+
+  /** A connection of this server closed. @internal */
+  connectionClosed(ws: WebSocket): void {
+    this.connectionCount--;
+    if (this.clients) this.clients.delete(ws);
+    if (this.state === 'closing' && this.connectionCount === 0) this.finishClose();
   }
 
   private finishClose(): void {

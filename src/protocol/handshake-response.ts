@@ -11,10 +11,13 @@ import { computeAccept, headerHasToken, isToken, parseExtensions } from './hands
 export function normalizeProtocols(protocols: string | readonly string[] | undefined): string[] | null {
   if (protocols === undefined) return [];
   const list = typeof protocols === 'string' ? [protocols] : [...protocols];
+  // Duplicates are compared ignoring ASCII case, as browsers do.
   const seen = new Set<string>();
   for (const p of list) {
-    if (typeof p !== 'string' || !isToken(p) || seen.has(p)) return null;
-    seen.add(p);
+    if (typeof p !== 'string' || !isToken(p)) return null;
+    const folded = p.replace(/[A-Z]/g, (c) => c.toLowerCase());
+    if (seen.has(folded)) return null;
+    seen.add(folded);
   }
   return list;
 }
@@ -52,6 +55,10 @@ export function checkUpgradeResponse(
   }
   const protocolHeader = headers['sec-websocket-protocol'];
   let protocol = '';
+  if (offeredProtocols.length > 0 && (protocolHeader === undefined || String(protocolHeader).trim() === '')) {
+    // WHATWG Fetch, "establish a WebSocket connection": offering protocols and getting none back fails.
+    return { ok: false, code: 'WS_ERR_UNEXPECTED_PROTOCOL', message: 'Server selected no subprotocol (one was required)' };
+  }
   if (protocolHeader !== undefined) {
     const value = (Array.isArray(protocolHeader) ? protocolHeader.join(', ') : protocolHeader).trim();
     if (Array.isArray(protocolHeader) && protocolHeader.length > 1) {

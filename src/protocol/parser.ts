@@ -35,37 +35,51 @@ export interface FrameParserOptions {
 
 const enum State {
   Header,
-  Length16,
-  Length64,
-  MaskKey,
   Payload,
   Stopped,
 }
 
 const EMPTY = Buffer.alloc(0);
 
+/** Header size implied by the second header byte: 2, plus 2 or 8 length bytes, plus a 4-byte mask key. */
+function headerSize(b1: number): number {
+  const len7 = b1 & 0x7f;
+  return 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + ((b1 & 0x80) !== 0 ? 4 : 0);
+}
+
+/** Capacity for a buffer that must hold `needed` bytes, growing from `current` by doubling, at most `limit`. */
+function grownCapacity(current: number, needed: number, limit: number): number {
+  let capacity = Math.max(current * 2, 4096);
+  while (capacity < needed) capacity *= 2;
+  return Math.min(capacity, limit);
+}
+
 export class FrameParser {
   private readonly handler: FrameParserHandler;
   private readonly expectMasked: boolean;
   private readonly maxPayload: number;
 
-  // Unconsumed input: chunks[0] is read from `offset` on.
-  private chunks: Buffer[] = [];
-  private offset = 0;
-  private buffered = 0;
-
   private state: State = State.Header;
+  // Header bytes that arrived split over several pushes (at most 14).
+  private readonly head = Buffer.allocUnsafe(14);
+  private headLength = 0;
+
   // Current frame.
   private fin = false;
   private opcode = 0;
   private masked = false;
   private payloadLength = 0;
-  private readonly maskKey = Buffer.alloc(4);
+  private readonly maskKey = Buffer.allocUnsafe(4);
+  // A payload arriving in pieces is copied into `frameBuffer` as it comes, never kept as a
+  // list of received chunks: memory follows the bytes received, not the number of reads.
+  private frameBuffer: Buffer | undefined;
+  private frameFilled = 0;
 
-  // Current fragmented data message (opcode 0 when none is in progress).
+  // Current fragmented data message (opcode 0 when none is in progress). Fragments are copied
+  // into one growing buffer: a slice would keep its whole socket read alive.
   private messageOpcode = 0;
   private messageLength = 0;
-  private fragments: Buffer[] = [];
+  private messageBuffer: Buffer | undefined;
   private readonly utf8 = new Utf8Validator();
 
   constructor(handler: FrameParserHandler, options: FrameParserOptions) {
@@ -82,45 +96,23 @@ export class FrameParser {
   /** Stop parsing; later input is dropped. Used when the connection goes away. */
   stop(): void {
     this.state = State.Stopped;
-    this.chunks = [];
-    this.fragments = [];
-    this.buffered = 0;
+    this.frameBuffer = undefined;
+    this.messageBuffer = undefined;
   }
 
   /** Feed received bytes, in any split. Handler callbacks run synchronously from here. */
   push(chunk: Buffer): void {
-    if (this.state === State.Stopped || chunk.length === 0) return;
-    if (this.buffered === 0) {
-      this.chunks = [chunk];
-      this.offset = 0;
-    } else {
-      this.chunks.push(chunk);
-    }
-    this.buffered += chunk.length;
-
-    while (!this.stopped) {
-      switch (this.state) {
-        case State.Header:
-          if (this.buffered < 2) return;
-          if (!this.readHeader()) return;
-          break;
-        case State.Length16:
-          if (this.buffered < 2) return;
-          if (!this.readLength16()) return;
-          break;
-        case State.Length64:
-          if (this.buffered < 8) return;
-          if (!this.readLength64()) return;
-          break;
-        case State.MaskKey:
-          if (this.buffered < 4) return;
-          this.take(4).copy(this.maskKey);
-          this.state = State.Payload;
-          break;
-        case State.Payload:
-          if (this.buffered < this.payloadLength) return;
-          this.readPayload();
-          break;
+    const length = chunk.length;
+    let pos = 0;
+    while (pos < length) {
+      if (this.state === State.Header) {
+        const used = this.readHeader(chunk, pos);
+        if (used < 0) return;
+        pos += used;
+      } else if (this.state === State.Payload) {
+        pos += this.readPayload(chunk, pos);
+      } else {
+        return;
       }
     }
   }
@@ -131,59 +123,48 @@ export class FrameParser {
     return false;
   }
 
-  /** Read `n` bytes (n <= buffered): a slice when they lie in one chunk, a copy otherwise. */
-  private take(n: number): Buffer {
-    this.buffered -= n;
-    const first = this.chunks[0];
-    const available = first.length - this.offset;
-    if (n <= available) {
-      const out = first.subarray(this.offset, this.offset + n);
-      if (n === available) {
-        this.chunks.shift();
-        this.offset = 0;
-      } else {
-        this.offset += n;
-      }
-      return out;
-    }
-    // Spread over several chunks: one copy. Walk by index and drop the used chunks with one
-    // splice; shifting them one by one costs O(chunks^2) when a big frame came in tiny pieces.
-    const out = Buffer.allocUnsafe(n);
-    const chunks = this.chunks;
-    let written = 0;
-    let index = 0;
-    let from = this.offset;
-    while (written < n) {
-      const chunk = chunks[index];
-      const count = Math.min(chunk.length - from, n - written);
-      chunk.copy(out, written, from, from + count);
-      written += count;
-      if (from + count === chunk.length) {
-        index++;
-        from = 0;
-      } else {
-        from += count;
+  /**
+   * Consume header bytes from `chunk` at `pos`. Returns the bytes used, or -1 once the parser
+   * stopped. Each part of the header is checked as soon as it is complete, so an error is
+   * reported on the push that brings the offending byte.
+   */
+  private readHeader(chunk: Buffer, pos: number): number {
+    const available = chunk.length - pos;
+    if (this.headLength === 0 && available >= 2) {
+      const size = headerSize(chunk[pos + 1]);
+      if (available >= size) {
+        // Fast path: the whole header is in this chunk; read it in place.
+        if (!this.checkFirstBytes(chunk[pos], chunk[pos + 1])) return -1;
+        if (size > 2 + (this.masked ? 4 : 0) && !this.checkExtendedLength(chunk, pos + 2)) return -1;
+        if (this.masked) chunk.copy(this.maskKey, 0, pos + size - 4, pos + size);
+        return this.headerDone(size);
       }
     }
-    chunks.splice(0, index);
-    this.offset = from;
-    return out;
-  }
-
-  /** Byte `i` of the unconsumed input without consuming it. */
-  private peek(i: number): number {
-    let index = this.offset + i;
-    for (const chunk of this.chunks) {
-      if (index < chunk.length) return chunk[index];
-      index -= chunk.length;
+    // Slow path: gather the header in `head`, checking each part once it is complete.
+    let used = 0;
+    for (;;) {
+      const target = this.headLength < 2 ? 2 : headerSize(this.head[1]);
+      const n = Math.min(target - this.headLength, available - used);
+      chunk.copy(this.head, this.headLength, pos + used, pos + used + n);
+      const before = this.headLength;
+      this.headLength += n;
+      used += n;
+      if (before < 2 && this.headLength >= 2 && !this.checkFirstBytes(this.head[0], this.head[1])) return -1;
+      const lengthEnd = target - (this.masked ? 4 : 0);
+      if (lengthEnd > 2 && before < lengthEnd && this.headLength >= lengthEnd && !this.checkExtendedLength(this.head, 2)) return -1;
+      if (this.headLength < target || target === 2 && headerSize(this.head[1]) > 2) {
+        if (used === available) return used;
+        continue;
+      }
+      if (this.masked) this.head.copy(this.maskKey, 0, target - 4, target);
+      this.headLength = 0;
+      const done = this.headerDone(0);
+      return done < 0 ? -1 : used;
     }
-    return 0;
   }
 
-  private readHeader(): boolean {
-    const b0 = this.peek(0);
-    const b1 = this.peek(1);
-    this.take(2);
+  /** Check the first two header bytes: FIN/RSV/opcode rules and the mask bit. */
+  private checkFirstBytes(b0: number, b1: number): boolean {
     const fin = (b0 & 0x80) !== 0;
     const opcode = b0 & 0x0f;
     this.fin = fin;
@@ -217,61 +198,91 @@ export class FrameParser {
         ? this.fail('WS_ERR_EXPECTED_MASK', 'client frames must be masked')
         : this.fail('WS_ERR_UNEXPECTED_MASK', 'server frames must not be masked');
     }
-
-    if (this.payloadLength === 126) this.state = State.Length16;
-    else if (this.payloadLength === 127) this.state = State.Length64;
-    else return this.afterLength();
-    return true;
+    // A 7-bit length is complete here; check it against maxPayload now.
+    return this.payloadLength >= 126 || this.checkMaxPayload();
   }
 
-  private readLength16(): boolean {
-    const length = (this.peek(0) << 8) | this.peek(1);
-    this.take(2);
-    if (length < 126) return this.fail('WS_ERR_NON_MINIMAL_LENGTH', 'length not minimally encoded');
-    this.payloadLength = length;
-    return this.afterLength();
-  }
-
-  private readLength64(): boolean {
-    const bytes = this.take(8);
-    const high = bytes.readUInt32BE(0);
-    const low = bytes.readUInt32BE(4);
+  /** Read and check a 16- or 64-bit length starting at `buf[offset]`. */
+  private checkExtendedLength(buf: Buffer, offset: number): boolean {
+    if (this.payloadLength === 126) {
+      const length = buf.readUInt16BE(offset);
+      if (length < 126) return this.fail('WS_ERR_NON_MINIMAL_LENGTH', 'length not minimally encoded');
+      this.payloadLength = length;
+      return this.checkMaxPayload();
+    }
+    const high = buf.readUInt32BE(offset);
+    const low = buf.readUInt32BE(offset + 4);
     if (high & 0x80000000) return this.fail('WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH', 'the most significant bit of a 64-bit length must be 0');
     // Above 2^53 - 1 the length is not even representable; no receiver can hold it.
     if (high > 0x1fffff) return this.fail('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 'payload length over 2^53 - 1', CloseCode.MESSAGE_TOO_BIG);
     const length = high * 0x100000000 + low;
     if (length <= 0xffff) return this.fail('WS_ERR_NON_MINIMAL_LENGTH', 'length not minimally encoded');
     this.payloadLength = length;
-    return this.afterLength();
+    return this.checkMaxPayload();
   }
 
-  private afterLength(): boolean {
+  /** Refuse a data frame that would take its message over maxPayload, before buffering any of it. */
+  private checkMaxPayload(): boolean {
     if (this.maxPayload > 0 && this.opcode < 0x8 && this.messageLength + this.payloadLength > this.maxPayload) {
       return this.fail('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', `message over maxPayload (${this.maxPayload} bytes)`, CloseCode.MESSAGE_TOO_BIG);
     }
-    this.state = this.masked ? State.MaskKey : State.Payload;
     return true;
   }
 
-  private readPayload(): void {
-    const length = this.payloadLength;
-    const payload = length === 0 ? EMPTY : this.take(length);
-    if (this.masked && length > 0) applyMask(payload, this.maskKey, 0);
-    this.state = State.Header;
+  /** The header is complete: an empty payload is handled at once. Returns `used`, or -1 if stopped. */
+  private headerDone(used: number): number {
+    if (this.payloadLength === 0) {
+      this.frameComplete(EMPTY);
+      return this.stopped ? -1 : used;
+    }
+    this.state = State.Payload;
+    return used;
+  }
 
+  /** Consume payload bytes from `chunk` at `pos`; returns the bytes used. */
+  private readPayload(chunk: Buffer, pos: number): number {
+    const length = this.payloadLength;
+    const available = chunk.length - pos;
+    if (this.frameFilled === 0 && available >= length) {
+      // The whole payload is in this chunk: hand out a slice, no copy.
+      this.state = State.Header;
+      this.frameComplete(chunk.subarray(pos, pos + length));
+      return length;
+    }
+    const needed = length - this.frameFilled;
+    const n = Math.min(needed, available);
+    let buffer = this.frameBuffer;
+    if (buffer === undefined || buffer.length < this.frameFilled + n) {
+      const grown = Buffer.allocUnsafe(grownCapacity(buffer?.length ?? 0, this.frameFilled + n, length));
+      if (buffer !== undefined) buffer.copy(grown, 0, 0, this.frameFilled);
+      buffer = this.frameBuffer = grown;
+    }
+    chunk.copy(buffer, this.frameFilled, pos, pos + n);
+    this.frameFilled += n;
+    if (this.frameFilled === length) {
+      this.frameBuffer = undefined;
+      this.frameFilled = 0;
+      this.state = State.Header;
+      this.frameComplete(buffer.length === length ? buffer : buffer.subarray(0, length));
+    }
+    return n;
+  }
+
+  /** A whole frame payload is here: unmask it and act on it. */
+  private frameComplete(payload: Buffer): void {
+    if (this.masked && payload.length > 0) applyMask(payload, this.maskKey, 0);
     const opcode = this.opcode;
     if (opcode >= 0x8) {
       this.controlFrame(opcode, payload);
       return;
     }
 
-    if (opcode !== Opcode.CONTINUATION) {
-      this.messageOpcode = opcode;
-    }
+    if (opcode !== Opcode.CONTINUATION) this.messageOpcode = opcode;
     const isText = this.messageOpcode === Opcode.TEXT;
-    if (this.fin && this.fragments.length === 0) {
-      // Unfragmented message: the common case, no copy.
+    if (this.fin && this.messageLength === 0 && this.messageBuffer === undefined) {
+      // Unfragmented message (or one whose earlier fragments were all empty): no copy.
       this.messageOpcode = 0;
+      this.utf8.reset();
       if (isText && !isValidUtf8(payload)) {
         this.fail('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message', CloseCode.INVALID_PAYLOAD);
         return;
@@ -284,8 +295,18 @@ export class FrameParser {
       this.fail('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message', CloseCode.INVALID_PAYLOAD);
       return;
     }
-    if (length > 0) this.fragments.push(payload);
-    this.messageLength += length;
+    if (payload.length > 0) {
+      const total = this.messageLength + payload.length;
+      let buffer = this.messageBuffer;
+      if (buffer === undefined || buffer.length < total) {
+        const limit = this.maxPayload > 0 ? Math.max(this.maxPayload, total) : Number.MAX_SAFE_INTEGER;
+        const grown = Buffer.allocUnsafe(grownCapacity(buffer?.length ?? 0, total, limit));
+        if (buffer !== undefined) buffer.copy(grown, 0, 0, this.messageLength);
+        buffer = this.messageBuffer = grown;
+      }
+      payload.copy(buffer, this.messageLength);
+      this.messageLength = total;
+    }
     if (!this.fin) return;
 
     if (isText) {
@@ -296,9 +317,8 @@ export class FrameParser {
         return;
       }
     }
-    const fragments = this.fragments;
-    const data = fragments.length === 1 ? fragments[0] : Buffer.concat(fragments, this.messageLength);
-    this.fragments = [];
+    const data = this.messageBuffer === undefined ? EMPTY : this.messageBuffer.subarray(0, this.messageLength);
+    this.messageBuffer = undefined;
     this.messageLength = 0;
     this.messageOpcode = 0;
     this.handler.onMessage(data, !isText);
