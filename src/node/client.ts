@@ -32,7 +32,7 @@ export interface ClientOptions extends Pick<
   agent?: http.Agent;
   /** Make the socket yourself (as http.request's `createConnection`). */
   createConnection?: http.RequestOptions['createConnection'];
-  /** Abort the connection attempt (and the connection) when this signal aborts. */
+  /** Abort the connection attempt when this signal aborts (an open connection is not affected). */
   signal?: AbortSignal;
   /** Follow HTTP redirects during the handshake (default false, as browsers do not). */
   followRedirects?: boolean;

@@ -14,6 +14,7 @@ import { isValidUtf8 } from '../protocol/utf8.js';
 import { deadlines, type Expirable } from './deadlines.js';
 import { openClient, parseProtocolsArgument, parseWebSocketUrl, type ClientOptions } from './client.js';
 import { WsEventTarget, type WsListener } from './event-target.js';
+import { SendQueue } from './send-queue.js';
 import { scheduleUncork } from './write-batch.js';
 
 /** How received binary data is handed to listeners. */
@@ -59,6 +60,18 @@ function codedError(code: string, message: string): CodedError {
 }
 
 type Callback = (err?: Error | null) => void;
+
+/** WebIDL `[Clamp] unsigned short`: NaN is 0, round half to even, clamp to 0-65535. */
+function clampUnsignedShort(value: number): number {
+  const n = Number(value);
+  if (Number.isNaN(n)) return 0;
+  const clamped = Math.min(Math.max(n, 0), 65535);
+  const floor = Math.floor(clamped);
+  const diff = clamped - floor;
+  if (diff > 0.5) return floor + 1;
+  if (diff < 0.5) return floor;
+  return floor % 2 === 0 ? floor : floor + 1;
+}
 
 /** ws's argument shapes: ping(), ping(cb), ping(data), ping(data, cb), ping(data, mask, cb). */
 function controlArguments(data: SendData | number | Callback | undefined, mask: boolean | Callback | undefined, cb: Callback | undefined): [SendData | number | undefined, Callback | undefined] {
@@ -192,8 +205,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** Bytes passed to send() after closing: the WHATWG standard counts them in bufferedAmount. */
   private discarded = 0;
   /** Sends waiting behind a Blob being read (kept in call order), or undefined. */
-  private sendQueue: Array<() => void> | undefined;
-  private queuedBytes = 0;
+  private queue: SendQueue | undefined;
+  /** Frame header bytes written since the socket's buffer was last empty (see bufferedAmount). */
+  private headerBytes = 0;
 
   /**
    * `new WebSocket(url, protocols?, options?)` opens a client connection, as in browsers
@@ -247,6 +261,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   failHandshake(err: CodedError): void {
     this.cancelHandshake = undefined;
     if (this.readyState === WebSocket.CLOSED) return;
+    this.whatwgDispatch = this.readyState === WebSocket.OPEN;
     this.readyState = WebSocket.CLOSING;
     setImmediate(() => {
       this.readyState = WebSocket.CLOSED;
@@ -287,7 +302,16 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
 
   /** Bytes queued by send() but not yet handed to the operating system. */
   get bufferedAmount(): number {
-    return (this.socket ? this.socket.writableLength : 0) + this.queuedBytes + this.discarded;
+    // Application bytes only, as the WHATWG standard counts them: the frame headers written
+    // since the socket's buffer was last empty are left out.
+    let pending = 0;
+    const socket = this.socket;
+    if (socket !== undefined) {
+      const waiting = socket.writableLength;
+      if (waiting === 0) this.headerBytes = 0;
+      else pending = Math.max(0, waiting - this.headerBytes);
+    }
+    return pending + (this.queue?.bytes ?? 0) + this.discarded;
   }
 
   /** True when this connection is the server side. */
@@ -317,10 +341,18 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       if (cb) this.notOpen(cb);
       return;
     }
-    if (value instanceof Blob || this.sendQueue !== undefined) {
-      this.enqueueSend(value, options, cb);
+    if (value instanceof Blob) {
+      (this.queue ??= new SendQueue(this)).sendBlob(value, options, cb);
       return;
     }
+    if (this.queue?.active) {
+      this.queue.send(value, typeof value === 'string' ? Buffer.byteLength(value) : toBuffer(value).length, options, cb);
+      return;
+    }
+    this.sendNow(value, options, cb);
+  }
+
+  private sendNow(value: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined): void {
     const binary = options?.binary ?? typeof value !== 'string';
     const fin = options?.fin ?? true;
     let opcode: number = binary ? Opcode.BINARY : Opcode.TEXT;
@@ -329,57 +361,23 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     this.writeFrame(opcode, toBuffer(value), fin, cb);
   }
 
-  /**
-   * A Blob's bytes arrive asynchronously; sends made meanwhile wait behind it so messages
-   * keep their order. Each waiting send counts in bufferedAmount.
-   */
-  private enqueueSend(value: SendData, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined): void {
-    const size = typeof value === 'string' ? Buffer.byteLength(value) : value instanceof Blob ? value.size : toBuffer(value).length;
-    const start = this.sendQueue === undefined;
-    const queue = (this.sendQueue ??= []);
-    this.queuedBytes += size;
-    if (value instanceof Blob) {
-      const bytes = value.arrayBuffer();
-      queue.push(() => {
-        void bytes.then(
-          (buf) => {
-            this.queuedBytes -= size;
-            this.sendQueue?.shift();
-            const binaryOptions = { ...options, binary: options?.binary ?? true };
-            if (this.readyState === WebSocket.OPEN && !this.closeSent) this.send(Buffer.from(buf), binaryOptions, cb);
-            else if (cb) this.notOpen(cb);
-            this.runQueue();
-          },
-          (err: unknown) => {
-            this.queuedBytes -= size;
-            this.sendQueue?.shift();
-            this.failWithError(codedError('WS_ERR_BLOB_READ', `Could not read a Blob to send: ${String(err)}`), CloseCode.INTERNAL_ERROR);
-            this.runQueue();
-          },
-        );
-      });
-    } else {
-      queue.push(() => {
-        this.queuedBytes -= size;
-        this.sendQueue?.shift();
-        const q = this.sendQueue;
-        this.sendQueue = undefined; // send directly, in order
-        this.send(value, options, cb);
-        this.sendQueue = q;
-        this.runQueue();
-      });
-    }
-    if (start) this.runQueue();
-  }
-
-  private runQueue(): void {
-    const queue = this.sendQueue;
-    if (queue === undefined) return;
-    if (queue.length === 0) {
-      this.sendQueue = undefined;
+  /** @internal */
+  sendQueued(data: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined): void {
+    if (this.closeSent || this.readyState === WebSocket.CLOSED) {
+      if (cb) this.notOpen(cb);
       return;
     }
-    queue[0]();
+    this.sendNow(data, options, cb);
+  }
+
+  /** @internal */
+  closeQueued(code: number | undefined, reason: Buffer): void {
+    if (this.readyState !== WebSocket.CLOSED) this.sendClose(code, reason);
+  }
+
+  /** @internal */
+  blobFailed(err: unknown): void {
+    this.failWithError(codedError('WS_ERR_BLOB_READ', `Could not read a Blob to send: ${String(err)}`), CloseCode.INTERNAL_ERROR);
   }
 
   /** Send a Ping (at most 125 bytes of data). */
@@ -447,6 +445,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       scheduleUncork(this);
     }
     const frame = encodeFrame(opcode, payload, { fin, mask: !this.options.isServer });
+    this.headerBytes += Array.isArray(frame) ? frame[0].length : frame.length - payload.length;
     if (Array.isArray(frame)) {
       socket.write(frame[0]);
       socket.write(frame[1], cb);
@@ -469,7 +468,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
    */
   close(code?: number, reason?: string | Buffer): void {
     if (this.whatwg) {
-      // The browser API's rules: only 1000 and 3000-4999 are the application's to send.
+      // The browser API's rules: `[Clamp] unsigned short` (round half to even, clamp), then
+      // only 1000 and 3000-4999 are the application's to send.
+      if (code !== undefined) code = clampUnsignedShort(code);
       if (code !== undefined && code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
         throw new DOMException(`The close code must be 1000 or in 3000-4999, not ${code}`, 'InvalidAccessError');
       }
@@ -484,17 +485,15 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       if (this.whatwg) throw new DOMException('The close reason must not be greater than 123 bytes of UTF-8', 'SyntaxError');
       throw new RangeError('The close reason must not be greater than 123 bytes');
     }
-    if (this.sendQueue !== undefined && this.readyState === WebSocket.OPEN) {
-      // Close after the Blobs queued before it have been sent.
-      this.sendQueue.push(() => {
-        this.sendQueue?.shift();
-        this.sendClose(code, reasonBytes);
-        this.runQueue();
-      });
+    if (code === undefined && reasonBytes.length > 0) code = CloseCode.NORMAL;
+    if (this.queue?.active && this.readyState === WebSocket.OPEN) {
+      // CLOSING at once (later sends are discarded); the Close frame follows what was queued.
+      this.readyState = WebSocket.CLOSING;
+      this.queue.close(code, reasonBytes);
       return;
     }
-    if (code === undefined && reasonBytes.length > 0) code = CloseCode.NORMAL;
     if (this.readyState === WebSocket.CLOSED) return;
+    this.whatwgDispatch = this.readyState === WebSocket.OPEN;
     if (this.readyState === WebSocket.CONNECTING) {
       this.abortConnecting();
       return;
@@ -505,6 +504,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** Destroy the socket at once, without a closing handshake (close code 1006). */
   terminate(): void {
     if (this.readyState === WebSocket.CLOSED) return;
+    this.whatwgDispatch = this.readyState === WebSocket.OPEN;
     if (this.readyState === WebSocket.CONNECTING) {
       this.abortConnecting();
       return;
@@ -549,6 +549,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     // As in ws, messages that arrive after close() was called (before the peer's Close) are
     // still delivered to `message` listeners; WHATWG listeners drop them (event-target.ts).
     if (this.readyState === WebSocket.CLOSED) return;
+    this.whatwgDispatch = this.readyState === WebSocket.OPEN;
     let value: RawData = data;
     if (isBinary) {
       switch (this.binaryType) {
@@ -660,6 +661,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** TCP is gone: the connection is closed. @internal */
   onSocketClose(): void {
     if (this.readyState === WebSocket.CLOSED) return;
+    this.whatwgDispatch = this.readyState === WebSocket.OPEN;
     this.readyState = WebSocket.CLOSED;
     deadlines.delete(this);
     this.parser?.stop();

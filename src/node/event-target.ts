@@ -26,6 +26,11 @@ export abstract class WsEventTarget extends EventEmitter {
   private handlers: Partial<Record<HandlerType, ((event: never) => void) | null>> = {};
 
   abstract readyState: number;
+  /**
+   * Whether WHATWG listeners get the message being emitted: decided once per message (it was
+   * received while OPEN), so close() in one listener does not hide it from the next.
+   */
+  protected whatwgDispatch = true;
   /** True when both Close frames were exchanged (for CloseEvent.wasClean). */
   abstract get wasClean(): boolean;
   /** The origin reported in MessageEvent.origin. */
@@ -83,7 +88,7 @@ export abstract class WsEventTarget extends EventEmitter {
       case 'message':
         wrapper = (data: unknown, isBinary: boolean) => {
           // WHATWG: a message received once the socket is no longer OPEN is not dispatched.
-          if (this.readyState !== 1) return;
+          if (!this.whatwgDispatch) return;
           call(new WsMessageEvent(this, isBinary ? data : (data as Buffer).toString('utf8'), this.eventOrigin));
         };
         break;

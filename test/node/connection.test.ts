@@ -147,3 +147,60 @@ test('frames sent in the same write as the upgrade request reach listeners attac
     await s.close();
   }
 });
+
+test('a peer that sends but never reads cannot make the server queue replies without bound', async () => {
+  const s = await startServer();
+  try {
+    const serverSide = new Promise<WebSocket>((resolve) =>
+      s.wss.on('connection', (ws) => {
+        ws.on('message', (d, isBinary) => ws.send(d as Buffer, { binary: isBinary }));
+        resolve(ws);
+      }),
+    );
+    const c = await RawClient.connect(s.port);
+    const ws = await serverSide;
+    c.socket.pause(); // the client stops reading
+    const message = Buffer.alloc(256 * 1024, 3);
+    const frame = clientFrame({ opcode: 0x2, payload: message });
+    const count = 80; // 20 MiB in all
+    for (let i = 0; i < count; i++) c.socket.write(frame);
+    let maxBuffered = 0;
+    for (let i = 0; i < 60; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      maxBuffered = Math.max(maxBuffered, ws.bufferedAmount);
+    }
+    assert.ok(c.socket.writableLength > 0, 'the client is held back by TCP flow control');
+    assert.ok(maxBuffered < 2 * 1024 * 1024, `server-side queue stayed bounded (max ${maxBuffered} bytes)`);
+    c.socket.resume();
+    const expected = count * (message.length + 10);
+    await c.until(() => c.received.length >= expected, 10_000);
+    const frames = c.frames();
+    assert.equal(frames.length, count);
+    assert.ok(frames.every((f) => f.opcode === 0x2 && f.payload.equals(message)));
+  } finally {
+    await s.close();
+  }
+});
+
+test('a peer that half-closes while the server still has unread data for it is dropped after closeTimeout (1006)', async () => {
+  const s = await startServer({ closeTimeout: 300 });
+  try {
+    const closed = new Promise<number>((resolve) =>
+      s.wss.on('connection', (ws) => {
+        ws.on('close', (code) => resolve(code));
+        ws.send(Buffer.alloc(8 * 1024 * 1024)); // more than the kernel buffers will take
+      }),
+    );
+    const c = await RawClient.connect(s.port);
+    c.socket.pause();
+    await new Promise((r) => setTimeout(r, 100));
+    c.socket.end(); // FIN without a Close frame, and never read
+    const started = Date.now();
+    assert.equal(await closed, 1006);
+    assert.ok(Date.now() - started < 3000, 'dropped after closeTimeout, not left hanging');
+    assert.equal(s.wss.clients!.size, 0);
+    c.destroy();
+  } finally {
+    await s.close();
+  }
+});
