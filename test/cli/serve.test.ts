@@ -177,3 +177,55 @@ test('--tls-cert without --tls-key is refused', async () => {
   assert.equal(code, 1);
   assert.match(err, /--tls-cert and --tls-key go together/);
 });
+
+test('an upgrade to an unknown path gets 404 and its socket is freed: SIGTERM still exits promptly', async () => {
+  const s = await serve();
+  const { connect } = await import('node:net');
+  const port = Number(s.url.split(':').pop());
+  const sock = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  await once(sock, 'connect');
+  let response = '';
+  sock.on('data', (d: Buffer) => (response += d.toString()));
+  sock.on('error', () => {});
+  sock.write('GET /nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  // The server answers and ends its side; this client keeps its own side open and never
+  // closes. The server must still let the socket go (it lingers at most a second).
+  await once(sock, 'end');
+  assert.match(response, /^HTTP\/1\.1 404 /);
+  const started = Date.now();
+  s.child.kill('SIGTERM');
+  const [exitCode] = (await once(s.child, 'exit')) as [number | null];
+  assert.equal(exitCode, 0);
+  assert.ok(Date.now() - started < 2500, 'no socket held the exit');
+  sock.destroy();
+});
+
+test('duet connect to a wss:// self-signed server: refused by default (one TLS line, exit 1), works with --insecure', async () => {
+  const { cert, key } = selfSignedCert();
+  const dir = mkdtempSync(join(tmpdir(), 'duet-cli-tls-'));
+  writeFileSync(join(dir, 'cert.pem'), cert);
+  writeFileSync(join(dir, 'key.pem'), key);
+  const s = await serve(['--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')]);
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'connect', ...args, `${s.url}/echo`], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      child.stdin!.end('secure line\n');
+      child.on('exit', (code) => resolve({ code, out, err }));
+    });
+  try {
+    const refused = await run([]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /^duet connect: TLS error with 127\.0\.0\.1:\d+: .+\n$/);
+    const insecure = await run(['--insecure']);
+    assert.equal(insecure.code, 0, insecure.err);
+    assert.equal(insecure.out, 'secure line\n');
+  } finally {
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

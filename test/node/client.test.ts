@@ -1336,3 +1336,50 @@ describe('maxPayload on the client', () => {
     }
   });
 });
+
+describe('Node extras: agent and createConnection', () => {
+  it('an http.Agent is used for the request', T, async () => {
+    const s = await echoServer();
+    const { Agent } = await import('node:http');
+    const agent = new Agent();
+    let created = 0;
+    const original = agent.createConnection.bind(agent);
+    agent.createConnection = ((...args: Parameters<typeof original>) => {
+      created++;
+      return original(...args);
+    }) as typeof agent.createConnection;
+    try {
+      const ws = await openClient(url(s.port), [], { agent });
+      const reply = within(new Promise<WsMessageEvent>((r) => ws.addEventListener('message', r, { once: true })));
+      ws.send('via agent');
+      assert.equal((await reply).data, 'via agent');
+      assert.equal(created, 1);
+      ws.close();
+      await within(new Promise((r) => ws.addEventListener('close', r)));
+    } finally {
+      agent.destroy();
+      await s.close();
+    }
+  });
+
+  it('createConnection makes the socket', T, async () => {
+    const s = await echoServer();
+    let made = 0;
+    try {
+      const ws = await openClient(url(s.port), [], {
+        createConnection: () => {
+          made++;
+          return net.connect(s.port, HOST);
+        },
+      });
+      const reply = within(new Promise<WsMessageEvent>((r) => ws.addEventListener('message', r, { once: true })));
+      ws.send('own socket');
+      assert.equal((await reply).data, 'own socket');
+      assert.equal(made, 1);
+      ws.close();
+      await within(new Promise((r) => ws.addEventListener('close', r)));
+    } finally {
+      await s.close();
+    }
+  });
+});
