@@ -792,6 +792,30 @@ describe('FrameParser: zero-copy payloads', () => {
     assert.equal(rec.messageBuffers[1].buffer, input.buffer);
     assert.equal(rec.messageBuffers[1].byteOffset, input.byteOffset + input.length - 4);
   });
+
+  it('a fragmented message is copied out of the input, so it never keeps a whole read alive', () => {
+    // One read holding a 1-byte fragment and 64 KiB of pings: a view of that fragment would
+    // pin the whole read for as long as the message is being assembled.
+    const pings = Array.from({ length: 500 }, () => m(PING, 'p'.repeat(125)));
+    const input = ownBuffer(Buffer.concat([m(BINARY, [7], false), ...pings, m(CONTINUATION, [8], true)]));
+    const rec = new Recorder();
+    new FrameParser(rec, SERVER).push(input);
+    assert.equal(rec.events.length, 501);
+    assert.deepEqual(rec.events[500], binary([7, 8]));
+    assert.notEqual(rec.messageBuffers[0].buffer, input.buffer, 'the message owns its memory');
+  });
+
+  it('a payload split over many pieces is copied as it arrives, not kept as the pieces', () => {
+    const payload = randomPayload(50_000, 31);
+    const frame = clientFrame({ opcode: BINARY, payload });
+    const pieces: Buffer[] = [];
+    for (let i = 0; i < frame.length; i += 7) pieces.push(ownBuffer(frame.subarray(i, i + 7)));
+    const rec = new Recorder();
+    const parser = new FrameParser(rec, SERVER);
+    for (const piece of pieces) parser.push(piece);
+    assert.deepEqual(rec.events, [binary(payload)]);
+    assert.ok(pieces.every((piece) => rec.messageBuffers[0].buffer !== piece.buffer));
+  });
 });
 
 describe('FrameParser: round trip with encodeFrame', () => {
