@@ -7,13 +7,14 @@
 import type { Duplex } from 'node:stream';
 import { CloseCode, closeCodeIsValid } from '../protocol/close-codes.js';
 import type { ProtocolError } from '../protocol/errors.js';
-import { encodeClosePayload, encodeFrame } from '../protocol/frame.js';
+import { encodeClosePayload, encodeFrame, type EncodedFrame } from '../protocol/frame.js';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../protocol/opcodes.js';
 import { FrameParser, type FrameParserHandler } from '../protocol/parser.js';
 import { isValidUtf8 } from '../protocol/utf8.js';
 import { deadlines, type Expirable } from './deadlines.js';
 import { openClient, parseProtocolsArgument, parseWebSocketUrl, type ClientOptions } from './client.js';
 import { WsEventTarget, type WsListener } from './event-target.js';
+import type { ConnectionHost, PublishOptions } from './host.js';
 import { SendQueue } from './send-queue.js';
 import { scheduleUncork } from './write-batch.js';
 
@@ -110,6 +111,7 @@ const READ_PAUSE_BYTES = 1024 * 1024;
 function socketOnData(this: OwnedSocket, chunk: Buffer): void {
   const ws = this[kConnection];
   if (ws === undefined) return;
+  ws.heardFrom = true;
   try {
     ws.parser?.push(chunk);
   } catch (err) {
@@ -198,6 +200,17 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   private errorEmitted = false;
   /** @internal */ corked = false;
   /** Reading paused because too much waits to be written. @internal */ readPausedForWrites = false;
+  /** Set on every read; the heartbeat sweep clears it. @internal */ heardFrom = true;
+  /** Set on every message; the idle sweep clears it. @internal */ messageSeen = true;
+  /** Sweep bookkeeping (sweep.ts). @internal */ lastHeard = 0;
+  /** @internal */ lastMessage = 0;
+  /** @internal */ pingOutstanding = false;
+  /** The server's counters, policy and topic routing (server side only). @internal */ host: ConnectionHost | undefined;
+  /** Pre-encoded frames waiting for a fragmented send to finish. */
+  private heldFrames: Array<[EncodedFrame, number]> | undefined;
+  private topicSet: Set<string> | undefined;
+  /** Messages skipped because this connection's backlog was over `maxBufferedAmount` (policy 'drop'). */
+  droppedMessages = 0;
   private userPaused = false;
   /** Client side: created with a URL, so the WHATWG rules for close() and send() apply. */
   private readonly whatwg: boolean = false;
@@ -261,7 +274,6 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   failHandshake(err: CodedError): void {
     this.cancelHandshake = undefined;
     if (this.readyState === WebSocket.CLOSED) return;
-    this.whatwgDispatch = this.readyState === WebSocket.OPEN;
     this.readyState = WebSocket.CLOSING;
     setImmediate(() => {
       this.readyState = WebSocket.CLOSED;
@@ -353,12 +365,124 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   }
 
   private sendNow(value: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined): void {
+    if (this.host !== undefined && !this.sendingFragments && !this.admit()) {
+      if (cb) this.notOpen(cb);
+      return;
+    }
     const binary = options?.binary ?? typeof value !== 'string';
     const fin = options?.fin ?? true;
     let opcode: number = binary ? Opcode.BINARY : Opcode.TEXT;
     if (this.sendingFragments) opcode = Opcode.CONTINUATION;
     this.sendingFragments = !fin;
-    this.writeFrame(opcode, toBuffer(value), fin, cb);
+    const payload = toBuffer(value);
+    this.writeFrame(opcode, payload, fin, cb);
+    const host = this.host;
+    if (host !== undefined) {
+      if (fin) host.counters.messagesOut++;
+      host.counters.bytesOut += payload.length;
+    }
+    if (fin && this.heldFrames !== undefined) this.releaseHeldFrames();
+  }
+
+  /**
+   * Slow-consumer policy: with more than `maxBufferedAmount` bytes already waiting for this
+   * peer, a new message is dropped (counted, `drop` event) or the connection is closed with
+   * 1013, so one reader that stopped reading cannot grow the server's memory.
+   */
+  private admit(): boolean {
+    const host = this.host!;
+    if (this.socket === undefined || this.socket.writableLength <= host.maxBufferedAmount) return true;
+    if (host.slowConsumer === 'drop') {
+      this.droppedMessages++;
+      host.counters.dropped++;
+      if (this.listenerCount('drop') > 0) this.emit('drop', this.socket.writableLength);
+      return false;
+    }
+    if (!this.closeSent) {
+      host.counters.slowConsumersClosed++;
+      this.sendClose(CloseCode.TRY_AGAIN_LATER, Buffer.from('slow consumer'));
+    }
+    return false;
+  }
+
+  /**
+   * Write a frame encoded once for many connections (publish, broadcast). Server side only:
+   * the bytes are unmasked. Subject to the slow-consumer policy; held back while this
+   * connection is in the middle of a fragmented send. Returns false when not written.
+   * @internal
+   */
+  sendEncoded(frame: EncodedFrame, payloadLength: number): boolean {
+    if (this.readyState !== WebSocket.OPEN || this.closeSent || this.queue?.active) return false;
+    if (!this.admit()) return false;
+    if (this.sendingFragments) (this.heldFrames ??= []).push([frame, payloadLength]);
+    else this.writeEncoded(frame, payloadLength);
+    const counters = this.host!.counters;
+    counters.messagesOut++;
+    counters.bytesOut += payloadLength;
+    return true;
+  }
+
+  private writeEncoded(frame: EncodedFrame, payloadLength: number): void {
+    const socket = this.socket!;
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      scheduleUncork(this);
+    }
+    if (Array.isArray(frame)) {
+      this.headerBytes += frame[0].length;
+      socket.write(frame[0]);
+      socket.write(frame[1]);
+    } else {
+      this.headerBytes += frame.length - payloadLength;
+      socket.write(frame);
+    }
+  }
+
+  private releaseHeldFrames(): void {
+    const held = this.heldFrames!;
+    this.heldFrames = undefined;
+    for (const [frame, payloadLength] of held) this.writeEncoded(frame, payloadLength);
+  }
+
+  // ---- topics (server side) ----------------------------------------------------------------
+
+  /** Subscribe to `topic` (see server.publish). Returns false if already subscribed or not open. */
+  subscribe(topic: string): boolean {
+    const pubsub = this.requirePubSub();
+    if (this.readyState !== WebSocket.OPEN) return false;
+    const added = pubsub.subscribe(this, topic);
+    if (added) (this.topicSet ??= new Set()).add(topic);
+    return added;
+  }
+
+  /** Leave `topic`. Returns false if not subscribed. */
+  unsubscribe(topic: string): boolean {
+    const pubsub = this.requirePubSub();
+    const removed = pubsub.unsubscribe(this, topic);
+    if (removed) this.topicSet?.delete(topic);
+    return removed;
+  }
+
+  /** Whether this connection is subscribed to `topic`. */
+  isSubscribed(topic: string): boolean {
+    return this.topicSet?.has(topic) ?? false;
+  }
+
+  /** The topics this connection is subscribed to. */
+  get topics(): string[] {
+    return this.topicSet ? [...this.topicSet] : [];
+  }
+
+  /** Publish to every subscriber of `topic` except this connection. Returns how many received it. */
+  publish(topic: string, data: string | Buffer | ArrayBuffer | ArrayBufferView, options?: PublishOptions): number {
+    return this.requirePubSub().publish(topic, data, options, this);
+  }
+
+  private requirePubSub(): NonNullable<ConnectionHost['pubsub']> {
+    const pubsub = this.host?.pubsub;
+    if (pubsub === undefined) throw codedError('WS_ERR_NO_PUBSUB', 'Topics are available on connections accepted by a duet WebSocketServer');
+    return pubsub;
   }
 
   /** @internal */
@@ -493,7 +617,6 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       return;
     }
     if (this.readyState === WebSocket.CLOSED) return;
-    this.whatwgDispatch = this.readyState === WebSocket.OPEN;
     if (this.readyState === WebSocket.CONNECTING) {
       this.abortConnecting();
       return;
@@ -504,7 +627,6 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** Destroy the socket at once, without a closing handshake (close code 1006). */
   terminate(): void {
     if (this.readyState === WebSocket.CLOSED) return;
-    this.whatwgDispatch = this.readyState === WebSocket.OPEN;
     if (this.readyState === WebSocket.CONNECTING) {
       this.abortConnecting();
       return;
@@ -550,6 +672,12 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     // still delivered to `message` listeners; WHATWG listeners drop them (event-target.ts).
     if (this.readyState === WebSocket.CLOSED) return;
     this.whatwgDispatch = this.readyState === WebSocket.OPEN;
+    this.messageSeen = true;
+    const host = this.host;
+    if (host !== undefined) {
+      host.counters.messagesIn++;
+      host.counters.bytesIn += data.length;
+    }
     let value: RawData = data;
     if (isBinary) {
       switch (this.binaryType) {
@@ -661,8 +789,13 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** TCP is gone: the connection is closed. @internal */
   onSocketClose(): void {
     if (this.readyState === WebSocket.CLOSED) return;
-    this.whatwgDispatch = this.readyState === WebSocket.OPEN;
     this.readyState = WebSocket.CLOSED;
+    if (this.topicSet !== undefined) {
+      const pubsub = this.host?.pubsub;
+      for (const topic of this.topicSet) pubsub?.unsubscribe(this, topic);
+      this.topicSet = undefined;
+    }
+    this.heldFrames = undefined;
     deadlines.delete(this);
     this.parser?.stop();
     const socket = this.socket;

@@ -2,6 +2,8 @@
  * WebSocketServer options, and every default stated once, with the reason for it.
  */
 import type * as http from 'node:http';
+import type { SlowConsumerPolicy } from './host.js';
+import type { HeartbeatOptions } from './sweep.js';
 
 /** What `verifyClient` receives. */
 export interface VerifyClientInfo {
@@ -57,6 +59,20 @@ export interface ServerOptions {
   autoPong?: boolean;
   /** Largest request head in bytes (own server only; others get 431). Node's default is 16 KiB. */
   maxHeaderSize?: number;
+  /**
+   * Ping connections that have been silent for `interval` ms and terminate those that stay
+   * silent `timeout` ms more (no pong, no frame): dead peers are found without per-connection
+   * timers. `false` turns it off.
+   */
+  heartbeat?: HeartbeatOptions | false;
+  /** Close (1001) a connection that sent no message for this many ms. 0 = never. */
+  idleTimeout?: number;
+  /** Bytes that may wait to be written to one connection before `slowConsumer` applies. */
+  maxBufferedAmount?: number;
+  /** For a connection over `maxBufferedAmount`: skip its messages ('drop') or close it with 1013 ('close'). */
+  slowConsumer?: SlowConsumerPolicy;
+  /** How long close() waits for closing handshakes before terminating the rest (ms). */
+  shutdownTimeout?: number;
   /** Accepted for `ws` compatibility; permessage-deflate is not implemented yet and is never negotiated. */
   perMessageDeflate?: boolean | object;
 }
@@ -75,4 +91,20 @@ export const SERVER_DEFAULTS = {
   autoPong: true,
   // No limit unless asked for; the operating system's file descriptor limit still applies.
   maxConnections: Infinity,
-} as const;
+  // Dead peers (a laptop that slept, a cable pulled) send no FIN; 30 s of silence earns a
+  // ping, 30 s more without any answer ends the connection. Browsers answer pings themselves.
+  heartbeat: { interval: 30_000, timeout: 30_000 } as HeartbeatOptions | false,
+  idleTimeout: 0,
+  // 16 MiB: far above what a reading client ever has pending, far below what hurts a server.
+  maxBufferedAmount: 16 * 1024 * 1024,
+  // A reader that stopped reading is told to come back later (1013) rather than silently
+  // missing messages; 'drop' suits tickers where only the latest value matters.
+  slowConsumer: 'close' as SlowConsumerPolicy,
+  // Long enough for a close handshake over a slow link, short enough for a deploy.
+  shutdownTimeout: 5_000,
+};
+
+/** Options with every default filled in. */
+export type ResolvedServerOptions = ServerOptions & {
+  [K in keyof typeof SERVER_DEFAULTS]: (typeof SERVER_DEFAULTS)[K];
+};

@@ -15,8 +15,12 @@ import {
   serializeResponseLines,
 } from '../protocol/handshake.js';
 import { WebSocket } from './connection.js';
+import { newCounters, type PubSub, type PublishOptions, type ServerCounters, type SlowConsumerPolicy } from './host.js';
+import { Sweep } from './sweep.js';
+import { encodeFrame } from '../protocol/frame.js';
+import { Opcode } from '../protocol/opcodes.js';
 import { deadlines } from './deadlines.js';
-import { SERVER_DEFAULTS, type ServerOptions, type VerifyClientInfo } from './server-options.js';
+import { SERVER_DEFAULTS, type ResolvedServerOptions, type ServerOptions, type VerifyClientInfo } from './server-options.js';
 
 export type { ServerOptions, VerifyClientInfo } from './server-options.js';
 
@@ -69,12 +73,23 @@ function normalizeOrigin(origin: string): string {
   return origin.trim().toLowerCase().replace(/\/+$/, '');
 }
 
+/** The numbers `stats()` returns. */
+export interface ServerStats extends ServerCounters {
+  /** Open connections. */
+  connections: number;
+  /** Topics with at least one subscriber. */
+  topics: number;
+  /** Subscriptions over all topics. */
+  subscriptions: number;
+}
+
 interface ServerEvents {
   connection: [ws: WebSocket, req: http.IncomingMessage];
   listening: [];
   headers: [headers: string[], req: http.IncomingMessage];
   error: [err: Error];
   close: [];
+  shutdown: [];
   wsClientError: [err: Error & { code: string; status: number }, socket: Duplex, req: http.IncomingMessage];
 }
 type ServerListener<A extends unknown[]> = (this: WebSocketServer, ...args: A) => void;
@@ -99,7 +114,16 @@ export class WebSocketServer extends EventEmitter {
   /** Open connections (a Set), when `clientTracking` is on. */
   readonly clients: Set<WebSocket> | undefined;
   /** The resolved options, defaults filled in. */
-  readonly options: Required<Pick<ServerOptions, 'maxPayload' | 'closeTimeout' | 'handshakeTimeout' | 'autoPong' | 'clientTracking' | 'maxConnections'>> & ServerOptions;
+  readonly options: ResolvedServerOptions;
+  /** Counters reported by stats(). @internal */
+  readonly counters: ServerCounters = newCounters();
+  /** Topic routing; push/ installs its Hub here. @internal */
+  pubsub: PubSub | undefined;
+  /** @internal */ readonly maxBufferedAmount: number;
+  /** @internal */ readonly slowConsumer: SlowConsumerPolicy;
+  /** Every open connection, tracked or not (the sweep and shutdown need them). */
+  private readonly connections = new Set<WebSocket>();
+  private readonly sweep: Sweep;
 
   private server: HttpServerLike | undefined;
   private ownsServer = false;
@@ -114,8 +138,11 @@ export class WebSocketServer extends EventEmitter {
     if (modes !== 1) {
       throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
     }
-    this.options = { ...SERVER_DEFAULTS, ...options } as WebSocketServer['options'];
-    this.clients = this.options.clientTracking ? new Set() : undefined;
+    this.options = { ...SERVER_DEFAULTS, ...options } as ResolvedServerOptions;
+    this.clients = this.options.clientTracking ? this.connections : undefined;
+    this.maxBufferedAmount = this.options.maxBufferedAmount;
+    this.slowConsumer = this.options.slowConsumer;
+    this.sweep = new Sweep(this.connections, this.counters, { heartbeat: this.options.heartbeat, idleTimeout: this.options.idleTimeout });
     if (Array.isArray(options.allowOrigins)) {
       this.allowedOrigins = new Set(options.allowOrigins.map(normalizeOrigin));
     }
@@ -349,7 +376,9 @@ export class WebSocketServer extends EventEmitter {
       autoPong: this.options.autoPong,
     });
     this.connectionCount++;
-    if (this.clients) this.clients.add(ws);
+    this.connections.add(ws);
+    ws.host = this;
+    this.sweep.add(ws);
     (ws as TrackedSocket)[kServer] = this;
     ws.on('close', clientOnClose);
     ws.emitOpen();
@@ -379,11 +408,57 @@ export class WebSocketServer extends EventEmitter {
   }
 
   /**
-   * Stop accepting connections. Open connections are left alone (as in `ws` 8); `close`
-   * is emitted, and `cb` called, once the server is closed and every connection has ended.
-   * Use `closeAll()` for a graceful shutdown.
+   * Graceful shutdown: stop accepting connections, close every open one with 1001 (Going
+   * Away), wait up to `shutdownTimeout` for their closing handshakes, then terminate the
+   * rest. `close` is emitted once, and `cb` called, when the server and every connection are
+   * gone. (ws 8 leaves open connections alone here; see docs/server.md.)
    */
   close(cb?: (err?: Error) => void): void {
+    this.shutdown(CloseCode.GOING_AWAY, 'server shutting down', cb);
+  }
+
+  /** Like close(), with your own close code and reason. */
+  closeAll(code: number = CloseCode.GOING_AWAY, reason = 'server shutting down', cb?: (err?: Error) => void): void {
+    this.shutdown(code, reason, cb);
+  }
+
+  private shutdown(code: number, reason: string, cb?: (err?: Error) => void): void {
+    const wasRunning = this.state === 'running';
+    this.stopAccepting(cb);
+    if (!wasRunning) return;
+    this.sweep.stop();
+    this.emit('shutdown');
+    for (const ws of this.connections) ws.close(code, reason);
+    if (this.connections.size > 0) {
+      const timer = setTimeout(() => {
+        for (const ws of this.connections) ws.terminate();
+      }, this.options.shutdownTimeout);
+      timer.unref();
+      this.once('close', () => clearTimeout(timer));
+    }
+  }
+
+  /** Broadcast to every open connection: the frame is encoded once. Returns how many got it. */
+  broadcast(data: string | Buffer | ArrayBuffer | ArrayBufferView, options?: PublishOptions): number {
+    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.isBuffer(data) ? data : ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
+    const binary = options?.binary ?? typeof data !== 'string';
+    const frame = encodeFrame(binary ? Opcode.BINARY : Opcode.TEXT, payload, { fin: true });
+    let sent = 0;
+    for (const ws of this.connections) if (ws.sendEncoded(frame, payload.length)) sent++;
+    return sent;
+  }
+
+  /** What an operator needs to know, as plain numbers. */
+  stats(): ServerStats {
+    return { connections: this.connections.size, ...this.counters, ...this.pubsubStats() };
+  }
+
+  /** Topic figures for stats(); push/ fills them in. @internal */
+  protected pubsubStats(): { topics: number; subscriptions: number } {
+    return { topics: 0, subscriptions: 0 };
+  }
+
+  private stopAccepting(cb?: (err?: Error) => void): void {
     if (cb) {
       if (this.state === 'closed') {
         process.nextTick(cb, handshakeError('WS_ERR_SERVER_NOT_RUNNING', 'The server is not running'));
@@ -408,19 +483,10 @@ export class WebSocketServer extends EventEmitter {
     if (this.connectionCount === 0) process.nextTick(() => this.finishClose());
   }
 
-  /**
-   * Close every open connection with `code` (default 1001 Going Away) and `reason`, then
-   * close the server. `cb` runs when all are gone.
-   */
-  closeAll(code: number = CloseCode.GOING_AWAY, reason = '', cb?: (err?: Error) => void): void {
-    for (const ws of this.clients ?? []) ws.close(code, reason);
-    this.close(cb);
-  }
-
   /** A connection of this server closed. @internal */
   connectionClosed(ws: WebSocket): void {
     this.connectionCount--;
-    if (this.clients) this.clients.delete(ws);
+    this.connections.delete(ws);
     if (this.state === 'closing' && this.connectionCount === 0) this.finishClose();
   }
 
@@ -428,6 +494,7 @@ export class WebSocketServer extends EventEmitter {
     if (this.state === 'closed') return;
     if (this.ownsServer) return; // server.close callback will call again
     this.state = 'closed';
+    this.sweep.stop();
     this.emit('close');
   }
 }

@@ -7,6 +7,9 @@ import { copyMasked } from './mask.js';
 /** Payloads up to this size are copied behind their header into one buffer (one write). */
 const COPY_THRESHOLD = 1024;
 
+/** An encoded frame: one buffer, or a header and the payload it was not copied behind. */
+export type EncodedFrame = Buffer | [Buffer, Uint8Array];
+
 /** Options for one outgoing frame. */
 export interface FrameOptions {
   /** Last frame of its message. */
@@ -63,7 +66,7 @@ function nextMaskKey(): Buffer {
  * payloads, or `[header, payload]` for large unmasked ones so the payload is never copied.
  * The caller's `payload` is never modified.
  */
-export function encodeFrame(opcode: number, payload: Uint8Array, opts: FrameOptions): Buffer | [Buffer, Uint8Array] {
+export function encodeFrame(opcode: number, payload: Uint8Array, opts: FrameOptions): EncodedFrame {
   const length = payload.length;
   const masked = opts.mask === true;
   const size = headerSize(length, masked);

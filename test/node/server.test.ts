@@ -600,23 +600,28 @@ describe('WebSocketServer: close and closeAll', () => {
     assert.ok(again instanceof Error);
   });
 
-  it('close(cb) leaves open connections alone and calls cb once they are gone (as ws 8)', T, async () => {
+  it('close(cb) is a graceful shutdown: every client gets 1001, then cb (unlike ws 8, documented)', T, async () => {
     const srv = await startServer();
     echo(srv.wss);
     const { client } = await pair(srv.wss, srv.port);
-    let called = false;
-    const done = new Promise<void>((resolve) =>
-      srv.wss.close(() => {
-        called = true;
-        resolve();
-      }),
-    );
-    await delay(50);
-    assert.equal(called, false);
-    assert.equal(await roundTrip(client, 'still here'), 'still here');
-    client.close(1000);
-    await done;
-    assert.equal(called, true);
+    const closed = once(client, 'close');
+    let closeEvents = 0;
+    srv.wss.on('close', () => closeEvents++);
+    await new Promise<void>((resolve) => srv.wss.close(() => resolve()));
+    const [code] = (await closed) as [number];
+    assert.equal(code, 1001);
+    assert.equal(closeEvents, 1);
+  });
+
+  it('close(cb) terminates a client that never answers the Close after shutdownTimeout', T, async () => {
+    const srv = await startServer({ shutdownTimeout: 200 });
+    const c = await RawClient.connect(srv.port);
+    c.socket.pause(); // never reads, never answers
+    const started = Date.now();
+    await new Promise<void>((resolve) => srv.wss.close(() => resolve()));
+    assert.ok(Date.now() - started < 3000);
+    assert.equal(srv.wss.clients!.size, 0);
+    c.destroy();
   });
 
   it('closeAll() closes every client with 1001 and then the server', T, async () => {

@@ -1,0 +1,52 @@
+/**
+ * What a server-side connection knows of its server: the counters it adds to, the
+ * slow-consumer policy, and the publish/subscribe implementation (push/ provides it; node/
+ * only defines its shape, so imports keep pointing downward).
+ */
+import type { WebSocket } from './connection.js';
+
+/** Numbers an operator needs; see `server.stats()`. */
+export interface ServerCounters {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Messages skipped for slow consumers (policy 'drop'). */
+  dropped: number;
+  /** Connections closed with 1013 because they stopped reading (policy 'close'). */
+  slowConsumersClosed: number;
+  /** Connections terminated because they stopped answering pings. */
+  heartbeatTerminated: number;
+  /** Connections closed by `idleTimeout`. */
+  idleClosed: number;
+}
+
+export function newCounters(): ServerCounters {
+  return { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, slowConsumersClosed: 0, heartbeatTerminated: 0, idleClosed: 0 };
+}
+
+/** What to do with a message for a connection whose backlog is over `maxBufferedAmount`. */
+export type SlowConsumerPolicy = 'drop' | 'close';
+
+/** Options of `publish` / `broadcast`. */
+export interface PublishOptions {
+  /** Send as binary (default: true for non-strings). */
+  binary?: boolean;
+  /** Accepted for `ws`/uWebSockets familiarity; compression is not negotiated yet. */
+  compress?: boolean;
+}
+
+/** Topic routing as connections see it (implemented by push/'s Hub). */
+export interface PubSub {
+  subscribe(ws: WebSocket, topic: string): boolean;
+  unsubscribe(ws: WebSocket, topic: string): boolean;
+  /** Deliver to every subscriber of `topic` except `exclude`; returns how many were sent to. */
+  publish(topic: string, data: string | Buffer | ArrayBuffer | ArrayBufferView, options?: PublishOptions, exclude?: WebSocket): number;
+}
+
+export interface ConnectionHost {
+  readonly counters: ServerCounters;
+  readonly maxBufferedAmount: number;
+  readonly slowConsumer: SlowConsumerPolicy;
+  readonly pubsub: PubSub | undefined;
+}

@@ -1,0 +1,92 @@
+/**
+ * Heartbeat and idle timeout for all of a server's connections with one timer. Each tick
+ * reads the flags connections set as data arrives (no clock read per message), pings
+ * connections that have been silent for `interval`, terminates those silent for
+ * `interval + timeout` (a dead peer: close 1006 locally), and closes connections that sent no
+ * message for `idleTimeout` (1001).
+ */
+import { CloseCode } from '../protocol/close-codes.js';
+import type { WebSocket } from './connection.js';
+import type { ServerCounters } from './host.js';
+
+export interface HeartbeatOptions {
+  /** Ping a connection after this many milliseconds without hearing from it. */
+  interval: number;
+  /** Terminate it if it stays silent this much longer (no pong, no frame at all). */
+  timeout: number;
+}
+
+export interface SweepOptions {
+  heartbeat: HeartbeatOptions | false;
+  /** Close (1001) connections that sent no message for this many milliseconds; 0 = never. */
+  idleTimeout: number;
+}
+
+export class Sweep {
+  private readonly timer: NodeJS.Timeout | undefined;
+  private readonly heartbeat: HeartbeatOptions | false;
+  private readonly idleTimeout: number;
+
+  constructor(
+    private readonly connections: Set<WebSocket>,
+    private readonly counters: ServerCounters,
+    options: SweepOptions,
+  ) {
+    this.heartbeat = options.heartbeat;
+    this.idleTimeout = options.idleTimeout;
+    const periods: number[] = [];
+    if (this.heartbeat) periods.push(this.heartbeat.interval, this.heartbeat.timeout);
+    if (this.idleTimeout > 0) periods.push(this.idleTimeout);
+    if (periods.length === 0) return;
+    // Half the shortest period: a deadline is acted on at most that late.
+    const tick = Math.max(5, Math.floor(Math.min(...periods) / 2));
+    this.timer = setInterval(() => this.run(Date.now()), tick);
+    this.timer.unref();
+  }
+
+  /** Start watching a new connection. */
+  add(ws: WebSocket): void {
+    const now = Date.now();
+    ws.lastHeard = now;
+    ws.lastMessage = now;
+    ws.heardFrom = false;
+    ws.messageSeen = false;
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+  }
+
+  private run(now: number): void {
+    const heartbeat = this.heartbeat;
+    const idle = this.idleTimeout;
+    for (const ws of this.connections) {
+      if (ws.readyState !== 1) continue;
+      if (ws.heardFrom) {
+        ws.heardFrom = false;
+        ws.lastHeard = now;
+        ws.pingOutstanding = false;
+      }
+      if (ws.messageSeen) {
+        ws.messageSeen = false;
+        ws.lastMessage = now;
+      }
+      if (heartbeat) {
+        const silent = now - ws.lastHeard;
+        if (silent >= heartbeat.interval + heartbeat.timeout) {
+          this.counters.heartbeatTerminated++;
+          ws.terminate();
+          continue;
+        }
+        if (silent >= heartbeat.interval && !ws.pingOutstanding) {
+          ws.pingOutstanding = true;
+          ws.ping();
+        }
+      }
+      if (idle > 0 && now - ws.lastMessage >= idle) {
+        this.counters.idleClosed++;
+        ws.close(CloseCode.GOING_AWAY, 'idle timeout');
+      }
+    }
+  }
+}
