@@ -5,5 +5,15 @@
  *   const wss = new WebSocketServer({ port: 8080 });
  *   wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
  */
-export * from './node/index.js';
+export { WebSocket } from './node/connection.js';
+export type { BinaryType, CodedError, RawData, SendData, SendOptions } from './node/connection.js';
+export type { ClientOptions } from './node/client.js';
+export type { AddEventListenerOptions } from './node/event-target.js';
+export type { VerifyClientInfo, ServerStats } from './node/server.js';
+export type { HeartbeatOptions } from './node/sweep.js';
+export type { PublishOptions, SlowConsumerPolicy } from './node/host.js';
+export { WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from './node/events.js';
+// The server applications use: node/'s server with the push layer (topics, history, jobs).
+export { WebSocketServer, Hub, MemoryBroker } from './push/index.js';
+export type { ServerOptions, HubOptions, PublishData, Broker, BrokerMessage, HistoryOptions, HistoryEntry, Recovery, Job } from './push/index.js';
 export { CloseCode, closeCodeIsValid, ProtocolError } from './protocol/index.js';

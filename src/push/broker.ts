@@ -1,0 +1,34 @@
+/**
+ * The broker interface: how published messages reach every process's Hub. The in-memory
+ * broker delivers straight back to the one Hub of this process; a networked broker (Redis,
+ * NATS) would implement the same two methods to connect several processes.
+ */
+
+/** A message as it travels between Hubs: already framed payload plus routing facts. */
+export interface BrokerMessage {
+  topic: string;
+  payload: Buffer;
+  binary: boolean;
+  seq: number;
+  epoch: string;
+}
+
+export interface Broker {
+  /** Register the function that delivers messages to local subscribers (called once). */
+  attach(deliver: (message: BrokerMessage, exclude: unknown) => void): void;
+  /** Send a message to every Hub; `exclude` (a local connection) only matters locally. */
+  publish(message: BrokerMessage, exclude?: unknown): void;
+}
+
+/** One process, no network: publish is local delivery. */
+export class MemoryBroker implements Broker {
+  private deliver: ((message: BrokerMessage, exclude: unknown) => void) | undefined;
+
+  attach(deliver: (message: BrokerMessage, exclude: unknown) => void): void {
+    this.deliver = deliver;
+  }
+
+  publish(message: BrokerMessage, exclude?: unknown): void {
+    this.deliver?.(message, exclude);
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * Hub: topics and publish for one server. Each published message is framed once and the same
+ * bytes are written to every subscriber (each socket flushes once per event-loop turn, see
+ * node/write-batch.ts). Every topic has a sequence number and an epoch; with history on,
+ * recent messages are kept so reconnecting clients can recover what they missed.
+ */
+import { randomBytes } from 'node:crypto';
+import type { WebSocket } from '../node/connection.js';
+import type { PubSub, PublishOptions } from '../node/host.js';
+import { encodeFrame } from '../protocol/frame.js';
+import { Opcode } from '../protocol/opcodes.js';
+import { MemoryBroker, type Broker, type BrokerMessage } from './broker.js';
+import { TopicHistory, type HistoryOptions, type Recovery } from './history.js';
+
+/** Data a publish accepts. A function receives the message's sequence number and epoch. */
+export type PublishData = string | Buffer | ArrayBuffer | ArrayBufferView;
+
+interface Topic {
+  subscribers: Set<WebSocket>;
+  seq: number;
+  epoch: string;
+  history: TopicHistory | undefined;
+}
+
+function toPayload(data: PublishData): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (Buffer.isBuffer(data)) return data;
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return Buffer.from(data);
+}
+
+function newEpoch(): string {
+  return randomBytes(6).toString('base64url');
+}
+
+export interface HubOptions {
+  /** History for every topic (off by default); per topic with `configureTopic`. */
+  history?: HistoryOptions | false;
+  /** How messages reach subscribers; the in-memory broker by default. */
+  broker?: Broker;
+}
+
+export class Hub implements PubSub {
+  private readonly topics = new Map<string, Topic>();
+  private readonly historyDefault: HistoryOptions | false;
+  private readonly historyByTopic = new Map<string, HistoryOptions | false>();
+  private readonly broker: Broker;
+  private subscriptionCount = 0;
+  /** Subscribers the last local delivery reached (the memory broker delivers synchronously). */
+  private lastDelivered = 0;
+
+  constructor(options: HubOptions = {}) {
+    this.historyDefault = options.history ?? false;
+    this.broker = options.broker ?? new MemoryBroker();
+    this.broker.attach((message, exclude) => this.deliver(message, exclude));
+  }
+
+  /** Set the history of one topic (overrides the default), e.g. `{ size: 100 }`. */
+  configureTopic(topic: string, options: { history: HistoryOptions | false }): void {
+    this.historyByTopic.set(topic, options.history);
+    const state = this.topics.get(topic);
+    if (state) state.history = options.history ? new TopicHistory(options.history) : undefined;
+  }
+
+  private state(topic: string): Topic {
+    let state = this.topics.get(topic);
+    if (state === undefined) {
+      const history = this.historyByTopic.has(topic) ? this.historyByTopic.get(topic)! : this.historyDefault;
+      state = { subscribers: new Set(), seq: 0, epoch: newEpoch(), history: history ? new TopicHistory(history) : undefined };
+      this.topics.set(topic, state);
+    }
+    return state;
+  }
+
+  subscribe(ws: WebSocket, topic: string): boolean {
+    const subscribers = this.state(topic).subscribers;
+    if (subscribers.has(ws)) return false;
+    subscribers.add(ws);
+    this.subscriptionCount++;
+    return true;
+  }
+
+  unsubscribe(ws: WebSocket, topic: string): boolean {
+    const state = this.topics.get(topic);
+    if (state === undefined || !state.subscribers.delete(ws)) return false;
+    this.subscriptionCount--;
+    // A topic with nobody listening and nothing remembered is forgotten (its sequence, too).
+    if (state.subscribers.size === 0 && state.history === undefined) this.topics.delete(topic);
+    return true;
+  }
+
+  /**
+   * Publish to every subscriber of `topic` (except `exclude`). `data` may be a function of
+   * the message's sequence number and the topic's epoch, for payloads that carry them (the
+   * channel protocol does). Returns the number of local subscribers written to.
+   */
+  publish(topic: string, data: PublishData | ((seq: number, epoch: string) => PublishData), options?: PublishOptions, exclude?: WebSocket): number {
+    const state = this.state(topic);
+    const seq = ++state.seq;
+    const value = typeof data === 'function' ? data(seq, state.epoch) : data;
+    const payload = toPayload(value);
+    const binary = options?.binary ?? typeof value !== 'string';
+    if (state.history) state.history.add({ seq, payload, binary, time: Date.now() });
+    this.lastDelivered = 0;
+    this.broker.publish({ topic, payload, binary, seq, epoch: state.epoch }, exclude);
+    return this.lastDelivered;
+  }
+
+  /** Local fan-out: frame once, write the same bytes to every subscriber. */
+  private deliver(message: BrokerMessage, exclude: unknown): void {
+    const state = this.topics.get(message.topic);
+    if (state === undefined || state.subscribers.size === 0) return;
+    const frame = encodeFrame(message.binary ? Opcode.BINARY : Opcode.TEXT, message.payload, { fin: true });
+    const length = message.payload.length;
+    let delivered = 0;
+    for (const ws of state.subscribers) {
+      if (ws !== exclude && ws.sendEncoded(frame, length)) delivered++;
+    }
+    this.lastDelivered = delivered;
+  }
+
+  /** Subscribers of `topic` in this process. */
+  subscriberCount(topic: string): number {
+    return this.topics.get(topic)?.subscribers.size ?? 0;
+  }
+
+  /** The topic's epoch and last sequence number (a new topic starts at seq 0). */
+  position(topic: string): { epoch: string; seq: number } {
+    const state = this.state(topic);
+    return { epoch: state.epoch, seq: state.seq };
+  }
+
+  /**
+   * What a client that last saw (`epoch`, `since`) missed: exactly the messages after it, or
+   * `recovered: false` when that cannot be known (no history, a gap older than the history,
+   * another epoch).
+   */
+  recover(topic: string, since: number, epoch: string): Recovery {
+    const state = this.state(topic);
+    const base = { epoch: state.epoch, seq: state.seq };
+    if (epoch !== state.epoch || state.history === undefined || !Number.isInteger(since) || since < 0) {
+      return { ...base, recovered: false, messages: [] };
+    }
+    const messages = state.history.after(since, state.seq, Date.now());
+    return messages === undefined ? { ...base, recovered: false, messages: [] } : { ...base, recovered: true, messages };
+  }
+
+  /** Topics with at least one subscriber, and subscriptions over all topics. */
+  stats(): { topics: number; subscriptions: number } {
+    let topics = 0;
+    for (const state of this.topics.values()) if (state.subscribers.size > 0) topics++;
+    return { topics, subscriptions: this.subscriptionCount };
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Timed push: jobs that run every N milliseconds on a fixed grid (start + k*N), so they do
+ * not drift however long each run takes; one timer per job, none per connection. A run that
+ * is late by more than a period skips the missed slots instead of firing in a burst.
+ */
+
+/** A scheduled job; cancel() stops it. */
+export interface Job {
+  cancel(): void;
+  /** True until cancelled. */
+  readonly active: boolean;
+}
+
+export class Scheduler {
+  private readonly jobs = new Set<ScheduledJob>();
+  private readonly onError: (err: unknown) => void;
+
+  constructor(onError: (err: unknown) => void) {
+    this.onError = onError;
+  }
+
+  /** Run `fn(n)` every `ms` milliseconds (n = 1, 2, ...). */
+  every(ms: number, fn: (run: number) => void): Job {
+    if (!(ms > 0) || !Number.isFinite(ms)) throw new RangeError('every(ms, fn): ms must be a positive number');
+    const job = new ScheduledJob(ms, fn, this.onError, (j) => this.jobs.delete(j));
+    this.jobs.add(job);
+    return job;
+  }
+
+  /** Cancel every job (server shutdown). */
+  stopAll(): void {
+    for (const job of [...this.jobs]) job.cancel();
+  }
+
+  get size(): number {
+    return this.jobs.size;
+  }
+}
+
+class ScheduledJob implements Job {
+  active = true;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly start = performance.now();
+  private run = 0;
+
+  constructor(
+    private readonly period: number,
+    private readonly fn: (run: number) => void,
+    private readonly onError: (err: unknown) => void,
+    private readonly onCancel: (job: ScheduledJob) => void,
+  ) {
+    this.arm();
+  }
+
+  private arm(): void {
+    const now = performance.now();
+    // The next slot on the grid that is still ahead of us.
+    let slot = Math.floor((now - this.start) / this.period) + 1;
+    if (slot <= this.run) slot = this.run + 1;
+    this.run = slot;
+    this.timer = setTimeout(this.fire, this.start + slot * this.period - now);
+  }
+
+  private readonly fire = (): void => {
+    if (!this.active) return;
+    try {
+      this.fn(this.run);
+    } catch (err) {
+      this.onError(err);
+    }
+    if (this.active) this.arm();
+  };
+
+  cancel(): void {
+    if (!this.active) return;
+    this.active = false;
+    clearTimeout(this.timer);
+    this.onCancel(this);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The WebSocketServer applications import: node/'s server (handshake, connections, heartbeat,
+ * slow consumers, shutdown) with the push layer installed: topics and publish through a Hub,
+ * per-topic history, and timed jobs that stop when the server closes.
+ */
+import type { WebSocket } from '../node/connection.js';
+import type { PublishOptions } from '../node/host.js';
+import { WebSocketServer as NodeWebSocketServer } from '../node/server.js';
+import type { ServerOptions as NodeServerOptions } from '../node/server-options.js';
+import type { Broker } from './broker.js';
+import type { HistoryOptions, Recovery } from './history.js';
+import { Hub, type PublishData } from './hub.js';
+import { Scheduler, type Job } from './scheduler.js';
+
+export interface ServerOptions extends NodeServerOptions {
+  /** Keep recent messages of every topic for recovery (`{ size, ttl }`); off by default. */
+  history?: HistoryOptions | false;
+  /** Connect several processes (default: in-memory, this process only). */
+  broker?: Broker;
+}
+
+export class WebSocketServer extends NodeWebSocketServer {
+  /** Topics, publish and history. */
+  readonly hub: Hub;
+  private readonly scheduler: Scheduler;
+
+  constructor(options: ServerOptions = {}, callback?: () => void) {
+    super(options, callback);
+    this.hub = new Hub({ history: options.history ?? false, ...(options.broker ? { broker: options.broker } : {}) });
+    this.pubsub = this.hub;
+    this.scheduler = new Scheduler((err) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+      else process.emitWarning(err instanceof Error ? err : String(err));
+    });
+    this.on('shutdown', () => this.scheduler.stopAll());
+  }
+
+  /**
+   * Send `data` to every subscriber of `topic`. The frame is encoded once and the same bytes
+   * go to every subscriber. Returns the number of subscribers it was written to (slow
+   * consumers under policy 'drop' are skipped).
+   */
+  publish(topic: string, data: PublishData, options?: PublishOptions): number {
+    return this.hub.publish(topic, data, options);
+  }
+
+  /** Subscribers of `topic`. */
+  subscriberCount(topic: string): number {
+    return this.hub.subscriberCount(topic);
+  }
+
+  /** What a client that last saw (epoch, seq) on `topic` missed (see docs/push.md). */
+  recover(topic: string, since: number, epoch: string): Recovery {
+    return this.hub.recover(topic, since, epoch);
+  }
+
+  /**
+   * Run `fn` every `ms` milliseconds, on a fixed grid (no drift), until the returned job is
+   * cancelled or the server closes. A throw is reported on `error` (or as a warning).
+   */
+  every(ms: number, fn: (run: number) => void): Job {
+    return this.scheduler.every(ms, fn);
+  }
+
+  protected override pubsubStats(): { topics: number; subscriptions: number } {
+    return this.hub.stats();
+  }
+}
+
+export type { WebSocket };
