@@ -2,6 +2,7 @@
  * `duet serve`: a ready-made server for trying WebSocket out, for tests and for tools.
  *   /echo  every message back to its sender, same type
  *   /chat  every message to every client on /chat (sender included), in order
+ *   /ticker  a JSON tick every second to every client
  *   /      a small HTML page to try both from a browser
  */
 import { readFileSync } from 'node:fs';
@@ -9,8 +10,9 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { WebSocketServer, abortHandshake } from '../node/server.js';
-import { CloseCode } from '../protocol/close-codes.js';
+import { abortHandshake } from '../node/server.js';
+import { WebSocketServer } from '../push/server.js';
+import { WEBSOCKET_PATHS, attachEndpoints, pathOf } from './endpoints.js';
 import { TEST_PAGE } from './test-page.js';
 
 const HELP = `Usage: duet serve [options]
@@ -68,7 +70,7 @@ export async function runServe(argv: string[]): Promise<number> {
       res.end(req.method === 'HEAD' ? undefined : TEST_PAGE);
       return;
     }
-    const upgrade = path === '/echo' || path === '/chat';
+    const upgrade = (WEBSOCKET_PATHS as readonly string[]).includes(path);
     const body = upgrade ? 'This endpoint speaks WebSocket\n' : 'Not found\n';
     res.writeHead(upgrade ? 426 : 404, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
@@ -80,24 +82,15 @@ export async function runServe(argv: string[]): Promise<number> {
     ? https.createServer({ ...timeouts, cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!) }, onRequest)
     : http.createServer(timeouts, onRequest);
 
-  const echo = new WebSocketServer({ noServer: true, maxPayload });
-  const chat = new WebSocketServer({ noServer: true, maxPayload });
-  echo.on('connection', (ws) => {
-    ws.on('message', (data, isBinary) => ws.send(data as Buffer, { binary: isBinary }));
-  });
-  chat.on('connection', (ws) => {
-    ws.on('message', (data, isBinary) => {
-      for (const peer of chat.clients!) {
-        if (peer.readyState === peer.OPEN) peer.send(data as Buffer, { binary: isBinary });
-      }
-    });
-  });
+  const wss = new WebSocketServer({ noServer: true, maxPayload, shutdownTimeout: 2000 });
+  attachEndpoints(wss);
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/echo') echo.handleUpgrade(req, socket, head, (ws) => echo.emit('connection', ws, req));
-    else if (path === '/chat') chat.handleUpgrade(req, socket, head, (ws) => chat.emit('connection', ws, req));
-    else abortHandshake(socket, 404, 'No WebSocket endpoint at this path; try /echo or /chat');
+    if ((WEBSOCKET_PATHS as readonly string[]).includes(pathOf(req))) {
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    } else {
+      abortHandshake(socket, 404, `No WebSocket endpoint at this path; try ${WEBSOCKET_PATHS.join(', ')}`);
+    }
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -117,19 +110,15 @@ export async function runServe(argv: string[]): Promise<number> {
     const stop = (): void => {
       if (stopping) return;
       stopping = true;
-      let pending = 3;
+      let pending = 2;
       const done = (): void => {
         if (--pending === 0) resolve(0);
       };
-      echo.closeAll(CloseCode.GOING_AWAY, 'server shutting down', done);
-      chat.closeAll(CloseCode.GOING_AWAY, 'server shutting down', done);
+      // 1001 to everyone; peers that never answer are terminated after shutdownTimeout.
+      wss.close(done);
       server.close(done);
       server.closeIdleConnections();
-      // Peers that never answer the Close frame do not hold the exit.
-      setTimeout(() => {
-        for (const ws of [...echo.clients!, ...chat.clients!]) ws.terminate();
-        server.closeAllConnections();
-      }, 2000).unref();
+      setTimeout(() => server.closeAllConnections(), 2500).unref();
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -124,6 +124,33 @@ test('GET / serves the HTML page; unknown WebSocket paths get 404', async () => 
   }
 });
 
+test('/ticker pushes one JSON tick a second to every client, the same tick to all', async () => {
+  const s = await serve();
+  try {
+    const a = await open(`${s.url}/ticker`);
+    const b = await open(`${s.url}/ticker`);
+    const ticksA: Array<{ type: string; seq: number; time: string; value: number }> = [];
+    const ticksB: typeof ticksA = [];
+    a.on('message', (d) => ticksA.push(JSON.parse(d.toString())));
+    b.on('message', (d) => ticksB.push(JSON.parse(d.toString())));
+    const deadline = Date.now() + 5000;
+    while ((ticksA.length < 2 || ticksB.length < 2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(ticksA.length >= 2 && ticksB.length >= 2, 'two ticks within ~2 s');
+    const [first, second] = ticksA;
+    assert.equal(first.type, 'tick');
+    assert.equal(second.seq, first.seq + 1);
+    assert.ok(Number.isFinite(first.value) && first.value > 0);
+    assert.ok(!Number.isNaN(Date.parse(first.time)));
+    const gap = Date.parse(second.time) - Date.parse(first.time);
+    assert.ok(gap > 800 && gap < 1500, `about a second apart (${gap} ms)`);
+    const common = ticksB.find((t) => t.seq === first.seq);
+    if (common) assert.deepEqual(common, first, 'every client gets the same tick');
+  } finally {
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+  }
+});
+
 test('--max-payload is enforced with close 1009', async () => {
   const s = await serve(['--max-payload', '100']);
   try {
