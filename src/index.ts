@@ -16,4 +16,6 @@ export { WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from './node/even
 // The server applications use: node/'s server with the push layer (topics, history, jobs).
 export { WebSocketServer, Hub, MemoryBroker } from './push/index.js';
 export type { ServerOptions, HubOptions, PublishData, Broker, BrokerMessage, HistoryOptions, HistoryEntry, Recovery, Job } from './push/index.js';
+export { Channel } from './push/index.js';
+export type { ChannelOptions, ChannelTopicOptions, ChannelRateLimit, ChannelErrorCode, ChannelServerMessage } from './push/index.js';
 export { CloseCode, closeCodeIsValid, ProtocolError } from './protocol/index.js';

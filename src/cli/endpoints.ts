@@ -3,14 +3,17 @@
  *   /echo    every message back to its sender, same type
  *   /chat    every message to every client on /chat, the sender included, in order
  *   /ticker  one JSON tick a second to every client: {"type":"tick","seq":N,"time":ISO,"value":V}
+ *   /channel the JSON channel protocol (docs/protocol.md) with topics `chat` (clients publish)
+ *            and `ticker` (server only), each keeping its last 100 messages for recovery
  * The ticker's value is a random walk, published once and framed once for all subscribers.
  */
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from '../node/connection.js';
+import { Channel } from '../push/channel.js';
 import type { WebSocketServer } from '../push/server.js';
 
 /** Paths that speak WebSocket. */
-export const WEBSOCKET_PATHS = ['/echo', '/chat', '/ticker'] as const;
+export const WEBSOCKET_PATHS = ['/echo', '/chat', '/ticker', '/channel'] as const;
 
 export interface Tick {
   type: 'tick';
@@ -19,8 +22,14 @@ export interface Tick {
   value: number;
 }
 
-/** Wire the endpoints to `wss` and start the ticker. `onTick` sees every tick (for /channel). */
-export function attachEndpoints(wss: WebSocketServer, onTick?: (tick: Tick) => void): void {
+/** Wire the endpoints to `wss` and start the ticker. Returns the /channel handler. */
+export function attachEndpoints(wss: WebSocketServer): Channel {
+  const channel = new Channel(wss, {
+    topics: {
+      chat: { history: { size: 100 } },
+      ticker: { history: { size: 100 }, publish: false },
+    },
+  });
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
     switch (pathOf(req)) {
       case '/echo':
@@ -35,6 +44,9 @@ export function attachEndpoints(wss: WebSocketServer, onTick?: (tick: Tick) => v
       case '/ticker':
         ws.subscribe('ticker');
         break;
+      case '/channel':
+        channel.accept(ws);
+        break;
     }
   });
 
@@ -44,8 +56,9 @@ export function attachEndpoints(wss: WebSocketServer, onTick?: (tick: Tick) => v
     value = Math.max(1, Math.round((value + (Math.random() - 0.5) * 2) * 100) / 100);
     const tick: Tick = { type: 'tick', seq, time: new Date().toISOString(), value };
     wss.publish('ticker', JSON.stringify(tick));
-    onTick?.(tick);
+    channel.publish('ticker', tick);
   });
+  return channel;
 }
 
 export function pathOf(req: IncomingMessage): string {

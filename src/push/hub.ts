@@ -95,6 +95,10 @@ export class Hub implements PubSub {
    * channel protocol does). Returns the number of local subscribers written to.
    */
   publish(topic: string, data: PublishData | ((seq: number, epoch: string) => PublishData), options?: PublishOptions, exclude?: WebSocket): number {
+    // Publishing to a topic nobody follows and nobody remembers creates nothing (made-up topic
+    // names must not grow the map).
+    const historyWanted = this.historyByTopic.has(topic) ? this.historyByTopic.get(topic) : this.historyDefault;
+    if (!this.topics.has(topic) && !historyWanted) return 0;
     const state = this.state(topic);
     const seq = ++state.seq;
     const value = typeof data === 'function' ? data(seq, state.epoch) : data;

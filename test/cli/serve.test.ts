@@ -151,6 +151,52 @@ test('/ticker pushes one JSON tick a second to every client, the same tick to al
   }
 });
 
+test('/channel: chat keeps history, so a client that reconnects recovers exactly what it missed', async () => {
+  const s = await serve();
+  try {
+    const inbox = (ws: WS): unknown[] => {
+      const got: unknown[] = [];
+      ws.on('message', (d) => got.push(JSON.parse(d.toString())));
+      return got;
+    };
+    const waitFor = async (got: unknown[], n: number): Promise<void> => {
+      const deadline = Date.now() + 5000;
+      while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(got.length >= n, `expected ${n} messages, got ${JSON.stringify(got)}`);
+    };
+    const a = await open(`${s.url}/channel`);
+    const gotA = inbox(a);
+    a.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
+    for (const text of ['one', 'two']) a.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text } }));
+    await waitFor(gotA, 3);
+    const subscribed = gotA[0] as { epoch: string; seq: number };
+    const last = gotA[2] as { seq: number };
+    a.close();
+    await once(a, 'close');
+
+    const b = await open(`${s.url}/channel`);
+    const gotB = inbox(b);
+    b.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
+    for (const text of ['three', 'four']) b.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text } }));
+    await waitFor(gotB, 3);
+
+    const again = await open(`${s.url}/channel`);
+    const gotAgain = inbox(again);
+    again.send(JSON.stringify({ type: 'subscribe', topic: 'chat', since: last.seq, epoch: subscribed.epoch }));
+    await waitFor(gotAgain, 3);
+    assert.deepEqual(gotAgain[0], { type: 'subscribed', topic: 'chat', epoch: subscribed.epoch, seq: last.seq + 2, recovered: true });
+    assert.deepEqual(
+      gotAgain.slice(1).map((m) => (m as { data: { text: string } }).data.text),
+      ['three', 'four'],
+    );
+    b.close();
+    again.close();
+  } finally {
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+  }
+});
+
 test('--max-payload is enforced with close 1009', async () => {
   const s = await serve(['--max-payload', '100']);
   try {

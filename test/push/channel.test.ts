@@ -1,0 +1,745 @@
+/**
+ * The JSON channel protocol (src/push/channel.ts, docs/protocol.md) over real connections: a
+ * duet server on 127.0.0.1:0 with a Channel, driven by `ws` clients (an independent
+ * implementation) that speak the protocol as any client would.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import WS from 'ws';
+import { Channel, type ChannelOptions, type WebSocket } from '../../src/index.js';
+import { HOST, RawClient, clientFrame, startServer, upgradeRequest } from '../helpers.js';
+
+const T = { timeout: 10_000 };
+const WAIT_MS = 3000;
+
+/** A server message as the test sees it. */
+interface Msg {
+  type: string;
+  topic?: string;
+  seq?: number;
+  epoch?: string;
+  recovered?: boolean;
+  data?: unknown;
+  id?: unknown;
+  code?: string;
+  message?: string;
+}
+
+/** A protocol client: every text message parsed and queued; `next()` takes them in order. */
+class Client {
+  readonly inbox: Msg[] = [];
+  /** Every message's text, as received, in order. */
+  readonly raw: string[] = [];
+  binaries = 0;
+  closeCode: number | undefined;
+  closeReason = '';
+  private wake: (() => void) | undefined;
+  private pingId = 0;
+
+  private constructor(readonly ws: WS) {
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) this.binaries++;
+      else {
+        const text = data.toString('utf8');
+        this.raw.push(text);
+        this.inbox.push(JSON.parse(text) as Msg);
+      }
+      this.wake?.();
+    });
+    ws.on('close', (code: number, reason: Buffer) => {
+      this.closeCode = code;
+      this.closeReason = reason.toString();
+      this.wake?.();
+    });
+    ws.on('error', () => {});
+  }
+
+  static async open(port: number, path = '/channel'): Promise<Client> {
+    const ws = new WS(`ws://${HOST}:${port}${path}`, { handshakeTimeout: WAIT_MS });
+    await once(ws, 'open');
+    return new Client(ws);
+  }
+
+  send(message: object | string): void {
+    this.ws.send(typeof message === 'string' ? message : JSON.stringify(message));
+  }
+
+  /** Wait until `cond()` holds, re-checked on every message and on close. */
+  async until(cond: () => boolean, what = 'condition', ms = WAIT_MS): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!cond()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; inbox: ${JSON.stringify(this.inbox).slice(0, 400)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+
+  async next(): Promise<Msg> {
+    await this.until(() => this.inbox.length > 0, 'a message');
+    return this.inbox.shift()!;
+  }
+
+  async take(n: number): Promise<Msg[]> {
+    await this.until(() => this.inbox.length >= n, `${n} messages`);
+    return this.inbox.splice(0, n);
+  }
+
+  /** Send and expect the next message to be an error with `code`. */
+  async expectError(message: object | string, code: string): Promise<Msg> {
+    this.send(message);
+    const reply = await this.next();
+    assert.equal(reply.type, 'error', `expected error ${code} for ${JSON.stringify(message)}, got ${JSON.stringify(reply)}`);
+    assert.equal(reply.code, code, `for ${JSON.stringify(message)}: ${reply.message}`);
+    assert.equal(typeof reply.message, 'string');
+    return reply;
+  }
+
+  /**
+   * Everything the server sends before the answer to a ping sent now (the server answers in
+   * order, so this is what it had sent so far). Removes the pong.
+   */
+  async drain(): Promise<Msg[]> {
+    const id = `barrier-${++this.pingId}`;
+    this.send({ type: 'ping', id });
+    await this.until(() => this.inbox.some((m) => m.type === 'pong' && m.id === id), `pong ${id}`);
+    const at = this.inbox.findIndex((m) => m.type === 'pong' && m.id === id);
+    const before = this.inbox.splice(0, at + 1);
+    before.pop();
+    return before;
+  }
+
+  async subscribe(topic: string, since?: number, epoch?: string): Promise<Msg> {
+    this.send(since === undefined ? { type: 'subscribe', topic } : { type: 'subscribe', topic, since, epoch });
+    const reply = await this.next();
+    assert.equal(reply.type, 'subscribed', JSON.stringify(reply));
+    return reply;
+  }
+
+  async closed(): Promise<number> {
+    await this.until(() => this.closeCode !== undefined, 'close');
+    return this.closeCode!;
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}
+
+/** A server with a channel on every connection. */
+async function channelServer(options: ChannelOptions, serverOptions: Parameters<typeof startServer>[0] = {}) {
+  const server = await startServer(serverOptions);
+  const channel = new Channel(server.wss, options);
+  server.wss.on('connection', (ws: WebSocket) => channel.accept(ws));
+  const clients: Client[] = [];
+  return {
+    ...server,
+    channel,
+    async client(): Promise<Client> {
+      const c = await Client.open(server.port);
+      clients.push(c);
+      return c;
+    },
+    async close(): Promise<void> {
+      for (const c of clients) c.close();
+      await server.close();
+    },
+  };
+}
+
+const CHAT: ChannelOptions = { topics: { chat: { history: { size: 100 } }, ticker: { history: { size: 100 }, publish: false } }, rateLimit: false, maxErrors: 1000 };
+
+function seqs(messages: Msg[]): number[] {
+  return messages.map((m) => {
+    assert.equal(m.type, 'message', JSON.stringify(m));
+    return m.seq!;
+  });
+}
+
+function range(from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let i = from; i <= to; i++) out.push(i);
+  return out;
+}
+
+describe('channel protocol: messages', () => {
+  it('ping is answered with pong, echoing a string or number id', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      const c = await s.client();
+      c.send({ type: 'ping' });
+      assert.deepEqual(await c.next(), { type: 'pong' });
+      c.send({ type: 'ping', id: 'abc' });
+      assert.deepEqual(await c.next(), { type: 'pong', id: 'abc' });
+      c.send({ type: 'ping', id: 42 });
+      assert.deepEqual(await c.next(), { type: 'pong', id: 42 });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('subscribe, message, unsubscribe', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      const c = await s.client();
+      const sub = await c.subscribe('ticker');
+      assert.equal(sub.topic, 'ticker');
+      assert.equal(sub.seq, 0);
+      assert.equal(sub.recovered, false);
+      assert.equal(typeof sub.epoch, 'string');
+      assert.ok(sub.epoch!.length > 0);
+      assert.deepEqual(Object.keys(sub).sort(), ['epoch', 'recovered', 'seq', 'topic', 'type']);
+      assert.equal(s.channel.subscriberCount('ticker'), 1);
+
+      assert.equal(s.channel.publish('ticker', { type: 'tick', value: 1 }), 1);
+      assert.deepEqual(await c.next(), { type: 'message', topic: 'ticker', seq: 1, data: { type: 'tick', value: 1 } });
+      assert.equal(c.raw.at(-1), '{"type":"message","topic":"ticker","seq":1,"data":{"type":"tick","value":1}}');
+      s.channel.publish('ticker', 'two');
+      s.channel.publish('ticker', null);
+      assert.deepEqual(await c.take(2), [
+        { type: 'message', topic: 'ticker', seq: 2, data: 'two' },
+        { type: 'message', topic: 'ticker', seq: 3, data: null },
+      ]);
+      assert.deepEqual(s.channel.position('ticker'), { epoch: sub.epoch, seq: 3 });
+
+      c.send({ type: 'unsubscribe', topic: 'ticker' });
+      assert.deepEqual(await c.next(), { type: 'unsubscribed', topic: 'ticker' });
+      assert.equal(s.channel.subscriberCount('ticker'), 0);
+      s.channel.publish('ticker', 'after');
+      assert.deepEqual(await c.drain(), []);
+      // Unsubscribing again is not an error.
+      c.send({ type: 'unsubscribe', topic: 'ticker' });
+      assert.deepEqual(await c.next(), { type: 'unsubscribed', topic: 'ticker' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a client publish reaches every subscriber, the sender included, with its seq', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      const [alice, bob, carol] = await Promise.all([s.client(), s.client(), s.client()]);
+      await alice.subscribe('chat');
+      await bob.subscribe('chat');
+      alice.send({ type: 'publish', topic: 'chat', data: { from: 'alice', text: 'hi' } });
+      const expected = { type: 'message', topic: 'chat', seq: 1, data: { from: 'alice', text: 'hi' } };
+      assert.deepEqual(await alice.next(), expected);
+      assert.deepEqual(await bob.next(), expected);
+      // Every recipient got the same bytes; carol (not subscribed) got nothing.
+      assert.equal(alice.raw.at(-1), bob.raw.at(-1));
+      assert.deepEqual(await carol.drain(), []);
+      // Publishing does not need a subscription.
+      carol.send({ type: 'publish', topic: 'chat', data: 'from carol' });
+      assert.deepEqual(await bob.next(), { type: 'message', topic: 'chat', seq: 2, data: 'from carol' });
+      assert.deepEqual(await carol.drain(), []);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a subscribe and a publish in one TCP segment: the publish is delivered after subscribed', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      s.channel.publish('chat', 'old');
+      const { epoch } = s.channel.position('chat');
+      const raw = await RawClient.connect(s.port, upgradeRequest('/channel'));
+      assert.equal(raw.status, 101);
+      const text = (value: object): Buffer => clientFrame({ opcode: 0x1, payload: JSON.stringify(value) });
+      raw.write(Buffer.concat([text({ type: 'subscribe', topic: 'chat', since: 0, epoch }), text({ type: 'publish', topic: 'chat', data: 'mine' })]));
+      await raw.until(() => raw.frames().length >= 3);
+      const got = raw.frames().map((f) => JSON.parse(f.payload.toString()) as Msg);
+      assert.deepEqual(got, [
+        { type: 'subscribed', topic: 'chat', epoch, seq: 1, recovered: true },
+        { type: 'message', topic: 'chat', seq: 1, data: 'old' },
+        { type: 'message', topic: 'chat', seq: 2, data: 'mine' },
+      ]);
+      raw.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a repeated subscribe is answered again and does not double delivery', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      const c = await s.client();
+      const first = await c.subscribe('chat');
+      const second = await c.subscribe('chat');
+      assert.equal(second.epoch, first.epoch);
+      assert.equal(s.channel.subscriberCount('chat'), 1);
+      s.channel.publish('chat', 'once');
+      assert.deepEqual(seqs(await c.drain()), [1]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('channel topics are apart from raw ws.subscribe() topics of the same name', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      const rawSide = once(s.wss, 'connection') as Promise<[WebSocket]>;
+      const raw = await s.client();
+      const [rawServerSide] = await rawSide;
+      rawServerSide.subscribe('chat');
+      const c = await s.client();
+      await c.subscribe('chat');
+      s.channel.publish('chat', 'channel');
+      s.wss.publish('chat', '{"type":"raw"}');
+      assert.deepEqual(seqs(await c.drain()), [1]);
+      // The raw subscriber got the raw publish only.
+      assert.deepEqual(await raw.drain(), [{ type: 'raw' }]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a closed connection leaves its channel topics', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      const c = await s.client();
+      await c.subscribe('chat');
+      await c.subscribe('ticker');
+      assert.equal(s.channel.subscriberCount('chat'), 1);
+      c.ws.close(1000);
+      await c.closed();
+      const deadline = Date.now() + WAIT_MS;
+      while (s.channel.subscriberCount('chat') + s.channel.subscriberCount('ticker') > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(s.channel.subscriberCount('chat'), 0);
+      assert.equal(s.channel.subscriberCount('ticker'), 0);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('channel protocol: recovery', () => {
+  it('returns exactly the missed range, as the bytes first sent, then live messages', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      const watcher = await s.client();
+      await watcher.subscribe('chat');
+      const a = await s.client();
+      const sub = await a.subscribe('chat');
+      for (let i = 1; i <= 3; i++) s.channel.publish('chat', { n: i });
+      assert.deepEqual(seqs(await a.take(3)), [1, 2, 3]);
+      a.close();
+      for (let i = 4; i <= 8; i++) s.channel.publish('chat', { n: i });
+
+      const b = await s.client();
+      const again = await b.subscribe('chat', 3, sub.epoch);
+      assert.deepEqual(again, { type: 'subscribed', topic: 'chat', epoch: sub.epoch, seq: 8, recovered: true });
+      const missed = await b.take(5);
+      assert.deepEqual(seqs(missed), [4, 5, 6, 7, 8]);
+      assert.deepEqual(missed.map((m) => m.data), [{ n: 4 }, { n: 5 }, { n: 6 }, { n: 7 }, { n: 8 }]);
+      // Replayed from history as published: byte for byte what live subscribers got.
+      await watcher.take(8);
+      assert.deepEqual(b.raw.slice(1), watcher.raw.slice(4, 9));
+      s.channel.publish('chat', { n: 9 });
+      assert.deepEqual(seqs(await b.drain()), [9]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('recovered: true with nothing to replay when the client is up to date', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      for (let i = 0; i < 4; i++) s.channel.publish('chat', i);
+      const { epoch, seq } = s.channel.position('chat');
+      const c = await s.client();
+      const sub = await c.subscribe('chat', seq, epoch);
+      assert.equal(sub.recovered, true);
+      assert.equal(sub.seq, 4);
+      assert.deepEqual(await c.drain(), []);
+      // Recovering from seq 0 of this epoch replays everything the history holds.
+      const d = await s.client();
+      assert.equal((await d.subscribe('chat', 0, epoch)).recovered, true);
+      assert.deepEqual(seqs(await d.drain()), [1, 2, 3, 4]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('recovered: false for a gap older than the history, then live only', T, async () => {
+    const s = await channelServer({ topics: { small: { history: { size: 5 } } }, rateLimit: false });
+    try {
+      const { epoch } = s.channel.position('small');
+      for (let i = 0; i < 20; i++) s.channel.publish('small', i);
+      const c = await s.client();
+      // Oldest kept is seq 16: since 15 is the earliest that can be recovered.
+      const lost = await c.subscribe('small', 14, epoch);
+      assert.deepEqual(lost, { type: 'subscribed', topic: 'small', epoch, seq: 20, recovered: false });
+      assert.deepEqual(await c.drain(), []);
+      s.channel.publish('small', 'live');
+      assert.deepEqual(seqs(await c.drain()), [21]);
+      const d = await s.client();
+      assert.equal((await d.subscribe('small', 16, epoch)).recovered, true);
+      assert.deepEqual(seqs(await d.drain()), [17, 18, 19, 20, 21]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('recovered: false for another epoch, a seq from the future, or a topic without history', T, async () => {
+    const s = await channelServer({ topics: { chat: { history: { size: 100 } }, plain: {} }, rateLimit: false });
+    try {
+      s.channel.publish('chat', 'a');
+      s.channel.publish('chat', 'b');
+      const { epoch } = s.channel.position('chat');
+      const c = await s.client();
+      const other = await c.subscribe('chat', 1, 'another-epoch');
+      assert.equal(other.recovered, false);
+      assert.equal(other.epoch, epoch);
+      assert.equal(other.seq, 2);
+      assert.deepEqual(await c.drain(), []);
+      const future = await c.subscribe('chat', 3, epoch);
+      assert.equal(future.recovered, false);
+      assert.deepEqual(await c.drain(), []);
+
+      const plain = await c.subscribe('plain');
+      s.channel.publish('plain', 'x');
+      assert.deepEqual(seqs(await c.drain()), [1]);
+      const noHistory = await c.subscribe('plain', 0, plain.epoch);
+      assert.equal(noHistory.recovered, false);
+      assert.deepEqual(await c.drain(), []);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a new server (another epoch) is reported as recovered: false', T, async () => {
+    const first = await channelServer(CHAT);
+    const second = await channelServer(CHAT);
+    try {
+      first.channel.publish('chat', 1);
+      const { epoch } = first.channel.position('chat');
+      second.channel.publish('chat', 1);
+      const c = await second.client();
+      const sub = await c.subscribe('chat', 1, epoch);
+      assert.equal(sub.recovered, false);
+      assert.notEqual(sub.epoch, epoch);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
+  it('no gap and no duplicate when clients reconnect and recover while publishes continue', T, async () => {
+    const s = await channelServer({ topics: { feed: { history: { size: 100_000 } } }, rateLimit: false });
+    const TOTAL = 3000;
+    let published = 0;
+    let stopped = false;
+    const start = Date.now();
+    // About 4 publishes a millisecond, from every turn of the event loop (setImmediate), so
+    // publishes land between any two I/O callbacks, also between a subscribe and anything it defers.
+    const tick = (): void => {
+      const due = Math.min(TOTAL, (Date.now() - start) * 4);
+      while (published < due) s.channel.publish('feed', { n: ++published });
+      if (published < TOTAL && !stopped) setImmediate(tick);
+    };
+    setImmediate(tick);
+    try {
+      const follow = async (rounds: number): Promise<{ seen: number[]; replayed: number }> => {
+        const seen: number[] = [];
+        let replayed = 0;
+        let position: { epoch: string; seq: number } | undefined;
+        for (let round = 0; round < rounds; round++) {
+          const c = await Client.open(s.port);
+          const sub = position === undefined ? await c.subscribe('feed') : await c.subscribe('feed', position.seq, position.epoch);
+          if (position !== undefined) assert.equal(sub.recovered, true, `round ${round}`);
+          // Nothing between the subscribe position and what follows is missing.
+          if (position === undefined) seen.push(sub.seq!);
+          const target = round === rounds - 1 ? TOTAL : Math.min(TOTAL, sub.seq! + 40);
+          // Up to date already (the publisher may have finished) or once `target` arrived.
+          const last = position?.seq ?? sub.seq!;
+          await c.until(() => (c.inbox.at(-1)?.seq ?? last) >= target, `seq ${target}`, 8000);
+          const got = seqs(c.inbox.splice(0));
+          replayed += got.filter((q) => q <= sub.seq!).length;
+          seen.push(...got);
+          position = { epoch: sub.epoch!, seq: seen.at(-1)! };
+          c.close();
+          // Let some publishes happen while disconnected.
+          await new Promise((r) => setTimeout(r, 3));
+        }
+        return { seen, replayed };
+      };
+      const results = await Promise.all([follow(6), follow(6), follow(3)]);
+      for (const { seen, replayed } of results) {
+        assert.deepEqual(seen, range(seen[0], TOTAL), 'consecutive seqs from the first subscribe to the last publish');
+        assert.ok(replayed > 0, 'some messages were recovered from history');
+      }
+    } finally {
+      stopped = true;
+      await s.close();
+    }
+  });
+});
+
+describe('channel protocol: errors', () => {
+  it('every malformed message gets its error code, and the connection keeps working', T, async () => {
+    const s = await channelServer({ ...CHAT, maxMessageBytes: 200 });
+    try {
+      const c = await s.client();
+      await c.expectError('not json', 'bad_json');
+      await c.expectError('{"type":"ping"', 'bad_json');
+      await c.expectError('', 'bad_json');
+      for (const notObject of ['[1,2]', '"ping"', 'null', '42', 'true']) await c.expectError(notObject, 'bad_message');
+      await c.expectError({}, 'bad_message');
+      await c.expectError({ type: 5 }, 'bad_message');
+      await c.expectError({ type: 'hello' }, 'unknown_type');
+      await c.expectError({ type: 'SUBSCRIBE', topic: 'chat' }, 'unknown_type');
+      // subscribe
+      await c.expectError({ type: 'subscribe' }, 'bad_message');
+      await c.expectError({ type: 'subscribe', topic: '' }, 'bad_message');
+      await c.expectError({ type: 'subscribe', topic: 7 }, 'bad_message');
+      await c.expectError({ type: 'subscribe', topic: 'chat', since: 1 }, 'bad_message');
+      await c.expectError({ type: 'subscribe', topic: 'chat', epoch: 'e' }, 'bad_message');
+      await c.expectError({ type: 'subscribe', topic: 'chat', since: -1, epoch: 'e' }, 'bad_message');
+      await c.expectError({ type: 'subscribe', topic: 'chat', since: 1.5, epoch: 'e' }, 'bad_message');
+      await c.expectError({ type: 'subscribe', topic: 'chat', since: '1', epoch: 'e' }, 'bad_message');
+      await c.expectError({ type: 'subscribe', topic: 'chat', since: 1, epoch: 5 }, 'bad_message');
+      const unknown = await c.expectError({ type: 'subscribe', topic: 'nope' }, 'unknown_topic');
+      assert.equal(unknown.topic, 'nope');
+      assert.equal(s.channel.subscriberCount('chat'), 0, 'failed subscribes subscribe nothing');
+      // unsubscribe
+      await c.expectError({ type: 'unsubscribe' }, 'bad_message');
+      await c.expectError({ type: 'unsubscribe', topic: 'nope' }, 'unknown_topic');
+      // publish
+      await c.expectError({ type: 'publish', topic: 'chat' }, 'bad_message');
+      await c.expectError({ type: 'publish', data: 1 }, 'bad_message');
+      await c.expectError({ type: 'publish', topic: 'nope', data: 1 }, 'unknown_topic');
+      await c.expectError({ type: 'publish', topic: 'ticker', data: 1 }, 'forbidden');
+      // ping
+      await c.expectError({ type: 'ping', id: { a: 1 } }, 'bad_message');
+      await c.expectError({ type: 'ping', id: [1] }, 'bad_message');
+      // limits
+      await c.expectError({ type: 'ping', id: 'x'.repeat(200) }, 'too_big');
+      c.ws.send(Buffer.from('{"type":"ping"}'), { binary: true });
+      assert.equal((await c.next()).code, 'binary');
+      // Nothing above was published or subscribed, and the connection still works.
+      assert.deepEqual(s.channel.position('ticker').seq, 0);
+      assert.deepEqual(s.channel.position('chat').seq, 0);
+      assert.deepEqual(await c.drain(), []);
+      await c.subscribe('chat');
+      c.send({ type: 'publish', topic: 'chat', data: 'ok', extra: 'ignored' });
+      assert.deepEqual(seqs(await c.drain()), [1]);
+      assert.equal(c.closeCode, undefined);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('maxMessageBytes is the largest message accepted', T, async () => {
+    const s = await channelServer({ ...CHAT, maxMessageBytes: 64 });
+    try {
+      const c = await s.client();
+      const fits = JSON.stringify({ type: 'ping', id: '' });
+      const exact = JSON.stringify({ type: 'ping', id: 'x'.repeat(64 - fits.length) });
+      assert.equal(Buffer.byteLength(exact), 64);
+      c.send(exact);
+      assert.equal((await c.next()).type, 'pong');
+      await c.expectError(JSON.stringify({ type: 'ping', id: 'x'.repeat(65 - fits.length) }), 'too_big');
+      // Counted in bytes, not characters.
+      await c.expectError(JSON.stringify({ type: 'ping', id: 'é'.repeat(64 - fits.length) }), 'too_big');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('allowPublish decides who may publish where; unknown topics when allowed', T, async () => {
+    const asked: string[] = [];
+    const s = await channelServer({
+      topics: { chat: {}, ticker: { publish: false } },
+      allowUnknownTopics: true,
+      allowPublish: (_ws, topic) => {
+        asked.push(topic);
+        return topic !== 'chat';
+      },
+      rateLimit: false,
+      maxErrors: 100,
+    });
+    try {
+      const c = await s.client();
+      await c.expectError({ type: 'publish', topic: 'chat', data: 1 }, 'forbidden');
+      // allowPublish overrides the topic's `publish: false`.
+      c.send({ type: 'publish', topic: 'ticker', data: 1 });
+      const room = await c.subscribe('room-42');
+      assert.equal(room.recovered, false);
+      c.send({ type: 'publish', topic: 'room-42', data: 'hello' });
+      assert.deepEqual(await c.drain(), [{ type: 'message', topic: 'room-42', seq: 1, data: 'hello' }]);
+      assert.deepEqual(asked, ['chat', 'ticker', 'room-42']);
+      await c.expectError({ type: 'subscribe', topic: 'x'.repeat(257) }, 'bad_message');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('by default clients may not publish to unknown topics', T, async () => {
+    const s = await channelServer({ topics: {}, allowUnknownTopics: true, rateLimit: false });
+    try {
+      const c = await s.client();
+      await c.subscribe('anything');
+      await c.expectError({ type: 'publish', topic: 'anything', data: 1 }, 'forbidden');
+      s.channel.publish('anything', 'from the server');
+      assert.deepEqual(seqs(await c.drain()), [1]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('an application callback that throws gives that client an internal error, not a crash', T, async () => {
+    const s = await channelServer({
+      topics: { chat: {} },
+      allowPublish: () => {
+        throw new Error('boom in allowPublish');
+      },
+      rateLimit: false,
+    });
+    try {
+      const warned = once(process, 'warning') as Promise<[Error]>;
+      const c = await s.client();
+      await c.expectError({ type: 'publish', topic: 'chat', data: 1 }, 'internal');
+      const [warning] = await warned;
+      assert.match(warning.message, /boom in allowPublish/);
+      c.send({ type: 'ping' });
+      assert.deepEqual(await c.next(), { type: 'pong' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('closes with 1008 after maxErrors errors and ignores what follows', T, async () => {
+    const s = await channelServer({ ...CHAT, maxErrors: 3 });
+    try {
+      const c = await s.client();
+      await c.expectError('x', 'bad_json');
+      await c.expectError({ type: 'nope' }, 'unknown_type');
+      c.send({ type: 'ping' });
+      assert.equal((await c.next()).type, 'pong', 'good messages do not count');
+      c.send('{');
+      c.send('{');
+      c.send({ type: 'ping' });
+      assert.equal(await c.closed(), 1008);
+      assert.equal(c.closeReason, 'too many errors');
+      assert.deepEqual(c.inbox.map((m) => m.code), ['bad_json'], 'the third error is answered, nothing after it');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('rate limit: a burst of `messages`, then rate_limited, refilled over time', T, async () => {
+    const s = await channelServer({ ...CHAT, rateLimit: { messages: 3, perMs: 900 } });
+    try {
+      const c = await s.client();
+      for (let i = 0; i < 5; i++) c.send({ type: 'ping', id: i });
+      const replies = await c.take(5);
+      assert.deepEqual(
+        replies.map((m) => m.type),
+        ['pong', 'pong', 'pong', 'error', 'error'],
+      );
+      assert.deepEqual(replies.slice(3).map((m) => m.code), ['rate_limited', 'rate_limited']);
+      // One token per 300 ms: after 420 ms one more message fits, not two.
+      await new Promise((r) => setTimeout(r, 420));
+      for (let i = 0; i < 2; i++) c.send({ type: 'ping', id: i });
+      const later = await c.take(2);
+      assert.deepEqual(later.map((m) => m.code ?? m.type), ['pong', 'rate_limited']);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a flooding client is closed with 1008 by the default limits', T, async () => {
+    const s = await channelServer({ topics: { chat: {} } });
+    try {
+      const c = await s.client();
+      for (let i = 0; i < 100; i++) c.send({ type: 'ping', id: i });
+      assert.equal(await c.closed(), 1008);
+      const codes = c.inbox.filter((m) => m.type === 'error').map((m) => m.code);
+      assert.deepEqual(codes, ['rate_limited', 'rate_limited', 'rate_limited', 'rate_limited', 'rate_limited']);
+      // The burst of 20, plus at most a token refilled while the flood was being read.
+      const pongs = c.inbox.filter((m) => m.type === 'pong').length;
+      assert.ok(pongs >= 20 && pongs <= 21, `${pongs} pongs`);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('one misbehaving client does not affect the others', T, async () => {
+    const s = await channelServer({ topics: { chat: { history: { size: 10 } } }, maxErrors: 5 });
+    try {
+      const [good, bad] = await Promise.all([s.client(), s.client()]);
+      await good.subscribe('chat');
+      await bad.subscribe('chat');
+      bad.send({ type: 'publish', topic: 'chat', data: 'before' });
+      for (let i = 0; i < 10; i++) bad.send(i % 2 === 0 ? '{"type":"publish","topic":"chat","data":' : Buffer.from([1, 2, 3]).toString('latin1') + '{');
+      assert.equal(await bad.closed(), 1008);
+      good.send({ type: 'publish', topic: 'chat', data: 'after' });
+      const got = await good.drain();
+      assert.deepEqual(
+        got.map((m) => m.data),
+        ['before', 'after'],
+      );
+      assert.deepEqual(seqs(got), [1, 2]);
+      assert.equal(s.channel.subscriberCount('chat'), 1);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('channel: server-side API', () => {
+  it('checks its options and arguments', T, async () => {
+    const s = await channelServer(CHAT);
+    const other = await startServer();
+    try {
+      assert.throws(() => new Channel(s.wss, { rateLimit: { messages: 0, perMs: 1000 } }), RangeError);
+      assert.throws(() => new Channel(s.wss, { maxErrors: 0 }), RangeError);
+      assert.throws(() => new Channel(s.wss, { maxMessageBytes: 0 }), RangeError);
+      assert.throws(() => new Channel(s.wss, { topics: { '': {} } }), RangeError);
+      assert.throws(() => s.channel.publish('chat', undefined), TypeError);
+      assert.throws(() => s.channel.publish('chat', 10n), TypeError);
+      // A connection of another server has another Hub.
+      const conn = once(other.wss, 'connection') as Promise<[WebSocket]>;
+      const c = await Client.open(other.port);
+      const [foreign] = await conn;
+      assert.throws(() => s.channel.accept(foreign), TypeError);
+      c.close();
+      // Nothing was published by the failed calls.
+      assert.equal(s.channel.position('chat').seq, 0);
+    } finally {
+      await other.close();
+      await s.close();
+    }
+  });
+
+  it('publishing builds the envelope once per publish, whatever the number of subscribers', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      const clients = await Promise.all(Array.from({ length: 5 }, () => s.client()));
+      for (const c of clients) await c.subscribe('chat');
+      let built = 0;
+      const data = {
+        toJSON() {
+          built++;
+          return { big: 'x'.repeat(1000) };
+        },
+      };
+      assert.equal(s.channel.publish('chat', data), 5);
+      assert.equal(built, 1);
+      for (const c of clients) assert.deepEqual(seqs(await c.drain()), [1]);
+      const history = s.wss.hub.recover('channel:chat', 0, s.channel.position('chat').epoch);
+      // raw: subscribed, the message, the drain's pong.
+      assert.equal(history.messages[0].payload.toString(), clients[0].raw[1]);
+      assert.equal(history.messages[0].binary, false);
+    } finally {
+      await s.close();
+    }
+  });
+});
