@@ -16,10 +16,12 @@ export const TEST_PAGE = `<!doctype html>
 </head>
 <body>
 <h1>duet serve</h1>
-<p>This server speaks WebSocket at <code>/echo</code> (every message comes back) and
-<code>/chat</code> (every message goes to everyone connected to <code>/chat</code>).</p>
+<p>This server speaks WebSocket at <code>/echo</code> (every message comes back),
+<code>/chat</code> (every message goes to everyone connected to <code>/chat</code>),
+<code>/ticker</code> (a tick every second) and <code>/channel</code> (JSON topics with
+recovery; try <code>{"type":"subscribe","topic":"chat"}</code>).</p>
 <div>
-  <select id="endpoint"><option>/chat</option><option>/echo</option></select>
+  <select id="endpoint"><option>/chat</option><option>/echo</option><option>/ticker</option><option>/channel</option></select>
   <button id="connect">Connect</button> <button id="disconnect" disabled>Disconnect</button>
   <span id="state" class="sys">closed</span>
 </div>
