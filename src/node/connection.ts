@@ -208,6 +208,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** The server's counters, policy and topic routing (server side only). @internal */ host: ConnectionHost | undefined;
   /** Pre-encoded frames waiting for a fragmented send to finish. */
   private heldFrames: Array<[EncodedFrame, number]> | undefined;
+  private heldBytes = 0;
   private topicSet: Set<string> | undefined;
   /** Messages skipped because this connection's backlog was over `maxBufferedAmount` (policy 'drop'). */
   droppedMessages = 0;
@@ -391,7 +392,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
    */
   private admit(): boolean {
     const host = this.host!;
-    if (this.socket === undefined || this.socket.writableLength <= host.maxBufferedAmount) return true;
+    if (this.socket === undefined || this.socket.writableLength + this.heldBytes <= host.maxBufferedAmount) return true;
     if (host.slowConsumer === 'drop') {
       this.droppedMessages++;
       host.counters.dropped++;
@@ -411,11 +412,21 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
    * connection is in the middle of a fragmented send. Returns false when not written.
    * @internal
    */
-  sendEncoded(frame: EncodedFrame, payloadLength: number): boolean {
-    if (this.readyState !== WebSocket.OPEN || this.closeSent || this.queue?.active) return false;
+  sendEncoded(frame: EncodedFrame, payload: Buffer, binary: boolean): boolean {
+    if (this.readyState !== WebSocket.OPEN || this.closeSent) return false;
     if (!this.admit()) return false;
-    if (this.sendingFragments) (this.heldFrames ??= []).push([frame, payloadLength]);
-    else this.writeEncoded(frame, payloadLength);
+    const payloadLength = payload.length;
+    if (this.queue?.active) {
+      // Behind a Blob still being read: wait in line (framed again for this one connection).
+      this.queue.send(payload, payloadLength, { binary }, undefined);
+      return true;
+    }
+    if (this.sendingFragments) {
+      (this.heldFrames ??= []).push([frame, payloadLength]);
+      this.heldBytes += payloadLength;
+    } else {
+      this.writeEncoded(frame, payloadLength);
+    }
     const counters = this.host!.counters;
     counters.messagesOut++;
     counters.bytesOut += payloadLength;
@@ -442,6 +453,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   private releaseHeldFrames(): void {
     const held = this.heldFrames!;
     this.heldFrames = undefined;
+    this.heldBytes = 0;
     for (const [frame, payloadLength] of held) this.writeEncoded(frame, payloadLength);
   }
 

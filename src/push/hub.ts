@@ -95,10 +95,6 @@ export class Hub implements PubSub {
    * channel protocol does). Returns the number of local subscribers written to.
    */
   publish(topic: string, data: PublishData | ((seq: number, epoch: string) => PublishData), options?: PublishOptions, exclude?: WebSocket): number {
-    // Publishing to a topic nobody follows and nobody remembers creates nothing (made-up topic
-    // names must not grow the map).
-    const historyWanted = this.historyByTopic.has(topic) ? this.historyByTopic.get(topic) : this.historyDefault;
-    if (!this.topics.has(topic) && !historyWanted) return 0;
     const state = this.state(topic);
     const seq = ++state.seq;
     const value = typeof data === 'function' ? data(seq, state.epoch) : data;
@@ -107,6 +103,9 @@ export class Hub implements PubSub {
     if (state.history) state.history.add({ seq, payload, binary, time: Date.now() });
     this.lastDelivered = 0;
     this.broker.publish({ topic, payload, binary, seq, epoch: state.epoch }, exclude);
+    // A topic nobody here follows and nothing remembers is not kept (made-up topic names must
+    // not grow the map); the broker still carried the message to other processes.
+    if (state.subscribers.size === 0 && state.history === undefined) this.topics.delete(topic);
     return this.lastDelivered;
   }
 
@@ -115,10 +114,9 @@ export class Hub implements PubSub {
     const state = this.topics.get(message.topic);
     if (state === undefined || state.subscribers.size === 0) return;
     const frame = encodeFrame(message.binary ? Opcode.BINARY : Opcode.TEXT, message.payload, { fin: true });
-    const length = message.payload.length;
     let delivered = 0;
     for (const ws of state.subscribers) {
-      if (ws !== exclude && ws.sendEncoded(frame, length)) delivered++;
+      if (ws !== exclude && ws.sendEncoded(frame, message.payload, message.binary)) delivered++;
     }
     this.lastDelivered = delivered;
   }

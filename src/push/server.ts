@@ -23,6 +23,7 @@ export class WebSocketServer extends NodeWebSocketServer {
   /** Topics, publish and history. */
   readonly hub: Hub;
   private readonly scheduler: Scheduler;
+  private closing = false;
 
   constructor(options: ServerOptions = {}, callback?: () => void) {
     super(options, callback);
@@ -32,7 +33,10 @@ export class WebSocketServer extends NodeWebSocketServer {
       if (this.listenerCount('error') > 0) this.emit('error', err);
       else process.emitWarning(err instanceof Error ? err : String(err));
     });
-    this.on('shutdown', () => this.scheduler.stopAll());
+    this.on('shutdown', () => {
+      this.closing = true;
+      this.scheduler.stopAll();
+    });
   }
 
   /**
@@ -59,6 +63,11 @@ export class WebSocketServer extends NodeWebSocketServer {
    * cancelled or the server closes. A throw is reported on `error` (or as a warning).
    */
   every(ms: number, fn: (run: number) => void): Job {
+    if (this.closing) {
+      const err = new Error('The server is closed: no new jobs') as Error & { code: string };
+      err.code = 'WS_ERR_SERVER_NOT_RUNNING';
+      throw err;
+    }
     return this.scheduler.every(ms, fn);
   }
 
