@@ -225,6 +225,13 @@ export class RawClient {
   }
 }
 
+/** Resolves with the code and reason of the next `close` event of a ws or duet socket. */
+export function closeEvent(socket: { once(event: 'close', listener: (code: number, reason: Buffer) => void): unknown }): Promise<{ code: number; reason: string }> {
+  return new Promise((resolve) => {
+    socket.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString('utf8') }));
+  });
+}
+
 /** A small seeded PRNG (mulberry32) so random tests replay exactly. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;

@@ -153,6 +153,7 @@ interface WebSocketEvents {
   error: [err: CodedError];
   ping: [data: Buffer];
   pong: [data: Buffer];
+  drop: [backlog: number];
 }
 
 // Typed overloads for the ws-style events (merged into the class below).

@@ -11,7 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WS, { WebSocketServer as WsServer } from 'ws';
 import { WebSocket, WebSocketServer } from '../../src/index.js';
-import { HOST, startServer } from '../helpers.js';
+import { HOST, startServer, closeEvent } from '../helpers.js';
 
 const T = { timeout: 10_000 };
 
@@ -52,17 +52,8 @@ function nextMessage(client: WS): Promise<{ data: Buffer; isBinary: boolean }> {
   });
 }
 
-function clientClosed(client: WS): Promise<{ code: number; reason: string }> {
-  return new Promise((resolve) => {
-    client.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString('utf8') }));
-  });
-}
-
-function serverClosed(ws: WebSocket): Promise<{ code: number; reason: string }> {
-  return new Promise((resolve) => {
-    ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString('utf8') }));
-  });
-}
+const clientClosed = (client: WS) => closeEvent(client);
+const serverClosed = (ws: WebSocket) => closeEvent(ws);
 
 /** Bytes 0..255 repeated: every byte value appears, and a shifted copy would not compare equal. */
 function patternBytes(n: number): Buffer {

@@ -21,7 +21,7 @@ import {
   type ServerOptions,
   type VerifyClientInfo,
 } from '../../src/index.js';
-import { HOST, RawClient, clientFrame, startServer, upgradeRequest } from '../helpers.js';
+import { HOST, RawClient, clientFrame, startServer, upgradeRequest, closeEvent } from '../helpers.js';
 import { selfSignedCert } from '../tls-helpers.js';
 
 const T = { timeout: 10_000 };
@@ -68,17 +68,8 @@ async function roundTrip(client: WS, text: string): Promise<string> {
   return data.toString('utf8');
 }
 
-function clientClosed(client: WS): Promise<{ code: number; reason: string }> {
-  return new Promise((resolve) => {
-    client.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString('utf8') }));
-  });
-}
-
-function serverClosed(ws: WebSocket): Promise<{ code: number; reason: string }> {
-  return new Promise((resolve) => {
-    ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString('utf8') }));
-  });
-}
+const clientClosed = (client: WS) => closeEvent(client);
+const serverClosed = (ws: WebSocket) => closeEvent(ws);
 
 interface Refusal {
   status: number;

@@ -2,18 +2,10 @@ import { describe, it } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { Buffer, isUtf8 } from 'node:buffer';
 import { isValidUtf8, Utf8Validator } from '../../src/protocol/utf8.js';
+import { seededRandom } from '../helpers.js';
 
 /** Small seeded PRNG (mulberry32) so every failure reproduces. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const mulberry32 = seededRandom;
 
 type Rng = () => number;
 
