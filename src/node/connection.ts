@@ -206,6 +206,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** Sweep bookkeeping (sweep.ts). @internal */ lastHeard = 0;
   /** @internal */ lastMessage = 0;
   /** @internal */ pingOutstanding = false;
+  /** Bytes waiting to be written at the last sweep (a peer that drains them is alive). @internal */ lastBacklog = 0;
   /** The server's counters, policy and topic routing (server side only). @internal */ host: ConnectionHost | undefined;
   /** Pre-encoded frames waiting for a fragmented send to finish. */
   private heldFrames: Array<[EncodedFrame, number]> | undefined;
@@ -280,7 +281,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     setImmediate(() => {
       this.readyState = WebSocket.CLOSED;
       this.emitError(err);
-      this.emit('close', CloseCode.ABNORMAL_CLOSURE, EMPTY);
+      this.emitSafely('close', CloseCode.ABNORMAL_CLOSURE, EMPTY);
     });
   }
 
@@ -311,7 +312,23 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
 
   /** Emit `open`; the server does this before `connection`, the client after the handshake. @internal */
   emitOpen(): void {
-    this.emit('open');
+    this.emitSafely('open');
+  }
+
+  /**
+   * Emit an event whose listeners' exceptions must not escape into socket or timer callbacks
+   * (where they would crash the process): they are reported as process warnings, as browsers
+   * report exceptions in event handlers and carry on.
+   */
+  private emitSafely(event: string, ...args: unknown[]): void {
+    // Each listener on its own: one that throws does not keep the others from running.
+    for (const listener of this.rawListeners(event) as Array<(...a: unknown[]) => void>) {
+      try {
+        listener.apply(this, args);
+      } catch (err) {
+        process.emitWarning(err instanceof Error ? err : String(err));
+      }
+    }
   }
 
   /** Bytes queued by send() but not yet handed to the operating system. */
@@ -326,6 +343,11 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       else pending = Math.max(0, waiting - this.headerBytes);
     }
     return pending + (this.queue?.bytes ?? 0) + this.discarded;
+  }
+
+  /** Bytes waiting to be written to the peer (sweep.ts). @internal */
+  get backlog(): number {
+    return this.socket?.writableLength ?? 0;
   }
 
   /** True when this connection is the server side. */
@@ -348,7 +370,10 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     if (this.readyState === WebSocket.CONNECTING) {
       throw new DOMException('WebSocket is not open: readyState 0 (CONNECTING)', 'InvalidStateError');
     }
-    const value: SendData = typeof data === 'number' ? String(data) : data;
+    // Anything that is not a string, bytes or a Blob is sent as its string form (WebIDL's
+    // conversion for the USVString overload), as text.
+    const value: SendData =
+      typeof data === 'string' || data instanceof ArrayBuffer || ArrayBuffer.isView(data) || data instanceof Blob ? data : String(data);
     if (this.readyState !== WebSocket.OPEN || this.closeSent) {
       // WHATWG: data sent after closing is discarded but still counted in bufferedAmount.
       this.discarded += typeof value === 'string' ? Buffer.byteLength(value) : value instanceof Blob ? value.size : toBuffer(value).length;
@@ -397,7 +422,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     if (host.slowConsumer === 'drop') {
       this.droppedMessages++;
       host.counters.dropped++;
-      if (this.listenerCount('drop') > 0) this.emit('drop', this.socket.writableLength);
+      if (this.listenerCount('drop') > 0) this.emitSafely('drop', this.socket.writableLength);
       return false;
     }
     if (!this.closeSent) {
@@ -418,7 +443,8 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     if (!this.admit()) return false;
     const payloadLength = payload.length;
     if (this.queue?.active) {
-      // Behind a Blob still being read: wait in line (framed again for this one connection).
+      // Behind a Blob still being read: wait in line (framed again for this one connection,
+      // and counted when it is written).
       this.queue.send(payload, payloadLength, { binary }, undefined);
       return true;
     }
@@ -634,6 +660,8 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       this.abortConnecting();
       return;
     }
+    // CLOSING without a socket: a connection attempt being abandoned; nothing more to do.
+    if (this.socket === undefined) return;
     this.sendClose(code, reasonBytes);
   }
 
@@ -659,7 +687,8 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     if (this.closeSent) return;
     this.closeSent = true;
     this.sendingFragments = false;
-    const socket = this.socket!;
+    const socket = this.socket;
+    if (socket === undefined) return;
     if (!socket.writable) {
       socket.destroy();
       return;
@@ -816,7 +845,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       socket.removeListener('data', socketOnData);
       socket[kConnection] = undefined;
     }
-    this.emit('close', this.closeCode, this.closeReason);
+    this.emitSafely('close', this.closeCode, this.closeReason);
   }
 
   /** True when both Close frames were exchanged. */

@@ -33,6 +33,9 @@ export class Sweep {
     options: SweepOptions,
   ) {
     this.heartbeat = options.heartbeat;
+    if (this.heartbeat && !(this.heartbeat.interval > 0 && this.heartbeat.timeout > 0)) {
+      throw new RangeError('heartbeat.interval and heartbeat.timeout must be positive numbers of milliseconds');
+    }
     this.idleTimeout = options.idleTimeout;
     const periods: number[] = [];
     if (this.heartbeat) periods.push(this.heartbeat.interval, this.heartbeat.timeout);
@@ -62,7 +65,12 @@ export class Sweep {
     const idle = this.idleTimeout;
     for (const ws of this.connections) {
       if (ws.readyState !== 1) continue;
-      if (ws.heardFrom) {
+      // A peer that reads what we send is alive even if it says nothing: with data queued
+      // behind a Ping, its Pong can only come after the backlog drains.
+      const backlog = ws.backlog;
+      const draining = backlog > 0 && backlog < ws.lastBacklog;
+      ws.lastBacklog = backlog;
+      if (ws.heardFrom || draining) {
         ws.heardFrom = false;
         ws.lastHeard = now;
         ws.pingOutstanding = false;

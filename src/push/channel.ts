@@ -297,9 +297,16 @@ export class Channel {
     // deliver in the publisher's call stack, one process, one thread). Every publish after
     // this function has seq > recovery.seq and reaches the client live, after the replay,
     // because all writes to one socket go out in call order.
+    const droppedBefore = ws.droppedMessages;
     sendJson(ws, { type: 'subscribed', topic, epoch: recovery.epoch, seq: recovery.seq, recovered: recovery.recovered });
     // History holds the envelopes as published: replayed as they are, not encoded again.
     for (const entry of recovery.messages) ws.send(entry.payload, { binary: entry.binary });
+    if (ws.droppedMessages !== droppedBefore) {
+      // The slow-consumer policy skipped part of the answer: a recovery with a hole would be a
+      // silent gap, so the client is told to come back later instead (1013).
+      ws.close(1013, 'recovery did not fit the send buffer');
+      return;
+    }
     ws.subscribe(hubTopic);
   }
 

@@ -38,6 +38,11 @@ export interface HubOptions {
   history?: HistoryOptions | false;
   /** How messages reach subscribers; the in-memory broker by default. */
   broker?: Broker;
+  /**
+   * Most topics kept (default 10,000). Beyond it the oldest topic without subscribers is
+   * forgotten with its history, so clients inventing topic names cannot grow memory forever.
+   */
+  maxTopics?: number;
 }
 
 export class Hub implements PubSub {
@@ -45,6 +50,7 @@ export class Hub implements PubSub {
   private readonly historyDefault: HistoryOptions | false;
   private readonly historyByTopic = new Map<string, HistoryOptions | false>();
   private readonly broker: Broker;
+  private readonly maxTopics: number;
   private subscriptionCount = 0;
   /** Subscribers the last local delivery reached (the memory broker delivers synchronously). */
   private lastDelivered = 0;
@@ -52,6 +58,7 @@ export class Hub implements PubSub {
   constructor(options: HubOptions = {}) {
     this.historyDefault = options.history ?? false;
     this.broker = options.broker ?? new MemoryBroker();
+    this.maxTopics = options.maxTopics ?? 10_000;
     this.broker.attach((message, exclude) => this.deliver(message, exclude));
   }
 
@@ -62,10 +69,15 @@ export class Hub implements PubSub {
     if (state) state.history = options.history ? new TopicHistory(options.history) : undefined;
   }
 
+  private historyFor(topic: string): HistoryOptions | false {
+    return this.historyByTopic.has(topic) ? this.historyByTopic.get(topic)! : this.historyDefault;
+  }
+
   private state(topic: string): Topic {
     let state = this.topics.get(topic);
     if (state === undefined) {
-      const history = this.historyByTopic.has(topic) ? this.historyByTopic.get(topic)! : this.historyDefault;
+      if (this.topics.size >= this.maxTopics) this.evictIdleTopic();
+      const history = this.historyFor(topic);
       state = { subscribers: new Set(), seq: 0, epoch: newEpoch(), history: history ? new TopicHistory(history) : undefined };
       this.topics.set(topic, state);
     }
@@ -95,12 +107,22 @@ export class Hub implements PubSub {
    * channel protocol does). Returns the number of local subscribers written to.
    */
   publish(topic: string, data: PublishData | ((seq: number, epoch: string) => PublishData), options?: PublishOptions, exclude?: WebSocket): number {
-    const state = this.state(topic);
+    const known = this.topics.get(topic);
+    if (known === undefined && !this.historyFor(topic)) {
+      // Nobody here follows this topic and nothing is remembered: no state is made (offline
+      // users' notification topics, made-up names). Other processes may still have
+      // subscribers, so the broker gets it, without a sequence number.
+      const value = typeof data === 'function' ? data(0, '') : data;
+      this.broker.publish({ topic, payload: toPayload(value), binary: options?.binary ?? typeof value !== 'string', seq: 0, epoch: '' }, exclude);
+      return 0;
+    }
+    const state = known ?? this.state(topic);
     const seq = ++state.seq;
     const value = typeof data === 'function' ? data(seq, state.epoch) : data;
     const payload = toPayload(value);
     const binary = options?.binary ?? typeof value !== 'string';
-    if (state.history) state.history.add({ seq, payload, binary, time: Date.now() });
+    // History keeps its own copy: a received message may be a view into a whole socket read.
+    if (state.history) state.history.add({ seq, payload: Buffer.from(payload), binary, time: Date.now() });
     this.lastDelivered = 0;
     this.broker.publish({ topic, payload, binary, seq, epoch: state.epoch }, exclude);
     // A topic nobody here follows and nothing remembers is not kept (made-up topic names must
@@ -145,6 +167,19 @@ export class Hub implements PubSub {
     }
     const messages = state.history.after(since, state.seq, Date.now());
     return messages === undefined ? { ...base, recovered: false, messages: [] } : { ...base, recovered: true, messages };
+  }
+
+  /**
+   * Too many topics: forget the oldest one nobody subscribes to (its history goes with it, so
+   * a later recovery on it reports `recovered: false`). Topics with subscribers are kept.
+   */
+  private evictIdleTopic(): void {
+    for (const [name, state] of this.topics) {
+      if (state.subscribers.size === 0) {
+        this.topics.delete(name);
+        return;
+      }
+    }
   }
 
   /** Topics with at least one subscriber, and subscriptions over all topics. */

@@ -17,6 +17,8 @@ export interface ServerOptions extends NodeServerOptions {
   history?: HistoryOptions | false;
   /** Connect several processes (default: in-memory, this process only). */
   broker?: Broker;
+  /** Most topics kept; beyond it the oldest topic without subscribers is forgotten (default 10,000). */
+  maxTopics?: number;
 }
 
 export class WebSocketServer extends NodeWebSocketServer {
@@ -27,7 +29,11 @@ export class WebSocketServer extends NodeWebSocketServer {
 
   constructor(options: ServerOptions = {}, callback?: () => void) {
     super(options, callback);
-    this.hub = new Hub({ history: options.history ?? false, ...(options.broker ? { broker: options.broker } : {}) });
+    this.hub = new Hub({
+      history: options.history ?? false,
+      ...(options.broker ? { broker: options.broker } : {}),
+      ...(options.maxTopics !== undefined ? { maxTopics: options.maxTopics } : {}),
+    });
     this.pubsub = this.hub;
     this.scheduler = new Scheduler((err) => {
       if (this.listenerCount('error') > 0) this.emit('error', err);

@@ -1383,3 +1383,61 @@ describe('Node extras: agent and createConnection', () => {
     }
   });
 });
+
+describe('review fixes', () => {
+  it('close() twice while connecting does not throw; error then close 1006 once', T, async () => {
+    const port = await refusedPort();
+    const ws = new WebSocket(url(port));
+    const events: string[] = [];
+    ws.onerror = () => events.push('error');
+    const closed = new Promise<WsCloseEvent>((r) => (ws.onclose = r));
+    ws.close();
+    ws.close();
+    ws.close(1000, 'again');
+    const e = await within(closed);
+    assert.equal(e.code, 1006);
+    await tick(20);
+    assert.deepEqual(events, ['error']);
+  });
+
+  it('send() of a value that is not a string, bytes or Blob sends its string form as text', T, async () => {
+    const s = await echoServer();
+    try {
+      const ws = await openClient(url(s.port));
+      const reply = within(new Promise<WsMessageEvent>((r) => ws.addEventListener('message', r, { once: true })));
+      ws.send({ toString: () => 'as text' } as unknown as string);
+      assert.equal((await reply).data, 'as text');
+      ws.close();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('an open or close listener that throws is reported as a warning; the process and the connection carry on', T, async () => {
+    const s = await echoServer();
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const ws = new WebSocket(url(s.port));
+      ws.onopen = () => {
+        throw new Error('open handler bug');
+      };
+      await within(new Promise((r) => ws.addEventListener('open', r)));
+      const reply = within(new Promise<WsMessageEvent>((r) => ws.addEventListener('message', r, { once: true })));
+      ws.send('still usable');
+      assert.equal((await reply).data, 'still usable');
+      ws.onclose = () => {
+        throw new Error('close handler bug');
+      };
+      const closed = new Promise((r) => ws.addEventListener('close', r));
+      ws.close();
+      await within(closed);
+      await tick(20);
+      assert.deepEqual(warnings.map((w) => w.message).sort(), ['close handler bug', 'open handler bug']);
+    } finally {
+      process.off('warning', onWarning);
+      await s.close();
+    }
+  });
+});

@@ -743,3 +743,23 @@ describe('channel: server-side API', () => {
     }
   });
 });
+
+describe('recovery under the drop policy', () => {
+  it('a recovery that the send buffer cannot hold closes with 1013 instead of answering with a hole', T, async () => {
+    const srv = await channelServer({ topics: { t: { history: { size: 50 } } } }, { slowConsumer: 'drop', maxBufferedAmount: 1000 });
+    try {
+      for (let i = 0; i < 50; i++) srv.channel.publish('t', 'x'.repeat(200));
+      const { epoch } = srv.channel.position('t');
+      const c = await RawClient.connect(srv.port);
+      c.write(clientFrame({ opcode: 0x1, payload: JSON.stringify({ type: 'subscribe', topic: 't', since: 0, epoch }) }));
+      await c.until(() => c.frames().some((f) => f.opcode === 0x8));
+      const close = c.frames().find((f) => f.opcode === 0x8)!;
+      assert.equal(close.payload.readUInt16BE(0), 1013);
+      c.destroy();
+      const messages = c.frames().filter((f) => f.opcode === 0x1).map((f) => JSON.parse(f.payload.toString()) as { type: string });
+      assert.ok(messages.filter((m) => m.type === 'message').length < 50, 'the replay was cut by the policy');
+    } finally {
+      await srv.close();
+    }
+  });
+});

@@ -339,3 +339,45 @@ describe('Hub history and recover()', () => {
     assert.deepEqual(seen, [7, 8, 9]);
   });
 });
+
+describe('Hub limits', () => {
+  it('maxTopics: the oldest topic without subscribers is forgotten with its history; followed topics are kept', () => {
+    const hub = new Hub({ history: { size: 10 }, maxTopics: 3 });
+    const [a] = fakes(1);
+    hub.subscribe(a, 'followed');
+    hub.publish('old', 'x');
+    hub.publish('middle', 'y');
+    assert.equal(topicsKept(hub), 3);
+    const old = hub.position('old');
+    hub.publish('new', 'z'); // a fourth topic: 'old' (idle, oldest) goes
+    assert.equal(topicsKept(hub), 3);
+    assert.equal(hub.subscriberCount('followed'), 1);
+    const r = hub.recover('old', 0, old.epoch);
+    assert.equal(r.recovered, false, 'its history went with it');
+  });
+
+  it('publishing to a topic nobody follows and without history creates no state but reaches the broker', () => {
+    const seen: BrokerMessage[] = [];
+    const broker: Broker = {
+      attach() {},
+      publish(message) {
+        seen.push(message);
+      },
+    };
+    const hub = new Hub({ broker });
+    for (let i = 0; i < 100; i++) assert.equal(hub.publish(`user:${i}`, 'hello'), 0);
+    assert.equal(topicsKept(hub), 0);
+    assert.equal(seen.length, 100);
+  });
+
+  it('history keeps copies, not views of the published buffer', () => {
+    const hub = new Hub({ history: { size: 2 } });
+    const big = Buffer.alloc(65536, 1);
+    const view = big.subarray(10, 20);
+    hub.publish('t', view);
+    const { epoch } = hub.position('t');
+    const kept = hub.recover('t', 0, epoch).messages[0].payload;
+    assert.deepEqual(kept, view);
+    assert.notEqual(kept.buffer, big.buffer);
+  });
+});

@@ -807,3 +807,44 @@ describe('stats()', () => {
     }
   });
 });
+
+describe('drop listeners', () => {
+  it('a drop listener that throws does not stop the fan-out to the other subscribers', { timeout: 10_000 }, async () => {
+    const srv = await startServer({ heartbeat: false, slowConsumer: 'drop', maxBufferedAmount: 64 * 1024 });
+    const conns = collectConnections(srv.wss);
+    srv.wss.on('connection', (ws: WebSocket) => {
+      ws.subscribe('t');
+      ws.on('drop', () => {
+        throw new Error('drop listener bug');
+      });
+    });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const stuck = await textClient(srv.port);
+      stuck.client.socket.pause();
+      const reader = await textClient(srv.port);
+      while (conns.length < 2) await sleep(5);
+      // Fill the stuck connection's backlog (the kernel buffers take the first megabytes).
+      const big = 'y'.repeat(1024 * 1024);
+      for (let i = 0; i < 64 && conns[0].bufferedAmount <= 64 * 1024; i++) {
+        srv.wss.publish('t', big);
+        await sleep(5);
+      }
+      assert.ok(conns[0].bufferedAmount > 64 * 1024, 'the stuck client has a backlog');
+      const before = reader.texts.length;
+      // The stuck client subscribed first: its drop listener throws before the reader's turn.
+      for (let i = 0; i < 5; i++) srv.wss.publish('t', `small ${i}`);
+      const deadline = Date.now() + 5000;
+      while (!reader.texts.includes('small 4') && Date.now() < deadline) await sleep(10);
+      assert.deepEqual(reader.texts.slice(before).filter((t) => t.startsWith('small')), ['small 0', 'small 1', 'small 2', 'small 3', 'small 4']);
+      assert.ok(warnings.some((w) => w.message === 'drop listener bug'));
+      stuck.client.destroy();
+      reader.client.destroy();
+    } finally {
+      process.off('warning', onWarning);
+      await srv.close();
+    }
+  });
+});
