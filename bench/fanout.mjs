@@ -25,26 +25,26 @@
  * Measurement: the server reports process.cpuUsage() (user + system, all its threads) taken
  * at the start of the first and of the last+1 measured tick, after a warm-up; that window holds
  * exactly the measured ticks' publishes and their flushes. Receivers (separate processes,
- * pinned to core 1, raw TCP clients with a hand-written handshake and minimal frame decoding)
- * check that every client got every message of the run exactly once and in order (a sequence
- * number in each payload); a run that fails the check prints INVALID instead of numbers.
+ * pinned to core 1, raw TCP clients with a hand-written handshake and minimal frame decoding:
+ * bench/lib/wire.mjs, shared with bench/run.mjs) check that every client got every message
+ * of the run exactly once and in order (a sequence number in each payload); a run that fails
+ * the check prints INVALID instead of numbers.
  * The server's CPU is what the kernel charges to its process: the loopback receive processing
  * its writes trigger runs as softirq on core 0 and is not included (on a real network it is
  * the clients' machines' work). Case 2 keeps core 0 busy (~55-65% process + softirq): a tick
  * that starts more than a period late is counted and shown; late ticks catch up with
  * setImmediate, still one publish per turn.
  */
-import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { arg, child as spawnChild, hasTaskset, machineBusy, median, pinSelf } from './lib/proc.mjs';
+import { GUID, connect } from './lib/wire.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOPIC = 'chat';
 const TEXT = 'the quick brown fox jumps over the lazy dog, again and again';
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 const CASES = {
   1: { name: 'bursty', clients: 100, periodMs: 50, perTick: 20, publishers: 20, desc: '100 clients, 20 publishes in one turn every 50 ms' },
@@ -60,11 +60,6 @@ const SEQ_OFFSET = 7;
 const SEQ_DIGITS = 10;
 /** Whether children are pinned with taskset (set by the orchestrator). */
 let PIN = false;
-
-function arg(name, fallback) {
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  return hit === undefined ? fallback : hit.slice(name.length + 3);
-}
 
 const role = process.argv[2];
 if (role === 'server') await serverMain(process.argv[3]);
@@ -240,78 +235,55 @@ async function receiverMain() {
   const conns = [];
   const errors = [];
   const fail = (msg) => { if (errors.length < 5) errors.push(msg); };
-  const pongMask = Buffer.from([0x8a, 0x80, 0, 0, 0, 0]);
 
-  // One read buffer for the whole process (reads are synchronous callbacks; a partial frame
-  // left at the end of a read is copied out), so receiving allocates nothing per read.
+  // One read buffer for the whole process (lib/wire.mjs copies only what spans two reads),
+  // so receiving allocates nothing per read.
   const readBuffer = Buffer.allocUnsafe(256 * 1024);
   // --batch=ms: stop reading a socket once drained and resume them all every `ms` (clients
   // that are not waiting in epoll, so a server write wakes nobody up).
   const batchMs = Number(arg('batch', '0'));
-  if (batchMs > 0) setInterval(() => { for (const c of conns) if (!c.closed) c.socket.resume(); }, batchMs);
+  if (batchMs > 0) setInterval(() => { for (const c of conns) if (!c.closing) c.socket.resume(); }, batchMs);
 
-  const connect = (id) => new Promise((resolve, reject) => {
-    const key = createHash('md5').update(`k${id}${Math.random()}`).digest().subarray(0, 16).toString('base64');
-    const expectAccept = createHash('sha1').update(key + GUID).digest('base64');
-    const c = { id, next: 1, count: 0, socket: null, rest: null, upgraded: false, closed: false };
-    const onRead = (nread, chunk) => {
-      let buf = chunk.subarray(0, nread);
-      if (c.rest !== null) buf = Buffer.concat([c.rest, buf]);
-      let off = 0;
-      if (!c.upgraded) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) { c.rest = Buffer.from(buf); return; }
-        const head = buf.toString('latin1', 0, end);
-        if (!head.startsWith('HTTP/1.1 101') || !head.includes(expectAccept)) { reject(new Error(`bad handshake: ${head.split('\r\n')[0]}`)); return; }
-        c.upgraded = true;
-        conns.push(c);
-        resolve();
-        off = end + 4;
-      }
-      const len = buf.length;
-      while (len - off >= 2) {
-        const b0 = buf[off];
-        const b1 = buf[off + 1];
-        let size = b1 & 0x7f;
-        let h = 2;
-        if (size === 126) { if (len - off < 4) break; size = buf.readUInt16BE(off + 2); h = 4; }
-        else if (size === 127) { if (len - off < 10) break; size = Number(buf.readBigUInt64BE(off + 2)); h = 10; }
-        if (len - off < h + size) break;
-        if (b1 & 0x80) fail(`client ${id}: masked frame from server`);
-        const op = b0 & 0x0f;
-        const p = off + h;
-        if (op === 1 && (b0 & 0x80) !== 0) {
-          let seq = 0;
-          for (let k = p + SEQ_OFFSET; k < p + SEQ_OFFSET + SEQ_DIGITS; k++) seq = seq * 10 + (buf[k] - 48);
-          if (seq !== c.next) fail(`client ${id}: got seq ${seq}, expected ${c.next}`);
-          c.next = seq + 1;
-          c.count++;
-        } else if (op === 9) {
-          // Answer pings (a heartbeat) with an empty masked pong.
-          c.socket.write(pongMask);
-        } else {
-          fail(`client ${id}: unexpected frame opcode ${op} fin ${b0 >> 7}`);
-        }
-        off = p + size;
-      }
-      c.rest = off < len ? Buffer.from(buf.subarray(off)) : null;
-      if (batchMs > 0 && c.upgraded && nread < readBuffer.length) c.socket.pause();
-    };
-    const socket = net.connect({ port, host: '127.0.0.1', onread: { buffer: readBuffer, callback: onRead } });
-    c.socket = socket;
-    socket.setNoDelay(true);
-    socket.on('connect', () => socket.write(
-      `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`));
-    socket.on('error', (err) => { if (!c.upgraded) reject(err); else if (!c.closed) fail(`client ${id}: ${err.message}`); });
-    socket.on('close', () => { if (!c.closed) fail(`client ${id}: connection closed by server`); c.closed = true; });
+  const seqEnd = SEQ_OFFSET + SEQ_DIGITS;
+  const handlers = {
+    open: (c) => { c.next = 1; c.count = 0; c.pos = 0; c.seq = 0; conns.push(c); },
+    start: (c, op, fin) => {
+      if (op !== 1 || !fin) fail(`client ${c.id}: unexpected frame opcode ${op} fin ${fin}`);
+      c.pos = 0;
+      c.seq = 0;
+    },
+    data: (c, buf, s, e) => {
+      // The sequence number's digits may straddle two reads: take those in this chunk.
+      const from = Math.max(s, s + SEQ_OFFSET - c.pos);
+      const to = Math.min(e, s + seqEnd - c.pos);
+      for (let k = from; k < to; k++) c.seq = c.seq * 10 + (buf[k] - 48);
+      c.pos += e - s;
+    },
+    end: (c) => {
+      if (c.seq !== c.next) fail(`client ${c.id}: got seq ${c.seq}, expected ${c.next}`);
+      c.next = c.seq + 1;
+      c.count++;
+    },
+    close: (c, code) => { if (!c.closing) fail(`client ${c.id}: server closed with ${code}`); },
+    fail: (c, msg) => fail(`client ${c.id}: ${msg}`),
+    gone: (c) => { if (!c.closing) fail(`client ${c.id}: connection closed by server`); c.closing = true; },
+    afterRead: batchMs > 0 ? (c, nread) => { if (c.upgraded && nread < readBuffer.length) c.socket.pause(); } : undefined,
+  };
+
+  const open = (id) => new Promise((resolve, reject) => {
+    connect(port, '/', readBuffer, {
+      ...handlers,
+      open: (c) => { handlers.open(c); resolve(); },
+      fail: (c, msg) => (c.upgraded ? handlers.fail(c, msg) : reject(new Error(msg))),
+      gone: (c) => (c.upgraded ? handlers.gone(c) : reject(new Error('connection closed before the upgrade'))),
+    }, id);
   });
 
   const concurrency = 32;
   let nextId = 0;
   try {
     await Promise.all(Array.from({ length: Math.min(concurrency, n) }, async () => {
-      while (nextId < n) await connect(nextId++);
+      while (nextId < n) await open(nextId++);
     }));
   } catch (err) {
     process.send({ type: 'connected', ok: false, error: String(err) });
@@ -328,7 +300,7 @@ async function receiverMain() {
       const bad = conns.filter((c) => c.count !== m.total || c.next !== m.total + 1);
       for (const c of bad.slice(0, 3)) fail(`client ${c.id}: ${c.count} messages, last seq ${c.next - 1}, expected ${m.total}`);
       const delivered = conns.reduce((s, c) => s + c.count, 0);
-      for (const c of conns) { c.closed = true; c.socket.destroy(); }
+      for (const c of conns) { c.closing = true; c.socket.destroy(); }
       process.send({ type: 'report', ok: errors.length === 0 && bad.length === 0, delivered, errors });
     };
     check();
@@ -338,50 +310,9 @@ async function receiverMain() {
 
 // ---- orchestrator ------------------------------------------------------------------------
 
-function hasTaskset() {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
-    return os.availableParallelism() >= 2;
-  } catch {
-    return false;
-  }
-}
-
 function child(core, args, extraNodeArgs = []) {
-  const cmd = PIN ? 'taskset' : process.execPath;
-  const argv = PIN ? ['-c', String(core), process.execPath, ...extraNodeArgs, SELF, ...args] : [...extraNodeArgs, SELF, ...args];
-  const proc = spawn(cmd, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const waiters = [];
-  const inbox = [];
-  proc.on('message', (m) => {
-    const w = waiters.findIndex((x) => x.type === m.type);
-    if (w >= 0) waiters.splice(w, 1)[0].resolve(m);
-    else inbox.push(m);
-  });
-  proc.on('exit', (code, signal) => {
-    for (const w of waiters.splice(0)) w.reject(new Error(`${args[0]} exited (${code ?? signal})`));
-  });
-  proc.next = (type, timeoutMs) => {
-    const i = inbox.findIndex((m) => m.type === type);
-    if (i >= 0) return Promise.resolve(inbox.splice(i, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const w = { type, resolve, reject };
-      waiters.push(w);
-      setTimeout(() => {
-        const k = waiters.indexOf(w);
-        if (k >= 0) { waiters.splice(k, 1); reject(new Error(`timed out waiting for ${type} from ${args[0]}`)); }
-      }, timeoutMs).unref();
-    });
-  };
-  proc.stop = () => new Promise((resolve) => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-    proc.once('exit', resolve);
-    proc.kill('SIGTERM');
-    setTimeout(() => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); }, 2000).unref();
-  });
-  return proc;
+  return spawnChild(SELF, args, { core, pin: PIN, nodeArgs: extraNodeArgs, name: args[0] });
 }
-
 
 async function measure(caseId, kind, opts) {
   const c = CASES[caseId];
@@ -436,18 +367,10 @@ async function measure(caseId, kind, opts) {
   }
 }
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 async function main() {
   const cores = os.availableParallelism();
   PIN = hasTaskset();
-  if (PIN) {
-    try { execFileSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' }); } catch { /* not pinned */ }
-  }
+  if (PIN) pinSelf(1);
   const opts = {
     rounds: Number(arg('rounds', '3')),
     warmupMs: Number(arg('warmup', '1000')),
@@ -525,21 +448,4 @@ async function main() {
   for (const r of rows) console.log(fmt(r));
   console.log('');
   for (const s of summary) console.log(s);
-}
-
-/** Fraction of all CPUs busy over `ms` (from /proc/stat), or null where unavailable. */
-async function machineBusy(ms) {
-  const sample = () => {
-    try {
-      const f = readFileSync('/proc/stat', 'latin1').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-      return { idle: f[3] + f[4], total: f.slice(0, 8).reduce((a, b) => a + b, 0) };
-    } catch {
-      return null;
-    }
-  };
-  const a = sample();
-  await new Promise((r) => setTimeout(r, ms));
-  const b = sample();
-  if (a === null || b === null || b.total === a.total) return null;
-  return 1 - (b.idle - a.idle) / (b.total - a.total);
 }

@@ -1,0 +1,24 @@
+/**
+ * The duet server under test, written as an application would: one WebSocketServer on a
+ * port, defaults untouched, routing by path.
+ *   /echo  every message back to its sender, same type
+ *   /chat  every message to every /chat client (the sender too), through a topic
+ * Reports its port to the harness over IPC and exits when the harness goes away.
+ */
+import { WebSocketServer } from '../../dist/index.js';
+
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+
+wss.on('connection', (ws, req) => {
+  if (req.url === '/echo') {
+    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+  } else if (req.url === '/chat') {
+    ws.subscribe('chat');
+    ws.on('message', (data, isBinary) => wss.publish('chat', data, { binary: isBinary }));
+  } else {
+    ws.close(1008, 'unknown path');
+  }
+});
+
+wss.once('listening', () => process.send({ type: 'listening', port: wss.address().port }));
+process.on('disconnect', () => process.exit(0));
