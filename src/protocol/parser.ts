@@ -47,9 +47,15 @@ function headerSize(b1: number): number {
   return 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + ((b1 & 0x80) !== 0 ? 4 : 0);
 }
 
-/** Capacity for a buffer that must hold `needed` bytes, growing from `current` by doubling, at most `limit`. */
-function grownCapacity(current: number, needed: number, limit: number): number {
-  let capacity = Math.max(current * 2, 4096);
+/**
+ * Capacity for a buffer that must hold `needed` bytes, growing from `current` by doubling, at
+ * most `limit`. A frame's first allocation takes up to 64 KiB at once (`limit` is its exact
+ * length), so typical frames split over reads are copied once; a fragmented message starts
+ * at 4 KiB, since its final size is unknown and the user receives a view of the buffer; beyond that memory grows with the bytes actually received, never
+ * with a length a peer merely declared.
+ */
+function grownCapacity(current: number, needed: number, limit: number, first = 64 * 1024): number {
+  let capacity = Math.max(current * 2, first);
   while (capacity < needed) capacity *= 2;
   return Math.min(capacity, limit);
 }
@@ -300,7 +306,7 @@ export class FrameParser {
       let buffer = this.messageBuffer;
       if (buffer === undefined || buffer.length < total) {
         const limit = this.maxPayload > 0 ? Math.max(this.maxPayload, total) : Number.MAX_SAFE_INTEGER;
-        const grown = Buffer.allocUnsafe(grownCapacity(buffer?.length ?? 0, total, limit));
+        const grown = Buffer.allocUnsafe(grownCapacity(buffer?.length ?? 0, total, limit, 4096));
         if (buffer !== undefined) buffer.copy(grown, 0, 0, this.messageLength);
         buffer = this.messageBuffer = grown;
       }
