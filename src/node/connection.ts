@@ -5,7 +5,7 @@
  * isBinary))`) and WHATWG-style (`onmessage`, `addEventListener`).
  */
 import type { Duplex } from 'node:stream';
-import { CloseCode, closeCodeIsValid } from '../protocol/close-codes.js';
+import { CloseCode, closeCodeIsSendable } from '../protocol/close-codes.js';
 import type { ProtocolError } from '../protocol/errors.js';
 import { encodeClosePayload, encodeFrame, type EncodedFrame } from '../protocol/frame.js';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../protocol/opcodes.js';
@@ -637,7 +637,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       if (code !== undefined && code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
         throw new DOMException(`The close code must be 1000 or in 3000-4999, not ${code}`, 'InvalidAccessError');
       }
-    } else if (code !== undefined && (!Number.isInteger(code) || !closeCodeIsValid(code))) {
+    } else if (code !== undefined && !closeCodeIsSendable(code)) {
       throw new TypeError(`Invalid close code: ${code} (use 1000, 1001-1003, 1007-1014 or 3000-4999)`);
     }
     const reasonBytes = reason === undefined ? EMPTY : typeof reason === 'string' ? Buffer.from(reason, 'utf8') : reason;

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { CloseCode, closeCodeIsValid } from '../protocol/close-codes.js';
+import { CloseCode, closeCodeIsSendable } from '../protocol/close-codes.js';
 import {
   acceptResponseLines,
   buildErrorResponse,
@@ -424,7 +424,7 @@ export class WebSocketServer extends EventEmitter {
 
   private shutdown(code: number, reason: string, cb?: (err?: Error) => void): void {
     // Check the arguments before anything is shut down.
-    if (!Number.isInteger(code) || !closeCodeIsValid(code)) throw new TypeError(`Invalid close code: ${code}`);
+    if (!closeCodeIsSendable(code)) throw new TypeError(`Invalid close code: ${code}`);
     if (Buffer.byteLength(reason) > 123) throw new RangeError('The close reason must not be greater than 123 bytes');
     const wasRunning = this.state === 'running';
     this.stopAccepting(cb);
