@@ -14,7 +14,7 @@ import * as net from 'node:net';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import type { WebSocket, WebSocketServer } from '../../src/index.js';
-import { HOST, clientFrame, closePayload, startServer, upgradeRequest } from '../helpers.js';
+import { HOST, clientFrame, closePayload, decodeFrames, startServer, upgradeRequest } from '../helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -113,35 +113,16 @@ class WireClient {
   }
 
   private feed(chunk: Buffer): void {
-    let buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    let off = 0;
-    for (;;) {
-      if (buf.length - off < 2) break;
-      const b0 = buf[off];
-      const b1 = buf[off + 1];
-      if (b1 & 0x80) throw new Error('server frame is masked');
-      let len = b1 & 0x7f;
-      let p = off + 2;
-      if (len === 126) {
-        if (buf.length - p < 2) break;
-        len = buf.readUInt16BE(p);
-        p += 2;
-      } else if (len === 127) {
-        if (buf.length - p < 8) break;
-        len = Number(buf.readBigUInt64BE(p));
-        p += 8;
-      }
-      if (buf.length - p < len) break;
-      if ((b0 & 0x80) === 0) throw new Error('unexpected fragmented message');
-      const opcode = b0 & 0x0f;
-      const payload = buf.subarray(p, p + len);
-      off = p + len;
-      if (opcode === 0x8) this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
-      this.onFrame(opcode, payload);
+    const buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    const { frames, rest } = decodeFrames(buf);
+    for (const frame of frames) {
+      if (frame.masked) throw new Error('server frame is masked');
+      if (!frame.fin) throw new Error('unexpected fragmented message');
+      if (frame.opcode === 0x8) this.closeCode = frame.payload.length >= 2 ? frame.payload.readUInt16BE(0) : 1005;
+      this.onFrame(frame.opcode, frame.payload);
     }
-    buf = buf.subarray(off);
     // Keep only the unfinished frame, not the chunk it came in.
-    this.buf = buf.length === 0 ? Buffer.alloc(0) : Buffer.from(buf);
+    this.buf = rest.length === 0 ? Buffer.alloc(0) : Buffer.from(rest);
   }
 
   sendText(text: string): void {
