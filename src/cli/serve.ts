@@ -3,7 +3,8 @@
  *   /echo  every message back to its sender, same type
  *   /chat  every message to every client on /chat (sender included), in order
  *   /ticker  a JSON tick every second to every client
- *   /      a small HTML page to try both from a browser
+ *   /      the Vue demo (dist/demo, see static.ts), or the test page when it is not built
+ *   /test  a small HTML page to try /echo and /chat from a browser
  */
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -13,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { abortHandshake } from '../node/server.js';
 import { WebSocketServer } from '../push/server.js';
 import { WEBSOCKET_PATHS, attachEndpoints, pathOf } from './endpoints.js';
+import { demoHandler, withDemoHint } from './static.js';
 import { TEST_PAGE } from './test-page.js';
 
 const HELP = `Usage: duet serve [options]
@@ -63,14 +65,20 @@ export async function runServe(argv: string[]): Promise<number> {
   if (values.deflate) console.error('duet serve: --deflate is not available yet; serving without compression');
 
   const tls = values['tls-cert'] !== undefined;
+  const demo = demoHandler();
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(TEST_PAGE) });
-      res.end(req.method === 'HEAD' ? undefined : TEST_PAGE);
+    if ((path === '/test' || (path === '/' && demo === null)) && (req.method === 'GET' || req.method === 'HEAD')) {
+      const page = path === '/' ? withDemoHint(TEST_PAGE) : TEST_PAGE;
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(page) });
+      res.end(req.method === 'HEAD' ? undefined : page);
       return;
     }
     const upgrade = (WEBSOCKET_PATHS as readonly string[]).includes(path);
+    if (!upgrade && demo !== null) {
+      void demo(req, res);
+      return;
+    }
     const body = upgrade ? 'This endpoint speaks WebSocket\n' : 'Not found\n';
     res.writeHead(upgrade ? 426 : 404, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
     res.end(body);

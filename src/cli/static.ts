@@ -2,10 +2,11 @@
  * Static files for `duet serve` (the demo's built files): GET and HEAD, content types,
  * ETag revalidation, long caching for content-hashed assets, and nothing outside the root.
  */
-import { createReadStream, realpathSync, type Stats } from 'node:fs';
+import { createReadStream, existsSync, realpathSync, type Stats } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const TYPES: Readonly<Record<string, string>> = {
   '.html': 'text/html; charset=utf-8',
@@ -127,4 +128,26 @@ async function resolveFile(realRoot: string, urlPath: string): Promise<{ real: s
 function send(res: ServerResponse, status: number, body: string, extra: Record<string, string> = {}): void {
   res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), ...extra });
   res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/** Where `npm run build:demo` puts the demo: dist/demo, from both src/cli and dist/cli. */
+export const DEMO_DIR = fileURLToPath(new URL('../../dist/demo/', import.meta.url));
+
+/**
+ * The handler for the built demo, or null when it is not built (a checkout where only
+ * `npm run build` ran): `duet serve` then shows its test page at `/` instead.
+ */
+export function demoHandler(dir: string = DEMO_DIR): StaticHandler | null {
+  if (!existsSync(join(dir, 'index.html'))) return null;
+  // Vite names everything under assets/ by content hash.
+  return createStaticHandler(dir, { immutablePrefixes: ['/assets/'] });
+}
+
+/** `page` (an HTML document) with a note at the top of its body saying how to build the demo. */
+export function withDemoHint(page: string): string {
+  const hint =
+    '<p style="background:#fff5d6;border:1px solid #e6c200;border-radius:6px;padding:.5rem .75rem">' +
+    'The Vue demo is not built, so this is the plain test page. Run <code>npm run build:demo</code> ' +
+    '(or <code>npm install</code>) and restart <code>duet serve</code> to see it.</p>';
+  return page.replace('<body>', `<body>\n${hint}`);
 }

@@ -1,6 +1,6 @@
 /**
  * A real browser against duet: headless Chromium (Debian's /usr/bin/chromium, driven by
- * playwright-core) opens `duet serve`'s page and endpoints. Skips with a printed reason when
+ * playwright-core) opens `duet serve`'s test page (/test) and endpoints. Skips with a printed reason when
  * Chromium is absent, unless REQUIRE_BROWSER=1 (CI sets it), where absence fails.
  */
 import { after, before, describe, it } from 'node:test';
@@ -42,7 +42,7 @@ describe('headless Chromium against duet serve', { skip: available ? false : `Ch
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     page = await browser.newPage();
-    await page.goto(`http://${base}/`);
+    await page.goto(`http://${base}/test`);
   });
 
   after(async () => {
@@ -82,7 +82,7 @@ describe('headless Chromium against duet serve', { skip: available ? false : `Ch
   });
 
   it('the test page chats through /chat', async () => {
-    await page.goto(`http://${base}/`);
+    await page.goto(`http://${base}/test`);
     await page.click('#connect');
     await page.waitForSelector('#text:not([disabled])');
     await page.fill('#text', 'typed in the page');

@@ -107,11 +107,15 @@ test('SIGINT also exits 0', async () => {
   assert.equal(exitCode, 0);
 });
 
-test('GET / serves the HTML page; unknown WebSocket paths get 404', async () => {
+test('GET / serves an HTML page (the demo, or the test page), /test the test page; unknown WebSocket paths get 404', async () => {
   const s = await serve();
   try {
     const http = s.url.replace('ws://', 'http://');
-    const page = await fetch(`${http}/`);
+    const home = await fetch(`${http}/`);
+    assert.equal(home.status, 200);
+    assert.match(home.headers.get('content-type') ?? '', /text\/html/);
+    assert.match(await home.text(), /<!doctype html>/i);
+    const page = await fetch(`${http}/test`);
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /text\/html/);
     assert.match(await page.text(), /\/chat/);

@@ -9,7 +9,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { contentTypeOf, createStaticHandler } from '../../src/cli/static.js';
+import { contentTypeOf, createStaticHandler, demoHandler, withDemoHint } from '../../src/cli/static.js';
 
 interface Reply {
   status: number;
@@ -134,5 +134,14 @@ describe('createStaticHandler', () => {
       assert.ok(reply.status === 404 || reply.status === 403 || reply.status === 400, `${path} answered ${reply.status}`);
       assert.doesNotMatch(reply.body, /outside the root|SECRET|root:/, path);
     }
+  });
+});
+
+describe('the demo handler', () => {
+  it('is null when the demo is not built, and the fallback page says how to build it', () => {
+    assert.equal(demoHandler(join(tmpdir(), 'duet-no-such-demo-dir')), null);
+    const page = withDemoHint('<html><body>\n<h1>x</h1></body></html>');
+    assert.match(page, /<body>\n<p [^>]*>The Vue demo is not built.*npm run build:demo/);
+    assert.match(page, /<h1>x<\/h1>/);
   });
 });
