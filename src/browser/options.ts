@@ -1,0 +1,128 @@
+/**
+ * DuetClient options: every default stated once, here, with the reason for it.
+ */
+import type { DuetClock, DuetCloseInfo, DuetEnvironment, QueuePolicy, WebSocketConstructorLike } from './types.js';
+
+/** Options of `new DuetClient(url, options)`. Every field is optional. */
+export interface DuetClientOptions {
+  /** Subprotocols offered to the server. */
+  protocols?: string | string[];
+  /** WebSocket constructor; default globalThis.WebSocket (inject duet's WebSocket in Node 20, a fake in tests). */
+  WebSocket?: WebSocketConstructorLike;
+  /** Speak the duet channel protocol (subscribe/publish/ping). Default true. false = plain endpoint: only send/message, no heartbeat. */
+  channel?: boolean;
+  /** Backoff cap of the first retry, ms. Default 500: quick enough that a blip goes unnoticed. */
+  minDelay?: number;
+  /** Largest backoff cap, ms. Default 30000: a dead server is probed twice a minute per client. */
+  maxDelay?: number;
+  /** Growth of the cap per attempt. Default 2. */
+  factor?: number;
+  /** Reconnect attempts before giving up (status 'closed'). Default Infinity: a page should come back whenever the server does. */
+  maxRetries?: number;
+  /** ms a connection must stay open before the retry counter resets. Default 5000, so a server that accepts and drops at once still gets backed off. */
+  stableAfter?: number;
+  /** Return false to stop reconnecting after this close. Default: no retry after 1002, 1003, 1007, 1008, 1009, 1010 (the server refused what this client sends; retrying would repeat it). */
+  shouldReconnect?: (close: DuetCloseInfo) => boolean;
+  /** ms between application pings (channel mode only); 0 = off. Default 20000: below the idle timeouts of common proxies (30-60 s). */
+  heartbeatInterval?: number;
+  /** ms without a pong (and without any other message) before the socket is treated as dead and replaced. Default 10000. */
+  heartbeatTimeout?: number;
+  /** ms an opening handshake may take before the attempt is abandoned and retried. Default 10000 (extra option): browsers can wait minutes on a stalled TCP connect. */
+  connectTimeout?: number;
+  /** Messages kept while not open. Default 1000. */
+  queueLimit?: number;
+  /** What gives when the queue is full. Default 'drop-oldest': the newest state usually matters most. */
+  queuePolicy?: QueuePolicy;
+  /** Connect in the constructor. Default true. */
+  autoOpen?: boolean;
+  /** binaryType of each socket (plain mode); default: the WebSocket's own ('blob' in browsers). */
+  binaryType?: 'blob' | 'arraybuffer';
+  /** Browser globals to watch (online/offline, visibility). Default globalThis; tests inject a fake. */
+  environment?: DuetEnvironment;
+  /** Timers and clock. Default the global setTimeout/clearTimeout and performance.now(). */
+  clock?: DuetClock;
+  /** Random numbers in [0, 1) for the jitter. Default Math.random. */
+  random?: () => number;
+}
+
+/** Close codes after which the default shouldReconnect gives up. */
+export const NO_RETRY_CODES: readonly number[] = [1002, 1003, 1007, 1008, 1009, 1010];
+
+/** The default shouldReconnect. */
+export function defaultShouldReconnect(close: DuetCloseInfo): boolean {
+  return !NO_RETRY_CODES.includes(close.code);
+}
+
+export interface ResolvedOptions {
+  protocols: string | string[] | undefined;
+  channel: boolean;
+  minDelay: number;
+  maxDelay: number;
+  factor: number;
+  maxRetries: number;
+  stableAfter: number;
+  shouldReconnect: (close: DuetCloseInfo) => boolean;
+  heartbeatInterval: number;
+  heartbeatTimeout: number;
+  connectTimeout: number;
+  queueLimit: number;
+  queuePolicy: QueuePolicy;
+  autoOpen: boolean;
+  binaryType: 'blob' | 'arraybuffer' | undefined;
+  random: () => number;
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw new RangeError(`${name} must be a number >= 0, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Fill in the defaults and check the values (RangeError/TypeError for bad ones). */
+export function resolveOptions(options: DuetClientOptions): ResolvedOptions {
+  const minDelay = nonNegative('minDelay', options.minDelay, 500);
+  const maxDelay = nonNegative('maxDelay', options.maxDelay, 30_000);
+  const factor = nonNegative('factor', options.factor, 2);
+  if (factor < 1) throw new RangeError(`factor must be >= 1, got ${factor}`);
+  const queueLimit = nonNegative('queueLimit', options.queueLimit, 1000);
+  if (!Number.isInteger(queueLimit)) throw new RangeError(`queueLimit must be an integer, got ${queueLimit}`);
+  const queuePolicy = options.queuePolicy ?? 'drop-oldest';
+  if (!['drop-oldest', 'drop-newest', 'error'].includes(queuePolicy)) {
+    throw new TypeError(`queuePolicy must be 'drop-oldest', 'drop-newest' or 'error', got ${String(queuePolicy)}`);
+  }
+  const heartbeatInterval = nonNegative('heartbeatInterval', options.heartbeatInterval, 20_000);
+  const heartbeatTimeout = nonNegative('heartbeatTimeout', options.heartbeatTimeout, 10_000);
+  if (heartbeatInterval > 0 && heartbeatTimeout === 0) throw new RangeError('heartbeatTimeout must be > 0 when the heartbeat is on');
+  if (options.shouldReconnect !== undefined && typeof options.shouldReconnect !== 'function') {
+    throw new TypeError('shouldReconnect must be a function');
+  }
+  return {
+    protocols: options.protocols,
+    channel: options.channel ?? true,
+    minDelay,
+    maxDelay,
+    factor,
+    maxRetries: nonNegative('maxRetries', options.maxRetries, Infinity),
+    stableAfter: nonNegative('stableAfter', options.stableAfter, 5000),
+    shouldReconnect: options.shouldReconnect ?? defaultShouldReconnect,
+    heartbeatInterval,
+    heartbeatTimeout,
+    connectTimeout: nonNegative('connectTimeout', options.connectTimeout, 10_000),
+    queueLimit,
+    queuePolicy,
+    autoOpen: options.autoOpen ?? true,
+    binaryType: options.binaryType,
+    random: options.random ?? Math.random,
+  };
+}
+
+/** The defaults for the globals, looked up when a client is made (never at import, for SSR). */
+export function defaultClock(): DuetClock {
+  return {
+    setTimeout: (callback, ms) => setTimeout(callback, ms),
+    clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+    now: () => (typeof performance !== 'undefined' ? performance.now() : Date.now()),
+  };
+}

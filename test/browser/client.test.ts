@@ -1,0 +1,461 @@
+/**
+ * DuetClient with a hand-driven WebSocket, clock and window: backoff, network and visibility
+ * signals, heartbeat, the offline queue, resubscribe and recovery. Plus one run against a real
+ * duet server's channel with duet's own WebSocket.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { DuetClient, backoffCap, backoffDelay, type DuetClientOptions, type DuetStatus } from '../../src/browser/client.js';
+import { Channel, WebSocket } from '../../src/index.js';
+import { startServer } from '../helpers.js';
+import { FakeClock, FakeEnvironment, FakeWebSocket } from './fakes.js';
+
+const URL_ = 'ws://127.0.0.1:1/channel';
+
+function setup(options: DuetClientOptions = {}) {
+  FakeWebSocket.reset();
+  const clock = new FakeClock();
+  const env = new FakeEnvironment();
+  const client = new DuetClient(URL_, { WebSocket: FakeWebSocket, clock, environment: env, random: () => 0.5, ...options });
+  const statuses: DuetStatus[] = [];
+  client.on('status', (s) => statuses.push(s));
+  const errors: Error[] = [];
+  client.on('error', (e) => errors.push(e));
+  return { client, clock, env, statuses, errors };
+}
+
+/** The seq numbers a subscribe handler receives. */
+function collect(client: DuetClient, topic: string): number[] {
+  const seen: number[] = [];
+  client.subscribe(topic, (_data, meta) => seen.push(meta.seq));
+  return seen;
+}
+
+describe('backoff', () => {
+  it('caps grow by factor up to maxDelay; full jitter stays in [0, cap)', () => {
+    const opts = { minDelay: 500, maxDelay: 30_000, factor: 2 };
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 50, 5000].map((a) => backoffCap(a, opts)), [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
+    assert.equal(backoffDelay(3, opts, () => 0), 0);
+    assert.equal(backoffDelay(3, opts, () => 0.999999), 3999);
+    let seed = 7;
+    const random = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+    for (let attempt = 0; attempt < 12; attempt++) {
+      for (let i = 0; i < 50; i++) {
+        const d = backoffDelay(attempt, opts, random);
+        assert.ok(d >= 0 && d < backoffCap(attempt, opts), `attempt ${attempt}: ${d}`);
+      }
+    }
+    assert.equal(backoffCap(3, { minDelay: 0, maxDelay: 100, factor: 2 }), 0);
+  });
+
+  it('the client waits random * cap between attempts, counts retries, and resets them after stableAfter', () => {
+    const { client, clock, statuses } = setup({ minDelay: 100, maxDelay: 1000, factor: 2, heartbeatInterval: 0, connectTimeout: 0 });
+    assert.equal(client.status, 'connecting');
+    const waits: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      FakeWebSocket.last.serverClose(1006);
+      assert.equal(client.status, 'reconnecting');
+      assert.equal(client.retries, i + 1);
+      assert.equal(clock.pending, 1);
+      const [delay] = clock.pendingDelays();
+      waits.push(delay);
+      const before = FakeWebSocket.instances.length;
+      clock.advance(delay - 1);
+      assert.equal(FakeWebSocket.instances.length, before, 'not before the delay');
+      clock.advance(1);
+      assert.equal(FakeWebSocket.instances.length, before + 1);
+    }
+    assert.deepEqual(waits, [50, 100, 200, 400, 500, 500]);
+    FakeWebSocket.last.open();
+    assert.equal(client.status, 'open');
+    assert.equal(client.retries, 6, 'not reset before stableAfter');
+    clock.advance(5000);
+    assert.equal(client.retries, 0);
+    FakeWebSocket.last.serverClose(1006);
+    assert.deepEqual(clock.pendingDelays(), [50], 'backoff starts over');
+    assert.deepEqual(statuses, ['reconnecting', 'open', 'reconnecting'], 'attempts stay in reconnecting');
+    client.close();
+  });
+
+  it('gives up after maxRetries with status closed', () => {
+    const { client, clock } = setup({ maxRetries: 2, connectTimeout: 0 });
+    FakeWebSocket.last.serverClose(1006);
+    clock.advance(10_000);
+    FakeWebSocket.last.serverClose(1006);
+    clock.advance(10_000);
+    FakeWebSocket.last.serverClose(1006);
+    assert.equal(client.status, 'closed');
+    assert.equal(FakeWebSocket.instances.length, 3);
+    assert.equal(clock.pending, 0);
+    client.open();
+    assert.equal(client.status, 'connecting');
+    assert.equal(client.retries, 0);
+    client.close();
+  });
+});
+
+describe('close codes, close() and reconnect()', () => {
+  it('no retry after the default no-retry codes; a custom shouldReconnect decides', () => {
+    for (const code of [1002, 1003, 1007, 1008, 1009, 1010]) {
+      const { client, clock } = setup();
+      FakeWebSocket.last.open();
+      FakeWebSocket.last.serverClose(code, 'no', true);
+      assert.equal(client.status, 'closed', `code ${code}`);
+      assert.deepEqual(client.lastClose, { code, reason: 'no', wasClean: true });
+      assert.equal(clock.pending, 0);
+    }
+    for (const code of [1000, 1001, 1006, 1011, 1013, 4000]) {
+      const { client } = setup();
+      FakeWebSocket.last.serverClose(code);
+      assert.equal(client.status, 'reconnecting', `code ${code}`);
+      client.close();
+    }
+    const seen: number[] = [];
+    const { client } = setup({ shouldReconnect: (c) => (seen.push(c.code), c.code !== 4401) });
+    FakeWebSocket.last.serverClose(1008);
+    assert.equal(client.status, 'reconnecting');
+    client.reconnect();
+    FakeWebSocket.last.serverClose(4401);
+    assert.equal(client.status, 'closed');
+    assert.deepEqual(seen, [1008, 4401]);
+  });
+
+  it('close() closes the socket with the code, clears every timer and listener, and never reconnects', () => {
+    const { client, clock, env, statuses } = setup();
+    const closes: number[] = [];
+    client.on('close', (c) => closes.push(c.code));
+    const socket = FakeWebSocket.last;
+    socket.open();
+    client.subscribe('chat', () => {});
+    assert.ok(clock.pending > 0);
+    assert.ok(env.listening > 0);
+    client.close(4001, 'bye');
+    assert.deepEqual(socket.closeCalls, [[4001, 'bye']]);
+    assert.equal(client.status, 'closed');
+    assert.equal(clock.pending, 0);
+    assert.equal(env.listening, 0);
+    socket.serverClose(4001, 'bye', true);
+    assert.deepEqual(closes, [4001], 'the real close is reported');
+    clock.advance(120_000);
+    env.goOnline();
+    assert.equal(FakeWebSocket.instances.length, 1);
+    assert.equal(clock.pending, 0);
+    assert.deepEqual(statuses, ['open', 'closed']);
+    assert.throws(() => client.close(1006), RangeError);
+  });
+
+  it('reconnect() drops the socket with 4000 and reconnects after the backoff', () => {
+    const { client, clock } = setup();
+    const first = FakeWebSocket.last;
+    first.open();
+    client.reconnect();
+    assert.deepEqual(first.closeCalls, [[4000, 'reconnect']]);
+    assert.deepEqual(client.lastClose, { code: 4000, reason: 'reconnect', wasClean: false });
+    assert.equal(client.status, 'reconnecting');
+    first.serverClose(4000); // its late close event is ignored
+    assert.equal(client.retries, 1);
+    clock.advance(250);
+    assert.notEqual(FakeWebSocket.last, first);
+    FakeWebSocket.last.open();
+    assert.equal(client.status, 'open');
+    client.close();
+    assert.equal(clock.pending, 0);
+  });
+
+  it('a handshake that takes longer than connectTimeout is abandoned and retried', () => {
+    const { client, clock } = setup({ connectTimeout: 3000 });
+    const first = FakeWebSocket.last;
+    clock.advance(3000);
+    assert.deepEqual(client.lastClose, { code: 1006, reason: 'connect timeout', wasClean: false });
+    assert.equal(first.closeCalls.length, 1);
+    clock.advance(250);
+    assert.equal(FakeWebSocket.instances.length, 2);
+    client.close();
+  });
+});
+
+describe('network and visibility', () => {
+  it('waits while navigator.onLine is false and reconnects at once on online', () => {
+    const { client, clock, env } = setup({ minDelay: 10_000 });
+    FakeWebSocket.last.open();
+    env.goOffline();
+    FakeWebSocket.last.serverClose(1006);
+    assert.equal(client.status, 'reconnecting');
+    assert.equal(clock.pending, 0, 'no timer while offline');
+    clock.advance(60_000);
+    assert.equal(FakeWebSocket.instances.length, 1);
+    env.goOnline();
+    assert.equal(FakeWebSocket.instances.length, 2, 'connects on online, not after the backoff');
+    client.close();
+  });
+
+  it('does not start connecting when opened offline', () => {
+    const { clock, env } = setup({ autoOpen: false });
+    env.navigator.onLine = false;
+    const client = new DuetClient(URL_, { WebSocket: FakeWebSocket, clock, environment: env });
+    assert.equal(client.status, 'connecting');
+    assert.equal(FakeWebSocket.instances.length, 0);
+    env.goOnline();
+    assert.equal(FakeWebSocket.instances.length, 1);
+    client.close();
+  });
+
+  it('retries at once when the tab becomes visible, and probes an open connection', () => {
+    const { client, clock, env } = setup({ minDelay: 60_000, random: () => 0.99 });
+    FakeWebSocket.last.serverClose(1006);
+    env.setVisibility('hidden');
+    assert.equal(FakeWebSocket.instances.length, 1);
+    env.setVisibility('visible');
+    assert.equal(FakeWebSocket.instances.length, 2);
+    FakeWebSocket.last.open();
+    env.setVisibility('hidden');
+    env.setVisibility('visible');
+    assert.deepEqual(FakeWebSocket.last.sentJson, [{ type: 'ping', id: 1 }], 'a ping checks the woken connection');
+    assert.equal(clock.pendingDelays()[0], 5000);
+    client.close();
+  });
+});
+
+describe('heartbeat', () => {
+  it('pings every heartbeatInterval, reports latency, and replaces a socket that does not answer', () => {
+    const { client, clock } = setup({ heartbeatInterval: 1000, heartbeatTimeout: 500 });
+    const latencies: number[] = [];
+    client.on('latency', (ms) => latencies.push(ms));
+    const socket = FakeWebSocket.last;
+    socket.open();
+    clock.advance(999);
+    assert.equal(socket.sent.length, 0);
+    clock.advance(1);
+    assert.deepEqual(socket.sentJson, [{ type: 'ping', id: 1 }]);
+    clock.advance(40);
+    socket.message({ type: 'pong', id: 1 });
+    assert.deepEqual(latencies, [40]);
+    assert.equal(client.latency, 40);
+    clock.advance(1000);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 2 });
+    clock.advance(300);
+    socket.message({ type: 'message', topic: 'other', seq: 1, data: null }); // traffic proves life
+    clock.advance(200);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 3 }, 'pings again instead of dropping');
+    assert.equal(client.status, 'open');
+    clock.advance(500);
+    assert.equal(client.status, 'reconnecting');
+    assert.deepEqual(client.lastClose, { code: 1006, reason: 'heartbeat timeout', wasClean: false });
+    assert.deepEqual(socket.closeCalls, [[4000, 'heartbeat timeout']]);
+    clock.advance(250);
+    assert.equal(FakeWebSocket.instances.length, 2);
+    client.close();
+  });
+
+  it('is off with heartbeatInterval 0 and in plain mode', () => {
+    for (const options of [{ heartbeatInterval: 0 }, { channel: false }]) {
+      const { client, clock } = setup({ ...options, stableAfter: 0 });
+      FakeWebSocket.last.open();
+      clock.advance(100_000);
+      assert.equal(FakeWebSocket.last.sent.length, 0);
+      assert.equal(clock.pending, 0);
+      client.close();
+    }
+  });
+});
+
+describe('offline queue', () => {
+  it('queues while not open and flushes in order after the resubscribes', () => {
+    const { client } = setup();
+    client.send('a');
+    client.publish('chat', { n: 1 });
+    client.subscribe('chat', () => {});
+    client.send('b');
+    assert.equal(client.queued, 3);
+    const socket = FakeWebSocket.last;
+    const order: string[] = [];
+    client.on('open', () => {
+      order.push(...socket.sent.map(String));
+      client.send('from open');
+    });
+    socket.open();
+    assert.deepEqual(order, ['{"type":"subscribe","topic":"chat"}', 'a', '{"type":"publish","topic":"chat","data":{"n":1}}', 'b']);
+    assert.equal(socket.sent.at(-1), 'from open');
+    assert.equal(client.queued, 0);
+    client.send('direct');
+    assert.equal(socket.sent.at(-1), 'direct');
+    client.close();
+  });
+
+  it('drop-oldest, drop-newest and error at queueLimit', () => {
+    const cases = [
+      { queuePolicy: 'drop-oldest', expect: ['3', '4', '5'] },
+      { queuePolicy: 'drop-newest', expect: ['1', '2', '3'] },
+    ] as const;
+    for (const c of cases) {
+      const { client } = setup({ queueLimit: 3, queuePolicy: c.queuePolicy, channel: false });
+      for (const m of ['1', '2', '3', '4', '5']) client.send(m);
+      assert.equal(client.dropped, 2);
+      FakeWebSocket.last.open();
+      assert.deepEqual(FakeWebSocket.last.sent, c.expect, c.queuePolicy);
+      client.close();
+    }
+    const { client } = setup({ queueLimit: 2, queuePolicy: 'error', channel: false });
+    client.send('1');
+    client.send('2');
+    assert.throws(() => client.send('3'), { name: 'DuetError', code: 'DUET_QUEUE_FULL' });
+    FakeWebSocket.last.open();
+    assert.deepEqual(FakeWebSocket.last.sent, ['1', '2']);
+    client.close();
+    const none = setup({ queueLimit: 0, channel: false });
+    none.client.send('x');
+    FakeWebSocket.last.open();
+    assert.deepEqual(FakeWebSocket.last.sent, []);
+    none.client.close();
+  });
+});
+
+describe('subscribe and recovery', () => {
+  it('resubscribes with since/epoch after a reconnect and delivers each seq exactly once', () => {
+    const { client, clock } = setup();
+    const resets: unknown[] = [];
+    client.on('reset', (r) => resets.push(r));
+    const seen = collect(client, 'chat');
+    let socket = FakeWebSocket.last;
+    socket.open();
+    assert.deepEqual(socket.sentJson, [{ type: 'subscribe', topic: 'chat' }]);
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 2, recovered: false });
+    assert.deepEqual(resets, [{ topic: 'chat', epoch: 'E', seq: 2, previous: null }]);
+    socket.message({ type: 'message', topic: 'chat', seq: 3, data: 'c' });
+    socket.message({ type: 'message', topic: 'chat', seq: 4, data: 'd' });
+    assert.deepEqual(client.position('chat'), { epoch: 'E', seq: 4 });
+    socket.serverClose(1006);
+    clock.advance(250);
+    socket = FakeWebSocket.last;
+    socket.open();
+    assert.deepEqual(socket.sentJson, [{ type: 'subscribe', topic: 'chat', since: 4, epoch: 'E' }]);
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 6, recovered: true });
+    for (const seq of [4, 5, 6, 6, 7]) socket.message({ type: 'message', topic: 'chat', seq, data: seq });
+    assert.deepEqual(seen, [3, 4, 5, 6, 7]);
+    assert.equal(resets.length, 1);
+    client.close();
+  });
+
+  it('emits reset with the previous position on a new epoch and continues from the new one', () => {
+    const { client, clock } = setup();
+    const resets: unknown[] = [];
+    client.on('reset', (r) => resets.push(r));
+    const metas: unknown[] = [];
+    client.subscribe('chat', (data, meta) => metas.push({ data, ...meta }), { epoch: 'E', seq: 10 });
+    FakeWebSocket.last.open();
+    assert.deepEqual(FakeWebSocket.last.sentJson, [{ type: 'subscribe', topic: 'chat', since: 10, epoch: 'E' }], 'from a known position');
+    FakeWebSocket.last.serverClose(1001);
+    clock.advance(250);
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.message({ type: 'subscribed', topic: 'chat', epoch: 'F', seq: 3, recovered: false });
+    assert.deepEqual(resets, [{ topic: 'chat', epoch: 'F', seq: 3, previous: { epoch: 'E', seq: 10 } }]);
+    FakeWebSocket.last.message({ type: 'message', topic: 'chat', seq: 3, data: 'old' });
+    FakeWebSocket.last.message({ type: 'message', topic: 'chat', seq: 4, data: 'new' });
+    assert.deepEqual(metas, [{ data: 'new', topic: 'chat', seq: 4, epoch: 'F' }]);
+    client.close();
+  });
+
+  it('fills a gap by resubscribing with since once, ignoring what overlaps', () => {
+    const { client } = setup();
+    const seen = collect(client, 'chat');
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    socket.message({ type: 'message', topic: 'chat', seq: 1, data: 1 });
+    socket.message({ type: 'message', topic: 'chat', seq: 3, data: 3 });
+    socket.message({ type: 'message', topic: 'chat', seq: 4, data: 4 });
+    assert.deepEqual(socket.sentJson.slice(1), [{ type: 'subscribe', topic: 'chat', since: 1, epoch: 'E' }], 'one resubscribe');
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 4, recovered: true });
+    for (const seq of [2, 3, 4, 5]) socket.message({ type: 'message', topic: 'chat', seq, data: seq });
+    assert.deepEqual(seen, [1, 2, 3, 4, 5]);
+    client.close();
+  });
+
+  it('unsubscribe sends unsubscribe after the last handler; errors and handler exceptions become error events', () => {
+    const { client, errors } = setup();
+    const socket = FakeWebSocket.last;
+    socket.open();
+    const offA = client.subscribe('chat', () => {
+      throw new Error('handler bug');
+    });
+    const offB = client.subscribe('chat', () => {});
+    assert.equal(socket.sent.length, 1);
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    socket.message({ type: 'message', topic: 'chat', seq: 1, data: 1 });
+    assert.equal(errors[0]?.message, 'handler bug');
+    offA();
+    offA();
+    assert.equal(socket.sent.length, 1);
+    offB();
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'unsubscribe', topic: 'chat' });
+    assert.equal(client.position('chat'), undefined);
+    socket.message({ type: 'error', code: 'unknown_topic', message: 'no topic "x"', topic: 'x' });
+    assert.deepEqual({ ...errors[1], message: errors[1]?.message }, { name: 'DuetError', code: 'unknown_topic', topic: 'x', message: 'no topic "x"' });
+    socket.message('not json');
+    assert.equal((errors[2] as { code?: string }).code, 'DUET_BAD_MESSAGE');
+    assert.throws(() => client.publish('chat', undefined), TypeError);
+    client.close();
+  });
+});
+
+describe('plain mode', () => {
+  it('passes raw messages through and refuses channel calls', () => {
+    const { client } = setup({ channel: false, binaryType: 'arraybuffer', protocols: ['v1'] });
+    const got: unknown[] = [];
+    client.on('message', (m) => got.push(m));
+    const socket = FakeWebSocket.last;
+    assert.equal(socket.binaryType, 'arraybuffer');
+    assert.deepEqual(socket.protocols, ['v1']);
+    socket.open();
+    const bytes = new ArrayBuffer(2);
+    socket.rawMessage('hello');
+    socket.rawMessage(bytes);
+    assert.deepEqual(got, ['hello', bytes]);
+    assert.throws(() => client.subscribe('chat', () => {}), { code: 'DUET_NOT_CHANNEL' });
+    assert.throws(() => client.publish('chat', 1), { code: 'DUET_NOT_CHANNEL' });
+    client.close();
+  });
+});
+
+describe('against a real duet server', () => {
+  it('messages published while a client was reconnecting arrive exactly once', async () => {
+    const server = await startServer();
+    const channel = new Channel(server.wss, { topics: { chat: { history: { size: 100 } } } });
+    server.wss.on('connection', (ws) => channel.accept(ws));
+    const url = `ws://127.0.0.1:${server.port}/channel`;
+    const reader = new DuetClient(url, { WebSocket, minDelay: 300, random: () => 0.99 });
+    const writer = new DuetClient(url, { WebSocket });
+    try {
+      const got: unknown[] = [];
+      const resets: unknown[] = [];
+      reader.on('reset', (r) => resets.push(r));
+      const waitFor = async (what: () => boolean, label: string) => {
+        for (let i = 0; i < 200 && !what(); i++) await new Promise((r) => setTimeout(r, 10));
+        assert.ok(what(), `timed out waiting for ${label}`);
+      };
+      reader.subscribe('chat', (data) => got.push(data));
+      const echoed: unknown[] = [];
+      writer.subscribe('chat', (data) => echoed.push(data));
+      await waitFor(() => reader.position('chat') !== undefined && writer.position('chat') !== undefined, 'subscribed');
+      writer.publish('chat', 1);
+      writer.publish('chat', 2);
+      await waitFor(() => got.length === 2, 'live messages');
+      reader.reconnect();
+      assert.equal(reader.status, 'reconnecting');
+      for (const n of [3, 4, 5]) writer.publish('chat', n);
+      await waitFor(() => echoed.length === 5, 'the writer to see its messages');
+      assert.equal(reader.status, 'reconnecting', 'the reader was away while they were published');
+      await waitFor(() => got.length >= 5 && reader.status === 'open', 'recovery');
+      writer.publish('chat', 6);
+      await waitFor(() => got.length >= 6, 'live after recovery');
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(got, [1, 2, 3, 4, 5, 6]);
+      assert.equal(resets.length, 1, 'only the first subscribe reset');
+      assert.deepEqual(reader.position('chat')?.seq, 6);
+    } finally {
+      reader.close();
+      writer.close();
+      await server.close();
+    }
+  });
+});
