@@ -4,7 +4,8 @@
  *   /chat    every message to every client on /chat, the sender included, in order
  *   /ticker  one JSON tick a second to every client: {"type":"tick","seq":N,"time":ISO,"value":V}
  *   /channel the JSON channel protocol (docs/protocol.md) with topics `chat` (clients publish)
- *            and `ticker` (server only), each keeping its last 100 messages for recovery
+ *            and `ticker` (server only), each keeping its last 100 messages for recovery, and
+ *            `presence` (clients publish, no history): who is online, see PRESENCE below
  * The ticker's value is a random walk, published once and framed once for all subscribers.
  */
 import type { IncomingMessage } from 'node:http';
@@ -22,12 +23,27 @@ export interface Tick {
   value: number;
 }
 
+/**
+ * PRESENCE, a convention between clients on the `presence` topic (the server only relays):
+ * each client publishes `{"id":ID,"nick":NICK,"state":"join"|"here"|"leave"}`: `join` when it
+ * (re)connects, `here` every PRESENCE_INTERVAL_MS and once in answer to someone else's `join`
+ * (so a newcomer learns who is there within a second), `leave` when the page goes away. A
+ * client counts someone as online until PRESENCE_EXPIRY_MS pass without hearing from them,
+ * so vanished clients drop out without any server state. No history: presence is only
+ * meaningful live, and a reconnecting client re-announces itself and hears the others.
+ */
+export const PRESENCE_INTERVAL_MS = 5000;
+/** See PRESENCE_INTERVAL_MS: three missed announcements and someone is gone. */
+export const PRESENCE_EXPIRY_MS = 16_000;
+
 /** Wire the endpoints to `wss` and start the ticker. Returns the /channel handler. */
 export function attachEndpoints(wss: WebSocketServer): Channel {
   const channel = new Channel(wss, {
     topics: {
       chat: { history: { size: 100 } },
       ticker: { history: { size: 100 }, publish: false },
+      // The protocol has no presence of its own; clients announce themselves here instead.
+      presence: { history: false },
     },
   });
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
