@@ -1,0 +1,129 @@
+/**
+ * useDuet in an effect scope with a fake WebSocket and clock: refs follow the client,
+ * subscriptions end with their scope, scope.stop() closes everything; SSR creates nothing.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSSRApp, defineComponent, effectScope, h, nextTick } from 'vue';
+import { renderToString } from 'vue/server-renderer';
+import { useDuet, type UseDuet } from '../../src/browser/vue.js';
+import { FakeClock, FakeEnvironment, FakeWebSocket } from './fakes.js';
+
+function inScope(options: Parameters<typeof useDuet>[1] = {}) {
+  FakeWebSocket.reset();
+  const clock = new FakeClock();
+  const env = new FakeEnvironment();
+  const scope = effectScope();
+  const duet = scope.run(() => useDuet('ws://127.0.0.1:1/channel', { WebSocket: FakeWebSocket, clock, environment: env, random: () => 0.5, ...options })) as UseDuet;
+  return { scope, duet, clock, env };
+}
+
+describe('useDuet', () => {
+  it('status, retries, latency, lastClose, error and data refs follow the client', async () => {
+    const { scope, duet, clock } = inScope({ heartbeatInterval: 1000 });
+    assert.ok(duet.client);
+    assert.equal(duet.status.value, 'connecting');
+    let socket = FakeWebSocket.last;
+    socket.open();
+    assert.equal(duet.status.value, 'open');
+    const got: unknown[] = [];
+    duet.subscribe('chat', (d) => got.push(d));
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    socket.message({ type: 'message', topic: 'chat', seq: 1, data: { text: 'hi' } });
+    assert.deepEqual(duet.data.value, { text: 'hi' });
+    assert.deepEqual(got, [{ text: 'hi' }]);
+    clock.advance(1000);
+    clock.advance(12);
+    socket.message({ type: 'pong', id: 1 });
+    assert.equal(duet.latency.value, 12);
+    socket.message({ type: 'error', code: 'forbidden', message: 'no', topic: 'chat' });
+    assert.equal((duet.error.value as { code?: string } | null)?.code, 'forbidden');
+    socket.serverClose(1006);
+    assert.equal(duet.status.value, 'reconnecting');
+    assert.equal(duet.retries.value, 1);
+    assert.deepEqual(duet.lastClose.value, { code: 1006, reason: '', wasClean: false });
+    clock.advance(250);
+    socket = FakeWebSocket.last;
+    socket.open();
+    assert.equal(duet.error.value, null, 'cleared on open');
+    clock.advance(5000);
+    assert.equal(duet.retries.value, 0);
+    await nextTick();
+    scope.stop();
+    assert.equal(duet.status.value, 'closed');
+    assert.deepEqual(socket.closeCalls, [[1000, '']]);
+    assert.equal(clock.pending, 0);
+  });
+
+  it('plain mode: data is the last raw message', () => {
+    const { scope, duet } = inScope({ channel: false });
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.rawMessage('plain text');
+    assert.equal(duet.data.value, 'plain text');
+    duet.send('out');
+    assert.deepEqual(FakeWebSocket.last.sent, ['out']);
+    scope.stop();
+  });
+
+  it('a subscribe made in a child scope ends with it; scope.stop() leaves no socket, timer or listener', () => {
+    const { scope, duet, clock, env } = inScope();
+    const socket = FakeWebSocket.last;
+    socket.open();
+    const child = scope.run(() => effectScope())!;
+    child.run(() => duet.subscribe('chat', () => {}));
+    assert.deepEqual(socket.sentJson, [{ type: 'subscribe', topic: 'chat' }]);
+    child.stop();
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'unsubscribe', topic: 'chat' });
+    scope.stop();
+    assert.equal(duet.client?.status, 'closed');
+    assert.equal(duet.client?.socket, null);
+    assert.equal(clock.pending, 0);
+    assert.equal(env.listening, 0);
+    socket.serverClose(1000, '', true);
+    clock.advance(60_000);
+    assert.equal(FakeWebSocket.instances.length, 1, 'never reconnects after dispose');
+  });
+
+  it('autoOpen false waits for open()', () => {
+    const { scope, duet } = inScope({ autoOpen: false });
+    assert.equal(FakeWebSocket.instances.length, 0);
+    assert.equal(duet.status.value, 'closed');
+    duet.open();
+    assert.equal(duet.status.value, 'connecting');
+    assert.equal(FakeWebSocket.instances.length, 1);
+    scope.stop();
+  });
+});
+
+describe('useDuet during SSR', () => {
+  it('renderToString creates no client, socket or timer, with or without an injected WebSocket', async () => {
+    FakeWebSocket.reset();
+    const clock = new FakeClock();
+    const results: (UseDuet | undefined)[] = [];
+    for (const options of [{}, { WebSocket: FakeWebSocket, clock }]) {
+      const Chat = defineComponent({
+        setup() {
+          const duet = useDuet('ws://127.0.0.1:1/channel', options);
+          duet.subscribe('chat', () => {});
+          duet.publish('chat', 'x');
+          results.push(duet);
+          return () => h('p', `status: ${duet.status.value}`);
+        },
+      });
+      const html = await renderToString(createSSRApp(Chat));
+      assert.equal(html, '<p>status: closed</p>');
+    }
+    assert.equal(results.length, 2);
+    for (const r of results) assert.equal(r?.client, null);
+    assert.equal(FakeWebSocket.instances.length, 0);
+    assert.equal(clock.pending, 0);
+  });
+
+  it('outside a browser and without options.WebSocket it does nothing', () => {
+    const scope = effectScope();
+    const duet = scope.run(() => useDuet('ws://127.0.0.1:1/channel'))!;
+    assert.equal(duet.client, null);
+    assert.equal(duet.status.value, 'closed');
+    scope.stop();
+  });
+});
