@@ -196,7 +196,8 @@ export class DuetClient {
 
   /** Send a raw message; queued while not open. */
   send(data: SendData): void {
-    if (this.currentStatus === 'open' && this.current) this.write(data);
+    // A socket that is already CLOSING would silently discard the message: queue it instead.
+    if (this.isOpen()) this.write(data);
     else this.queue.push(data);
   }
 

@@ -261,7 +261,7 @@ describe('heartbeat', () => {
 
 describe('offline queue', () => {
   it('queues while not open and flushes in order after the resubscribes', () => {
-    const { client } = setup();
+    const { client, clock } = setup();
     client.send('a');
     client.publish('chat', { n: 1 });
     client.subscribe('chat', () => {});
@@ -279,6 +279,13 @@ describe('offline queue', () => {
     assert.equal(client.queued, 0);
     client.send('direct');
     assert.equal(socket.sent.at(-1), 'direct');
+    socket.readyState = 2; // the server started closing; the close event has not come yet
+    client.send('late');
+    assert.equal(client.queued, 1);
+    socket.serverClose(1001);
+    clock.advance(250);
+    FakeWebSocket.last.open();
+    assert.deepEqual(FakeWebSocket.last.sent, ['{"type":"subscribe","topic":"chat"}', 'late', 'from open']);
     client.close();
   });
 
