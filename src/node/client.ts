@@ -9,9 +9,11 @@ import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { isIP } from 'node:net';
-import { generateKey } from '../protocol/handshake.js';
+import { acceptDeflateResponse, deflateOffer, PERMESSAGE_DEFLATE } from '../protocol/deflate-negotiation.js';
+import { generateKey, parseExtensions } from '../protocol/handshake.js';
 import { checkUpgradeResponse, normalizeProtocols } from '../protocol/handshake-response.js';
 import { deadlines } from './deadlines.js';
+import { MessageDeflate, resolveDeflateSettings, type PerMessageDeflateOptions } from './deflate.js';
 
 /** Node-only options: the third argument of `new WebSocket(url, protocols, options)`. */
 export interface ClientOptions extends Pick<
@@ -40,8 +42,11 @@ export interface ClientOptions extends Pick<
   maxRedirects?: number;
   /** Answer pings with pongs automatically (default true). */
   autoPong?: boolean;
-  /** Accepted for `ws` compatibility; permessage-deflate is not offered yet. */
-  perMessageDeflate?: boolean | object;
+  /**
+   * permessage-deflate (RFC 7692): offered by default, as browsers do (`true`); an object tunes
+   * it (see docs/compression.md); `false` offers nothing.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
 export const CLIENT_DEFAULTS = {
@@ -51,6 +56,8 @@ export const CLIENT_DEFAULTS = {
   maxPayload: 100 * 1024 * 1024,
   closeTimeout: 30_000,
   maxRedirects: 10,
+  // As browsers: offer compression; the server decides.
+  perMessageDeflate: true as boolean | PerMessageDeflateOptions,
 } as const;
 
 /** What the connection class offers the handshake code. */
@@ -59,7 +66,7 @@ export interface ClientTarget {
   protocol: string;
   extensions: string;
   readyState: number;
-  /** @internal */ attachClientSocket(socket: Duplex, head: Buffer, maxPayload: number, closeTimeout: number, autoPong: boolean): void;
+  /** @internal */ attachClientSocket(socket: Duplex, head: Buffer, maxPayload: number, closeTimeout: number, autoPong: boolean, deflate: MessageDeflate | undefined): void;
   /** @internal */ failHandshake(err: Error & { code: string }): void;
 }
 
@@ -134,6 +141,10 @@ function describeNetworkError(err: NodeJS.ErrnoException, url: URL): Error & { c
 /** Start the opening handshake for `target`; reports through `attachClientSocket` / `failHandshake`. */
 export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols: string[], options: ClientOptions): () => void {
   const opts = { ...CLIENT_DEFAULTS, ...options };
+  // Resolved first, so bad options throw from the constructor.
+  const pmd = opts.perMessageDeflate ? (opts.perMessageDeflate === true ? {} : opts.perMessageDeflate) : undefined;
+  const offer = pmd !== undefined ? deflateOffer(pmd) : undefined;
+  const deflateSettings = pmd !== undefined ? resolveDeflateSettings(pmd) : undefined;
   let redirects = 0;
   let request: http.ClientRequest | undefined;
   let finished = false;
@@ -177,6 +188,7 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
       'Sec-WebSocket-Version': '13',
     };
     if (protocols.length > 0) headers['Sec-WebSocket-Protocol'] = protocols.join(', ');
+    if (offer !== undefined) headers['Sec-WebSocket-Extensions'] = offer;
     if (opts.origin !== undefined) headers.Origin = opts.origin;
     const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     const requestOptions: https.RequestOptions = {
@@ -257,16 +269,27 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
         socket.destroy();
         return;
       }
-      const check = checkUpgradeResponse(res.statusCode ?? 0, res.headers, key, protocols, []);
+      const check = checkUpgradeResponse(res.statusCode ?? 0, res.headers, key, protocols, offer !== undefined ? [PERMESSAGE_DEFLATE] : []);
       if (!check.ok) {
         socket.destroy();
         fail(codedError(check.code, check.message));
         return;
       }
+      let deflate: MessageDeflate | undefined;
+      if (offer !== undefined && check.extensions !== '') {
+        // RFC 7692 section 7: a response we cannot live with fails the connection.
+        const agreed = acceptDeflateResponse(parseExtensions(check.extensions) ?? [], pmd);
+        if (agreed !== null && 'error' in agreed) {
+          socket.destroy();
+          fail(codedError('WS_ERR_INVALID_EXTENSION', `Invalid permessage-deflate response: ${agreed.error}`));
+          return;
+        }
+        if (agreed !== null) deflate = new MessageDeflate(agreed, deflateSettings!, false, opts.maxPayload);
+      }
       cleanup();
       target.protocol = check.protocol;
       target.extensions = check.extensions;
-      target.attachClientSocket(socket, head, opts.maxPayload, opts.closeTimeout, opts.autoPong ?? true);
+      target.attachClientSocket(socket, head, opts.maxPayload, opts.closeTimeout, opts.autoPong ?? true, deflate);
     });
 
     req.end();

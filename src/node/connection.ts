@@ -12,6 +12,8 @@ import { MAX_CONTROL_PAYLOAD, Opcode } from '../protocol/opcodes.js';
 import { FrameParser, type FrameParserHandler } from '../protocol/parser.js';
 import { isValidUtf8 } from '../protocol/utf8.js';
 import { deadlines, type Expirable } from './deadlines.js';
+import type { DeflateError, MessageDeflate } from './deflate.js';
+import type { SharedMessage } from './shared-message.js';
 import { openClient, parseProtocolsArgument, parseWebSocketUrl, type ClientOptions } from './client.js';
 import { WsEventTarget, type WsListener } from './event-target.js';
 import type { ConnectionHost, PublishOptions } from './host.js';
@@ -29,7 +31,10 @@ export interface SendOptions {
   binary?: boolean;
   /** Last fragment of the message (default true). `fin: false` starts or continues a fragmented message. */
   fin?: boolean;
-  /** Accepted for `ws` compatibility; compression is not negotiated yet. */
+  /**
+   * With permessage-deflate negotiated, `false` sends this message uncompressed (default: compress
+   * when it is at least `threshold` bytes). Decided by the first fragment of a fragmented message.
+   */
   compress?: boolean;
   /** Accepted for `ws` compatibility; the side (client or server) decides masking. */
   mask?: boolean;
@@ -50,6 +55,8 @@ export interface ConnectionOptions {
   closeTimeout: number;
   /** Answer pings with pongs automatically. */
   autoPong: boolean;
+  /** permessage-deflate state, when it was negotiated. */
+  deflate?: MessageDeflate;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -124,11 +131,16 @@ function socketOnData(this: OwnedSocket, chunk: Buffer): void {
     ws.readPausedForWrites = true;
   }
 }
+function replayHead(ws: WebSocket, socket: Duplex, head: Buffer): void {
+  if (socket.destroyed) return;
+  socket.unshift(head);
+  ws.resumeReading();
+}
 function socketOnDrain(this: OwnedSocket): void {
   const ws = this[kConnection];
   if (ws?.readPausedForWrites) {
     ws.readPausedForWrites = false;
-    if (!ws.isPaused) this.resume();
+    ws.resumeReading();
   }
 }
 function socketOnEnd(this: OwnedSocket): void {
@@ -224,6 +236,14 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   private queue: SendQueue | undefined;
   /** Frame header bytes written since the socket's buffer was last empty (see bufferedAmount). */
   private headerBytes = 0;
+  /** permessage-deflate, when negotiated. */
+  private deflate: MessageDeflate | undefined;
+  /** A received message is being inflated: reading and parsing wait for it. */
+  private inflating = false;
+  /** TCP ended (1) or closed (2) while inflating: handled once the message was delivered. */
+  private deferredSocketEvents = 0;
+  /** Whether the fragmented message being sent (as seen by send(), not yet by the socket) is compressed. */
+  private outgoingCompressed: boolean | undefined;
 
   /**
    * `new WebSocket(url, protocols?, options?)` opens a client connection, as in browsers
@@ -263,9 +283,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   }
 
   /** Client side: the server accepted the handshake. @internal */
-  attachClientSocket(socket: Duplex, head: Buffer, maxPayload: number, closeTimeout: number, autoPong: boolean): void {
+  attachClientSocket(socket: Duplex, head: Buffer, maxPayload: number, closeTimeout: number, autoPong: boolean, deflate: MessageDeflate | undefined): void {
     this.cancelHandshake = undefined;
-    this.setSocket(socket, head, { isServer: false, maxPayload, closeTimeout, autoPong });
+    this.setSocket(socket, head, { isServer: false, maxPayload, closeTimeout, autoPong, deflate });
     this.emitOpen();
   }
 
@@ -294,14 +314,19 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     const owned = socket as OwnedSocket;
     this.socket = owned;
     this.options = options;
-    this.parser = new FrameParser(this, { expectMasked: options.isServer, maxPayload: options.maxPayload });
+    this.deflate = options.deflate;
+    this.parser = new FrameParser(this, { expectMasked: options.isServer, maxPayload: options.maxPayload, allowCompressed: options.deflate !== undefined });
     owned[kConnection] = this;
     const net = socket as Duplex & { setNoDelay?: (v: boolean) => void; setTimeout?: (ms: number) => void };
     net.setNoDelay?.(true);
     net.setTimeout?.(0);
-    // Bytes that came in with the handshake go back on the socket, so they are read (on a
-    // later tick) after the application has attached its listeners in `connection`/`open`.
-    if (head.length > 0) socket.unshift(head);
+    // Bytes that came in with the handshake go back on the socket and are read in a later
+    // event-loop turn (setImmediate, not a tick), as browsers queue messages as tasks: an
+    // application that awaits `open` and then attaches listeners still gets them.
+    if (head.length > 0) {
+      socket.pause();
+      setImmediate(replayHead, this, socket, head);
+    }
     socket.on('data', socketOnData);
     socket.on('end', socketOnEnd);
     socket.on('close', socketOnClose);
@@ -384,6 +409,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       (this.queue ??= new SendQueue(this)).sendBlob(value, options, cb);
       return;
     }
+    if (this.deflate !== undefined && this.sendCompressed(value, options, cb)) return;
     if (this.queue?.active) {
       this.queue.send(value, typeof value === 'string' ? Buffer.byteLength(value) : toBuffer(value).length, options, cb);
       return;
@@ -391,18 +417,61 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     this.sendNow(value, options, cb);
   }
 
-  private sendNow(value: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined): void {
-    if (this.host !== undefined && !this.sendingFragments && !this.admit()) {
+  /**
+   * permessage-deflate: decide whether this message (or fragment) is compressed, and if so
+   * queue it for compression (zlib is asynchronous, so it and everything after it go through
+   * the send queue, in order). Returns false when it is sent uncompressed the usual way.
+   */
+  private sendCompressed(value: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: Callback | undefined): boolean {
+    const fin = options?.fin ?? true;
+    const continuing = this.outgoingCompressed !== undefined;
+    let compress = this.outgoingCompressed;
+    if (compress === undefined) {
+      const size = typeof value === 'string' ? Buffer.byteLength(value) : toBuffer(value).length;
+      compress = options?.compress !== false && (!fin || size >= this.deflate!.settings.threshold);
+    }
+    this.outgoingCompressed = fin ? undefined : compress;
+    if (!compress) return false;
+    // The slow-consumer policy judges a message once, here: a compressed message cannot be
+    // dropped later, since the compressor's state already includes it.
+    if (this.host !== undefined && !continuing && !this.admit()) {
+      if (cb) this.notOpen(cb);
+      return true;
+    }
+    // The bytes go as a Buffer: say whether they were text.
+    const binary = options?.binary ?? typeof value !== 'string';
+    (this.queue ??= new SendQueue(this)).sendCompressed(toBuffer(value), { binary, fin }, cb);
+    return true;
+  }
+
+  /** The send queue's compression step. @internal */
+  compressQueued(data: Buffer, fin: boolean): Promise<Buffer | null> {
+    return new Promise((resolve) => {
+      if (this.deflate === undefined || this.closeSent || this.readyState === WebSocket.CLOSED) {
+        resolve(null);
+        return;
+      }
+      this.deflate.compress(data, fin, (err, out) => resolve(err === null ? out! : null));
+    });
+  }
+
+  private sendNow(value: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined, compressed = false): void {
+    if (this.host !== undefined && !this.sendingFragments && !compressed && !this.admit()) {
       if (cb) this.notOpen(cb);
       return;
     }
     const binary = options?.binary ?? typeof value !== 'string';
     const fin = options?.fin ?? true;
     let opcode: number = binary ? Opcode.BINARY : Opcode.TEXT;
-    if (this.sendingFragments) opcode = Opcode.CONTINUATION;
+    // RFC 7692 section 6.1: RSV1 on the first frame of a compressed message only.
+    let rsv1 = compressed;
+    if (this.sendingFragments) {
+      opcode = Opcode.CONTINUATION;
+      rsv1 = false;
+    }
     this.sendingFragments = !fin;
     const payload = toBuffer(value);
-    this.writeFrame(opcode, payload, fin, cb);
+    this.writeFrame(opcode, payload, fin, cb, rsv1);
     const host = this.host;
     if (host !== undefined) {
       if (fin) host.counters.messagesOut++;
@@ -418,7 +487,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
    */
   private admit(): boolean {
     const host = this.host!;
-    if (this.socket === undefined || this.socket.writableLength + this.heldBytes <= host.maxBufferedAmount) return true;
+    if (this.socket === undefined || this.socket.writableLength + this.heldBytes + (this.queue?.bytes ?? 0) <= host.maxBufferedAmount) return true;
     if (host.slowConsumer === 'drop') {
       this.droppedMessages++;
       host.counters.dropped++;
@@ -438,15 +507,26 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
    * connection is in the middle of a fragmented send. Returns false when not written.
    * @internal
    */
-  sendEncoded(frame: EncodedFrame, payload: Buffer, binary: boolean): boolean {
+  sendEncoded(message: SharedMessage): boolean {
     if (this.readyState !== WebSocket.OPEN || this.closeSent) return false;
     if (!this.admit()) return false;
+    const { payload, binary } = message;
     const payloadLength = payload.length;
+    const deflate = this.deflate;
+    const compress = deflate !== undefined && message.shouldCompress(deflate);
     if (this.queue?.active) {
-      // Behind a Blob still being read: wait in line (framed again for this one connection,
-      // and counted when it is written).
-      this.queue.send(payload, payloadLength, { binary }, undefined);
+      // Behind a Blob being read or a message being compressed: wait in line (framed again
+      // for this one connection, and counted when it is written).
+      if (compress) this.queue.sendCompressed(payload, { binary }, undefined);
+      else this.queue.send(payload, payloadLength, { binary }, undefined);
       return true;
+    }
+    let frame: EncodedFrame;
+    if (compress) {
+      frame = message.compressedFrame(deflate);
+      deflate.sharedFrameSent();
+    } else {
+      frame = message.frame;
     }
     if (this.sendingFragments) {
       (this.heldFrames ??= []).push([frame, payloadLength]);
@@ -525,12 +605,12 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   }
 
   /** @internal */
-  sendQueued(data: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined): void {
-    if (this.closeSent || this.readyState === WebSocket.CLOSED) {
+  sendQueued(data: Exclude<SendData, Blob> | null, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined, compressed = false): void {
+    if (data === null || this.closeSent || this.readyState === WebSocket.CLOSED) {
       if (cb) this.notOpen(cb);
       return;
     }
-    this.sendNow(data, options, cb);
+    this.sendNow(data, options, cb, compressed);
   }
 
   /** @internal */
@@ -566,7 +646,12 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   resume(): void {
     if (this.readyState === WebSocket.CONNECTING || this.readyState === WebSocket.CLOSED) return;
     this.userPaused = false;
-    if (!this.readPausedForWrites) this.socket?.resume();
+    this.resumeReading();
+  }
+
+  /** Read from the socket again unless something still holds reading. @internal */
+  resumeReading(): void {
+    if (!this.userPaused && !this.readPausedForWrites && !this.inflating) this.socket?.resume();
   }
 
   /** True while pause() is in effect. */
@@ -600,14 +685,14 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     process.nextTick(cb, codedError('WS_ERR_NOT_OPEN', `WebSocket is not open: readyState ${this.readyState} (${state})`));
   }
 
-  private writeFrame(opcode: number, payload: Uint8Array, fin: boolean, cb?: (err?: Error | null) => void): void {
+  private writeFrame(opcode: number, payload: Uint8Array, fin: boolean, cb?: (err?: Error | null) => void, rsv1 = false): void {
     const socket = this.socket!;
     if (!this.corked) {
       this.corked = true;
       socket.cork();
       scheduleUncork(this);
     }
-    const frame = encodeFrame(opcode, payload, { fin, mask: !this.options.isServer });
+    const frame = encodeFrame(opcode, payload, { fin, mask: !this.options.isServer, rsv1 });
     this.headerBytes += Array.isArray(frame) ? frame[0].length : frame.length - payload.length;
     if (Array.isArray(frame)) {
       socket.write(frame[0]);
@@ -709,7 +794,53 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   // ---- parser events (FrameParserHandler) --------------------------------------------------
 
   /** @internal */
-  onMessage(data: Buffer, isBinary: boolean): void {
+  onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void {
+    if (compressed) {
+      this.inflate(data, isBinary);
+      return;
+    }
+    this.deliverMessage(data, isBinary);
+  }
+
+  /**
+   * Inflate a compressed message. zlib works asynchronously, so parsing and reading pause
+   * until the message is delivered: what came behind it (a Close included) is handled after it.
+   */
+  private inflate(data: Buffer, isBinary: boolean): void {
+    this.parser!.pause();
+    this.inflating = true;
+    this.socket?.pause();
+    this.deflate!.decompress(data, (err, out) => this.inflated(err, out, isBinary));
+  }
+
+  private inflated(err: DeflateError | null, data: Buffer | undefined, isBinary: boolean): void {
+    this.inflating = false;
+    try {
+      if (err !== null) {
+        // WS_ERR_NOT_OPEN: the connection went away meanwhile; nothing to report.
+        if (err.code !== 'WS_ERR_NOT_OPEN' && this.readyState !== WebSocket.CLOSED) {
+          this.closeCode = err.closeCode;
+          this.failWithError(err, err.closeCode);
+        }
+      } else if (!isBinary && !isValidUtf8(data!)) {
+        this.closeCode = CloseCode.INVALID_PAYLOAD;
+        this.failWithError(codedError('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message'), CloseCode.INVALID_PAYLOAD);
+      } else {
+        this.deliverMessage(data!, isBinary);
+        this.parser?.resume();
+      }
+    } catch (thrown) {
+      this.onListenerError(thrown);
+    }
+    if (this.inflating) return;
+    this.resumeReading();
+    const deferred = this.deferredSocketEvents;
+    this.deferredSocketEvents = 0;
+    if (deferred & 1) this.onSocketEnd();
+    if (deferred & 2) this.onSocketClose();
+  }
+
+  private deliverMessage(data: Buffer, isBinary: boolean): void {
     // As in ws, messages that arrive after close() was called (before the peer's Close) are
     // still delivered to `message` listeners; WHATWG listeners drop them (event-target.ts).
     if (this.readyState === WebSocket.CLOSED) return;
@@ -821,6 +952,10 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
 
   /** The peer half-closed TCP. @internal */
   onSocketEnd(): void {
+    if (this.inflating) {
+      this.deferredSocketEvents |= 1;
+      return;
+    }
     this.readyState = WebSocket.CLOSING;
     this.parser?.stop();
     this.socket?.end();
@@ -831,6 +966,11 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** TCP is gone: the connection is closed. @internal */
   onSocketClose(): void {
     if (this.readyState === WebSocket.CLOSED) return;
+    if (this.inflating) {
+      // The message being inflated arrived before the connection ended: deliver it first.
+      this.deferredSocketEvents |= 2;
+      return;
+    }
     this.readyState = WebSocket.CLOSED;
     if (this.topicSet !== undefined) {
       const pubsub = this.host?.pubsub;
@@ -840,6 +980,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     this.heldFrames = undefined;
     deadlines.delete(this);
     this.parser?.stop();
+    this.deflate?.release();
     const socket = this.socket;
     if (socket) {
       socket.removeListener('data', socketOnData);

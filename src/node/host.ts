@@ -32,7 +32,10 @@ export type SlowConsumerPolicy = 'drop' | 'close';
 export interface PublishOptions {
   /** Send as binary (default: true for non-strings). */
   binary?: boolean;
-  /** Accepted for `ws`/uWebSockets familiarity; compression is not negotiated yet. */
+  /**
+   * `false`: never compress this message. Otherwise it is compressed (once, for every
+   * subscriber with permessage-deflate) when it is at least the server's `threshold` bytes.
+   */
   compress?: boolean;
 }
 

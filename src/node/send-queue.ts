@@ -1,13 +1,19 @@
 /**
- * Sends in call order while a Blob is read. A Blob's bytes arrive asynchronously, so once one
- * is sent, later sends (and a close) wait in this queue until everything before them has gone.
- * Connections that never send Blobs never create one.
+ * Sends in call order while a Blob is read or a message is compressed. Both finish
+ * asynchronously, so once one is sent, later sends (and a close) wait in this queue until
+ * everything before them has gone. Connections that never send Blobs or compressed messages
+ * never create one.
  */
 
 /** The connection's side of the queue. */
 export interface SendQueueTarget {
-  /** Write a message now, bypassing the queue. */
-  sendQueued(data: Buffer | string | ArrayBuffer | ArrayBufferView, options: QueuedOptions | undefined, cb: QueuedCallback | undefined): void;
+  /**
+   * Write a message now, bypassing the queue. `compressed`: `data` is deflated (RSV1).
+   * `data` null: it could not be compressed because the connection is closing (cb gets an error).
+   */
+  sendQueued(data: Buffer | string | ArrayBuffer | ArrayBufferView | null, options: QueuedOptions | undefined, cb: QueuedCallback | undefined, compressed?: boolean): void;
+  /** Compress a message or fragment (permessage-deflate); null when the connection went away. */
+  compressQueued(data: Buffer, fin: boolean): Promise<Buffer | null>;
   /** Start the closing handshake now. */
   closeQueued(code: number | undefined, reason: Buffer): void;
   /** A Blob could not be read. */
@@ -26,6 +32,7 @@ interface Item {
   options?: QueuedOptions;
   cb?: QueuedCallback;
   close?: { code: number | undefined; reason: Buffer };
+  compress?: boolean;
   size: number;
 }
 
@@ -53,6 +60,11 @@ export class SendQueue {
     this.push({ data, options, cb, size });
   }
 
+  /** Queue a message (or fragment) to be compressed, then sent with RSV1 where it starts a message. */
+  sendCompressed(data: Buffer, options: QueuedOptions | undefined, cb: QueuedCallback | undefined): void {
+    this.push({ data, options, cb, size: data.length, compress: true });
+  }
+
   close(code: number | undefined, reason: Buffer): void {
     this.push({ close: { code, reason }, size: 0 });
   }
@@ -78,6 +90,14 @@ export class SendQueue {
           this.target.blobFailed(err);
           return;
         }
+      }
+      if (item.compress) {
+        // Counted in `bytes` (bufferedAmount) until the compressed frame is written.
+        const compressed = await this.target.compressQueued(data as Buffer, item.options?.fin ?? true);
+        this.items.shift();
+        this.bytes -= item.size;
+        this.target.sendQueued(compressed, item.options, item.cb, true);
+        continue;
       }
       this.items.shift();
       this.bytes -= item.size;

@@ -2,6 +2,7 @@
  * WebSocketServer options, and every default stated once, with the reason for it.
  */
 import type * as http from 'node:http';
+import type { PerMessageDeflateOptions } from './deflate.js';
 import type { SlowConsumerPolicy } from './host.js';
 import type { HeartbeatOptions } from './sweep.js';
 
@@ -73,8 +74,11 @@ export interface ServerOptions {
   slowConsumer?: SlowConsumerPolicy;
   /** How long close() waits for closing handshakes before terminating the rest (ms). */
   shutdownTimeout?: number;
-  /** Accepted for `ws` compatibility; permessage-deflate is not implemented yet and is never negotiated. */
-  perMessageDeflate?: boolean | object;
+  /**
+   * permessage-deflate (RFC 7692): `true` for the defaults, an object to tune it (see
+   * docs/compression.md), `false` (the default, as in ws) to decline every offer.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
 export const SERVER_DEFAULTS = {
@@ -102,6 +106,8 @@ export const SERVER_DEFAULTS = {
   slowConsumer: 'close' as SlowConsumerPolicy,
   // Long enough for a close handshake over a slow link, short enough for a deploy.
   shutdownTimeout: 5_000,
+  // Off, as in ws: compression costs CPU and memory per connection; turn it on knowingly.
+  perMessageDeflate: false as boolean | PerMessageDeflateOptions,
 };
 
 /** Options with every default filled in. */

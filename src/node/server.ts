@@ -17,9 +17,11 @@ import {
 import { WebSocket } from './connection.js';
 import { newCounters, type PubSub, type PublishOptions, type ServerCounters, type SlowConsumerPolicy } from './host.js';
 import { Sweep } from './sweep.js';
-import { encodeFrame } from '../protocol/frame.js';
-import { Opcode } from '../protocol/opcodes.js';
+import { acceptDeflateOffer, type DeflateOptions } from '../protocol/deflate-negotiation.js';
+import type { ExtensionOffer } from '../protocol/handshake.js';
 import { deadlines } from './deadlines.js';
+import { MessageDeflate, resolveDeflateSettings, type DeflateSettings } from './deflate.js';
+import { SharedMessage } from './shared-message.js';
 import { SERVER_DEFAULTS, type ResolvedServerOptions, type ServerOptions, type VerifyClientInfo } from './server-options.js';
 
 export type { ServerOptions, VerifyClientInfo } from './server-options.js';
@@ -131,6 +133,8 @@ export class WebSocketServer extends EventEmitter {
   private connectionCount = 0;
   private readonly allowedOrigins: Set<string> | undefined;
   private detach: (() => void) | undefined;
+  /** permessage-deflate: what we accept, and how we compress (undefined: declined). */
+  private readonly deflate: { negotiation: DeflateOptions; settings: DeflateSettings } | undefined;
 
   constructor(options: ServerOptions = {}, callback?: () => void) {
     super();
@@ -142,6 +146,13 @@ export class WebSocketServer extends EventEmitter {
     this.clients = this.options.clientTracking ? this.connections : undefined;
     this.maxBufferedAmount = this.options.maxBufferedAmount;
     this.slowConsumer = this.options.slowConsumer;
+    const pmd = this.options.perMessageDeflate;
+    if (pmd) {
+      const negotiation = pmd === true ? {} : pmd;
+      // Checked now, so a bad option throws here rather than at the first handshake.
+      acceptDeflateOffer([], negotiation);
+      this.deflate = { negotiation, settings: resolveDeflateSettings(negotiation) };
+    }
     this.sweep = new Sweep(this.connections, this.counters, { heartbeat: this.options.heartbeat, idleTimeout: this.options.idleTimeout });
     if (Array.isArray(options.allowOrigins)) {
       this.allowedOrigins = new Set(options.allowOrigins.map(normalizeOrigin));
@@ -283,7 +294,7 @@ export class WebSocketServer extends EventEmitter {
 
     const verify = this.options.verifyClient;
     if (!verify) {
-      this.completeUpgrade(req, socket, head, check.key, check.protocols, cb);
+      this.completeUpgrade(req, socket, head, check.key, check.protocols, check.extensions, cb);
       return;
     }
     const info: VerifyClientInfo = {
@@ -300,7 +311,7 @@ export class WebSocketServer extends EventEmitter {
             this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', code, message ?? http.STATUS_CODES[code] ?? 'Rejected', headers);
             return;
           }
-          this.completeUpgrade(req, socket, head, check.key, check.protocols, cb);
+          this.completeUpgrade(req, socket, head, check.key, check.protocols, check.extensions, cb);
         },
       );
       return;
@@ -309,7 +320,7 @@ export class WebSocketServer extends EventEmitter {
       this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', 401, http.STATUS_CODES[401]!);
       return;
     }
-    this.completeUpgrade(req, socket, head, check.key, check.protocols, cb);
+    this.completeUpgrade(req, socket, head, check.key, check.protocols, check.extensions, cb);
   }
 
   private originAllowed(origin: string | undefined, req: http.IncomingMessage): boolean {
@@ -327,6 +338,7 @@ export class WebSocketServer extends EventEmitter {
     head: Buffer,
     key: string,
     offered: string[],
+    extensions: ExtensionOffer[],
     cb: (ws: WebSocket, req: http.IncomingMessage) => void,
   ): void {
     if (!socket.readable || !socket.writable) {
@@ -354,9 +366,11 @@ export class WebSocketServer extends EventEmitter {
         protocol = chosen;
       }
     }
+    // RFC 7692: the first acceptable permessage-deflate offer, if we take any.
+    const agreed = this.deflate !== undefined ? acceptDeflateOffer(extensions, this.deflate.negotiation) : null;
     let response: string;
     try {
-      const lines = acceptResponseLines(key, protocol, undefined);
+      const lines = acceptResponseLines(key, protocol, agreed?.response);
       // As in ws: listeners see (and may change) the whole response head, line by line.
       if (this.listenerCount('headers') > 0) this.emit('headers', lines, req);
       response = serializeResponseLines(lines);
@@ -369,11 +383,13 @@ export class WebSocketServer extends EventEmitter {
 
     const ws = new WebSocket();
     if (protocol !== undefined) ws.protocol = protocol;
+    if (agreed) ws.extensions = agreed.response;
     ws.setSocket(socket, head, {
       isServer: true,
       maxPayload: this.options.maxPayload,
       closeTimeout: this.options.closeTimeout,
       autoPong: this.options.autoPong,
+      deflate: agreed ? new MessageDeflate(agreed.params, this.deflate!.settings, true, this.options.maxPayload) : undefined,
     });
     this.connectionCount++;
     this.connections.add(ws);
@@ -441,13 +457,16 @@ export class WebSocketServer extends EventEmitter {
     }
   }
 
-  /** Broadcast to every open connection: the frame is encoded once. Returns how many got it. */
+  /**
+   * Broadcast to every open connection: the frame is encoded once (and compressed once for
+   * connections with permessage-deflate). Returns how many got it.
+   */
   broadcast(data: string | Buffer | ArrayBuffer | ArrayBufferView, options?: PublishOptions): number {
     const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.isBuffer(data) ? data : ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
     const binary = options?.binary ?? typeof data !== 'string';
-    const frame = encodeFrame(binary ? Opcode.BINARY : Opcode.TEXT, payload, { fin: true });
+    const message = new SharedMessage(payload, binary, options?.compress !== false);
     let sent = 0;
-    for (const ws of this.connections) if (ws.sendEncoded(frame, payload, binary)) sent++;
+    for (const ws of this.connections) if (ws.sendEncoded(message)) sent++;
     return sent;
   }
 

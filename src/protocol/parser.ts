@@ -16,8 +16,13 @@ import { Utf8Validator, isValidUtf8 } from './utf8.js';
 
 /** Receives what the parser finds. Implemented by the connection (one object, no closures). */
 export interface FrameParserHandler {
-  /** A complete message. `data` is a slice of received bytes where possible (no copy). */
-  onMessage(data: Buffer, isBinary: boolean): void;
+  /**
+   * A complete message. `data` is a slice of received bytes where possible (no copy).
+   * `compressed`: the message had RSV1 set (permessage-deflate); `data` is still deflated and
+   * its UTF-8 was not checked. The handler may call `pause()` to inflate it before the parser
+   * goes on to the frames behind it.
+   */
+  onMessage(data: Buffer, isBinary: boolean, compressed: boolean): void;
   onPing(data: Buffer): void;
   onPong(data: Buffer): void;
   /** A valid Close frame. `code` is 1005 when the frame carried no code. */
@@ -31,6 +36,11 @@ export interface FrameParserOptions {
   expectMasked: boolean;
   /** Largest message (sum of its fragments) accepted; 0 means no limit. Over it: close 1009. */
   maxPayload: number;
+  /**
+   * permessage-deflate was negotiated: RSV1 may be set on the first frame of a data message
+   * (RFC 7692 section 6). Otherwise RSV1 is a protocol error (1002).
+   */
+  allowCompressed?: boolean;
 }
 
 const enum State {
@@ -64,6 +74,7 @@ export class FrameParser {
   private readonly handler: FrameParserHandler;
   private readonly expectMasked: boolean;
   private readonly maxPayload: number;
+  private readonly allowCompressed: boolean;
 
   private state: State = State.Header;
   // Header bytes that arrived split over several pushes (at most 14).
@@ -74,6 +85,7 @@ export class FrameParser {
   private fin = false;
   private opcode = 0;
   private masked = false;
+  private rsv1 = false;
   private payloadLength = 0;
   private readonly maskKey = Buffer.allocUnsafe(4);
   // A payload arriving in pieces is copied into `frameBuffer` as it comes, never kept as a
@@ -84,14 +96,20 @@ export class FrameParser {
   // Current fragmented data message (opcode 0 when none is in progress). Fragments are copied
   // into one growing buffer: a slice would keep its whole socket read alive.
   private messageOpcode = 0;
+  private messageCompressed = false;
   private messageLength = 0;
   private messageBuffer: Buffer | undefined;
   private readonly utf8 = new Utf8Validator();
+
+  // pause(): input waits here, in order, until resume().
+  private paused = false;
+  private pending: Buffer[] = [];
 
   constructor(handler: FrameParserHandler, options: FrameParserOptions) {
     this.handler = handler;
     this.expectMasked = options.expectMasked;
     this.maxPayload = options.maxPayload;
+    this.allowCompressed = options.allowCompressed === true;
   }
 
   /** True once a Close frame was received or a protocol error found: further input is ignored. */
@@ -104,13 +122,55 @@ export class FrameParser {
     this.state = State.Stopped;
     this.frameBuffer = undefined;
     this.messageBuffer = undefined;
+    this.pending = [];
+  }
+
+  /**
+   * Stop acting on input until resume(): bytes pushed meanwhile (and the rest of the current
+   * push) are kept in order. Used while a compressed message is inflated asynchronously, so
+   * the frames behind it (a Close included) are handled after it, never before.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** True between pause() and resume(). */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Bytes kept while paused. */
+  get pendingBytes(): number {
+    let n = 0;
+    for (const chunk of this.pending) n += chunk.length;
+    return n;
+  }
+
+  /** Go on with the input kept since pause() (handler callbacks run from here). */
+  resume(): void {
+    this.paused = false;
+    while (!this.paused && this.pending.length > 0 && this.state !== State.Stopped) {
+      this.parse(this.pending.shift()!);
+    }
   }
 
   /** Feed received bytes, in any split. Handler callbacks run synchronously from here. */
   push(chunk: Buffer): void {
+    if (this.paused || this.pending.length > 0) {
+      if (this.state !== State.Stopped && chunk.length > 0) this.pending.push(chunk);
+      return;
+    }
+    this.parse(chunk);
+  }
+
+  private parse(chunk: Buffer): void {
     const length = chunk.length;
     let pos = 0;
     while (pos < length) {
+      if (this.paused) {
+        this.pending.unshift(chunk.subarray(pos));
+        return;
+      }
       if (this.state === State.Header) {
         const used = this.readHeader(chunk, pos);
         if (used < 0) return;
@@ -177,8 +237,16 @@ export class FrameParser {
     this.opcode = opcode;
     this.masked = (b1 & 0x80) !== 0;
     this.payloadLength = b1 & 0x7f;
+    this.rsv1 = (b0 & 0x40) !== 0;
 
-    if ((b0 & 0x40) !== 0) return this.fail('WS_ERR_UNEXPECTED_RSV_1', 'RSV1 must be clear');
+    if (this.rsv1) {
+      // RFC 7692 section 6.1: with permessage-deflate, RSV1 marks the first frame of a
+      // compressed data message; on continuation and control frames it is always an error.
+      if (!this.allowCompressed) return this.fail('WS_ERR_UNEXPECTED_RSV_1', 'RSV1 must be clear');
+      if (opcode !== Opcode.TEXT && opcode !== Opcode.BINARY) {
+        return this.fail('WS_ERR_UNEXPECTED_RSV_1', 'RSV1 may only be set on the first frame of a data message');
+      }
+    }
     if ((b0 & 0x30) !== 0) return this.fail('WS_ERR_UNEXPECTED_RSV_2_3', 'RSV2 and RSV3 must be clear');
 
     switch (opcode) {
@@ -283,21 +351,28 @@ export class FrameParser {
       return;
     }
 
-    if (opcode !== Opcode.CONTINUATION) this.messageOpcode = opcode;
+    if (opcode !== Opcode.CONTINUATION) {
+      this.messageOpcode = opcode;
+      this.messageCompressed = this.rsv1;
+    }
     const isText = this.messageOpcode === Opcode.TEXT;
+    const compressed = this.messageCompressed;
+    // Deflated bytes are not UTF-8; the inflated text is checked by whoever inflates it.
+    const checkUtf8 = isText && !compressed;
     if (this.fin && this.messageLength === 0 && this.messageBuffer === undefined) {
       // Unfragmented message (or one whose earlier fragments were all empty): no copy.
       this.messageOpcode = 0;
+      this.messageCompressed = false;
       this.utf8.reset();
-      if (isText && !isValidUtf8(payload)) {
+      if (checkUtf8 && !isValidUtf8(payload)) {
         this.fail('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message', CloseCode.INVALID_PAYLOAD);
         return;
       }
-      this.handler.onMessage(payload, !isText);
+      this.handler.onMessage(payload, !isText, compressed);
       return;
     }
 
-    if (isText && !this.utf8.push(payload)) {
+    if (checkUtf8 && !this.utf8.push(payload)) {
       this.fail('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message', CloseCode.INVALID_PAYLOAD);
       return;
     }
@@ -315,7 +390,7 @@ export class FrameParser {
     }
     if (!this.fin) return;
 
-    if (isText) {
+    if (checkUtf8) {
       const complete = this.utf8.complete;
       this.utf8.reset();
       if (!complete) {
@@ -327,7 +402,8 @@ export class FrameParser {
     this.messageBuffer = undefined;
     this.messageLength = 0;
     this.messageOpcode = 0;
-    this.handler.onMessage(data, !isText);
+    this.messageCompressed = false;
+    this.handler.onMessage(data, !isText, compressed);
   }
 
   private controlFrame(opcode: number, payload: Buffer): void {

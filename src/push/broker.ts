@@ -9,6 +9,8 @@ export interface BrokerMessage {
   topic: string;
   payload: Buffer;
   binary: boolean;
+  /** false: the publisher asked for no compression. */
+  compress?: boolean;
   seq: number;
   epoch: string;
 }

@@ -7,8 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { WebSocket } from '../node/connection.js';
 import type { PubSub, PublishOptions } from '../node/host.js';
-import { encodeFrame } from '../protocol/frame.js';
-import { Opcode } from '../protocol/opcodes.js';
+import { SharedMessage } from '../node/shared-message.js';
 import { MemoryBroker, type Broker, type BrokerMessage } from './broker.js';
 import { TopicHistory, type HistoryOptions, type Recovery } from './history.js';
 
@@ -113,7 +112,7 @@ export class Hub implements PubSub {
       // users' notification topics, made-up names). Other processes may still have
       // subscribers, so the broker gets it, without a sequence number.
       const value = typeof data === 'function' ? data(0, '') : data;
-      this.broker.publish({ topic, payload: toPayload(value), binary: options?.binary ?? typeof value !== 'string', seq: 0, epoch: '' }, exclude);
+      this.broker.publish({ topic, payload: toPayload(value), binary: options?.binary ?? typeof value !== 'string', compress: options?.compress, seq: 0, epoch: '' }, exclude);
       return 0;
     }
     const state = known ?? this.state(topic);
@@ -124,21 +123,24 @@ export class Hub implements PubSub {
     // History keeps its own copy: a received message may be a view into a whole socket read.
     if (state.history) state.history.add({ seq, payload: Buffer.from(payload), binary, time: Date.now() });
     this.lastDelivered = 0;
-    this.broker.publish({ topic, payload, binary, seq, epoch: state.epoch }, exclude);
+    this.broker.publish({ topic, payload, binary, compress: options?.compress, seq, epoch: state.epoch }, exclude);
     // A topic nobody here follows and nothing remembers is not kept (made-up topic names must
     // not grow the map); the broker still carried the message to other processes.
     if (state.subscribers.size === 0 && state.history === undefined) this.topics.delete(topic);
     return this.lastDelivered;
   }
 
-  /** Local fan-out: frame once, write the same bytes to every subscriber. */
+  /**
+   * Local fan-out: frame once (and compress once, for subscribers with permessage-deflate),
+   * write the same bytes to every subscriber.
+   */
   private deliver(message: BrokerMessage, exclude: unknown): void {
     const state = this.topics.get(message.topic);
     if (state === undefined || state.subscribers.size === 0) return;
-    const frame = encodeFrame(message.binary ? Opcode.BINARY : Opcode.TEXT, message.payload, { fin: true });
+    const shared = new SharedMessage(message.payload, message.binary, message.compress !== false);
     let delivered = 0;
     for (const ws of state.subscribers) {
-      if (ws !== exclude && ws.sendEncoded(frame, message.payload, message.binary)) delivered++;
+      if (ws !== exclude && ws.sendEncoded(shared)) delivered++;
     }
     this.lastDelivered = delivered;
   }

@@ -960,10 +960,66 @@ describe('handshake failures', () => {
   });
 
   it('a 101 with an unrequested extension fails', T, async () => {
-    const raw = await rawServer((socket, _head, key) => socket.write(response101(key, ['Sec-WebSocket-Extensions: permessage-deflate'])));
+    const raw = await rawServer((socket, _head, key) => socket.write(response101(key, ['Sec-WebSocket-Extensions: x-custom-extension'])));
     try {
       const err = await expectHandshakeFailure(new WebSocket(url(raw.port)));
       assert.equal(err.code, 'WS_ERR_UNEXPECTED_EXTENSION');
+      // permessage-deflate when it was not offered (perMessageDeflate: false) fails the same way.
+      const err2 = await expectHandshakeFailure(new WebSocket(url(raw.port), [], { perMessageDeflate: false }));
+      assert.equal(err2.code, 'WS_ERR_UNEXPECTED_EXTENSION');
+    } finally {
+      await raw.close();
+    }
+  });
+
+  // RFC 7692 section 7, the client side: what the server answers to our offer.
+  const deflateResponses: Array<[string, string | null, string | undefined]> = [
+    ['permessage-deflate', 'permessage-deflate', undefined],
+    ['permessage-deflate; server_no_context_takeover', 'permessage-deflate; server_no_context_takeover', undefined],
+    ['permessage-deflate; client_no_context_takeover', 'permessage-deflate; client_no_context_takeover', undefined],
+    ['permessage-deflate; server_max_window_bits=8', 'permessage-deflate; server_max_window_bits=8', undefined],
+    ['permessage-deflate; client_max_window_bits=10', 'permessage-deflate; client_max_window_bits=10', undefined],
+    ['permessage-deflate; client_max_window_bits', null, 'WS_ERR_INVALID_EXTENSION'],
+    ['permessage-deflate; server_max_window_bits=16', null, 'WS_ERR_INVALID_EXTENSION'],
+    ['permessage-deflate; server_max_window_bits=08', null, 'WS_ERR_INVALID_EXTENSION'],
+    ['permessage-deflate; server_no_context_takeover=1', null, 'WS_ERR_INVALID_EXTENSION'],
+    ['permessage-deflate; server_no_context_takeover; server_no_context_takeover', null, 'WS_ERR_INVALID_EXTENSION'],
+    ['permessage-deflate; unknown_param', null, 'WS_ERR_INVALID_EXTENSION'],
+    ['permessage-deflate, permessage-deflate', null, 'WS_ERR_INVALID_EXTENSION'],
+    ['permessage-deflate; x=', null, 'WS_ERR_INVALID_EXTENSION'],
+  ];
+  for (const [answer, extensions, code] of deflateResponses) {
+    it(`permessage-deflate response "${answer}" -> ${code ?? 'open'}`, T, async () => {
+      const raw = await rawServer((socket, _head, key) => socket.write(response101(key, [`Sec-WebSocket-Extensions: ${answer}`])));
+      try {
+        const ws = new WebSocket(url(raw.port));
+        if (code !== undefined) {
+          const err = await expectHandshakeFailure(ws);
+          assert.equal(err.code, code);
+        } else {
+          await once(ws, 'open');
+          assert.equal(ws.extensions, extensions);
+          ws.terminate();
+        }
+        // What browsers offer, and so do we by default.
+        assert.match(raw.requests[0], /^sec-websocket-extensions: permessage-deflate; client_max_window_bits\r?$/im);
+      } finally {
+        await raw.close();
+      }
+    });
+  }
+  it('the offer follows the perMessageDeflate options', T, async () => {
+    const raw = await rawServer((socket, _head, key) => socket.write(response101(key, [])));
+    try {
+      const ws = new WebSocket(url(raw.port), [], { perMessageDeflate: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 10, clientMaxWindowBits: 12 } });
+      await once(ws, 'open');
+      assert.equal(ws.extensions, '');
+      ws.terminate();
+      assert.match(raw.requests[0], /^sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits=12\r?$/im);
+      const plain = new WebSocket(url(raw.port), [], { perMessageDeflate: false });
+      await once(plain, 'open');
+      plain.terminate();
+      assert.doesNotMatch(raw.requests[1], /sec-websocket-extensions/i);
     } finally {
       await raw.close();
     }

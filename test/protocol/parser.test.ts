@@ -924,3 +924,136 @@ function feedBytewiseInWorker(bytes: Buffer, options: FrameParserOptions, deadli
     });
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// permessage-deflate (RFC 7692 section 6): RSV1 and pausing while a message is inflated
+
+describe('FrameParser: RSV1 with permessage-deflate negotiated', () => {
+  const DEFLATE: FrameParserOptions = { expectMasked: true, maxPayload: 0, allowCompressed: true };
+  type Got = { data: string; binary: boolean; compressed: boolean } | { error: string; closeCode: number } | { control: string };
+  function run(input: Buffer, options: FrameParserOptions = DEFLATE, onMessage?: (parser: FrameParser) => void): { got: Got[]; parser: FrameParser } {
+    const got: Got[] = [];
+    let parser: FrameParser;
+    const handler: FrameParserHandler = {
+      onMessage(data, isBinary, compressed) {
+        got.push({ data: hex(data), binary: isBinary, compressed });
+        onMessage?.(parser);
+      },
+      onPing: (data) => got.push({ control: `ping:${data}` }),
+      onPong: (data) => got.push({ control: `pong:${data}` }),
+      onClose: (code) => got.push({ control: `close:${code}` }),
+      onProtocolError: (err) => got.push({ error: err.code, closeCode: err.closeCode }),
+    };
+    parser = new FrameParser(handler, options);
+    // One byte at a time: the flag must survive every split.
+    for (let i = 0; i < input.length; i++) parser.push(input.subarray(i, i + 1));
+    return { got, parser };
+  }
+  const invalidUtf8 = Buffer.from([0xc3, 0x28, 0xff]);
+
+  it('RSV1 on a text or binary frame marks the message compressed and skips the UTF-8 check', () => {
+    const input = Buffer.concat([
+      clientFrame({ opcode: TEXT, payload: invalidUtf8, rsv: 4 }),
+      clientFrame({ opcode: BINARY, payload: Buffer.from([1, 2]), rsv: 4 }),
+      clientFrame({ opcode: TEXT, payload: 'plain' }),
+    ]);
+    assert.deepEqual(run(input).got, [
+      { data: hex(invalidUtf8), binary: false, compressed: true },
+      { data: hex([1, 2]), binary: true, compressed: true },
+      { data: hex('plain'), binary: false, compressed: false },
+    ]);
+  });
+
+  it('a fragmented compressed message: RSV1 on the first frame only, control frames between', () => {
+    const input = Buffer.concat([
+      clientFrame({ opcode: TEXT, payload: invalidUtf8.subarray(0, 1), rsv: 4, fin: false }),
+      clientFrame({ opcode: PING, payload: 'p' }),
+      clientFrame({ opcode: CONTINUATION, payload: invalidUtf8.subarray(1), fin: true }),
+    ]);
+    assert.deepEqual(run(input).got, [{ control: 'ping:p' }, { data: hex(invalidUtf8), binary: false, compressed: true }]);
+  });
+
+  it('RSV1 on a continuation or a control frame is still 1002, and so is RSV1 when not negotiated', () => {
+    const continuation = Buffer.concat([
+      clientFrame({ opcode: TEXT, payload: 'a', rsv: 4, fin: false }),
+      clientFrame({ opcode: CONTINUATION, payload: 'b', rsv: 4 }),
+    ]);
+    assert.deepEqual(run(continuation).got, [{ error: 'WS_ERR_UNEXPECTED_RSV_1', closeCode: 1002 }]);
+    for (const opcode of [PING, PONG, CLOSE]) {
+      assert.deepEqual(run(clientFrame({ opcode, payload: '', rsv: 4 })).got, [{ error: 'WS_ERR_UNEXPECTED_RSV_1', closeCode: 1002 }]);
+    }
+    assert.deepEqual(run(clientFrame({ opcode: TEXT, payload: 'x', rsv: 4 }), SERVER).got, [{ error: 'WS_ERR_UNEXPECTED_RSV_1', closeCode: 1002 }]);
+    // RSV2 and RSV3 stay reserved.
+    assert.deepEqual(run(clientFrame({ opcode: TEXT, payload: 'x', rsv: 6 })).got, [{ error: 'WS_ERR_UNEXPECTED_RSV_2_3', closeCode: 1002 }]);
+  });
+
+  it('maxPayload applies to the compressed bytes on the wire as well', () => {
+    const got = run(clientFrame({ opcode: BINARY, payload: Buffer.alloc(200), rsv: 4 }), { ...DEFLATE, maxPayload: 100 }).got;
+    assert.deepEqual(got, [{ error: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', closeCode: 1009 }]);
+  });
+});
+
+describe('FrameParser: pause() and resume()', () => {
+  function frames(): Buffer {
+    return Buffer.concat([
+      clientFrame({ opcode: TEXT, payload: 'one' }),
+      clientFrame({ opcode: PING, payload: 'p' }),
+      clientFrame({ opcode: TEXT, payload: 'two' }),
+      clientFrame({ opcode: CLOSE, payload: closePayload(1000) }),
+    ]);
+  }
+
+  it('a handler that pauses holds every later frame, in order, until resume()', () => {
+    const order: string[] = [];
+    let parser!: FrameParser;
+    parser = new FrameParser(
+      {
+        onMessage(data) {
+          order.push(`message:${data}`);
+          parser.pause();
+        },
+        onPing: (data) => order.push(`ping:${data}`),
+        onPong: () => order.push('pong'),
+        onClose: (code) => order.push(`close:${code}`),
+        onProtocolError: (err) => order.push(`error:${err.code}`),
+      },
+      SERVER,
+    );
+    const input = frames();
+    const cut = 7; // the first frame (2 + 4 + 3 bytes) ends after byte 9: cut inside it
+    parser.push(input.subarray(0, cut));
+    parser.push(input.subarray(cut, 20));
+    assert.deepEqual(order, ['message:one']);
+    assert.equal(parser.isPaused, true);
+    parser.push(input.subarray(20)); // arrives while paused: kept behind the rest
+    assert.equal(parser.pendingBytes, input.length - 9);
+    parser.resume(); // delivers the ping, then 'two' pauses again
+    assert.deepEqual(order, ['message:one', 'ping:p', 'message:two']);
+    parser.resume();
+    assert.deepEqual(order, ['message:one', 'ping:p', 'message:two', 'close:1000']);
+    assert.equal(parser.pendingBytes, 0);
+  });
+
+  it('stop() while paused drops what was kept', () => {
+    const order: string[] = [];
+    let parser!: FrameParser;
+    parser = new FrameParser(
+      {
+        onMessage(data) {
+          order.push(`message:${data}`);
+          parser.pause();
+        },
+        onPing: () => order.push('ping'),
+        onPong: () => order.push('pong'),
+        onClose: () => order.push('close'),
+        onProtocolError: () => order.push('error'),
+      },
+      SERVER,
+    );
+    parser.push(frames());
+    parser.stop();
+    assert.equal(parser.pendingBytes, 0);
+    parser.resume();
+    assert.deepEqual(order, ['message:one']);
+  });
+});

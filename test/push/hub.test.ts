@@ -9,15 +9,16 @@ import { Hub } from '../../src/push/hub.js';
 import type { Broker, BrokerMessage } from '../../src/push/broker.js';
 import type { WebSocket } from '../../src/node/connection.js';
 import type { EncodedFrame } from '../../src/protocol/frame.js';
+import type { SharedMessage } from '../../src/node/shared-message.js';
 import { decodeFrames } from '../helpers.js';
 
 /** A stand-in connection that records what the Hub writes to it. */
 class FakeConnection {
   frames: EncodedFrame[] = [];
   accept = true;
-  sendEncoded(frame: EncodedFrame, _payloadLength: number): boolean {
+  sendEncoded(message: SharedMessage): boolean {
     if (!this.accept) return false;
-    this.frames.push(frame);
+    this.frames.push(message.frame);
     return true;
   }
   /** The messages received, decoded with the tests' own decoder. */

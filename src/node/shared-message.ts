@@ -1,0 +1,52 @@
+/**
+ * SharedMessage: one message written to many connections (publish, broadcast). It is framed
+ * once, and, for connections with permessage-deflate, compressed once per distinct setting
+ * (usually one): compressing per connection would cost a zlib job per subscriber.
+ */
+import { encodeFrame, type EncodedFrame } from '../protocol/frame.js';
+import { Opcode } from '../protocol/opcodes.js';
+import { compressStandalone, type MessageDeflate } from './deflate.js';
+
+export class SharedMessage {
+  readonly payload: Buffer;
+  readonly binary: boolean;
+  /** false: never compressed (the publisher said `compress: false`). */
+  readonly compress: boolean;
+  private plain: EncodedFrame | undefined;
+  private compressed: Map<string, EncodedFrame> | undefined;
+
+  constructor(payload: Buffer, binary: boolean, compress = true) {
+    this.payload = payload;
+    this.binary = binary;
+    this.compress = compress;
+  }
+
+  /** The uncompressed frame. */
+  get frame(): EncodedFrame {
+    return (this.plain ??= encodeFrame(this.binary ? Opcode.BINARY : Opcode.TEXT, this.payload, { fin: true }));
+  }
+
+  /** Whether a connection with this compression state should get the compressed frame. */
+  shouldCompress(deflate: MessageDeflate): boolean {
+    return this.compress && this.payload.length >= deflate.settings.threshold;
+  }
+
+  /**
+   * The frame compressed on its own with the connection's window and level: decodable by any
+   * peer whatever its context-takeover state (the connection then starts its own compressor
+   * over; see MessageDeflate.sharedFrameSent).
+   */
+  compressedFrame(deflate: MessageDeflate): EncodedFrame {
+    const { level, memLevel } = deflate.settings;
+    const bits = deflate.ownWindowBits;
+    const key = `${bits}/${level}/${memLevel}`;
+    const cache = (this.compressed ??= new Map());
+    let frame = cache.get(key);
+    if (frame === undefined) {
+      const body = compressStandalone(this.payload, bits, deflate.settings);
+      frame = encodeFrame(this.binary ? Opcode.BINARY : Opcode.TEXT, body, { fin: true, rsv1: true });
+      cache.set(key, frame);
+    }
+    return frame;
+  }
+}

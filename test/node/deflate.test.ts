@@ -1,0 +1,524 @@
+/**
+ * permessage-deflate (RFC 7692) in node/: the zlib side (MessageDeflate, the process-wide
+ * limiter, releasing contexts), then whole connections: round trips for every takeover and
+ * window combination, fragmented compressed messages, RSV1 on the wire, the inflate bomb,
+ * corrupt data, ordering of sends around asynchronous compression, a close while inflating,
+ * and publish compressing once for every subscriber.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import * as zlib from 'node:zlib';
+import type { AddressInfo } from 'node:net';
+import WS, { WebSocketServer as WsServer } from 'ws';
+import { WebSocket, WebSocketServer, type ServerOptions } from '../../src/index.js';
+import { MessageDeflate, ZlibLimiter, liveDeflateContexts, resolveDeflateSettings, zlibLimiter, type PerMessageDeflateOptions } from '../../src/node/deflate.js';
+import { SharedMessage } from '../../src/node/shared-message.js';
+import type { DeflateParams } from '../../src/protocol/deflate-negotiation.js';
+import { HOST, RawClient, clientFrame, closeEvent, closePayload, startServer, upgradeRequest } from '../helpers.js';
+
+const T = { timeout: 20_000 };
+const TEXT = 0x1;
+const BINARY = 0x2;
+const CONTINUATION = 0x0;
+const CLOSE = 0x8;
+
+const FULL: DeflateParams = { serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
+const SETTINGS = resolveDeflateSettings({});
+
+function compress(md: MessageDeflate, data: Buffer, fin = true): Promise<Buffer> {
+  return new Promise((resolve, reject) => md.compress(data, fin, (err, out) => (err ? reject(err) : resolve(out!))));
+}
+function decompress(md: MessageDeflate, data: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => md.decompress(data, (err, out) => (err ? reject(err) : resolve(out!))));
+}
+/** Deflate on its own, as a peer would, without the 00 00 ff ff tail. */
+function deflateRaw(data: Buffer): Buffer {
+  const out = zlib.deflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+  return out.subarray(0, out.length - 4);
+}
+
+describe('MessageDeflate and the zlib limiter', () => {
+  it('compresses and inflates across messages with context takeover, in both directions', async () => {
+    const server = new MessageDeflate(FULL, SETTINGS, true, 0);
+    const client = new MessageDeflate(FULL, SETTINGS, false, 0);
+    const json = Buffer.from(JSON.stringify({ type: 'message', topic: 'chat', data: { user: 'ada', text: 'hello '.repeat(40) } }));
+    const sizes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const wire = await compress(server, json);
+      sizes.push(wire.length);
+      assert.deepEqual(await decompress(client, wire), json);
+    }
+    // The second copy refers back to the first: takeover works.
+    assert.ok(sizes[1] < sizes[0] / 2, `sizes ${sizes}`);
+    server.release();
+    client.release();
+  });
+
+  it('stops inflating as soon as the output passes maxPayload (1009), and corrupt data is 1007', async () => {
+    const md = new MessageDeflate(FULL, SETTINGS, true, 64 * 1024);
+    const bomb = deflateRaw(Buffer.alloc(16 * 1024 * 1024));
+    await assert.rejects(decompress(md, bomb), (err: Error & { code: string; closeCode: number }) => err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' && err.closeCode === 1009);
+    const md2 = new MessageDeflate(FULL, SETTINGS, true, 0);
+    await assert.rejects(decompress(md2, Buffer.from([0xff, 0xff, 0xff, 0x00, 0x12])), (err: Error & { code: string; closeCode: number }) => err.code === 'WS_ERR_INFLATE' && err.closeCode === 1007);
+    md.release();
+    md2.release();
+  });
+
+  it('holds no zlib stream before first use, frees what takeover allows when idle, and everything on release', async () => {
+    const before = liveDeflateContexts();
+    const takeover = new MessageDeflate(FULL, SETTINGS, true, 0);
+    assert.equal(takeover.streamCount, 0);
+    await decompress(takeover, deflateRaw(Buffer.from('x'.repeat(2000))));
+    await compress(takeover, Buffer.from('y'.repeat(2000)));
+    assert.equal(takeover.streamCount, 2);
+    assert.equal(liveDeflateContexts(), before + 2);
+    takeover.releaseIfIdle(); // used since the last look: kept
+    assert.equal(takeover.streamCount, 2);
+    takeover.releaseIfIdle(); // idle: our compressor goes; the inflater stays (the peer may refer back)
+    assert.equal(takeover.streamCount, 1);
+    const reset = new MessageDeflate({ ...FULL, clientNoContextTakeover: true }, SETTINGS, true, 0);
+    await decompress(reset, deflateRaw(Buffer.from('z'.repeat(2000))));
+    reset.releaseIfIdle();
+    reset.releaseIfIdle(); // the client resets its compressor: our inflater is not needed between messages
+    assert.equal(reset.streamCount, 0);
+    takeover.release();
+    assert.equal(takeover.streamCount, 0);
+    assert.equal(liveDeflateContexts(), before);
+    // After release, jobs fail cleanly instead of touching a closed stream.
+    await assert.rejects(compress(takeover, Buffer.from('late')), /closed/);
+  });
+
+  it('ZlibLimiter runs at most `limit` jobs at once, the rest in arrival order', () => {
+    const limiter = new ZlibLimiter(2);
+    const started: number[] = [];
+    const dones: Array<() => void> = [];
+    for (let i = 0; i < 5; i++) {
+      limiter.run(() => {
+        started.push(i);
+        dones.push(() => limiter.done());
+      });
+    }
+    assert.deepEqual(started, [0, 1]);
+    assert.deepEqual(limiter.load, { running: 2, waiting: 3 });
+    dones[1]();
+    assert.deepEqual(started, [0, 1, 2]);
+    dones[0]();
+    dones[2]();
+    assert.deepEqual(started, [0, 1, 2, 3, 4]);
+    dones[3]();
+    dones[4]();
+    assert.deepEqual(limiter.load, { running: 0, waiting: 0 });
+  });
+
+  it('SharedMessage compresses once per distinct setting, and only at or over the threshold', () => {
+    const message = new SharedMessage(Buffer.from('shared '.repeat(200)), false);
+    const a = new MessageDeflate(FULL, SETTINGS, true, 0);
+    const b = new MessageDeflate({ ...FULL, serverNoContextTakeover: true }, SETTINGS, true, 0);
+    const narrow = new MessageDeflate({ ...FULL, serverMaxWindowBits: 10 }, SETTINGS, true, 0);
+    assert.equal(message.compressedFrame(a), message.compressedFrame(b), 'the same bytes for the same window and level');
+    assert.notEqual(message.compressedFrame(a), message.compressedFrame(narrow));
+    const frame = message.compressedFrame(a) as Buffer;
+    assert.equal(frame[0], 0xc1, 'FIN + RSV1 + text');
+    assert.equal(zlib.inflateRawSync(Buffer.concat([frame.subarray(2), Buffer.from([0, 0, 0xff, 0xff])]), { finishFlush: zlib.constants.Z_SYNC_FLUSH }).toString(), 'shared '.repeat(200));
+    assert.equal(new SharedMessage(Buffer.from('tiny'), false).shouldCompress(a), false);
+    assert.equal(new SharedMessage(Buffer.alloc(5000), true, false).shouldCompress(a), false);
+    assert.equal(message.shouldCompress(a), true);
+  });
+
+  it('options are checked, and concurrencyLimit sets the process-wide limit', () => {
+    assert.throws(() => resolveDeflateSettings({ level: 10 }), RangeError);
+    assert.throws(() => resolveDeflateSettings({ memLevel: 0 }), RangeError);
+    assert.throws(() => resolveDeflateSettings({ threshold: -1 }), RangeError);
+    assert.throws(() => resolveDeflateSettings({ concurrencyLimit: 0 }), RangeError);
+    assert.throws(() => new WebSocketServer({ noServer: true, perMessageDeflate: { serverMaxWindowBits: 16 } }), RangeError);
+    assert.throws(() => new WebSocket('ws://127.0.0.1:1/', [], { perMessageDeflate: { clientMaxWindowBits: 7 } }), RangeError);
+    const previous = zlibLimiter.limit;
+    try {
+      resolveDeflateSettings({ concurrencyLimit: 7 });
+      assert.equal(zlibLimiter.limit, 7);
+    } finally {
+      zlibLimiter.limit = previous;
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+async function echoServer(options: ServerOptions = {}): Promise<Awaited<ReturnType<typeof startServer>>> {
+  const started = await startServer({ perMessageDeflate: { threshold: 0 }, ...options });
+  started.wss.on('connection', (ws: WebSocket) => {
+    ws.on('message', (data: Buffer, isBinary: boolean) => ws.send(data, { binary: isBinary }));
+  });
+  return started;
+}
+
+async function openClient(port: number, perMessageDeflate: boolean | PerMessageDeflateOptions = { threshold: 0 }): Promise<WebSocket> {
+  const ws = new WebSocket(`ws://${HOST}:${port}/`, [], { perMessageDeflate });
+  ws.binaryType = 'nodebuffer';
+  await once(ws, 'open');
+  return ws;
+}
+
+/** Collect the next `n` messages as [data, isBinary]. */
+function collect(ws: WebSocket, n: number): Promise<Array<[Buffer, boolean]>> {
+  return new Promise((resolve) => {
+    const got: Array<[Buffer, boolean]> = [];
+    const onMessage = (data: Buffer, isBinary: boolean): void => {
+      got.push([Buffer.from(data), isBinary]);
+      if (got.length === n) {
+        ws.off('message', onMessage);
+        resolve(got);
+      }
+    };
+    ws.on('message', onMessage);
+  });
+}
+
+describe('permessage-deflate connections', () => {
+  const combos: Array<[string, ServerOptions['perMessageDeflate'], PerMessageDeflateOptions]> = [
+    ['context takeover both ways, 15-bit windows', { threshold: 0 }, { threshold: 0 }],
+    ['server_no_context_takeover', { threshold: 0, serverNoContextTakeover: true }, { threshold: 0 }],
+    ['client_no_context_takeover (asked by the client)', { threshold: 0 }, { threshold: 0, clientNoContextTakeover: true }],
+    ['both no context takeover, 9-bit windows', { threshold: 0 }, { threshold: 0, serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 9, clientMaxWindowBits: 9 }],
+    ['server imposes 8-bit windows both ways', { threshold: 0, serverMaxWindowBits: 8, clientMaxWindowBits: 8 }, { threshold: 0 }],
+    ['client asks server_max_window_bits=10', { threshold: 0 }, { threshold: 0, serverMaxWindowBits: 10 }],
+  ];
+  const random = randomBytes(70_000);
+  const messages: Array<[string, Buffer | string]> = [
+    ['empty text', ''],
+    ['1 byte', Buffer.from([7])],
+    ['highly compressible text', 'all work and no play '.repeat(5000)],
+    ['incompressible binary (70 KB)', random],
+    ['random text', randomBytes(3000).toString('base64')],
+    ['multi-byte UTF-8', 'héllo wörld ✓ 😀 '.repeat(300)],
+  ];
+
+  for (const [name, serverOptions, clientOptions] of combos) {
+    it(`round trips with ${name}`, T, async () => {
+      const { port, close } = await echoServer({ perMessageDeflate: serverOptions });
+      try {
+        const ws = await openClient(port, clientOptions);
+        assert.match(ws.extensions, /^permessage-deflate/);
+        // Twice, so the second round runs on warm (or reset) contexts.
+        const all = [...messages, ...messages];
+        const got = collect(ws, all.length);
+        for (const [, data] of all) ws.send(data);
+        const received = await got;
+        all.forEach(([label, data], i) => {
+          const [bytes, isBinary] = received[i];
+          assert.equal(isBinary, typeof data !== 'string', label);
+          assert.ok(bytes.equals(typeof data === 'string' ? Buffer.from(data) : data), label);
+        });
+        ws.close();
+        await closeEvent(ws);
+      } finally {
+        await close();
+      }
+    });
+  }
+
+  it('compresses on the wire: RSV1 on the first frame of a message only, never on control frames', T, async () => {
+    const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 10 } });
+    try {
+      wss.on('connection', (ws: WebSocket) => {
+        ws.send('a'.repeat(5000));
+        ws.send('tiny'); // under the threshold: plain
+        ws.send('b'.repeat(3000), { compress: false });
+        ws.send('frag-'.repeat(100), { fin: false });
+        ws.ping('p');
+        ws.send('ment-'.repeat(100), { fin: false });
+        ws.send('end', { fin: true });
+      });
+      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
+      assert.match(raw.responseHead, /\r\nSec-WebSocket-Extensions: permessage-deflate\r?\n?/i);
+      await raw.until(() => raw.frames().length >= 7);
+      const all = raw.frames();
+      // The ping may overtake messages waiting for compression (RFC 6455 5.4 allows control
+      // frames anywhere between frames); it is never compressed.
+      const ping = all.filter((f) => f.opcode === 0x9);
+      assert.deepEqual(ping.map((f) => [f.rsv, f.payload.toString()]), [[0, 'p']]);
+      const frames = all.filter((f) => f.opcode !== 0x9);
+      assert.deepEqual(frames.map((f) => [f.opcode, f.rsv, f.fin]), [
+        [TEXT, 4, true],
+        [TEXT, 0, true],
+        [TEXT, 0, true],
+        [TEXT, 4, false],
+        [CONTINUATION, 0, false],
+        [CONTINUATION, 0, true],
+      ]);
+      assert.ok(frames[0].payload.length < 100, 'compressed');
+      assert.equal(frames[1].payload.toString(), 'tiny');
+      assert.equal(frames[2].payload.length, 3000);
+      // One inflate stream over the fragments (the peer keeps context between messages).
+      const inflater = zlib.createInflateRaw();
+      const inflate = (b: Buffer): Promise<Buffer> =>
+        new Promise((resolve) => {
+          const chunks: Buffer[] = [];
+          const onData = (c: Buffer): number => chunks.push(c);
+          inflater.on('data', onData);
+          inflater.write(b);
+          inflater.flush(zlib.constants.Z_SYNC_FLUSH, () => {
+            inflater.off('data', onData);
+            resolve(Buffer.concat(chunks));
+          });
+        });
+      assert.equal((await inflate(Buffer.concat([frames[0].payload, Buffer.from([0, 0, 0xff, 0xff])]))).toString(), 'a'.repeat(5000));
+      const fragmented = Buffer.concat([frames[3].payload, frames[4].payload, frames[5].payload, Buffer.from([0, 0, 0xff, 0xff])]);
+      assert.equal((await inflate(fragmented)).toString(), 'frag-'.repeat(100) + 'ment-'.repeat(100) + 'end');
+      inflater.close();
+      raw.destroy();
+    } finally {
+      await close();
+    }
+  });
+
+  it('fragmented compressed messages from the client arrive whole', T, async () => {
+    const { port, close } = await echoServer();
+    try {
+      const ws = await openClient(port);
+      const got = collect(ws, 2);
+      ws.send('hello ', { fin: false });
+      ws.send('fragmented ', { fin: false });
+      ws.send('world');
+      ws.send(Buffer.alloc(0), { fin: false, binary: true }); // an empty first fragment
+      ws.send(Buffer.from([1, 2, 3]), { fin: true });
+      const [[a], [b, isBinary]] = await got;
+      assert.equal(a.toString(), 'hello fragmented world');
+      assert.deepEqual([...b], [1, 2, 3]);
+      assert.equal(isBinary, true);
+      ws.close();
+    } finally {
+      await close();
+    }
+  });
+
+  it('an inflate bomb (KBs that inflate past maxPayload) closes 1009 at once, without inflating it all', T, async () => {
+    const { wss, port, close } = await startServer({ perMessageDeflate: true, maxPayload: 1024 * 1024 });
+    try {
+      const errors: string[] = [];
+      const messages: number[] = [];
+      wss.on('connection', (ws: WebSocket) => {
+        ws.on('error', (err: Error & { code: string }) => errors.push(err.code));
+        ws.on('message', (d: Buffer) => messages.push(d.length));
+      });
+      const bomb = deflateRaw(Buffer.alloc(256 * 1024 * 1024)); // 256 MiB of zeros: about 250 KB
+      assert.ok(bomb.length < 300_000);
+      const rss = process.memoryUsage().rss;
+      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
+      raw.write(clientFrame({ opcode: BINARY, payload: bomb, rsv: 4 }));
+      assert.equal(await raw.closeCode(5000), 1009);
+      assert.deepEqual(errors, ['WS_ERR_UNSUPPORTED_MESSAGE_LENGTH']);
+      assert.deepEqual(messages, []);
+      // Inflating all of it would have needed 256 MiB; we stopped after about 1 MiB.
+      const grown = process.memoryUsage().rss - rss;
+      assert.ok(grown < 64 * 1024 * 1024, `RSS grew by ${grown} bytes`);
+    } finally {
+      await close();
+    }
+  });
+
+  it('corrupt compressed data and invalid UTF-8 after inflating close with 1007', T, async () => {
+    const { port, close } = await startServer({ perMessageDeflate: true });
+    try {
+      const cases = [Buffer.from([0xff, 0xff, 0xff, 0x00, 0x12]), deflateRaw(Buffer.from([0x68, 0xc3, 0x28, 0x69]))];
+      for (const payload of cases) {
+        const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
+        raw.write(clientFrame({ opcode: TEXT, payload, rsv: 4 }));
+        assert.equal(await raw.closeCode(), 1007);
+      }
+    } finally {
+      await close();
+    }
+  });
+
+  it('RSV1 without the extension negotiated is 1002', T, async () => {
+    const { port, close } = await startServer({ perMessageDeflate: false });
+    try {
+      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
+      assert.doesNotMatch(raw.responseHead, /Sec-WebSocket-Extensions/i);
+      raw.write(clientFrame({ opcode: TEXT, payload: deflateRaw(Buffer.from('hi')), rsv: 4 }));
+      assert.equal(await raw.closeCode(), 1002);
+    } finally {
+      await close();
+    }
+  });
+
+  it('messages stay in order around asynchronous compression, and close() loses none of them', T, async () => {
+    const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 100 } });
+    try {
+      const n = 300;
+      const body = (i: number): string => (i % 3 === 0 ? `small ${i}` : i % 3 === 1 ? `${i} `.repeat(400) : `${i}!`.repeat(300));
+      const serverGot = new Promise<{ got: string[]; code: number }>((resolve) => {
+        wss.on('connection', (ws: WebSocket) => {
+          const got: string[] = [];
+          ws.on('message', (d: Buffer) => got.push(d.toString()));
+          ws.on('close', (code: number) => resolve({ got, code }));
+          // Server to client as well: mixed sizes, compress: false, a publish-like broadcast, then close.
+          for (let i = 0; i < n; i++) ws.send(body(i), { compress: i % 7 !== 0 });
+          ws.close(1000, 'done');
+        });
+      });
+      const ws = await openClient(port, { threshold: 100 });
+      const clientGot: string[] = [];
+      ws.on('message', (d: Buffer) => clientGot.push(d.toString()));
+      for (let i = 0; i < n; i++) ws.send(body(i), { compress: i % 5 !== 0 });
+      const closed = closeEvent(ws);
+      const { got, code } = await serverGot;
+      assert.equal(code, 1000);
+      assert.deepEqual(got, Array.from({ length: n }, (_, i) => body(i)));
+      await closed;
+      assert.deepEqual(clientGot, Array.from({ length: n }, (_, i) => body(i)));
+    } finally {
+      await close();
+    }
+  });
+
+  it('a Close (or TCP end) right behind a compressed message is handled after that message', T, async () => {
+    const { wss, port, close } = await startServer({ perMessageDeflate: true });
+    try {
+      const events: string[] = [];
+      let done!: () => void;
+      const finished = new Promise<void>((resolve) => (done = resolve));
+      let closes = 0;
+      wss.on('connection', (ws: WebSocket) => {
+        ws.on('message', (d: Buffer) => events.push(`message ${d.length}`));
+        ws.on('close', (code: number) => {
+          events.push(`close ${code}`);
+          if (++closes === 2) done();
+        });
+      });
+      const big = Buffer.alloc(2 * 1024 * 1024, 'abc');
+      const a = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
+      a.write(Buffer.concat([clientFrame({ opcode: BINARY, payload: deflateRaw(big), rsv: 4 }), clientFrame({ opcode: CLOSE, payload: closePayload(4001) })]));
+      await a.until(() => a.closed);
+      const b = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
+      b.socket.end(clientFrame({ opcode: BINARY, payload: deflateRaw(big), rsv: 4 }));
+      await finished;
+      assert.deepEqual(events, [`message ${big.length}`, 'close 4001', `message ${big.length}`, 'close 1006']);
+    } finally {
+      await close();
+    }
+  });
+
+  it('publish compresses once for all subscribers, and each connection then restarts its own compressor', T, async () => {
+    const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 } });
+    try {
+      const servers: WebSocket[] = [];
+      wss.on('connection', (ws: WebSocket) => {
+        ws.subscribe('news');
+        servers.push(ws);
+      });
+      const clients = await Promise.all([openClient(port), openClient(port, { serverNoContextTakeover: true }), openClient(port, false)]);
+      assert.equal(clients[2].extensions, '');
+      await new Promise((r) => setTimeout(r, 20));
+      const own = JSON.stringify({ own: 'message', padding: 'abcdefgh'.repeat(50) });
+      const shared = JSON.stringify({ shared: 'news', padding: 'abcdefgh'.repeat(50) });
+      const got = clients.map((c) => collect(c, 4));
+      for (const ws of servers) ws.send(own);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(wss.publish('news', shared), 3);
+      for (const ws of servers) ws.send(own);
+      for (const ws of servers) ws.send(shared);
+      const results = await Promise.all(got);
+      for (const result of results) assert.deepEqual(result.map(([d]) => d.toString()), [own, shared, own, shared]);
+      for (const c of clients) c.close();
+    } finally {
+      await close();
+    }
+  });
+
+  it('closing connections releases their zlib streams', T, async () => {
+    const { port, close } = await echoServer();
+    try {
+      // Earlier tests' connections may still be closing: wait until the count is steady.
+      let before = -1;
+      for (let i = 0; i < 100 && before !== liveDeflateContexts(); i++) {
+        before = liveDeflateContexts();
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      const clients = await Promise.all([openClient(port), openClient(port), openClient(port)]);
+      await Promise.all(clients.map(async (c) => {
+        const got = collect(c, 1);
+        c.send('x'.repeat(5000));
+        await got;
+      }));
+      // Each pair holds compressor + inflater on both ends.
+      assert.equal(liveDeflateContexts(), before + 12);
+      await Promise.all(clients.map((c) => {
+        c.close();
+        return closeEvent(c);
+      }));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(liveDeflateContexts(), before);
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe('permessage-deflate interop with ws (an independent implementation)', () => {
+  const payloads: Array<Buffer | string> = ['', 'x', 'json '.repeat(3000), randomBytes(40_000), '✓ ünïcödé '.repeat(500), Buffer.alloc(1 << 20, 'z')];
+
+  const wsOptions: Array<[string, object]> = [
+    ['defaults', {}],
+    ['no context takeover both ways', { serverNoContextTakeover: true, clientNoContextTakeover: true }],
+    ['10-bit windows', { serverMaxWindowBits: 10, clientMaxWindowBits: 10 }],
+  ];
+
+  for (const [name, extra] of wsOptions) {
+    it(`a ws client (${name}) against a duet server`, T, async () => {
+      const { port, close } = await echoServer({ perMessageDeflate: { threshold: 0 } });
+      try {
+        const client = new WS(`ws://${HOST}:${port}/`, { perMessageDeflate: { threshold: 0, ...extra } });
+        await once(client, 'open');
+        assert.match(client.extensions, /permessage-deflate/);
+        const got = new Promise<Array<[Buffer, boolean]>>((resolve) => {
+          const list: Array<[Buffer, boolean]> = [];
+          client.on('message', (d: Buffer, isBinary: boolean) => {
+            list.push([d, isBinary]);
+            if (list.length === payloads.length + 1) resolve(list);
+          });
+        });
+        for (const p of payloads) client.send(p);
+        client.send('frag-', { fin: false });
+        client.send('mented', { fin: true });
+        const list = await got;
+        payloads.forEach((p, i) => {
+          assert.equal(list[i][1], typeof p !== 'string');
+          assert.ok(list[i][0].equals(typeof p === 'string' ? Buffer.from(p) : p), `payload ${i}`);
+        });
+        assert.equal(list[payloads.length][0].toString(), 'frag-mented');
+        client.close(1000);
+        await once(client, 'close');
+      } finally {
+        await close();
+      }
+    });
+
+    it(`a duet client against a ws server (${name})`, T, async () => {
+      const server = new WsServer({ port: 0, host: HOST, perMessageDeflate: { threshold: 0, ...extra } });
+      await once(server, 'listening');
+      server.on('connection', (ws) => ws.on('message', (d, isBinary) => ws.send(d, { binary: isBinary })));
+      try {
+        const ws = await openClient((server.address() as AddressInfo).port);
+        assert.match(ws.extensions, /^permessage-deflate/);
+        const got = collect(ws, payloads.length + 1);
+        for (const p of payloads) ws.send(p);
+        ws.send('frag-', { fin: false });
+        ws.send('mented', { fin: true });
+        const list = await got;
+        payloads.forEach((p, i) => {
+          assert.equal(list[i][1], typeof p !== 'string');
+          assert.ok(list[i][0].equals(typeof p === 'string' ? Buffer.from(p) : p), `payload ${i}`);
+        });
+        assert.equal(list[payloads.length][0].toString(), 'frag-mented');
+        ws.close(1000);
+        await closeEvent(ws);
+      } finally {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    });
+  }
+});
