@@ -25,7 +25,7 @@ Options:
   --max-payload N   largest incoming message in bytes (default 104857600)
   --tls-cert FILE   serve wss:// with this PEM certificate (needs --tls-key)
   --tls-key FILE    the PEM private key for --tls-cert
-  --deflate         accepted for forward compatibility; compression is not available yet
+  --deflate         accept permessage-deflate compression (RFC 7692) on every endpoint
   -h, --help        show this help
 
 Prints "LISTENING ws://HOST:PORT" once ready. Ctrl-C or SIGTERM closes every connection
@@ -62,7 +62,6 @@ export async function runServe(argv: string[]): Promise<number> {
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
     throw new Error('--tls-cert and --tls-key go together');
   }
-  if (values.deflate) console.error('duet serve: --deflate is not available yet; serving without compression');
 
   const tls = values['tls-cert'] !== undefined;
   const demo = demoHandler();
@@ -90,7 +89,7 @@ export async function runServe(argv: string[]): Promise<number> {
     ? https.createServer({ ...timeouts, cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!) }, onRequest)
     : http.createServer(timeouts, onRequest);
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload, shutdownTimeout: 2000 });
+  const wss = new WebSocketServer({ noServer: true, maxPayload, shutdownTimeout: 2000, perMessageDeflate: values.deflate === true });
   attachEndpoints(wss);
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {

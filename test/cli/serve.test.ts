@@ -64,6 +64,34 @@ test('prints LISTENING with the real port on 127.0.0.1 by default', async () => 
   }
 });
 
+test('--deflate accepts permessage-deflate on the endpoints (off without it); /echo and /chat round trip compressed', async () => {
+  const plain = await serve();
+  const s = await serve(['--deflate']);
+  try {
+    const off = await open(`${plain.url}/echo`);
+    assert.equal(off.extensions, '');
+    off.terminate();
+    const echo = await open(`${s.url}/echo`);
+    assert.match(echo.extensions, /^permessage-deflate/);
+    const big = JSON.stringify({ rows: Array.from({ length: 500 }, (_, i) => ({ i, name: `row ${i}` })) });
+    const back = nextMessage(echo);
+    echo.send(big);
+    assert.equal((await back).data.toString(), big);
+    const chat = await open(`${s.url}/chat`);
+    assert.match(chat.extensions, /^permessage-deflate/);
+    const relayed = nextMessage(chat);
+    chat.send(big);
+    assert.equal((await relayed).data.toString(), big);
+    echo.terminate();
+    chat.terminate();
+  } finally {
+    for (const child of [plain.child, s.child]) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+  }
+});
+
 test('/echo returns every message with its type; /chat relays to everyone in order; SIGTERM closes with 1001 and exits 0', async () => {
   const s = await serve();
   const echo = await open(`${s.url}/echo`);

@@ -458,6 +458,56 @@ describe('permessage-deflate connections', () => {
   });
 });
 
+describe('permessage-deflate negotiation on the server, over the wire', () => {
+  // [server options, Sec-WebSocket-Extensions offered, expected answer (null: declined)]
+  const table: Array<[ServerOptions['perMessageDeflate'], string, string | null]> = [
+    [true, 'permessage-deflate', 'permessage-deflate'],
+    [true, 'permessage-deflate; client_max_window_bits', 'permessage-deflate'],
+    [true, 'permessage-deflate; server_no_context_takeover', 'permessage-deflate; server_no_context_takeover'],
+    [true, 'permessage-deflate; client_no_context_takeover', 'permessage-deflate; client_no_context_takeover'],
+    [true, 'permessage-deflate; server_max_window_bits=10', 'permessage-deflate; server_max_window_bits=10'],
+    [true, 'permessage-deflate; client_max_window_bits=9', 'permessage-deflate; client_max_window_bits=9'],
+    [true, 'permessage-deflate; server_max_window_bits=16', null],
+    [true, 'permessage-deflate; server_max_window_bits', null],
+    [true, 'permessage-deflate; server_no_context_takeover; server_no_context_takeover', null],
+    [true, 'permessage-deflate; mystery', null],
+    [true, 'x-webkit-deflate-frame', null],
+    // Several offers: the first acceptable one wins.
+    [true, 'permessage-deflate; mystery, permessage-deflate; server_max_window_bits=12, permessage-deflate', 'permessage-deflate; server_max_window_bits=12'],
+    [true, 'x-other, permessage-deflate; client_no_context_takeover', 'permessage-deflate; client_no_context_takeover'],
+    // The server's own terms.
+    [{ serverNoContextTakeover: true, serverMaxWindowBits: 11 }, 'permessage-deflate', 'permessage-deflate; server_no_context_takeover; server_max_window_bits=11'],
+    [{ clientMaxWindowBits: 10 }, 'permessage-deflate; client_max_window_bits', 'permessage-deflate; client_max_window_bits=10'],
+    [{ clientMaxWindowBits: 10 }, 'permessage-deflate', null],
+    [false, 'permessage-deflate', null],
+  ];
+  it('answers each offer as RFC 7692 section 7 says, and a declined offer still connects', T, async () => {
+    for (const [options, offer, answer] of table) {
+      const { port, close } = await startServer({ perMessageDeflate: options });
+      try {
+        const raw = await RawClient.connect(port, upgradeRequest('/', [`Sec-WebSocket-Extensions: ${offer}`]));
+        assert.equal(raw.status, 101, offer);
+        const header = /\r\nSec-WebSocket-Extensions: ([^\r\n]*)/i.exec(raw.responseHead)?.[1] ?? null;
+        assert.equal(header, answer, `${JSON.stringify(options)} / ${offer}`);
+        raw.destroy();
+      } finally {
+        await close();
+      }
+    }
+  });
+
+  it('a malformed Sec-WebSocket-Extensions header is 400', T, async () => {
+    const { port, close } = await startServer({ perMessageDeflate: true });
+    try {
+      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate; =x']));
+      assert.equal(raw.status, 400);
+      raw.destroy();
+    } finally {
+      await close();
+    }
+  });
+});
+
 describe('permessage-deflate interop with ws (an independent implementation)', () => {
   const payloads: Array<Buffer | string> = ['', 'x', 'json '.repeat(3000), randomBytes(40_000), '✓ ünïcödé '.repeat(500), Buffer.alloc(1 << 20, 'z')];
 
