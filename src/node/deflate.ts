@@ -3,13 +3,16 @@
  * receive, with the zlib streams this needs. Negotiation is protocol/deflate-negotiation.ts;
  * this file only runs zlib with the agreed parameters.
  *
- * Memory is what makes compression dangerous on a server, so:
- * - zlib streams are created on first use: a connection that never sends or receives a
- *   compressed message holds none;
- * - a stream that "no context takeover" lets us reset is reset after each message, and one
- *   timer for the whole process closes streams idle for IDLE_RELEASE_MS (our compressor always,
- *   since starting over is always decodable; the inflater only when the peer resets its
- *   compressor, because otherwise its next message may refer back into that state);
+ * Memory is what makes compression dangerous on a server (a compressor with a 15-bit window
+ * is about 256 KiB, an inflater about 40 KiB), so:
+ * - a direction with "no context takeover" holds no state between messages: each whole
+ *   message borrows a stream from one pool shared by every connection (at most
+ *   `concurrencyLimit` idle streams per configuration are kept);
+ * - a direction with context takeover gets a stream of its own, created on first use: a
+ *   connection that never sends or receives a compressed message holds none;
+ * - one timer for the whole process closes our own compressors and pooled streams left idle
+ *   for IDLE_RELEASE_MS (starting a compressor over is always decodable); an inflater with
+ *   takeover stays, because the peer's next message may refer back into it;
  * - inflating stops as soon as the output passes maxPayload (1009), without inflating the rest;
  * - closing the connection closes its streams (after a job in flight, if any, finished).
  *
@@ -20,6 +23,9 @@
 import * as zlib from 'node:zlib';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { DeflateOptions, DeflateParams } from '../protocol/deflate-negotiation.js';
+import { TRAILER, ZlibPool, ZlibStream, deflateError, type DeflateError, type Done } from './zlib-stream.js';
+
+export type { DeflateError } from './zlib-stream.js';
 
 /** `perMessageDeflate` options of the server and the client (negotiation options included). */
 export interface PerMessageDeflateOptions extends DeflateOptions {
@@ -73,21 +79,9 @@ export function resolveDeflateSettings(options: PerMessageDeflateOptions): Defla
     const limit = options.concurrencyLimit;
     if (!(Number.isInteger(limit) && limit >= 1)) throw new RangeError(`perMessageDeflate.concurrencyLimit must be an integer >= 1, got ${String(limit)}`);
     zlibLimiter.limit = limit;
+    pool.maxIdle = limit;
   }
   return { threshold, level, memLevel };
-}
-
-/** An error with a stable code and the close code the connection fails with. */
-export interface DeflateError extends Error {
-  code: string;
-  closeCode: number;
-}
-
-function deflateError(code: string, message: string, closeCode: number): DeflateError {
-  const err = new Error(message) as DeflateError;
-  err.code = code;
-  err.closeCode = closeCode;
-  return err;
 }
 
 /** Runs at most `limit` zlib jobs at once; the rest wait in arrival order. */
@@ -127,52 +121,51 @@ export class ZlibLimiter {
 /** The process-wide limiter (see PerMessageDeflateOptions.concurrencyLimit). */
 export const zlibLimiter = new ZlibLimiter(PER_MESSAGE_DEFLATE_DEFAULTS.concurrencyLimit);
 
-// RFC 7692 section 7.2.2: the receiver appends this before inflating; the sender strips it.
-const TRAILER = Buffer.from([0x00, 0x00, 0xff, 0xff]);
-
-type Done = (err: DeflateError | null, data?: Buffer) => void;
-
-interface Job {
-  chunks: Buffer[];
-  length: number;
-  cb: Done;
-}
-
 // zlib cannot set up a raw deflate stream with 8-bit windows; 9 is decodable by a peer that
 // agreed to 8 (see deflate-negotiation.ts), and inflating with a larger window is always safe.
 const zlibWindowBits = (bits: number): number => Math.max(9, bits);
 
-/** zlib streams with live state, checked by the idle timer. */
+/** Streams for directions without context takeover, shared by all connections. */
+const pool = new ZlibPool(PER_MESSAGE_DEFLATE_DEFAULTS.concurrencyLimit);
+
+/** Connections with zlib streams of their own, checked by the idle timer. */
 const live = new Set<MessageDeflate>();
 let idleTimer: NodeJS.Timeout | undefined;
 
 function sweepIdle(): void {
   for (const md of live) md.releaseIfIdle();
-  if (live.size === 0 && idleTimer !== undefined) {
+  pool.sweep();
+  if (live.size === 0 && pool.size === 0 && idleTimer !== undefined) {
     clearInterval(idleTimer);
     idleTimer = undefined;
   }
 }
 
-function track(md: MessageDeflate): void {
-  live.add(md);
+function startIdleTimer(): void {
   if (idleTimer === undefined) {
     idleTimer = setInterval(sweepIdle, IDLE_RELEASE_MS);
     idleTimer.unref();
   }
 }
 
-/** How many connections hold zlib streams right now (process-wide; for tests and stats). */
+/** zlib streams alive in this process: connections' own plus the shared pool (for tests and stats). */
 export function liveDeflateContexts(): number {
-  let n = 0;
+  let n = pool.size;
   for (const md of live) n += md.streamCount;
   return n;
 }
+
+const closedError = (what: string): DeflateError =>
+  deflateError('WS_ERR_NOT_OPEN', `the connection closed while a message was being ${what}`, CloseCode.ABNORMAL_CLOSURE);
 
 /**
  * Compression state of one connection. Jobs of one direction must not overlap: the connection
  * sends one compressed message at a time (its send queue) and pauses its parser while a
  * message is inflated.
+ *
+ * A direction with context takeover needs a stream of its own (the next message may refer
+ * back into it). A direction without takeover borrows a stream from the shared pool for each
+ * whole message, so it holds nothing between messages.
  */
 export class MessageDeflate {
   readonly params: DeflateParams;
@@ -180,15 +173,14 @@ export class MessageDeflate {
   private readonly isServer: boolean;
   private readonly maxPayload: number;
 
-  private deflater: zlib.DeflateRaw | undefined;
-  private inflater: zlib.InflateRaw | undefined;
-  private deflateJob: Job | undefined;
-  private inflateJob: Job | undefined;
+  private deflater: ZlibStream | undefined;
+  private inflater: ZlibStream | undefined;
+  private deflating = false;
+  private inflating = false;
   /** A fragmented compressed message is being sent: the compressor must not be reset. */
   private midMessage = false;
   /** A frame compressed elsewhere (SharedMessage) was sent: start our compressor over. */
   private compressorStale = false;
-  private used = false;
   private released = false;
 
   constructor(params: DeflateParams, settings: DeflateSettings, isServer: boolean, maxPayload: number) {
@@ -203,7 +195,7 @@ export class MessageDeflate {
     return this.isServer ? this.params.serverNoContextTakeover : this.params.clientNoContextTakeover;
   }
 
-  /** The peer's compressor starts over after each message, so our inflater may too. */
+  /** The peer's compressor starts over after each message, so we need no inflate state between them. */
   private get peerNoContextTakeover(): boolean {
     return this.isServer ? this.params.clientNoContextTakeover : this.params.serverNoContextTakeover;
   }
@@ -217,7 +209,7 @@ export class MessageDeflate {
     return this.isServer ? this.params.clientMaxWindowBits : this.params.serverMaxWindowBits;
   }
 
-  /** zlib streams this connection holds now (0, 1 or 2). */
+  /** zlib streams this connection holds of its own now (0, 1 or 2). */
   get streamCount(): number {
     return (this.deflater ? 1 : 0) + (this.inflater ? 1 : 0);
   }
@@ -230,6 +222,14 @@ export class MessageDeflate {
     this.compressorStale = true;
   }
 
+  private newDeflater(): ZlibStream {
+    return new ZlibStream(false, { level: this.settings.level, memLevel: this.settings.memLevel, windowBits: zlibWindowBits(this.ownWindowBits) });
+  }
+
+  private newInflater(): ZlibStream {
+    return new ZlibStream(true, { windowBits: zlibWindowBits(this.peerWindowBits) });
+  }
+
   /**
    * Compress one message or fragment. With `fin` the message ends: the trailing 00 00 ff ff
    * is removed (RFC 7692 section 7.2.1). Calls back asynchronously, in order.
@@ -238,50 +238,50 @@ export class MessageDeflate {
     zlibLimiter.run(() => {
       if (this.released) {
         zlibLimiter.done();
-        cb(deflateError('WS_ERR_NOT_OPEN', 'the connection closed while a message was being compressed', CloseCode.ABNORMAL_CLOSURE));
+        cb(closedError('compressed'));
         return;
       }
-      let deflater = this.deflater;
-      if (deflater !== undefined && this.compressorStale && !this.midMessage) deflater.reset();
-      this.compressorStale = false;
-      if (deflater === undefined) {
-        deflater = this.deflater = zlib.createDeflateRaw({
-          level: this.settings.level,
-          memLevel: this.settings.memLevel,
-          windowBits: zlibWindowBits(this.ownWindowBits),
+      const strip = (out: Buffer): Buffer => (fin ? out.subarray(0, out.length - TRAILER.length) : out);
+      if (fin && !this.midMessage && this.ownNoContextTakeover) {
+        // A whole message with no history before or after it: any pooled stream will do.
+        const key = `d${this.ownWindowBits}/${this.settings.level}/${this.settings.memLevel}`;
+        const stream = pool.acquire(key, () => this.newDeflater());
+        startIdleTimer();
+        stream.run(data, false, 0, (err, out) => {
+          if (err === null) pool.release(key, stream);
+          zlibLimiter.done();
+          cb(err, err === null ? strip(out!) : undefined);
         });
-        deflater.on('data', (chunk: Buffer) => this.onOutput(this.deflateJob, chunk));
-        deflater.on('error', (err: Error) => this.finishDeflate(deflateError('WS_ERR_DEFLATE', `compression failed: ${err.message}`, CloseCode.INTERNAL_ERROR)));
-        track(this);
+        return;
       }
-      this.used = true;
-      this.deflateJob = { chunks: [], length: 0, cb };
-      const job = this.deflateJob;
-      deflater.write(data);
-      deflater.flush(zlib.constants.Z_SYNC_FLUSH, () => {
-        if (this.deflateJob !== job) return;
-        let out = job.chunks.length === 1 ? job.chunks[0] : Buffer.concat(job.chunks, job.length);
-        if (fin) {
-          // Z_SYNC_FLUSH always ends the output with an empty stored block, 00 00 ff ff.
-          out = out.subarray(0, out.length - TRAILER.length);
+      let stream = this.deflater;
+      if (stream !== undefined && this.compressorStale && !this.midMessage) {
+        stream.reset();
+        this.compressorStale = false;
+      }
+      if (stream === undefined) {
+        stream = this.deflater = this.newDeflater();
+        this.compressorStale = false;
+        live.add(this);
+        startIdleTimer();
+      }
+      this.deflating = true;
+      stream.run(data, false, 0, (err, out) => {
+        this.deflating = false;
+        if (err !== null) {
+          this.deflater = undefined;
           this.midMessage = false;
-          if (this.ownNoContextTakeover) deflater.reset();
+        } else if (fin) {
+          this.midMessage = false;
+          if (this.ownNoContextTakeover) stream.reset();
         } else {
           this.midMessage = true;
         }
-        this.finishDeflate(null, out);
+        zlibLimiter.done();
+        if (this.released) this.closeStreams();
+        cb(err, err === null ? strip(out!) : undefined);
       });
     });
-  }
-
-  private finishDeflate(err: DeflateError | null, out?: Buffer): void {
-    const job = this.deflateJob;
-    if (job === undefined) return;
-    this.deflateJob = undefined;
-    if (err !== null) this.closeDeflater();
-    zlibLimiter.done();
-    if (this.released) this.closeStreams();
-    job.cb(err, out);
   }
 
   /**
@@ -293,95 +293,73 @@ export class MessageDeflate {
     zlibLimiter.run(() => {
       if (this.released) {
         zlibLimiter.done();
-        cb(deflateError('WS_ERR_NOT_OPEN', 'the connection closed while a message was being inflated', CloseCode.ABNORMAL_CLOSURE));
+        cb(closedError('inflated'));
         return;
       }
-      let inflater = this.inflater;
-      if (inflater === undefined) {
-        inflater = this.inflater = zlib.createInflateRaw({ windowBits: zlibWindowBits(this.peerWindowBits) });
-        inflater.on('data', (chunk: Buffer) => this.onOutput(this.inflateJob, chunk));
-        inflater.on('error', (err: Error) => this.finishInflate(deflateError('WS_ERR_INFLATE', `invalid compressed data: ${err.message}`, CloseCode.INVALID_PAYLOAD)));
-        track(this);
+      if (this.peerNoContextTakeover) {
+        const key = `i${this.peerWindowBits}`;
+        const stream = pool.acquire(key, () => this.newInflater());
+        startIdleTimer();
+        stream.run(data, true, this.maxPayload, (err, out) => {
+          if (err === null) pool.release(key, stream);
+          zlibLimiter.done();
+          cb(err, out);
+        });
+        return;
       }
-      this.used = true;
-      this.inflateJob = { chunks: [], length: 0, cb };
-      const job = this.inflateJob;
-      inflater.write(data);
-      inflater.write(TRAILER);
-      inflater.flush(zlib.constants.Z_SYNC_FLUSH, () => {
-        if (this.inflateJob !== job) return;
-        if (this.peerNoContextTakeover) inflater.reset();
-        this.finishInflate(null, job.chunks.length === 1 ? job.chunks[0] : Buffer.concat(job.chunks, job.length));
+      let stream = this.inflater;
+      if (stream === undefined) {
+        stream = this.inflater = this.newInflater();
+        live.add(this);
+        startIdleTimer();
+      }
+      this.inflating = true;
+      stream.run(data, true, this.maxPayload, (err, out) => {
+        this.inflating = false;
+        if (err !== null) this.inflater = undefined;
+        zlibLimiter.done();
+        if (this.released) this.closeStreams();
+        cb(err, out);
       });
     });
-  }
-
-  private onOutput(job: Job | undefined, chunk: Buffer): void {
-    if (job === undefined) return;
-    job.length += chunk.length;
-    if (job === this.inflateJob && this.maxPayload > 0 && job.length > this.maxPayload) {
-      // Stop here: the rest of the message is never inflated.
-      this.finishInflate(deflateError('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', `inflated message over maxPayload (${this.maxPayload} bytes)`, CloseCode.MESSAGE_TOO_BIG));
-      return;
-    }
-    job.chunks.push(chunk);
-  }
-
-  private finishInflate(err: DeflateError | null, out?: Buffer): void {
-    const job = this.inflateJob;
-    if (job === undefined) return;
-    this.inflateJob = undefined;
-    // After an error the stream's state is unusable (and may still be working): close it.
-    if (err !== null) this.closeInflater();
-    zlibLimiter.done();
-    if (this.released) this.closeStreams();
-    job.cb(err, out);
   }
 
   /** The connection closed: close the streams now, or once the job in flight finished. */
   release(): void {
     this.released = true;
-    if (this.deflateJob === undefined && this.inflateJob === undefined) this.closeStreams();
+    this.closeStreams();
   }
 
-  /** Idle timer: close what nothing needs (see the file comment). @internal */
+  /**
+   * Idle timer: close our compressor when it was not used since the last look (starting over
+   * is always decodable). An inflater of our own exists only with context takeover, where the
+   * peer may still refer back into it, so it stays.
+   * @internal
+   */
   releaseIfIdle(): void {
-    if (this.used) {
-      this.used = false;
-      return;
+    const deflater = this.deflater;
+    if (deflater !== undefined && !this.deflating && !this.midMessage) {
+      if (deflater.used) deflater.used = false;
+      else {
+        deflater.close();
+        this.deflater = undefined;
+      }
     }
-    if (this.deflater !== undefined && this.deflateJob === undefined && !this.midMessage) this.closeDeflater();
-    if (this.inflater !== undefined && this.inflateJob === undefined && this.peerNoContextTakeover) this.closeInflater();
     if (this.streamCount === 0) live.delete(this);
   }
 
   private closeStreams(): void {
-    if (this.deflateJob === undefined) this.closeDeflater();
-    if (this.inflateJob === undefined) this.closeInflater();
+    if (!this.deflating && this.deflater !== undefined) {
+      this.deflater.close();
+      this.deflater = undefined;
+    }
+    if (!this.inflating && this.inflater !== undefined) {
+      this.inflater.close();
+      this.inflater = undefined;
+    }
     if (this.streamCount === 0) live.delete(this);
   }
-
-  private closeDeflater(): void {
-    const deflater = this.deflater;
-    if (deflater === undefined) return;
-    this.deflater = undefined;
-    this.midMessage = false;
-    this.compressorStale = false;
-    // A later 'error' from the closing stream must find a listener (or the process dies).
-    deflater.on('error', noop);
-    deflater.close();
-  }
-
-  private closeInflater(): void {
-    const inflater = this.inflater;
-    if (inflater === undefined) return;
-    this.inflater = undefined;
-    inflater.on('error', noop);
-    inflater.close();
-  }
 }
-
-function noop(): void {}
 
 /**
  * Compress a whole message on its own, synchronously, for frames shared by many connections

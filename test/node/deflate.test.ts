@@ -66,7 +66,7 @@ describe('MessageDeflate and the zlib limiter', () => {
     md2.release();
   });
 
-  it('holds no zlib stream before first use, frees what takeover allows when idle, and everything on release', async () => {
+  it('holds no zlib stream before first use, frees an idle compressor, and everything on release', async () => {
     const before = liveDeflateContexts();
     const takeover = new MessageDeflate(FULL, SETTINGS, true, 0);
     assert.equal(takeover.streamCount, 0);
@@ -78,16 +78,32 @@ describe('MessageDeflate and the zlib limiter', () => {
     assert.equal(takeover.streamCount, 2);
     takeover.releaseIfIdle(); // idle: our compressor goes; the inflater stays (the peer may refer back)
     assert.equal(takeover.streamCount, 1);
-    const reset = new MessageDeflate({ ...FULL, clientNoContextTakeover: true }, SETTINGS, true, 0);
-    await decompress(reset, deflateRaw(Buffer.from('z'.repeat(2000))));
-    reset.releaseIfIdle();
-    reset.releaseIfIdle(); // the client resets its compressor: our inflater is not needed between messages
-    assert.equal(reset.streamCount, 0);
+    // It comes back when needed, and the output still decodes on the peer's side.
+    const peer = new MessageDeflate(FULL, SETTINGS, false, 0);
+    assert.equal((await decompress(peer, await compress(takeover, Buffer.from('again '.repeat(100))))).toString(), 'again '.repeat(100));
     takeover.release();
+    peer.release();
     assert.equal(takeover.streamCount, 0);
     assert.equal(liveDeflateContexts(), before);
     // After release, jobs fail cleanly instead of touching a closed stream.
     await assert.rejects(compress(takeover, Buffer.from('late')), /closed/);
+  });
+
+  it('without context takeover, connections hold nothing between messages: they share a small pool', async () => {
+    const before = liveDeflateContexts();
+    const noTakeover: DeflateParams = { ...FULL, serverNoContextTakeover: true, clientNoContextTakeover: true };
+    const servers = Array.from({ length: 50 }, () => new MessageDeflate(noTakeover, SETTINGS, true, 0));
+    const clients = Array.from({ length: 50 }, () => new MessageDeflate(noTakeover, SETTINGS, false, 0));
+    const text = (i: number): Buffer => Buffer.from(`message ${i} `.repeat(200));
+    await Promise.all(servers.map(async (md, i) => {
+      const wire = await compress(md, text(i));
+      assert.deepEqual(await decompress(clients[i], wire), text(i));
+    }));
+    for (const md of [...servers, ...clients]) assert.equal(md.streamCount, 0);
+    // One deflate and one inflate configuration: at most concurrencyLimit idle streams each.
+    const pooled = liveDeflateContexts() - before;
+    assert.ok(pooled > 0 && pooled <= 2 * zlibLimiter.limit, `pooled ${pooled}`);
+    for (const md of [...servers, ...clients]) md.release();
   });
 
   it('ZlibLimiter runs at most `limit` jobs at once, the rest in arrival order', () => {
