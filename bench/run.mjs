@@ -67,15 +67,16 @@ const SCENARIOS = [
     metrics: ['rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'rate', min: 1.5 } },
   { id: 'idle-memory', title: 'server RSS per open connection, 10,000 idle connections', kind: 'idle', conns: 10000, loaders: 2,
     metrics: ['rssPerConn', 'rss'], target: { metric: 'rssPerConn', max: 0.75 } },
-  { id: 'echo-deflate', title: 'echo with permessage-deflate', pending: 'permessage-deflate not implemented', target: { metric: 'mbps', min: 1.0 } },
+  { id: 'echo-deflate', title: '16 KiB JSON text echo with permessage-deflate (both servers `perMessageDeflate: true`; ws clients), 50 connections, 1 in flight', kind: 'echo-deflate', conns: 50, size: 16384, deflate: true,
+    metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'mbps', min: 1.0 } },
 ];
 
 let PIN = false;
 const notes = [];
 
-function serverProc(kind, nofile) {
+function serverProc(kind, nofile, sc) {
   const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS ? process.env.BENCH_SERVER_NODE_ARGS.split(/\s+/).filter(Boolean) : [];
-  return child(SERVERS[kind], [], { core: 0, pin: PIN, nofile, nodeArgs, name: `${kind} server` });
+  return child(SERVERS[kind], sc.deflate ? ['--deflate'] : [], { core: 0, pin: PIN, nofile, nodeArgs, name: `${kind} server` });
 }
 
 function loaderProcs(sc, port, nofile) {
@@ -101,7 +102,7 @@ const cpuMs = (a, b) => b.userMs + b.systemMs - a.userMs - a.systemMs;
 /** One measurement of one scenario against one server: metrics, or { invalid }. */
 async function measure(sc, kind) {
   const nofile = sc.nofile;
-  const server = serverProc(kind, nofile);
+  const server = serverProc(kind, nofile, sc);
   let loaders = [];
   try {
     const { port } = await server.next('listening', 15000);

@@ -398,7 +398,66 @@ async function idle() {
 
 // ---- main ----------------------------------------------------------------------------------
 
-const scenarios = { echo, chat, handshake: handshakes, idle };
+// ---- echo with permessage-deflate: the ws client library (independent of both servers) ----
+
+async function echoDeflate() {
+  const { default: WebSocket } = await import('ws');
+  const size = Number(arg('size', '16384'));
+  // Compressible JSON of `size` bytes; a per-message counter makes every message distinct.
+  const row = (i) => `{"id":${i},"name":"item ${i}","price":${(100 + (i % 37) / 7).toFixed(4)},"tags":["live","demo"]},`;
+  let body = '';
+  for (let i = 0; body.length < size; i++) body += row(i);
+  const payloadFor = (c, n) => `{"c":${String(c).padStart(7, '0')},"n":${String(n).padStart(10, '0')},"rows":[${body.slice(0, size - 42)}`.padEnd(size, ' ');
+  const clients = [];
+  await Promise.all(Array.from({ length: conns }, (_, i) => new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/echo`, { perMessageDeflate: true });
+    const c = { id: idBase + i, ws, sent: 0, recv: 0, t: 0, last: '' };
+    ws.on('open', () => {
+      if (!ws.extensions.includes('permessage-deflate')) fail(`conn ${c.id}: permessage-deflate not negotiated`);
+      resolve();
+    });
+    ws.on('error', reject);
+    ws.on('message', (data, isBinary) => {
+      const text = data.toString();
+      if (isBinary || text !== c.last) fail(`conn ${c.id}: echo ${c.recv} differs from what was sent`);
+      c.recv++;
+      count++;
+      bytes += size;
+      hist.add(monoUs() - c.t);
+      if (running) send(c);
+    });
+    ws.on('close', () => { if (!c.closing) fail(`conn ${c.id}: closed`); });
+    clients.push(c);
+  })));
+  const send = (c) => {
+    c.last = payloadFor(c.id, c.sent++);
+    c.t = monoUs();
+    c.ws.send(c.last);
+  };
+  for (const c of clients) open.push({ closing: false, socket: { destroy: () => c.ws.terminate() }, c });
+  return {
+    go() {
+      running = true;
+      for (const c of clients) send(c);
+    },
+    async stop() {
+      running = false;
+      const drained = await until(() => clients.every((c) => c.recv >= c.sent), 15000);
+      if (!drained) fail('echoes missing at the end');
+      return { sent: clients.reduce((s, c) => s + c.sent, 0) };
+    },
+    async verify() {
+      await new Promise((r) => setTimeout(r, 50));
+      for (const c of clients) {
+        if (c.recv !== c.sent) fail(`conn ${c.id}: sent ${c.sent}, got ${c.recv} echoes`);
+        c.closing = true;
+        c.ws.terminate();
+      }
+    },
+  };
+}
+
+const scenarios = { echo, chat, handshake: handshakes, idle, 'echo-deflate': echoDeflate };
 let scenario;
 try {
   scenario = await scenarios[kind]();

@@ -7,7 +7,8 @@
  */
 import { WebSocketServer } from '../../dist/index.js';
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+// --deflate: permessage-deflate on, with its defaults (the compressed-echo scenario).
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: process.argv.includes('--deflate') });
 
 wss.on('connection', (ws, req) => {
   if (req.url === '/echo') {

@@ -10,8 +10,10 @@ import { createServer } from 'node:http';
 import WebSocket, { WebSocketServer } from 'ws';
 
 const server = createServer();
-const echo = new WebSocketServer({ noServer: true });
-const chat = new WebSocketServer({ noServer: true });
+// --deflate: permessage-deflate on, with its defaults (the compressed-echo scenario).
+const perMessageDeflate = process.argv.includes('--deflate');
+const echo = new WebSocketServer({ noServer: true, perMessageDeflate });
+const chat = new WebSocketServer({ noServer: true, perMessageDeflate });
 
 echo.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
