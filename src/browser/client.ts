@@ -12,9 +12,13 @@
  * It uses no DOM types and touches browser globals only after checking they exist.
  */
 import { backoffDelay } from './backoff.js';
+import { ChannelSession } from './channel.js';
+import { Emitter, type DuetClientEvents } from './events.js';
+import { Heartbeat } from './heartbeat.js';
+import { NetworkWatcher } from './network.js';
 import { defaultClock, resolveOptions, type DuetClientOptions, type ResolvedOptions } from './options.js';
 import { SendQueue } from './send-queue.js';
-import { TopicTracker, type MessageMeta, type ResetInfo, type TopicHandler } from './topics.js';
+import type { TopicHandler } from './topics.js';
 import {
   DuetError,
   type DuetClock,
@@ -32,6 +36,7 @@ export { DuetError } from './types.js';
 export { NO_RETRY_CODES, defaultShouldReconnect } from './options.js';
 export { backoffCap, backoffDelay } from './backoff.js';
 export type { DuetClientOptions } from './options.js';
+export type { Delivery, DuetClientEvents } from './events.js';
 export type { MessageMeta, ResetInfo, TopicHandler } from './topics.js';
 export type {
   DuetClock,
@@ -45,35 +50,6 @@ export type {
   WebSocketLike,
 } from './types.js';
 
-/** A delivered channel message (the `deliver` event). */
-export interface Delivery extends MessageMeta {
-  data: unknown;
-}
-
-/** The events of a DuetClient and what their listeners receive. */
-export interface DuetClientEvents {
-  /** The status changed. */
-  status: DuetStatus;
-  /** A connection opened (after resubscribing and flushing the queue). */
-  open: void;
-  /** A connection ended, for whatever reason. */
-  close: DuetCloseInfo;
-  /** Plain mode: MessageEvent.data; channel mode: every parsed server message object. */
-  message: unknown;
-  /** A socket error, a channel protocol error from the server, or a handler that threw. */
-  error: Error;
-  /** Recovery was impossible for a topic (new epoch, history too short, first subscribe has none). App should refetch state. */
-  reset: ResetInfo;
-  /** A heartbeat round trip, ms. */
-  latency: number;
-  /** (extra) A channel message was delivered to a topic's handlers: each seq once, in order. */
-  deliver: Delivery;
-  /** (extra) The retry counter changed. */
-  retries: number;
-}
-
-type Listener<E extends keyof DuetClientEvents> = (payload: DuetClientEvents[E]) => void;
-
 const OPEN = 1;
 
 /** A reconnecting WebSocket client, optionally speaking duet's channel protocol. */
@@ -82,11 +58,12 @@ export class DuetClient {
   readonly url: string;
   private readonly options: ResolvedOptions;
   private readonly WebSocketClass: WebSocketConstructorLike | undefined;
-  private readonly env: DuetEnvironment | undefined;
+  private readonly network: NetworkWatcher;
+  private readonly heartbeat: Heartbeat;
   private readonly clock: DuetClock;
   private readonly queue: SendQueue;
-  private readonly topics = new TopicTracker();
-  private readonly listeners = new Map<keyof DuetClientEvents, Set<(payload: never) => void>>();
+  private readonly channel: ChannelSession;
+  private readonly events = new Emitter();
 
   private currentStatus: DuetStatus = 'closed';
   private retryCount = 0;
@@ -95,26 +72,42 @@ export class DuetClient {
   private current: WebSocketLike | null = null;
   /** Between open() and close() or giving up: the client wants to be connected. */
   private active = false;
-  private watching = false;
   private waitingForNetwork = false;
 
   private reconnectTimer: unknown = null;
   private connectTimer: unknown = null;
   private stableTimer: unknown = null;
-  private pingTimer: unknown = null;
-  private pongTimer: unknown = null;
-  private pingId = 0;
-  private pendingPing: number | null = null;
-  private pingSentAt = 0;
-  private heardSincePing = false;
 
   /** @param url a ws:// or wss:// URL. */
   constructor(url: string, options: DuetClientOptions = {}) {
     this.url = url;
     this.options = resolveOptions(options);
     this.WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructorLike }).WebSocket;
-    this.env = options.environment ?? (globalThis as DuetEnvironment);
     this.clock = options.clock ?? defaultClock();
+    this.network = new NetworkWatcher(options.environment ?? (globalThis as DuetEnvironment), {
+      online: () => this.retryNow(),
+      offline: () => this.heartbeat.probe(),
+      visible: () => {
+        this.retryNow();
+        this.heartbeat.probe();
+      },
+    });
+    const heartbeatInterval = this.options.channel ? this.options.heartbeatInterval : 0;
+    this.heartbeat = new Heartbeat(this.clock, heartbeatInterval, this.options.heartbeatTimeout, {
+      ping: (id) => this.write(JSON.stringify({ type: 'ping', id })),
+      dead: () => this.drop({ code: 1006, reason: 'heartbeat timeout', wasClean: false }, 4000),
+      latency: (ms) => {
+        this.lastLatency = ms;
+        this.events.emit('latency', ms);
+      },
+    });
+    this.channel = new ChannelSession({
+      isOpen: () => this.isOpen(),
+      write: (text) => this.write(text),
+      emit: (event, payload) => this.emit(event, payload),
+      error: (err, loud) => this.emitError(err, loud),
+      pong: (id) => this.heartbeat.pong(id),
+    });
     this.queue = new SendQueue(this.options.queueLimit, this.options.queuePolicy);
     if (this.options.autoOpen) this.open();
   }
@@ -153,7 +146,7 @@ export class DuetClient {
     if (this.active) return;
     this.active = true;
     this.setRetries(0);
-    this.watch(true);
+    this.network.watch(true);
     this.setStatus('connecting');
     this.connect();
   }
@@ -164,14 +157,14 @@ export class DuetClient {
       throw new RangeError(`close code must be 1000 or 3000-4999, got ${code}`);
     }
     this.active = false;
-    this.watch(false);
+    this.network.watch(false);
     this.clearTimer('reconnectTimer');
     this.waitingForNetwork = false;
     const socket = this.current;
     if (socket) {
       this.stopConnectionTimers();
       this.current = null;
-      this.topics.unblock();
+      this.channel.lost();
       // Keep hearing the socket's own close, to report its real code, unless reopened meanwhile.
       socket.onopen = socket.onmessage = socket.onerror = null;
       socket.onclose = (event: SocketEventLike) => {
@@ -218,27 +211,17 @@ export class DuetClient {
     this.requireChannel('subscribe');
     checkTopic(topic);
     if (typeof handler !== 'function') throw new TypeError('subscribe needs a handler function');
-    if (this.topics.add(topic, handler, from) && this.isOpen()) this.write(JSON.stringify(this.topics.request(topic)));
-    let subscribed = true;
-    return () => {
-      if (!subscribed) return;
-      subscribed = false;
-      if (this.topics.remove(topic, handler) && this.isOpen()) this.write(JSON.stringify({ type: 'unsubscribe', topic }));
-    };
+    return this.channel.subscribe(topic, handler, from);
   }
 
   /** The last position seen in a topic, undefined before its first `subscribed`. */
   position(topic: string): TopicPosition | undefined {
-    return this.topics.position(topic);
+    return this.channel.position(topic);
   }
 
   /** Listen to an event; returns the function that stops listening. */
   on<E extends keyof DuetClientEvents>(event: E, listener: (payload: DuetClientEvents[E]) => void): () => void {
-    let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
-    const stored = listener as (payload: never) => void;
-    set.add(stored);
-    return () => void this.listeners.get(event)?.delete(stored);
+    return this.events.on(event, listener);
   }
 
   /** (extra) Empty the offline queue. */
@@ -249,7 +232,7 @@ export class DuetClient {
   // ---- connection lifecycle ----
 
   private connect(): void {
-    if (this.offline()) {
+    if (this.network.offline) {
       this.waitingForNetwork = true;
       return;
     }
@@ -288,7 +271,7 @@ export class DuetClient {
     this.clearTimer('connectTimer');
     // Resubscribes first, then the queue in order, then the app hears 'open': whatever it
     // sends from its listener goes after what was sent while offline.
-    if (this.options.channel) for (const topic of [...this.topics.names()]) this.write(JSON.stringify(this.topics.request(topic)));
+    if (this.options.channel) this.channel.resubscribe();
     for (const data of this.queue.drain()) this.write(data);
     if (socket !== this.current) return;
     this.setStatus('open');
@@ -298,7 +281,7 @@ export class DuetClient {
       this.stableTimer = null;
       this.setRetries(0);
     }, this.options.stableAfter);
-    this.schedulePing();
+    this.heartbeat.start();
   }
 
   /** Abandon the current socket at once (it may be dead: waiting for its close could take minutes). */
@@ -318,7 +301,7 @@ export class DuetClient {
   private lost(info: DuetCloseInfo, forced: boolean): void {
     this.current = null;
     this.stopConnectionTimers();
-    this.topics.unblock();
+    this.channel.lost();
     this.reportClose(info);
     if (!this.active) return; // a close listener called close()
     let retry = forced;
@@ -338,7 +321,7 @@ export class DuetClient {
     this.setRetries(this.retryCount + 1);
     this.setStatus('reconnecting');
     if (!this.active || this.current) return; // a status listener closed or reconnected
-    if (this.offline()) {
+    if (this.network.offline) {
       this.waitingForNetwork = true;
       return;
     }
@@ -350,7 +333,7 @@ export class DuetClient {
 
   private giveUp(): void {
     this.active = false;
-    this.watch(false);
+    this.network.watch(false);
     this.clearTimer('reconnectTimer');
     this.waitingForNetwork = false;
     this.setStatus('closed');
@@ -358,7 +341,7 @@ export class DuetClient {
 
   /** Connect now instead of at the end of the backoff (network back, tab visible again). */
   private retryNow(): void {
-    if (!this.active || this.current || this.offline()) return;
+    if (!this.active || this.current || this.network.offline) return;
     if (this.reconnectTimer === null && !this.waitingForNetwork) return;
     this.clearTimer('reconnectTimer');
     this.connect();
@@ -369,159 +352,19 @@ export class DuetClient {
     this.emit('close', info);
   }
 
-  // ---- browser signals ----
-
-  private readonly onOnline = (): void => this.retryNow();
-  private readonly onOffline = (): void => this.probe();
-  private readonly onVisibility = (): void => {
-    if (this.env?.document?.visibilityState !== 'visible') return;
-    this.retryNow();
-    this.probe();
-  };
-
-  /** Start or stop listening to online/offline/visibilitychange, where they exist. */
-  private watch(on: boolean): void {
-    if (on === this.watching) return;
-    this.watching = on;
-    const env = this.env;
-    const doc = env?.document;
-    const method = on ? 'addEventListener' : 'removeEventListener';
-    if (env && typeof env[method] === 'function') {
-      env[method]('online', this.onOnline);
-      env[method]('offline', this.onOffline);
-    }
-    if (doc && typeof doc[method] === 'function') doc[method]('visibilitychange', this.onVisibility);
-  }
-
-  private offline(): boolean {
-    return this.env?.navigator?.onLine === false;
-  }
-
-  /** The network changed or the tab woke up: check an open connection now rather than at the next ping. */
-  private probe(): void {
-    if (this.currentStatus === 'open' && this.pendingPing === null && this.heartbeatOn()) {
-      this.clearTimer('pingTimer');
-      this.ping();
-    }
-  }
-
-  // ---- heartbeat ----
-
-  private heartbeatOn(): boolean {
-    return this.options.channel && this.options.heartbeatInterval > 0;
-  }
-
-  private schedulePing(): void {
-    if (!this.heartbeatOn()) return;
-    this.pingTimer = this.clock.setTimeout(() => {
-      this.pingTimer = null;
-      this.ping();
-    }, this.options.heartbeatInterval);
-  }
-
-  private ping(): void {
-    if (!this.isOpen()) return;
-    this.pendingPing = ++this.pingId;
-    this.pingSentAt = this.clock.now();
-    this.heardSincePing = false;
-    this.write(JSON.stringify({ type: 'ping', id: this.pendingPing }));
-    this.clearTimer('pongTimer');
-    this.pongTimer = this.clock.setTimeout(() => {
-      this.pongTimer = null;
-      // Anything received proves the connection alive (the pong may have been refused by the
-      // server's rate limit): ping again rather than dropping a working connection.
-      if (this.heardSincePing) this.ping();
-      else this.drop({ code: 1006, reason: 'heartbeat timeout', wasClean: false }, 4000);
-    }, this.options.heartbeatTimeout);
-  }
-
-  private onPong(id: unknown): void {
-    if (id !== this.pendingPing) return;
-    this.pendingPing = null;
-    this.clearTimer('pongTimer');
-    this.lastLatency = this.clock.now() - this.pingSentAt;
-    this.emit('latency', this.lastLatency);
-    if (this.isOpen() && this.pingTimer === null) this.schedulePing();
-  }
-
   private stopConnectionTimers(): void {
     this.clearTimer('connectTimer');
     this.clearTimer('stableTimer');
-    this.clearTimer('pingTimer');
-    this.clearTimer('pongTimer');
-    this.pendingPing = null;
+    this.heartbeat.stop();
   }
 
   // ---- messages ----
 
   private onMessage(socket: WebSocketLike, data: unknown): void {
     if (socket !== this.current) return;
-    this.heardSincePing = true;
-    if (!this.options.channel) {
-      this.emit('message', data);
-      return;
-    }
-    if (typeof data !== 'string') {
-      this.emitError(new DuetError('DUET_BAD_MESSAGE', 'a binary message on a channel connection'));
-      return;
-    }
-    let msg: unknown;
-    try {
-      msg = JSON.parse(data);
-    } catch {
-      this.emitError(new DuetError('DUET_BAD_MESSAGE', 'a channel message that is not JSON'));
-      return;
-    }
-    if (typeof msg !== 'object' || msg === null) {
-      this.emitError(new DuetError('DUET_BAD_MESSAGE', 'a channel message that is not a JSON object'));
-      return;
-    }
-    this.handle(msg as Record<string, unknown>);
-    this.emit('message', msg);
-  }
-
-  private handle(msg: Record<string, unknown>): void {
-    const topic = typeof msg.topic === 'string' ? msg.topic : undefined;
-    switch (msg.type) {
-      case 'pong':
-        this.onPong(msg.id);
-        return;
-      case 'subscribed':
-        if (topic !== undefined && typeof msg.epoch === 'string' && typeof msg.seq === 'number') {
-          const reset = this.topics.subscribed(topic, msg.epoch, msg.seq, msg.recovered === true);
-          if (reset) this.emit('reset', reset);
-        }
-        return;
-      case 'message':
-        if (topic !== undefined && typeof msg.seq === 'number') this.onTopicMessage(topic, msg.seq, msg.data);
-        return;
-      case 'error': {
-        const code = typeof msg.code === 'string' ? msg.code : 'unknown';
-        // A refused subscribe (or a rate-limited one, which names no topic) must not block the next.
-        if (topic !== undefined || code === 'rate_limited') this.topics.unblock(topic);
-        this.emitError(new DuetError(code, typeof msg.message === 'string' ? msg.message : code, topic));
-        return;
-      }
-    }
-  }
-
-  private onTopicMessage(topic: string, seq: number, data: unknown): void {
-    const verdict = this.topics.message(topic, seq);
-    if (verdict === 'gap') {
-      // Messages were skipped (the server's slow-consumer policy): ask for them again.
-      this.write(JSON.stringify(this.topics.request(topic)));
-      return;
-    }
-    if (verdict !== 'deliver') return;
-    const meta = { topic, seq, epoch: this.topics.epoch(topic) };
-    for (const handler of this.topics.handlers(topic)) {
-      try {
-        handler(data, meta);
-      } catch (err) {
-        this.emitError(err, true);
-      }
-    }
-    this.emit('deliver', { ...meta, data });
+    this.heartbeat.received();
+    if (this.options.channel) this.channel.receive(data);
+    else this.emit('message', data);
   }
 
   // ---- helpers ----
@@ -554,7 +397,7 @@ export class DuetClient {
     this.emit('retries', n);
   }
 
-  private clearTimer(name: 'reconnectTimer' | 'connectTimer' | 'stableTimer' | 'pingTimer' | 'pongTimer'): void {
+  private clearTimer(name: 'reconnectTimer' | 'connectTimer' | 'stableTimer'): void {
     if (this[name] !== null) {
       this.clock.clearTimeout(this[name]);
       this[name] = null;
@@ -564,21 +407,12 @@ export class DuetClient {
   /** `loud`: also print it when nobody listens (a handler's bug should not vanish). */
   private emitError(err: unknown, loud = false): void {
     const error = err instanceof Error ? err : new Error(String(err));
-    if (loud && !this.listeners.get('error')?.size) globalThis.console?.error(error);
+    if (loud && !this.events.has('error')) globalThis.console?.error(error);
     this.emit('error', error);
   }
 
   private emit<E extends keyof DuetClientEvents>(event: E, payload: DuetClientEvents[E]): void {
-    const set = this.listeners.get(event);
-    if (!set) return;
-    for (const listener of [...set]) {
-      try {
-        (listener as Listener<E>)(payload);
-      } catch (err) {
-        // A listener's exception must not break the connection logic that emitted the event.
-        globalThis.console?.error(err);
-      }
-    }
+    this.events.emit(event, payload);
   }
 }
 

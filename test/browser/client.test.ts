@@ -118,6 +118,14 @@ describe('close codes, close() and reconnect()', () => {
     FakeWebSocket.last.serverClose(4401);
     assert.equal(client.status, 'closed');
     assert.deepEqual(seen, [1008, 4401]);
+    const throwing = setup({
+      shouldReconnect: () => {
+        throw new Error('decider bug');
+      },
+    });
+    FakeWebSocket.last.serverClose(1006);
+    assert.equal(throwing.client.status, 'closed', 'a throwing shouldReconnect means no');
+    assert.equal(throwing.errors.at(-1)?.message, 'decider bug');
   });
 
   it('close() closes the socket with the code, clears every timer and listener, and never reconnects', () => {
@@ -179,6 +187,7 @@ describe('network and visibility', () => {
     const { client, clock, env } = setup({ minDelay: 10_000 });
     FakeWebSocket.last.open();
     env.goOffline();
+    assert.deepEqual(FakeWebSocket.last.sentJson, [{ type: 'ping', id: 1 }], 'going offline probes the open connection');
     FakeWebSocket.last.serverClose(1006);
     assert.equal(client.status, 'reconnecting');
     assert.equal(clock.pending, 0, 'no timer while offline');
