@@ -439,7 +439,9 @@ describe('against a real duet server', () => {
     const channel = new Channel(server.wss, { topics: { chat: { history: { size: 100 } } } });
     server.wss.on('connection', (ws) => channel.accept(ws));
     const url = `ws://127.0.0.1:${server.port}/channel`;
-    const reader = new DuetClient(url, { WebSocket, minDelay: 300, random: () => 0.99 });
+    // The reader's network is a fake, so it stays away exactly until the test says 'online'.
+    const env = new FakeEnvironment();
+    const reader = new DuetClient(url, { WebSocket, environment: env });
     const writer = new DuetClient(url, { WebSocket });
     try {
       const got: unknown[] = [];
@@ -456,11 +458,14 @@ describe('against a real duet server', () => {
       writer.publish('chat', 1);
       writer.publish('chat', 2);
       await waitFor(() => got.length === 2, 'live messages');
+      env.navigator.onLine = false;
       reader.reconnect();
       assert.equal(reader.status, 'reconnecting');
       for (const n of [3, 4, 5]) writer.publish('chat', n);
       await waitFor(() => echoed.length === 5, 'the writer to see its messages');
       assert.equal(reader.status, 'reconnecting', 'the reader was away while they were published');
+      assert.equal(reader.socket, null);
+      env.goOnline();
       await waitFor(() => got.length >= 5 && reader.status === 'open', 'recovery');
       writer.publish('chat', 6);
       await waitFor(() => got.length >= 6, 'live after recovery');
