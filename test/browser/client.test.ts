@@ -170,6 +170,17 @@ describe('close codes, close() and reconnect()', () => {
     assert.equal(clock.pending, 0);
   });
 
+  it('reconnect() while waiting out the backoff connects at once; after close() it does nothing', () => {
+    const { client } = setup({ minDelay: 60_000, random: () => 0.99 });
+    FakeWebSocket.last.serverClose(1006);
+    client.reconnect();
+    assert.equal(FakeWebSocket.instances.length, 2);
+    client.close();
+    client.reconnect();
+    assert.equal(FakeWebSocket.instances.length, 2);
+    assert.equal(client.status, 'closed');
+  });
+
   it('a handshake that takes longer than connectTimeout is abandoned and retried', () => {
     const { client, clock } = setup({ connectTimeout: 3000 });
     const first = FakeWebSocket.last;
