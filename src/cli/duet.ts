@@ -8,7 +8,7 @@ import { runServe } from './serve.js';
 const USAGE = `Usage: duet <command> [options]
 
 Commands:
-  serve     Run a WebSocket server with /echo and /chat endpoints and a test page at /
+  serve     Run a WebSocket server (/echo, /chat, /ticker, /channel) with the demo page at /
   connect   Connect to a WebSocket server: stdin lines out, received messages printed
 
 Run "duet <command> --help" for the options of a command.`;
