@@ -156,12 +156,14 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     assert.deepEqual(nicks, ['ada', 'grace']);
   });
 
-  it('the ticker advances and draws its chart', async () => {
+  it('the ticker advances and draws its chart; the phone layout fits its width', async () => {
     const seq = async (): Promise<number> => Number(await a.textContent('[data-testid=ticker-seq]'));
     const first = await seq();
     await waitFor(a, `Number(document.querySelector('[data-testid=ticker-seq]')?.textContent) >= ${first + 2}`);
     assert.match((await a.textContent('[data-testid=ticker-value]')) ?? '', /^\d+\.\d\d$/);
     assert.equal(await a.locator('[data-testid=sparkline] polyline').count(), 1);
+    // The phone-sized page fits its width: nothing scrolls sideways.
+    assert.equal(await b.evaluate('document.documentElement.scrollWidth'), 390);
     await a.screenshot({ path: `${RESULTS}demo-desktop.png` });
     await b.screenshot({ path: `${RESULTS}demo-phone.png`, fullPage: true });
   });
