@@ -82,16 +82,18 @@ describe('Scheduler', () => {
     const s = noErrors();
     let a = 0;
     let b = 0;
-    const jobA = s.every(10, (n) => {
+    const jobA = s.every(10, () => {
       a++;
-      if (n === 3) jobA.cancel();
+      // Counting runs, not slots: on a loaded machine the grid may skip a slot.
+      if (a === 3) jobA.cancel();
     });
     const jobB = s.every(10, () => {
       b++;
     });
     assert.equal(s.size, 2);
     assert.equal(jobA.active, true);
-    await sleep(150);
+    for (let i = 0; i < 200 && jobA.active; i++) await sleep(10);
+    await sleep(50);
     assert.equal(a, 3, 'job A ran until it cancelled itself on run 3');
     assert.equal(jobA.active, false);
     assert.equal(s.size, 1);
@@ -100,7 +102,7 @@ describe('Scheduler', () => {
     assert.equal(jobB.active, false);
     assert.equal(s.size, 0);
     const bAtCancel = b;
-    assert.ok(bAtCancel >= 5, `job B ran ${bAtCancel} times`);
+    assert.ok(bAtCancel >= 3, `job B ran ${bAtCancel} times`);
     await sleep(60);
     assert.equal(b, bAtCancel, 'no run after cancel()');
   });
