@@ -958,7 +958,10 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     }
     this.readyState = WebSocket.CLOSING;
     this.parser?.stop();
-    this.socket?.end();
+    const socket = this.socket;
+    // Usually our FIN went out already (after the closing handshake); ending twice only
+    // makes Node build an error object.
+    if (socket !== undefined && !socket.writableEnded) socket.end();
     // Our FIN may wait behind data the peer never reads: do not wait for it forever.
     deadlines.add(this, this.options.closeTimeout);
   }

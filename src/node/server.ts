@@ -22,12 +22,13 @@ import type { ExtensionOffer } from '../protocol/handshake.js';
 import { deadlines } from './deadlines.js';
 import { MessageDeflate, resolveDeflateSettings, type DeflateSettings } from './deflate.js';
 import { SharedMessage } from './shared-message.js';
+import { StandaloneServer } from './standalone.js';
 import { SERVER_DEFAULTS, type ResolvedServerOptions, type ServerOptions, type VerifyClientInfo } from './server-options.js';
 
 export type { ServerOptions, VerifyClientInfo } from './server-options.js';
 
-/** An HTTP server duet can attach to (http.Server or https.Server). */
-type HttpServerLike = http.Server;
+/** An HTTP server duet attaches to (http.Server or https.Server), or its own StandaloneServer. */
+type HttpServerLike = http.Server | StandaloneServer;
 
 interface HandshakeError extends Error {
   code: string;
@@ -64,7 +65,7 @@ function clientOnClose(this: TrackedSocket): void {
 }
 
 /** The duet servers attached to each HTTP server, in the order they were attached. */
-const attached = new WeakMap<http.Server, WebSocketServer[]>();
+const attached = new WeakMap<HttpServerLike, WebSocketServer[]>();
 
 function socketOnHandshakeError(this: Duplex): void {
   this.destroy();
@@ -159,16 +160,14 @@ export class WebSocketServer extends EventEmitter {
     }
 
     if (options.port !== undefined) {
-      const server = http.createServer(
-        {
-          // A client that never finishes its request headers is answered 408 and dropped.
-          headersTimeout: this.options.handshakeTimeout,
-          requestTimeout: this.options.handshakeTimeout + 1000,
-          connectionsCheckingInterval: Math.min(1000, Math.max(50, this.options.handshakeTimeout >> 1)),
-          ...(options.maxHeaderSize !== undefined ? { maxHeaderSize: options.maxHeaderSize } : {}),
-        },
-        (req, res) => this.answerPlainRequest(req, res),
-      );
+      // Our own listener reads request heads itself (standalone.ts): a client that never
+      // finishes its request head is answered 408 and dropped.
+      const server = new StandaloneServer({
+        maxHeaderSize: options.maxHeaderSize ?? http.maxHeaderSize,
+        handshakeTimeout: this.options.handshakeTimeout,
+        answerPlain: (req) => this.plainAnswer(req),
+        abort: abortHandshake,
+      });
       this.server = server;
       this.ownsServer = true;
       server.listen(options.port, options.host, options.backlog, callback);
@@ -213,28 +212,22 @@ export class WebSocketServer extends EventEmitter {
   }
 
   /**
-   * A request that node:http did not treat as an upgrade reached duet's own server. A
+   * A request that is not an upgrade reached duet's own server. A
    * WebSocket handshake gone wrong (it carries Sec-WebSocket-* headers but lacks a proper
    * Upgrade/Connection) is answered 400 as RFC 6455 4.2.1 asks; any other request gets 426
    * naming the protocol to upgrade to. Either way the connection is closed.
    */
-  private answerPlainRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+  private plainAnswer(req: http.IncomingMessage): [number, string, Record<string, string>] {
     const attempted = req.headers['sec-websocket-key'] !== undefined || req.headers['sec-websocket-version'] !== undefined;
     const check = attempted ? checkUpgradeRequest(req.method ?? '', req.httpVersion, req.headers) : undefined;
     const status = check && !check.ok ? check.status : 426;
     const body = check && !check.ok ? check.message : 'This server speaks WebSocket only';
-    const headers: Record<string, string | number> = {
-      'Content-Type': 'text/plain; charset=utf-8',
-      'Content-Length': Buffer.byteLength(body),
-      Connection: 'close',
-      ...(check && !check.ok ? check.headers : {}),
-    };
+    const headers: Record<string, string> = { ...(check && !check.ok ? check.headers : {}) };
     if (status === 426) {
       headers.Upgrade = 'websocket';
       headers['Sec-WebSocket-Version'] = '13';
     }
-    res.writeHead(status, headers);
-    res.end(body);
+    return [status, body, headers];
   }
 
   private readonly emitConnection = (ws: WebSocket, req: http.IncomingMessage): void => {
