@@ -15,7 +15,7 @@ const T = { timeout: 10_000 };
 
 describe("duet's own server (port mode)", () => {
   it('hands the application a request with method, url, version, headers, rawHeaders and socket', T, async () => {
-    const { wss, port, close } = await startServer({ verifyClient: (info) => info.req.headers['x-token'] === 'yes' });
+    const { wss, port, close } = await startServer({ verifyClient: (info: { req: IncomingMessage }) => info.req.headers['x-token'] === 'yes' });
     try {
       const seen = once(wss, 'connection') as Promise<[WebSocket, IncomingMessage]>;
       const raw = await RawClient.connect(port, upgradeRequest('/room/7?x=1', ['X-Token: yes', 'Accept: a', 'Accept: b', 'Cookie: c=1', 'Cookie: d=2']));
