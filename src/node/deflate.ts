@@ -317,11 +317,25 @@ export class MessageDeflate {
       stream.run(data, true, this.maxPayload, (err, out) => {
         this.inflating = false;
         if (err !== null) this.inflater = undefined;
+        else if (stream.ended) this.restartInflater(stream, out!);
         zlibLimiter.done();
         if (this.released) this.closeStreams();
         cb(err, out);
       });
     });
+  }
+
+  /**
+   * The peer ended its deflate stream with a BFINAL block (RFC 7692 7.2.3.4) while context
+   * takeover is on: its next message may still refer back into the window, so a new inflater
+   * starts with the end of this message's output as its dictionary. (References reaching
+   * further back, into earlier messages, then fail loudly with 1007 rather than silently.)
+   */
+  private restartInflater(ended: ZlibStream, output: Buffer): void {
+    ended.close();
+    const window = 1 << zlibWindowBits(this.peerWindowBits);
+    const dictionary = Buffer.from(output.subarray(Math.max(0, output.length - window)));
+    this.inflater = new ZlibStream(true, { windowBits: zlibWindowBits(this.peerWindowBits), dictionary });
   }
 
   /** The connection closed: close the streams now, or once the job in flight finished. */

@@ -39,9 +39,14 @@ export class ZlibStream {
   /** Used since the idle sweep last looked. */
   used = true;
   closed = false;
+  /** The deflate stream ended (the peer set BFINAL): zlib takes no more input on this one. */
+  ended = false;
 
   constructor(inflate: boolean, options: zlib.ZlibOptions) {
     this.z = inflate ? zlib.createInflateRaw(options) : zlib.createDeflateRaw(options);
+    this.z.on('end', () => {
+      this.ended = true;
+    });
     this.z.on('data', (chunk: Buffer) => this.onData(chunk));
     this.z.on('error', (err: Error) =>
       this.finish(
@@ -93,6 +98,10 @@ export class ZlibStream {
       job.cb(err);
       return;
     }
+    // RFC 7692 7.2.3.4 lets a sender end a message with a BFINAL block; zlib then ends the
+    // stream (the trailer we appended is left over). Node marks that at once in its
+    // readable state; 'end' only follows on a later tick.
+    if ((this.z as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true) this.ended = true;
     job.cb(null, job.chunks.length === 1 ? job.chunks[0] : Buffer.concat(job.chunks, job.length));
   }
 
@@ -127,12 +136,22 @@ export class ZlibPool {
   }
 
   acquire(key: string, create: () => ZlibStream): ZlibStream {
-    return this.idle.get(key)?.pop() ?? create();
+    const list = this.idle.get(key);
+    for (let stream = list?.pop(); stream !== undefined; stream = list!.pop()) {
+      if (!stream.ended) return stream;
+      stream.close();
+    }
+    return create();
   }
 
   /** Take a stream back after a successful job: reset, and kept if there is room. */
   release(key: string, stream: ZlibStream): void {
     if (stream.closed) return;
+    if (stream.ended) {
+      // A stream zlib has ended cannot be reset into use again.
+      stream.close();
+      return;
+    }
     stream.reset();
     let list = this.idle.get(key);
     if (list === undefined) this.idle.set(key, (list = []));

@@ -106,6 +106,26 @@ describe('MessageDeflate and the zlib limiter', () => {
     for (const md of [...servers, ...clients]) md.release();
   });
 
+  it('a peer may end a message with a BFINAL block (RFC 7692 7.2.3.4): pooled streams are not reused, takeover keeps its window', async () => {
+    const noTakeover: DeflateParams = { ...FULL, clientNoContextTakeover: true };
+    const a = new MessageDeflate(noTakeover, SETTINGS, true, 0);
+    const b = new MessageDeflate(noTakeover, SETTINGS, true, 0);
+    // zlib's default finish sets BFINAL on the last block.
+    assert.equal((await decompress(a, zlib.deflateRawSync(Buffer.from('bye')))).toString(), 'bye');
+    // The next connection to borrow a pooled inflater is not affected.
+    for (let i = 0; i < 3; i++) assert.equal((await decompress(b, deflateRaw(Buffer.from('innocent')))).toString(), 'innocent');
+    // With takeover the next message refers back into the first one, across its BFINAL.
+    const first = Buffer.from('the quick brown fox jumps over the lazy dog; '.repeat(3));
+    const second = Buffer.from('the quick brown fox jumps over the lazy dog; again');
+    const secondWire = zlib.deflateRawSync(second, { dictionary: first, finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);
+    assert.ok(secondWire.length < 20, 'the second message is mostly a back-reference');
+    const t = new MessageDeflate(FULL, SETTINGS, true, 0);
+    assert.deepEqual(await decompress(t, zlib.deflateRawSync(first)), first);
+    assert.deepEqual(await decompress(t, secondWire), second);
+    assert.deepEqual(await decompress(t, deflateRaw(Buffer.from('and on'))), Buffer.from('and on'));
+    for (const md of [a, b, t]) md.release();
+  });
+
   it('ZlibLimiter runs at most `limit` jobs at once, the rest in arrival order', () => {
     const limiter = new ZlibLimiter(2);
     const started: number[] = [];
