@@ -126,7 +126,8 @@ function socketOnData(this: OwnedSocket, chunk: Buffer): void {
     // connection with 1011 (unexpected condition) instead of taking the process down.
     ws.onListenerError(err);
   }
-  if (this.writableLength > READ_PAUSE_BYTES && !this.isPaused()) {
+  // Replies waiting for compression count too: a peer must not make us queue them unboundedly.
+  if (this.writableLength + ws.queuedBytes > READ_PAUSE_BYTES && !this.isPaused()) {
     this.pause();
     ws.readPausedForWrites = true;
   }
@@ -137,11 +138,7 @@ function replayHead(ws: WebSocket, socket: Duplex, head: Buffer): void {
   ws.resumeReading();
 }
 function socketOnDrain(this: OwnedSocket): void {
-  const ws = this[kConnection];
-  if (ws?.readPausedForWrites) {
-    ws.readPausedForWrites = false;
-    ws.resumeReading();
-  }
+  this[kConnection]?.writesDrained();
 }
 function socketOnEnd(this: OwnedSocket): void {
   this[kConnection]?.onSocketEnd();
@@ -244,6 +241,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   private deferredSocketEvents = 0;
   /** Whether the fragmented message being sent (as seen by send(), not yet by the socket) is compressed. */
   private outgoingCompressed: boolean | undefined;
+  /** The slow-consumer policy dropped the first fragment of the message being sent. */
+  private droppingFragments = false;
+  private droppingCompressed = false;
 
   /**
    * `new WebSocket(url, protocols?, options?)` opens a client connection, as in browsers
@@ -410,6 +410,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       return;
     }
     if (this.deflate !== undefined && this.sendCompressed(value, options, cb)) return;
+    // (Uncompressed: the slow-consumer policy judges it when it is written, in sendNow.)
     if (this.queue?.active) {
       this.queue.send(value, typeof value === 'string' ? Buffer.byteLength(value) : toBuffer(value).length, options, cb);
       return;
@@ -433,8 +434,10 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     this.outgoingCompressed = fin ? undefined : compress;
     if (!compress) return false;
     // The slow-consumer policy judges a message once, here: a compressed message cannot be
-    // dropped later, since the compressor's state already includes it.
-    if (this.host !== undefined && !continuing && !this.admit()) {
+    // dropped later, since the compressor's state already includes it. The fragments of a
+    // message whose first fragment was dropped are dropped too.
+    if (continuing ? this.droppingCompressed : this.host !== undefined && !this.admit()) {
+      this.droppingCompressed = !fin;
       if (cb) this.notOpen(cb);
       return true;
     }
@@ -447,21 +450,29 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** The send queue's compression step. @internal */
   compressQueued(data: Buffer, fin: boolean): Promise<Buffer | null> {
     return new Promise((resolve) => {
-      if (this.deflate === undefined || this.closeSent || this.readyState === WebSocket.CLOSED) {
+      if (this.deflate === undefined || this.closeSent || this.readyState === WebSocket.CLOSED || this.socket?.destroyed) {
         resolve(null);
         return;
       }
-      this.deflate.compress(data, fin, (err, out) => resolve(err === null ? out! : null));
+      this.deflate.compress(data, fin, (err, out) => {
+        if (err !== null && err.code !== 'WS_ERR_NOT_OPEN' && this.readyState !== WebSocket.CLOSED) {
+          // zlib failed on our own data: the message (or the rest of it) cannot be sent.
+          this.failWithError(err, CloseCode.INTERNAL_ERROR);
+        }
+        resolve(err === null ? out! : null);
+      });
     });
   }
 
   private sendNow(value: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined, compressed = false): void {
-    if (this.host !== undefined && !this.sendingFragments && !compressed && !this.admit()) {
+    const fin = options?.fin ?? true;
+    if (this.droppingFragments || (this.host !== undefined && !this.sendingFragments && !compressed && !this.admit())) {
+      // A dropped first fragment takes the rest of its message with it.
+      this.droppingFragments = !fin;
       if (cb) this.notOpen(cb);
       return;
     }
     const binary = options?.binary ?? typeof value !== 'string';
-    const fin = options?.fin ?? true;
     let opcode: number = binary ? Opcode.BINARY : Opcode.TEXT;
     // RFC 7692 section 6.1: RSV1 on the first frame of a compressed message only.
     let rsv1 = compressed;
@@ -510,19 +521,23 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   sendEncoded(message: SharedMessage): boolean {
     if (this.readyState !== WebSocket.OPEN || this.closeSent) return false;
     if (!this.admit()) return false;
-    const { payload, binary } = message;
-    const payloadLength = payload.length;
-    const deflate = this.deflate;
-    const compress = deflate !== undefined && message.shouldCompress(deflate);
     if (this.queue?.active) {
-      // Behind a Blob being read or a message being compressed: wait in line (framed again
-      // for this one connection, and counted when it is written).
-      if (compress) this.queue.sendCompressed(payload, { binary }, undefined);
-      else this.queue.send(payload, payloadLength, { binary }, undefined);
+      // Behind a Blob being read or a message being compressed: wait in line, as the same
+      // shared message (never merged into a fragmented message that is still being sent).
+      this.queue.sendShared(message);
       return true;
     }
+    this.writeShared(message);
+    return true;
+  }
+
+  /** Write (or hold, during a fragmented send) a shared message. @internal */
+  writeShared(message: SharedMessage): void {
+    if (this.closeSent || this.readyState === WebSocket.CLOSED) return;
+    const payloadLength = message.payload.length;
+    const deflate = this.deflate;
     let frame: EncodedFrame;
-    if (compress) {
+    if (deflate !== undefined && message.shouldCompress(deflate)) {
       frame = message.compressedFrame(deflate);
       deflate.sharedFrameSent();
     } else {
@@ -537,7 +552,6 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     const counters = this.host!.counters;
     counters.messagesOut++;
     counters.bytesOut += payloadLength;
-    return true;
   }
 
   private writeEncoded(frame: EncodedFrame, payloadLength: number): void {
@@ -646,6 +660,19 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   resume(): void {
     if (this.readyState === WebSocket.CONNECTING || this.readyState === WebSocket.CLOSED) return;
     this.userPaused = false;
+    this.resumeReading();
+  }
+
+  /** Bytes waiting in the send queue (Blobs being read, messages being compressed). @internal */
+  get queuedBytes(): number {
+    return this.queue?.bytes ?? 0;
+  }
+
+  /** The socket drained, or the send queue moved on: reading may resume. @internal */
+  writesDrained(): void {
+    if (!this.readPausedForWrites) return;
+    if ((this.socket?.writableLength ?? 0) + this.queuedBytes > READ_PAUSE_BYTES) return;
+    this.readPausedForWrites = false;
     this.resumeReading();
   }
 

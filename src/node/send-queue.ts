@@ -5,6 +5,8 @@
  * never create one.
  */
 
+import type { SharedMessage } from './shared-message.js';
+
 /** The connection's side of the queue. */
 export interface SendQueueTarget {
   /**
@@ -14,6 +16,10 @@ export interface SendQueueTarget {
   sendQueued(data: Buffer | string | ArrayBuffer | ArrayBufferView | null, options: QueuedOptions | undefined, cb: QueuedCallback | undefined, compressed?: boolean): void;
   /** Compress a message or fragment (permessage-deflate); null when the connection went away. */
   compressQueued(data: Buffer, fin: boolean): Promise<Buffer | null>;
+  /** Write a message shared by many connections (publish, broadcast). */
+  writeShared(message: SharedMessage): void;
+  /** An item left the queue: reading paused for pending writes may resume. */
+  writesDrained(): void;
   /** Start the closing handshake now. */
   closeQueued(code: number | undefined, reason: Buffer): void;
   /** A Blob could not be read. */
@@ -33,6 +39,7 @@ interface Item {
   cb?: QueuedCallback;
   close?: { code: number | undefined; reason: Buffer };
   compress?: boolean;
+  shared?: SharedMessage;
   size: number;
 }
 
@@ -63,6 +70,11 @@ export class SendQueue {
   /** Queue a message (or fragment) to be compressed, then sent with RSV1 where it starts a message. */
   sendCompressed(data: Buffer, options: QueuedOptions | undefined, cb: QueuedCallback | undefined): void {
     this.push({ data, options, cb, size: data.length, compress: true });
+  }
+
+  /** Queue a message shared by many connections; it keeps its own framing. */
+  sendShared(message: SharedMessage): void {
+    this.push({ shared: message, size: message.payload.length });
   }
 
   close(code: number | undefined, reason: Buffer): void {
@@ -97,13 +109,16 @@ export class SendQueue {
         this.items.shift();
         this.bytes -= item.size;
         this.target.sendQueued(compressed, item.options, item.cb, true);
+        this.target.writesDrained();
         continue;
       }
       this.items.shift();
       this.bytes -= item.size;
       if (item.close) this.target.closeQueued(item.close.code, item.close.reason);
+      else if (item.shared) this.target.writeShared(item.shared);
       else this.target.sendQueued(data!, item.options, item.cb);
     }
     this.running = false;
+    this.target.writesDrained();
   }
 }

@@ -608,3 +608,104 @@ describe('permessage-deflate interop with ws (an independent implementation)', (
     });
   }
 });
+
+describe('permessage-deflate: fragments, publishes and backpressure together', () => {
+  it('a publish while a compressed fragmented message is queued is neither merged into it nor splits it', T, async () => {
+    const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 } });
+    try {
+      wss.on('connection', (ws: WebSocket) => {
+        ws.subscribe('t');
+        ws.send('frag1-', { fin: false });
+        wss.publish('t', 'PUBLISHED');
+        wss.broadcast('BROADCAST');
+        ws.send('frag2');
+        ws.send('after');
+      });
+      const ws = await openClient(port);
+      const got = await collect(ws, 4);
+      assert.deepEqual(got.map(([d]) => d.toString()), ['frag1-frag2', 'PUBLISHED', 'BROADCAST', 'after']);
+      ws.close();
+    } finally {
+      await close();
+    }
+  });
+
+  it('an echo server stops reading while replies wait for compression, so a fast, healthy client is not closed as a slow consumer', T, async () => {
+    const previous = zlibLimiter.limit;
+    const { port, close } = await echoServer({ perMessageDeflate: { threshold: 0, level: 9, concurrencyLimit: 1 }, maxBufferedAmount: 4 * 1024 * 1024 });
+    try {
+      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
+      assert.match(raw.responseHead, /permessage-deflate/);
+      // 200 uncompressed messages of ~94 KiB in one write: parsing them costs nothing, while
+      // each compressed reply takes a zlib job.
+      const n = 200;
+      const frames = Array.from({ length: n }, (_, i) => clientFrame({ opcode: TEXT, payload: `${i}:` + 'lorem ipsum dolor sit amet '.repeat(3500) }));
+      raw.write(Buffer.concat(frames));
+      await raw.until(() => raw.closed || raw.frames().length >= n, 15_000);
+      const got = raw.frames();
+      assert.deepEqual(got.filter((f) => f.opcode === CLOSE).map((f) => f.payload.readUInt16BE(0)), [], 'closed by the server');
+      assert.equal(got.filter((f) => f.opcode === TEXT && f.rsv === 4).length, n);
+      raw.destroy();
+    } finally {
+      zlibLimiter.limit = previous;
+      await close();
+    }
+  });
+
+  for (const compressed of [true, false]) {
+    it(`slowConsumer 'drop' drops every fragment of a message whose first fragment it dropped (${compressed ? 'compressed' : 'uncompressed'})`, T, async () => {
+      const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 }, slowConsumer: 'drop', maxBufferedAmount: 1024 * 1024 });
+      try {
+        const serverSide = once(wss, 'connection') as Promise<[WebSocket]>;
+        const ws = await openClient(port, compressed ? { threshold: 0 } : false);
+        const [server] = await serverSide;
+        ws.pause();
+        // Fill the pipe: random bytes do not compress, so the backlog really grows.
+        for (let i = 0; i < 40 && server.backlog <= 1024 * 1024; i++) {
+          server.send(randomBytes(1 << 20));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        assert.ok(server.backlog > 1024 * 1024, `backlog ${server.backlog}`);
+        const sentBefore = server.droppedMessages;
+        server.send('dropped-1', { fin: false });
+        server.send('dropped-2', { fin: true });
+        assert.ok(server.droppedMessages > sentBefore);
+        const texts: string[] = [];
+        ws.on('message', (d: Buffer, isBinary: boolean) => {
+          if (!isBinary) texts.push(d.toString());
+        });
+        ws.resume();
+        for (let i = 0; i < 300 && server.backlog > 0; i++) await new Promise((r) => setTimeout(r, 10));
+        server.send('after');
+        for (let i = 0; i < 100 && !texts.includes('after'); i++) await new Promise((r) => setTimeout(r, 10));
+        assert.deepEqual(texts, ['after']);
+        ws.terminate();
+      } finally {
+        await close();
+      }
+    });
+  }
+
+  it('a compression failure fails the connection with 1011 instead of sending a broken message', T, async () => {
+    const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 } });
+    const original = MessageDeflate.prototype.compress;
+    try {
+      const errors: string[] = [];
+      wss.on('connection', (ws: WebSocket) => {
+        ws.on('error', (err: Error & { code: string }) => errors.push(err.code));
+        MessageDeflate.prototype.compress = function (_data, _fin, cb) {
+          const err = Object.assign(new Error('simulated zlib failure'), { code: 'WS_ERR_DEFLATE', closeCode: 1011 });
+          setImmediate(() => cb(err));
+        };
+        ws.send('never sent whole');
+      });
+      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
+      assert.equal(await raw.closeCode(), 1011);
+      assert.deepEqual(raw.frames().filter((f) => f.opcode === TEXT), []);
+      assert.deepEqual(errors, ['WS_ERR_DEFLATE']);
+    } finally {
+      MessageDeflate.prototype.compress = original;
+      await close();
+    }
+  });
+});
