@@ -9,8 +9,8 @@
  * output is decodable with a 256-byte window and honours "MUST NOT compress using a window
  * greater than" the agreed size (RFC 7692 7.1.2.1 / 7.1.2.2). The Node docs for
  * zlib.createDeflateRaw state the same. Declining offers that ask for 8 would only cost
- * compression, and a client cannot decline a response anyway. The unit tests check the
- * 250-byte claim against the zlib Node ships, so a zlib that broke it would be noticed.
+ * compression, and a client cannot decline a response anyway. (The claim rests on zlib's
+ * MAX_DIST; node/deflate.ts compresses with 9 where 8 was agreed.)
  */
 import { formatExtensions, type ExtensionOffer } from './handshake.js';
 

@@ -239,14 +239,18 @@ describe('permessage-deflate connections', () => {
         assert.match(ws.extensions, /^permessage-deflate/);
         // Twice, so the second round runs on warm (or reset) contexts.
         const all = [...messages, ...messages];
-        const got = collect(ws, all.length);
+        const got = collect(ws, all.length + 1);
         for (const [, data] of all) ws.send(data);
+        // And a fragmented compressed message, with an empty fragment in the middle.
+        const parts = ['fragmented ', '', 'x'.repeat(3000), ' end'];
+        parts.forEach((part, i) => ws.send(part, { fin: i === parts.length - 1 }));
         const received = await got;
         all.forEach(([label, data], i) => {
           const [bytes, isBinary] = received[i];
           assert.equal(isBinary, typeof data !== 'string', label);
           assert.ok(bytes.equals(typeof data === 'string' ? Buffer.from(data) : data), label);
         });
+        assert.equal(received[all.length][0].toString(), parts.join(''));
         ws.close();
         await closeEvent(ws);
       } finally {
