@@ -23,3 +23,5 @@ wss.on('connection', (ws, req) => {
 
 wss.once('listening', () => process.send({ type: 'listening', port: wss.address().port }));
 process.on('disconnect', () => process.exit(0));
+// Exit normally on SIGTERM, so --cpu-prof (BENCH_SERVER_NODE_ARGS) can write its profile.
+process.on('SIGTERM', () => process.exit(0));

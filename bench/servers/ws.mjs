@@ -38,3 +38,5 @@ server.on('upgrade', (req, socket, head) => {
 
 server.listen(0, '127.0.0.1', () => process.send({ type: 'listening', port: server.address().port }));
 process.on('disconnect', () => process.exit(0));
+// Exit normally on SIGTERM, so --cpu-prof (BENCH_SERVER_NODE_ARGS) can write its profile.
+process.on('SIGTERM', () => process.exit(0));

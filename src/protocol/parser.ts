@@ -60,11 +60,14 @@ function headerSize(b1: number): number {
 /**
  * Capacity for a buffer that must hold `needed` bytes, growing from `current` by doubling, at
  * most `limit`. A frame's first allocation takes up to 64 KiB at once (`limit` is its exact
- * length), so typical frames split over reads are copied once; a fragmented message starts
- * at 4 KiB, since its final size is unknown and the user receives a view of the buffer; beyond that memory grows with the bytes actually received, never
- * with a length a peer merely declared.
+ * length), and once an eighth of a frame has arrived its whole length is allocated, so a large
+ * frame split over many reads is copied about once, not once per doubling. A fragmented
+ * message starts at 4 KiB, since its final size is unknown and the user receives a view of the
+ * buffer. Either way memory follows the bytes actually received (within a factor of 8 for
+ * frames), never merely a length a peer declared.
  */
-function grownCapacity(current: number, needed: number, limit: number, first = 64 * 1024): number {
+function grownCapacity(current: number, needed: number, limit: number, first = 64 * 1024, jumpAt = 0): number {
+  if (jumpAt > 0 && needed * jumpAt >= limit) return limit;
   let capacity = Math.max(current * 2, first);
   while (capacity < needed) capacity *= 2;
   return Math.min(capacity, limit);
@@ -327,7 +330,7 @@ export class FrameParser {
     const n = Math.min(needed, available);
     let buffer = this.frameBuffer;
     if (buffer === undefined || buffer.length < this.frameFilled + n) {
-      const grown = Buffer.allocUnsafe(grownCapacity(buffer?.length ?? 0, this.frameFilled + n, length));
+      const grown = Buffer.allocUnsafe(grownCapacity(buffer?.length ?? 0, this.frameFilled + n, length, 64 * 1024, 8));
       if (buffer !== undefined) buffer.copy(grown, 0, 0, this.frameFilled);
       buffer = this.frameBuffer = grown;
     }
