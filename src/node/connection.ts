@@ -115,6 +115,12 @@ interface OwnedSocket extends Duplex {
  */
 const READ_PAUSE_BYTES = 1024 * 1024;
 
+/**
+ * Frames up to this size are collected per event-loop turn and written as one buffer; larger
+ * ones go to the (corked) socket as they are, header and payload without a copy.
+ */
+const SMALL_FRAME = 4096;
+
 function socketOnData(this: OwnedSocket, chunk: Buffer): void {
   const ws = this[kConnection];
   if (ws === undefined) return;
@@ -208,7 +214,14 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   private closeReason: Buffer = EMPTY;
   private sendingFragments = false;
   private errorEmitted = false;
-  /** @internal */ corked = false;
+  /** Registered for the end-of-turn flush (write-batch.ts). @internal */ corked = false;
+  /** The socket itself is corked (a large frame was written this turn). */
+  private socketCorked = false;
+  /** Small frames of this turn, written as one buffer at its end (see queueSmall). */
+  private smallFrames: Buffer[] | undefined;
+  private smallBytes = 0;
+  private smallPayloadBytes = 0;
+  private smallCallbacks: Callback[] | undefined;
   /** Reading paused because too much waits to be written. @internal */ readPausedForWrites = false;
   /** Set on every read; the heartbeat sweep clears it. @internal */ heardFrom = true;
   /** Set on every message; the idle sweep clears it. @internal */ messageSeen = true;
@@ -367,12 +380,12 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       if (waiting === 0) this.headerBytes = 0;
       else pending = Math.max(0, waiting - this.headerBytes);
     }
-    return pending + (this.queue?.bytes ?? 0) + this.discarded;
+    return pending + this.smallPayloadBytes + (this.queue?.bytes ?? 0) + this.discarded;
   }
 
   /** Bytes waiting to be written to the peer (sweep.ts). @internal */
   get backlog(): number {
-    return this.socket?.writableLength ?? 0;
+    return (this.socket?.writableLength ?? 0) + this.smallBytes;
   }
 
   /** True when this connection is the server side. */
@@ -498,7 +511,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
    */
   private admit(): boolean {
     const host = this.host!;
-    if (this.socket === undefined || this.socket.writableLength + this.heldBytes + (this.queue?.bytes ?? 0) <= host.maxBufferedAmount) return true;
+    if (this.socket === undefined || this.socket.writableLength + this.smallBytes + this.heldBytes + (this.queue?.bytes ?? 0) <= host.maxBufferedAmount) return true;
     if (host.slowConsumer === 'drop') {
       this.droppedMessages++;
       host.counters.dropped++;
@@ -555,20 +568,77 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   }
 
   private writeEncoded(frame: EncodedFrame, payloadLength: number): void {
-    const socket = this.socket!;
-    if (!this.corked) {
-      this.corked = true;
-      socket.cork();
-      scheduleUncork(this);
+    if (!Array.isArray(frame) && frame.length <= SMALL_FRAME) {
+      this.queueSmall(frame, payloadLength, undefined);
+      return;
     }
+    const socket = this.corkSocket();
+    this.headerBytes += Array.isArray(frame) ? frame[0].length : frame.length - payloadLength;
     if (Array.isArray(frame)) {
-      this.headerBytes += frame[0].length;
       socket.write(frame[0]);
       socket.write(frame[1]);
     } else {
-      this.headerBytes += frame.length - payloadLength;
       socket.write(frame);
     }
+  }
+
+  /**
+   * Small frames of one event-loop turn are collected and written as one buffer when the turn
+   * ends: one write request per socket per turn, without a writev of many tiny chunks or the
+   * stream's per-chunk bookkeeping. (A frame shared by many connections is copied only when a
+   * connection has several frames in the turn.)
+   */
+  private queueSmall(frame: Buffer, payloadLength: number, cb: Callback | undefined): void {
+    (this.smallFrames ??= []).push(frame);
+    this.smallBytes += frame.length;
+    this.smallPayloadBytes += payloadLength;
+    if (cb !== undefined) (this.smallCallbacks ??= []).push(cb);
+    if (!this.corked) {
+      this.corked = true;
+      scheduleUncork(this);
+    }
+  }
+
+  /** Write the collected small frames now (before any other write, and before ending TCP). */
+  private flushSmall(): void {
+    const frames = this.smallFrames;
+    if (frames === undefined || frames.length === 0) return;
+    const data = frames.length === 1 ? frames[0] : Buffer.concat(frames, this.smallBytes);
+    frames.length = 0;
+    this.headerBytes += this.smallBytes - this.smallPayloadBytes;
+    this.smallBytes = 0;
+    this.smallPayloadBytes = 0;
+    const callbacks = this.smallCallbacks;
+    this.smallCallbacks = undefined;
+    const socket = this.socket;
+    if (socket === undefined || !socket.writable) {
+      if (callbacks !== undefined) for (const cb of callbacks) this.notOpen(cb);
+      return;
+    }
+    socket.write(data, callbacks === undefined ? undefined : (err?: Error | null) => {
+      for (const cb of callbacks) cb(err);
+    });
+  }
+
+  /** Cork the socket for a large write this turn (uncorked with the batch), after the small frames. */
+  private corkSocket(): OwnedSocket {
+    this.flushSmall();
+    const socket = this.socket!;
+    if (!this.socketCorked) {
+      this.socketCorked = true;
+      socket.cork();
+      if (!this.corked) {
+        this.corked = true;
+        scheduleUncork(this);
+      }
+    }
+    return socket;
+  }
+
+  /** End TCP after whatever this turn still has to write. */
+  private endSocket(socket: Duplex): void {
+    this.flushSmall();
+    socket.end();
   }
 
   private releaseHeldFrames(): void {
@@ -713,13 +783,12 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   }
 
   private writeFrame(opcode: number, payload: Uint8Array, fin: boolean, cb?: (err?: Error | null) => void, rsv1 = false): void {
-    const socket = this.socket!;
-    if (!this.corked) {
-      this.corked = true;
-      socket.cork();
-      scheduleUncork(this);
-    }
     const frame = encodeFrame(opcode, payload, { fin, mask: !this.options.isServer, rsv1 });
+    if (!Array.isArray(frame) && frame.length <= SMALL_FRAME) {
+      this.queueSmall(frame, payload.length, cb);
+      return;
+    }
+    const socket = this.corkSocket();
     this.headerBytes += Array.isArray(frame) ? frame[0].length : frame.length - payload.length;
     if (Array.isArray(frame)) {
       socket.write(frame[0]);
@@ -729,10 +798,14 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     }
   }
 
-  /** Flush writes corked during this event-loop turn. @internal */
+  /** Flush what this event-loop turn wrote. @internal */
   uncork(): void {
     this.corked = false;
-    this.socket?.uncork();
+    this.flushSmall();
+    if (this.socketCorked) {
+      this.socketCorked = false;
+      this.socket?.uncork();
+    }
   }
 
   // ---- closing ----------------------------------------------------------------------------
@@ -808,7 +881,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     this.writeFrame(Opcode.CLOSE, encodeClosePayload(code, reason), true);
     if (this.closeReceived && this.options.isServer) {
       // Handshake complete: the server closes TCP first (RFC 6455 section 7.1.1).
-      socket.end();
+      this.endSocket(socket);
     }
     deadlines.add(this, this.options.closeTimeout);
   }
@@ -914,7 +987,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     this.closeCode = code;
     this.closeReason = reason;
     if (this.closeSent) {
-      if (this.options.isServer) this.socket?.end();
+      if (this.options.isServer && this.socket !== undefined) this.endSocket(this.socket);
       return;
     }
     // Echo the peer's code (RFC 6455 section 5.5.1); a close without a code is echoed without one.
@@ -942,7 +1015,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       this.writeFrame(Opcode.CLOSE, encodeClosePayload(closeCode, ''), true);
     }
     this.readyState = WebSocket.CLOSING;
-    socket.end();
+    this.endSocket(socket);
     deadlines.add(this, this.options.closeTimeout);
   }
 
@@ -988,7 +1061,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     const socket = this.socket;
     // Usually our FIN went out already (after the closing handshake); ending twice only
     // makes Node build an error object.
-    if (socket !== undefined && !socket.writableEnded) socket.end();
+    if (socket !== undefined && !socket.writableEnded) this.endSocket(socket);
     // Our FIN may wait behind data the peer never reads: do not wait for it forever.
     deadlines.add(this, this.options.closeTimeout);
   }
@@ -1008,6 +1081,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       this.topicSet = undefined;
     }
     this.heldFrames = undefined;
+    this.smallFrames = undefined;
+    this.smallBytes = 0;
+    this.smallPayloadBytes = 0;
     deadlines.delete(this);
     this.parser?.stop();
     this.deflate?.release();
