@@ -67,7 +67,7 @@ const SCENARIOS = [
     metrics: ['rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'rate', min: 1.5 } },
   { id: 'idle-memory', title: 'server RSS per open connection, 10,000 idle connections', kind: 'idle', conns: 10000, loaders: 2,
     metrics: ['rssPerConn', 'rss'], target: { metric: 'rssPerConn', max: 0.75 } },
-  { id: 'echo-deflate', title: '16 KiB JSON text echo with permessage-deflate (both servers `perMessageDeflate: true`; ws clients), 50 connections, 1 in flight', kind: 'echo-deflate', conns: 50, size: 16384, deflate: true,
+  { id: 'echo-deflate', title: '16 KiB JSON text echo with permessage-deflate, 50 connections, 1 in flight (both servers `perMessageDeflate: true`, so each its default level: duet 1, ws 6 (BENCH_DUET_DEFLATE_LEVEL=6 evens it); clients ask for no context takeover)', kind: 'echo-deflate', conns: 50, size: 16384, deflate: true,
     metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'mbps', min: 1.0 } },
 ];
 

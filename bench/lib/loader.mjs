@@ -51,7 +51,7 @@ const baseHandlers = {
 };
 
 /** Open `n` connections, at most `parallel` handshakes at a time; resolves with them. */
-async function openAll(path, n, handlers, parallel = 64) {
+async function openAll(path, n, handlers, parallel = 64, extensions = '') {
   let next = 0;
   const out = new Array(n);
   const one = () => new Promise((resolve, reject) => {
@@ -63,7 +63,7 @@ async function openAll(path, n, handlers, parallel = 64) {
       fail: (c, msg) => { if (!c.upgraded) reject(new Error(`handshake ${c.id}: ${msg}`)); else handlers.fail(c, msg); },
       gone: (c) => { if (!c.upgraded) reject(new Error(`handshake ${c.id}: connection closed`)); else handlers.gone(c); },
     };
-    connect(port, path, readBuffer, h, id);
+    connect(port, path, readBuffer, h, id, undefined, extensions);
   });
   await Promise.all(Array.from({ length: Math.min(parallel, n) }, async () => {
     while (next < n) await one();
@@ -398,61 +398,83 @@ async function idle() {
 
 // ---- main ----------------------------------------------------------------------------------
 
-// ---- echo with permessage-deflate: the ws client library (independent of both servers) ----
+// ---- echo with permessage-deflate ------------------------------------------------------------
+// The raw client offers server_no_context_takeover and client_no_context_takeover, so it can
+// send pre-compressed frames and inflate each reply on its own (zlib's one-shot inflate):
+// the load generator stays cheap next to the server's inflate + compress per message.
 
 async function echoDeflate() {
-  const { default: WebSocket } = await import('ws');
+  const zlib = await import('node:zlib');
   const size = Number(arg('size', '16384'));
-  // Compressible JSON of `size` bytes; a per-message counter makes every message distinct.
+  const K = 17;
   const row = (i) => `{"id":${i},"name":"item ${i}","price":${(100 + (i % 37) / 7).toFixed(4)},"tags":["live","demo"]},`;
-  let body = '';
-  for (let i = 0; body.length < size; i++) body += row(i);
-  const payloadFor = (c, n) => `{"c":${String(c).padStart(7, '0')},"n":${String(n).padStart(10, '0')},"rows":[${body.slice(0, size - 42)}`.padEnd(size, ' ');
-  const clients = [];
-  await Promise.all(Array.from({ length: conns }, (_, i) => new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/echo`, { perMessageDeflate: true });
-    const c = { id: idBase + i, ws, sent: 0, recv: 0, t: 0, last: '' };
-    ws.on('open', () => {
-      if (!ws.extensions.includes('permessage-deflate')) fail(`conn ${c.id}: permessage-deflate not negotiated`);
-      resolve();
-    });
-    ws.on('error', reject);
-    ws.on('message', (data, isBinary) => {
-      const text = data.toString();
-      if (isBinary || text !== c.last) fail(`conn ${c.id}: echo ${c.recv} differs from what was sent`);
+  let rows = '';
+  for (let i = 0; rows.length < size; i++) rows += row(i);
+  const payloads = [];
+  for (let k = 0; k < K; k++) payloads.push(Buffer.from(`{"k":${String(k).padStart(2, '0')},"rows":[${rows}`.slice(0, size), 'latin1'));
+  const SYNC = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
+  const frames = payloads.map((p) => maskedFrame(1, zlib.deflateRawSync(p, SYNC).subarray(0, -4), randomBytes(4), true));
+  const TAIL = Buffer.from([0, 0, 0xff, 0xff]);
+
+  const send = (c) => {
+    c.v = (c.id * 7 + c.sent) % K;
+    c.t = monoUs();
+    c.sent++;
+    c.socket.write(frames[c.v]);
+  };
+  let received = 0;
+  const handlers = {
+    ...baseHandlers,
+    open: (c) => {
+      c.sent = 0;
+      c.recv = 0;
+      c.v = 0;
+      c.t = 0;
+      if (!/server_no_context_takeover/.test(c.extensions)) fail(`conn ${c.id}: permessage-deflate without server_no_context_takeover: "${c.extensions}"`);
+    },
+    start: (c, op, fin, len, rsv1) => {
+      if (op !== 1 || !fin || !rsv1) fail(`conn ${c.id}: echo frame opcode ${op} fin ${fin} rsv1 ${rsv1}, expected a compressed text frame`);
+      c.buf = Buffer.allocUnsafe(len + 4);
+      c.pos = 0;
+    },
+    data: (c, buf, s, e) => {
+      buf.copy(c.buf, c.pos, s, e);
+      c.pos += e - s;
+    },
+    end: (c) => {
+      TAIL.copy(c.buf, c.pos);
+      let text;
+      try {
+        text = zlib.inflateRawSync(c.buf, SYNC);
+      } catch (err) {
+        fail(`conn ${c.id}: echo ${c.recv} does not inflate: ${err.message}`);
+      }
+      received++;
+      if (fault === 'corrupt' && received === FAULT_AT && text) text[0] ^= 0x20;
+      if (text === undefined || !text.equals(payloads[c.v])) fail(`conn ${c.id}: echo ${c.recv} differs from what was sent`);
+      if (fault === 'drop' && received === FAULT_AT) return;
+      hist.add(monoUs() - c.t);
       c.recv++;
       count++;
       bytes += size;
-      hist.add(monoUs() - c.t);
       if (running) send(c);
-    });
-    ws.on('close', () => { if (!c.closing) fail(`conn ${c.id}: closed`); });
-    clients.push(c);
-  })));
-  const send = (c) => {
-    c.last = payloadFor(c.id, c.sent++);
-    c.t = monoUs();
-    c.ws.send(c.last);
+    },
   };
-  for (const c of clients) open.push({ closing: false, socket: { destroy: () => c.ws.terminate() }, c });
+  open.push(...await openAll('/echo', conns, handlers, 64, 'permessage-deflate; server_no_context_takeover; client_no_context_takeover'));
   return {
     go() {
       running = true;
-      for (const c of clients) send(c);
+      for (const c of open) send(c);
     },
     async stop() {
       running = false;
-      const drained = await until(() => clients.every((c) => c.recv >= c.sent), 15000);
-      if (!drained) fail('echoes missing at the end');
-      return { sent: clients.reduce((s, c) => s + c.sent, 0) };
+      const drained = await until(() => open.every((c) => c.recv >= c.sent), 15000);
+      if (!drained) fail(`echoes missing at the end: ${open.reduce((s, c) => s + c.sent - c.recv, 0)}`);
+      return { sent: open.reduce((s, c) => s + c.sent, 0) };
     },
     async verify() {
       await new Promise((r) => setTimeout(r, 50));
-      for (const c of clients) {
-        if (c.recv !== c.sent) fail(`conn ${c.id}: sent ${c.sent}, got ${c.recv} echoes`);
-        c.closing = true;
-        c.ws.terminate();
-      }
+      for (const c of open) if (c.recv !== c.sent) fail(`conn ${c.id}: sent ${c.sent}, got ${c.recv} echoes`);
     },
   };
 }

@@ -21,9 +21,10 @@ export function handshakeKey() {
   return { key, accept: createHash('sha1').update(key + GUID).digest('base64') };
 }
 
-export function upgradeRequest(port, path, key) {
+export function upgradeRequest(port, path, key, extensions = '') {
   return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-    `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+    (extensions ? `Sec-WebSocket-Extensions: ${extensions}\r\n` : '') + '\r\n';
 }
 
 /** Check a response head (without the final CRLFCRLF): null when it is a valid 101 for `accept`. */
@@ -45,12 +46,13 @@ function writeHeader(frame, opcode, n, maskBit) {
   else { frame[1] = maskBit | 127; frame.writeBigUInt64BE(BigInt(n), 2); }
 }
 
-/** One complete, masked client frame (FIN set) with a random masking key. */
-export function maskedFrame(opcode, payload, maskKey = randomBytes(4)) {
+/** One complete, masked client frame (FIN set) with a random masking key; `rsv1` marks it compressed. */
+export function maskedFrame(opcode, payload, maskKey = randomBytes(4), rsv1 = false) {
   const n = payload.length;
   const h = headerLength(n);
   const frame = Buffer.allocUnsafe(h + 4 + n);
   writeHeader(frame, opcode, n, 0x80);
+  if (rsv1) frame[0] |= 0x40;
   maskKey.copy(frame, h);
   for (let i = 0; i < n; i++) frame[h + 4 + i] = payload[i] ^ maskKey[i & 3];
   return frame;
@@ -88,14 +90,18 @@ const BODY = 1;
  *   afterRead(c, nread)            optional: after each read was decoded
  * Returns the connection object `c` ({ id, socket, upgraded, ... }); `c.closing = true` marks
  * an expected close. `keys` ({ key, accept }): a fresh handshakeKey() unless given (a load
- * generator opening thousands of connections a second may reuse a few).
+ * generator opening thousands of connections a second may reuse a few). `extensions`: a
+ * Sec-WebSocket-Extensions offer; the response's value is kept in `c.extensions`, and RSV1
+ * is then allowed on data frames (start() gets it as a fifth argument).
  */
-export function connect(port, path, readBuffer, h, id = 0, keys = handshakeKey()) {
+export function connect(port, path, readBuffer, h, id = 0, keys = handshakeKey(), extensions = '') {
   const { key, accept } = keys;
   const c = {
     id,
     socket: null,
     upgraded: false,
+    extensions: '',
+    rsv1Allowed: false,
     closing: false,
     closeCode: -1,
     // decoder state
@@ -117,8 +123,11 @@ export function connect(port, path, readBuffer, h, id = 0, keys = handshakeKey()
         if (c.headText.length > 8192) h.fail(c, 'response head too long');
         return;
       }
-      const problem = checkUpgradeResponse(c.headText.slice(0, endAt), accept);
+      const head = c.headText.slice(0, endAt);
+      const problem = checkUpgradeResponse(head, accept);
       if (problem !== null) { h.fail(c, problem); c.socket.destroy(); return; }
+      c.extensions = /\r\nsec-websocket-extensions:[ \t]*([^\r\n]*)/i.exec(head)?.[1]?.trim() ?? '';
+      c.rsv1Allowed = extensions !== '' && c.extensions.startsWith('permessage-deflate');
       // The head was read as latin1, one char per byte: bytes after it in this read are frames.
       off = nread - (c.headText.length - endAt - 4);
       c.headText = '';
@@ -131,7 +140,7 @@ export function connect(port, path, readBuffer, h, id = 0, keys = handshakeKey()
   const socket = net.connect({ port, host: '127.0.0.1', onread: { buffer: readBuffer, callback: onRead } });
   c.socket = socket;
   socket.setNoDelay(true);
-  socket.on('connect', () => socket.write(upgradeRequest(port, path, key)));
+  socket.on('connect', () => socket.write(upgradeRequest(port, path, key, extensions)));
   socket.on('error', (err) => { if (!c.closing) h.fail(c, err.message); });
   socket.on('close', () => h.gone(c));
   return c;
@@ -179,7 +188,7 @@ function startFrame(c, buf, off, h) {
   const b0 = buf[off];
   const b1 = buf[off + 1];
   if (b1 & 0x80) { h.fail(c, 'masked frame from the server'); c.socket.destroy(); return false; }
-  if (b0 & 0x70) { h.fail(c, 'RSV bits set'); c.socket.destroy(); return false; }
+  if (b0 & (c.rsv1Allowed ? 0x30 : 0x70)) { h.fail(c, 'RSV bits set'); c.socket.destroy(); return false; }
   let n = b1 & 0x7f;
   if (n === 126) n = buf.readUInt16BE(off + 2);
   else if (n === 127) n = Number(buf.readBigUInt64BE(off + 2));
@@ -192,7 +201,7 @@ function startFrame(c, buf, off, h) {
     c.controlLen = 0;
   } else {
     c.control = null;
-    h.start(c, op, (b0 & 0x80) !== 0, n);
+    h.start(c, op, (b0 & 0x80) !== 0, n, (b0 & 0x40) !== 0);
   }
   c.state = BODY;
   if (n === 0) endFrame(c, h);

@@ -7,8 +7,9 @@
  */
 import { WebSocketServer } from '../../dist/index.js';
 
-// --deflate: permessage-deflate on, with its defaults (the compressed-echo scenario).
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: process.argv.includes('--deflate') });
+// --deflate: permessage-deflate on, with its defaults (the compressed-echo scenario);
+// BENCH_DUET_DEFLATE_LEVEL=N sets the zlib level instead (ws's default is 6, duet's 1).
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: process.argv.includes('--deflate') && (process.env.BENCH_DUET_DEFLATE_LEVEL ? { level: Number(process.env.BENCH_DUET_DEFLATE_LEVEL) } : true) });
 
 wss.on('connection', (ws, req) => {
   if (req.url === '/echo') {
