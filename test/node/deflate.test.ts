@@ -520,6 +520,8 @@ describe('permessage-deflate negotiation on the server, over the wire', () => {
     [{ clientMaxWindowBits: 10 }, 'permessage-deflate; client_max_window_bits', 'permessage-deflate; client_max_window_bits=10'],
     [{ clientMaxWindowBits: 10 }, 'permessage-deflate', null],
     [false, 'permessage-deflate', null],
+    // Off unless asked for, as in ws.
+    [undefined, 'permessage-deflate; client_max_window_bits', null],
   ];
   it('answers each offer as RFC 7692 section 7 says, and a declined offer still connects', T, async () => {
     for (const [options, offer, answer] of table) {
