@@ -1003,10 +1003,9 @@ describe('FrameParser: pause() and resume()', () => {
     ]);
   }
 
-  it('a handler that pauses holds every later frame, in order, until resume()', () => {
-    const order: string[] = [];
-    let parser!: FrameParser;
-    parser = new FrameParser(
+  /** A parser whose handler pauses it after every message, recording what it sees in `order`. */
+  function pausingParser(order: string[]): FrameParser {
+    const parser: FrameParser = new FrameParser(
       {
         onMessage(data) {
           order.push(`message:${data}`);
@@ -1019,6 +1018,12 @@ describe('FrameParser: pause() and resume()', () => {
       },
       SERVER,
     );
+    return parser;
+  }
+
+  it('a handler that pauses holds every later frame, in order, until resume()', () => {
+    const order: string[] = [];
+    const parser = pausingParser(order);
     const input = frames();
     const cut = 7; // the first frame (2 + 4 + 3 bytes) ends after byte 9: cut inside it
     parser.push(input.subarray(0, cut));
@@ -1036,20 +1041,7 @@ describe('FrameParser: pause() and resume()', () => {
 
   it('stop() while paused drops what was kept', () => {
     const order: string[] = [];
-    let parser!: FrameParser;
-    parser = new FrameParser(
-      {
-        onMessage(data) {
-          order.push(`message:${data}`);
-          parser.pause();
-        },
-        onPing: () => order.push('ping'),
-        onPong: () => order.push('pong'),
-        onClose: () => order.push('close'),
-        onProtocolError: () => order.push('error'),
-      },
-      SERVER,
-    );
+    const parser = pausingParser(order);
     parser.push(frames());
     parser.stop();
     assert.equal(parser.pendingBytes, 0);
