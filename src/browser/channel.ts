@@ -41,9 +41,11 @@ export class ChannelSession {
     return this.topics.position(topic);
   }
 
-  /** A connection opened: subscribe every topic again, from its position. */
-  resubscribe(): void {
-    for (const topic of [...this.topics.names()]) this.request(topic);
+  /** A connection opened: subscribe every topic again, from its position. Returns how many went out. */
+  resubscribe(): number {
+    const topics = [...this.topics.names()];
+    for (const topic of topics) this.request(topic);
+    return topics.length;
   }
 
   /** The connection ended: answers to pending subscribes will not come. */

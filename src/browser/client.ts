@@ -14,6 +14,7 @@
 import { backoffDelay } from './backoff.js';
 import { ChannelSession } from './channel.js';
 import { Emitter, type DuetClientEvents } from './events.js';
+import { PacedFlush } from './flush.js';
 import { Heartbeat } from './heartbeat.js';
 import { NetworkWatcher } from './network.js';
 import { defaultClock, resolveOptions, type DuetClientOptions, type ResolvedOptions } from './options.js';
@@ -62,6 +63,7 @@ export class DuetClient {
   private readonly heartbeat: Heartbeat;
   private readonly clock: DuetClock;
   private readonly queue: SendQueue;
+  private readonly flush: PacedFlush;
   private readonly channel: ChannelSession;
   private readonly events = new Emitter();
 
@@ -109,6 +111,10 @@ export class DuetClient {
       pong: (id) => this.heartbeat.pong(id),
     });
     this.queue = new SendQueue(this.options.queueLimit, this.options.queuePolicy);
+    this.flush = new PacedFlush(this.clock, this.queue, this.options.flushInterval, {
+      writable: () => this.current !== null && this.current.readyState === OPEN,
+      write: (data) => this.write(data),
+    });
     if (this.options.autoOpen) this.open();
   }
 
@@ -132,7 +138,7 @@ export class DuetClient {
   get socket(): WebSocketLike | null {
     return this.current;
   }
-  /** (extra) Messages waiting in the offline queue. */
+  /** (extra) Messages waiting in the offline queue (or in a paced flush after a reconnect). */
   get queued(): number {
     return this.queue.length;
   }
@@ -187,11 +193,15 @@ export class DuetClient {
     else this.retryNow();
   }
 
-  /** Send a raw message; queued while not open. */
+  /** Send a raw message; queued while not open, and behind the queue while it is still being flushed. */
   send(data: SendData): void {
     // A socket that is already CLOSING would silently discard the message: queue it instead.
-    if (this.isOpen()) this.write(data);
-    else this.queue.push(data);
+    if (this.isOpen() && this.queue.length === 0) {
+      this.write(data);
+      return;
+    }
+    this.queue.push(data);
+    if (this.isOpen()) this.flush.resume();
   }
 
   /** Publish `data` (any JSON value) to a topic (channel mode); queued while not open. */
@@ -269,10 +279,10 @@ export class DuetClient {
   private onOpen(socket: WebSocketLike): void {
     if (socket !== this.current) return;
     this.clearTimer('connectTimer');
-    // Resubscribes first, then the queue in order, then the app hears 'open': whatever it
-    // sends from its listener goes after what was sent while offline.
-    if (this.options.channel) this.channel.resubscribe();
-    for (const data of this.queue.drain()) this.write(data);
+    // Resubscribes first, then the queue in order (a burst now, the rest paced), then the app
+    // hears 'open': whatever it sends from its listener goes after what was sent while offline.
+    const subscribes = this.options.channel ? this.channel.resubscribe() : 0;
+    this.flush.start(Math.max(0, this.options.flushBurst - subscribes));
     if (socket !== this.current) return;
     this.setStatus('open');
     this.emit('open', undefined);
@@ -356,6 +366,7 @@ export class DuetClient {
     this.clearTimer('connectTimer');
     this.clearTimer('stableTimer');
     this.heartbeat.stop();
+    this.flush.stop();
   }
 
   // ---- messages ----

@@ -14,7 +14,7 @@ export interface Delivery extends MessageMeta {
 export interface DuetClientEvents {
   /** The status changed. */
   status: DuetStatus;
-  /** A connection opened (after resubscribing and flushing the queue). */
+  /** A connection opened (after resubscribing and sending the queue's first burst). */
   open: void;
   /** A connection ended, for whatever reason. */
   close: DuetCloseInfo;

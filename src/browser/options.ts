@@ -29,8 +29,20 @@ export interface DuetClientOptions {
   heartbeatTimeout?: number;
   /** ms an opening handshake may take before the attempt is abandoned and retried. Default 10000 (extra option): browsers can wait minutes on a stalled TCP connect. */
   connectTimeout?: number;
-  /** Messages kept while not open. Default 1000. */
+  /** Messages kept while not open (or waiting in a paced flush). Default 1000. */
   queueLimit?: number;
+  /**
+   * Messages sent at once when a connection opens, the resubscribes included; the rest of the
+   * queue follows one per `flushInterval`. Default 10: half of `duet serve`'s burst of 20,
+   * leaving room for pings, subscribes and what the app sends meanwhile.
+   */
+  flushBurst?: number;
+  /**
+   * ms between queued messages after the burst; 0 sends the whole queue at once. Default 100
+   * (10 per second): half of `duet serve`'s 20 per second, so a long queue never runs the
+   * server's rate limit dry (rate_limited errors, then close 1008 and no reconnect).
+   */
+  flushInterval?: number;
   /** What gives when the queue is full. Default 'drop-oldest': the newest state usually matters most. */
   queuePolicy?: QueuePolicy;
   /** Connect in the constructor. Default true. */
@@ -67,6 +79,8 @@ export interface ResolvedOptions {
   connectTimeout: number;
   queueLimit: number;
   queuePolicy: QueuePolicy;
+  flushBurst: number;
+  flushInterval: number;
   autoOpen: boolean;
   binaryType: 'blob' | 'arraybuffer' | undefined;
   random: () => number;
@@ -88,6 +102,11 @@ export function resolveOptions(options: DuetClientOptions): ResolvedOptions {
   if (factor < 1) throw new RangeError(`factor must be >= 1, got ${factor}`);
   const queueLimit = nonNegative('queueLimit', options.queueLimit, 1000);
   if (!Number.isInteger(queueLimit)) throw new RangeError(`queueLimit must be an integer, got ${queueLimit}`);
+  const flushBurst = nonNegative('flushBurst', options.flushBurst, 10);
+  if (!Number.isInteger(flushBurst) && flushBurst !== Infinity) throw new RangeError(`flushBurst must be an integer, got ${flushBurst}`);
+  const flushInterval = nonNegative('flushInterval', options.flushInterval, 100);
+  // setTimeout treats delays past 2^31 - 1 ms as 0: a huge interval would mean no pacing at all.
+  if (flushInterval > 2_147_483_647) throw new RangeError(`flushInterval must be at most 2147483647 ms, got ${flushInterval}`);
   const queuePolicy = options.queuePolicy ?? 'drop-oldest';
   if (!['drop-oldest', 'drop-newest', 'error'].includes(queuePolicy)) {
     throw new TypeError(`queuePolicy must be 'drop-oldest', 'drop-newest' or 'error', got ${String(queuePolicy)}`);
@@ -112,6 +131,8 @@ export function resolveOptions(options: DuetClientOptions): ResolvedOptions {
     connectTimeout: nonNegative('connectTimeout', options.connectTimeout, 10_000),
     queueLimit,
     queuePolicy,
+    flushBurst,
+    flushInterval,
     autoOpen: options.autoOpen ?? true,
     binaryType: options.binaryType,
     random: options.random ?? Math.random,

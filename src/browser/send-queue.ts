@@ -41,11 +41,9 @@ export class SendQueue {
     }
   }
 
-  /** Take every queued message, oldest first, leaving the queue empty. */
-  drain(): SendData[] {
-    const items = this.items;
-    this.items = [];
-    return items;
+  /** Take the oldest message (undefined when empty). */
+  shift(): SendData | undefined {
+    return this.items.shift();
   }
 
   clear(): void {

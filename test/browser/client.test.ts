@@ -337,6 +337,118 @@ describe('offline queue', () => {
   });
 });
 
+describe('paced flush of the queue', () => {
+  it('sends a burst (resubscribes included), then one message per flushInterval, in order; sends made meanwhile go behind', () => {
+    const { client, clock } = setup();
+    client.subscribe('a', () => {});
+    client.subscribe('b', () => {});
+    for (let i = 0; i < 20; i++) client.send(`m${i}`);
+    const socket = FakeWebSocket.last;
+    let sentAtOpen = -1;
+    client.on('open', () => {
+      sentAtOpen = socket.sent.length;
+      client.send('from open');
+    });
+    socket.open();
+    assert.equal(sentAtOpen, 10, 'the default burst of 10: two subscribes and eight messages');
+    assert.deepEqual(socket.sent.slice(2), ['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7']);
+    assert.equal(client.queued, 13, '12 left plus the one sent from the open listener');
+    client.send('during');
+    assert.equal(socket.sent.length, 10, 'a send during the flush waits its turn');
+    clock.advance(99);
+    assert.equal(socket.sent.length, 10);
+    clock.advance(1);
+    assert.deepEqual(socket.sent.slice(10), ['m8']);
+    clock.advance(100 * 13);
+    assert.deepEqual(socket.sent.slice(2), [...Array.from({ length: 20 }, (_, i) => `m${i}`), 'from open', 'during']);
+    assert.equal(client.queued, 0);
+    const pending = clock.pending;
+    client.send('direct');
+    assert.equal(socket.sent.at(-1), 'direct', 'once the queue is empty, sends go straight out');
+    assert.equal(clock.pending, pending, 'and start no timer');
+    client.close();
+    assert.equal(clock.pending, 0);
+  });
+
+  it('with the defaults, a full queue (1000) never overdraws the server default token bucket (20, one per 50 ms)', () => {
+    const { client, clock } = setup();
+    for (const topic of ['a', 'b', 'c', 'd', 'e']) client.subscribe(topic, () => {});
+    for (let i = 0; i < 1000; i++) client.send(`m${i}`);
+    const socket = FakeWebSocket.last;
+    socket.open();
+    let tokens = 20 - socket.sent.length;
+    let counted = socket.sent.length;
+    let lowest = tokens;
+    for (let step = 0; step < 12_000 && client.queued > 0; step++) {
+      clock.advance(10);
+      // Pong every ping so the heartbeat's pings (which count too) do not drop the socket.
+      for (const data of socket.sent.slice(counted).map(String)) {
+        if (data.startsWith('{"type":"ping"')) socket.message({ type: 'pong', id: (JSON.parse(data) as { id: number }).id });
+      }
+      tokens = Math.min(20, tokens + 10 / 50) - (socket.sent.length - counted);
+      counted = socket.sent.length;
+      lowest = Math.min(lowest, tokens);
+    }
+    assert.equal(client.queued, 0);
+    assert.equal(socket.sent.filter((d) => String(d).startsWith('m')).length, 1000);
+    assert.deepEqual(
+      socket.sent.filter((d) => String(d).startsWith('m')),
+      Array.from({ length: 1000 }, (_, i) => `m${i}`),
+    );
+    assert.ok(lowest >= 1, `the bucket went down to ${lowest}`);
+    client.close();
+  });
+
+  it('close() mid-flush leaves no timer and keeps the rest queued, in order, for the next open()', () => {
+    const { client, clock } = setup({ channel: false, flushBurst: 2, flushInterval: 50, stableAfter: 0 });
+    for (const m of ['1', '2', '3', '4', '5']) client.send(m);
+    const first = FakeWebSocket.last;
+    first.open();
+    clock.advance(50);
+    assert.deepEqual(first.sent, ['1', '2', '3']);
+    client.close();
+    assert.equal(clock.pending, 0);
+    assert.equal(client.queued, 2);
+    clock.advance(1000);
+    assert.deepEqual(first.sent, ['1', '2', '3']);
+    client.send('6');
+    client.open();
+    FakeWebSocket.last.open();
+    assert.deepEqual(FakeWebSocket.last.sent, ['4', '5'], 'a new burst');
+    clock.advance(50);
+    assert.deepEqual(FakeWebSocket.last.sent, ['4', '5', '6']);
+    assert.equal(clock.pending, 0);
+    client.close();
+  });
+
+  it('a connection lost mid-flush stops the pacing; the next one resubscribes first and sends the rest', () => {
+    const { client, clock } = setup({ flushBurst: 3, flushInterval: 50, heartbeatInterval: 0, stableAfter: 0 });
+    client.subscribe('chat', () => {});
+    for (const m of ['1', '2', '3', '4']) client.send(m);
+    const first = FakeWebSocket.last;
+    first.open();
+    assert.deepEqual(first.sent.slice(1), ['1', '2']);
+    first.serverClose(1006);
+    assert.deepEqual(clock.pendingDelays(), [250], 'only the reconnect timer');
+    clock.advance(250);
+    FakeWebSocket.last.open();
+    assert.deepEqual(FakeWebSocket.last.sent, ['{"type":"subscribe","topic":"chat"}', '3', '4']);
+    assert.equal(first.sent.length, 3, 'nothing more went to the dead socket');
+    client.close();
+  });
+
+  it('flushInterval 0 sends everything at once; bad flush options throw', () => {
+    const { client } = setup({ channel: false, flushInterval: 0, flushBurst: 1 });
+    for (let i = 0; i < 50; i++) client.send(String(i));
+    FakeWebSocket.last.open();
+    assert.equal(FakeWebSocket.last.sent.length, 50);
+    client.close();
+    for (const bad of [{ flushBurst: -1 }, { flushBurst: 1.5 }, { flushInterval: -1 }, { flushInterval: Number.NaN }, { flushInterval: 2 ** 31 }]) {
+      assert.throws(() => setup(bad), RangeError, JSON.stringify(bad));
+    }
+  });
+});
+
 describe('subscribe and recovery', () => {
   it('resubscribes with since/epoch after a reconnect and delivers each seq exactly once', () => {
     const { client, clock } = setup();
@@ -487,6 +599,35 @@ describe('against a real duet server', () => {
     } finally {
       reader.close();
       writer.close();
+      await server.close();
+    }
+  });
+
+  it('a queue longer than the rate limit reaches a default Channel whole with the default pacing (all at once: 1008, given up)', async () => {
+    const server = await startServer();
+    const channel = new Channel(server.wss, { topics: { chat: { history: { size: 100 } } } });
+    server.wss.on('connection', (ws) => channel.accept(ws));
+    const url = `ws://127.0.0.1:${server.port}/channel`;
+    const run = async (options: DuetClientOptions) => {
+      const client = new DuetClient(url, { WebSocket, autoOpen: false, ...options });
+      const got: unknown[] = [];
+      const codes: string[] = [];
+      client.on('error', (e) => codes.push((e as { code?: string }).code ?? e.message));
+      client.subscribe('chat', (data) => got.push(data));
+      for (let i = 0; i < 30; i++) client.publish('chat', i);
+      client.open();
+      for (let i = 0; i < 500 && got.length < 30 && client.status !== 'closed'; i++) await new Promise((r) => setTimeout(r, 10));
+      client.close();
+      return { got, codes, lastClose: client.lastClose };
+    };
+    try {
+      const burst = await run({ flushInterval: 0 });
+      assert.deepEqual(burst.lastClose, { code: 1008, reason: 'too many errors', wasClean: true }, 'what the unpaced flush gets');
+      assert.ok(burst.codes.includes('rate_limited'));
+      const paced = await run({});
+      assert.deepEqual(paced.got, Array.from({ length: 30 }, (_, i) => i));
+      assert.deepEqual(paced.codes, []);
+    } finally {
       await server.close();
     }
   });
