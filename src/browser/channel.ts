@@ -113,6 +113,8 @@ export class ChannelSession {
     if (verdict !== 'deliver') return;
     const meta = { topic, seq, epoch: this.topics.epoch(topic) };
     for (const handler of this.topics.handlers(topic)) {
+      // An earlier handler may have unsubscribed this one: it must not get the message.
+      if (!this.topics.hasHandler(topic, handler)) continue;
       try {
         handler(data, meta);
       } catch (err) {

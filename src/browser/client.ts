@@ -313,7 +313,9 @@ export class DuetClient {
     this.stopConnectionTimers();
     this.channel.lost();
     this.reportClose(info);
-    if (!this.active) return; // a close listener called close()
+    // Listeners run from here on (close, shouldReconnect, retries, status) may call close(),
+    // open() or reconnect(); what they did stands, so each step checks before going on.
+    if (this.superseded()) return;
     let retry = forced;
     if (!forced) {
       try {
@@ -322,6 +324,7 @@ export class DuetClient {
         this.emitError(err);
         retry = false;
       }
+      if (this.superseded()) return;
     }
     if (!retry || this.retryCount >= this.options.maxRetries) {
       this.giveUp();
@@ -329,8 +332,9 @@ export class DuetClient {
     }
     const delay = backoffDelay(this.retryCount, this.options, this.options.random);
     this.setRetries(this.retryCount + 1);
+    if (this.superseded()) return;
     this.setStatus('reconnecting');
-    if (!this.active || this.current) return; // a status listener closed or reconnected
+    if (this.superseded()) return;
     if (this.network.offline) {
       this.waitingForNetwork = true;
       return;
@@ -339,6 +343,11 @@ export class DuetClient {
       this.reconnectTimer = null;
       this.connect();
     }, delay);
+  }
+
+  /** A listener closed the client or started another connection meanwhile. */
+  private superseded(): boolean {
+    return !this.active || this.current !== null;
   }
 
   private giveUp(): void {

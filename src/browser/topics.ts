@@ -81,6 +81,10 @@ export class TopicTracker {
     return { epoch: state.epoch, seq: state.last };
   }
 
+  hasHandler(topic: string, handler: TopicHandler): boolean {
+    return this.topics.get(topic)?.handlers.has(handler) ?? false;
+  }
+
   handlers(topic: string): TopicHandler[] {
     return [...(this.topics.get(topic)?.handlers ?? [])];
   }

@@ -181,6 +181,41 @@ describe('close codes, close() and reconnect()', () => {
     assert.equal(client.status, 'closed');
   });
 
+  it('what a listener does while a connection is being lost stands: close() from retries, close()+open() from close', () => {
+    const giving = setup();
+    giving.client.on('retries', (n) => {
+      if (n >= 2) giving.client.close();
+    });
+    FakeWebSocket.last.serverClose(1006);
+    giving.clock.advance(1000);
+    FakeWebSocket.last.serverClose(1006);
+    assert.equal(giving.client.status, 'closed', 'not reconnecting after close()');
+    assert.deepEqual(giving.statuses, ['reconnecting', 'closed']);
+    assert.equal(giving.clock.pending, 0);
+    assert.equal(giving.env.listening, 0);
+
+    const restarting = setup();
+    let first = true;
+    restarting.client.on('close', () => {
+      if (!first) return;
+      first = false;
+      restarting.client.close();
+      restarting.client.open();
+    });
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.serverClose(1008); // a no-retry code: the old path gave up on the new socket
+    assert.equal(FakeWebSocket.instances.length, 2);
+    assert.equal(restarting.client.status, 'connecting');
+    assert.equal(restarting.client.retries, 0);
+    assert.equal(restarting.client.socket, FakeWebSocket.last);
+    FakeWebSocket.last.open();
+    assert.equal(restarting.client.status, 'open');
+    FakeWebSocket.last.serverClose(1006);
+    assert.equal(restarting.client.status, 'reconnecting', 'still active: it reconnects');
+    restarting.client.close();
+    assert.equal(restarting.clock.pending, 0);
+  });
+
   it('a handshake that takes longer than connectTimeout is abandoned and retried', () => {
     const { client, clock } = setup({ connectTimeout: 3000 });
     const first = FakeWebSocket.last;
@@ -507,6 +542,24 @@ describe('subscribe and recovery', () => {
     socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 4, recovered: true });
     for (const seq of [2, 3, 4, 5]) socket.message({ type: 'message', topic: 'chat', seq, data: seq });
     assert.deepEqual(seen, [1, 2, 3, 4, 5]);
+    client.close();
+  });
+
+  it('a handler unsubscribed by an earlier handler of the same message does not get it', () => {
+    const { client } = setup();
+    const got: string[] = [];
+    let offB = (): void => {};
+    client.subscribe('chat', (data) => {
+      got.push(`A${String(data)}`);
+      offB();
+    });
+    offB = client.subscribe('chat', (data) => got.push(`B${String(data)}`));
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    socket.message({ type: 'message', topic: 'chat', seq: 1, data: 1 });
+    socket.message({ type: 'message', topic: 'chat', seq: 2, data: 2 });
+    assert.deepEqual(got, ['A1', 'A2']);
     client.close();
   });
 
