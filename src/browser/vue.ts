@@ -8,7 +8,7 @@
  *
  * `vue` is an optional peer dependency: only this file imports it.
  */
-import { getCurrentInstance, getCurrentScope, inject, onScopeDispose, ref, shallowRef, ssrContextKey, type Ref } from 'vue';
+import { getCurrentInstance, getCurrentScope, inject, onScopeDispose, ref, shallowRef, ssrContextKey, type EffectScope, type Ref } from 'vue';
 import { DuetClient, type DuetClientOptions, type DuetCloseInfo, type DuetStatus, type SendData, type TopicHandler, type TopicPosition, type WebSocketConstructorLike } from './client.js';
 
 export type { DuetClientOptions, DuetCloseInfo, DuetStatus } from './client.js';
@@ -94,16 +94,36 @@ export function useDuet(url: string, options: DuetClientOptions = {}): UseDuet {
   if (options.autoOpen ?? true) client.open();
   sync();
 
+  // One dispose hook per scope, holding only the subscriptions still live: a hook per call
+  // would keep every unsubscribed handler alive for as long as a long-lived scope runs.
+  const scoped = new WeakMap<EffectScope, Set<() => void>>();
+  const subscribe = (topic: string, handler: TopicHandler, from?: TopicPosition): (() => void) => {
+    const off = client.subscribe(topic, handler, from);
+    const scope = getCurrentScope();
+    if (!scope) return off;
+    let live = scoped.get(scope);
+    if (!live) {
+      const set = new Set<() => void>();
+      scoped.set(scope, (live = set));
+      onScopeDispose(() => {
+        for (const unsubscribe of [...set]) unsubscribe();
+      });
+    }
+    const set = live;
+    const unsubscribe = (): void => {
+      set.delete(unsubscribe);
+      off();
+    };
+    set.add(unsubscribe);
+    return unsubscribe;
+  };
+
   return {
     client,
     ...refs,
     send: (message) => client.send(message),
     publish: (topic, value) => client.publish(topic, value),
-    subscribe: (topic, handler, from) => {
-      const off = client.subscribe(topic, handler, from);
-      if (getCurrentScope()) onScopeDispose(off);
-      return off;
-    },
+    subscribe,
     open: () => client.open(),
     close: (code, reason) => client.close(code, reason),
     reconnect: () => client.reconnect(),

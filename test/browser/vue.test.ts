@@ -84,6 +84,31 @@ describe('useDuet', () => {
     assert.equal(FakeWebSocket.instances.length, 1, 'never reconnects after dispose');
   });
 
+  it('subscribe/unsubscribe cycles in a long-lived scope do not pile up dispose hooks', () => {
+    const { scope, duet } = inScope();
+    FakeWebSocket.last.open();
+    // Vue keeps a scope's dispose hooks in an internal array; one hook per subscribe() call
+    // would keep every unsubscribed handler alive until the scope ends.
+    const hooks = (): number => {
+      const cleanups = (scope as unknown as { cleanups?: unknown[] }).cleanups;
+      assert.ok(Array.isArray(cleanups), 'Vue internals changed: EffectScope.cleanups');
+      return cleanups.length;
+    };
+    const before = hooks();
+    scope.run(() => {
+      for (let i = 0; i < 100; i++) duet.subscribe('chat', () => {})();
+    });
+    assert.ok(hooks() <= before + 1, `${hooks() - before} hooks for 100 finished subscriptions`);
+    let calls = 0;
+    scope.run(() => duet.subscribe('chat', () => calls++));
+    FakeWebSocket.last.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    FakeWebSocket.last.message({ type: 'message', topic: 'chat', seq: 1, data: 1 });
+    assert.equal(calls, 1);
+    assert.deepEqual(duet.client?.position('chat'), { epoch: 'E', seq: 1 });
+    scope.stop();
+    assert.equal(duet.client?.position('chat'), undefined, 'the live one still ends with the scope');
+  });
+
   it('autoOpen false waits for open()', () => {
     const { scope, duet } = inScope({ autoOpen: false });
     assert.equal(FakeWebSocket.instances.length, 0);
