@@ -17,11 +17,15 @@ export interface ChannelHost {
   /** `loud`: print it when nobody listens (a handler's bug should not vanish). */
   error(err: unknown, loud?: boolean): void;
   pong(id: unknown): void;
+  /** Topics were added to those waiting for a paced subscribe (see {@link ChannelSession.sendNext}). */
+  resume(): void;
 }
 
 export class ChannelSession {
   private readonly topics = new TopicTracker();
   private readonly host: ChannelHost;
+  /** Topics whose subscribe waits for the client's paced flush, oldest first. */
+  private readonly waitingTopics = new Set<string>();
 
   constructor(host: ChannelHost) {
     this.host = host;
@@ -33,7 +37,9 @@ export class ChannelSession {
     return () => {
       if (!subscribed) return;
       subscribed = false;
-      if (this.topics.remove(topic, handler) && this.host.isOpen()) this.host.write(JSON.stringify({ type: 'unsubscribe', topic }));
+      if (!this.topics.remove(topic, handler)) return;
+      this.waitingTopics.delete(topic);
+      if (this.host.isOpen()) this.host.write(JSON.stringify({ type: 'unsubscribe', topic }));
     };
   }
 
@@ -41,15 +47,34 @@ export class ChannelSession {
     return this.topics.position(topic);
   }
 
-  /** A connection opened: subscribe every topic again, from its position. Returns how many went out. */
-  resubscribe(): number {
-    const topics = [...this.topics.names()];
-    for (const topic of topics) this.request(topic);
-    return topics.length;
+  /**
+   * A connection opened: every topic must be subscribed again, from its position. The
+   * subscribes go out through the client's paced flush ({@link sendNext}), ahead of its
+   * queue, so that many topics do not overrun the server's rate limit either.
+   */
+  resubscribe(): void {
+    this.waitingTopics.clear();
+    for (const topic of this.topics.names()) this.waitingTopics.add(topic);
+  }
+
+  /** Whether a topic waits for its subscribe. */
+  get waiting(): boolean {
+    return this.waitingTopics.size > 0;
+  }
+
+  /** Send the subscribe of the next waiting topic; false when none waits. */
+  sendNext(): boolean {
+    for (const topic of this.waitingTopics) {
+      this.waitingTopics.delete(topic);
+      this.request(topic);
+      return true;
+    }
+    return false;
   }
 
   /** The connection ended: answers to pending subscribes will not come. */
   lost(): void {
+    this.waitingTopics.clear();
     this.topics.unblock();
   }
 
@@ -86,6 +111,7 @@ export class ChannelSession {
         return;
       case 'subscribed':
         if (topic !== undefined && typeof msg.epoch === 'string' && typeof msg.seq === 'number') {
+          this.waitingTopics.delete(topic); // answered: a retry waiting for it is not needed
           const reset = this.topics.subscribed(topic, msg.epoch, msg.seq, msg.recovered === true);
           if (reset) this.host.emit('reset', reset);
         }
@@ -95,12 +121,32 @@ export class ChannelSession {
         return;
       case 'error': {
         const code = typeof msg.code === 'string' ? msg.code : 'unknown';
-        // A refused subscribe (or a rate-limited one, which names no topic) must not block the next.
-        if (topic !== undefined || code === 'rate_limited') this.topics.unblock(topic);
+        if (code === 'rate_limited') this.retryPending();
+        else if (topic !== undefined) {
+          // A refused subscribe must not block the next one (nor be retried).
+          this.waitingTopics.delete(topic);
+          this.topics.unblock(topic);
+        }
         this.host.error(new DuetError(code, typeof msg.message === 'string' ? msg.message : code, topic));
         return;
       }
     }
+  }
+
+  /**
+   * A message was refused by the rate limit, and the error does not say which. A subscribe
+   * still unanswered may be it: send it again through the paced flush. Until then the topic
+   * stays pending (its messages are ignored and come again with the replay): unblocking it
+   * at once made every later message look like a gap, each gap sent a subscribe, each was
+   * refused too, and the errors ended in a close with 1008.
+   */
+  private retryPending(): void {
+    let added = false;
+    for (const topic of this.topics.pendingNames()) {
+      this.waitingTopics.add(topic);
+      added = true;
+    }
+    if (added) this.host.resume();
   }
 
   private message(topic: string, seq: number, data: unknown): void {

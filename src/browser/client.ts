@@ -109,11 +109,20 @@ export class DuetClient {
       emit: (event, payload) => this.emit(event, payload),
       error: (err, loud) => this.emitError(err, loud),
       pong: (id) => this.heartbeat.pong(id),
+      resume: () => this.flush.resume(),
     });
     this.queue = new SendQueue(this.options.queueLimit, this.options.queuePolicy);
-    this.flush = new PacedFlush(this.clock, this.queue, this.options.flushInterval, {
+    this.flush = new PacedFlush(this.clock, this.options.flushInterval, {
       writable: () => this.current !== null && this.current.readyState === OPEN,
-      write: (data) => this.write(data),
+      waiting: () => this.channel.waiting || this.queue.length > 0,
+      // Subscribes first: they are state the server must have before anything else matters.
+      sendNext: () => {
+        if (this.channel.sendNext()) return true;
+        const data = this.queue.shift();
+        if (data === undefined) return false;
+        this.write(data);
+        return true;
+      },
     });
     if (this.options.autoOpen) this.open();
   }
@@ -281,8 +290,8 @@ export class DuetClient {
     this.clearTimer('connectTimer');
     // Resubscribes first, then the queue in order (a burst now, the rest paced), then the app
     // hears 'open': whatever it sends from its listener goes after what was sent while offline.
-    const subscribes = this.options.channel ? this.channel.resubscribe() : 0;
-    this.flush.start(Math.max(0, this.options.flushBurst - subscribes));
+    if (this.options.channel) this.channel.resubscribe();
+    this.flush.start(this.options.flushBurst);
     if (socket !== this.current) return;
     this.setStatus('open');
     this.emit('open', undefined);

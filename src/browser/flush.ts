@@ -1,35 +1,36 @@
 /**
- * Sends the offline queue after a reconnect at a pace the server accepts. A channel server
- * limits each connection's rate (`duet serve`: bursts of 20, then 20 per second) and closes
- * with 1008 after a few refusals, which the default shouldReconnect treats as final; so the
- * queue goes out as a burst, then one message per interval, oldest first.
+ * Sends what waits when a connection opens (the resubscribes, then the offline queue) at a
+ * pace the server accepts. A channel server limits each connection's rate (`duet serve`:
+ * bursts of 20, then 20 per second) and closes with 1008 after a few refusals, which the
+ * default shouldReconnect treats as final; so what waits goes out as a burst, then one
+ * message per interval, in order.
  */
-import type { SendQueue } from './send-queue.js';
-import type { DuetClock, SendData } from './types.js';
+import type { DuetClock } from './types.js';
 
 /** What the flush needs from its connection. */
 export interface FlushHost {
   /** Whether the current socket can take a message now. */
   writable(): boolean;
-  write(data: SendData): void;
+  /** Whether anything waits to be sent. */
+  waiting(): boolean;
+  /** Send the next waiting message; false when there was none after all. */
+  sendNext(): boolean;
 }
 
 export class PacedFlush {
   private readonly clock: DuetClock;
-  private readonly queue: SendQueue;
   private readonly interval: number;
   private readonly host: FlushHost;
   private timer: unknown = null;
 
   /** `interval` 0: no pacing, everything goes out at once. */
-  constructor(clock: DuetClock, queue: SendQueue, interval: number, host: FlushHost) {
+  constructor(clock: DuetClock, interval: number, host: FlushHost) {
     this.clock = clock;
-    this.queue = queue;
     this.interval = interval;
     this.host = host;
   }
 
-  /** A flush timer is pending: messages sent now must queue behind the rest. */
+  /** A flush timer is pending. */
   get running(): boolean {
     return this.timer !== null;
   }
@@ -42,9 +43,9 @@ export class PacedFlush {
     this.resume();
   }
 
-  /** Make sure what is queued keeps going out (a message was queued behind a flush). */
+  /** Make sure what waits keeps going out (something was added behind a flush, or after it). */
   resume(): void {
-    if (this.timer !== null || this.queue.length === 0 || !this.host.writable()) return;
+    if (this.timer !== null || !this.host.waiting() || !this.host.writable()) return;
     if (this.interval <= 0) {
       while (this.sendOne());
       return;
@@ -55,7 +56,7 @@ export class PacedFlush {
     }, this.interval);
   }
 
-  /** The connection ended or the client closed: no timer remains; the rest stays queued. */
+  /** The connection ended or the client closed: no timer remains; what waits stays waiting. */
   stop(): void {
     if (this.timer === null) return;
     this.clock.clearTimeout(this.timer);
@@ -63,10 +64,6 @@ export class PacedFlush {
   }
 
   private sendOne(): boolean {
-    if (this.queue.length === 0 || !this.host.writable()) return false;
-    const item = this.queue.shift();
-    if (item === undefined) return false;
-    this.host.write(item);
-    return true;
+    return this.host.waiting() && this.host.writable() && this.host.sendNext();
   }
 }

@@ -32,13 +32,13 @@ export interface DuetClientOptions {
   /** Messages kept while not open (or waiting in a paced flush). Default 1000. */
   queueLimit?: number;
   /**
-   * Messages sent at once when a connection opens, the resubscribes included; the rest of the
-   * queue follows one per `flushInterval`. Default 10: half of `duet serve`'s burst of 20,
+   * Messages sent at once when a connection opens, the resubscribes included (they go first,
+   * then the queue); the rest follows one per `flushInterval`. Default 10: half of `duet serve`'s burst of 20,
    * leaving room for pings, subscribes and what the app sends meanwhile.
    */
   flushBurst?: number;
   /**
-   * ms between queued messages after the burst; 0 sends the whole queue at once. Default 100
+   * ms between waiting messages (subscribes, then the queue) after the burst; 0 sends the whole queue at once. Default 100
    * (10 per second): half of `duet serve`'s 20 per second, so a long queue never runs the
    * server's rate limit dry (rate_limited errors, then close 1008 and no reconnect).
    */

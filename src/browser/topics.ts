@@ -75,6 +75,11 @@ export class TopicTracker {
     return this.topics.keys();
   }
 
+  /** Topics whose `subscribe` is unanswered. */
+  pendingNames(): string[] {
+    return [...this.topics].filter(([, state]) => state.pending).map(([topic]) => topic);
+  }
+
   position(topic: string): TopicPosition | undefined {
     const state = this.topics.get(topic);
     if (!state || state.epoch === undefined || state.last === undefined) return undefined;
@@ -134,7 +139,7 @@ export class TopicTracker {
     return this.topics.get(topic)?.epoch ?? '';
   }
 
-  /** A subscribe failed (an `error` naming the topic, or rate-limited): allow a new one. */
+  /** A subscribe failed (an `error` naming the topic) or its connection ended: allow a new one. */
   unblock(topic?: string): void {
     if (topic === undefined) for (const state of this.topics.values()) state.pending = false;
     else {

@@ -472,6 +472,61 @@ describe('paced flush of the queue', () => {
     client.close();
   });
 
+  it('with more topics than the burst, the subscribes are paced too, ahead of the queue', () => {
+    const { client, clock } = setup({ flushBurst: 4, flushInterval: 50, heartbeatInterval: 0 });
+    const offs = ['t0', 't1', 't2', 't3', 't4', 't5', 't6'].map((topic) => client.subscribe(topic, () => {}));
+    client.publish('t0', 'queued');
+    const socket = FakeWebSocket.last;
+    socket.open();
+    assert.deepEqual(socket.sentJson.map((m) => m.topic), ['t0', 't1', 't2', 't3']);
+    offs[5]?.(); // unsubscribed before its turn: no subscribe goes out for it
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'unsubscribe', topic: 't5' });
+    clock.advance(50);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'subscribe', topic: 't4' });
+    clock.advance(50);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'subscribe', topic: 't6' });
+    clock.advance(50);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'publish', topic: 't0', data: 'queued' });
+    assert.equal(socket.sentJson.filter((m) => m.type === 'subscribe').length, 6);
+    clock.advance(1000);
+    assert.equal(socket.sent.length, 8);
+    client.close();
+  });
+
+  it('rate_limited: an unanswered subscribe is sent again once, paced, and the gap is filled exactly once', () => {
+    const { client, clock } = setup({ flushInterval: 100, heartbeatInterval: 0 });
+    const seen = collect(client, 'chat');
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    socket.message({ type: 'message', topic: 'chat', seq: 1, data: 1 });
+    socket.message({ type: 'message', topic: 'chat', seq: 3, data: 3 }); // a gap: one subscribe
+    const subscribes = () => socket.sentJson.filter((m) => m.type === 'subscribe');
+    assert.equal(subscribes().length, 2);
+    for (let seq = 4; seq < 10; seq++) {
+      socket.message({ type: 'error', code: 'rate_limited', message: 'slow down' });
+      socket.message({ type: 'message', topic: 'chat', seq, data: seq });
+    }
+    assert.equal(subscribes().length, 2, 'errors and live messages send no subscribe of their own');
+    clock.advance(100);
+    assert.equal(subscribes().length, 3, 'one retry after flushInterval');
+    assert.deepEqual(subscribes().at(-1), { type: 'subscribe', topic: 'chat', since: 1, epoch: 'E' });
+    clock.advance(1000);
+    assert.equal(subscribes().length, 3);
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 9, recovered: true });
+    for (let seq = 2; seq <= 10; seq++) socket.message({ type: 'message', topic: 'chat', seq, data: seq });
+    assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    // A subscribe answered before the retry's turn is not sent again.
+    socket.message({ type: 'message', topic: 'chat', seq: 12, data: 12 });
+    assert.equal(subscribes().length, 4);
+    socket.message({ type: 'error', code: 'rate_limited', message: 'slow down' });
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 12, recovered: true });
+    clock.advance(1000);
+    assert.equal(subscribes().length, 4);
+    client.close();
+    assert.equal(clock.pending, 0);
+  });
+
   it('flushInterval 0 sends everything at once; bad flush options throw', () => {
     const { client } = setup({ channel: false, flushInterval: 0, flushBurst: 1 });
     for (let i = 0; i < 50; i++) client.send(String(i));
@@ -656,9 +711,12 @@ describe('against a real duet server', () => {
     }
   });
 
-  it('a queue longer than the rate limit reaches a default Channel whole with the default pacing (all at once: 1008, given up)', async () => {
+  it('more subscribes and queued messages than the rate limit reach a default Channel whole with the default pacing (all at once: 1008, given up)', async () => {
     const server = await startServer();
-    const channel = new Channel(server.wss, { topics: { chat: { history: { size: 100 } } } });
+    // 25 more topics than `chat`: their subscribes alone are more than the server's burst.
+    const others = Array.from({ length: 25 }, (_, i) => `t${i}`);
+    const topics = Object.fromEntries(['chat', ...others].map((name) => [name, { history: { size: 100 } }]));
+    const channel = new Channel(server.wss, { topics });
     server.wss.on('connection', (ws) => channel.accept(ws));
     const url = `ws://127.0.0.1:${server.port}/channel`;
     const run = async (options: DuetClientOptions) => {
@@ -666,20 +724,23 @@ describe('against a real duet server', () => {
       const got: unknown[] = [];
       const codes: string[] = [];
       client.on('error', (e) => codes.push((e as { code?: string }).code ?? e.message));
+      for (const topic of others) client.subscribe(topic, () => {});
       client.subscribe('chat', (data) => got.push(data));
-      for (let i = 0; i < 30; i++) client.publish('chat', i);
+      for (let i = 0; i < 20; i++) client.publish('chat', i);
       client.open();
-      for (let i = 0; i < 500 && got.length < 30 && client.status !== 'closed'; i++) await new Promise((r) => setTimeout(r, 10));
+      const subscribed = () => others.every((topic) => client.position(topic) !== undefined);
+      for (let i = 0; i < 800 && !(got.length === 20 && subscribed()) && client.status !== 'closed'; i++) await new Promise((r) => setTimeout(r, 10));
       client.close();
-      return { got, codes, lastClose: client.lastClose };
+      return { got, codes, lastClose: client.lastClose, subscribed: subscribed() };
     };
     try {
       const burst = await run({ flushInterval: 0 });
       assert.deepEqual(burst.lastClose, { code: 1008, reason: 'too many errors', wasClean: true }, 'what the unpaced flush gets');
       assert.ok(burst.codes.includes('rate_limited'));
       const paced = await run({});
-      assert.deepEqual(paced.got, Array.from({ length: 30 }, (_, i) => i));
+      assert.deepEqual(paced.got, Array.from({ length: 20 }, (_, i) => i));
       assert.deepEqual(paced.codes, []);
+      assert.ok(paced.subscribed, 'every topic got its subscribed');
     } finally {
       await server.close();
     }
