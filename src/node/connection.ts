@@ -133,7 +133,7 @@ function socketOnData(this: OwnedSocket, chunk: Buffer): void {
     ws.onListenerError(err);
   }
   // Replies waiting for compression count too: a peer must not make us queue them unboundedly.
-  if (this.writableLength + ws.queuedBytes > READ_PAUSE_BYTES && !this.isPaused()) {
+  if (ws.backlog + ws.queuedBytes > READ_PAUSE_BYTES && !this.isPaused()) {
     this.pause();
     ws.readPausedForWrites = true;
   }
@@ -515,7 +515,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     if (host.slowConsumer === 'drop') {
       this.droppedMessages++;
       host.counters.dropped++;
-      if (this.listenerCount('drop') > 0) this.emitSafely('drop', this.socket.writableLength);
+      if (this.listenerCount('drop') > 0) this.emitSafely('drop', this.backlog);
       return false;
     }
     if (!this.closeSent) {
@@ -589,6 +589,10 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
    * connection has several frames in the turn.)
    */
   private queueSmall(frame: Buffer, payloadLength: number, cb: Callback | undefined): void {
+    if (this.socket === undefined || this.socket.destroyed) {
+      if (cb !== undefined) this.notOpen(cb);
+      return;
+    }
     (this.smallFrames ??= []).push(frame);
     this.smallBytes += frame.length;
     this.smallPayloadBytes += payloadLength;
@@ -605,12 +609,14 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     if (frames === undefined || frames.length === 0) return;
     const data = frames.length === 1 ? frames[0] : Buffer.concat(frames, this.smallBytes);
     frames.length = 0;
+    const socket = this.socket;
+    // Header bytes are counted since the socket's buffer was last empty (see bufferedAmount).
+    if (socket !== undefined && socket.writableLength === 0) this.headerBytes = 0;
     this.headerBytes += this.smallBytes - this.smallPayloadBytes;
     this.smallBytes = 0;
     this.smallPayloadBytes = 0;
     const callbacks = this.smallCallbacks;
     this.smallCallbacks = undefined;
-    const socket = this.socket;
     if (socket === undefined || !socket.writable) {
       if (callbacks !== undefined) for (const cb of callbacks) this.notOpen(cb);
       return;
@@ -624,6 +630,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   private corkSocket(): OwnedSocket {
     this.flushSmall();
     const socket = this.socket!;
+    if (socket.writableLength === 0) this.headerBytes = 0;
     if (!this.socketCorked) {
       this.socketCorked = true;
       socket.cork();
@@ -695,6 +702,12 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       return;
     }
     this.sendNow(data, options, cb, compressed);
+  }
+
+  /** @internal */
+  endQueued(): void {
+    const socket = this.socket;
+    if (socket !== undefined && !socket.writableEnded && !socket.destroyed) this.endSocket(socket);
   }
 
   /** @internal */
@@ -1059,9 +1072,14 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     this.readyState = WebSocket.CLOSING;
     this.parser?.stop();
     const socket = this.socket;
-    // Usually our FIN went out already (after the closing handshake); ending twice only
-    // makes Node build an error object.
-    if (socket !== undefined && !socket.writableEnded) this.endSocket(socket);
+    if (this.queue?.active) {
+      // Replies still being compressed (or Blobs read) go out before our FIN.
+      this.queue.end();
+    } else if (socket !== undefined && !socket.writableEnded) {
+      // Usually our FIN went out already (after the closing handshake); ending twice only
+      // makes Node build an error object.
+      this.endSocket(socket);
+    }
     // Our FIN may wait behind data the peer never reads: do not wait for it forever.
     deadlines.add(this, this.options.closeTimeout);
   }
@@ -1084,6 +1102,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     this.smallFrames = undefined;
     this.smallBytes = 0;
     this.smallPayloadBytes = 0;
+    const callbacks = this.smallCallbacks;
+    this.smallCallbacks = undefined;
+    if (callbacks !== undefined) for (const cb of callbacks) this.notOpen(cb);
     deadlines.delete(this);
     this.parser?.stop();
     this.deflate?.release();

@@ -10,6 +10,14 @@ export interface Expirable {
   expire(): void;
 }
 
+/**
+ * Sweeps happen on a 50 ms grid: each one scans every pending deadline, so under a flood of
+ * new deadlines (slow handshakes arriving all the time) waking for each would cost
+ * O(pending) per arrival. Timeouts are seconds long; 50 ms late is harmless.
+ */
+const GRAIN_MS = 50;
+const wakeTime = (at: number): number => Math.ceil(at / GRAIN_MS) * GRAIN_MS;
+
 export class DeadlineQueue {
   private readonly deadlines = new Map<Expirable, number>();
   private timer: NodeJS.Timeout | undefined;
@@ -19,7 +27,8 @@ export class DeadlineQueue {
   add(item: Expirable, ms: number): void {
     const at = Date.now() + ms;
     this.deadlines.set(item, at);
-    if (at < this.timerAt) this.arm(at);
+    const wake = wakeTime(at);
+    if (wake < this.timerAt) this.arm(wake);
   }
 
   /** Forget `item`'s deadline. The shared timer is left alone; a sweep with nothing due is cheap. */
@@ -50,7 +59,7 @@ export class DeadlineQueue {
       else if (at < next) next = at;
     }
     for (const item of due) this.deadlines.delete(item);
-    if (next !== Infinity) this.arm(next);
+    if (next !== Infinity) this.arm(wakeTime(next));
     for (const item of due) item.expire();
   };
 }

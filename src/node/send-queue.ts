@@ -20,6 +20,8 @@ export interface SendQueueTarget {
   writeShared(message: SharedMessage): void;
   /** An item left the queue: reading paused for pending writes may resume. */
   writesDrained(): void;
+  /** End TCP (the peer ended its side) once everything queued before was written. */
+  endQueued(): void;
   /** Start the closing handshake now. */
   closeQueued(code: number | undefined, reason: Buffer): void;
   /** A Blob could not be read. */
@@ -40,6 +42,7 @@ interface Item {
   close?: { code: number | undefined; reason: Buffer };
   compress?: boolean;
   shared?: SharedMessage;
+  end?: boolean;
   size: number;
 }
 
@@ -75,6 +78,11 @@ export class SendQueue {
   /** Queue a message shared by many connections; it keeps its own framing. */
   sendShared(message: SharedMessage): void {
     this.push({ shared: message, size: message.payload.length });
+  }
+
+  /** End TCP after everything queued so far. */
+  end(): void {
+    this.push({ end: true, size: 0 });
   }
 
   close(code: number | undefined, reason: Buffer): void {
@@ -116,6 +124,7 @@ export class SendQueue {
       this.bytes -= item.size;
       if (item.close) this.target.closeQueued(item.close.code, item.close.reason);
       else if (item.shared) this.target.writeShared(item.shared);
+      else if (item.end) this.target.endQueued();
       else this.target.sendQueued(data!, item.options, item.cb);
     }
     this.running = false;

@@ -102,6 +102,12 @@ function onHeadData(this: PendingSocket, chunk: Buffer): void {
   const end = findHeadEnd(buf, previous?.length ?? 0);
   const { options } = pending.server;
   if (end === -1) {
+    // A head ended by bare LFs would never complete: refuse it now rather than after the timeout.
+    if (buf.indexOf('\n\n') !== -1 || buf.indexOf('\n\r\n') !== -1) {
+      finish(this, pending);
+      options.abort(this, 400, 'Malformed request head (line endings must be CRLF)');
+      return;
+    }
     if (buf.length > options.maxHeaderSize) {
       finish(this, pending);
       options.abort(this, 431, 'Request header fields too large');
@@ -151,7 +157,9 @@ export class StandaloneServer extends net.Server {
   readonly pending = new Set<net.Socket>();
 
   constructor(options: StandaloneOptions) {
-    super({ noDelay: true });
+    // Half-open like http.Server: a peer's FIN must not end our side while a connection still
+    // has replies to write (it ends TCP itself when it is done).
+    super({ noDelay: true, allowHalfOpen: true });
     this.options = options;
     this.on('connection', (socket: PendingSocket) => {
       const pending: Pending = { server: this, socket, buffered: undefined, expire: expirePending };
@@ -160,7 +168,8 @@ export class StandaloneServer extends net.Server {
       socket.on('data', onHeadData);
       socket.on('error', onHeadError);
       socket.on('close', onHeadClose);
-      deadlines.add(pending, options.handshakeTimeout);
+      // 0 means no limit, as for node:http's headersTimeout.
+      if (options.handshakeTimeout > 0) deadlines.add(pending, options.handshakeTimeout);
     });
   }
 

@@ -324,9 +324,17 @@ function isHttp11OrLater(version: string): boolean {
   return major > 1 || (major === 1 && minor >= 1);
 }
 
-/** Strip HTTP optional whitespace (SP / HTAB only, RFC 7230 3.2.3). */
-function trimOws(s: string): string {
-  return s.replace(/^[ \t]+|[ \t]+$/g, '');
+/**
+ * Strip HTTP optional whitespace (SP / HTAB only, RFC 7230 3.2.3). A loop, not a regular
+ * expression: /[ \t]+$/ backtracks quadratically on a long run of spaces followed by another
+ * character, which a client controls.
+ */
+export function trimOws(s: string): string {
+  let start = 0;
+  let end = s.length;
+  while (start < end && (s.charCodeAt(start) === 0x20 || s.charCodeAt(start) === 0x09)) start++;
+  while (end > start && (s.charCodeAt(end - 1) === 0x20 || s.charCodeAt(end - 1) === 0x09)) end--;
+  return start === 0 && end === s.length ? s : s.slice(start, end);
 }
 
 // String#toLowerCase folds some non-ASCII letters onto ASCII ones (U+212A KELVIN SIGN becomes

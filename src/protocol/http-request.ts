@@ -5,6 +5,8 @@
  * which builds request and response objects a WebSocket handshake never needs.
  */
 
+import { trimOws } from './handshake.js';
+
 /** A parsed request head. Header names are lower-case, as node:http gives them. */
 export interface RequestHead {
   method: string;
@@ -47,7 +49,7 @@ export function parseRequestHead(head: Buffer): RequestHeadResult {
     if (colon <= 0) return { ok: false, status: 400, message: 'Malformed header line' };
     const name = line.slice(0, colon);
     if (!TOKEN.test(name)) return { ok: false, status: 400, message: 'Invalid header name' };
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    const value = trimOws(line.slice(colon + 1));
     if (BAD_VALUE.test(value)) return { ok: false, status: 400, message: 'Invalid character in a header value' };
     rawHeaders.push(name, value);
   }
@@ -66,11 +68,14 @@ const SINGLE = new Set([
  * joined with ', ' (cookie with '; '), set-cookie as an array, single-valued fields first-wins.
  */
 export function joinHeaders(rawHeaders: readonly string[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = Object.create(null);
+  // A plain object, as node:http gives (hasOwnProperty and friends work); a field named
+  // __proto__ is dropped rather than allowed to replace the prototype.
+  const out: Record<string, string | string[]> = {};
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i].toLowerCase();
+    if (name === '__proto__') continue;
     const value = rawHeaders[i + 1];
-    const prev = out[name];
+    const prev = Object.hasOwn(out, name) ? out[name] : undefined;
     if (prev === undefined) {
       out[name] = name === 'set-cookie' ? [value] : value;
     } else if (name === 'set-cookie') {
@@ -84,10 +89,11 @@ export function joinHeaders(rawHeaders: readonly string[]): Record<string, strin
 
 /** Every value of every field, by lower-case name (node:http's `req.headersDistinct`). */
 export function distinctHeaders(rawHeaders: readonly string[]): Record<string, string[]> {
-  const out: Record<string, string[]> = Object.create(null);
+  const out: Record<string, string[]> = {};
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i].toLowerCase();
-    (out[name] ??= []).push(rawHeaders[i + 1]);
+    if (name === '__proto__') continue;
+    (Object.hasOwn(out, name) ? out[name] : (out[name] = [])).push(rawHeaders[i + 1]);
   }
   return out;
 }

@@ -8,6 +8,7 @@
  * receiver must: reserved bits and opcodes, masking direction, control frame size and FIN,
  * minimal length encoding, close codes and close reasons.
  */
+import { kMaxLength } from 'node:buffer';
 import { CloseCode, closeCodeIsValid } from './close-codes.js';
 import { ProtocolError } from './errors.js';
 import { applyMask } from './mask.js';
@@ -60,12 +61,14 @@ function headerSize(b1: number): number {
 /**
  * Capacity for a buffer that must hold `needed` bytes, growing from `current` by doubling, at
  * most `limit`. A frame's first allocation takes up to 64 KiB at once (`limit` is its exact
- * length), and once an eighth of a frame has arrived its whole length is allocated, so a large
- * frame split over many reads is copied about once, not once per doubling. A fragmented
- * message starts at 4 KiB, since its final size is unknown and the user receives a view of the
- * buffer. Either way memory follows the bytes actually received (within a factor of 8 for
- * frames), never merely a length a peer declared.
+ * length), and for frames up to 16 MiB the whole length is allocated once an eighth of it has
+ * arrived, so a large frame split over many reads is copied about once, not once per doubling.
+ * A fragmented message starts at 4 KiB, since its final size is unknown and the user receives
+ * a view of the buffer. Either way memory follows the bytes actually received (within a factor
+ * of 8, and of 2 above 16 MiB), never merely a length a peer declared.
  */
+const JUMP_LIMIT = 16 * 1024 * 1024;
+
 function grownCapacity(current: number, needed: number, limit: number, first = 64 * 1024, jumpAt = 0): number {
   if (jumpAt > 0 && needed * jumpAt >= limit) return limit;
   let capacity = Math.max(current * 2, first);
@@ -294,6 +297,8 @@ export class FrameParser {
     if (high > 0x1fffff) return this.fail('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 'payload length over 2^53 - 1', CloseCode.MESSAGE_TOO_BIG);
     const length = high * 0x100000000 + low;
     if (length <= 0xffff) return this.fail('WS_ERR_NON_MINIMAL_LENGTH', 'length not minimally encoded');
+    // Larger than any Buffer this process can allocate (maxPayload 0 means no limit of ours).
+    if (length > kMaxLength) return this.fail('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', `payload length over the largest possible buffer (${kMaxLength} bytes)`, CloseCode.MESSAGE_TOO_BIG);
     this.payloadLength = length;
     return this.checkMaxPayload();
   }
@@ -330,7 +335,10 @@ export class FrameParser {
     const n = Math.min(needed, available);
     let buffer = this.frameBuffer;
     if (buffer === undefined || buffer.length < this.frameFilled + n) {
-      const grown = Buffer.allocUnsafe(grownCapacity(buffer?.length ?? 0, this.frameFilled + n, length, 64 * 1024, 8));
+      // Frames up to 16 MiB get their whole length once an eighth has arrived; larger ones keep
+      // doubling, so a peer that trickles a huge frame pins at most twice what it sent.
+      const jumpAt = length <= JUMP_LIMIT ? 8 : 0;
+      const grown = Buffer.allocUnsafe(grownCapacity(buffer?.length ?? 0, this.frameFilled + n, length, 64 * 1024, jumpAt));
       if (buffer !== undefined) buffer.copy(grown, 0, 0, this.frameFilled);
       buffer = this.frameBuffer = grown;
     }

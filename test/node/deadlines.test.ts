@@ -13,12 +13,13 @@ test('items expire in deadline order, each once, from one shared timer', async (
   const a = item('a');
   const b = item('b');
   const c = item('c');
-  q.add(b, 60);
-  q.add(a, 20); // earlier than the armed timer: re-armed
-  q.add(c, 100);
-  await sleep(40);
+  // Sweeps run on a 50 ms grid, so each deadline fires up to 50 ms late.
+  q.add(b, 300);
+  q.add(a, 100); // earlier than the armed timer: re-armed
+  q.add(c, 500);
+  await sleep(220);
   assert.deepEqual(expired, ['a']);
-  await sleep(100);
+  await sleep(400);
   assert.deepEqual(expired, ['a', 'b', 'c']);
   assert.equal(q.size, 0);
 });
@@ -32,9 +33,9 @@ test('deleted items never expire; re-adding replaces the deadline', async () => 
   await sleep(50);
   assert.equal(fired, 0);
   q.add(x, 20);
-  q.add(x, 80);
-  await sleep(50);
+  q.add(x, 200);
+  await sleep(120);
   assert.equal(fired, 0, 'the later deadline replaced the earlier one');
-  await sleep(60);
+  await sleep(160);
   assert.equal(fired, 1);
 });
