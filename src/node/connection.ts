@@ -18,147 +18,42 @@ import { openClient, parseProtocolsArgument, parseWebSocketUrl, type ClientOptio
 import { WsEventTarget, type WsListener } from './event-target.js';
 import type { ConnectionHost, PublishOptions } from './host.js';
 import { SendQueue } from './send-queue.js';
+import {
+  READ_PAUSE_BYTES,
+  kConnection,
+  replayHead,
+  socketOnClose,
+  socketOnData,
+  socketOnDrain,
+  socketOnEnd,
+  socketOnError,
+  type OwnedSocket,
+} from './socket-listeners.js';
 import { scheduleUncork } from './write-batch.js';
 
-/** How received binary data is handed to listeners. */
-export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments' | 'blob';
+import {
+  EMPTY,
+  clampUnsignedShort,
+  codedError,
+  controlArguments,
+  toArrayBuffer,
+  toBuffer,
+  type BinaryType,
+  type Callback,
+  type CodedError,
+  type ConnectionOptions,
+  type RawData,
+  type SendData,
+  type SendOptions,
+} from './connection-types.js';
 
-/** Data `send` accepts. Strings go as text, everything else as binary (unless `binary` says otherwise). */
-export type SendData = string | Buffer | ArrayBuffer | ArrayBufferView | Blob;
-
-export interface SendOptions {
-  /** Send as a binary message (default: true for non-strings, false for strings). */
-  binary?: boolean;
-  /** Last fragment of the message (default true). `fin: false` starts or continues a fragmented message. */
-  fin?: boolean;
-  /**
-   * With permessage-deflate negotiated, `false` sends this message uncompressed (default: compress
-   * when it is at least `threshold` bytes). Decided by the first fragment of a fragmented message.
-   */
-  compress?: boolean;
-  /** Accepted for `ws` compatibility; the side (client or server) decides masking. */
-  mask?: boolean;
-}
-
-/** An error with a stable `code` string, as carried by `error` events. */
-export interface CodedError extends Error {
-  code: string;
-}
-
-/** Settings of one connection, chosen by the server or client that creates it. */
-export interface ConnectionOptions {
-  /** True on the server side: expects masked frames, sends unmasked, closes TCP first. */
-  isServer: boolean;
-  /** Largest incoming message in bytes; 0 means unlimited. */
-  maxPayload: number;
-  /** Milliseconds to wait for the peer's part of the close handshake before dropping TCP. */
-  closeTimeout: number;
-  /** Answer pings with pongs automatically. */
-  autoPong: boolean;
-  /** permessage-deflate state, when it was negotiated. */
-  deflate?: MessageDeflate;
-}
-
-const EMPTY = Buffer.alloc(0);
-
-function codedError(code: string, message: string): CodedError {
-  const err = new Error(message) as CodedError;
-  err.code = code;
-  return err;
-}
-
-type Callback = (err?: Error | null) => void;
-
-/** WebIDL `[Clamp] unsigned short`: NaN is 0, round half to even, clamp to 0-65535. */
-function clampUnsignedShort(value: number): number {
-  const n = Number(value);
-  if (Number.isNaN(n)) return 0;
-  const clamped = Math.min(Math.max(n, 0), 65535);
-  const floor = Math.floor(clamped);
-  const diff = clamped - floor;
-  if (diff > 0.5) return floor + 1;
-  if (diff < 0.5) return floor;
-  return floor % 2 === 0 ? floor : floor + 1;
-}
-
-/** ws's argument shapes: ping(), ping(cb), ping(data), ping(data, cb), ping(data, mask, cb). */
-function controlArguments(data: SendData | number | Callback | undefined, mask: boolean | Callback | undefined, cb: Callback | undefined): [SendData | number | undefined, Callback | undefined] {
-  if (typeof data === 'function') return [undefined, data];
-  if (typeof mask === 'function') return [data, mask];
-  return [data, cb];
-}
-
-function toBuffer(data: Exclude<SendData, Blob>): Buffer {
-  if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (Buffer.isBuffer(data)) return data;
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (data instanceof ArrayBuffer) return Buffer.from(data);
-  return Buffer.from(String(data), 'utf8');
-}
-
-function toArrayBuffer(buf: Buffer): ArrayBuffer {
-  if (buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength) return buf.buffer as ArrayBuffer;
-  return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
-}
-
-// Socket listeners are shared functions that find their connection through a symbol on the
-// socket: no closures per connection.
-const kConnection = Symbol('duetConnection');
-interface OwnedSocket extends Duplex {
-  [kConnection]?: WebSocket;
-}
-
-/**
- * Reading stops while this many bytes wait to be written to the peer, and resumes on
- * 'drain': a peer that sends (pings, messages an application echoes) but does not read
- * cannot make the server queue replies without bound.
- */
-const READ_PAUSE_BYTES = 1024 * 1024;
+export type { BinaryType, CodedError, ConnectionOptions, RawData, SendData, SendOptions } from './connection-types.js';
 
 /**
  * Frames up to this size are collected per event-loop turn and written as one buffer; larger
  * ones go to the (corked) socket as they are, header and payload without a copy.
  */
 const SMALL_FRAME = 4096;
-
-function socketOnData(this: OwnedSocket, chunk: Buffer): void {
-  const ws = this[kConnection];
-  if (ws === undefined) return;
-  ws.heardFrom = true;
-  try {
-    ws.parser?.push(chunk);
-  } catch (err) {
-    // An application listener threw while handling this connection's events. Fail just this
-    // connection with 1011 (unexpected condition) instead of taking the process down.
-    ws.onListenerError(err);
-  }
-  // Replies waiting for compression count too: a peer must not make us queue them unboundedly.
-  if (ws.backlog + ws.queuedBytes > READ_PAUSE_BYTES && !this.isPaused()) {
-    this.pause();
-    ws.readPausedForWrites = true;
-  }
-}
-function replayHead(ws: WebSocket, socket: Duplex, head: Buffer): void {
-  if (socket.destroyed) return;
-  socket.unshift(head);
-  ws.resumeReading();
-}
-function socketOnDrain(this: OwnedSocket): void {
-  this[kConnection]?.writesDrained();
-}
-function socketOnEnd(this: OwnedSocket): void {
-  this[kConnection]?.onSocketEnd();
-}
-function socketOnClose(this: OwnedSocket): void {
-  this[kConnection]?.onSocketClose();
-}
-function socketOnError(this: OwnedSocket): void {
-  // Resets and broken pipes end the connection (close 1006); they are not the application's error.
-  this.destroy();
-}
-
-/** What a `message` listener receives, by `binaryType` (text messages are always a Buffer). */
-export type RawData = Buffer | ArrayBuffer | Buffer[] | Blob;
 
 type Listener<A extends unknown[]> = (this: WebSocket, ...args: A) => void;
 interface WebSocketEvents {

@@ -1,0 +1,56 @@
+/**
+ * The socket listeners of a connection. They are shared functions that find their connection
+ * through a symbol on the socket, so a connection costs no closures.
+ */
+import type { Duplex } from 'node:stream';
+import type { WebSocket } from './connection.js';
+
+export const kConnection = Symbol('duetConnection');
+export interface OwnedSocket extends Duplex {
+  [kConnection]?: WebSocket;
+}
+
+/**
+ * Reading stops while this many bytes wait to be written to the peer, and resumes on
+ * 'drain': a peer that sends (pings, messages an application echoes) but does not read
+ * cannot make the server queue replies without bound.
+ */
+export const READ_PAUSE_BYTES = 1024 * 1024;
+
+export function socketOnData(this: OwnedSocket, chunk: Buffer): void {
+  const ws = this[kConnection];
+  if (ws === undefined) return;
+  ws.heardFrom = true;
+  try {
+    ws.parser?.push(chunk);
+  } catch (err) {
+    // An application listener threw while handling this connection's events. Fail just this
+    // connection with 1011 (unexpected condition) instead of taking the process down.
+    ws.onListenerError(err);
+  }
+  // Replies waiting for compression count too: a peer must not make us queue them unboundedly.
+  if (ws.backlog + ws.queuedBytes > READ_PAUSE_BYTES && !this.isPaused()) {
+    this.pause();
+    ws.readPausedForWrites = true;
+  }
+}
+export function replayHead(ws: WebSocket, socket: Duplex, head: Buffer): void {
+  if (socket.destroyed) return;
+  socket.unshift(head);
+  ws.resumeReading();
+}
+export function socketOnDrain(this: OwnedSocket): void {
+  this[kConnection]?.writesDrained();
+}
+export function socketOnEnd(this: OwnedSocket): void {
+  this[kConnection]?.onSocketEnd();
+}
+export function socketOnClose(this: OwnedSocket): void {
+  this[kConnection]?.onSocketClose();
+}
+export function socketOnError(this: OwnedSocket): void {
+  // Resets and broken pipes end the connection (close 1006); they are not the application's error.
+  this.destroy();
+}
+
+
