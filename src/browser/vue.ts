@@ -8,7 +8,7 @@
  *
  * `vue` is an optional peer dependency: only this file imports it.
  */
-import { getCurrentInstance, getCurrentScope, inject, onScopeDispose, ref, shallowRef, ssrContextKey, type EffectScope, type Ref } from 'vue';
+import { getCurrentInstance, getCurrentScope, inject, onMounted, onScopeDispose, ref, shallowRef, ssrContextKey, type EffectScope, type Ref } from 'vue';
 import { DuetClient, type DuetClientOptions, type DuetCloseInfo, type DuetStatus, type SendData, type TopicHandler, type TopicPosition, type WebSocketConstructorLike } from './client.js';
 
 export type { DuetClientOptions, DuetCloseInfo, DuetStatus } from './client.js';
@@ -91,7 +91,17 @@ export function useDuet(url: string, options: DuetClientOptions = {}): UseDuet {
       for (const off of offs) off();
     });
   }
-  if (options.autoOpen ?? true) client.open();
+  // In a component, connect once it is mounted: its first render, which hydration compares
+  // with the server's HTML (rendered without a client), then shows 'closed' as well.
+  // An open() or close() called before that has decided already.
+  let decided = false;
+  if (options.autoOpen ?? true) {
+    if (getCurrentInstance()) {
+      onMounted(() => {
+        if (!decided) client.open();
+      });
+    } else client.open();
+  }
   sync();
 
   // One dispose hook per scope, holding only the subscriptions still live: a hook per call
@@ -124,8 +134,14 @@ export function useDuet(url: string, options: DuetClientOptions = {}): UseDuet {
     send: (message) => client.send(message),
     publish: (topic, value) => client.publish(topic, value),
     subscribe,
-    open: () => client.open(),
-    close: (code, reason) => client.close(code, reason),
+    open: () => {
+      decided = true;
+      client.open();
+    },
+    close: (code, reason) => {
+      decided = true;
+      client.close(code, reason);
+    },
     reconnect: () => client.reconnect(),
   };
 }

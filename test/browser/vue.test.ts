@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSSRApp, defineComponent, effectScope, h, nextTick } from 'vue';
+import { createRenderer, createSSRApp, defineComponent, effectScope, h, nextTick } from 'vue';
 import { renderToString } from 'vue/server-renderer';
 import { useDuet, type UseDuet } from '../../src/browser/vue.js';
 import { FakeClock, FakeEnvironment, FakeWebSocket } from './fakes.js';
@@ -117,6 +117,70 @@ describe('useDuet', () => {
     assert.equal(duet.status.value, 'connecting');
     assert.equal(FakeWebSocket.instances.length, 1);
     scope.stop();
+  });
+});
+
+/** A renderer into plain objects: enough to mount components in Node, which has no DOM. */
+function objectRenderer() {
+  interface Node {
+    text: string;
+    children: Node[];
+  }
+  const node = (text = ''): Node => ({ text, children: [] });
+  const { createApp } = createRenderer<Node, Node>({
+    createElement: () => node(),
+    createText: (text) => node(text),
+    createComment: () => node(),
+    setText: (n, text) => void (n.text = text),
+    setElementText: (n, text) => void (n.text = text),
+    insert: (child, parent) => void parent.children.push(child),
+    remove: () => {},
+    parentNode: () => null,
+    nextSibling: () => null,
+    patchProp: () => {},
+  });
+  return { createApp, root: node() };
+}
+
+describe('useDuet in a component', () => {
+  it('connects when mounted, so the first render shows what the server rendered (status closed)', async () => {
+    FakeWebSocket.reset();
+    const clock = new FakeClock();
+    const renders: string[] = [];
+    let duet: UseDuet | undefined;
+    const Chat = defineComponent({
+      setup() {
+        duet = useDuet('ws://127.0.0.1:1/channel', { WebSocket: FakeWebSocket, clock, environment: new FakeEnvironment() });
+        const d = duet;
+        return () => {
+          renders.push(`${d.status.value}, ${FakeWebSocket.instances.length} sockets`);
+          return h('p', `status: ${d.status.value}`);
+        };
+      },
+    });
+    const { createApp, root } = objectRenderer();
+    const app = createApp(Chat);
+    app.mount(root);
+    assert.equal(renders[0], 'closed, 0 sockets', 'the first render matches the server HTML');
+    assert.equal(FakeWebSocket.instances.length, 1, 'connected once mounted');
+    assert.equal(duet?.status.value, 'connecting');
+    await nextTick();
+    assert.equal(renders.at(-1), 'connecting, 1 sockets');
+    app.unmount();
+    assert.equal(duet?.client?.status, 'closed');
+    assert.equal(clock.pending, 0);
+
+    // close() in setup, before the mount, is not undone by it.
+    FakeWebSocket.reset();
+    const Closed = defineComponent({
+      setup() {
+        useDuet('ws://127.0.0.1:1/channel', { WebSocket: FakeWebSocket, clock, environment: new FakeEnvironment() }).close();
+        return () => h('p');
+      },
+    });
+    const other = objectRenderer();
+    other.createApp(Closed).mount(other.root);
+    assert.equal(FakeWebSocket.instances.length, 0);
   });
 });
 
