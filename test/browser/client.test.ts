@@ -645,6 +645,81 @@ describe('subscribe and recovery', () => {
   });
 });
 
+describe('random sequences of calls and events', () => {
+  it('never leave two live sockets, or timers, listeners or a socket behind a closed status', () => {
+    // Seeded, so a failure is reproducible; the message names the run and the last steps.
+    let seed = 12345;
+    const random = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+    const pick = <T,>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+    const ops = ['open', 'close', 'reconnect', 'accept', 'drop', 'advance', 'advance', 'online', 'offline', 'hide', 'show', 'publish', 'subscribe', 'unsubscribe', 'subscribed', 'rate_limited'] as const;
+    for (let run = 0; run < 300; run++) {
+      FakeWebSocket.reset();
+      const clock = new FakeClock();
+      const env = new FakeEnvironment();
+      const client = new DuetClient(URL_, {
+        WebSocket: FakeWebSocket,
+        clock,
+        environment: env,
+        random,
+        maxRetries: pick([Infinity, 3]),
+        flushBurst: 2,
+        flushInterval: 30,
+        heartbeatInterval: pick([0, 500]),
+        heartbeatTimeout: 200,
+        connectTimeout: pick([0, 700]),
+      });
+      const offs: (() => void)[] = [];
+      const steps: string[] = [];
+      // Now and then a close listener closes, reopens or reconnects, as apps do.
+      const reaction = pick(['close', 'reopen', 'reconnect'] as const);
+      client.on('close', () => {
+        if (random() >= 0.1) return;
+        steps.push(`listener ${reaction}`);
+        if (reaction === 'reconnect') client.reconnect();
+        else client.close();
+        if (reaction === 'reopen') client.open();
+      });
+      for (let step = 0; step < 60; step++) {
+        const op = pick(ops);
+        steps.push(op);
+        const socket = FakeWebSocket.instances.at(-1);
+        const open = socket?.readyState === 1;
+        if (op === 'open') client.open();
+        else if (op === 'close') client.close();
+        else if (op === 'reconnect') client.reconnect();
+        else if (op === 'accept' && socket?.readyState === 0) socket.open();
+        else if (op === 'drop' && socket && socket.readyState < 3) socket.serverClose(pick([1006, 1001, 1008, 1011]));
+        else if (op === 'advance') clock.advance(Math.floor(random() * 2000));
+        else if (op === 'online') env.goOnline();
+        else if (op === 'offline') env.goOffline();
+        else if (op === 'hide') env.setVisibility('hidden');
+        else if (op === 'show') env.setVisibility('visible');
+        else if (op === 'publish') client.publish('t', step);
+        else if (op === 'subscribe') offs.push(client.subscribe(pick(['a', 'b', 'c']), () => {}));
+        else if (op === 'unsubscribe') offs.pop()?.();
+        else if (op === 'subscribed' && open) socket.message({ type: 'subscribed', topic: pick(['a', 'b', 'c']), epoch: 'E', seq: 3, recovered: random() < 0.5 });
+        else if (op === 'rate_limited' && open) socket.message({ type: 'error', code: 'rate_limited', message: 'slow down' });
+        const where = `run ${run} step ${step}: ${steps.slice(-8).join(', ')}`;
+        const live = FakeWebSocket.instances.filter((s) => s.readyState < 2 && (s.onopen !== null || s.onmessage !== null));
+        assert.ok(live.length <= 1, `two live sockets after ${where}`);
+        if (live.length === 1) assert.equal(client.socket, live[0], `a live socket that is not the current one after ${where}`);
+        if (client.status === 'open') assert.equal(client.socket?.readyState, 1, `status open without an open socket after ${where}`);
+        if (client.status === 'closed') {
+          assert.equal(live.length, 0, `a live socket while closed after ${where}`);
+          assert.equal(clock.pending, 0, `timers while closed after ${where}`);
+          assert.equal(env.listening, 0, `listeners while closed after ${where}`);
+        }
+        if (client.status === 'reconnecting' && client.socket === null && env.navigator.onLine) {
+          assert.ok(clock.pending > 0, `reconnecting with nothing scheduled after ${where}`);
+        }
+      }
+      client.close();
+      assert.equal(clock.pending, 0);
+      assert.equal(env.listening, 0);
+    }
+  });
+});
+
 describe('plain mode', () => {
   it('passes raw messages through and refuses channel calls', () => {
     const { client } = setup({ channel: false, binaryType: 'arraybuffer', protocols: ['v1'] });
