@@ -30,11 +30,6 @@ export class PacedFlush {
     this.host = host;
   }
 
-  /** A flush timer is pending. */
-  get running(): boolean {
-    return this.timer !== null;
-  }
-
   /** Send up to `burst` messages now and pace out the rest. */
   start(burst: number): void {
     this.stop();

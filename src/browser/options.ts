@@ -33,14 +33,15 @@ export interface DuetClientOptions {
   queueLimit?: number;
   /**
    * Messages sent at once when a connection opens, the resubscribes included (they go first,
-   * then the queue); the rest follows one per `flushInterval`. Default 10: half of `duet serve`'s burst of 20,
-   * leaving room for pings, subscribes and what the app sends meanwhile.
+   * then the queue); the rest follows one per `flushInterval`. Default 10: half of
+   * `duet serve`'s burst of 20, leaving room for pings, subscribes and what the app sends.
    */
   flushBurst?: number;
   /**
-   * ms between waiting messages (subscribes, then the queue) after the burst; 0 sends the whole queue at once. Default 100
-   * (10 per second): half of `duet serve`'s 20 per second, so a long queue never runs the
-   * server's rate limit dry (rate_limited errors, then close 1008 and no reconnect).
+   * ms between waiting messages (subscribes, then the queue) after the burst; 0 sends all
+   * at once. Default 100 (10 per second): half of `duet serve`'s 20 per second, so a long
+   * queue never runs the server's rate limit dry (rate_limited errors, then close 1008 and
+   * no reconnect).
    */
   flushInterval?: number;
   /** What gives when the queue is full. Default 'drop-oldest': the newest state usually matters most. */
