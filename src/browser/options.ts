@@ -95,25 +95,32 @@ function nonNegative(name: string, value: number | undefined, fallback: number):
   return value;
 }
 
+// setTimeout treats delays past 2^31 - 1 ms as 0 (it fires at once): refuse them.
+const MAX_DELAY = 2_147_483_647;
+
+function delay(name: string, value: number | undefined, fallback: number): number {
+  const ms = nonNegative(name, value, fallback);
+  if (ms > MAX_DELAY) throw new RangeError(`${name} must be at most ${MAX_DELAY} ms, got ${ms}`);
+  return ms;
+}
+
 /** Fill in the defaults and check the values (RangeError/TypeError for bad ones). */
 export function resolveOptions(options: DuetClientOptions): ResolvedOptions {
-  const minDelay = nonNegative('minDelay', options.minDelay, 500);
-  const maxDelay = nonNegative('maxDelay', options.maxDelay, 30_000);
+  const minDelay = delay('minDelay', options.minDelay, 500);
+  const maxDelay = delay('maxDelay', options.maxDelay, 30_000);
   const factor = nonNegative('factor', options.factor, 2);
   if (factor < 1) throw new RangeError(`factor must be >= 1, got ${factor}`);
   const queueLimit = nonNegative('queueLimit', options.queueLimit, 1000);
   if (!Number.isInteger(queueLimit)) throw new RangeError(`queueLimit must be an integer, got ${queueLimit}`);
   const flushBurst = nonNegative('flushBurst', options.flushBurst, 10);
   if (!Number.isInteger(flushBurst) && flushBurst !== Infinity) throw new RangeError(`flushBurst must be an integer, got ${flushBurst}`);
-  const flushInterval = nonNegative('flushInterval', options.flushInterval, 100);
-  // setTimeout treats delays past 2^31 - 1 ms as 0: a huge interval would mean no pacing at all.
-  if (flushInterval > 2_147_483_647) throw new RangeError(`flushInterval must be at most 2147483647 ms, got ${flushInterval}`);
+  const flushInterval = delay('flushInterval', options.flushInterval, 100);
   const queuePolicy = options.queuePolicy ?? 'drop-oldest';
   if (!['drop-oldest', 'drop-newest', 'error'].includes(queuePolicy)) {
     throw new TypeError(`queuePolicy must be 'drop-oldest', 'drop-newest' or 'error', got ${String(queuePolicy)}`);
   }
-  const heartbeatInterval = nonNegative('heartbeatInterval', options.heartbeatInterval, 20_000);
-  const heartbeatTimeout = nonNegative('heartbeatTimeout', options.heartbeatTimeout, 10_000);
+  const heartbeatInterval = delay('heartbeatInterval', options.heartbeatInterval, 20_000);
+  const heartbeatTimeout = delay('heartbeatTimeout', options.heartbeatTimeout, 10_000);
   if (heartbeatInterval > 0 && heartbeatTimeout === 0) throw new RangeError('heartbeatTimeout must be > 0 when the heartbeat is on');
   if (options.shouldReconnect !== undefined && typeof options.shouldReconnect !== 'function') {
     throw new TypeError('shouldReconnect must be a function');
@@ -125,11 +132,11 @@ export function resolveOptions(options: DuetClientOptions): ResolvedOptions {
     maxDelay,
     factor,
     maxRetries: nonNegative('maxRetries', options.maxRetries, Infinity),
-    stableAfter: nonNegative('stableAfter', options.stableAfter, 5000),
+    stableAfter: delay('stableAfter', options.stableAfter, 5000),
     shouldReconnect: options.shouldReconnect ?? defaultShouldReconnect,
     heartbeatInterval,
     heartbeatTimeout,
-    connectTimeout: nonNegative('connectTimeout', options.connectTimeout, 10_000),
+    connectTimeout: delay('connectTimeout', options.connectTimeout, 10_000),
     queueLimit,
     queuePolicy,
     flushBurst,

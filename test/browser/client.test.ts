@@ -536,6 +536,11 @@ describe('paced flush of the queue', () => {
     for (const bad of [{ flushBurst: -1 }, { flushBurst: 1.5 }, { flushInterval: -1 }, { flushInterval: Number.NaN }, { flushInterval: 2 ** 31 }]) {
       assert.throws(() => setup(bad), RangeError, JSON.stringify(bad));
     }
+    // Every delay: setTimeout would fire a delay past 2^31 - 1 ms at once.
+    for (const name of ['minDelay', 'maxDelay', 'stableAfter', 'heartbeatInterval', 'heartbeatTimeout', 'connectTimeout']) {
+      assert.throws(() => setup({ [name]: 2 ** 31 }), RangeError, name);
+      assert.doesNotThrow(() => setup({ [name]: 2 ** 31 - 1 }).client.close(), name);
+    }
   });
 });
 
