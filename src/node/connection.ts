@@ -899,7 +899,15 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       return;
     }
     // Echo the peer's code (RFC 6455 section 5.5.1); a close without a code is echoed without one.
-    this.sendClose(code === CloseCode.NO_STATUS_RECEIVED ? undefined : code, EMPTY);
+    const echo = code === CloseCode.NO_STATUS_RECEIVED ? undefined : code;
+    if (this.queue?.active) {
+      // Messages sent before the peer's Close arrived (still being compressed, or behind a
+      // Blob) go out first; nothing sent from now on does.
+      this.readyState = WebSocket.CLOSING;
+      this.queue.close(echo, EMPTY);
+      return;
+    }
+    this.sendClose(echo, EMPTY);
   }
 
   /** @internal */

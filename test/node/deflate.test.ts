@@ -715,3 +715,28 @@ describe('permessage-deflate: fragments, publishes and backpressure together', (
     }
   });
 });
+
+describe('permessage-deflate: the closing handshake waits for replies being compressed', () => {
+  it("a reply sent before the peer's Close arrived goes out before the echoed Close", T, async () => {
+    const { port, close } = await echoServer({ perMessageDeflate: true });
+    try {
+      const text = 'reply before close '.repeat(300);
+      // Raw: the message and the Close in one write; the server echoes (compressing) and then closes.
+      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
+      raw.write(Buffer.concat([clientFrame({ opcode: TEXT, payload: deflateRaw(Buffer.from(text)), rsv: 4 }), clientFrame({ opcode: CLOSE, payload: closePayload(1000) })]));
+      await raw.until(() => raw.closed);
+      assert.deepEqual(raw.frames().map((f) => [f.opcode, f.rsv]), [[TEXT, 4], [CLOSE, 0]]);
+      // duet's client: send, close at once; the echo still arrives, then close 1000.
+      const ws = await openClient(port, true);
+      const got: string[] = [];
+      ws.on('message', (d: Buffer) => got.push(d.toString()));
+      ws.send(text);
+      ws.close(1000);
+      const { code } = await closeEvent(ws);
+      assert.equal(code, 1000);
+      assert.deepEqual(got, [text]);
+    } finally {
+      await close();
+    }
+  });
+});
