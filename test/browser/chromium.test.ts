@@ -75,7 +75,7 @@ describe('headless Chromium against duet serve', { skip: available ? false : `Ch
     assert.deepEqual(result, {
       got: ['héllo from chromium', [0, 1, 254, 255], 200_000],
       protocol: '',
-      extensions: '', // Chromium offers permessage-deflate; duet declines it for now
+      extensions: '', // Chromium offers permessage-deflate; duet serve declines it without --deflate
       code: 1000,
       wasClean: true,
     });
@@ -110,6 +110,49 @@ describe('headless Chromium against duet serve', { skip: available ? false : `Ch
       ['subscribed', 'message', 'pong'],
     );
     assert.equal((replies[1] as unknown as { data: string }).data, 'from the browser');
+  });
+
+  it("permessage-deflate with Chromium's own implementation (duet serve --deflate): large and small, text and binary", async () => {
+    const deflating = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--deflate'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const at = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        deflating.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /LISTENING ws:\/\/(\S+)/.exec(out);
+          if (m) resolve(m[1]);
+        });
+        deflating.once('exit', (code) => reject(new Error(`duet serve --deflate exited ${code}`)));
+      });
+      const result = await page.evaluate(`(async (url) => {
+        const ws = new WebSocket(url);
+        ws.binaryType = 'arraybuffer';
+        await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+        const next = () => new Promise((resolve) => (ws.onmessage = (e) => resolve(e.data)));
+        const ok = [];
+        // Repetitive JSON several times: Chromium keeps its compression context between messages.
+        for (let i = 0; i < 5; i++) {
+          const text = JSON.stringify({ i, rows: Array.from({ length: 300 }, (_, k) => ({ k, name: 'row ' + k })) });
+          ws.send(text);
+          ok.push((await next()) === text);
+        }
+        const bin = new Uint8Array(100000);
+        for (let i = 0; i < bin.length; i++) bin[i] = (i * 7) & 255;
+        ws.send(bin);
+        const back = new Uint8Array(await next());
+        ok.push(back.length === bin.length && back.every((v, i) => v === bin[i]));
+        ws.send('small');
+        ok.push((await next()) === 'small');
+        const closed = new Promise((resolve) => (ws.onclose = resolve));
+        ws.close(1000);
+        const event = await closed;
+        return { extensions: ws.extensions, ok, code: event.code, wasClean: event.wasClean };
+      })(${JSON.stringify(`ws://${at}/echo`)})`);
+      assert.deepEqual(result, { extensions: 'permessage-deflate', ok: [true, true, true, true, true, true, true], code: 1000, wasClean: true });
+    } finally {
+      deflating.kill('SIGTERM');
+      await once(deflating, 'exit');
+    }
   });
 
   it('SIGTERM: the browser sees 1001', async () => {
