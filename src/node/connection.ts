@@ -1023,4 +1023,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   get wasClean(): boolean {
     return this.closeSent && this.closeReceived;
   }
+
+  /** @internal */
+  protected get closeFrameReceived(): boolean {
+    return this.closeReceived;
+  }
 }

@@ -33,6 +33,8 @@ export abstract class WsEventTarget extends EventEmitter {
   protected whatwgDispatch = true;
   /** True when both Close frames were exchanged (for CloseEvent.wasClean). */
   abstract get wasClean(): boolean;
+  /** True when the peer's Close frame arrived (otherwise a CloseEvent reports 1006). */
+  protected abstract get closeFrameReceived(): boolean;
   /** The origin reported in MessageEvent.origin. */
   protected abstract get eventOrigin(): string;
 
@@ -94,7 +96,10 @@ export abstract class WsEventTarget extends EventEmitter {
         break;
       case 'close':
         wrapper = (code: number, reason: Buffer) => {
-          call(new WsCloseEvent(this, code, reason.toString('utf8'), this.wasClean));
+          // RFC 6455 7.1.5, which the WHATWG close event follows: without a Close frame from
+          // the peer the connection close code is 1006, also when we failed the connection
+          // with another code (ws-style listeners get that code; see docs/server.md).
+          call(new WsCloseEvent(this, this.closeFrameReceived ? code : 1006, this.closeFrameReceived ? reason.toString('utf8') : '', this.wasClean));
         };
         break;
       case 'error':
