@@ -85,10 +85,12 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   static readonly OPEN = 1;
   static readonly CLOSING = 2;
   static readonly CLOSED = 3;
-  readonly CONNECTING = 0;
-  readonly OPEN = 1;
-  readonly CLOSING = 2;
-  readonly CLOSED = 3;
+  // The instance constants live on the prototype (below), as WebIDL puts them: not four
+  // more fields on every connection.
+  declare readonly CONNECTING: 0;
+  declare readonly OPEN: 1;
+  declare readonly CLOSING: 2;
+  declare readonly CLOSED: 3;
 
   /** CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3). */
   readyState: 0 | 1 | 2 | 3 = 0;
@@ -1028,4 +1030,8 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   protected get closeFrameReceived(): boolean {
     return this.closeReceived;
   }
+}
+
+for (const [name, value] of [['CONNECTING', 0], ['OPEN', 1], ['CLOSING', 2], ['CLOSED', 3]] as const) {
+  Object.defineProperty(WebSocket.prototype, name, { value, enumerable: true, writable: false, configurable: false });
 }

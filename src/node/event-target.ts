@@ -23,7 +23,8 @@ const kWhatwg = Symbol('whatwgListener');
 type Tagged = WsListener & { [kWhatwg]?: WhatwgListener; listener?: Tagged };
 
 export abstract class WsEventTarget extends EventEmitter {
-  private handlers: Partial<Record<HandlerType, ((event: never) => void) | null>> = {};
+  // Made when the first on* handler is set: most server-side connections never have one.
+  private handlers: Partial<Record<HandlerType, ((event: never) => void) | null>> | undefined;
 
   abstract readyState: number;
   /**
@@ -39,34 +40,35 @@ export abstract class WsEventTarget extends EventEmitter {
   protected abstract get eventOrigin(): string;
 
   get onopen(): ((event: WsEvent) => void) | null {
-    return (this.handlers.open as ((event: WsEvent) => void) | undefined) ?? null;
+    return (this.handlers?.open as ((event: WsEvent) => void) | undefined) ?? null;
   }
   set onopen(fn: ((event: WsEvent) => void) | null) {
     this.setHandler('open', fn);
   }
   get onmessage(): ((event: WsMessageEvent) => void) | null {
-    return (this.handlers.message as ((event: WsMessageEvent) => void) | undefined) ?? null;
+    return (this.handlers?.message as ((event: WsMessageEvent) => void) | undefined) ?? null;
   }
   set onmessage(fn: ((event: WsMessageEvent) => void) | null) {
     this.setHandler('message', fn);
   }
   get onerror(): ((event: WsErrorEvent) => void) | null {
-    return (this.handlers.error as ((event: WsErrorEvent) => void) | undefined) ?? null;
+    return (this.handlers?.error as ((event: WsErrorEvent) => void) | undefined) ?? null;
   }
   set onerror(fn: ((event: WsErrorEvent) => void) | null) {
     this.setHandler('error', fn);
   }
   get onclose(): ((event: WsCloseEvent) => void) | null {
-    return (this.handlers.close as ((event: WsCloseEvent) => void) | undefined) ?? null;
+    return (this.handlers?.close as ((event: WsCloseEvent) => void) | undefined) ?? null;
   }
   set onclose(fn: ((event: WsCloseEvent) => void) | null) {
     this.setHandler('close', fn);
   }
 
   private setHandler(type: HandlerType, fn: ((event: never) => void) | null): void {
-    const old = this.handlers[type];
+    const handlers = (this.handlers ??= {});
+    const old = handlers[type];
     if (old) this.removeEventListener(type, old);
-    this.handlers[type] = typeof fn === 'function' ? fn : null;
+    handlers[type] = typeof fn === 'function' ? fn : null;
     if (typeof fn === 'function') this.addEventListener(type, fn);
   }
 

@@ -51,6 +51,7 @@ const enum State {
 }
 
 const EMPTY = Buffer.alloc(0);
+const SCRATCH_KEY = Buffer.alloc(4);
 
 /** Header size implied by the second header byte: 2, plus 2 or 8 length bytes, plus a 4-byte mask key. */
 function headerSize(b1: number): number {
@@ -84,7 +85,7 @@ export class FrameParser {
 
   private state: State = State.Header;
   // Header bytes that arrived split over several pushes (at most 14).
-  private readonly head = Buffer.allocUnsafe(14);
+  private head: Buffer | undefined;
   private headLength = 0;
 
   // Current frame.
@@ -93,7 +94,9 @@ export class FrameParser {
   private masked = false;
   private rsv1 = false;
   private payloadLength = 0;
-  private readonly maskKey = Buffer.allocUnsafe(4);
+  // The mask key as a 32-bit number: per connection, no Buffer object (idle memory); it is
+  // written into a shared scratch key only while a payload is unmasked, synchronously.
+  private maskKey = 0;
   // A payload arriving in pieces is copied into `frameBuffer` as it comes, never kept as a
   // list of received chunks: memory follows the bytes received, not the number of reads.
   private frameBuffer: Buffer | undefined;
@@ -105,7 +108,8 @@ export class FrameParser {
   private messageCompressed = false;
   private messageLength = 0;
   private messageBuffer: Buffer | undefined;
-  private readonly utf8 = new Utf8Validator();
+  // Only fragmented text needs a streaming validator; made on first use.
+  private utf8: Utf8Validator | undefined;
 
   // pause(): input waits here, in order, until resume().
   private paused = false;
@@ -208,27 +212,28 @@ export class FrameParser {
         // Fast path: the whole header is in this chunk; read it in place.
         if (!this.checkFirstBytes(chunk[pos], chunk[pos + 1])) return -1;
         if (size > 2 + (this.masked ? 4 : 0) && !this.checkExtendedLength(chunk, pos + 2)) return -1;
-        if (this.masked) chunk.copy(this.maskKey, 0, pos + size - 4, pos + size);
+        if (this.masked) this.maskKey = chunk.readUInt32BE(pos + size - 4);
         return this.headerDone(size);
       }
     }
     // Slow path: gather the header in `head`, checking each part once it is complete.
+    const head = (this.head ??= Buffer.allocUnsafe(14));
     let used = 0;
     for (;;) {
-      const target = this.headLength < 2 ? 2 : headerSize(this.head[1]);
+      const target = this.headLength < 2 ? 2 : headerSize(head[1]);
       const n = Math.min(target - this.headLength, available - used);
-      chunk.copy(this.head, this.headLength, pos + used, pos + used + n);
+      chunk.copy(head, this.headLength, pos + used, pos + used + n);
       const before = this.headLength;
       this.headLength += n;
       used += n;
-      if (before < 2 && this.headLength >= 2 && !this.checkFirstBytes(this.head[0], this.head[1])) return -1;
+      if (before < 2 && this.headLength >= 2 && !this.checkFirstBytes(head[0], head[1])) return -1;
       const lengthEnd = target - (this.masked ? 4 : 0);
-      if (lengthEnd > 2 && before < lengthEnd && this.headLength >= lengthEnd && !this.checkExtendedLength(this.head, 2)) return -1;
-      if (this.headLength < target || target === 2 && headerSize(this.head[1]) > 2) {
+      if (lengthEnd > 2 && before < lengthEnd && this.headLength >= lengthEnd && !this.checkExtendedLength(head, 2)) return -1;
+      if (this.headLength < target || target === 2 && headerSize(head[1]) > 2) {
         if (used === available) return used;
         continue;
       }
-      if (this.masked) this.head.copy(this.maskKey, 0, target - 4, target);
+      if (this.masked) this.maskKey = head.readUInt32BE(target - 4);
       this.headLength = 0;
       const done = this.headerDone(0);
       return done < 0 ? -1 : used;
@@ -355,7 +360,10 @@ export class FrameParser {
 
   /** A whole frame payload is here: unmask it and act on it. */
   private frameComplete(payload: Buffer): void {
-    if (this.masked && payload.length > 0) applyMask(payload, this.maskKey, 0);
+    if (this.masked && payload.length > 0) {
+      SCRATCH_KEY.writeUInt32BE(this.maskKey, 0);
+      applyMask(payload, SCRATCH_KEY, 0);
+    }
     const opcode = this.opcode;
     if (opcode >= 0x8) {
       this.controlFrame(opcode, payload);
@@ -374,7 +382,7 @@ export class FrameParser {
       // Unfragmented message (or one whose earlier fragments were all empty): no copy.
       this.messageOpcode = 0;
       this.messageCompressed = false;
-      this.utf8.reset();
+      this.utf8?.reset();
       if (checkUtf8 && !isValidUtf8(payload)) {
         this.fail('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message', CloseCode.INVALID_PAYLOAD);
         return;
@@ -383,7 +391,7 @@ export class FrameParser {
       return;
     }
 
-    if (checkUtf8 && !this.utf8.push(payload)) {
+    if (checkUtf8 && !(this.utf8 ??= new Utf8Validator()).push(payload)) {
       this.fail('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message', CloseCode.INVALID_PAYLOAD);
       return;
     }
@@ -402,8 +410,9 @@ export class FrameParser {
     if (!this.fin) return;
 
     if (checkUtf8) {
-      const complete = this.utf8.complete;
-      this.utf8.reset();
+      const utf8 = (this.utf8 ??= new Utf8Validator());
+      const complete = utf8.complete;
+      utf8.reset();
       if (!complete) {
         this.fail('WS_ERR_INVALID_UTF8', 'text message ends inside a UTF-8 sequence', CloseCode.INVALID_PAYLOAD);
         return;
