@@ -100,13 +100,20 @@ export async function runServe(argv: string[]): Promise<number> {
     }
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.removeListener('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.removeListener('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    // The port is taken (or not ours to use): stop the ticker and everything else the
+    // endpoints started, so the process ends with the error instead of hanging.
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+    throw err;
+  }
   const address = server.address();
   const actualPort = typeof address === 'object' && address !== null ? address.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;

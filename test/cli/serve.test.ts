@@ -334,3 +334,22 @@ test('duet connect to a wss:// self-signed server: refused by default (one TLS l
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a port that is already taken: one line on stderr and exit code 1, no hang', async () => {
+  const { createServer } = await import('node:net');
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const taken = (blocker.address() as { port: number }).port;
+  try {
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', String(taken)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const [code] = (await once(child, 'exit')) as [number | null];
+    clearTimeout(timer);
+    assert.equal(code, 1, `exit ${code}; stderr: ${err}`);
+    assert.match(err, /EADDRINUSE/);
+  } finally {
+    blocker.close();
+  }
+});
