@@ -85,6 +85,10 @@ export class DuetClient {
     this.url = url;
     this.options = resolveOptions(options);
     this.WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructorLike }).WebSocket;
+    // Mistakes that no retry fixes are thrown here, where the caller sees them (an error event
+    // from inside the constructor would reach no listener).
+    if (!this.WebSocketClass) throw new DuetError('DUET_NO_WEBSOCKET', 'no WebSocket implementation: pass options.WebSocket (for example duet\'s WebSocket in Node 20)');
+    checkUrl(url);
     this.clock = options.clock ?? defaultClock();
     this.network = new NetworkWatcher(options.environment ?? (globalThis as DuetEnvironment), {
       online: () => this.retryNow(),
@@ -125,7 +129,11 @@ export class DuetClient {
       },
     });
     if (this.options.autoOpen) this.open();
+    this.constructing = false;
   }
+
+  /** Errors raised while the constructor runs are emitted a microtask later, once listeners exist. */
+  private constructing = true;
 
   /** connecting | open | reconnecting | closed. */
   get status(): DuetStatus {
@@ -436,12 +444,30 @@ export class DuetClient {
   /** `loud`: also print it when nobody listens (a handler's bug should not vanish). */
   private emitError(err: unknown, loud = false): void {
     const error = err instanceof Error ? err : new Error(String(err));
+    if (this.constructing) {
+      queueMicrotask(() => this.emitError(error, loud));
+      return;
+    }
     if (loud && !this.events.has('error')) globalThis.console?.error(error);
     this.emit('error', error);
   }
 
   private emit<E extends keyof DuetClientEvents>(event: E, payload: DuetClientEvents[E]): void {
     this.events.emit(event, payload);
+  }
+}
+
+/** The URL rules of `new WebSocket(url)`: ws, wss, http or https, relative to the page if there is one. */
+function checkUrl(url: string): void {
+  const base = (globalThis as { location?: { href?: string } }).location?.href;
+  let parsed: URL;
+  try {
+    parsed = new URL(url, base);
+  } catch {
+    throw new DuetError('DUET_BAD_URL', `invalid URL: ${String(url)}`);
+  }
+  if (!['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
+    throw new DuetError('DUET_BAD_URL', `the URL's scheme must be ws, wss, http or https, not ${parsed.protocol.slice(0, -1)}`);
   }
 }
 

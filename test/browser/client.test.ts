@@ -826,3 +826,27 @@ describe('against a real duet server', () => {
     }
   });
 });
+
+describe('mistakes at construction', () => {
+  it('no WebSocket implementation and a bad URL throw from the constructor, where the caller sees them', () => {
+    // Node 20 has no global WebSocket.
+    assert.equal((globalThis as { WebSocket?: unknown }).WebSocket, undefined);
+    assert.throws(() => new DuetClient('ws://127.0.0.1:1/channel'), { code: 'DUET_NO_WEBSOCKET' });
+    assert.throws(() => new DuetClient('ftp://example.com/', { WebSocket: FakeWebSocket }), { code: 'DUET_BAD_URL' });
+    assert.throws(() => new DuetClient('not a url', { WebSocket: FakeWebSocket }), { code: 'DUET_BAD_URL' });
+  });
+
+  it('an error raised while the constructor connects reaches a listener attached right after it', async () => {
+    class Refusing {
+      constructor() {
+        throw new Error('refused by the implementation');
+      }
+    }
+    const client = new DuetClient('ws://127.0.0.1:1/channel', { WebSocket: Refusing as unknown as typeof FakeWebSocket });
+    const errors: string[] = [];
+    client.on('error', (e) => errors.push(e.message));
+    await Promise.resolve();
+    assert.deepEqual(errors, ['refused by the implementation']);
+    assert.equal(client.status, 'closed');
+  });
+});
