@@ -297,7 +297,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
    * as binary. `cb` runs once the data is written to the socket, or with an error if the
    * connection is not open.
    */
-  send(data: SendData | number, options?: SendOptions | ((err?: Error | null) => void), cb?: (err?: Error | null) => void): void {
+  send(data: SendData | number | readonly Buffer[], options?: SendOptions | ((err?: Error | null) => void), cb?: (err?: Error | null) => void): void {
     if (typeof options === 'function') {
       cb = options;
       options = undefined;
@@ -305,10 +305,15 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     if (this.readyState === WebSocket.CONNECTING) {
       throw new DOMException('WebSocket is not open: readyState 0 (CONNECTING)', 'InvalidStateError');
     }
-    // Anything that is not a string, bytes or a Blob is sent as its string form (WebIDL's
+    // Buffer[] (what binaryType 'fragments' delivers, part of RawData) is sent as one binary
+    // message, so `ws.send(data, { binary: isBinary })` echoes whatever a listener received.
+    // Anything else that is not a string, bytes or a Blob is sent as its string form (WebIDL's
     // conversion for the USVString overload), as text.
-    const value: SendData =
-      typeof data === 'string' || data instanceof ArrayBuffer || ArrayBuffer.isView(data) || data instanceof Blob ? data : String(data);
+    const value: SendData = Array.isArray(data)
+      ? Buffer.concat(data as readonly Buffer[])
+      : typeof data === 'string' || data instanceof ArrayBuffer || ArrayBuffer.isView(data) || data instanceof Blob
+        ? (data as SendData)
+        : String(data);
     if (this.readyState !== WebSocket.OPEN || this.closeSent) {
       // WHATWG: data sent after closing is discarded but still counted in bufferedAmount.
       this.discarded += typeof value === 'string' ? Buffer.byteLength(value) : value instanceof Blob ? value.size : toBuffer(value).length;
