@@ -223,6 +223,13 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
 
     req.on('response', (res) => {
       const status = res.statusCode ?? 0;
+      if (status === 101) {
+        // node:http treats a 101 without a proper Upgrade/Connection pair as a plain response.
+        res.resume();
+        req.destroy();
+        fail(codedError('WS_ERR_INVALID_UPGRADE_HEADER', 'The server answered 101 without both Upgrade: websocket and Connection: Upgrade'));
+        return;
+      }
       const location = res.headers.location;
       if (opts.followRedirects && status >= 300 && status < 400 && location !== undefined) {
         res.resume();

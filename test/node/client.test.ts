@@ -959,6 +959,24 @@ describe('handshake failures', () => {
     }
   });
 
+  it('a 101 without Upgrade: websocket or Connection: Upgrade fails with WS_ERR_INVALID_UPGRADE_HEADER', T, async () => {
+    const heads = [
+      ['HTTP/1.1 101 Switching Protocols', 'Connection: Upgrade'], // no Upgrade
+      ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket'], // no Connection
+      ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: close'],
+      ['HTTP/1.1 101 Switching Protocols', 'Upgrade: h2c', 'Connection: Upgrade'],
+    ];
+    for (const lines of heads) {
+      const raw = await rawServer((socket, _head, key) => socket.write([...lines, `Sec-WebSocket-Accept: ${accept(key)}`, '', ''].join('\r\n')));
+      try {
+        const err = await expectHandshakeFailure(new WebSocket(url(raw.port)));
+        assert.equal(err.code, 'WS_ERR_INVALID_UPGRADE_HEADER', lines.join(' | '));
+      } finally {
+        await raw.close();
+      }
+    }
+  });
+
   it('a 101 with an unrequested extension fails', T, async () => {
     const raw = await rawServer((socket, _head, key) => socket.write(response101(key, ['Sec-WebSocket-Extensions: x-custom-extension'])));
     try {
