@@ -413,7 +413,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
    */
   private admit(): boolean {
     const host = this.host!;
-    if (this.socket === undefined || this.socket.writableLength + this.smallBytes + this.heldBytes + (this.queue?.bytes ?? 0) <= host.maxBufferedAmount) return true;
+    if (this.socket === undefined || this.backlog + this.heldBytes + this.queuedBytes <= host.maxBufferedAmount) return true;
     if (host.slowConsumer === 'drop') {
       this.droppedMessages++;
       host.counters.dropped++;
@@ -469,18 +469,19 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     counters.bytesOut += payloadLength;
   }
 
-  private writeEncoded(frame: EncodedFrame, payloadLength: number): void {
+  /** Write an encoded frame: small ones join this turn's batch, large ones go to the corked socket. */
+  private writeEncoded(frame: EncodedFrame, payloadLength: number, cb?: Callback): void {
     if (!Array.isArray(frame) && frame.length <= SMALL_FRAME) {
-      this.queueSmall(frame, payloadLength, undefined);
+      this.queueSmall(frame, payloadLength, cb);
       return;
     }
     const socket = this.corkSocket();
     this.headerBytes += Array.isArray(frame) ? frame[0].length : frame.length - payloadLength;
     if (Array.isArray(frame)) {
       socket.write(frame[0]);
-      socket.write(frame[1]);
+      socket.write(frame[1], cb);
     } else {
-      socket.write(frame);
+      socket.write(frame, cb);
     }
   }
 
@@ -656,7 +657,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** The socket drained, or the send queue moved on: reading may resume. @internal */
   writesDrained(): void {
     if (!this.readPausedForWrites) return;
-    if ((this.socket?.writableLength ?? 0) + this.queuedBytes > READ_PAUSE_BYTES) return;
+    if (this.backlog + this.queuedBytes > READ_PAUSE_BYTES) return;
     this.readPausedForWrites = false;
     this.resumeReading();
   }
@@ -698,19 +699,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   }
 
   private writeFrame(opcode: number, payload: Uint8Array, fin: boolean, cb?: (err?: Error | null) => void, rsv1 = false): void {
-    const frame = encodeFrame(opcode, payload, { fin, mask: !this.options.isServer, rsv1 });
-    if (!Array.isArray(frame) && frame.length <= SMALL_FRAME) {
-      this.queueSmall(frame, payload.length, cb);
-      return;
-    }
-    const socket = this.corkSocket();
-    this.headerBytes += Array.isArray(frame) ? frame[0].length : frame.length - payload.length;
-    if (Array.isArray(frame)) {
-      socket.write(frame[0]);
-      socket.write(frame[1], cb);
-    } else {
-      socket.write(frame, cb);
-    }
+    this.writeEncoded(encodeFrame(opcode, payload, { fin, mask: !this.options.isServer, rsv1 }), payload.length, cb);
   }
 
   /** Flush what this event-loop turn wrote. @internal */
@@ -1009,12 +998,10 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       this.topicSet = undefined;
     }
     this.heldFrames = undefined;
+    // Frames still collected for this turn cannot be written any more: their callbacks get
+    // an error (the socket is not writable), and the list goes.
+    this.flushSmall();
     this.smallFrames = undefined;
-    this.smallBytes = 0;
-    this.smallPayloadBytes = 0;
-    const callbacks = this.smallCallbacks;
-    this.smallCallbacks = undefined;
-    if (callbacks !== undefined) for (const cb of callbacks) this.notOpen(cb);
     deadlines.delete(this);
     this.parser?.stop();
     this.deflate?.release();

@@ -155,6 +155,20 @@ export function liveDeflateContexts(): number {
   return n;
 }
 
+/**
+ * Run one whole-message job on a pooled stream (a direction without context takeover): the
+ * stream goes back to the pool afterwards, reset, unless the job failed.
+ */
+function runPooled(key: string, create: () => ZlibStream, data: Buffer, inflate: boolean, limit: number, cb: Done): void {
+  const stream = pool.acquire(key, create);
+  startIdleTimer();
+  stream.run(data, inflate, limit, (err, out) => {
+    if (err === null) pool.release(key, stream);
+    zlibLimiter.done();
+    cb(err, out);
+  });
+}
+
 const closedError = (what: string): DeflateError =>
   deflateError('WS_ERR_NOT_OPEN', `the connection closed while a message was being ${what}`, CloseCode.ABNORMAL_CLOSURE);
 
@@ -175,8 +189,6 @@ export class MessageDeflate {
 
   private deflater: ZlibStream | undefined;
   private inflater: ZlibStream | undefined;
-  private deflating = false;
-  private inflating = false;
   /** A fragmented compressed message is being sent: the compressor must not be reset. */
   private midMessage = false;
   /** A frame compressed elsewhere (SharedMessage) was sent: start our compressor over. */
@@ -245,13 +257,7 @@ export class MessageDeflate {
       if (fin && !this.midMessage && this.ownNoContextTakeover) {
         // A whole message with no history before or after it: any pooled stream will do.
         const key = `d${this.ownWindowBits}/${this.settings.level}/${this.settings.memLevel}`;
-        const stream = pool.acquire(key, () => this.newDeflater());
-        startIdleTimer();
-        stream.run(data, false, 0, (err, out) => {
-          if (err === null) pool.release(key, stream);
-          zlibLimiter.done();
-          cb(err, err === null ? strip(out!) : undefined);
-        });
+        runPooled(key, () => this.newDeflater(), data, false, 0, (err, out) => cb(err, err === null ? strip(out!) : undefined));
         return;
       }
       let stream = this.deflater;
@@ -265,9 +271,7 @@ export class MessageDeflate {
         live.add(this);
         startIdleTimer();
       }
-      this.deflating = true;
       stream.run(data, false, 0, (err, out) => {
-        this.deflating = false;
         if (err !== null) {
           this.deflater = undefined;
           this.midMessage = false;
@@ -297,14 +301,7 @@ export class MessageDeflate {
         return;
       }
       if (this.peerNoContextTakeover) {
-        const key = `i${this.peerWindowBits}`;
-        const stream = pool.acquire(key, () => this.newInflater());
-        startIdleTimer();
-        stream.run(data, true, this.maxPayload, (err, out) => {
-          if (err === null) pool.release(key, stream);
-          zlibLimiter.done();
-          cb(err, out);
-        });
+        runPooled(`i${this.peerWindowBits}`, () => this.newInflater(), data, true, this.maxPayload, cb);
         return;
       }
       let stream = this.inflater;
@@ -313,9 +310,7 @@ export class MessageDeflate {
         live.add(this);
         startIdleTimer();
       }
-      this.inflating = true;
       stream.run(data, true, this.maxPayload, (err, out) => {
-        this.inflating = false;
         if (err !== null) this.inflater = undefined;
         else if (stream.ended) this.restartInflater(stream, out!);
         zlibLimiter.done();
@@ -352,7 +347,7 @@ export class MessageDeflate {
    */
   releaseIfIdle(): void {
     const deflater = this.deflater;
-    if (deflater !== undefined && !this.deflating && !this.midMessage) {
+    if (deflater !== undefined && !deflater.busy && !this.midMessage) {
       if (deflater.used) deflater.used = false;
       else {
         deflater.close();
@@ -363,11 +358,11 @@ export class MessageDeflate {
   }
 
   private closeStreams(): void {
-    if (!this.deflating && this.deflater !== undefined) {
+    if (this.deflater !== undefined && !this.deflater.busy) {
       this.deflater.close();
       this.deflater = undefined;
     }
-    if (!this.inflating && this.inflater !== undefined) {
+    if (this.inflater !== undefined && !this.inflater.busy) {
       this.inflater.close();
       this.inflater = undefined;
     }

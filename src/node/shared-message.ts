@@ -5,7 +5,7 @@
  */
 import { encodeFrame, type EncodedFrame } from '../protocol/frame.js';
 import { Opcode } from '../protocol/opcodes.js';
-import { compressStandalone, type MessageDeflate } from './deflate.js';
+import { compressStandalone, type DeflateSettings, type MessageDeflate } from './deflate.js';
 
 export class SharedMessage {
   readonly payload: Buffer;
@@ -14,6 +14,7 @@ export class SharedMessage {
   readonly compress: boolean;
   private plain: EncodedFrame | undefined;
   private compressed: Map<string, EncodedFrame> | undefined;
+  private lastCompressed: { settings: DeflateSettings; bits: number; frame: EncodedFrame } | undefined;
 
   constructor(payload: Buffer, binary: boolean, compress = true) {
     this.payload = payload;
@@ -37,16 +38,21 @@ export class SharedMessage {
    * over; see MessageDeflate.sharedFrameSent).
    */
   compressedFrame(deflate: MessageDeflate): EncodedFrame {
-    const { level, memLevel } = deflate.settings;
+    const settings = deflate.settings;
     const bits = deflate.ownWindowBits;
-    const key = `${bits}/${level}/${memLevel}`;
+    // Subscribers of one server share one settings object and nearly always one window size:
+    // the last frame answers them without building a cache key per subscriber.
+    const last = this.lastCompressed;
+    if (last !== undefined && last.settings === settings && last.bits === bits) return last.frame;
+    const key = `${bits}/${settings.level}/${settings.memLevel}`;
     const cache = (this.compressed ??= new Map());
     let frame = cache.get(key);
     if (frame === undefined) {
-      const body = compressStandalone(this.payload, bits, deflate.settings);
+      const body = compressStandalone(this.payload, bits, settings);
       frame = encodeFrame(this.binary ? Opcode.BINARY : Opcode.TEXT, body, { fin: true, rsv1: true });
       cache.set(key, frame);
     }
+    this.lastCompressed = { settings, bits, frame };
     return frame;
   }
 }

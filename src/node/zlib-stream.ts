@@ -57,6 +57,7 @@ export class ZlibStream {
     );
   }
 
+  /** A job is running (its callback has not been called yet). */
   get busy(): boolean {
     return this.job !== undefined;
   }
