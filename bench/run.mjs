@@ -1,24 +1,30 @@
 #!/usr/bin/env node
 /**
- * `npm run bench`: duet against ws 8 (+ bufferutil, utf-8-validate), side by side, one command.
+ * `npm run bench`: duet against ws 8 (+ bufferutil, utf-8-validate), side by side, one command,
+ * with the cost floor (bench/servers/floor.mjs, a minimal hand-written server on node:net that
+ * skips everything RFC 6455 asks of a real server) as a reference column: floor/ws shows how far
+ * below ws this machine and harness let any server go, so whether a target is reachable at all.
  *
- *   npm run bench                      build, then 3 rounds of every scenario (about 5 minutes)
- *   npm run bench -- --quick           1 round, short windows (about a minute); docs untouched
+ *   npm run bench                      build, then 3 rounds of every scenario (about 7 minutes)
+ *   npm run bench -- --quick           1 round, short windows (about 1.5 minutes); docs untouched
  *   node bench/run.mjs [--rounds=N] [--warmup=ms] [--duration=ms] [--scenarios=id,id]
- *                      [--servers=duet,ws] [--json=path] [--docs | --no-docs] [--idle-conns=N]
+ *                      [--servers=duet,ws,floor] [--json=path] [--docs | --no-docs] [--idle-conns=N]
+ *   node bench/run.mjs --servers=duet,ws   without the floor (no floor columns)
  *   BENCH_FAULT=corrupt|drop|dup node bench/run.mjs ...   breaks one received message on
  *                      purpose: the run must print INVALID (checks the harness itself)
  *   BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" node bench/run.mjs --servers=duet
+ *                      (BENCH_LOADER_NODE_ARGS: the same for the load generators)
  *   node bench/run.mjs --render=docs/benchmarks.json   regenerate docs/benchmarks.{md,svg} from
  *                      saved results (after editing the report code), without running anything
  *
  * Each server (bench/servers/duet.mjs, bench/servers/ws.mjs: plain applications serving /echo
- * and /chat) runs in its own child process, a fresh one for every measurement, pinned to core 0
- * with taskset where available; load generators (bench/lib/loader.mjs: raw TCP clients with a
- * hand-written handshake and frame codec, masked client frames) run in separate processes on
- * core 1, with this orchestrator. Server CPU (user + system, all threads) and RSS come from
- * /proc/PID/stat at the start and end of the measured window, after a warm-up. Every scenario
- * verifies what it receives; a run that fails prints INVALID, never a number.
+ * and /chat; bench/servers/floor.mjs, the reference, serves the same) runs in its own child
+ * process, a fresh one for every measurement, pinned to core 0 with taskset where available;
+ * load generators (bench/lib/loader.mjs: raw TCP clients with a hand-written handshake and frame
+ * codec, masked client frames) run in separate processes on core 1, with this orchestrator.
+ * Server CPU (user + system, all threads) and RSS come from /proc/PID/stat at the start and end
+ * of the measured window, after a warm-up. Every scenario verifies what it receives; a run that
+ * fails prints INVALID, never a number.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -30,7 +36,7 @@ import { METRICS, metricLabel, renderMarkdown, renderSvg, targetText } from './l
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
 const LOADER = join(HERE, 'lib', 'loader.mjs');
-const SERVERS = { duet: join(HERE, 'servers', 'duet.mjs'), ws: join(HERE, 'servers', 'ws.mjs') };
+const SERVERS = { duet: join(HERE, 'servers', 'duet.mjs'), ws: join(HERE, 'servers', 'ws.mjs'), floor: join(HERE, 'servers', 'floor.mjs') };
 
 const quick = arg('quick', 'false') === 'true';
 const opts = {
@@ -39,7 +45,7 @@ const opts = {
   warmupMs: Number(arg('warmup', quick ? '500' : '1000')),
   durationMs: Number(arg('duration', quick ? '1500' : '4000')),
   idleConns: Number(arg('idle-conns', '10000')),
-  servers: arg('servers', 'duet,ws').split(','),
+  servers: arg('servers', 'duet,ws,floor').split(','),
 };
 const only = arg('scenarios', null)?.split(',') ?? null;
 const jsonPath = arg('json', join(HERE, 'results', 'latest.json'));
@@ -48,7 +54,8 @@ const noDocs = arg('no-docs', 'false') === 'true';
 
 /**
  * The scenarios of issue 6. `target`: the ratio duet/ws the headline metric must reach.
- * `loaders`: load-generator processes (all on the load core).
+ * `loaders`: load-generator processes (all on the load core). `skip`: servers that cannot run
+ * the scenario, with the reason (reported, never measured).
  */
 const SCENARIOS = [
   { id: 'echo-32B', title: '32 B text echo, 50 connections, 1 in flight', kind: 'echo', conns: 50, inflight: 1, size: 32, text: true,
@@ -68,7 +75,8 @@ const SCENARIOS = [
   { id: 'idle-memory', title: 'server RSS per open connection, 10,000 idle connections', kind: 'idle', conns: 10000, loaders: 2,
     metrics: ['rssPerConn', 'rss'], target: { metric: 'rssPerConn', max: 0.75 } },
   { id: 'echo-deflate', title: '16 KiB JSON text echo with permessage-deflate, 50 connections, 1 in flight (both servers `perMessageDeflate: true`, so each its default level: duet 1, ws 6 (BENCH_DUET_DEFLATE_LEVEL=6 evens it); clients ask for no context takeover)', kind: 'echo-deflate', conns: 50, size: 16384, deflate: true,
-    metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'mbps', min: 1.0 } },
+    metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'mbps', min: 1.0 },
+    skip: { floor: 'the floor server has no permessage-deflate' } },
 ];
 
 let PIN = false;
@@ -92,7 +100,8 @@ function loaderProcs(sc, port, nofile) {
       // Every sender lives in the first loader (senders tick together in one callback).
       args.push(`--senders=${i === 0 ? sc.senders : 0}`, `--total-senders=${sc.senders}`, '--first-sender=0', `--period=${sc.period}`, `--mode=${sc.mode}`);
     }
-    procs.push(child(LOADER, args, { core: 1, pin: PIN, nofile, name: `loader ${i}` }));
+    const nodeArgs = process.env.BENCH_LOADER_NODE_ARGS ? process.env.BENCH_LOADER_NODE_ARGS.split(/\s+/).filter(Boolean) : [];
+    procs.push(child(LOADER, args, { core: 1, pin: PIN, nofile, nodeArgs, name: `loader ${i}` }));
   }
   return procs;
 }
@@ -237,11 +246,18 @@ async function main() {
   const duetVersion = (await import('../package.json', { with: { type: 'json' } })).default.version;
   const scenarios = SCENARIOS.filter((s) => only === null || only.includes(s.id));
   for (const sc of scenarios) planFiles(sc);
+  for (const kind of opts.servers) {
+    if (SERVERS[kind] === undefined) {
+      console.error(`unknown server "${kind}" in --servers (known: ${Object.keys(SERVERS).join(', ')})`);
+      process.exit(1);
+    }
+  }
 
   const pinning = PIN
     ? 'servers pinned to core 0, load generators and harness to core 1 (taskset)'
     : 'NOT pinned (taskset unavailable or fewer than 2 cores): servers and load generators share cores, numbers are noisier';
-  console.log(`duet ${duetVersion} vs ws ${wsVersion} (+bufferutil, utf-8-validate)${quick ? ' -- QUICK mode' : ''}`);
+  console.log(`duet ${duetVersion} vs ws ${wsVersion} (+bufferutil, utf-8-validate)` +
+    `${opts.servers.includes('floor') ? '; floor = bench/servers/floor.mjs, a reference, not a competitor' : ''}${quick ? ' -- QUICK mode' : ''}`);
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, ${machine.kernel}`);
   console.log(`pinning: ${pinning}`);
   console.log(`method: ${opts.rounds} round(s), servers alternating, a fresh server process per measurement; ` +
@@ -263,10 +279,14 @@ async function main() {
       if (sc.pending) continue;
       const order = opts.servers.map((_, i) => opts.servers[(i + r) % opts.servers.length]);
       for (const kind of order) {
+        if (sc.skip?.[kind]) {
+          if (r === 0) console.log(`round ${r + 1}  ${sc.id.padEnd(13)} ${kind.padEnd(5)} not measured: ${sc.skip[kind]}`);
+          continue;
+        }
         const res = await measure(sc, kind);
         res.round = r + 1;
         ((runs[sc.id] ??= {})[kind] ??= []).push(res);
-        console.log(`round ${r + 1}  ${sc.id.padEnd(13)} ${kind.padEnd(4)} ${fmtRun(sc, res)}`);
+        console.log(`round ${r + 1}  ${sc.id.padEnd(13)} ${kind.padEnd(5)} ${fmtRun(sc, res)}`);
       }
     }
   }
@@ -310,6 +330,12 @@ function profileNotes() {
   return existsSync(file) ? readFileSync(file, 'utf8') : null;
 }
 
+/**
+ * Medians per server; `ratios` duet/ws (the verdict: duet/ws against the target), and when the
+ * floor ran, `floorRatios` floor/ws and `floorReached` (floor/ws against the same target: false
+ * means no server reaches the target on this machine with this harness). `roundRatios` and
+ * `floorRoundRatios`: the same ratios round by round.
+ */
 function summarize(sc, byKind) {
   const base = { id: sc.id, title: sc.title, target: sc.target ?? null };
   if (sc.pending) return { ...base, pending: sc.pending, metrics: [], runs: {}, medians: {}, ratios: {} };
@@ -318,50 +344,69 @@ function summarize(sc, byKind) {
     const bad = list.find((x) => x.invalid);
     medians[kind] = bad ? null : Object.fromEntries(sc.metrics.map((k) => [k, median(list.map((x) => x[k]))]));
   }
-  const ratios = {};
-  const roundRatios = {};
-  if (medians.duet !== undefined && medians.ws !== undefined) {
+  const versusWs = (kind) => {
+    const ratios = {};
+    const rounds = {};
+    if (medians[kind] === undefined || medians.ws === undefined) return null;
     for (const k of sc.metrics) {
-      ratios[k] = medians.duet === null || medians.ws === null ? null : medians.duet[k] / medians.ws[k];
-      if (medians.duet !== null && medians.ws !== null) {
-        roundRatios[k] = byKind.duet.map((x, i) => x[k] / byKind.ws[i][k]);
-      }
+      ratios[k] = medians[kind] === null || medians.ws === null ? null : medians[kind][k] / medians.ws[k];
+      if (medians[kind] !== null && medians.ws !== null) rounds[k] = byKind[kind].map((x, i) => x[k] / byKind.ws[i][k]);
     }
-  }
+    return { ratios, rounds };
+  };
+  const meets = (r) => (r === null ? null : sc.target.max !== undefined ? r <= sc.target.max : r >= sc.target.min);
+  const duet = versusWs('duet');
+  const ratios = duet?.ratios ?? {};
+  const roundRatios = duet?.rounds ?? {};
   let verdict = null;
   if (sc.target && ratios[sc.target.metric] !== undefined) {
-    const r = ratios[sc.target.metric];
-    verdict = r === null ? 'INVALID' : (sc.target.max !== undefined ? r <= sc.target.max : r >= sc.target.min) ? 'met' : 'NOT met';
+    const met = meets(ratios[sc.target.metric]);
+    verdict = met === null ? 'INVALID' : met ? 'met' : 'NOT met';
   }
-  const params = Object.fromEntries(Object.entries(sc).filter(([k]) => !['id', 'title', 'metrics', 'target', 'pending', 'nofile'].includes(k)));
-  return { ...base, params, metrics: sc.metrics, runs: byKind, medians, ratios, roundRatios, verdict };
+  const params = Object.fromEntries(Object.entries(sc).filter(([k]) => !['id', 'title', 'metrics', 'target', 'pending', 'nofile', 'skip'].includes(k)));
+  const out = { ...base, params, metrics: sc.metrics, runs: byKind, medians, ratios, roundRatios, verdict };
+  const floor = versusWs('floor');
+  if (floor !== null) {
+    out.floorRatios = floor.ratios;
+    out.floorRoundRatios = floor.rounds;
+    out.floorReached = sc.target ? meets(floor.ratios[sc.target.metric]) : null;
+  }
+  const skipped = Object.entries(sc.skip ?? {}).filter(([kind]) => opts.servers.includes(kind));
+  if (skipped.length > 0) out.notMeasured = Object.fromEntries(skipped);
+  return out;
 }
 
 function printTable(results) {
-  const header = ['scenario', 'metric', 'duet', 'ws', 'duet/ws', 'target', ''];
+  // The floor columns only when the floor was asked for (--servers=duet,ws: none).
+  const withFloor = opts.servers.includes('floor');
+  const header = ['scenario', 'metric', 'duet', 'ws', 'duet/ws', ...(withFloor ? ['floor', 'floor/ws'] : []), 'target', ''];
+  const ratioText = (r) => (r === undefined ? '-' : r === null ? 'INVALID' : `${r.toFixed(2)}x`);
   const rows = [];
   for (const s of results) {
-    if (s.pending) { rows.push([s.id, '-', '-', '-', '-', targetText(s.target), `pending: ${s.pending}`]); continue; }
+    if (s.pending) { rows.push([s.id, '-', '-', '-', '-', ...(withFloor ? ['-', '-'] : []), targetText(s.target), `pending: ${s.pending}`]); continue; }
     for (const k of s.metrics) {
       const m = METRICS[k];
       const cell = (kind) => (s.medians[kind] === undefined ? '-' : s.medians[kind] === null ? 'INVALID' : m.fmt(s.medians[kind][k]));
-      const r = s.ratios[k];
       const isTarget = s.target?.metric === k;
-      rows.push([s.id, `${metricLabel(k, s.params.kind)} (${m.better})`, cell('duet'), cell('ws'),
-        r === undefined ? '-' : r === null ? 'INVALID' : `${r.toFixed(2)}x`,
-        isTarget ? targetText(s.target) : '', isTarget ? s.verdict ?? '' : '']);
+      // Whether the floor reaches the target too: if not, no server does on this machine.
+      const floor = s.floorReached === true ? 'reached' : s.floorReached === false ? 'missed' : s.notMeasured?.floor ? 'not measured' : null;
+      const verdict = !isTarget ? '' : [s.verdict, withFloor && floor && `(floor: ${floor})`].filter(Boolean).join(' ');
+      rows.push([s.id, `${metricLabel(k, s.params.kind)} (${m.better})`, cell('duet'), cell('ws'), ratioText(s.ratios[k]),
+        ...(withFloor ? [cell('floor'), ratioText(s.floorRatios?.[k])] : []),
+        isTarget ? targetText(s.target) : '', verdict]);
     }
   }
+  const last = header.length - 1;
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const fmt = (r) => r.map((c, i) => (i < 2 || i === 6 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const fmt = (r) => r.map((c, i) => (i < 2 || i === last ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
   console.log('');
   console.log(`medians of ${opts.rounds} round(s):`);
   console.log(fmt(header));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  let last = '';
+  let prev = '';
   for (const r of rows) {
-    console.log(fmt(r[0] === last ? ['', ...r.slice(1)] : r));
-    last = r[0];
+    console.log(fmt(r[0] === prev ? ['', ...r.slice(1)] : r));
+    prev = r[0];
   }
 }
 

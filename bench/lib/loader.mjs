@@ -504,3 +504,4 @@ process.on('message', async (m) => {
   }
 });
 process.on('disconnect', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));
