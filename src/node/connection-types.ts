@@ -2,7 +2,6 @@
  * The connection's public types (what `send` takes, what `message` listeners get, the options
  * a server or client gives a connection) and the small conversions it needs.
  */
-import type { MessageDeflate } from './deflate.js';
 
 /** How received binary data is handed to listeners. */
 export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments' | 'blob';
@@ -39,9 +38,10 @@ export interface ConnectionOptions {
   closeTimeout: number;
   /** Answer pings with pongs automatically. */
   autoPong: boolean;
-  /** permessage-deflate state, when it was negotiated. */
-  deflate?: MessageDeflate;
 }
+
+/** Until a socket is attached (never read: every path that uses options has a socket). */
+export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = Object.freeze({ isServer: true, maxPayload: 0, closeTimeout: 30_000, autoPong: true });
 
 export const EMPTY = Buffer.alloc(0);
 

@@ -36,6 +36,7 @@ import {
   clampUnsignedShort,
   codedError,
   controlArguments,
+  DEFAULT_CONNECTION_OPTIONS,
   toArrayBuffer,
   toBuffer,
   type BinaryType,
@@ -104,7 +105,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
 
   /** @internal */ parser: FrameParser | undefined;
   private socket: OwnedSocket | undefined;
-  private options: ConnectionOptions = { isServer: true, maxPayload: 0, closeTimeout: 30_000, autoPong: true };
+  private options: ConnectionOptions = DEFAULT_CONNECTION_OPTIONS;
   private closeSent = false;
   private closeReceived = false;
   private closeCode: number = CloseCode.ABNORMAL_CLOSURE;
@@ -195,7 +196,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** Client side: the server accepted the handshake. @internal */
   attachClientSocket(socket: Duplex, head: Buffer, maxPayload: number, closeTimeout: number, autoPong: boolean, deflate: MessageDeflate | undefined): void {
     this.cancelHandshake = undefined;
-    this.setSocket(socket, head, { isServer: false, maxPayload, closeTimeout, autoPong, deflate });
+    this.setSocket(socket, head, { isServer: false, maxPayload, closeTimeout, autoPong }, deflate);
     this.emitOpen();
   }
 
@@ -217,15 +218,17 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
 
   /**
    * Take over `socket` after a completed opening handshake. `head` holds bytes that arrived
-   * behind the handshake. Used by WebSocketServer and the client; not for applications.
+   * behind the handshake. `options` may be shared by many connections (a server passes one
+   * object to all of them); `deflate` is this connection's permessage-deflate state, if
+   * negotiated. Used by WebSocketServer and the client; not for applications.
    * @internal
    */
-  setSocket(socket: Duplex, head: Buffer, options: ConnectionOptions): void {
+  setSocket(socket: Duplex, head: Buffer, options: ConnectionOptions, deflate?: MessageDeflate): void {
     const owned = socket as OwnedSocket;
     this.socket = owned;
     this.options = options;
-    this.deflate = options.deflate;
-    this.parser = new FrameParser(this, { expectMasked: options.isServer, maxPayload: options.maxPayload, allowCompressed: options.deflate !== undefined });
+    this.deflate = deflate;
+    this.parser = new FrameParser(this, { expectMasked: options.isServer, maxPayload: options.maxPayload, allowCompressed: deflate !== undefined });
     owned[kConnection] = this;
     const net = socket as Duplex & { setNoDelay?: (v: boolean) => void; setTimeout?: (ms: number) => void };
     net.setNoDelay?.(true);

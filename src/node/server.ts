@@ -14,7 +14,7 @@ import {
   checkUpgradeRequest,
   serializeResponseLines,
 } from '../protocol/handshake.js';
-import { WebSocket } from './connection.js';
+import { WebSocket, type ConnectionOptions } from './connection.js';
 import { newCounters, type PubSub, type PublishOptions, type ServerCounters, type SlowConsumerPolicy } from './host.js';
 import { Sweep } from './sweep.js';
 import { acceptDeflateOffer, type DeflateOptions } from '../protocol/deflate-negotiation.js';
@@ -60,6 +60,28 @@ export function abortHandshake(socket: Duplex, status: number, message: string, 
 // Connections find their server through a symbol: one shared close listener, no closure each.
 const kServer = Symbol('duetServer');
 type TrackedSocket = WebSocket & { [kServer]?: WebSocketServer };
+/**
+ * Every Host value when the request has more than one, otherwise undefined. Read from
+ * rawHeaders, so no headersDistinct object is built for every handshake.
+ */
+function repeatedHosts(req: http.IncomingMessage): string[] | undefined {
+  const raw = req.rawHeaders as string[] | undefined;
+  if (!Array.isArray(raw)) {
+    const distinct = req.headersDistinct?.host;
+    return distinct !== undefined && distinct.length > 1 ? distinct : undefined;
+  }
+  let hosts: string[] | undefined;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      (hosts ??= []).push(raw[i + 1]);
+      count++;
+    }
+  }
+  return count > 1 ? hosts : undefined;
+}
+
 function clientOnClose(this: TrackedSocket): void {
   this[kServer]?.connectionClosed(this);
 }
@@ -140,6 +162,8 @@ export class WebSocketServer extends EventEmitter {
   private detach: (() => void) | undefined;
   /** permessage-deflate: what we accept, and how we compress (undefined: declined). */
   private readonly deflate: { negotiation: DeflateOptions; settings: DeflateSettings } | undefined;
+  /** What every connection of this server is set up with: one object for all of them. */
+  private readonly connectionOptions: ConnectionOptions;
 
   constructor(options: ServerOptions = {}, callback?: () => void) {
     super();
@@ -151,6 +175,12 @@ export class WebSocketServer extends EventEmitter {
     this.clients = this.options.clientTracking ? this.connections : undefined;
     this.maxBufferedAmount = this.options.maxBufferedAmount;
     this.slowConsumer = this.options.slowConsumer;
+    this.connectionOptions = Object.freeze({
+      isServer: true,
+      maxPayload: this.options.maxPayload,
+      closeTimeout: this.options.closeTimeout,
+      autoPong: this.options.autoPong,
+    });
     const pmd = this.options.perMessageDeflate;
     if (pmd) {
       const negotiation = pmd === true ? {} : pmd;
@@ -273,7 +303,8 @@ export class WebSocketServer extends EventEmitter {
       return;
     }
     // node:http keeps only the first of repeated Host headers; RFC 7230 5.4 wants 400 for several.
-    const headers = (req.headersDistinct?.host?.length ?? 0) > 1 ? { ...req.headers, host: req.headersDistinct.host } : req.headers;
+    const hosts = repeatedHosts(req);
+    const headers = hosts !== undefined ? { ...req.headers, host: hosts } : req.headers;
     const check = checkUpgradeRequest(req.method ?? '', req.httpVersion, headers);
     if (!check.ok) {
       this.refuse(req, socket, 'WS_ERR_HANDSHAKE', check.status, check.message, check.headers);
@@ -381,13 +412,8 @@ export class WebSocketServer extends EventEmitter {
     const ws = new WebSocket();
     if (protocol !== undefined) ws.protocol = protocol;
     if (agreed) ws.extensions = agreed.response;
-    ws.setSocket(socket, head, {
-      isServer: true,
-      maxPayload: this.options.maxPayload,
-      closeTimeout: this.options.closeTimeout,
-      autoPong: this.options.autoPong,
-      deflate: agreed ? new MessageDeflate(agreed.params, this.deflate!.settings, true, this.options.maxPayload) : undefined,
-    });
+    ws.setSocket(socket, head, this.connectionOptions,
+      agreed ? new MessageDeflate(agreed.params, this.deflate!.settings, true, this.options.maxPayload) : undefined);
     this.connectionCount++;
     this.connections.add(ws);
     ws.host = this;

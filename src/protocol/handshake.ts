@@ -3,6 +3,7 @@
  * request, parsing and formatting the Sec-WebSocket-* header values, and building the raw
  * response text. Sans-I/O: callers own the socket and write the strings we return.
  */
+import * as crypto from 'node:crypto';
 import { createHash, randomBytes } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 
@@ -12,8 +13,12 @@ export const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Sec-WebSocket-Accept for a Sec-WebSocket-Key. */
 export function computeAccept(key: string): string {
   // The key is hashed as the text the client sent; it is never base64-decoded (4.2.2 step 4).
+  // crypto.hash (Node 20.12+) hashes in one call without a Hash object per handshake.
+  if (oneShotHash !== undefined) return oneShotHash('sha1', key + WEBSOCKET_GUID, 'base64');
   return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
 }
+
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'base64') => string }).hash;
 
 /** A new random Sec-WebSocket-Key (16 random bytes, base64) for clients. */
 export function generateKey(): string {
@@ -39,8 +44,37 @@ export function isValidKey(key: string): boolean {
  */
 export function headerHasToken(value: string | undefined, token: string): boolean {
   if (value === undefined) return false;
-  const wanted = asciiLower(token);
-  return value.split(',').some((element) => asciiLower(trimOws(element)) === wanted);
+  // Scanned in place (no split, no lower-cased copies): this runs several times per handshake.
+  const length = value.length;
+  let start = 0;
+  while (start <= length) {
+    let end = value.indexOf(',', start);
+    if (end === -1) end = length;
+    let a = start;
+    let b = end;
+    while (a < b && isOws(value.charCodeAt(a))) a++;
+    while (b > a && isOws(value.charCodeAt(b - 1))) b--;
+    if (sameAsciiIgnoringCase(value, a, b, token)) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+function isOws(c: number): boolean {
+  return c === 0x20 || c === 0x09;
+}
+
+/** `s.slice(start, end)` equals `token`, folding ASCII letters only (see asciiLower). */
+function sameAsciiIgnoringCase(s: string, start: number, end: number, token: string): boolean {
+  if (end - start !== token.length) return false;
+  for (let i = 0; i < token.length; i++) {
+    let a = s.charCodeAt(start + i);
+    let b = token.charCodeAt(i);
+    if (a >= 0x41 && a <= 0x5a) a += 32;
+    if (b >= 0x41 && b <= 0x5a) b += 32;
+    if (a !== b) return false;
+  }
+  return true;
 }
 
 // RFC 7230 section 3.2.6: token = 1*tchar, tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" /
@@ -340,7 +374,7 @@ export function trimOws(s: string): string {
 // String#toLowerCase folds some non-ASCII letters onto ASCII ones (U+212A KELVIN SIGN becomes
 // "k"), which would let "websoc\u212Aet" pass as "websocket". HTTP wants ASCII-only folding.
 function asciiLower(s: string): string {
-  return s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
+  return /[A-Z]/.test(s) ? s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32)) : s;
 }
 
 function hasLineBreak(s: string): boolean {

@@ -113,7 +113,8 @@ export class FrameParser {
 
   // pause(): input waits here, in order, until resume().
   private paused = false;
-  private pending: Buffer[] = [];
+  // Made on first use (most connections never pause): idle memory.
+  private pending: Buffer[] | undefined;
 
   constructor(handler: FrameParserHandler, options: FrameParserOptions) {
     this.handler = handler;
@@ -132,7 +133,7 @@ export class FrameParser {
     this.state = State.Stopped;
     this.frameBuffer = undefined;
     this.messageBuffer = undefined;
-    this.pending = [];
+    this.pending = undefined;
   }
 
   /**
@@ -152,22 +153,24 @@ export class FrameParser {
   /** Bytes kept while paused. */
   get pendingBytes(): number {
     let n = 0;
-    for (const chunk of this.pending) n += chunk.length;
+    if (this.pending !== undefined) for (const chunk of this.pending) n += chunk.length;
     return n;
   }
 
   /** Go on with the input kept since pause() (handler callbacks run from here). */
   resume(): void {
     this.paused = false;
-    while (!this.paused && this.pending.length > 0 && this.state !== State.Stopped) {
-      this.parse(this.pending.shift()!);
+    const pending = this.pending;
+    if (pending === undefined) return;
+    while (!this.paused && pending.length > 0 && this.state !== State.Stopped) {
+      this.parse(pending.shift()!);
     }
   }
 
   /** Feed received bytes, in any split. Handler callbacks run synchronously from here. */
   push(chunk: Buffer): void {
-    if (this.paused || this.pending.length > 0) {
-      if (this.state !== State.Stopped && chunk.length > 0) this.pending.push(chunk);
+    if (this.paused || (this.pending !== undefined && this.pending.length > 0)) {
+      if (this.state !== State.Stopped && chunk.length > 0) (this.pending ??= []).push(chunk);
       return;
     }
     this.parse(chunk);
@@ -178,7 +181,7 @@ export class FrameParser {
     let pos = 0;
     while (pos < length) {
       if (this.paused) {
-        this.pending.unshift(chunk.subarray(pos));
+        (this.pending ??= []).unshift(chunk.subarray(pos));
         return;
       }
       if (this.state === State.Header) {

@@ -204,3 +204,22 @@ test('a peer that half-closes while the server still has unread data for it is d
     await s.close();
   }
 });
+
+test('listeners are kept per event name with nothing inherited: constructor, toString, __proto__ and hasOwnProperty are plain event names', async () => {
+  const { WebSocket: Ws } = await import('../../src/index.js');
+  const ws = new Ws('ws://127.0.0.1:1/never', [], { handshakeTimeout: 1 });
+  ws.on('error', () => {});
+  const names = ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf'];
+  for (const name of names) {
+    assert.equal(ws.listenerCount(name), 0, name);
+    assert.equal(ws.emit(name), false, `${name}: no listener, so emit() is false`);
+  }
+  const seen: string[] = [];
+  for (const name of names) ws.on(name, () => seen.push(name));
+  for (const name of names) assert.equal(ws.emit(name), true, name);
+  assert.deepEqual(seen, names);
+  assert.deepEqual(ws.eventNames().filter((n) => typeof n === 'string' && names.includes(n)), names);
+  for (const name of names) ws.removeAllListeners(name);
+  for (const name of names) assert.equal(ws.listenerCount(name), 0, name);
+  await new Promise((resolve) => ws.on('close', resolve));
+});

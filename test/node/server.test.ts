@@ -249,6 +249,26 @@ describe('WebSocketServer: server option (attach to an existing http.Server)', (
     }
   });
 
+  it('refuses two Host lines with 400 through node:http too (it keeps only the first in req.headers)', T, async () => {
+    const httpServer = track(http.createServer());
+    const wss = new WebSocketServer({ server: httpServer });
+    echo(wss);
+    httpServer.listen(0, HOST);
+    await once(httpServer, 'listening');
+    try {
+      const port = portOf(httpServer);
+      const twice = await RawClient.connect(port, upgradeRequest('/', ['host: other.example']));
+      assert.equal(twice.status, 400);
+      await twice.until(() => twice.closed, 2000);
+      const single = await RawClient.connect(port, upgradeRequest('/'));
+      assert.equal(single.status, 101);
+      single.socket.destroy();
+    } finally {
+      await closeWss(wss).catch(() => {});
+      await closeHttp(httpServer);
+    }
+  });
+
   it('re-emits the attached server\'s error event', T, async () => {
     const blocker = net.createServer();
     blocker.listen(0, HOST);
