@@ -1,6 +1,6 @@
 /**
  * The cost floor: a minimal hand-written WebSocket server on node:net, for reference only
- * (`node bench/run.mjs --servers=duet,ws,floor`). It does what the load generators need and
+ * (it runs in every `npm run bench` beside duet and ws). It does what the load generators need and
  * nothing a real server must: no UTF-8 checks, no limits, no validation of the request beyond
  * finding the key, no timeouts, no events for an application. Its numbers show what Node's
  * `net` layer costs on this machine, and so how far below ws a full server can still get.
@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import bufferutil from 'bufferutil';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const chat = new Set();
@@ -19,62 +20,95 @@ function header(op, n) {
   const h = Buffer.allocUnsafe(10); h[0] = 0x80 | op; h[1] = 127; h.writeUInt32BE(0, 2); h.writeUInt32BE(n, 6); return h;
 }
 
-function frame(op, payload) {
-  return Buffer.concat([header(op, payload.length), payload]);
+/** Small frames as one buffer; a large payload is written behind its header without a copy. */
+function send(socket, op, payload) {
+  if (payload.length < 1024) { socket.write(Buffer.concat([header(op, payload.length), payload])); return; }
+  socket.cork();
+  socket.write(header(op, payload.length));
+  socket.write(payload);
+  socket.uncork();
 }
 
 function onMessage(conn, op, payload) {
   if (op === 8) {
-    conn.socket.end(frame(8, payload.subarray(0, 2)));
+    conn.socket.end(Buffer.concat([header(8, Math.min(2, payload.length)), payload.subarray(0, 2)]));
     chat.delete(conn);
     return;
   }
-  if (op === 9) { conn.socket.write(frame(10, payload)); return; }
+  if (op === 9) { send(conn.socket, 10, payload); return; }
   if (op !== 1 && op !== 2) return;
-  const out = frame(op, payload);
-  if (conn.chat) for (const c of chat) c.socket.write(out);
-  else conn.socket.write(out);
+  if (!conn.chat) { send(conn.socket, op, payload); return; }
+  const out = Buffer.concat([header(op, payload.length), payload]);
+  for (const c of chat) c.socket.write(out);
 }
 
-/** Frames from `buf` (client frames: masked, FIN set by the load generators); returns the rest. */
-function frames(conn, buf) {
-  let at = 0;
-  while (buf.length - at >= 2) {
-    const op = buf[at] & 0x0f;
-    let n = buf[at + 1] & 0x7f;
-    let h = 2;
-    if (n === 126) { if (buf.length - at < 4) break; n = buf.readUInt16BE(at + 2); h = 4; }
-    else if (n === 127) { if (buf.length - at < 10) break; n = buf.readUInt32BE(at + 6); h = 10; }
-    if (buf.length - at < h + 4 + n) break;
-    const k = at + h;
-    const payload = Buffer.allocUnsafe(n);
-    for (let i = 0; i < n; i++) payload[i] = buf[k + 4 + i] ^ buf[k + (i & 3)];
-    at = k + 4 + n;
-    onMessage(conn, op, payload);
+/** Bytes the frame at `at` in `buf` needs in all (header, mask key, payload), or 0 if unknown yet. */
+function frameSize(buf, at) {
+  if (buf.length - at < 2) return 0;
+  const n = buf[at + 1] & 0x7f;
+  if (n < 126) return 6 + n;
+  if (n === 126) return buf.length - at < 4 ? 0 : 8 + buf.readUInt16BE(at + 2);
+  return buf.length - at < 10 ? 0 : 14 + buf.readUInt32BE(at + 6);
+}
+
+/**
+ * Client frames (masked, FIN set by the load generators). Received chunks are kept in a list
+ * and joined once a whole frame is there: one copy per frame, whatever the number of reads.
+ */
+function onData(conn, chunk) {
+  conn.chunks.push(chunk);
+  conn.have += chunk.length;
+  if (conn.need === 0) {
+    // The header itself may be split: join what is there (a few bytes) to read it.
+    if (conn.chunks.length > 1 && conn.chunks[0].length < 14) conn.chunks = [Buffer.concat(conn.chunks)];
+    conn.need = frameSize(conn.chunks[0], 0);
+    if (conn.need === 0) return;
   }
-  return at === buf.length ? null : buf.subarray(at);
+  if (conn.have < conn.need) return;
+  const buf = conn.chunks.length === 1 ? conn.chunks[0] : Buffer.concat(conn.chunks, conn.have);
+  let at = 0;
+  for (;;) {
+    const size = frameSize(buf, at);
+    if (size === 0 || buf.length - at < size) break;
+    const n = buf[at + 1] & 0x7f;
+    const head = n < 126 ? 2 : n === 126 ? 4 : 10;
+    const op = buf[at] & 0x0f;
+    const payload = buf.subarray(at + head + 4, at + size);
+    bufferutil.unmask(payload, buf.subarray(at + head, at + head + 4));
+    onMessage(conn, op, payload);
+    at += size;
+  }
+  if (at === buf.length) {
+    conn.chunks = [];
+    conn.have = 0;
+    conn.need = 0;
+  } else {
+    const rest = buf.subarray(at);
+    conn.chunks = [rest];
+    conn.have = rest.length;
+    conn.need = frameSize(rest, 0);
+  }
 }
 
 const server = net.createServer((socket) => {
-  const conn = { socket, chat: false };
-  let rest = null;
+  const conn = { socket, chat: false, chunks: [], have: 0, need: 0 };
+  let pending = null;
   let open = false;
   socket.on('data', (chunk) => {
-    let buf = rest === null ? chunk : Buffer.concat([rest, chunk]);
-    if (!open) {
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) { rest = buf; return; }
-      const head = buf.toString('latin1', 0, end);
-      const m = /sec-websocket-key:\s*(\S+)/i.exec(head);
-      if (m === null) { socket.destroy(); return; }
-      conn.chat = head.startsWith('GET /chat ');
-      if (conn.chat) chat.add(conn);
-      const accept = createHash('sha1').update(m[1] + GUID).digest('base64');
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
-      open = true;
-      buf = buf.subarray(end + 4);
-    }
-    rest = frames(conn, buf);
+    if (open) { onData(conn, chunk); return; }
+    const buf = pending === null ? chunk : Buffer.concat([pending, chunk]);
+    const end = buf.indexOf('\r\n\r\n');
+    if (end < 0) { pending = buf; return; }
+    const head = buf.toString('latin1', 0, end);
+    const m = /sec-websocket-key:\s*(\S+)/i.exec(head);
+    if (m === null) { socket.destroy(); return; }
+    conn.chat = head.startsWith('GET /chat ');
+    if (conn.chat) chat.add(conn);
+    const accept = createHash('sha1').update(m[1] + GUID).digest('base64');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    open = true;
+    pending = null;
+    if (buf.length > end + 4) onData(conn, buf.subarray(end + 4));
   });
   socket.on('error', () => {});
   socket.on('close', () => chat.delete(conn));
