@@ -81,6 +81,13 @@ export interface WebSocket {
   removeListener(event: string | symbol, listener: WsListener): this;
 }
 
+const FLAG_NAMES = [
+  'closeSent', 'closeReceived', 'sendingFragments', 'errorEmitted', 'corked', 'socketCorked', 'readPausedForWrites',
+  'heardFrom', 'messageSeen', 'pingOutstanding', 'userPaused', 'whatwg', 'inflating', 'droppingFragments', 'droppingCompressed',
+] as const;
+/** heardFrom and messageSeen start true; every other flag false. */
+const INITIAL_FLAGS = (1 << FLAG_NAMES.indexOf('heardFrom')) | (1 << FLAG_NAMES.indexOf('messageSeen'));
+
 export class WebSocket extends WsEventTarget implements FrameParserHandler, Expirable {
   static readonly CONNECTING = 0;
   static readonly OPEN = 1;
@@ -106,26 +113,32 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** @internal */ parser: FrameParser | undefined;
   private socket: OwnedSocket | undefined;
   private options: ConnectionOptions = DEFAULT_CONNECTION_OPTIONS;
-  private closeSent = false;
-  private closeReceived = false;
+  /**
+   * The yes/no state below, one bit each (see FLAG_NAMES after the class): one field instead
+   * of fifteen on every connection. Read and written as ordinary properties.
+   * @internal
+   */
+  flags = INITIAL_FLAGS;
+  private declare closeSent: boolean;
+  private declare closeReceived: boolean;
   private closeCode: number = CloseCode.ABNORMAL_CLOSURE;
   private closeReason: Buffer = EMPTY;
-  private sendingFragments = false;
-  private errorEmitted = false;
-  /** Registered for the end-of-turn flush (write-batch.ts). @internal */ corked = false;
+  private declare sendingFragments: boolean;
+  private declare errorEmitted: boolean;
+  /** Registered for the end-of-turn flush (write-batch.ts). @internal */ declare corked: boolean;
   /** The socket itself is corked (a large frame was written this turn). */
-  private socketCorked = false;
+  private declare socketCorked: boolean;
   /** Small frames of this turn, written as one buffer at its end (see queueSmall). */
   private smallFrames: Buffer[] | undefined;
   private smallBytes = 0;
   private smallPayloadBytes = 0;
   private smallCallbacks: Callback[] | undefined;
-  /** Reading paused because too much waits to be written. @internal */ readPausedForWrites = false;
-  /** Set on every read; the heartbeat sweep clears it. @internal */ heardFrom = true;
-  /** Set on every message; the idle sweep clears it. @internal */ messageSeen = true;
+  /** Reading paused because too much waits to be written. @internal */ declare readPausedForWrites: boolean;
+  /** Set on every read; the heartbeat sweep clears it. @internal */ declare heardFrom: boolean;
+  /** Set on every message; the idle sweep clears it. @internal */ declare messageSeen: boolean;
   /** Sweep bookkeeping (sweep.ts). @internal */ lastHeard = 0;
   /** @internal */ lastMessage = 0;
-  /** @internal */ pingOutstanding = false;
+  /** @internal */ declare pingOutstanding: boolean;
   /** Bytes waiting to be written at the last sweep (a peer that drains them is alive). @internal */ lastBacklog = 0;
   /** The server's counters, policy and topic routing (server side only). @internal */ host: ConnectionHost | undefined;
   /** Pre-encoded frames waiting for a fragmented send to finish. */
@@ -134,9 +147,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   private topicSet: Set<string> | undefined;
   /** Messages skipped because this connection's backlog was over `maxBufferedAmount` (policy 'drop'). */
   droppedMessages = 0;
-  private userPaused = false;
+  private declare userPaused: boolean;
   /** Client side: created with a URL, so the WHATWG rules for close() and send() apply. */
-  private readonly whatwg: boolean = false;
+  private declare readonly whatwg: boolean;
   private cancelHandshake: (() => void) | undefined;
   /** Bytes passed to send() after closing: the WHATWG standard counts them in bufferedAmount. */
   private discarded = 0;
@@ -147,14 +160,14 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** permessage-deflate, when negotiated. */
   private deflate: MessageDeflate | undefined;
   /** A received message is being inflated: reading and parsing wait for it. */
-  private inflating = false;
+  private declare inflating: boolean;
   /** TCP ended (1) or closed (2) while inflating: handled once the message was delivered. */
   private deferredSocketEvents = 0;
   /** Whether the fragmented message being sent (as seen by send(), not yet by the socket) is compressed. */
   private outgoingCompressed: boolean | undefined;
   /** The slow-consumer policy dropped the first fragment of the message being sent. */
-  private droppingFragments = false;
-  private droppingCompressed = false;
+  private declare droppingFragments: boolean;
+  private declare droppingCompressed: boolean;
 
   /**
    * `new WebSocket(url, protocols?, options?)` opens a client connection, as in browsers
@@ -1026,6 +1039,19 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     return this.closeReceived;
   }
 }
+
+// The connection's booleans, stored as bits of `flags` behind accessors on the prototype.
+FLAG_NAMES.forEach((name, bit) => {
+  const mask = 1 << bit;
+  Object.defineProperty(WebSocket.prototype, name, {
+    get(this: WebSocket): boolean {
+      return (this.flags & mask) !== 0;
+    },
+    set(this: WebSocket, on: boolean) {
+      this.flags = on ? this.flags | mask : this.flags & ~mask;
+    },
+  });
+});
 
 for (const [name, value] of [['CONNECTING', 0], ['OPEN', 1], ['CLOSING', 2], ['CLOSED', 3]] as const) {
   Object.defineProperty(WebSocket.prototype, name, { value, enumerable: true, writable: false, configurable: false });
