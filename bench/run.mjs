@@ -23,8 +23,9 @@
  * load generators (bench/lib/loader.mjs: raw TCP clients with a hand-written handshake and frame
  * codec, masked client frames) run in separate processes on core 1, with this orchestrator.
  * Server CPU (user + system, all threads) and RSS come from /proc/PID/stat at the start and end
- * of the measured window, after a warm-up. Every scenario verifies what it receives; a run that
- * fails prints INVALID, never a number.
+ * of the measured window, after a warm-up. idle-memory also asks the server (over IPC, started
+ * with --expose-gc) for its JS heap after a forced GC, before and after the connections open.
+ * Every scenario verifies what it receives; a run that fails prints INVALID, never a number.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -72,8 +73,8 @@ const SCENARIOS = [
     metrics: ['rate', 'p50', 'p99', 'cpu', 'util', 'rss'], target: { metric: 'cpu', max: 0.55 } },
   { id: 'handshakes', title: 'connect + upgrade + close handshake + TCP close, 32 in flight', kind: 'handshake', inflight: 32,
     metrics: ['rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'rate', min: 1.5 } },
-  { id: 'idle-memory', title: 'server RSS per open connection, 10,000 idle connections', kind: 'idle', conns: 10000, loaders: 2,
-    metrics: ['rssPerConn', 'rss'], target: { metric: 'rssPerConn', max: 0.75 } },
+  { id: 'idle-memory', title: 'server RSS and JS heap (after a forced GC) per open connection, 10,000 idle connections', kind: 'idle', conns: 10000, loaders: 2,
+    metrics: ['rssPerConn', 'heapPerConn', 'rss'], target: { metric: 'rssPerConn', max: 0.75 } },
   { id: 'echo-deflate', title: '16 KiB JSON text echo with permessage-deflate, 50 connections, 1 in flight (both servers `perMessageDeflate: true`, so each its default level: duet 1, ws 6 (BENCH_DUET_DEFLATE_LEVEL=6 evens it); clients ask for no context takeover)', kind: 'echo-deflate', conns: 50, size: 16384, deflate: true,
     metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'mbps', min: 1.0 },
     skip: { floor: 'the floor server has no permessage-deflate' } },
@@ -84,6 +85,8 @@ const notes = [];
 
 function serverProc(kind, nofile, sc) {
   const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS ? process.env.BENCH_SERVER_NODE_ARGS.split(/\s+/).filter(Boolean) : [];
+  // idle-memory forces a GC in the server before reading its heap (see serverHeap).
+  if (sc.kind === 'idle' && !nodeArgs.includes('--expose-gc')) nodeArgs.push('--expose-gc');
   return child(SERVERS[kind], sc.deflate ? ['--deflate'] : [], { core: 0, pin: PIN, nofile, nodeArgs, name: `${kind} server` });
 }
 
@@ -108,6 +111,19 @@ function loaderProcs(sc, port, nofile) {
 
 const cpuMs = (a, b) => b.userMs + b.systemMs - a.userMs - a.systemMs;
 
+/**
+ * The server's JS heap in bytes (heapUsed after two forced GCs, answered over IPC by every
+ * bench/servers/*.mjs), or null if it does not answer within 5 s.
+ */
+async function serverHeap(server) {
+  server.post({ type: 'heap' });
+  try {
+    return (await server.next('heap', 5000)).heapUsed;
+  } catch {
+    return null;
+  }
+}
+
 /** One measurement of one scenario against one server: metrics, or { invalid }. */
 async function measure(sc, kind) {
   const nofile = sc.nofile;
@@ -116,9 +132,12 @@ async function measure(sc, kind) {
   try {
     const { port } = await server.next('listening', 15000);
     let base = null;
+    let heapBase = null;
     if (sc.kind === 'idle') {
       await sleep(500);
       base = procStat(server.pid);
+      // After the RSS reading, so the forced GC does not move the RSS baseline it is read at.
+      heapBase = await serverHeap(server);
     }
     loaders = loaderProcs(sc, port, nofile);
     const ready = await Promise.all(loaders.map((l) => l.next('ready', 120000)));
@@ -129,11 +148,14 @@ async function measure(sc, kind) {
       await sleep(quick ? 1500 : 3000);
       const end = procStat(server.pid);
       if (base === null || end === null) return { invalid: 'no /proc/PID/stat for the server' };
+      // No end reading without a base one: a late answer to the first would be taken for the second.
+      const heapEnd = heapBase === null ? null : await serverHeap(server);
       for (const l of loaders) l.post({ type: 'verify' });
       const reports = await Promise.all(loaders.map((l) => l.next('report', 60000)));
       const errors = reports.flatMap((r) => r.errors);
       if (errors.length > 0) return { invalid: errors.slice(0, 3).join('; ') };
-      return { conns: sc.conns, rss: end.rss, rssBase: base.rss, rssPerConn: (end.rss - base.rss) / sc.conns };
+      return { conns: sc.conns, rss: end.rss, rssBase: base.rss, rssPerConn: (end.rss - base.rss) / sc.conns,
+        heap: heapEnd, heapBase, heapPerConn: heapBase === null || heapEnd === null ? null : (heapEnd - heapBase) / sc.conns };
     }
 
     for (const l of loaders) l.post({ type: 'go' });
@@ -330,6 +352,10 @@ function profileNotes() {
   return existsSync(file) ? readFileSync(file, 'utf8') : null;
 }
 
+const isNum = (x) => typeof x === 'number' && Number.isFinite(x);
+/** a / b, or null where either is not a number (a metric a run could not read). */
+const div = (a, b) => (isNum(a) && isNum(b) ? a / b : null);
+
 /**
  * Medians per server; `ratios` duet/ws (the verdict: duet/ws against the target), and when the
  * floor ran, `floorRatios` floor/ws and `floorReached` (floor/ws against the same target: false
@@ -342,15 +368,19 @@ function summarize(sc, byKind) {
   const medians = {};
   for (const [kind, list] of Object.entries(byKind)) {
     const bad = list.find((x) => x.invalid);
-    medians[kind] = bad ? null : Object.fromEntries(sc.metrics.map((k) => [k, median(list.map((x) => x[k]))]));
+    // A metric a run could not read (heapPerConn: null) is left out of its median; none at all: null.
+    medians[kind] = bad ? null : Object.fromEntries(sc.metrics.map((k) => {
+      const xs = list.map((x) => x[k]).filter(isNum);
+      return [k, xs.length > 0 ? median(xs) : null];
+    }));
   }
   const versusWs = (kind) => {
     const ratios = {};
     const rounds = {};
     if (medians[kind] === undefined || medians.ws === undefined) return null;
     for (const k of sc.metrics) {
-      ratios[k] = medians[kind] === null || medians.ws === null ? null : medians[kind][k] / medians.ws[k];
-      if (medians[kind] !== null && medians.ws !== null) rounds[k] = byKind[kind].map((x, i) => x[k] / byKind.ws[i][k]);
+      ratios[k] = medians[kind] === null || medians.ws === null ? null : div(medians[kind][k], medians.ws[k]);
+      if (medians[kind] !== null && medians.ws !== null) rounds[k] = byKind[kind].map((x, i) => div(x[k], byKind.ws[i][k]));
     }
     return { ratios, rounds };
   };
@@ -380,7 +410,8 @@ function printTable(results) {
   // The floor columns only when the floor was asked for (--servers=duet,ws: none).
   const withFloor = opts.servers.includes('floor');
   const header = ['scenario', 'metric', 'duet', 'ws', 'duet/ws', ...(withFloor ? ['floor', 'floor/ws'] : []), 'target', ''];
-  const ratioText = (r) => (r === undefined ? '-' : r === null ? 'INVALID' : `${r.toFixed(2)}x`);
+  // A null ratio: INVALID where a run was, n/a where only this metric has no number (e.g. no heap answer).
+  const ratioText = (s, kind, r) => (r === undefined ? '-' : r !== null ? `${r.toFixed(2)}x` : s.medians[kind] === null || s.medians.ws === null ? 'INVALID' : 'n/a');
   const rows = [];
   for (const s of results) {
     if (s.pending) { rows.push([s.id, '-', '-', '-', '-', ...(withFloor ? ['-', '-'] : []), targetText(s.target), `pending: ${s.pending}`]); continue; }
@@ -391,8 +422,8 @@ function printTable(results) {
       // Whether the floor reaches the target too: if not, no server does on this machine.
       const floor = s.floorReached === true ? 'reached' : s.floorReached === false ? 'missed' : s.notMeasured?.floor ? 'not measured' : null;
       const verdict = !isTarget ? '' : [s.verdict, withFloor && floor && `(floor: ${floor})`].filter(Boolean).join(' ');
-      rows.push([s.id, `${metricLabel(k, s.params.kind)} (${m.better})`, cell('duet'), cell('ws'), ratioText(s.ratios[k]),
-        ...(withFloor ? [cell('floor'), ratioText(s.floorRatios?.[k])] : []),
+      rows.push([s.id, `${metricLabel(k, s.params.kind)} (${m.better})`, cell('duet'), cell('ws'), ratioText(s, 'duet', s.ratios[k]),
+        ...(withFloor ? [cell('floor'), ratioText(s, 'floor', s.floorRatios?.[k])] : []),
         isTarget ? targetText(s.target) : '', verdict]);
     }
   }

@@ -16,6 +16,7 @@ export const METRICS = {
   util: { short: 'cpu', label: 'server CPU % of a core', better: 'lower', fmt: (x) => `${(x * 100).toFixed(0)}%` },
   rss: { short: 'rss MB', label: 'server RSS MB', better: 'lower', fmt: (x) => (x / 1e6).toFixed(1) },
   rssPerConn: { short: 'KiB/conn', label: 'server RSS KiB/connection', better: 'lower', fmt: (x) => (x / 1024).toFixed(2) },
+  heapPerConn: { short: 'heap KiB/conn', label: 'server JS heap KiB/connection', better: 'lower', fmt: (x) => (x / 1024).toFixed(2) },
 };
 for (const m of Object.values(METRICS)) m.fmt = ((f) => (x) => (typeof x === 'number' && Number.isFinite(x) ? f(x) : 'n/a'))(m.fmt);
 
@@ -36,6 +37,8 @@ const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 /** Whether the reference server (bench/servers/floor.mjs) ran in any scenario of `out`. */
 const hasFloor = (out) => out.scenarios.some((s) => !s.pending && s.medians?.floor !== undefined);
 const ratioText = (r) => (r === undefined ? '-' : r === null ? '**INVALID**' : `${r.toFixed(2)}x`);
+/** The ratio of `kind` to ws in a table: n/a where both runs are valid but the metric has no number (e.g. no heap answer). */
+const ratioCell = (s, kind, r) => (r === null && s.medians[kind] && s.medians.ws ? 'n/a' : ratioText(r));
 
 /** A diamond centred on (cx, cy): the floor/ws mark of the chart. */
 const diamond = (cx, cy, w = 5, h = 7) =>
@@ -174,8 +177,8 @@ export function renderMarkdown(out) {
       const mt = METRICS[k];
       const cell = (kind) => (s.medians[kind] === undefined ? '-' : s.medians[kind] === null ? '**INVALID**' : mt.fmt(s.medians[kind][k]));
       const isT = s.target?.metric === k;
-      const ratio = ratioText(s.ratios[k]);
-      const floor = withFloor ? ` ${cell('floor')} | ${ratioText(s.floorRatios?.[k])} |` : '';
+      const ratio = ratioCell(s, 'duet', s.ratios[k]);
+      const floor = withFloor ? ` ${cell('floor')} | ${ratioCell(s, 'floor', s.floorRatios?.[k])} |` : '';
       L.push(`| ${i === 0 ? s.id : ''} | ${metricLabel(k, s.params.kind)} (${mt.better} is better) | ${cell('duet')} | ${cell('ws')} | ${isT ? `**${ratio}**` : ratio} |${floor} ${isT ? targetText(s.target) : ''} | ${isT ? s.verdict ?? '' : ''} |`);
     });
   }
@@ -265,7 +268,12 @@ export function readingNotes(out) {
     }
   }
   const idle = out.scenarios.find((s) => s.id === 'idle-memory' && !s.pending);
-  if (idle) {
+  if (idle && idle.metrics.includes('heapPerConn')) {
+    notes.push('`idle-memory`: RSS per connection (the target) is read from `/proc` a few seconds after the connections opened; it includes V8\'s ' +
+      'young generation, grown during the connection burst, and Node\'s native per-socket memory, about the same in every server, so its ratio is closer to 1 ' +
+      'than the live per-connection state is. The JS heap per connection is `heapUsed` measured inside the server after a forced GC (`--expose-gc`), ' +
+      'before and after the connections open: the server\'s own per-connection objects.');
+  } else if (idle) {
     notes.push('`idle-memory`: RSS is measured a few seconds after the connections opened. It includes V8\'s young generation, which grows ' +
       'during the connection burst by about the same amount in every server and is released only later by V8\'s memory reducer, so the ratio is closer to 1 than the live per-connection state is.');
   }

@@ -24,5 +24,7 @@ wss.on('connection', (ws, req) => {
 
 wss.once('listening', () => process.send({ type: 'listening', port: wss.address().port }));
 process.on('disconnect', () => process.exit(0));
+// Harness plumbing, not application code: the JS heap after a forced GC (--expose-gc) for the idle-memory scenario.
+process.on('message', (m) => { if (m?.type === 'heap') { globalThis.gc?.(); globalThis.gc?.(); process.send({ type: 'heap', heapUsed: process.memoryUsage().heapUsed }); } });
 // Exit normally on SIGTERM, so --cpu-prof (BENCH_SERVER_NODE_ARGS) can write its profile.
 process.on('SIGTERM', () => process.exit(0));

@@ -1,8 +1,10 @@
 /**
- * Smoke test of the benchmark harness (bench/run.mjs), not a benchmark: one tiny echo run
- * against the built duet server and the floor (bench/servers/floor.mjs, the reference) must
- * come out valid with numbers, and the same run against duet with one received message
- * deliberately corrupted (BENCH_FAULT=corrupt) must come out INVALID.
+ * Smoke test of the benchmark harness (bench/run.mjs), not a benchmark: one tiny echo run and
+ * a 200-connection idle-memory run against the built duet server and the floor
+ * (bench/servers/floor.mjs, the reference) must come out valid with numbers (RSS and JS heap
+ * per connection), and the echo run against duet with one received message deliberately
+ * corrupted (BENCH_FAULT=corrupt) must come out INVALID. The report code must print n/a, not
+ * crash, for a heap figure a server did not answer.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const RUN = fileURLToPath(new URL('../../bench/run.mjs', import.meta.url));
+const REPORT = new URL('../../bench/lib/report.mjs', import.meta.url).href;
 
 interface Outcome {
   code: number;
@@ -20,17 +23,17 @@ interface Outcome {
   json: {
     scenarios: Array<{
       id: string;
-      runs: Record<string, Array<Record<string, number> & { invalid?: string }>>;
-      medians: Record<string, Record<string, number> | null>;
+      runs: Record<string, Array<Record<string, number | null> & { invalid?: string }>>;
+      medians: Record<string, Record<string, number | null> | null>;
     }>;
   };
 }
 
-function bench(dir: string, name: string, servers: string, env: Record<string, string> = {}): Promise<Outcome> {
+function bench(dir: string, name: string, servers: string, env: Record<string, string> = {}, scenarios = 'echo-32B'): Promise<Outcome> {
   const json = join(dir, `${name}.json`);
-  const args = [RUN, '--scenarios=echo-32B', `--servers=${servers}`, '--rounds=1', '--warmup=200', '--duration=700', `--json=${json}`, '--no-docs'];
+  const args = [RUN, `--scenarios=${scenarios}`, `--servers=${servers}`, '--rounds=1', '--warmup=200', '--duration=700', '--idle-conns=200', `--json=${json}`, '--no-docs'];
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, args, { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, args, { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       if (code !== 0 && code !== 2) { reject(new Error(`bench exited ${code}: ${stderr}\n${stdout}`)); return; }
       resolve({ code, stdout, json: JSON.parse(readFileSync(json, 'utf8')) });
@@ -38,10 +41,10 @@ function bench(dir: string, name: string, servers: string, env: Record<string, s
   });
 }
 
-test('bench harness: a valid run reports numbers, a corrupted one INVALID', { timeout: 30_000 }, async () => {
+test('bench harness: a valid run reports numbers, a corrupted one INVALID', { timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'duet-bench-'));
   try {
-    const [good, bad] = await Promise.all([bench(dir, 'good', 'duet,floor'), bench(dir, 'bad', 'duet', { BENCH_FAULT: 'corrupt' })]);
+    const [good, bad] = await Promise.all([bench(dir, 'good', 'duet,floor', {}, 'echo-32B,idle-memory'), bench(dir, 'bad', 'duet', { BENCH_FAULT: 'corrupt' })]);
 
     assert.equal(good.code, 0, good.stdout);
     assert.doesNotMatch(good.stdout, /INVALID/);
@@ -58,6 +61,16 @@ test('bench harness: a valid run reports numbers, a corrupted one INVALID', { ti
     assert.ok(floor.count! > 0 && floor.cpu! > 0, 'floor numbers');
     assert.match(good.stdout, /floor\/ws/, 'floor columns in the table');
 
+    const idle = good.json.scenarios[1]!;
+    assert.equal(idle.id, 'idle-memory');
+    for (const kind of ['duet', 'floor']) {
+      const r = idle.runs[kind]![0]!;
+      assert.equal(r.invalid, undefined, `${kind} idle run valid`);
+      assert.ok(typeof r.rssPerConn === 'number', `${kind} RSS per connection`);
+      assert.ok(typeof r.heapPerConn === 'number' && r.heapPerConn > 0, `${kind} answered the heap request (heap per connection ${r.heapPerConn})`);
+    }
+    assert.match(good.stdout, /server JS heap KiB\/connection/, 'heap row in the table');
+
     assert.equal(bad.code, 2, bad.stdout);
     assert.match(bad.stdout, /duet +INVALID \(conn \d+: echo \d+ differs from what was sent/);
     const b = bad.json.scenarios[0]!;
@@ -66,4 +79,30 @@ test('bench harness: a valid run reports numbers, a corrupted one INVALID', { ti
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('bench report: a heap figure a server did not answer prints n/a', async () => {
+  const { renderMarkdown, renderSvg } = await import(REPORT);
+  const run = (heapPerConn: number | null) => ({ conns: 100, rss: 5e7, rssPerConn: 9000, heapPerConn });
+  const out = {
+    generated: '2024-01-01T00:00:00.000Z', command: 'test', elapsedSeconds: 1, notes: [], pinning: 'none',
+    versions: { duet: '0', ws: '8' },
+    machine: { cpu: 'cpu', cores: 2, memoryGiB: 1, node: 'v20', kernel: 'k', platform: 'p' },
+    options: { rounds: 1, warmupMs: 1, durationMs: 1 },
+    scenarios: [{
+      id: 'idle-memory', title: 'idle', target: { metric: 'rssPerConn', max: 0.75 }, params: { kind: 'idle' },
+      metrics: ['rssPerConn', 'heapPerConn', 'rss'],
+      runs: { duet: [run(1700)], ws: [run(null)], floor: [run(600)] },
+      medians: { duet: run(1700), ws: run(null), floor: run(600) },
+      ratios: { rssPerConn: 1, heapPerConn: null, rss: 1 },
+      roundRatios: { rssPerConn: [1], heapPerConn: [null], rss: [1] },
+      floorRatios: { rssPerConn: 1, heapPerConn: null, rss: 1 },
+      floorRoundRatios: { rssPerConn: [1], heapPerConn: [null], rss: [1] },
+      floorReached: false, verdict: 'NOT met',
+    }],
+  };
+  const md: string = renderMarkdown(out);
+  assert.match(md, /\| server JS heap KiB\/connection \(lower is better\) \| 1\.66 \| n\/a \| n\/a \| 0\.59 \| n\/a \|/);
+  assert.doesNotMatch(md, /\*\*INVALID\*\*/, 'no INVALID cell for a missing heap figure');
+  assert.match(renderSvg(out), /<svg/);
 });
