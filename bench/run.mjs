@@ -232,6 +232,7 @@ function fmtRun(sc, r) {
 function planFiles(sc) {
   if (sc.kind !== 'idle') return;
   sc.conns = opts.idleConns;
+  sc.title = sc.title.replace('10,000', sc.conns.toLocaleString('en-US'));
   const need = sc.conns + 256;
   const lim = fileLimits();
   if (lim === null) { notes.push('open-file limit unknown: idle-memory runs with the default limit'); return; }
