@@ -24,7 +24,7 @@
  * codec, masked client frames) run in separate processes on core 1, with this orchestrator.
  * Server CPU (user + system, all threads) and RSS come from /proc/PID/stat at the start and end
  * of the measured window, after a warm-up. idle-memory also asks the server (over IPC, started
- * with --expose-gc) for its JS heap after a forced GC, before and after the connections open.
+ * with --expose-gc) for its JS heap after a forced GC, with the connections open and after they closed.
  * Every scenario verifies what it receives; a run that fails prints INVALID, never a number.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -136,8 +136,6 @@ async function measure(sc, kind) {
     if (sc.kind === 'idle') {
       await sleep(500);
       base = procStat(server.pid);
-      // After the RSS reading, so the forced GC does not move the RSS baseline it is read at.
-      heapBase = await serverHeap(server);
     }
     loaders = loaderProcs(sc, port, nofile);
     const ready = await Promise.all(loaders.map((l) => l.next('ready', 120000)));
@@ -148,12 +146,20 @@ async function measure(sc, kind) {
       await sleep(quick ? 1500 : 3000);
       const end = procStat(server.pid);
       if (base === null || end === null) return { invalid: 'no /proc/PID/stat for the server' };
-      // No end reading without a base one: a late answer to the first would be taken for the second.
-      const heapEnd = heapBase === null ? null : await serverHeap(server);
+      // The heap is read after the RSS, with the connections open, and again once the load
+      // generators closed them all (the baseline). Not before they open: a forced GC then
+      // changes how the heap grows during the burst, and so the RSS measured here (ws's by
+      // about 0.5 KiB per connection, measured).
+      const heapEnd = await serverHeap(server);
       for (const l of loaders) l.post({ type: 'verify' });
       const reports = await Promise.all(loaders.map((l) => l.next('report', 60000)));
       const errors = reports.flatMap((r) => r.errors);
       if (errors.length > 0) return { invalid: errors.slice(0, 3).join('; ') };
+      // No second reading without a first: a late answer to the first would be taken for it.
+      if (heapEnd !== null) {
+        await sleep(1000);
+        heapBase = await serverHeap(server);
+      }
       return { conns: sc.conns, rss: end.rss, rssBase: base.rss, rssPerConn: (end.rss - base.rss) / sc.conns,
         heap: heapEnd, heapBase, heapPerConn: heapBase === null || heapEnd === null ? null : (heapEnd - heapBase) / sc.conns };
     }

@@ -272,7 +272,7 @@ export function readingNotes(out) {
     notes.push('`idle-memory`: RSS per connection (the target) is read from `/proc` a few seconds after the connections opened; it includes V8\'s ' +
       'young generation, grown during the connection burst, and Node\'s native per-socket memory, about the same in every server, so its ratio is closer to 1 ' +
       'than the live per-connection state is. The JS heap per connection is `heapUsed` measured inside the server after a forced GC (`--expose-gc`), ' +
-      'before and after the connections open: the server\'s own per-connection objects.');
+      'with the connections open and again after they all closed: the server\'s own per-connection objects.');
   } else if (idle) {
     notes.push('`idle-memory`: RSS is measured a few seconds after the connections opened. It includes V8\'s young generation, which grows ' +
       'during the connection burst by about the same amount in every server and is released only later by V8\'s memory reducer, so the ratio is closer to 1 than the live per-connection state is.');
