@@ -81,9 +81,14 @@ export interface WebSocket {
   removeListener(event: string | symbol, listener: WsListener): this;
 }
 
+// The Blob made for the message being dispatched (see whatwgMessageData).
+let lastBlobSource: Buffer | undefined;
+let lastBlob: Blob | undefined;
+
 const FLAG_NAMES = [
   'closeSent', 'closeReceived', 'sendingFragments', 'errorEmitted', 'corked', 'socketCorked', 'readPausedForWrites',
   'heardFrom', 'messageSeen', 'pingOutstanding', 'userPaused', 'whatwg', 'inflating', 'droppingFragments', 'droppingCompressed',
+  'binaryTypeSet',
 ] as const;
 /** heardFrom and messageSeen start true; every other flag false. */
 const INITIAL_FLAGS = (1 << FLAG_NAMES.indexOf('heardFrom')) | (1 << FLAG_NAMES.indexOf('messageSeen'));
@@ -168,6 +173,11 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   /** The slow-consumer policy dropped the first fragment of the message being sent. */
   private declare droppingFragments: boolean;
   private declare droppingCompressed: boolean;
+  /**
+   * binaryType was assigned. Until then a client's 'blob' (the browsers' default) applies to
+   * WHATWG listeners only: ws-style `message` listeners get a Buffer, as ws gives them.
+   */
+  private declare binaryTypeSet: boolean;
 
   /**
    * `new WebSocket(url, protocols?, options?)` opens a client connection, as in browsers
@@ -196,7 +206,10 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     return this.binary;
   }
   set binaryType(value: BinaryType) {
-    if (value === 'nodebuffer' || value === 'arraybuffer' || value === 'blob' || value === 'fragments') this.binary = value;
+    if (value === 'nodebuffer' || value === 'arraybuffer' || value === 'blob' || value === 'fragments') {
+      this.binary = value;
+      this.binaryTypeSet = true;
+    }
   }
 
   private origin = '';
@@ -881,11 +894,33 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
           value = [data];
           break;
         case 'blob':
-          value = new Blob([data as Uint8Array<ArrayBuffer>]);
-          break;
+          // The default 'blob' of a client: WHATWG listeners make the Blob (whatwgMessageData).
+          if (this.binaryTypeSet) {
+            value = new Blob([data as Uint8Array<ArrayBuffer>]);
+            break;
+          }
+          try {
+            this.emit('message', value, isBinary);
+          } finally {
+            // Not kept beyond this message.
+            lastBlobSource = undefined;
+            lastBlob = undefined;
+          }
+          return;
       }
     }
     this.emit('message', value, isBinary);
+  }
+
+  /** @internal */
+  protected override whatwgMessageData(data: RawData): unknown {
+    if (this.binary !== 'blob' || this.binaryTypeSet || !Buffer.isBuffer(data)) return data;
+    // One Blob per message, shared by every WHATWG listener (dispatch is synchronous).
+    if (lastBlobSource !== data) {
+      lastBlobSource = data;
+      lastBlob = new Blob([data as Uint8Array<ArrayBuffer>]);
+    }
+    return lastBlob;
   }
 
   /** @internal */

@@ -50,6 +50,10 @@ export abstract class WsEventTarget extends EventEmitter {
   abstract get wasClean(): boolean;
   /** True when the peer's Close frame arrived (otherwise a CloseEvent reports 1006). */
   protected abstract get closeFrameReceived(): boolean;
+  /** `event.data` of a binary MessageEvent, from what `message` listeners got (by default the same). */
+  protected whatwgMessageData(data: unknown): unknown {
+    return data;
+  }
   /** The origin reported in MessageEvent.origin. */
   protected abstract get eventOrigin(): string;
 
@@ -107,7 +111,7 @@ export abstract class WsEventTarget extends EventEmitter {
         wrapper = (data: unknown, isBinary: boolean) => {
           // WHATWG: a message received once the socket is no longer OPEN is not dispatched.
           if (!this.whatwgDispatch) return;
-          call(new WsMessageEvent(this, isBinary ? data : (data as Buffer).toString('utf8'), this.eventOrigin));
+          call(new WsMessageEvent(this, isBinary ? this.whatwgMessageData(data) : (data as Buffer).toString('utf8'), this.eventOrigin));
         };
         break;
       case 'close':

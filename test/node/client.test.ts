@@ -686,6 +686,44 @@ describe('binaryType and MessageEvent', () => {
     }
   });
 
+  it("the default 'blob' is for WHATWG listeners: ws-style message listeners get a Buffer (as ws gives) until binaryType is set", T, async () => {
+    const s = await echoServer();
+    try {
+      const ws = await openClient(url(s.port));
+      const bytes = new Uint8Array([9, 8, 7, 0, 255]);
+      const styles: unknown[][] = [];
+      const events: unknown[] = [];
+      ws.on('message', (data: unknown, isBinary: boolean) => styles.push([data, isBinary]));
+      ws.addEventListener('message', (e: WsMessageEvent) => events.push(e.data));
+      ws.onmessage = (e: WsMessageEvent) => events.push(e.data);
+
+      ws.send(bytes);
+      await until(() => styles.length === 1 && events.length === 2);
+      assert.ok(Buffer.isBuffer(styles[0][0]), 'ws-style listener: a Buffer');
+      assert.deepEqual(new Uint8Array(styles[0][0] as Buffer), bytes);
+      assert.equal(styles[0][1], true);
+      assert.ok(events[0] instanceof Blob, 'WHATWG listener: a Blob');
+      assert.equal(events[0], events[1], 'every WHATWG listener gets the same Blob');
+      assert.deepEqual(new Uint8Array(await (events[0] as Blob).arrayBuffer()), bytes);
+
+      // Set explicitly, binaryType applies to both styles.
+      ws.binaryType = 'blob';
+      ws.send(bytes);
+      await until(() => styles.length === 2 && events.length === 4);
+      assert.ok(styles[1][0] instanceof Blob, "binaryType = 'blob' set: a Blob for ws-style listeners too");
+      assert.ok(events[2] instanceof Blob);
+      ws.binaryType = 'arraybuffer';
+      ws.send(bytes);
+      await until(() => styles.length === 3 && events.length === 6);
+      assert.ok(styles[2][0] instanceof ArrayBuffer);
+      assert.ok(events[4] instanceof ArrayBuffer);
+      ws.close();
+      await within(new Promise((r) => ws.addEventListener('close', r)));
+    } finally {
+      await s.close();
+    }
+  });
+
   it('an empty binary message is an empty Blob / ArrayBuffer; an empty text message is ""', T, async () => {
     const s = await echoServer();
     try {
