@@ -67,7 +67,9 @@ test('bench harness: a valid run reports numbers, a corrupted one INVALID', { ti
       const r = idle.runs[kind]![0]!;
       assert.equal(r.invalid, undefined, `${kind} idle run valid`);
       assert.ok(typeof r.rssPerConn === 'number', `${kind} RSS per connection`);
-      assert.ok(typeof r.heapPerConn === 'number' && r.heapPerConn > 0, `${kind} answered the heap request (heap per connection ${r.heapPerConn})`);
+      // With this few connections the figure is within the heap's own noise (code compiled
+      // meanwhile counts too), so only its presence is checked, not its sign.
+      assert.ok(typeof r.heapPerConn === 'number' && Number.isFinite(r.heapPerConn), `${kind} answered the heap request (heap per connection ${r.heapPerConn})`);
     }
     assert.match(good.stdout, /server JS heap KiB\/connection/, 'heap row in the table');
 
