@@ -81,7 +81,9 @@ export interface WebSocket {
   removeListener(event: string | symbol, listener: WsListener): this;
 }
 
-// The Blob made for the message being dispatched (see whatwgMessageData).
+// The message being dispatched with a client's default 'blob' (see deliverMessage), and the
+// Blob its WHATWG listeners share (made by the first of them, see whatwgMessageData).
+let lastBlobOwner: WebSocket | undefined;
 let lastBlobSource: Buffer | undefined;
 let lastBlob: Blob | undefined;
 
@@ -899,12 +901,22 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
             value = new Blob([data as Uint8Array<ArrayBuffer>]);
             break;
           }
-          try {
-            this.emit('message', value, isBinary);
-          } finally {
-            // Not kept beyond this message.
-            lastBlobSource = undefined;
+          {
+            // Saved and put back: a listener may cause another delivery synchronously.
+            const outerOwner = lastBlobOwner;
+            const outerSource = lastBlobSource;
+            const outerBlob = lastBlob;
+            lastBlobOwner = this;
+            lastBlobSource = data;
             lastBlob = undefined;
+            try {
+              this.emit('message', value, isBinary);
+            } finally {
+              // Not kept beyond this message.
+              lastBlobOwner = outerOwner;
+              lastBlobSource = outerSource;
+              lastBlob = outerBlob;
+            }
           }
           return;
       }
@@ -914,13 +926,11 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
 
   /** @internal */
   protected override whatwgMessageData(data: RawData): unknown {
-    if (this.binary !== 'blob' || this.binaryTypeSet || !Buffer.isBuffer(data)) return data;
+    // Decided when the message was delivered, not by binaryType now: a listener that assigns
+    // binaryType changes later messages, not what this one's other listeners get.
+    if (lastBlobOwner !== this || lastBlobSource !== data) return data;
     // One Blob per message, shared by every WHATWG listener (dispatch is synchronous).
-    if (lastBlobSource !== data) {
-      lastBlobSource = data;
-      lastBlob = new Blob([data as Uint8Array<ArrayBuffer>]);
-    }
-    return lastBlob;
+    return (lastBlob ??= new Blob([data as Uint8Array<ArrayBuffer>]));
   }
 
   /** @internal */

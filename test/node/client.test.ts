@@ -724,6 +724,53 @@ describe('binaryType and MessageEvent', () => {
     }
   });
 
+  it("the default 'blob': binaryType assigned in a listener applies from the next message; a delivery nested in a listener leaves the others the message's one Blob", T, async () => {
+    const s = await echoServer();
+    try {
+      const ws = await openClient(url(s.port));
+      const inner = await openClient(url(s.port));
+      const bytes = new Uint8Array([1, 2, 3]);
+      const events: unknown[] = [];
+      ws.onmessage = (e: WsMessageEvent) => {
+        events.push(e.data);
+        ws.binaryType = 'arraybuffer';
+      };
+      ws.addEventListener('message', (e: WsMessageEvent) => events.push(e.data));
+      ws.send(bytes);
+      await until(() => events.length === 2);
+      assert.ok(events[0] instanceof Blob);
+      assert.equal(events[1], events[0], 'the next listener gets the same Blob (not a Buffer)');
+      ws.send(bytes);
+      await until(() => events.length === 4);
+      assert.ok(events[2] instanceof ArrayBuffer && events[3] instanceof ArrayBuffer, 'the next message follows the new binaryType');
+
+      // A listener that makes another connection deliver a message synchronously (here by
+      // feeding its parser an unmasked binary frame, as a server sends it).
+      const outer: unknown[] = [];
+      const nested: unknown[] = [];
+      inner.addEventListener('message', (e: WsMessageEvent) => nested.push(e.data));
+      inner.onmessage = (e: WsMessageEvent) => nested.push(e.data);
+      const other = await openClient(url(s.port));
+      other.onmessage = (e: WsMessageEvent) => {
+        outer.push(e.data);
+        inner.parser!.push(Buffer.from([0x82, 0x01, 0x07]));
+      };
+      other.addEventListener('message', (e: WsMessageEvent) => outer.push(e.data));
+      other.send(bytes);
+      await until(() => outer.length === 2);
+      assert.equal(nested.length, 2);
+      assert.ok(outer[0] instanceof Blob && nested[0] instanceof Blob);
+      assert.equal(outer[1], outer[0], 'the outer message keeps its one Blob');
+      assert.equal(nested[1], nested[0], 'the nested message has its own one Blob');
+      assert.notEqual(nested[0], outer[0]);
+      assert.deepEqual(new Uint8Array(await (outer[0] as Blob).arrayBuffer()), bytes);
+      assert.deepEqual(new Uint8Array(await (nested[0] as Blob).arrayBuffer()), new Uint8Array([7]));
+      for (const c of [ws, inner, other]) c.close();
+    } finally {
+      await s.close();
+    }
+  });
+
   it('an empty binary message is an empty Blob / ArrayBuffer; an empty text message is ""', T, async () => {
     const s = await echoServer();
     try {
