@@ -163,7 +163,7 @@ export class WebSocketServer extends EventEmitter {
   /** permessage-deflate: what we accept, and how we compress (undefined: declined). */
   private readonly deflate: { negotiation: DeflateOptions; settings: DeflateSettings } | undefined;
   /** What every connection of this server is set up with: one object for all of them. */
-  private readonly connectionOptions: ConnectionOptions;
+  private connectionOptions: ConnectionOptions;
 
   constructor(options: ServerOptions = {}, callback?: () => void) {
     super();
@@ -262,6 +262,17 @@ export class WebSocketServer extends EventEmitter {
       headers['Sec-WebSocket-Version'] = '13';
     }
     return [status, body, headers];
+  }
+
+  /**
+   * The shared options object for new connections; made again if the application changed
+   * `wss.options` since (as in ws, such a change applies to connections made afterwards).
+   */
+  private currentConnectionOptions(): ConnectionOptions {
+    const shared = this.connectionOptions;
+    const { maxPayload, closeTimeout, autoPong } = this.options;
+    if (shared.maxPayload === maxPayload && shared.closeTimeout === closeTimeout && shared.autoPong === autoPong) return shared;
+    return (this.connectionOptions = Object.freeze({ isServer: true, maxPayload, closeTimeout, autoPong }));
   }
 
   private readonly emitConnection = (ws: WebSocket, req: http.IncomingMessage): void => {
@@ -412,7 +423,7 @@ export class WebSocketServer extends EventEmitter {
     const ws = new WebSocket();
     if (protocol !== undefined) ws.protocol = protocol;
     if (agreed) ws.extensions = agreed.response;
-    ws.setSocket(socket, head, this.connectionOptions,
+    ws.setSocket(socket, head, this.currentConnectionOptions(),
       agreed ? new MessageDeflate(agreed.params, this.deflate!.settings, true, this.options.maxPayload) : undefined);
     this.connectionCount++;
     this.connections.add(ws);

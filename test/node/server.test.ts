@@ -219,6 +219,32 @@ describe('WebSocketServer: own server (port, host)', () => {
   });
 });
 
+describe('WebSocketServer: options changed after construction', () => {
+  it('a change to wss.options.maxPayload applies to connections made afterwards, as in ws', T, async () => {
+    const wss = new WebSocketServer({ port: 0, host: HOST, maxPayload: 1000 });
+    await once(wss, 'listening');
+    const clients: WS[] = [];
+    try {
+      echo(wss);
+      const before = await open(wsUrl(portOf(wss)));
+      clients.push(before);
+      (wss.options as { maxPayload: number }).maxPayload = 10;
+      const after = await open(wsUrl(portOf(wss)));
+      clients.push(after);
+      assert.equal(await roundTrip(before, 'x'.repeat(100)), 'x'.repeat(100), 'an existing connection keeps its limit');
+      const outcome = new Promise<string>((resolve) => {
+        after.once('close', (code: number) => resolve(`close ${code}`));
+        after.once('message', () => resolve('echoed'));
+      });
+      after.send('y'.repeat(11));
+      assert.equal(await outcome, 'close 1009', 'the new limit applies to the connection made after the change');
+    } finally {
+      for (const c of clients) c.terminate();
+      await new Promise((r) => wss.close(r));
+    }
+  });
+});
+
 describe('WebSocketServer: server option (attach to an existing http.Server)', () => {
   it('serves WebSockets while the http.Server keeps serving normal requests', T, async () => {
     const httpServer = track(http.createServer((req, res) => {
