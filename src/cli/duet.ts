@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * The `duet` command: `duet serve` (and later `connect`, `exec`).
+ * The `duet` command: `duet serve`, `duet connect`, `duet exec`.
  */
 import { runConnect } from './connect.js';
+import { runExec } from './exec.js';
 import { runServe } from './serve.js';
 
 const USAGE = `Usage: duet <command> [options]
@@ -10,6 +11,7 @@ const USAGE = `Usage: duet <command> [options]
 Commands:
   serve     Run a WebSocket server (/echo, /chat, /ticker, /channel) with the demo page at /
   connect   Connect to a WebSocket server: stdin lines out, received messages printed
+  exec      Serve a program over WebSocket, one process per connection (like websocketd)
 
 Run "duet <command> --help" for the options of a command.`;
 
@@ -20,6 +22,8 @@ async function main(argv: string[]): Promise<number> {
       return runServe(rest);
     case 'connect':
       return runConnect(rest);
+    case 'exec':
+      return runExec(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -1,0 +1,302 @@
+/**
+ * `duet exec -- COMMAND [ARGS...]`: turn any program that reads stdin and writes stdout into
+ * a WebSocket endpoint, as websocketd does. Each connection starts its own copy of the
+ * program (no shell): every line it prints is sent as a text message, every text message
+ * received is written to its stdin as a line. The program's exit closes the connection; the
+ * connection's end stops the program.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type * as http from 'node:http';
+import { parseArgs } from 'node:util';
+import { WebSocket } from '../node/connection.js';
+import { WebSocketServer } from '../node/server.js';
+
+const HELP = `Usage: duet exec [options] -- COMMAND [ARGS...]
+
+Runs COMMAND once per WebSocket connection (no shell). Each line it writes to stdout is
+sent as a text message; each text message received is written to its stdin as a line.
+When the program exits the connection closes (1000 after exit code 0, otherwise 1011 with
+the exit code or signal as the reason). When the client goes away the program's stdin is
+closed and it gets SIGTERM, then SIGKILL after --kill-timeout. stderr goes to duet's stderr.
+
+Options:
+  --port N            port to listen on (default 8080; 0 picks a free one)
+  --host H            address to bind (default 127.0.0.1)
+  --path P            accept WebSockets on this path only (default: any path)
+  --origin O          accept only browsers from this origin (repeatable; default: any)
+  --max-processes N   programs running at once; more connections get 503 (default 64)
+  --max-payload N     largest incoming message, and longest line sent, in bytes (default 1048576)
+  --binary            raw bytes both ways as binary messages, instead of lines
+  --kill-timeout MS   from SIGTERM to SIGKILL after the client left (default 2000)
+  -h, --help          show this help
+
+The program's environment is duet's plus, as CGI and websocketd set them: REMOTE_ADDR,
+REMOTE_PORT, SERVER_NAME, SERVER_PORT, SERVER_PROTOCOL, SERVER_SOFTWARE, GATEWAY_INTERFACE,
+REQUEST_METHOD, REQUEST_URI, SCRIPT_NAME, PATH_INFO, QUERY_STRING and HTTP_<NAME> for each
+request header (except Proxy, so no HTTP_PROXY).
+
+Prints "LISTENING ws://HOST:PORT" once ready. Ctrl-C or SIGTERM closes every connection
+with 1001 (Going Away), stops every program and exits 0.`;
+
+/** What every connection's program is run with. */
+export interface ExecOptions {
+  command: string;
+  args: string[];
+  /** Lines (false) or raw bytes as binary messages (true). */
+  binary: boolean;
+  /** Longest line sent as one message; longer output is sent in pieces of this size. */
+  maxLine: number;
+  /** Milliseconds from SIGTERM to SIGKILL. */
+  killTimeout: number;
+}
+
+/** Bytes waiting to be written to a client before the program's stdout is paused. */
+const HIGH_WATER = 1024 * 1024;
+
+function parseWhole(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) throw new Error(`--${name} must be a whole number, got "${value}"`);
+  return Number(value);
+}
+
+/**
+ * The CGI-style variables for a connection's program. Header names are kept only when they
+ * are plain letters, digits and dashes (so every name is a valid variable name), and Proxy
+ * is left out: HTTP_PROXY would set the program's HTTP proxy ("httpoxy").
+ */
+export function programEnvironment(req: http.IncomingMessage, serverPort: number, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const env: NodeJS.ProcessEnv = {
+    ...base,
+    REMOTE_ADDR: req.socket.remoteAddress ?? '',
+    REMOTE_PORT: String(req.socket.remotePort ?? ''),
+    SERVER_NAME: (req.headers.host ?? '').replace(/:\d+$/, ''),
+    SERVER_PORT: String(serverPort),
+    SERVER_PROTOCOL: `HTTP/${req.httpVersion}`,
+    SERVER_SOFTWARE: 'duet',
+    GATEWAY_INTERFACE: 'websocketd-CGI/0.1',
+    REQUEST_METHOD: req.method ?? 'GET',
+    REQUEST_URI: url,
+    SCRIPT_NAME: path,
+    PATH_INFO: '',
+    QUERY_STRING: q === -1 ? '' : url.slice(q + 1),
+  };
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (!/^[A-Za-z0-9-]+$/.test(name) || name.toLowerCase() === 'proxy' || value === undefined) continue;
+    env[`HTTP_${name.toUpperCase().replace(/-/g, '_')}`] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return env;
+}
+
+/**
+ * Run the program for one open connection and connect the two. Resolves when both the
+ * program and the connection have ended.
+ */
+export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecOptions, log: (line: string) => void = (l) => console.error(l)): Promise<void> {
+  let child: ChildProcess;
+  try {
+    child = spawn(options.command, options.args, { stdio: ['pipe', 'pipe', 'inherit'], env });
+  } catch (err) {
+    log(`duet exec: cannot start ${options.command}: ${(err as Error).message}`);
+    ws.close(1011, 'cannot start the program');
+    return Promise.resolve();
+  }
+  let exited = false;
+  let killTimer: NodeJS.Timeout | undefined;
+  const stdin = child.stdin!;
+  const stdout = child.stdout!;
+  stdin.on('error', () => {
+    // The program closed its stdin (or exited): later messages have nowhere to go.
+  });
+
+  // stdout -> messages, pausing the program while the client is slow to read.
+  let waiting = false;
+  const sent = (): void => {
+    waiting = false;
+    stdout.resume();
+  };
+  const send = (data: Buffer | string): void => {
+    if (ws.readyState !== WebSocket.OPEN) return;
+    const length = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    const crossing = !waiting && ws.bufferedAmount + length > HIGH_WATER;
+    if (crossing) {
+      waiting = true;
+      stdout.pause();
+      ws.send(data, { binary: options.binary }, sent);
+    } else {
+      ws.send(data, { binary: options.binary });
+    }
+  };
+  let partial = '';
+  if (options.binary) {
+    stdout.on('data', (chunk: Buffer) => {
+      for (let at = 0; at < chunk.length; at += options.maxLine) send(chunk.subarray(at, at + options.maxLine));
+    });
+  } else {
+    stdout.setEncoding('utf8');
+    stdout.on('data', (text: string) => {
+      let start = 0;
+      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+        let line = partial + text.slice(start, nl);
+        partial = '';
+        if (line.endsWith('\r')) line = line.slice(0, -1);
+        send(line);
+        start = nl + 1;
+      }
+      partial += text.slice(start);
+      // A line longer than a message may be goes in pieces.
+      while (Buffer.byteLength(partial) > options.maxLine) {
+        let piece = Buffer.from(partial).subarray(0, options.maxLine).toString('utf8').replace(/\uFFFD$/, '');
+        // Never an empty piece (a character longer than the limit goes whole).
+        if (piece === '') piece = String.fromCodePoint(partial.codePointAt(0)!);
+        send(piece);
+        partial = partial.slice(piece.length);
+      }
+    });
+  }
+
+  // messages -> stdin, pausing the connection while the program is slow to read.
+  ws.on('message', (data: Buffer | ArrayBuffer | Buffer[] | Blob, isBinary: boolean) => {
+    if (exited || stdin.destroyed) return;
+    if (!options.binary && isBinary) {
+      ws.close(1003, 'this endpoint takes text messages');
+      return;
+    }
+    const bytes = data as Buffer;
+    const ok = options.binary ? stdin.write(bytes) : stdin.write(Buffer.concat([bytes, NEWLINE]));
+    if (!ok) {
+      ws.pause();
+      stdin.once('drain', () => ws.resume());
+    }
+  });
+
+  const programDone = new Promise<void>((resolve) => {
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      exited = true;
+      log(`duet exec: cannot start ${options.command}: ${err.code ?? err.message}`);
+      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(1011, 'cannot start the program');
+      resolve();
+    });
+    // 'close': the program exited and its stdout is drained, so every line was sent.
+    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
+      exited = true;
+      if (killTimer !== undefined) clearTimeout(killTimer);
+      if (partial !== '') send(partial);
+      partial = '';
+      if (ws.readyState === WebSocket.OPEN) {
+        if (code === 0) ws.close(1000);
+        else ws.close(1011, code !== null ? `exit ${code}` : `signal ${signal}`);
+      }
+      resolve();
+    });
+  });
+
+  const connectionDone = new Promise<void>((resolve) => {
+    ws.once('close', () => {
+      if (!exited) {
+        stdin.end();
+        child.kill('SIGTERM');
+        killTimer = setTimeout(() => {
+          if (!exited) child.kill('SIGKILL');
+        }, options.killTimeout);
+        killTimer.unref();
+      }
+      resolve();
+    });
+  });
+  return Promise.all([programDone, connectionDone]).then(() => undefined);
+}
+
+const NEWLINE = Buffer.from('\n');
+
+export async function runExec(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      path: { type: 'string' },
+      origin: { type: 'string', multiple: true },
+      'max-processes': { type: 'string' },
+      'max-payload': { type: 'string' },
+      binary: { type: 'boolean' },
+      'kill-timeout': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length === 0) throw new Error('no program given: duet exec [options] -- COMMAND [ARGS...]');
+  const port = parseWhole('port', values.port, 8080);
+  if (port > 65535) throw new Error(`--port must be 0-65535, got ${port}`);
+  const host = values.host ?? '127.0.0.1';
+  const maxProcesses = parseWhole('max-processes', values['max-processes'], 64);
+  if (maxProcesses < 1) throw new Error('--max-processes must be at least 1');
+  const maxPayload = parseWhole('max-payload', values['max-payload'], 1024 * 1024);
+  if (maxPayload < 1) throw new Error('--max-payload must be at least 1');
+  const options: ExecOptions = {
+    command: positionals[0],
+    args: positionals.slice(1),
+    binary: values.binary === true,
+    maxLine: maxPayload,
+    killTimeout: parseWhole('kill-timeout', values['kill-timeout'], 2000),
+  };
+
+  let running = 0;
+  const wss = new WebSocketServer({
+    port,
+    host,
+    path: values.path,
+    maxPayload,
+    allowOrigins: values.origin,
+    // A client that does not answer our Close (at shutdown, or after its program exited).
+    closeTimeout: 2000,
+    shutdownTimeout: 2000,
+    // A program that is still stopping counts too: at most maxProcesses exist at once.
+    verifyClient: (_info, done) => {
+      if (running >= maxProcesses) done(false, 503, 'Too many programs running', { 'Retry-After': '5' });
+      else done(true);
+    },
+  });
+  const programs = new Set<Promise<void>>();
+  wss.on('connection', (ws: WebSocket, req: http.IncomingMessage) => {
+    running++;
+    const address = wss.address();
+    const env = programEnvironment(req, typeof address === 'object' && address !== null ? address.port : port);
+    const done = runProgram(ws, env, options).finally(() => {
+      running--;
+      programs.delete(done);
+    });
+    programs.add(done);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    wss.once('listening', resolve);
+    wss.once('error', reject);
+  });
+  const address = wss.address();
+  const actualPort = typeof address === 'object' && address !== null ? address.port : port;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  console.log(`LISTENING ws://${shownHost}:${actualPort}`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      // 1001 to every client (terminated after shutdownTimeout); each connection's end stops
+      // its program (SIGTERM, then SIGKILL), and we exit once every program is gone.
+      wss.close(() => {
+        void Promise.all(programs).then(() => resolve(0));
+      });
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}

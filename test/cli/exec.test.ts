@@ -1,0 +1,304 @@
+/**
+ * `duet exec` end to end: the built CLI in a child process running small Node programs, real
+ * clients (ws), process lifetimes checked with kill(pid, 0), memory from /proc.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import type * as http from 'node:http';
+import { fileURLToPath } from 'node:url';
+import WS from 'ws';
+
+const CLI = fileURLToPath(new URL('../../dist/cli/duet.js', import.meta.url));
+const T = { timeout: 20_000 };
+
+interface Exec {
+  child: ChildProcess;
+  url: string;
+  stderr: () => string;
+  stop(): Promise<void>;
+}
+
+/** Start `duet exec [options] -- node -e SCRIPT`. */
+async function exec(script: string, options: string[] = []): Promise<Exec> {
+  const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', ...options, '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no LISTENING line; stderr: ${err}`)), 10_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /LISTENING (ws:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}; stderr: ${err}`)));
+  });
+  return {
+    child,
+    url,
+    stderr: () => err,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    },
+  };
+}
+
+function open(url: string, options?: WS.ClientOptions): Promise<WS> {
+  const ws = new WS(url, options);
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+/** Collects text messages and the close. */
+function record(ws: WS): { messages: string[]; closed: Promise<{ code: number; reason: string }> } {
+  const messages: string[] = [];
+  ws.on('message', (data: Buffer) => messages.push(data.toString('utf8')));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })));
+  return { messages, closed };
+}
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const UPPERCASE_LINES = `
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => process.stdout.write(d.toUpperCase()));
+`;
+
+test('lines both ways, in order, UTF-8 intact; the program sees CGI variables and request headers, never HTTP_PROXY', T, async () => {
+  const env = await exec(`
+    const e = process.env;
+    console.log(JSON.stringify([e.REMOTE_ADDR, e.QUERY_STRING, e.REQUEST_URI, e.SCRIPT_NAME, e.HTTP_X_TOKEN, e.HTTP_PROXY ?? null, e.SERVER_PORT, e.REQUEST_METHOD]));
+    ${UPPERCASE_LINES}`);
+  try {
+    const ws = await open(`${env.url}/room/7?a=1&b=2`, { headers: { 'X-Token': 'secret', Proxy: 'http://evil.example:3128' } });
+    const rec = record(ws);
+    await until(() => rec.messages.length === 1);
+    const port = new URL(env.url).port;
+    assert.deepEqual(JSON.parse(rec.messages[0]), ['127.0.0.1', 'a=1&b=2', '/room/7?a=1&b=2', '/room/7', 'secret', null, port, 'GET']);
+    for (const line of ['one', 'two', 'grüße 😀', '']) ws.send(line);
+    await until(() => rec.messages.length === 5);
+    assert.deepEqual(rec.messages.slice(1), ['ONE', 'TWO', 'GRÜSSE 😀', '']);
+    ws.close(1000);
+    assert.equal((await rec.closed).code, 1000);
+  } finally {
+    await env.stop();
+  }
+});
+
+test('the program exiting closes the connection: 1000 after exit 0 (last line without a newline sent too), 1011 "exit 3" otherwise', T, async () => {
+  const ok = await exec(`process.stdout.write('first\\nsecond\\r\\nlast without newline');`);
+  const failing = await exec(`console.log('about to fail'); process.exit(3);`);
+  try {
+    const a = record(await open(ok.url));
+    assert.deepEqual(await a.closed, { code: 1000, reason: '' });
+    assert.deepEqual(a.messages, ['first', 'second', 'last without newline']);
+    const b = record(await open(failing.url));
+    assert.deepEqual(await b.closed, { code: 1011, reason: 'exit 3' });
+    assert.deepEqual(b.messages, ['about to fail']);
+  } finally {
+    await Promise.all([ok.stop(), failing.stop()]);
+  }
+});
+
+test('a client that leaves stops its program: SIGTERM, then SIGKILL after --kill-timeout for one that ignores it', T, async () => {
+  const polite = await exec(`console.log(process.pid); setInterval(() => {}, 1000);`);
+  const stubborn = await exec(`process.on('SIGTERM', () => {}); process.stdin.resume(); console.log(process.pid); setInterval(() => {}, 1000);`, ['--kill-timeout', '300']);
+  try {
+    for (const env of [polite, stubborn]) {
+      const ws = await open(env.url);
+      const rec = record(ws);
+      await until(() => rec.messages.length === 1);
+      const pid = Number(rec.messages[0]);
+      assert.ok(alive(pid), 'the program runs while the client is there');
+      const left = Date.now();
+      ws.terminate();
+      await until(() => !alive(pid), 3000);
+      if (env === stubborn) assert.ok(Date.now() - left >= 250, 'SIGTERM was ignored, so SIGKILL came after the kill timeout');
+    }
+  } finally {
+    await Promise.all([polite.stop(), stubborn.stop()]);
+  }
+});
+
+test('--max-processes: a connection over the limit gets 503; once a program has stopped there is room again', T, async () => {
+  const env = await exec(UPPERCASE_LINES, ['--max-processes', '1']);
+  try {
+    const first = await open(env.url);
+    const refused = new WS(env.url);
+    refused.on('error', () => {});
+    const [, res] = (await once(refused, 'unexpected-response')) as [unknown, http.IncomingMessage];
+    assert.equal(res.statusCode, 503);
+    refused.terminate();
+    const rec = record(first);
+    first.close(1000);
+    await rec.closed;
+    // The program gets SIGTERM when the connection ends; its slot frees when it has exited.
+    let again: WS | undefined;
+    await until(() => {
+      if (again === undefined) {
+        const attempt = new WS(env.url);
+        attempt.once('open', () => (again = attempt));
+        attempt.once('error', () => {});
+        attempt.once('unexpected-response', () => attempt.terminate());
+      }
+      return again !== undefined;
+    }, 5000);
+    const r2 = record(again!);
+    again!.send('room again');
+    await until(() => r2.messages.length === 1);
+    assert.deepEqual(r2.messages, ['ROOM AGAIN']);
+    again!.close();
+  } finally {
+    await env.stop();
+  }
+});
+
+test('--binary passes raw bytes both ways; without it a binary message is refused with 1003', T, async () => {
+  const bin = await exec(`process.stdin.pipe(process.stdout);`, ['--binary']);
+  const text = await exec(UPPERCASE_LINES);
+  try {
+    const ws = await open(bin.url);
+    const got: Buffer[] = [];
+    ws.on('message', (d: Buffer, isBinary: boolean) => {
+      assert.equal(isBinary, true);
+      got.push(d);
+    });
+    const bytes = Buffer.from([0, 1, 2, 10, 13, 255, 254, 0]);
+    ws.send(bytes);
+    await until(() => Buffer.concat(got).length === bytes.length);
+    assert.deepEqual(Buffer.concat(got), bytes);
+    ws.close();
+
+    const t = await open(text.url);
+    const rec = record(t);
+    t.send(Buffer.from([1, 2, 3]));
+    assert.equal((await rec.closed).code, 1003);
+  } finally {
+    await Promise.all([bin.stop(), text.stop()]);
+  }
+});
+
+test('a program that cannot start: 1011 and a line on stderr; the server goes on serving', T, async () => {
+  const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', '--', '/nonexistent/duet-test-program'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  try {
+    await until(() => /LISTENING/.test(out), 10_000);
+    const url = /LISTENING (ws:\/\/\S+)/.exec(out)![1];
+    for (let i = 0; i < 2; i++) {
+      const rec = record(await open(url));
+      assert.deepEqual(await rec.closed, { code: 1011, reason: 'cannot start the program' });
+    }
+    assert.match(err, /cannot start \/nonexistent\/duet-test-program: ENOENT/);
+  } finally {
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+  }
+});
+
+test('SIGTERM: clients get 1001, every program is stopped, duet exec exits 0', T, async () => {
+  const env = await exec(`console.log(process.pid); setInterval(() => {}, 1000);`);
+  const clients = await Promise.all([open(env.url), open(env.url)]);
+  const recs = clients.map(record);
+  await until(() => recs.every((r) => r.messages.length === 1));
+  const pids = recs.map((r) => Number(r.messages[0]));
+  const exited = once(env.child, 'exit');
+  env.child.kill('SIGTERM');
+  for (const r of recs) assert.equal((await r.closed).code, 1001);
+  const [code] = await exited;
+  assert.equal(code, 0);
+  for (const pid of pids) assert.equal(alive(pid), false);
+});
+
+test('a client that does not read: the program is paused, duet exec does not buffer its output without bound', T, async () => {
+  // The program writes 100-byte lines as fast as its stdout takes them, and says on stderr
+  // how many it has written so far.
+  const env = await exec(`
+    const line = 'x'.repeat(99) + '\\n';
+    let n = 0;
+    const more = () => { while (process.stdout.write(line)) n++; n++; process.stdout.once('drain', more); };
+    more();
+    setInterval(() => process.stderr.write('n=' + n + '\\n'), 100);`);
+  try {
+    const written = (): number => Number(/n=(\d+)\n(?!.*n=)/s.exec(env.stderr())?.[1] ?? 0);
+    const rssKiB = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${env.child.pid}/status`, 'utf8'))![1]);
+    const before = rssKiB();
+    const ws = await open(env.url);
+    let closedWith = 0;
+    ws.once('close', (code: number) => (closedWith = code));
+    const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    socket.pause();
+    // Kernel socket buffers take some megabytes first; after that the program must be stuck.
+    await new Promise((r) => setTimeout(r, 2500));
+    const at25 = written();
+    await new Promise((r) => setTimeout(r, 1000));
+    const at35 = written();
+    assert.ok(at25 > 0, 'the program wrote');
+    assert.equal(at35, at25, `the program is paused while its client reads nothing (${at25} lines, then ${at35})`);
+    const grown = rssKiB() - before;
+    assert.ok(grown < 48 * 1024, `duet exec grew by ${grown} KiB while its client read nothing`);
+    let count = 0;
+    let bad = 0;
+    ws.on('message', (d: Buffer) => {
+      count++;
+      if (d.length !== 99) bad++;
+    });
+    socket.resume();
+    await until(() => count >= at35 + 10_000, 10_000);
+    assert.equal(bad, 0, 'every line arrives whole');
+    assert.equal(closedWith, 0, 'the connection stayed open');
+    assert.equal(ws.readyState, WS.OPEN);
+    ws.terminate();
+  } finally {
+    await env.stop();
+  }
+});
+
+test('--path and --origin: other paths get 404, other browser origins 403', T, async () => {
+  const env = await exec(UPPERCASE_LINES, ['--path', '/only', '--origin', 'https://ok.example']);
+  try {
+    const status = async (path: string, origin?: string): Promise<number> => {
+      const ws = new WS(`${env.url}${path}`, origin === undefined ? {} : { origin });
+      ws.on('error', () => {});
+      const result = await Promise.race([
+        once(ws, 'open').then(() => 101),
+        once(ws, 'unexpected-response').then(([, res]) => (res as http.IncomingMessage).statusCode ?? 0),
+      ]);
+      ws.terminate();
+      return result;
+    };
+    assert.equal(await status('/other'), 404);
+    assert.equal(await status('/only', 'https://evil.example'), 403);
+    assert.equal(await status('/only', 'https://ok.example'), 101);
+    assert.equal(await status('/only'), 101);
+  } finally {
+    await env.stop();
+  }
+});
