@@ -103,10 +103,16 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
     ws.close(1011, 'cannot start the program');
     return Promise.resolve();
   }
+  if (!child.stdin || !child.stdout) {
+    // Out of file descriptors (EMFILE, ENFILE): Node reports it on 'error' and makes no pipes.
+    child.once('error', (err: NodeJS.ErrnoException) => log(`duet exec: cannot start ${options.command}: ${err.code ?? err.message}`));
+    ws.close(1011, 'cannot start the program');
+    return Promise.resolve();
+  }
   let exited = false;
   let killTimer: NodeJS.Timeout | undefined;
-  const stdin = child.stdin!;
-  const stdout = child.stdout!;
+  const stdin = child.stdin;
+  const stdout = child.stdout;
   stdin.on('error', () => {
     // The program closed its stdin (or exited): later messages have nowhere to go.
   });
@@ -129,6 +135,25 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
       ws.send(data, { binary: options.binary });
     }
   };
+  /**
+   * A line longer than a message may be goes in pieces of at most maxLine bytes, cut between
+   * characters (a character longer than the limit goes whole): sends every piece but the
+   * last, and returns the last.
+   */
+  const cut = (text: string): string => {
+    // Fast path: no UTF-16 unit takes more than 3 bytes of UTF-8.
+    if (text.length * 3 <= options.maxLine) return text;
+    const bytes = Buffer.from(text);
+    let at = 0;
+    while (bytes.length - at > options.maxLine) {
+      let end = at + options.maxLine;
+      while (end > at && (bytes[end] & 0xc0) === 0x80) end--;
+      if (end === at) for (end = at + 1; (bytes[end] & 0xc0) === 0x80; ) end++;
+      send(bytes.toString('utf8', at, end));
+      at = end;
+    }
+    return at === 0 ? text : bytes.toString('utf8', at);
+  };
   let partial = '';
   if (options.binary) {
     stdout.on('data', (chunk: Buffer) => {
@@ -142,22 +167,19 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
         let line = partial + text.slice(start, nl);
         partial = '';
         if (line.endsWith('\r')) line = line.slice(0, -1);
-        send(line);
+        send(cut(line));
         start = nl + 1;
       }
-      partial += text.slice(start);
-      // A line longer than a message may be goes in pieces.
-      while (Buffer.byteLength(partial) > options.maxLine) {
-        let piece = Buffer.from(partial).subarray(0, options.maxLine).toString('utf8').replace(/\uFFFD$/, '');
-        // Never an empty piece (a character longer than the limit goes whole).
-        if (piece === '') piece = String.fromCodePoint(partial.codePointAt(0)!);
-        send(piece);
-        partial = partial.slice(piece.length);
-      }
+      partial = cut(partial + text.slice(start));
     });
   }
 
   // messages -> stdin, pausing the connection while the program is slow to read.
+  let stdinFull = false;
+  const stdinDrained = (): void => {
+    stdinFull = false;
+    ws.resume();
+  };
   ws.on('message', (data: Buffer | ArrayBuffer | Buffer[] | Blob, isBinary: boolean) => {
     if (exited || stdin.destroyed) return;
     if (!options.binary && isBinary) {
@@ -166,11 +188,15 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
     }
     const bytes = data as Buffer;
     const ok = options.binary ? stdin.write(bytes) : stdin.write(Buffer.concat([bytes, NEWLINE]));
-    if (!ok) {
+    if (!ok && !stdinFull) {
+      stdinFull = true;
       ws.pause();
-      stdin.once('drain', () => ws.resume());
+      stdin.once('drain', stdinDrained);
     }
   });
+  // A program that exits (or closes its stdin) without reading what waits: read the client
+  // again, or its Close would go unread.
+  stdin.once('close', stdinDrained);
 
   const programDone = new Promise<void>((resolve) => {
     child.once('error', (err: NodeJS.ErrnoException) => {
@@ -193,15 +219,29 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
     });
   });
 
+  // After the client left, the program's output has nowhere to go: once the program itself
+  // has exited, stop waiting for the end of its stdout, which a process it started in the
+  // background may hold open for ever ('close' waits for it).
+  let clientGone = false;
+  child.once('exit', () => {
+    if (clientGone) stdout.destroy();
+  });
+
   const connectionDone = new Promise<void>((resolve) => {
     ws.once('close', () => {
+      clientGone = true;
       if (!exited) {
         stdin.end();
-        child.kill('SIGTERM');
-        killTimer = setTimeout(() => {
-          if (!exited) child.kill('SIGKILL');
-        }, options.killTimeout);
-        killTimer.unref();
+        stdout.resume();
+        if (child.exitCode !== null || child.signalCode !== null) {
+          stdout.destroy();
+        } else {
+          child.kill('SIGTERM');
+          killTimer = setTimeout(() => {
+            if (!exited) child.kill('SIGKILL');
+          }, options.killTimeout);
+          killTimer.unref();
+        }
       }
       resolve();
     });
@@ -211,7 +251,15 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
 
 const NEWLINE = Buffer.from('\n');
 
+/** The options that take a value (the next argument, unless written --name=value). */
+const VALUED = new Set(['--port', '--host', '--path', '--origin', '--max-processes', '--max-payload', '--kill-timeout']);
+
 export async function runExec(argv: string[]): Promise<number> {
+  // The first argument that is not an option starts the program and its own arguments, even
+  // without "--": `duet exec --port 80 prog --host 0.0.0.0` passes --host on to prog.
+  let at = 0;
+  while (at < argv.length && argv[at] !== '--' && argv[at].startsWith('-')) at += VALUED.has(argv[at]) ? 2 : 1;
+  if (at < argv.length && argv[at] !== '--') argv = [...argv.slice(0, at), '--', ...argv.slice(at)];
   const { values, positionals } = parseArgs({
     args: argv,
     options: {
@@ -247,6 +295,8 @@ export async function runExec(argv: string[]): Promise<number> {
     maxLine: maxPayload,
     killTimeout: parseWhole('kill-timeout', values['kill-timeout'], 2000),
   };
+  // setTimeout takes at most 2^31 - 1 ms (longer ones fire after 1 ms).
+  if (options.killTimeout > 2 ** 31 - 1) throw new Error(`--kill-timeout must be at most ${2 ** 31 - 1}, got ${options.killTimeout}`);
 
   let running = 0;
   const wss = new WebSocketServer({
@@ -258,6 +308,10 @@ export async function runExec(argv: string[]): Promise<number> {
     // A client that does not answer our Close (at shutdown, or after its program exited).
     closeTimeout: 2000,
     shutdownTimeout: 2000,
+    // Each program is paused while more than HIGH_WATER waits for its client, so the backlog
+    // stays within HIGH_WATER and a few messages; the slow-consumer limit (16 MiB) would only
+    // cut off (1013) a client reading a line longer than it.
+    maxBufferedAmount: Infinity,
     // A program that is still stopping counts too: at most maxProcesses exist at once.
     verifyClient: (_info, done) => {
       if (running >= maxProcesses) done(false, 503, 'Too many programs running', { 'Retry-After': '5' });

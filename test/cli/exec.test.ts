@@ -302,3 +302,169 @@ test('--path and --origin: other paths get 404, other browser origins 403', T, a
     await env.stop();
   }
 });
+
+test('--max-payload cuts every longer line, not only one that arrives over several reads; between characters', T, async () => {
+  const env = await exec(`process.stdout.write('a'.repeat(25) + '\\n' + 'é'.repeat(8) + '\\n' + '😀'.repeat(3) + '\\n');`, ['--max-payload', '10']);
+  try {
+    const rec = record(await open(env.url));
+    assert.equal((await rec.closed).code, 1000);
+    assert.deepEqual(rec.messages, ['a'.repeat(10), 'a'.repeat(10), 'aaaaa', 'ééééé', 'ééé', '😀😀', '😀']);
+  } finally {
+    await env.stop();
+  }
+});
+
+test('a program whose background child keeps its stdout: when the client leaves, its slot frees and shutdown does not wait for that child', T, async () => {
+  // The grandchild inherits stdout and outlives the program.
+  const env = await exec(`
+    const g = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: ['ignore', 'inherit', 'ignore'] });
+    console.log(g.pid);
+    setInterval(() => {}, 1000);`, ['--max-processes', '1']);
+  const grandchildren: number[] = [];
+  try {
+    const ws = await open(env.url);
+    const rec = record(ws);
+    await until(() => rec.messages.length === 1);
+    grandchildren.push(Number(rec.messages[0]));
+    ws.close();
+    await rec.closed;
+    let again: WS | undefined;
+    await until(() => {
+      if (again === undefined) {
+        const attempt = new WS(env.url);
+        attempt.once('open', () => (again = attempt));
+        attempt.once('error', () => {});
+        attempt.once('unexpected-response', () => attempt.terminate());
+      }
+      return again !== undefined;
+    }, 5000);
+    const r2 = record(again!);
+    await until(() => r2.messages.length === 1);
+    grandchildren.push(Number(r2.messages[0]));
+    const exited = once(env.child, 'exit');
+    env.child.kill('SIGTERM');
+    assert.equal((await r2.closed).code, 1001);
+    const [code] = await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('duet exec did not exit')), 5000))]);
+    assert.equal(code, 0);
+  } finally {
+    for (const pid of grandchildren) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    await env.stop();
+  }
+});
+
+test('a program that does not read its stdin: no listener pile-up, and its exit closes the connection without waiting out a timeout', T, async () => {
+  const env = await exec(`setTimeout(() => { console.log('bye'); process.exit(0); }, 1000);`);
+  try {
+    const ws = await open(env.url);
+    const rec = record(ws);
+    let byeAt = 0;
+    ws.on('message', () => (byeAt = Date.now()));
+    // Far more than the pipe and stdin's buffer take, in many small messages.
+    const chunk = 'x'.repeat(2000);
+    for (let i = 0; i < 400; i++) ws.send(chunk);
+    assert.equal((await rec.closed).code, 1000);
+    assert.deepEqual(rec.messages, ['bye']);
+    const lag = Date.now() - byeAt;
+    assert.ok(lag < 1000, `the close came ${lag} ms after the program's last line`);
+    assert.doesNotMatch(env.stderr(), /MaxListenersExceeded/);
+  } finally {
+    await env.stop();
+  }
+});
+
+test('a line longer than the server-wide slow-consumer limit (16 MiB) reaches a reading client, and so does what follows it', T, async () => {
+  const env = await exec(`process.stdout.write('x'.repeat(17 * 1024 * 1024) + '\\nafter\\n');`, ['--max-payload', String(32 * 1024 * 1024)]);
+  try {
+    const rec = record(await open(env.url));
+    assert.deepEqual(await rec.closed, { code: 1000, reason: '' });
+    assert.deepEqual(rec.messages.map((m) => m.length), [17 * 1024 * 1024, 5]);
+  } finally {
+    await env.stop();
+  }
+});
+
+test('--kill-timeout beyond what a timer can wait is refused', T, async () => {
+  const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', '--kill-timeout', '99999999999', '--', 'cat'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  let closed = false;
+  const exited = once(child, 'close').then(() => (closed = true));
+  try {
+    await until(() => closed, 5000);
+    assert.equal(child.exitCode, 1);
+    assert.match(err, /--kill-timeout must be at most 2147483647/);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await exited;
+  }
+});
+
+test('without "--", the first argument that is not an option starts the program: options after it are the program\'s', T, async () => {
+  const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', 'sh', '-c', 'echo "$@"', 'sh', '--binary', '--port', '9'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = once(child, 'exit');
+  try {
+    await until(() => /LISTENING/.test(out) || child.exitCode !== null, 10_000);
+    const url = /LISTENING (ws:\/\/\S+)/.exec(out)?.[1];
+    assert.ok(url !== undefined, `no LISTENING line; stderr: ${err}`);
+    assert.notEqual(new URL(url).port, '9');
+    const ws = await open(url);
+    const rec = record(ws);
+    let binary: boolean | undefined;
+    ws.once('message', (_d: Buffer, isBinary: boolean) => (binary = isBinary));
+    assert.deepEqual(await rec.closed, { code: 1000, reason: '' });
+    assert.deepEqual(rec.messages, ['--binary --port 9']);
+    assert.equal(binary, false);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await exited;
+  }
+});
+
+test('out of file descriptors: the connection whose program cannot start gets 1011, duet exec survives and serves again', T, async () => {
+  // `ulimit -n` in sh lowers the hard limit too, so Node cannot raise it again.
+  const child = spawn('sh', ['-c', 'ulimit -n 64 && exec "$0" "$@"', process.execPath, CLI, 'exec', '--port', '0', '--max-processes', '100', '--', 'cat'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = once(child, 'exit');
+  const held: WS[] = [];
+  /** Open a connection; resolves with the echo of a line, or the close if the program could not start. */
+  const attempt = async (url: string): Promise<string | { code: number; reason: string }> => {
+    const ws = await open(url);
+    const rec = record(ws);
+    ws.send('ping');
+    const result = await Promise.race([until(() => rec.messages.length === 1).then(() => rec.messages[0]), rec.closed]);
+    if (typeof result === 'string') held.push(ws);
+    return result;
+  };
+  try {
+    await until(() => /LISTENING/.test(out) || child.exitCode !== null, 10_000);
+    const url = /LISTENING (ws:\/\/\S+)/.exec(out)?.[1];
+    assert.ok(url !== undefined, `no LISTENING line; stderr: ${err}`);
+    let refused: { code: number; reason: string } | undefined;
+    for (let i = 0; i < 60 && refused === undefined; i++) {
+      const result = await attempt(url);
+      if (typeof result !== 'string') refused = result;
+    }
+    assert.deepEqual(refused, { code: 1011, reason: 'cannot start the program' });
+    assert.match(err, /cannot start cat: E[MN]FILE/);
+    assert.equal(child.exitCode, null, `duet exec exited; stderr: ${err}`);
+    for (const ws of held.splice(0)) ws.terminate();
+    // The programs of those connections stop, and their descriptors free.
+    let again: string | { code: number; reason: string } = '';
+    for (let i = 0; i < 50 && again !== 'ping'; i++) {
+      again = await attempt(url);
+      if (again !== 'ping') await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(again, 'ping');
+  } finally {
+    for (const ws of held) ws.terminate();
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await exited;
+  }
+});
