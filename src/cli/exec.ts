@@ -284,6 +284,7 @@ export async function runExec(argv: string[]): Promise<number> {
   const port = parseWhole('port', values.port, 8080);
   if (port > 65535) throw new Error(`--port must be 0-65535, got ${port}`);
   const host = values.host ?? '127.0.0.1';
+  if (values.path !== undefined && !values.path.startsWith('/')) throw new Error(`--path must start with "/", got "${values.path}"`);
   const maxProcesses = parseWhole('max-processes', values['max-processes'], 64);
   if (maxProcesses < 1) throw new Error('--max-processes must be at least 1');
   const maxPayload = parseWhole('max-payload', values['max-payload'], 1024 * 1024);
@@ -331,9 +332,14 @@ export async function runExec(argv: string[]): Promise<number> {
   });
 
   await new Promise<void>((resolve, reject) => {
-    wss.once('listening', resolve);
+    wss.once('listening', () => {
+      wss.removeListener('error', reject);
+      resolve();
+    });
     wss.once('error', reject);
   });
+  // After start-up a server error is reported, not fatal: the running programs go on.
+  wss.on('error', (err: Error) => console.error(`duet exec: ${err.message}`));
   const address = wss.address();
   const actualPort = typeof address === 'object' && address !== null ? address.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;

@@ -468,3 +468,12 @@ test('out of file descriptors: the connection whose program cannot start gets 10
     await exited;
   }
 });
+
+test('--path must be a path: "room" is refused at start with exit code 1', T, async () => {
+  const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', '--path', 'room', '--', process.execPath, '-e', ''], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 1);
+  assert.match(err, /--path must start with "\/", got "room"/);
+});
