@@ -70,7 +70,9 @@ export class Sweep {
       const backlog = ws.backlog;
       const draining = backlog > 0 && backlog < ws.lastBacklog;
       ws.lastBacklog = backlog;
-      if (ws.heardFrom || draining) {
+      // A connection the application paused cannot read the peer's Pong: its silence says
+      // nothing, so it is not judged until it reads again (then a full interval starts).
+      if (ws.heardFrom || draining || ws.isPaused) {
         ws.heardFrom = false;
         ws.lastHeard = now;
         ws.pingOutstanding = false;

@@ -123,6 +123,25 @@ describe('heartbeat', () => {
     }
   });
 
+  it('a connection the application paused is not judged by its silence; after resume() it is again', T, async () => {
+    const srv = await startServer({ heartbeat: HEARTBEAT });
+    const { closed } = trackCloses(srv.wss);
+    const paused = once(srv.wss, 'connection') as Promise<[WebSocket]>;
+    try {
+      const silent = await RawClient.connect(srv.port);
+      const [ws] = await paused;
+      ws.pause();
+      await sleep(700);
+      assert.equal(silent.closed, false, 'kept while paused (over three heartbeat periods)');
+      assert.equal(srv.wss.stats().heartbeatTerminated, 0);
+      ws.resume();
+      await silent.until(() => silent.closed, 3000);
+      assert.equal(await closed[0], 1006, 'once reading again, the silent peer is terminated');
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('heartbeat: false never pings nor terminates', T, async () => {
     const srv = await startServer({ heartbeat: false });
     try {
