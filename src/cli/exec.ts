@@ -10,6 +10,7 @@ import type * as http from 'node:http';
 import { parseArgs } from 'node:util';
 import { WebSocket } from '../node/connection.js';
 import { WebSocketServer } from '../node/server.js';
+import { listeningLine, portNumber, wholeNumber } from './options.js';
 
 const HELP = `Usage: duet exec [options] -- COMMAND [ARGS...]
 
@@ -52,12 +53,6 @@ export interface ExecOptions {
 
 /** Bytes waiting to be written to a client before the program's stdout is paused. */
 const HIGH_WATER = 1024 * 1024;
-
-function parseWhole(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value)) throw new Error(`--${name} must be a whole number, got "${value}"`);
-  return Number(value);
-}
 
 /**
  * The CGI-style variables for a connection's program. Header names are kept only when they
@@ -251,8 +246,20 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
 
 const NEWLINE = Buffer.from('\n');
 
+const OPTIONS = {
+  port: { type: 'string' },
+  host: { type: 'string' },
+  path: { type: 'string' },
+  origin: { type: 'string', multiple: true },
+  'max-processes': { type: 'string' },
+  'max-payload': { type: 'string' },
+  binary: { type: 'boolean' },
+  'kill-timeout': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 /** The options that take a value (the next argument, unless written --name=value). */
-const VALUED = new Set(['--port', '--host', '--path', '--origin', '--max-processes', '--max-payload', '--kill-timeout']);
+const VALUED = new Set(Object.entries(OPTIONS).filter(([, o]) => o.type === 'string').map(([name]) => `--${name}`));
 
 export async function runExec(argv: string[]): Promise<number> {
   // The first argument that is not an option starts the program and its own arguments, even
@@ -260,46 +267,31 @@ export async function runExec(argv: string[]): Promise<number> {
   let at = 0;
   while (at < argv.length && argv[at] !== '--' && argv[at].startsWith('-')) at += VALUED.has(argv[at]) ? 2 : 1;
   if (at < argv.length && argv[at] !== '--') argv = [...argv.slice(0, at), '--', ...argv.slice(at)];
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string' },
-      path: { type: 'string' },
-      origin: { type: 'string', multiple: true },
-      'max-processes': { type: 'string' },
-      'max-payload': { type: 'string' },
-      binary: { type: 'boolean' },
-      'kill-timeout': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   if (values.help) {
     console.log(HELP);
     return 0;
   }
   if (positionals.length === 0) throw new Error('no program given: duet exec [options] -- COMMAND [ARGS...]');
-  const port = parseWhole('port', values.port, 8080);
-  if (port > 65535) throw new Error(`--port must be 0-65535, got ${port}`);
+  const port = portNumber(values.port, 8080);
   const host = values.host ?? '127.0.0.1';
   if (values.path !== undefined && !values.path.startsWith('/')) throw new Error(`--path must start with "/", got "${values.path}"`);
-  const maxProcesses = parseWhole('max-processes', values['max-processes'], 64);
+  const maxProcesses = wholeNumber('max-processes', values['max-processes'], 64);
   if (maxProcesses < 1) throw new Error('--max-processes must be at least 1');
-  const maxPayload = parseWhole('max-payload', values['max-payload'], 1024 * 1024);
+  const maxPayload = wholeNumber('max-payload', values['max-payload'], 1024 * 1024);
   if (maxPayload < 1) throw new Error('--max-payload must be at least 1');
   const options: ExecOptions = {
     command: positionals[0],
     args: positionals.slice(1),
     binary: values.binary === true,
     maxLine: maxPayload,
-    killTimeout: parseWhole('kill-timeout', values['kill-timeout'], 2000),
+    killTimeout: wholeNumber('kill-timeout', values['kill-timeout'], 2000),
   };
   // setTimeout takes at most 2^31 - 1 ms (longer ones fire after 1 ms).
   if (options.killTimeout > 2 ** 31 - 1) throw new Error(`--kill-timeout must be at most ${2 ** 31 - 1}, got ${options.killTimeout}`);
 
-  let running = 0;
+  const programs = new Set<Promise<void>>();
+  let serverPort = port;
   const wss = new WebSocketServer({
     port,
     host,
@@ -315,19 +307,12 @@ export async function runExec(argv: string[]): Promise<number> {
     maxBufferedAmount: Infinity,
     // A program that is still stopping counts too: at most maxProcesses exist at once.
     verifyClient: (_info, done) => {
-      if (running >= maxProcesses) done(false, 503, 'Too many programs running', { 'Retry-After': '5' });
+      if (programs.size >= maxProcesses) done(false, 503, 'Too many programs running', { 'Retry-After': '5' });
       else done(true);
     },
   });
-  const programs = new Set<Promise<void>>();
   wss.on('connection', (ws: WebSocket, req: http.IncomingMessage) => {
-    running++;
-    const address = wss.address();
-    const env = programEnvironment(req, typeof address === 'object' && address !== null ? address.port : port);
-    const done = runProgram(ws, env, options).finally(() => {
-      running--;
-      programs.delete(done);
-    });
+    const done = runProgram(ws, programEnvironment(req, serverPort), options).finally(() => programs.delete(done));
     programs.add(done);
   });
 
@@ -341,9 +326,8 @@ export async function runExec(argv: string[]): Promise<number> {
   // After start-up a server error is reported, not fatal: the running programs go on.
   wss.on('error', (err: Error) => console.error(`duet exec: ${err.message}`));
   const address = wss.address();
-  const actualPort = typeof address === 'object' && address !== null ? address.port : port;
-  const shownHost = host.includes(':') ? `[${host}]` : host;
-  console.log(`LISTENING ws://${shownHost}:${actualPort}`);
+  if (typeof address === 'object' && address !== null) serverPort = address.port;
+  console.log(listeningLine('ws', host, address, port));
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { abortHandshake } from '../node/server.js';
 import { WebSocketServer } from '../push/server.js';
 import { WEBSOCKET_PATHS, attachEndpoints, pathOf } from './endpoints.js';
+import { listeningLine, portNumber, wholeNumber } from './options.js';
 import { demoHandler, withDemoHint } from './static.js';
 import { TEST_PAGE } from './test-page.js';
 
@@ -30,12 +31,6 @@ Options:
 
 Prints "LISTENING ws://HOST:PORT" once ready. Ctrl-C or SIGTERM closes every connection
 with 1001 (Going Away) and exits 0.`;
-
-function parsePositiveInt(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value)) throw new Error(`--${name} must be a whole number, got "${value}"`);
-  return Number(value);
-}
 
 export async function runServe(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -55,10 +50,9 @@ export async function runServe(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const port = parsePositiveInt('port', values.port, 8080);
-  if (port > 65535) throw new Error(`--port must be 0-65535, got ${port}`);
+  const port = portNumber(values.port, 8080);
   const host = values.host ?? '127.0.0.1';
-  const maxPayload = parsePositiveInt('max-payload', values['max-payload'], 100 * 1024 * 1024);
+  const maxPayload = wholeNumber('max-payload', values['max-payload'], 100 * 1024 * 1024);
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
     throw new Error('--tls-cert and --tls-key go together');
   }
@@ -114,10 +108,7 @@ export async function runServe(argv: string[]): Promise<number> {
     await new Promise<void>((resolve) => wss.close(() => resolve()));
     throw err;
   }
-  const address = server.address();
-  const actualPort = typeof address === 'object' && address !== null ? address.port : port;
-  const shownHost = host.includes(':') ? `[${host}]` : host;
-  console.log(`LISTENING ${tls ? 'wss' : 'ws'}://${shownHost}:${actualPort}`);
+  console.log(listeningLine(tls ? 'wss' : 'ws', host, server.address(), port));
 
   return new Promise<number>((resolve) => {
     let stopping = false;
