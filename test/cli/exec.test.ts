@@ -4,51 +4,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type * as http from 'node:http';
-import { fileURLToPath } from 'node:url';
 import WS from 'ws';
+import { CLI, listening, startDuet, type Listening } from './cli-process.js';
 
-const CLI = fileURLToPath(new URL('../../dist/cli/duet.js', import.meta.url));
 const T = { timeout: 20_000 };
 
-interface Exec {
-  child: ChildProcess;
-  url: string;
-  stderr: () => string;
-  stop(): Promise<void>;
-}
-
 /** Start `duet exec [options] -- node -e SCRIPT`. */
-async function exec(script: string, options: string[] = []): Promise<Exec> {
-  const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', ...options, '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no LISTENING line; stderr: ${err}`)), 10_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /LISTENING (ws:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`exited ${code}; stderr: ${err}`)));
-  });
-  return {
-    child,
-    url,
-    stderr: () => err,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    },
-  };
+function exec(script: string, options: string[] = []): Promise<Listening> {
+  return startDuet(['exec', '--port', '0', ...options, '--', process.execPath, '-e', script]);
 }
 
 function open(url: string, options?: WS.ClientOptions): Promise<WS> {
@@ -57,6 +24,21 @@ function open(url: string, options?: WS.ClientOptions): Promise<WS> {
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
   });
+}
+
+/** Open a connection once the server takes it (a refusal, e.g. 503, is tried again), within 5 s. */
+async function openWhenRoom(url: string): Promise<WS> {
+  let opened: WS | undefined;
+  await until(() => {
+    if (opened === undefined) {
+      const attempt = new WS(url);
+      attempt.once('open', () => (opened = attempt));
+      attempt.once('error', () => {});
+      attempt.once('unexpected-response', () => attempt.terminate());
+    }
+    return opened !== undefined;
+  }, 5000);
+  return opened!;
 }
 
 /** Collects text messages and the close. */
@@ -158,21 +140,12 @@ test('--max-processes: a connection over the limit gets 503; once a program has 
     first.close(1000);
     await rec.closed;
     // The program gets SIGTERM when the connection ends; its slot frees when it has exited.
-    let again: WS | undefined;
-    await until(() => {
-      if (again === undefined) {
-        const attempt = new WS(env.url);
-        attempt.once('open', () => (again = attempt));
-        attempt.once('error', () => {});
-        attempt.once('unexpected-response', () => attempt.terminate());
-      }
-      return again !== undefined;
-    }, 5000);
-    const r2 = record(again!);
-    again!.send('room again');
+    const again = await openWhenRoom(env.url);
+    const r2 = record(again);
+    again.send('room again');
     await until(() => r2.messages.length === 1);
     assert.deepEqual(r2.messages, ['ROOM AGAIN']);
-    again!.close();
+    again.close();
   } finally {
     await env.stop();
   }
@@ -204,22 +177,15 @@ test('--binary passes raw bytes both ways; without it a binary message is refuse
 });
 
 test('a program that cannot start: 1011 and a line on stderr; the server goes on serving', T, async () => {
-  const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', '--', '/nonexistent/duet-test-program'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const env = await startDuet(['exec', '--port', '0', '--', '/nonexistent/duet-test-program']);
   try {
-    await until(() => /LISTENING/.test(out), 10_000);
-    const url = /LISTENING (ws:\/\/\S+)/.exec(out)![1];
     for (let i = 0; i < 2; i++) {
-      const rec = record(await open(url));
+      const rec = record(await open(env.url));
       assert.deepEqual(await rec.closed, { code: 1011, reason: 'cannot start the program' });
     }
-    assert.match(err, /cannot start \/nonexistent\/duet-test-program: ENOENT/);
+    assert.match(env.stderr(), /cannot start \/nonexistent\/duet-test-program: ENOENT/);
   } finally {
-    child.kill('SIGKILL');
-    await once(child, 'exit');
+    await env.stop();
   }
 });
 
@@ -328,17 +294,8 @@ test('a program whose background child keeps its stdout: when the client leaves,
     grandchildren.push(Number(rec.messages[0]));
     ws.close();
     await rec.closed;
-    let again: WS | undefined;
-    await until(() => {
-      if (again === undefined) {
-        const attempt = new WS(env.url);
-        attempt.once('open', () => (again = attempt));
-        attempt.once('error', () => {});
-        attempt.once('unexpected-response', () => attempt.terminate());
-      }
-      return again !== undefined;
-    }, 5000);
-    const r2 = record(again!);
+    const again = await openWhenRoom(env.url);
+    const r2 = record(again);
     await until(() => r2.messages.length === 1);
     grandchildren.push(Number(r2.messages[0]));
     const exited = once(env.child, 'exit');
@@ -400,16 +357,9 @@ test('--kill-timeout beyond what a timer can wait is refused', T, async () => {
 });
 
 test('without "--", the first argument that is not an option starts the program: options after it are the program\'s', T, async () => {
-  const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', 'sh', '-c', 'echo "$@"', 'sh', '--binary', '--port', '9'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = once(child, 'exit');
+  const env = await startDuet(['exec', '--port', '0', 'sh', '-c', 'echo "$@"', 'sh', '--binary', '--port', '9']);
   try {
-    await until(() => /LISTENING/.test(out) || child.exitCode !== null, 10_000);
-    const url = /LISTENING (ws:\/\/\S+)/.exec(out)?.[1];
-    assert.ok(url !== undefined, `no LISTENING line; stderr: ${err}`);
+    const url = env.url;
     assert.notEqual(new URL(url).port, '9');
     const ws = await open(url);
     const rec = record(ws);
@@ -419,19 +369,14 @@ test('without "--", the first argument that is not an option starts the program:
     assert.deepEqual(rec.messages, ['--binary --port 9']);
     assert.equal(binary, false);
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
-    await exited;
+    await env.stop();
   }
 });
 
 test('out of file descriptors: the connection whose program cannot start gets 1011, duet exec survives and serves again', T, async () => {
   // `ulimit -n` in sh lowers the hard limit too, so Node cannot raise it again.
-  const child = spawn('sh', ['-c', 'ulimit -n 64 && exec "$0" "$@"', process.execPath, CLI, 'exec', '--port', '0', '--max-processes', '100', '--', 'cat'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = once(child, 'exit');
+  const env = await listening(spawn('sh', ['-c', 'ulimit -n 64 && exec "$0" "$@"', process.execPath, CLI, 'exec', '--port', '0', '--max-processes', '100', '--', 'cat'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const { child } = env;
   const held: WS[] = [];
   /** Open a connection; resolves with the echo of a line, or the close if the program could not start. */
   const attempt = async (url: string): Promise<string | { code: number; reason: string }> => {
@@ -443,17 +388,15 @@ test('out of file descriptors: the connection whose program cannot start gets 10
     return result;
   };
   try {
-    await until(() => /LISTENING/.test(out) || child.exitCode !== null, 10_000);
-    const url = /LISTENING (ws:\/\/\S+)/.exec(out)?.[1];
-    assert.ok(url !== undefined, `no LISTENING line; stderr: ${err}`);
+    const url = env.url;
     let refused: { code: number; reason: string } | undefined;
     for (let i = 0; i < 60 && refused === undefined; i++) {
       const result = await attempt(url);
       if (typeof result !== 'string') refused = result;
     }
     assert.deepEqual(refused, { code: 1011, reason: 'cannot start the program' });
-    assert.match(err, /cannot start cat: E[MN]FILE/);
-    assert.equal(child.exitCode, null, `duet exec exited; stderr: ${err}`);
+    assert.match(env.stderr(), /cannot start cat: E[MN]FILE/);
+    assert.equal(child.exitCode, null, `duet exec exited; stderr: ${env.stderr()}`);
     for (const ws of held.splice(0)) ws.terminate();
     // The programs of those connections stop, and their descriptors free.
     let again: string | { code: number; reason: string } = '';
@@ -464,16 +407,23 @@ test('out of file descriptors: the connection whose program cannot start gets 10
     assert.equal(again, 'ping');
   } finally {
     for (const ws of held) ws.terminate();
-    if (child.exitCode === null) child.kill('SIGKILL');
-    await exited;
+    await env.stop();
   }
 });
 
-test('--path must be a path: "room" is refused at start with exit code 1', T, async () => {
-  const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', '--path', 'room', '--', process.execPath, '-e', ''], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const [code] = await once(child, 'exit');
-  assert.equal(code, 1);
-  assert.match(err, /--path must start with "\/", got "room"/);
+test('bad arguments exit 1 with a one-line reason: --path room, --port 70000, --max-processes 0, --max-payload 1k', T, async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--path', 'room'], /--path must start with "\/", got "room"/],
+    [['--port', '70000'], /--port must be 0-65535, got 70000/],
+    [['--max-processes', '0'], /--max-processes must be at least 1/],
+    [['--max-payload', '1k'], /--max-payload must be a whole number, got "1k"/],
+  ];
+  for (const [args, reason] of cases) {
+    const child = spawn(process.execPath, [CLI, 'exec', ...args, '--', process.execPath, '-e', ''], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 1, args.join(' '));
+    assert.match(err, reason);
+  }
 });

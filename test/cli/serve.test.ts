@@ -3,42 +3,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import WS from 'ws';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selfSignedCert } from '../tls-helpers.js';
+import { CLI, startDuet, type Listening } from './cli-process.js';
 
-const CLI = fileURLToPath(new URL('../../dist/cli/duet.js', import.meta.url));
+type Served = Listening;
 
-interface Served {
-  child: ChildProcess;
-  url: string;
-  stdout: () => string;
-  stderr: () => string;
-}
-
-async function serve(args: string[] = []): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no LISTENING line; stderr: ${err}`)), 10_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /LISTENING (wss?:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`exited ${code}; stderr: ${err}`)));
-  });
-  return { child, url, stdout: () => out, stderr: () => err };
+function serve(args: string[] = []): Promise<Served> {
+  return startDuet(['serve', '--port', '0', ...args]);
 }
 
 function open(url: string, options?: WS.ClientOptions): Promise<WS> {
