@@ -6,6 +6,10 @@
 import * as crypto from 'node:crypto';
 import { createHash, randomBytes } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
+import { checkHeaderLine, headerFieldList, invalidHeaderError, isHeaderValueText, isToken, type HeaderFields } from './header-fields.js';
+
+// The token rule lives with the other header-field rules; re-exported for existing importers.
+export { isToken } from './header-fields.js';
 
 /** Fixed GUID appended to the client's key before hashing (RFC 6455 section 1.3, 4.2.2). */
 export const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -75,15 +79,6 @@ function sameAsciiIgnoringCase(s: string, start: number, end: number, token: str
     if (a !== b) return false;
   }
   return true;
-}
-
-// RFC 7230 section 3.2.6: token = 1*tchar, tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" /
-// "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA.
-const TOKEN_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-/** RFC 7230 token check (tchar set, at least one character). */
-export function isToken(s: string): boolean {
-  return TOKEN_PATTERN.test(s);
 }
 
 /**
@@ -298,11 +293,19 @@ export function acceptResponseLines(key: string, protocol: string | undefined, e
   return lines;
 }
 
-/** Join response lines into the bytes of a response head. Throws TypeError on a line holding CR or LF. */
+/**
+ * Join response lines into the text of a response head: the status line, then `Name: value`
+ * header lines (as the server's `headers` event lets applications add them). Throws a TypeError
+ * with `code` `WS_ERR_INVALID_HEADER` for a line that is not a string, a status line with a
+ * control character, or a header line that is not a token, a colon and a value of visible ASCII,
+ * spaces and tabs (see header-fields.ts): no line can carry CR or LF into the response.
+ */
 export function serializeResponseLines(lines: readonly string[]): string {
-  for (const line of lines) {
-    if (typeof line !== 'string' || hasLineBreak(line)) throw new TypeError(`Header line contains CR or LF: ${JSON.stringify(line)}`);
+  const [statusLine, ...headerLines] = lines;
+  if (typeof statusLine !== 'string' || !isHeaderValueText(statusLine)) {
+    throw invalidHeaderError(`Invalid status line: ${JSON.stringify(statusLine) ?? String(statusLine)}`);
   }
+  for (const line of headerLines) checkHeaderLine(line);
   return lines.join('\r\n') + '\r\n\r\n';
 }
 
@@ -312,12 +315,19 @@ export function serializeResponseLines(lines: readonly string[]): string {
  * `Content-Length` counting UTF-8 bytes (so write the result as UTF-8), `headers`, then
  * `message` as the body. An entry in `headers` replaces a default of the same name
  * (case-insensitive), except Connection and Content-Length, which frame the response and so
- * cannot be overridden (TypeError). Header names must be tokens and values free of CR / LF.
+ * cannot be overridden (TypeError). Values are stringified as node:http does (a number as
+ * `String(n)`, a list as one line per element, an empty list as none); a name that is not a
+ * token or a value that cannot be sent (CR, LF, NUL, ...) throws a TypeError with `code`
+ * `WS_ERR_INVALID_HEADER` (see header-fields.ts). A status that is not an integer from 100 to
+ * 999 throws a RangeError with `code` `WS_ERR_INVALID_STATUS`.
  */
-export function buildErrorResponse(status: number, message: string, headers?: Record<string, string>): string {
+export function buildErrorResponse(status: number, message: string, headers?: HeaderFields): string {
   if (!Number.isInteger(status) || status < 100 || status > 999) {
-    throw new RangeError(`Invalid HTTP status code: ${status}`);
+    const err = new RangeError(`Invalid HTTP status code: ${String(status)}`) as RangeError & { code: string };
+    err.code = 'WS_ERR_INVALID_STATUS';
+    throw err;
   }
+  if (typeof message !== 'string') throw new TypeError(`The response body must be a string, got ${typeof message}`);
   // An unknown code gets an empty reason phrase, which the status-line grammar allows.
   const statusLine = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`;
 
@@ -326,14 +336,14 @@ export function buildErrorResponse(status: number, message: string, headers?: Re
     ['content-type', 'Content-Type: text/plain; charset=utf-8'],
     ['content-length', `Content-Length: ${Buffer.byteLength(message, 'utf8')}`],
   ]);
-  for (const [name, value] of Object.entries(headers ?? {})) {
+  for (const [name, values] of headerFieldList(headers)) {
     const lower = asciiLower(name);
-    if (!isToken(name)) throw new TypeError(`Invalid header name: ${JSON.stringify(name)}`);
-    if (hasLineBreak(value)) throw new TypeError(`Header ${name} value contains CR or LF`);
     if (lower === 'connection' || lower === 'content-length') {
       throw new TypeError(`Header ${name} is set by buildErrorResponse and cannot be overridden`);
     }
-    fields.set(lower, `${name}: ${value}`);
+    // As node:http's setHeader: the last value given for a name wins; an empty list sends none.
+    if (values.length === 0) fields.delete(lower);
+    else fields.set(lower, values.map((value) => `${name}: ${value}`).join('\r\n'));
   }
   return [statusLine, ...fields.values()].join('\r\n') + '\r\n\r\n' + message;
 }
