@@ -10,9 +10,10 @@
  *   soon as the first 2 header bytes are in;
  * - length rules (minimal encoding, 64-bit MSB, maxPayload) fail once the extended length is in,
  *   before any payload is buffered;
- * - payload rules (UTF-8 of a text fragment, close code, close reason) fail once that frame's
- *   payload is complete: a text message fails on the first fragment after which the bytes so
- *   far can no longer be the beginning of valid UTF-8, or at FIN if it ends mid-character.
+ * - UTF-8 of a text message fails as soon as the bytes received so far (inside a frame whose
+ *   rest has not come too) can no longer be the beginning of valid UTF-8, or at FIN if it ends
+ *   mid-character (RFC 6455 8.1);
+ * - other payload rules (close code, close reason) fail once that frame's payload is complete.
  * A Close frame ends parsing; later bytes are ignored.
  */
 import { isUtf8 } from 'node:buffer';
@@ -399,7 +400,17 @@ export function predict(bytes: Buffer, cfg: { maxPayload: number; masked: boolea
     }
     if (!control && messageLength + length > cfg.maxPayload) return fail(1009, 'message over maxPayload');
     const keyLength = masked ? 4 : 0;
-    if (bytes.length - p < keyLength + length) return { events, end: { type: 'truncated' } };
+    if (bytes.length - p < keyLength + length) {
+      // A text frame cut short: what did arrive must still be able to begin valid UTF-8.
+      const arrived = bytes.length - p - keyLength;
+      const text = opcode === 1 || (opcode === 0 && messageOpcode === 1);
+      if (text && arrived > 0) {
+        const piece = Buffer.from(bytes.subarray(p + keyLength));
+        if (masked) for (let i = 0; i < piece.length; i++) piece[i] = piece[i]! ^ bytes[p + (i & 3)]!;
+        if (!isUtf8Prefix(Buffer.concat([...parts, piece]))) return fail(1007, 'invalid UTF-8 in a text frame cut short');
+      }
+      return { events, end: { type: 'truncated' } };
+    }
     const payload = Buffer.from(bytes.subarray(p + keyLength, p + keyLength + length));
     if (masked) for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ bytes[p + (i & 3)]!;
     off = p + keyLength + length;

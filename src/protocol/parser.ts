@@ -3,10 +3,11 @@
  * touches a socket or a timer, so it can be fed byte by byte in tests and fuzzed on its own.
  *
  * It reassembles fragmented messages, lets control frames interleave with fragments, unmasks,
- * validates UTF-8 of text messages fragment by fragment (failing in the fragment where the
- * invalid byte arrives), enforces maxPayload before buffering, and checks every rule a
- * receiver must: reserved bits and opcodes, masking direction, control frame size and FIN,
- * minimal length encoding, close codes and close reasons.
+ * validates UTF-8 of text messages as the bytes arrive (failing in the push that brings the
+ * first impossible byte, even inside a frame whose rest has not come, as RFC 6455 section 8.1
+ * asks), enforces maxPayload before buffering, and checks every rule a receiver must: reserved
+ * bits and opcodes, masking direction, control frame size and FIN, minimal length encoding,
+ * close codes and close reasons.
  */
 import { kMaxLength } from 'node:buffer';
 import { CloseCode, closeCodeIsValid } from './close-codes.js';
@@ -108,7 +109,7 @@ export class FrameParser {
   private messageCompressed = false;
   private messageLength = 0;
   private messageBuffer: Buffer | undefined;
-  // Only fragmented text needs a streaming validator; made on first use.
+  // Text that is fragmented or arrives in pieces needs a streaming validator; made on first use.
   private utf8: Utf8Validator | undefined;
 
   // pause(): input waits here, in order, until resume().
@@ -351,19 +352,49 @@ export class FrameParser {
       buffer = this.frameBuffer = grown;
     }
     chunk.copy(buffer, this.frameFilled, pos, pos + n);
+    // Text is checked as it arrives (RFC 6455 8.1: fail as soon as the bytes cannot be UTF-8),
+    // so a peer cannot park an invalid frame by never sending its rest. Binary payloads wait
+    // to be unmasked whole: nothing to check, and no extra work on that path.
+    const text = this.frameIsPlainText();
+    if (text && !this.checkArrivedText(buffer, this.frameFilled, n)) return n;
     this.frameFilled += n;
     if (this.frameFilled === length) {
       this.frameBuffer = undefined;
       this.frameFilled = 0;
       this.state = State.Header;
-      this.frameComplete(buffer.length === length ? buffer : buffer.subarray(0, length));
+      this.frameComplete(buffer.length === length ? buffer : buffer.subarray(0, length), text);
     }
     return n;
   }
 
-  /** A whole frame payload is here: unmask it and act on it. */
-  private frameComplete(payload: Buffer): void {
-    if (this.masked && payload.length > 0) {
+  /** The current frame carries text that is not deflated (so its bytes must be UTF-8 as they are). */
+  private frameIsPlainText(): boolean {
+    const opcode = this.opcode;
+    if (opcode === Opcode.TEXT) return !this.rsv1;
+    return opcode === Opcode.CONTINUATION && this.messageOpcode === Opcode.TEXT && !this.messageCompressed;
+  }
+
+  /**
+   * Unmask the `n` bytes of the current text frame that just arrived at `buffer[from]` and feed
+   * them to the message's streaming validator. False (and the parser stopped) at the first
+   * byte after which the text can no longer be valid UTF-8.
+   */
+  private checkArrivedText(buffer: Buffer, from: number, n: number): boolean {
+    const piece = buffer.subarray(from, from + n);
+    if (this.masked) {
+      SCRATCH_KEY.writeUInt32BE(this.maskKey, 0);
+      applyMask(piece, SCRATCH_KEY, from & 3);
+    }
+    if ((this.utf8 ??= new Utf8Validator()).push(piece)) return true;
+    return this.fail('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message', CloseCode.INVALID_PAYLOAD);
+  }
+
+  /**
+   * A whole frame payload is here: unmask it and act on it. `checked`: a text payload that
+   * arrived in pieces, already unmasked and fed to the UTF-8 validator (checkArrivedText).
+   */
+  private frameComplete(payload: Buffer, checked = false): void {
+    if (this.masked && payload.length > 0 && !checked) {
       SCRATCH_KEY.writeUInt32BE(this.maskKey, 0);
       applyMask(payload, SCRATCH_KEY, 0);
     }
@@ -385,16 +416,20 @@ export class FrameParser {
       // Unfragmented message (or one whose earlier fragments were all empty): no copy.
       this.messageOpcode = 0;
       this.messageCompressed = false;
-      this.utf8?.reset();
-      if (checkUtf8 && !isValidUtf8(payload)) {
-        this.fail('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message', CloseCode.INVALID_PAYLOAD);
-        return;
+      if (checked) {
+        if (!this.utf8EndsMessage()) return;
+      } else {
+        this.utf8?.reset();
+        if (checkUtf8 && !isValidUtf8(payload)) {
+          this.fail('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message', CloseCode.INVALID_PAYLOAD);
+          return;
+        }
       }
       this.handler.onMessage(payload, !isText, compressed);
       return;
     }
 
-    if (checkUtf8 && !(this.utf8 ??= new Utf8Validator()).push(payload)) {
+    if (checkUtf8 && !checked && !(this.utf8 ??= new Utf8Validator()).push(payload)) {
       this.fail('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message', CloseCode.INVALID_PAYLOAD);
       return;
     }
@@ -412,21 +447,21 @@ export class FrameParser {
     }
     if (!this.fin) return;
 
-    if (checkUtf8) {
-      const utf8 = (this.utf8 ??= new Utf8Validator());
-      const complete = utf8.complete;
-      utf8.reset();
-      if (!complete) {
-        this.fail('WS_ERR_INVALID_UTF8', 'text message ends inside a UTF-8 sequence', CloseCode.INVALID_PAYLOAD);
-        return;
-      }
-    }
+    if (checkUtf8 && !this.utf8EndsMessage()) return;
     const data = this.messageBuffer === undefined ? EMPTY : this.messageBuffer.subarray(0, this.messageLength);
     this.messageBuffer = undefined;
     this.messageLength = 0;
     this.messageOpcode = 0;
     this.messageCompressed = false;
     this.handler.onMessage(data, !isText, compressed);
+  }
+
+  /** The text message ends here: its validator must be at a character boundary. Resets it. */
+  private utf8EndsMessage(): boolean {
+    const utf8 = (this.utf8 ??= new Utf8Validator());
+    const complete = utf8.complete;
+    utf8.reset();
+    return complete || this.fail('WS_ERR_INVALID_UTF8', 'text message ends inside a UTF-8 sequence', CloseCode.INVALID_PAYLOAD);
   }
 
   private controlFrame(opcode: number, payload: Buffer): void {

@@ -13,6 +13,7 @@ import { closeCodeIsValid } from '../../src/protocol/close-codes.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { Opcode } from '../../src/protocol/opcodes.js';
 import { clientFrame, closePayload, seededRandom } from '../helpers.js';
+import { isUtf8Prefix } from '../fuzz-model.js';
 
 // ---------------------------------------------------------------------------------------------
 // Events and the recording handler
@@ -205,6 +206,32 @@ function randomPayload(length: number, seed: number): Buffer {
 function header64(opcode: number, lengthBytes: readonly number[], masked: boolean): Buffer {
   assert.equal(lengthBytes.length, 8);
   return Buffer.from([0x80 | opcode, (masked ? 0x80 : 0) | 127, ...lengthBytes]);
+}
+
+/**
+ * Where a text message must fail, by an oracle independent of the parser (native isUtf8 via
+ * isUtf8Prefix): the input length at the first payload byte after which the message's bytes so
+ * far cannot begin valid UTF-8, or, when every prefix can, the end of the last text frame (the
+ * message ends inside a character). `frames[i]` is a frame of the input, in order, and `text[i]`
+ * its payload when it belongs to the text message (null for interleaved control frames).
+ */
+function utf8FailsAt(frames: readonly Uint8Array[], text: ReadonlyArray<Bytes | null>): number {
+  let end = 0;
+  let lastTextEnd = 0;
+  let soFar = Buffer.alloc(0);
+  for (let i = 0; i < frames.length; i++) {
+    end += frames[i].length;
+    const part = text[i];
+    if (part === null || part === undefined) continue;
+    const bytes = Buffer.from(toPayload(part));
+    const payloadStart = end - bytes.length;
+    for (let k = 1; k <= bytes.length; k++) {
+      if (!isUtf8Prefix(Buffer.concat([soFar, bytes.subarray(0, k)]))) return payloadStart + k;
+    }
+    soFar = Buffer.concat([soFar, bytes]);
+    lastTextEnd = end;
+  }
+  return lastTextEnd;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -632,10 +659,11 @@ describe('FrameParser: UTF-8 in text messages', () => {
   ];
 
   for (const [name, bytes] of INVALID) {
-    it(`a single text frame with ${name} -> WS_ERR_INVALID_UTF8 1007`, () => {
+    it(`a single text frame with ${name} -> WS_ERR_INVALID_UTF8 1007 at the first impossible byte`, () => {
       const frame = m(TEXT, bytes);
-      expectEvents(frame, [error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [frame.length]);
-      expectEvents(u(TEXT, bytes), [error('WS_ERR_INVALID_UTF8', 1007)], CLIENT);
+      expectEvents(frame, [error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [utf8FailsAt([frame], [bytes])]);
+      const unmasked = u(TEXT, bytes);
+      expectEvents(unmasked, [error('WS_ERR_INVALID_UTF8', 1007)], CLIENT, [utf8FailsAt([unmasked], [bytes])]);
       expectEvents(m(BINARY, bytes), [binary(bytes)], SERVER);
     });
   }
@@ -645,7 +673,7 @@ describe('FrameParser: UTF-8 in text messages', () => {
     expectEvents(m(TEXT, s), [text(s)]);
   });
 
-  it('invalid UTF-8 in a middle fragment fails at that fragment, before the final fragment arrives', () => {
+  it('invalid UTF-8 in a middle fragment fails at its first impossible byte, before the final fragment arrives', () => {
     // [name, fragments, index of the fragment that makes the text impossible]
     const cases: Array<[string, Bytes[], number]> = [
       ['0xFF in a short fragment', ['hello', [0x77, 0x6f, 0xff, 0x6c], 'final'], 1],
@@ -660,10 +688,13 @@ describe('FrameParser: UTF-8 in text messages', () => {
       const frames = parts.map((p, i) => m(i === 0 ? TEXT : CONTINUATION, p, i === parts.length - 1));
       const e = ends(frames);
       assert.ok(bad < frames.length - 1, 'test bug: the bad fragment must come before the final one');
-      expectEvents(Buffer.concat(frames), [error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [e[bad]]);
+      const failsAt = utf8FailsAt(frames, parts);
+      assert.ok(failsAt > e[bad] - frames[bad].length && failsAt <= e[bad], `test bug: ${name} must become impossible in fragment ${bad}`);
+      expectEvents(Buffer.concat(frames), [error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [failsAt]);
       if (bad > 0) {
         const withPing = [frames[0], m(PING, 'p'), ...frames.slice(1)];
-        expectEvents(Buffer.concat(withPing), [ping('p'), error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [ends(withPing)[1], ends(withPing)[bad + 1]]);
+        const pingFailsAt = utf8FailsAt(withPing, [parts[0], null, ...parts.slice(1)]);
+        expectEvents(Buffer.concat(withPing), [ping('p'), error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [ends(withPing)[1], pingFailsAt]);
       }
 
       // Frame by frame: nothing until the bad fragment, the error right then, nothing after.
@@ -710,10 +741,104 @@ describe('FrameParser: UTF-8 in text messages', () => {
     expectEvents(Buffer.concat(frames), [text(s)], SERVER);
   });
 
+  /** The header and the first bytes of a frame declared `declared` bytes long; the rest never comes. */
+  function frameStart(opcode: number, declared: number, prefix: Bytes, masked: boolean, fin = true): Buffer {
+    return clientFrame({ opcode, payload: toPayload(prefix), declaredLength: declared, mask: masked, fin });
+  }
+
+  it('an invalid byte in the first piece of a frame whose rest never comes fails in that push, both directions', () => {
+    for (const masked of [true, false]) {
+      const options = masked ? SERVER : CLIENT;
+      // Lengths in each encoding: 7-bit, 16-bit (frame buffer sized at once), 64-bit (grows).
+      for (const declared of [100, 1000, 200_000]) {
+        for (let bad = 0; bad < 10; bad++) {
+          const prefix = Buffer.from('0123456789');
+          prefix[bad] = 0xff;
+          const input = frameStart(TEXT, declared, prefix, masked);
+          const where = `masked ${masked}, declared ${declared}, 0xFF at ${bad}`;
+          // One push of everything there is: the error comes with it.
+          const whole = feedAll(input, [], options);
+          assert.deepEqual(whole.events, [error('WS_ERR_INVALID_UTF8', 1007)], where);
+          assert.ok(whole.parser!.stopped, where);
+          // Header first, then the payload bytes one by one: the error comes with the 0xFF.
+          const header = input.length - prefix.length;
+          const splits = [header, ...Array.from({ length: prefix.length - 1 }, (_, i) => header + i + 1)];
+          const rec = feedAll(input, splits, options);
+          assert.deepEqual(rec.events, [error('WS_ERR_INVALID_UTF8', 1007)], where);
+          assert.deepEqual(rec.spans[0], [header + bad, header + bad + 1], `${where}: fired in the push of the bad byte`);
+        }
+      }
+      // The same bytes as a valid prefix, or as binary: nothing happens, the parser waits.
+      for (const [opcode, prefix] of [[TEXT, '0123456789'], [TEXT, [0x61, 0xe2, 0x82]], [BINARY, [0xff, 0xfe]]] as const) {
+        const rec = feedAll(frameStart(opcode, 1000, prefix, masked), [], options);
+        assert.deepEqual(rec.events, [], `masked ${masked}: opcode ${opcode} ${hex(prefix)} waits`);
+        assert.equal(rec.parser!.stopped, false);
+      }
+    }
+  });
+
+  it('an invalid byte in the first piece of a continuation frame whose rest never comes fails in that push', () => {
+    for (const masked of [true, false]) {
+      const frame = masked ? m : u;
+      const first = frame(TEXT, 'abc', false);
+      // The continuation completes a character begun in the first fragment wrongly (E2 then 0x28).
+      const cases: Array<[string, Buffer, Bytes, number]> = [
+        ['0xFF after ASCII', frame(TEXT, 'abc', false), [0x64, 0xff, 0x65], 2],
+        ['a sequence from the previous fragment broken', frame(TEXT, [0x61, 0xe2], false), [0x82, 0x28], 2],
+        ['a stray continuation byte first', first, [0x80], 1],
+      ];
+      for (const [name, start, prefix, failsAfter] of cases) {
+        const input = Buffer.concat([start, frameStart(CONTINUATION, 5000, prefix, masked, false)]);
+        const header = input.length - Buffer.from(toPayload(prefix)).length;
+        const splits = [start.length, header, ...Array.from({ length: Buffer.from(toPayload(prefix)).length - 1 }, (_, i) => header + i + 1)];
+        const rec = feedAll(input, splits, masked ? SERVER : CLIENT);
+        assert.deepEqual(rec.events, [error('WS_ERR_INVALID_UTF8', 1007)], `masked ${masked}: ${name}`);
+        assert.equal(rec.spans[0][1], header + failsAfter, `masked ${masked}: ${name}: fired in the push of the bad byte`);
+      }
+    }
+  });
+
+  it('valid multi-byte characters split across pushes inside frames and across fragments pass (every split of a long frame)', () => {
+    // Over 16 bytes per piece takes the validator's native path; short pieces its byte loop.
+    const s = `é€𝄞${'a'.repeat(20)}€𝄞é${'ÿ'.repeat(12)}𝄞`;
+    const bytes = Buffer.from(s);
+    for (const masked of [true, false]) {
+      const frame = masked ? m : u;
+      const options = masked ? SERVER : CLIENT;
+      const single = frame(TEXT, bytes);
+      const header = single.length - bytes.length;
+      // Two pushes, cut at every payload position (every mask offset, inside every character).
+      for (let cut = header + 1; cut < single.length; cut++) {
+        assert.deepEqual(feedAll(single, [cut], options).events, [text(s)], `masked ${masked}: cut at ${cut}`);
+      }
+      // Three fragments, each arriving in pieces, cut inside characters and between fragments.
+      for (let i = 1; i < bytes.length - 1; i += 3) {
+        const parts = [bytes.subarray(0, i), bytes.subarray(i, i + 7), bytes.subarray(i + 7)];
+        const frames = [frame(TEXT, parts[0], false), frame(PING, 'p'), frame(CONTINUATION, parts[1], false), frame(CONTINUATION, parts[2])];
+        expectEvents(Buffer.concat(frames), [ping('p'), text(s)], options);
+      }
+    }
+  });
+
+  it('a final frame arriving in pieces that ends inside a character fails with its last byte, not before', () => {
+    for (const masked of [true, false]) {
+      const frame = masked ? m : u;
+      const options = masked ? SERVER : CLIENT;
+      for (const tail of [[0xc3], [0xe2, 0x82], [0xf0, 0x9f, 0x98]]) {
+        const payload = [...Buffer.from('x'.repeat(30)), ...tail];
+        const single = frame(TEXT, payload);
+        expectEvents(single, [error('WS_ERR_INVALID_UTF8', 1007)], options, [single.length]);
+        const frames = [frame(TEXT, 'é', false), frame(CONTINUATION, payload)];
+        expectEvents(Buffer.concat(frames), [error('WS_ERR_INVALID_UTF8', 1007)], options, [ends(frames)[1]]);
+      }
+    }
+  });
+
   it('UTF-8 state does not leak from one message to the next', () => {
     const frames = [m(TEXT, [0xe2, 0x82], false), m(CONTINUATION, [0xac]), m(TEXT, [0x82, 0xac])];
     const e = ends(frames);
-    expectEvents(Buffer.concat(frames), [text('€'), error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [e[1], e[2]]);
+    // The new message's first byte, 0x82, is a stray continuation: it fails right there.
+    expectEvents(Buffer.concat(frames), [text('€'), error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [e[1], e[2] - 1]);
     const frames2 = [m(TEXT, 'a', false), m(CONTINUATION, 'b'), m(TEXT, [0xe2, 0x82], false), m(CONTINUATION, [0xac])];
     expectEvents(Buffer.concat(frames2), [text('ab'), text('€')]);
   });
