@@ -90,7 +90,7 @@ let lastBlob: Blob | undefined;
 const FLAG_NAMES = [
   'closeSent', 'closeReceived', 'sendingFragments', 'errorEmitted', 'corked', 'socketCorked', 'readPausedForWrites',
   'heardFrom', 'messageSeen', 'pingOutstanding', 'userPaused', 'whatwg', 'inflating', 'droppingFragments', 'droppingCompressed',
-  'binaryTypeSet',
+  'binaryTypeSet', 'slowConsumerSends',
 ] as const;
 /** heardFrom and messageSeen start true; every other flag false. */
 const INITIAL_FLAGS = (1 << FLAG_NAMES.indexOf('heardFrom')) | (1 << FLAG_NAMES.indexOf('messageSeen'));
@@ -140,6 +140,12 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   private smallBytes = 0;
   private smallPayloadBytes = 0;
   private smallCallbacks: Callback[] | undefined;
+  /**
+   * Bytes handed to the socket in this event-loop turn (reset when the turn's writes are
+   * flushed). The slow-consumer policy leaves them out: a connection is slow when bytes from
+   * earlier turns are still unwritten, never because of this turn's own burst.
+   */
+  private turnBytes = 0;
   /** Reading paused because too much waits to be written. @internal */ declare readPausedForWrites: boolean;
   /** Set on every read; the heartbeat sweep clears it. @internal */ declare heardFrom: boolean;
   /** Set on every message; the idle sweep clears it. @internal */ declare messageSeen: boolean;
@@ -180,6 +186,13 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
    * WHATWG listeners only: ws-style `message` listeners get a Buffer, as ws gives them.
    */
   private declare binaryTypeSet: boolean;
+  /**
+   * Server side: `send()` on this connection is subject to the server's slow-consumer policy
+   * (`maxBufferedAmount` / `slowConsumer`), as publish and broadcast always are. Default
+   * false: as in ws, `send()` queues whatever the application gives it, and the application
+   * watches `bufferedAmount` itself.
+   */
+  declare slowConsumerSends: boolean;
 
   /**
    * `new WebSocket(url, protocols?, options?)` opens a client connection, as in browsers
@@ -316,6 +329,17 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     return (this.socket?.writableLength ?? 0) + this.smallBytes;
   }
 
+  /**
+   * Bytes offered to the socket in earlier event-loop turns and still not taken by the
+   * kernel (the slow-consumer policy's measure). Messages waiting to be compressed count
+   * too: their bytes are on their way to the socket whatever the peer does.
+   * @internal
+   */
+  get staleBacklog(): number {
+    const written = this.socket?.writableLength ?? 0;
+    return Math.max(0, written - this.turnBytes) + this.heldBytes + this.queuedBytes;
+  }
+
   /** True when this connection is the server side. */
   get isServer(): boolean {
     return this.options.isServer;
@@ -382,7 +406,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     // The slow-consumer policy judges a message once, here: a compressed message cannot be
     // dropped later, since the compressor's state already includes it. The fragments of a
     // message whose first fragment was dropped are dropped too.
-    if (continuing ? this.droppingCompressed : this.host !== undefined && !this.admit()) {
+    if (continuing ? this.droppingCompressed : this.slowConsumerSends && this.host !== undefined && !this.admit()) {
       this.droppingCompressed = !fin;
       if (cb) this.notOpen(cb);
       return true;
@@ -412,7 +436,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
 
   private sendNow(value: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: ((err?: Error | null) => void) | undefined, compressed = false): void {
     const fin = options?.fin ?? true;
-    if (this.droppingFragments || (this.host !== undefined && !this.sendingFragments && !compressed && !this.admit())) {
+    if (this.droppingFragments || (this.slowConsumerSends && this.host !== undefined && !this.sendingFragments && !compressed && !this.admit())) {
       // A dropped first fragment takes the rest of its message with it.
       this.droppingFragments = !fin;
       if (cb) this.notOpen(cb);
@@ -438,13 +462,16 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   }
 
   /**
-   * Slow-consumer policy: with more than `maxBufferedAmount` bytes already waiting for this
-   * peer, a new message is dropped (counted, `drop` event) or the connection is closed with
-   * 1013, so one reader that stopped reading cannot grow the server's memory.
+   * Slow-consumer policy: with more than `maxBufferedAmount` bytes offered to this peer in
+   * earlier event-loop turns still unwritten, a new message is dropped (counted, `drop` event)
+   * or the connection is closed with 1013, so one reader that stopped reading cannot grow the
+   * server's memory beyond the limit plus one turn's burst. What this turn wrote is not
+   * judged: the kernel has not been offered it yet, and a fast reader takes it at once.
    */
   private admit(): boolean {
     const host = this.host!;
-    if (this.socket === undefined || this.backlog + this.heldBytes + this.queuedBytes <= host.maxBufferedAmount) return true;
+    const stale = this.staleBacklog;
+    if (this.socket === undefined || stale <= host.maxBufferedAmount) return true;
     if (host.slowConsumer === 'drop') {
       this.droppedMessages++;
       host.counters.dropped++;
@@ -508,6 +535,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     }
     const socket = this.corkSocket();
     this.headerBytes += Array.isArray(frame) ? frame[0].length : frame.length - payloadLength;
+    this.turnBytes += Array.isArray(frame) ? frame[0].length + frame[1].length : frame.length;
     if (Array.isArray(frame)) {
       socket.write(frame[0]);
       socket.write(frame[1], cb);
@@ -555,6 +583,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       if (callbacks !== undefined) for (const cb of callbacks) this.notOpen(cb);
       return;
     }
+    this.turnBytes += data.length;
     socket.write(data, callbacks === undefined ? undefined : (err?: Error | null) => {
       for (const cb of callbacks) cb(err);
     });
@@ -741,6 +770,11 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       this.socketCorked = false;
       this.socket?.uncork();
     }
+    // From here on, what is still unwritten was offered to the kernel and refused.
+    this.turnBytes = 0;
+    // A write the kernel takes whole completes synchronously: it emits no 'drain', so reading
+    // paused for this turn's replies must be resumed here, or it would stay paused for good.
+    if (this.readPausedForWrites) this.writesDrained();
   }
 
   // ---- closing ----------------------------------------------------------------------------
@@ -769,6 +803,10 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
       throw new RangeError('The close reason must not be greater than 123 bytes');
     }
     if (code === undefined && reasonBytes.length > 0) code = CloseCode.NORMAL;
+    // Closing already (a Close sent or queued behind messages still being compressed, the
+    // peer's FIN, terminate()): a second close() does nothing, as in ws and browsers. It must
+    // not send its Close ahead of what the first one queued.
+    if (this.readyState === WebSocket.CLOSING) return;
     if (this.queue?.active && this.readyState === WebSocket.OPEN) {
       // CLOSING at once (later sends are discarded); the Close frame follows what was queued.
       this.readyState = WebSocket.CLOSING;

@@ -169,6 +169,9 @@ export class Channel {
     if (this.connections.has(ws)) return;
     const burst = this.rate === false ? 0 : this.rate.messages;
     this.connections.set(ws, { tokens: burst, refilledAt: Date.now(), errors: 0 });
+    // The channel's replies (recovery replays above all) are push traffic: the server's
+    // slow-consumer policy applies to them as to publishes.
+    ws.slowConsumerSends = true;
     ws.on('message', this.listener);
   }
 

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import WS from 'ws';
+import WS, { WebSocketServer as WsServer } from 'ws';
 import { startServer, HOST, RawClient, clientFrame, closePayload, upgradeRequest } from '../helpers.js';
 import type { WebSocket } from '../../src/index.js';
 
@@ -223,3 +223,112 @@ test('listeners are kept per event name with nothing inherited: constructor, toS
   for (const name of names) assert.equal(ws.listenerCount(name), 0, name);
   await new Promise((resolve) => ws.on('close', resolve));
 });
+
+// ---- reading resumes however the backlog fell (issue 13, point 6) -----------------------
+
+/** Echo `count` messages of `size` bytes through `client`, all sent in one turn; resolves with how many came back. */
+async function echoBurst(client: WS, count: number, size: number, ms = 30_000): Promise<number> {
+  let got = 0;
+  const payload = 'x'.repeat(size);
+  const all = new Promise<void>((resolve) => {
+    const onMessage = (): void => {
+      if (++got === count) {
+        client.off('message', onMessage);
+        resolve();
+      }
+    };
+    client.on('message', onMessage);
+  });
+  for (let i = 0; i < count; i++) client.send(payload);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([all, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+  return got;
+}
+
+/** Ping with a distinct payload; resolves true when its Pong came back within `ms`. */
+async function pingAnswered(client: WS, ms = 10_000): Promise<boolean> {
+  const tag = `probe-${Math.random()}`;
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    const onPong = (data: Buffer): void => {
+      if (data.toString() !== tag) return;
+      clearTimeout(timer);
+      client.off('pong', onPong);
+      resolve(true);
+    };
+    client.on('pong', onPong);
+    client.ping(tag);
+  });
+}
+
+test('server: a burst of 3,000 x 1,000 B echoes, repeated, never wedges reading (a batch the kernel takes whole emits no drain)', { timeout: 120_000 }, async () => {
+  const s = await startServer({ heartbeat: false });
+  try {
+    s.wss.on('connection', (ws) => ws.on('message', (d, isBinary) => ws.send(d as Buffer, { binary: isBinary })));
+    const client = new WS(`ws://${HOST}:${s.port}/`, { perMessageDeflate: false });
+    await once(client, 'open');
+    for (let round = 0; round < 5; round++) {
+      assert.equal(await echoBurst(client, 3000, 1000), 3000, `round ${round}: every echo back`);
+      assert.ok(await pingAnswered(client), `round ${round}: a ping is still answered`);
+    }
+    // A burst of pings: their Pongs are small frames collected in one turn, past the read-pause mark.
+    const big = Buffer.alloc(100, 7);
+    for (let i = 0; i < 15_000; i++) client.ping(big);
+    assert.ok(await pingAnswered(client, 30_000), 'after a ping burst, a ping is still answered');
+    assert.equal(await echoBurst(client, 100, 1000), 100, 'and messages are echoed');
+    client.terminate();
+  } finally {
+    await s.close();
+  }
+});
+
+test('client: a duet client echoing a 3,000 x 1,000 B burst from a ws server keeps reading', { timeout: 120_000 }, async () => {
+  const { WebSocket: DuetWebSocket } = await import('../../src/index.js');
+  const server = new WsServer({ port: 0, host: HOST, perMessageDeflate: false });
+  await once(server, 'listening');
+  try {
+    const port = (server.address() as { port: number }).port;
+    const serverSide = once(server, 'connection') as Promise<[WS]>;
+    const client = new DuetWebSocket(`ws://${HOST}:${port}/`, [], { perMessageDeflate: false });
+    client.binaryType = 'nodebuffer';
+    client.on('message', (d: unknown, isBinary: boolean) => client.send(d as Buffer, { binary: isBinary }));
+    const [peer] = await serverSide;
+    for (let round = 0; round < 5; round++) {
+      assert.equal(await echoBurst(peer, 3000, 1000), 3000, `round ${round}: every echo back`);
+      assert.ok(await pingAnswered(peer), `round ${round}: a ping is still answered`);
+    }
+    client.terminate();
+  } finally {
+    for (const c of server.clients) c.terminate();
+    await new Promise((r) => server.close(r));
+  }
+});
+
+// ---- close() never loses a queued message (issue 13, point 3) ----------------------------
+
+for (const deflate of [false, true]) {
+  test(`close() called twice right after send() loses nothing (permessage-deflate ${deflate ? 'on' : 'off'}); the second call is a no-op`, { timeout: 30_000 }, async () => {
+    const s = await startServer({ heartbeat: false, perMessageDeflate: deflate ? { threshold: 0 } : false });
+    try {
+      const errors: unknown[] = [];
+      s.wss.on('connection', (ws) => {
+        for (let i = 0; i < 50; i++) ws.send(`message ${i} `.repeat(100), (err) => err && errors.push(err));
+        ws.close(1000, 'first');
+        ws.close(4001, 'second'); // e.g. a shutdown path closing too
+        assert.equal(ws.readyState, 2);
+      });
+      const client = new WS(`ws://${HOST}:${s.port}/`, { perMessageDeflate: deflate });
+      const texts: string[] = [];
+      client.on('message', (d: Buffer) => texts.push(d.toString()));
+      const [code, reason] = (await once(client, 'close')) as [number, Buffer];
+      assert.equal(texts.length, 50, `got ${texts.length} of 50`);
+      assert.ok(texts.every((t, i) => t === `message ${i} `.repeat(100)), 'in order, intact');
+      assert.deepEqual([code, reason.toString()], [1000, 'first'], "the first close() decides the code");
+      assert.deepEqual(errors, []);
+      if (deflate) assert.match(String(client.extensions), /permessage-deflate/);
+    } finally {
+      await s.close();
+    }
+  });
+}
