@@ -16,7 +16,7 @@ import { WebSocketServer as WsServer } from 'ws';
 import type { WebSocket as WsConn } from 'ws';
 import { WebSocket, WebSocketServer } from '../../src/index.js';
 import type { BinaryType, CodedError, WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from '../../src/index.js';
-import { HOST, startServer } from '../helpers.js';
+import { HOST, decodeFrames, startServer } from '../helpers.js';
 import { selfSignedCert } from '../tls-helpers.js';
 
 const T = { timeout: 10_000 };
@@ -1496,6 +1496,89 @@ describe('maxPayload on the client', () => {
       assert.equal(await within(serverClosed), 1009);
     } finally {
       await s.close();
+    }
+  });
+});
+
+/** A server frame (unmasked) as a raw server writes it: FIN and opcode, length as given, then `payload`. */
+function serverFrame(opcode: number, payload: Buffer, declaredLength = payload.length, fin = true): Buffer {
+  const b0 = (fin ? 0x80 : 0) | opcode;
+  let head: Buffer;
+  if (declaredLength < 126) head = Buffer.from([b0, declaredLength]);
+  else if (declaredLength <= 0xffff) head = Buffer.from([b0, 126, declaredLength >> 8, declaredLength & 0xff]);
+  else {
+    head = Buffer.alloc(10);
+    head[0] = b0;
+    head[1] = 127;
+    head.writeBigUInt64BE(BigInt(declaredLength), 2);
+  }
+  return Buffer.concat([head, payload]);
+}
+
+/**
+ * A raw server that answers the handshake, writes `frames` (one write each, a short pause
+ * between them) and records what the client sends back.
+ */
+async function rawFrameServer(frames: Buffer[]): Promise<RawServer & { fromClient: () => Buffer }> {
+  let received = Buffer.alloc(0);
+  const raw = await rawServer((socket, _head, key) => {
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+    });
+    socket.write(response101(key));
+    let i = 0;
+    const next = (): void => {
+      if (i >= frames.length || socket.destroyed) return;
+      socket.write(frames[i++]!);
+      setTimeout(next, 20);
+    };
+    next();
+  });
+  // The listener is added while rawServer handles the request head, so it sees frames only.
+  return { ...raw, fromClient: () => received };
+}
+
+describe('received text checked as it arrives (client side)', () => {
+  it('a text frame cut short after an invalid byte (rest never sent): the client fails it with 1007 at once', T, async () => {
+    for (const [name, frames] of [
+      ['a single frame, 16-bit length', [serverFrame(0x1, Buffer.from([0x68, 0x69, 0xff, 0x21]), 1000)]],
+      ['a single frame, 64-bit length', [serverFrame(0x1, Buffer.from([0xc0]), 100_000)]],
+      ['a continuation breaking a character of the first fragment', [serverFrame(0x1, Buffer.from([0x61, 0xe2]), 2, false), serverFrame(0x0, Buffer.from([0x82, 0x28]), 500, false)]],
+    ] as Array<[string, Buffer[]]>) {
+      const raw = await rawFrameServer(frames);
+      try {
+        const ws = new WebSocket(url(raw.port));
+        const rec = record(ws);
+        const e = await within(rec.closed, 5000, `${name}: close`);
+        assert.deepEqual(rec.types(), ['open', 'error', 'close'], name);
+        assert.equal(rec.log[1].error?.code, 'WS_ERR_INVALID_UTF8', name);
+        assert.equal(e.wasClean, false, name);
+        // What the client put on the wire: one masked Close frame with 1007.
+        await until(() => decodeFrames(raw.fromClient()).frames.some((f) => f.opcode === 0x8), 5000, `${name}: the client's Close frame`);
+        const close = decodeFrames(raw.fromClient()).frames.find((f) => f.opcode === 0x8)!;
+        assert.equal(close.masked, true, name);
+        assert.equal(close.payload.readUInt16BE(0), 1007, name);
+      } finally {
+        await raw.close();
+      }
+    }
+  });
+
+  it('valid text cut inside characters, across writes and fragments, arrives whole', T, async () => {
+    const message = `é€𝄞${'a'.repeat(40)}€𝄞`;
+    const payload = Buffer.from(message);
+    const wire = Buffer.concat([serverFrame(0x1, payload.subarray(0, 5), 5, false), serverFrame(0x0, payload.subarray(5))]);
+    const cuts = [0, 2 + 1, 2 + 4, wire.length - 3, wire.length];
+    const raw = await rawFrameServer(cuts.slice(1).map((cut, i) => wire.subarray(cuts[i], cut)));
+    try {
+      const ws = new WebSocket(url(raw.port));
+      const rec = record(ws);
+      await until(() => rec.types().includes('message') || rec.types().includes('close'), 5000, 'the message');
+      assert.deepEqual(rec.types(), ['open', 'message']);
+      assert.equal(rec.log[1].data, message);
+      ws.close();
+    } finally {
+      await raw.close();
     }
   });
 });

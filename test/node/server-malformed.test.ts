@@ -328,6 +328,22 @@ const frameCases: FrameCase[] = [
     send: () => [text('valid start ', false), cont(bytes(0x61, 0xfe, 0x62), false)],
     expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
   },
+  {
+    // The rest of the frame is never sent: the invalid byte alone must fail it (RFC 6455 8.1).
+    name: 'a text frame cut short after an invalid byte (16-bit length, rest never sent) -> 1007',
+    send: () => [clientFrame({ opcode: OP.TEXT, payload: bytes(0x68, 0x69, 0xff, 0x21), declaredLength: 1000 })],
+    expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
+  },
+  {
+    name: 'a text frame cut short after an invalid byte (64-bit length, rest never sent) -> 1007',
+    send: () => [clientFrame({ opcode: OP.TEXT, payload: bytes(0xc0), declaredLength: 100_000 })],
+    expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
+  },
+  {
+    name: 'a continuation frame cut short, breaking a character begun in the first fragment -> 1007',
+    send: () => [text(bytes(0x61, 0xe2), false), clientFrame({ opcode: OP.CONT, payload: bytes(0x82, 0x28), declaredLength: 500, fin: false })],
+    expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
+  },
   { name: 'overlong encoding C0 AF -> 1007', send: () => [text(bytes(0x2f, 0xc0, 0xaf))], expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' } },
   { name: 'UTF-16 surrogate ED A0 80 -> 1007', send: () => [text(bytes(0x61, 0xed, 0xa0, 0x80))], expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' } },
   { name: 'text ending mid-sequence (single frame) -> 1007', send: () => [text(bytes(0x61, 0xe2, 0x82))], expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' } },
@@ -394,6 +410,35 @@ describe('frames: malformed input gets the exact close code', () => {
       assert.equal(err.code, c.expect.error);
     });
   }
+});
+
+describe('frames: text checked as it arrives', () => {
+  let srv: Server;
+  before(async () => {
+    srv = await startEchoServer();
+  });
+  afterEach(() => destroyOpenSockets());
+  after(async () => {
+    destroyOpenSockets();
+    await srv.close();
+  });
+
+  test('valid text cut inside characters, across writes and fragments, is echoed whole (no false 1007)', { timeout: 10_000 }, async () => {
+    const message = `é€𝄞${'a'.repeat(40)}€𝄞`;
+    const payload = Buffer.from(message);
+    const { client, side } = await openConnection(srv);
+    const wire = Buffer.concat([text(payload.subarray(0, 5), false), cont(payload.subarray(5))]);
+    // Cut inside characters of each fragment, with a pause between writes so they are usually
+    // read separately (the parser tests cover every split deterministically).
+    const cuts = [0, 2 + 4 + 1, 2 + 4 + 4, wire.length - 3, wire.length];
+    for (let i = 1; i < cuts.length; i++) {
+      client.write(wire.subarray(cuts[i - 1], cuts[i]));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await client.until(() => client.frames().length > 0 || client.closed, 5000);
+    assert.equal(client.frames()[0]?.payload.toString('utf8'), message);
+    assert.deepEqual(side.errors, []);
+  });
 });
 
 // ---- connection lifecycle and isolation ----------------------------------------------------
