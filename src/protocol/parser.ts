@@ -39,6 +39,13 @@ export interface FrameParserOptions {
   /** Largest message (sum of its fragments) accepted; 0 means no limit. Over it: close 1009. */
   maxPayload: number;
   /**
+   * Most frames one data message may arrive in: its first frame and every continuation frame,
+   * empty ones included (control frames between them do not count). 0 or absent means no
+   * limit. Over it: close 1009 (WS_ERR_TOO_MANY_FRAGMENTS) at the header of the frame that
+   * goes over, so a peer cannot keep one message open with endless tiny or empty fragments.
+   */
+  maxFragments?: number;
+  /**
    * permessage-deflate was negotiated: RSV1 may be set on the first frame of a data message
    * (RFC 7692 section 6). Otherwise RSV1 is a protocol error (1002).
    */
@@ -82,6 +89,7 @@ export class FrameParser {
   private readonly handler: FrameParserHandler;
   private readonly expectMasked: boolean;
   private readonly maxPayload: number;
+  private readonly maxFragments: number;
   private readonly allowCompressed: boolean;
 
   private state: State = State.Header;
@@ -108,6 +116,8 @@ export class FrameParser {
   private messageOpcode = 0;
   private messageCompressed = false;
   private messageLength = 0;
+  // Frames of the current data message so far (set to 1 by its first frame).
+  private messageFrames = 0;
   private messageBuffer: Buffer | undefined;
   // Text that is fragmented or arrives in pieces needs a streaming validator; made on first use.
   private utf8: Utf8Validator | undefined;
@@ -121,6 +131,7 @@ export class FrameParser {
     this.handler = handler;
     this.expectMasked = options.expectMasked;
     this.maxPayload = options.maxPayload;
+    this.maxFragments = options.maxFragments || Infinity;
     this.allowCompressed = options.allowCompressed === true;
   }
 
@@ -267,10 +278,14 @@ export class FrameParser {
     switch (opcode) {
       case Opcode.CONTINUATION:
         if (this.messageOpcode === 0) return this.fail('WS_ERR_UNEXPECTED_CONTINUATION', 'continuation frame without a message in progress');
+        if (++this.messageFrames > this.maxFragments) {
+          return this.fail('WS_ERR_TOO_MANY_FRAGMENTS', `message in more than ${this.maxFragments} frames`, CloseCode.MESSAGE_TOO_BIG);
+        }
         break;
       case Opcode.TEXT:
       case Opcode.BINARY:
         if (this.messageOpcode !== 0) return this.fail('WS_ERR_EXPECTED_CONTINUATION', 'new data frame before the fragmented message ended');
+        this.messageFrames = 1;
         break;
       case Opcode.CLOSE:
       case Opcode.PING:

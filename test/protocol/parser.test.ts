@@ -529,6 +529,70 @@ describe('FrameParser: fragmentation', () => {
   });
 });
 
+describe('FrameParser: maxFragments (frames per message)', () => {
+  const limited = (maxFragments: number, base: FrameParserOptions = SERVER): FrameParserOptions => ({ ...base, maxFragments });
+  const tooMany = error('WS_ERR_TOO_MANY_FRAGMENTS', 1009);
+  /** A message of `count` frames: `parts[i]` or '' for each, the last with FIN. */
+  function message(opcode: number, count: number, make: typeof m = m, part: (i: number) => Bytes = () => ''): Buffer[] {
+    return Array.from({ length: count }, (_, i) => make(i === 0 ? opcode : CONTINUATION, part(i), i === count - 1));
+  }
+
+  it('exactly maxFragments frames pass; one more fails with 1009 at the 2nd header byte of the frame over it', () => {
+    for (const [options, make] of [[SERVER, m], [CLIENT, u]] as const) {
+      for (const opcode of [TEXT, BINARY]) {
+        const deliver = opcode === TEXT ? text : binary;
+        const ok = message(opcode, 5, make, (i) => `p${i}`);
+        expectEvents(Buffer.concat(ok), [deliver('p0p1p2p3p4')], limited(5, options), [ends(ok).at(-1)!]);
+        const over = message(opcode, 6, make, (i) => `p${i}`);
+        // The 6th frame's header is rejected once its first two bytes are in, before its payload.
+        expectEvents(Buffer.concat(over), [tooMany], limited(5, options), [ends(over)[4] + 2]);
+      }
+    }
+  });
+
+  it('empty continuation frames count; an endless run of them fails at the first one over', () => {
+    const endless = [m(BINARY, 'x', false), ...Array.from({ length: 20 }, () => m(CONTINUATION, '', false))];
+    expectEvents(Buffer.concat(endless), [tooMany], limited(8), [ends(endless)[7] + 2]);
+    const emptyText = [m(TEXT, '', false), ...Array.from({ length: 20 }, () => m(CONTINUATION, '', false))];
+    expectEvents(Buffer.concat(emptyText), [tooMany], limited(8), [ends(emptyText)[7] + 2]);
+  });
+
+  it('control frames between fragments do not count; each message starts afresh', () => {
+    const frames = [m(TEXT, 'a', false), m(PING, '1'), m(PONG, '2'), m(CONTINUATION, 'b', false), m(PING, '3'), m(CONTINUATION, 'c')];
+    expectEvents(Buffer.concat(frames), [ping('1'), pong('2'), ping('3'), text('abc')], limited(3));
+    // Three messages of 3 frames each, and unfragmented ones between: all within a limit of 3.
+    const many = [...message(BINARY, 3), m(TEXT, 'x'), ...message(TEXT, 3), m(BINARY, 'y'), ...message(BINARY, 3)];
+    expectEvents(Buffer.concat(many), [binary(''), text('x'), text(''), binary('y'), binary('')], limited(3));
+  });
+
+  it('maxFragments 1 allows unfragmented messages only', () => {
+    expectEvents(Buffer.concat([m(TEXT, 'a'), m(BINARY, 'b')]), [text('a'), binary('b')], limited(1));
+    const two = message(TEXT, 2);
+    expectEvents(Buffer.concat(two), [tooMany], limited(1), [ends(two)[0] + 2]);
+  });
+
+  it('absent or 0 means no limit (10,000 one-byte fragments pass)', () => {
+    const frames = message(BINARY, 10_000, m, () => [7]);
+    for (const options of [SERVER, limited(0)]) {
+      const rec = feedAll(Buffer.concat(frames), [], options);
+      assert.equal(rec.events.length, 1);
+      assert.equal(rec.messageBuffers[0].length, 10_000);
+    }
+    assert.deepEqual(feedAll(Buffer.concat(frames), [], limited(9_999)).events, [tooMany]);
+  });
+
+  it('65,536 frames of 64 bytes (a 4 MiB message) pass within a limit of 2^17', () => {
+    const fragment = Buffer.alloc(64, 0x61);
+    const one = m(CONTINUATION, fragment, false);
+    const input = Buffer.concat([m(TEXT, fragment, false), ...Array.from({ length: 65_534 }, () => one), m(CONTINUATION, fragment)]);
+    const rec = feedAll(input, randomSplits(input.length, 2), limited(2 ** 17, { expectMasked: true, maxPayload: 4 * 1024 * 1024 }));
+    assert.equal(rec.events.length, 1);
+    assert.equal(rec.events[0].type, 'message');
+    assert.equal(rec.messageBuffers[0].length, 4 * 1024 * 1024);
+    assert.ok(rec.messageBuffers[0].every((b) => b === 0x61));
+  });
+});
+
 describe('FrameParser: reserved bits and opcodes, control frame rules', () => {
   for (let rsv = 1; rsv <= 7; rsv++) {
     const code: ProtocolErrorCode = rsv & 4 ? 'WS_ERR_UNEXPECTED_RSV_1' : 'WS_ERR_UNEXPECTED_RSV_2_3';
