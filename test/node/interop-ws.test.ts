@@ -42,14 +42,41 @@ async function open(port: number): Promise<WS> {
   return client;
 }
 
-function nextMessage(client: WS): Promise<{ data: Buffer; isBinary: boolean }> {
+/**
+ * The next `n` messages, in order. Rejects (never throws inside ws's listener, where a failed
+ * assertion would be an uncaught exception) when the connection closes first or a message is
+ * not a Buffer.
+ */
+function nextMessages(client: WS, n: number): Promise<Array<{ data: Buffer; isBinary: boolean }>> {
   return new Promise((resolve, reject) => {
-    client.once('message', (data: WS.RawData, isBinary: boolean) => {
-      assert.ok(Buffer.isBuffer(data), 'ws delivers Buffers by default');
-      resolve({ data, isBinary });
-    });
-    client.once('close', (code) => reject(new Error(`closed (${code}) before a message arrived`)));
+    const got: Array<{ data: Buffer; isBinary: boolean }> = [];
+    const onMessage = (data: WS.RawData, isBinary: boolean): void => {
+      if (!Buffer.isBuffer(data)) {
+        finish();
+        reject(new Error(`ws delivers Buffers by default, got ${Object.prototype.toString.call(data)}`));
+        return;
+      }
+      got.push({ data, isBinary });
+      if (got.length === n) {
+        finish();
+        resolve(got);
+      }
+    };
+    const onClose = (code: number): void => {
+      finish();
+      reject(new Error(`closed (${code}) after ${got.length} of ${n} messages`));
+    };
+    const finish = (): void => {
+      client.off('message', onMessage);
+      client.off('close', onClose);
+    };
+    client.on('message', onMessage);
+    client.on('close', onClose);
   });
+}
+
+async function nextMessage(client: WS): Promise<{ data: Buffer; isBinary: boolean }> {
+  return (await nextMessages(client, 1))[0];
 }
 
 const clientClosed = (client: WS) => closeEvent(client);
@@ -190,21 +217,14 @@ describe('ws client -> duet echo server', () => {
   it('delivers fragments sent by duet with fin:false as one message to ws', T, async () => {
     const { client: c, server } = await pair(srv.wss, srv.port);
     clients.add(c);
-    const messages: Array<{ data: string; isBinary: boolean }> = [];
-    c.on('message', (data: Buffer, isBinary: boolean) => messages.push({ data: isBinary ? data.toString('hex') : data.toString('utf8'), isBinary }));
+    const got = nextMessages(c, 3);
     server.send('one ', { fin: false });
     server.send('two ', { fin: false });
     server.send('three', { fin: true });
     server.send(Buffer.from([0xaa]), { fin: false });
     server.send(Buffer.from([0xbb, 0xcc]), { fin: true });
     server.send('after');
-    await new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (messages.length >= 3) resolve();
-        else setTimeout(check, 5);
-      };
-      check();
-    });
+    const messages = (await got).map(({ data, isBinary }) => ({ data: isBinary ? data.toString('hex') : data.toString('utf8'), isBinary }));
     assert.deepEqual(messages, [
       { data: 'one two three', isBinary: false },
       { data: 'aabbcc', isBinary: true },
@@ -262,15 +282,9 @@ describe('ws client -> duet echo server', () => {
 
   it('keeps 100 messages in order', T, async () => {
     const c = await client();
-    const received: string[] = [];
-    const done = new Promise<void>((resolve) => {
-      c.on('message', (data: Buffer) => {
-        received.push(data.toString());
-        if (received.length === 100) resolve();
-      });
-    });
+    const done = nextMessages(c, 100);
     for (let i = 0; i < 100; i++) c.send(`message ${i}`);
-    await done;
+    const received = (await done).map(({ data }) => data.toString());
     assert.deepEqual(
       received,
       Array.from({ length: 100 }, (_, i) => `message ${i}`),
@@ -288,13 +302,42 @@ describe('ws client -> duet echo server', () => {
     assert.equal((await got).data.toString(), 'with callback');
   });
 
-  it('has a numeric bufferedAmount', T, async () => {
+  it('bufferedAmount counts what a paused ws reader has not taken, exactly, and is 0 again once it has read it all', { timeout: 30_000 }, async () => {
     const { client: c, server } = await pair(srv.wss, srv.port);
     clients.add(c);
-    assert.equal(typeof server.bufferedAmount, 'number');
-    server.send(Buffer.alloc(1024));
-    assert.equal(typeof server.bufferedAmount, 'number');
-    assert.ok(server.bufferedAmount >= 0);
+    assert.equal(server.bufferedAmount, 0, 'nothing sent yet');
+    c.pause();
+    // Send 1 MiB messages until the kernel's socket buffers (a few MiB, at most some tens)
+    // are full and the server has to hold data itself. Bounded: a getter stuck at 0 fails here.
+    const MiB = 1024 * 1024;
+    const chunk = patternBytes(MiB);
+    const MAX = 128;
+    let sent = 0;
+    let lastWritten: Promise<Error | null | undefined> = Promise.resolve(undefined);
+    const send = (): void => {
+      lastWritten = new Promise((resolve) => server.send(chunk, { binary: true }, resolve));
+      sent++;
+    };
+    while (server.bufferedAmount === 0 && sent < MAX) {
+      send();
+      // Let the socket hand what it can to the kernel before looking again.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const held = server.bufferedAmount;
+    assert.ok(held > 0, `bufferedAmount still 0 after ${sent} MiB to a paused reader`);
+    assert.ok(held <= sent * MiB, `bufferedAmount ${held} is more than the ${sent * MiB} bytes sent`);
+    // While the socket is backed up, a send adds exactly its payload (frame headers are not
+    // counted, as in browsers), before anything is written.
+    send();
+    send();
+    assert.equal(server.bufferedAmount, held + 2 * MiB);
+    const all = nextMessages(c, sent);
+    c.resume();
+    const received = await all;
+    assert.ok(received.every(({ data, isBinary }) => isBinary && data.equals(chunk)), 'every message arrives whole');
+    const err = await lastWritten;
+    assert.ok(err === undefined || err === null, `the last send failed: ${String(err)}`);
+    assert.equal(server.bufferedAmount, 0, 'all written: nothing buffered');
   });
 });
 
