@@ -172,3 +172,35 @@ describe('slow consumers are judged on what the kernel refused', () => {
     }
   });
 });
+
+describe('a publisher burst does not freeze a room', () => {
+  it('a /chat-style publisher sending 3,000 x 1,000 B gets every relay back and pings answered, repeated', { timeout: 120_000 }, async () => {
+    const srv = await startServer({ heartbeat: false });
+    srv.wss.on('connection', (ws: WebSocket) => {
+      ws.subscribe('chat');
+      ws.on('message', (data, isBinary) => srv.wss.publish('chat', data as Buffer, { binary: isBinary }));
+    });
+    try {
+      const publisher = new WsClient(`ws://127.0.0.1:${srv.port}/`, { perMessageDeflate: false });
+      const listener = new WsClient(`ws://127.0.0.1:${srv.port}/`, { perMessageDeflate: false });
+      await Promise.all([once(publisher, 'open'), once(listener, 'open')]);
+      let mine = 0;
+      let theirs = 0;
+      publisher.on('message', () => mine++);
+      listener.on('message', () => theirs++);
+      const text = 'y'.repeat(1000);
+      for (let round = 1; round <= 3; round++) {
+        for (let i = 0; i < 3000; i++) publisher.send(text);
+        await waitFor(() => mine === 3000 * round && theirs === 3000 * round, 60_000, () => `round ${round}: publisher ${mine}, listener ${theirs}`);
+        const tag = `round-${round}`;
+        const pong = new Promise<string>((resolve) => publisher.once('pong', (d: Buffer) => resolve(d.toString())));
+        publisher.ping(tag);
+        assert.equal(await pong, tag, 'the publisher is still read');
+      }
+      publisher.terminate();
+      listener.terminate();
+    } finally {
+      await srv.close();
+    }
+  });
+});
