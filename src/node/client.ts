@@ -12,8 +12,10 @@ import { isIP } from 'node:net';
 import { acceptDeflateResponse, deflateOffer, PERMESSAGE_DEFLATE } from '../protocol/deflate-negotiation.js';
 import { generateKey, parseExtensions } from '../protocol/handshake.js';
 import { checkUpgradeResponse, normalizeProtocols } from '../protocol/handshake-response.js';
+import type { ConnectionOptions } from './connection-types.js';
 import { deadlines } from './deadlines.js';
 import { MessageDeflate, resolveDeflateSettings, type PerMessageDeflateOptions } from './deflate.js';
+import { SERVER_DEFAULTS } from './server-options.js';
 
 /** Node-only options: the third argument of `new WebSocket(url, protocols, options)`. */
 export interface ClientOptions extends Pick<
@@ -28,6 +30,11 @@ export interface ClientOptions extends Pick<
   handshakeTimeout?: number;
   /** Largest incoming message in bytes; larger ones close the connection with 1009 (default 100 MiB). */
   maxPayload?: number;
+  /**
+   * Most frames one incoming message may arrive in (empty continuation frames too); the frame
+   * over it closes the connection with 1009 (default 131072, as the server; 0 = no limit).
+   */
+  maxFragments?: number;
   /** Milliseconds to wait for the server to close TCP after the close handshake (default 30000). */
   closeTimeout?: number;
   /** An http(s).Agent for the request (proxies, keep-alive pools). */
@@ -54,6 +61,8 @@ export const CLIENT_DEFAULTS = {
   handshakeTimeout: 30_000,
   // As the server (and ws): a peer cannot make us buffer more than this per message.
   maxPayload: 100 * 1024 * 1024,
+  // As the server (the reasons are given there).
+  maxFragments: SERVER_DEFAULTS.maxFragments,
   closeTimeout: 30_000,
   maxRedirects: 10,
   // As browsers: offer compression; the server decides.
@@ -66,7 +75,7 @@ export interface ClientTarget {
   protocol: string;
   extensions: string;
   readyState: number;
-  /** @internal */ attachClientSocket(socket: Duplex, head: Buffer, maxPayload: number, closeTimeout: number, autoPong: boolean, deflate: MessageDeflate | undefined): void;
+  /** @internal */ attachClientSocket(socket: Duplex, head: Buffer, options: ConnectionOptions, deflate: MessageDeflate | undefined): void;
   /** @internal */ failHandshake(err: Error & { code: string }): void;
 }
 
@@ -296,7 +305,8 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
       cleanup();
       target.protocol = check.protocol;
       target.extensions = check.extensions;
-      target.attachClientSocket(socket, head, opts.maxPayload, opts.closeTimeout, opts.autoPong ?? true, deflate);
+      const options: ConnectionOptions = { isServer: false, maxPayload: opts.maxPayload, maxFragments: opts.maxFragments, closeTimeout: opts.closeTimeout, autoPong: opts.autoPong ?? true };
+      target.attachClientSocket(socket, head, options, deflate);
     });
 
     req.end();

@@ -34,6 +34,8 @@ export interface ConnectionOptions {
   isServer: boolean;
   /** Largest incoming message in bytes; 0 means unlimited. */
   maxPayload: number;
+  /** Most frames one incoming message may arrive in (empty continuation frames too); 0 or absent means unlimited. */
+  maxFragments?: number;
   /** Milliseconds to wait for the peer's part of the close handshake before dropping TCP. */
   closeTimeout: number;
   /** Answer pings with pongs automatically. */

@@ -235,9 +235,9 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
   }
 
   /** Client side: the server accepted the handshake. @internal */
-  attachClientSocket(socket: Duplex, head: Buffer, maxPayload: number, closeTimeout: number, autoPong: boolean, deflate: MessageDeflate | undefined): void {
+  attachClientSocket(socket: Duplex, head: Buffer, options: ConnectionOptions, deflate: MessageDeflate | undefined): void {
     this.cancelHandshake = undefined;
-    this.setSocket(socket, head, { isServer: false, maxPayload, closeTimeout, autoPong }, deflate);
+    this.setSocket(socket, head, options, deflate);
     this.emitOpen();
   }
 
@@ -269,7 +269,7 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     this.socket = owned;
     this.options = options;
     this.deflate = deflate;
-    this.parser = new FrameParser(this, { expectMasked: options.isServer, maxPayload: options.maxPayload, allowCompressed: deflate !== undefined });
+    this.parser = new FrameParser(this, { expectMasked: options.isServer, maxPayload: options.maxPayload, maxFragments: options.maxFragments, allowCompressed: deflate !== undefined });
     owned[kConnection] = this;
     const net = socket as Duplex & { setNoDelay?: (v: boolean) => void; setTimeout?: (ms: number) => void };
     net.setNoDelay?.(true);

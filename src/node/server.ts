@@ -178,6 +178,7 @@ export class WebSocketServer extends EventEmitter {
     this.connectionOptions = Object.freeze({
       isServer: true,
       maxPayload: this.options.maxPayload,
+      maxFragments: this.options.maxFragments,
       closeTimeout: this.options.closeTimeout,
       autoPong: this.options.autoPong,
     });
@@ -270,9 +271,9 @@ export class WebSocketServer extends EventEmitter {
    */
   private currentConnectionOptions(): ConnectionOptions {
     const shared = this.connectionOptions;
-    const { maxPayload, closeTimeout, autoPong } = this.options;
-    if (shared.maxPayload === maxPayload && shared.closeTimeout === closeTimeout && shared.autoPong === autoPong) return shared;
-    return (this.connectionOptions = Object.freeze({ isServer: true, maxPayload, closeTimeout, autoPong }));
+    const { maxPayload, maxFragments, closeTimeout, autoPong } = this.options;
+    if (shared.maxPayload === maxPayload && shared.maxFragments === maxFragments && shared.closeTimeout === closeTimeout && shared.autoPong === autoPong) return shared;
+    return (this.connectionOptions = Object.freeze({ isServer: true, maxPayload, maxFragments, closeTimeout, autoPong }));
   }
 
   private readonly emitConnection = (ws: WebSocket, req: http.IncomingMessage): void => {

@@ -1583,6 +1583,44 @@ describe('received text checked as it arrives (client side)', () => {
   });
 });
 
+describe('maxFragments on the client', () => {
+  it('a message in more frames than maxFragments fails the connection with 1009; within it, it arrives', T, async () => {
+    const fragments = (n: number, last = true): Buffer[] => Array.from({ length: n }, (_, i) => serverFrame(i === 0 ? 0x2 : 0x0, Buffer.from([i & 0xff]), 1, last && i === n - 1));
+    // 10 frames: delivered. Then a message whose 11th frame goes over the limit.
+    const raw = await rawFrameServer([Buffer.concat([...fragments(10), ...fragments(10, false), serverFrame(0x0, Buffer.alloc(0), 0, false)])]);
+    try {
+      const ws = new WebSocket(url(raw.port), [], { maxFragments: 10 });
+      ws.binaryType = 'nodebuffer';
+      const rec = record(ws);
+      const e = await within(rec.closed, 5000, 'close');
+      assert.deepEqual(rec.types(), ['open', 'message', 'error', 'close']);
+      assert.deepEqual([...(rec.log[1].data as Buffer)], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      assert.equal(rec.log[2].error?.code, 'WS_ERR_TOO_MANY_FRAGMENTS');
+      assert.equal(e.wasClean, false);
+      await until(() => decodeFrames(raw.fromClient()).frames.some((f) => f.opcode === 0x8), 5000, "the client's Close frame");
+      const close = decodeFrames(raw.fromClient()).frames.find((f) => f.opcode === 0x8)!;
+      assert.equal(close.payload.readUInt16BE(0), 1009);
+    } finally {
+      await raw.close();
+    }
+  });
+
+  it('the default lets a message in 65,536 fragments through', T, async () => {
+    const frames = Array.from({ length: 65_536 }, (_, i) => serverFrame(i === 0 ? 0x1 : 0x0, Buffer.from('ab'), 2, i === 65_535));
+    const raw = await rawFrameServer([Buffer.concat(frames)]);
+    try {
+      const ws = new WebSocket(url(raw.port));
+      const rec = record(ws);
+      await until(() => rec.types().includes('message') || rec.types().includes('close'), 20_000, 'the message');
+      assert.deepEqual(rec.types(), ['open', 'message']);
+      assert.equal((rec.log[1].data as string).length, 2 * 65_536);
+      ws.close();
+    } finally {
+      await raw.close();
+    }
+  });
+});
+
 describe('Node extras: agent and createConnection', () => {
   it('an http.Agent is used for the request', T, async () => {
     const s = await echoServer();

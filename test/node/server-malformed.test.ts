@@ -270,6 +270,8 @@ interface FrameCase {
   name: string;
   /** Run on the server with maxPayload: 1000. */
   small?: boolean;
+  /** Run on the server with maxFragments: 100. */
+  fewFragments?: boolean;
   /** Bytes the client writes after the handshake (one write). Nothing more is ever sent. */
   send: () => Buffer[];
   /**
@@ -361,6 +363,18 @@ const frameCases: FrameCase[] = [
     send: () => [clientFrame({ opcode: OP.BINARY, payload: Buffer.alloc(600), fin: false }), clientFrame({ opcode: OP.CONT, payload: Buffer.alloc(600) })],
     expect: { closeCode: TOO_BIG, error: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' },
   },
+  {
+    name: 'a message in 101 frames over maxFragments 100 -> 1009 at the 101st header',
+    fewFragments: true,
+    send: () => [text('a', false), ...Array.from({ length: 99 }, () => cont('b', false)), clientFrame({ opcode: OP.CONT, declaredLength: 5000, fin: false })],
+    expect: { closeCode: TOO_BIG, error: 'WS_ERR_TOO_MANY_FRAGMENTS' },
+  },
+  {
+    name: 'empty continuation frames count: 1 + 100 empty over maxFragments 100 -> 1009',
+    fewFragments: true,
+    send: () => [clientFrame({ opcode: OP.BINARY, fin: false }), ...Array.from({ length: 100 }, () => cont('', false))],
+    expect: { closeCode: TOO_BIG, error: 'WS_ERR_TOO_MANY_FRAGMENTS' },
+  },
   { name: '64-bit length with the MSB set -> 1002', send: () => [clientFrame({ opcode: OP.BINARY, declaredLength: 2 ** 63, lengthEncoding: 64 })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH' } },
   { name: '64-bit length 2^53 -> 1009', send: () => [clientFrame({ opcode: OP.BINARY, declaredLength: 2 ** 53, lengthEncoding: 64 })], expect: { closeCode: TOO_BIG, error: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' } },
   { name: 'non-minimal 16-bit length for 5 bytes -> 1002', send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hello', lengthEncoding: 16 })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_NON_MINIMAL_LENGTH' } },
@@ -370,20 +384,22 @@ const frameCases: FrameCase[] = [
 describe('frames: malformed input gets the exact close code', () => {
   let srv: Server;
   let small: Server;
+  let fewFragments: Server;
 
   before(async () => {
     srv = await startEchoServer();
     small = await startEchoServer({ maxPayload: 1000 });
+    fewFragments = await startEchoServer({ maxFragments: 100 });
   });
   afterEach(() => destroyOpenSockets());
   after(async () => {
     destroyOpenSockets();
-    await Promise.all([srv.close(), small.close()]);
+    await Promise.all([srv.close(), small.close(), fewFragments.close()]);
   });
 
   for (const c of frameCases) {
     test(c.name, { timeout: 5000 }, async () => {
-      const { client, side } = await openConnection(c.small ? small : srv);
+      const { client, side } = await openConnection(c.small ? small : c.fewFragments ? fewFragments : srv);
       client.write(Buffer.concat(c.send()));
 
       // The Close frame and the end of TCP must come without the client sending anything more.
@@ -438,6 +454,82 @@ describe('frames: text checked as it arrives', () => {
     await client.until(() => client.frames().length > 0 || client.closed, 5000);
     assert.equal(client.frames()[0]?.payload.toString('utf8'), message);
     assert.deepEqual(side.errors, []);
+  });
+});
+
+describe('frames: fragments per message bounded (maxFragments)', () => {
+  const servers: Server[] = [];
+  afterEach(async () => {
+    destroyOpenSockets();
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+
+  test('with the default, a 4 MiB message in 65,536 fragments of 64 bytes is received whole (and echoed)', { timeout: 60_000 }, async () => {
+    const srv = await startEchoServer();
+    servers.push(srv);
+    assert.ok(srv.wss.options.maxFragments >= 65_536, 'the default must allow 65,536 frames');
+    const { client, side } = await openConnection(srv);
+    const fragment = Buffer.alloc(64);
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 65_536; i++) {
+      fragment.fill(i & 0xff);
+      frames.push(clientFrame({ opcode: i === 0 ? OP.BINARY : OP.CONT, payload: fragment, fin: i === 65_535 }));
+    }
+    const received = new Promise<Buffer>((resolve) => side.ws.once('message', (data) => resolve(Buffer.from(data as Buffer))));
+    client.write(Buffer.concat(frames));
+    const message = await within(received, 30_000, 'the 4 MiB message');
+    assert.equal(message.length, 4 * 1024 * 1024);
+    for (let i = 0; i < 65_536; i += 4099) assert.equal(message[i * 64 + 63], i & 0xff, `fragment ${i} in place`);
+    // The echo is one frame of 4 MiB: a 10-byte header and the payload.
+    await client.until(() => client.received.length >= 10 + 4 * 1024 * 1024 || client.closed, 30_000);
+    assert.equal(client.frames()[0]?.payload.equals(message), true);
+    assert.deepEqual(side.errors, []);
+  });
+
+  test('an endless stream of empty continuation frames is closed with 1009 (default limit)', { timeout: 60_000 }, async () => {
+    const srv = await startEchoServer();
+    servers.push(srv);
+    const limit = srv.wss.options.maxFragments;
+    const { client, side } = await openConnection(srv);
+    client.write(clientFrame({ opcode: OP.TEXT, payload: 'start', fin: false }));
+    // Keep sending empty continuations until the server gives up, at most four times the limit
+    // (if it never does, the Close never comes and the test fails).
+    const batch = Buffer.concat(Array.from({ length: 4096 }, () => clientFrame({ opcode: OP.CONT, fin: false })));
+    let sent = 0;
+    while (!client.closed && !client.ended && sent < 4 * limit) {
+      if (!client.socket.write(batch)) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            client.socket.off('drain', done);
+            client.socket.off('close', done);
+            resolve();
+          };
+          client.socket.on('drain', done);
+          client.socket.on('close', done);
+        });
+      }
+      sent += 4096;
+    }
+    assert.equal(await client.closeCode(30_000), 1009);
+    const serverClose = await within(side.closed, 10_000, "server 'close' event");
+    assert.equal(serverClose.code, 1009);
+    assert.deepEqual(side.errors.map((e) => e.code), ['WS_ERR_TOO_MANY_FRAGMENTS']);
+    assert.ok(sent >= limit, `closed after ${sent} frames sent, fewer than the limit ${limit}`);
+  });
+
+  test('maxFragments: 0 turns the limit off; a changed wss.options.maxFragments applies to later connections', { timeout: 20_000 }, async () => {
+    const srv = await startEchoServer({ maxFragments: 0 });
+    servers.push(srv);
+    const frames = (n: number): Buffer => Buffer.concat(Array.from({ length: n }, (_, i) => clientFrame({ opcode: i === 0 ? OP.TEXT : OP.CONT, payload: 'x', fin: i === n - 1 })));
+    const first = await openConnection(srv);
+    first.client.write(frames(200_000));
+    // The echo: a 10-byte header (64-bit length) and 200,000 bytes.
+    await first.client.until(() => first.client.received.length >= 10 + 200_000 || first.client.closed, 15_000);
+    assert.equal(first.client.frames()[0]?.payload.length, 200_000);
+    srv.wss.options.maxFragments = 10;
+    const second = await openConnection(srv);
+    second.client.write(frames(11));
+    assert.equal(await second.client.closeCode(5000), 1009);
   });
 });
 
