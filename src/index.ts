@@ -17,5 +17,5 @@ export { WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from './node/even
 export { WebSocketServer, Hub, MemoryBroker } from './push/index.js';
 export type { ServerOptions, HubOptions, PublishData, Broker, BrokerMessage, HistoryOptions, HistoryEntry, Recovery, Job } from './push/index.js';
 export { Channel } from './push/index.js';
-export type { ChannelOptions, ChannelTopicOptions, ChannelRateLimit, ChannelErrorCode, ChannelServerMessage } from './push/index.js';
+export type { ChannelOptions, ChannelTopicOptions, ChannelRateLimit, ChannelRecoveryBudget, ChannelErrorCode, ChannelServerMessage, ChannelSender } from './push/index.js';
 export { CloseCode, closeCodeIsValid, ProtocolError } from './protocol/index.js';

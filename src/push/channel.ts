@@ -10,95 +10,46 @@
  */
 import type { RawData, WebSocket } from '../node/connection.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import type { HistoryOptions } from './history.js';
+import type { ChannelError, ChannelErrorCode, ChannelOptions, ChannelRateLimit, ChannelRecoveryBudget, ChannelSender, ChannelServerMessage } from './channel-types.js';
+import type { Recovery } from './history.js';
 import type { Hub } from './hub.js';
+import { newConnectionId, nickProblem, senderJson } from './identity.js';
+import { refilled, waitFor, type BucketRate } from './token-bucket.js';
 
-/** Stable `code` strings of the protocol's `error` messages. */
-export type ChannelErrorCode =
-  | 'bad_json' // not valid JSON
-  | 'bad_message' // not an object, or a field missing or of the wrong type
-  | 'unknown_type' // `type` is not one of the protocol's
-  | 'unknown_topic' // the topic is not configured (and allowUnknownTopics is off)
-  | 'forbidden' // publishing to this topic is not allowed
-  | 'too_big' // the message is over maxMessageBytes
-  | 'rate_limited' // too many messages in the rate-limit window
-  | 'binary' // a binary frame: the protocol is JSON text only
-  | 'internal'; // the server failed while handling the message (a bug; see the warning)
-
-/** One topic of a channel. */
-export interface ChannelTopicOptions {
-  /** History kept for recovery, e.g. `{ size: 100 }`; omitted: the server's `history` option. */
-  history?: HistoryOptions | false;
-  /** Whether clients may publish here when no `allowPublish` is given (default true). */
-  publish?: boolean;
-}
-
-/** Per-connection message budget: at most `messages` per `perMs`, with bursts up to `messages`. */
-export interface ChannelRateLimit {
-  messages: number;
-  perMs: number;
-}
-
-export interface ChannelOptions {
-  /** The topics clients may use, by name. */
-  topics?: Record<string, ChannelTopicOptions>;
-  /**
-   * Let clients use topics not in `topics` (default false). They get the server's default
-   * history; names are at most MAX_TOPIC_LENGTH characters.
-   */
-  allowUnknownTopics?: boolean;
-  /**
-   * Decides whether `ws` may publish to `topic` (a topic it may use). Default: configured
-   * topics allow it unless their `publish` is false; unknown topics do not.
-   */
-  allowPublish?: (ws: WebSocket, topic: string) => boolean;
-  /** Default `{ messages: 20, perMs: 1000 }`: generous for people, stops floods. `false`: no limit. */
-  rateLimit?: ChannelRateLimit | false;
-  /** Largest message accepted, in bytes (default 16 KiB: chat-sized; bigger data belongs elsewhere). */
-  maxMessageBytes?: number;
-  /** Errors one connection may cause before it is closed with 1008 (default 5). */
-  maxErrors?: number;
-}
-
-// Message shapes, as the client receives them.
-export interface ChannelMessage {
-  type: 'message';
-  topic: string;
-  seq: number;
-  data: unknown;
-}
-export interface ChannelSubscribed {
-  type: 'subscribed';
-  topic: string;
-  epoch: string;
-  seq: number;
-  recovered: boolean;
-}
-export interface ChannelUnsubscribed {
-  type: 'unsubscribed';
-  topic: string;
-}
-export interface ChannelPong {
-  type: 'pong';
-  id?: string | number;
-}
-export interface ChannelError {
-  type: 'error';
-  code: ChannelErrorCode;
-  message: string;
-  topic?: string;
-}
-export type ChannelServerMessage = ChannelMessage | ChannelSubscribed | ChannelUnsubscribed | ChannelPong | ChannelError;
+export type {
+  ChannelError,
+  ChannelErrorCode,
+  ChannelMessage,
+  ChannelOptions,
+  ChannelPong,
+  ChannelRateLimit,
+  ChannelRecoveryBudget,
+  ChannelSender,
+  ChannelServerMessage,
+  ChannelSubscribed,
+  ChannelTopicOptions,
+  ChannelUnsubscribed,
+  ChannelWelcome,
+} from './channel-types.js';
 
 /** Longest topic name, in UTF-16 code units. */
 export const MAX_TOPIC_LENGTH = 256;
 /** Channel topics live under this prefix in the Hub, apart from raw `ws.subscribe()` topics. */
 export const CHANNEL_TOPIC_PREFIX = 'channel:';
 
-// Defaults, each stated once (see the option comments above for why).
+// Defaults, each stated once (see the option comments in channel-types.ts for why).
 const DEFAULT_RATE_LIMIT: ChannelRateLimit = { messages: 20, perMs: 1000 };
 const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024;
 const DEFAULT_MAX_ERRORS = 5;
+// Recovery replies are the protocol's amplifier: a 70-byte subscribe can ask for a whole
+// history (duet serve: 100 messages of up to 16 KiB). 32 KiB at once covers a reconnect that
+// missed a full history of ordinary chat messages or ticks (about 100-160 bytes each); the
+// refill (about 1 KiB/s) keeps a client that spams recoveries at the message rate limit
+// (20 x 70 bytes a second) to well under 10 bytes out per byte in after the first seconds.
+const DEFAULT_RECOVERY_BUDGET: ChannelRecoveryBudget = { bytes: 32 * 1024, perMs: 30_000 };
+
+/** Keys of a publish request that would name a sender: only the server stamps that (`from`). */
+const SENDER_KEYS = ['from', 'id', 'nick'] as const;
 
 /** What the channel remembers per connection: one small object, no timers or closures. */
 interface ConnectionState {
@@ -106,12 +57,21 @@ interface ConnectionState {
   tokens: number;
   refilledAt: number;
   errors: number;
+  /** Token bucket in bytes for recovery replies, refilled from `recoveryRefilledAt`. */
+  recoveryBytes: number;
+  recoveryRefilledAt: number;
+  /** Made on first use (most connections never publish nor say hello). */
+  id: string | undefined;
+  nick: string | undefined;
+  /** `from` as JSON, rebuilt when the nick changes. */
+  fromJson: string | undefined;
 }
 
 interface TopicConfig {
   /** The topic name as a JSON string, ready to splice into envelopes. */
   json: string;
   publish: boolean;
+  identityFields: readonly string[] | undefined;
 }
 
 type Fields = Record<string, unknown>;
@@ -121,6 +81,8 @@ class ClientError extends Error {
     readonly code: ChannelErrorCode,
     message: string,
     readonly topic?: string,
+    /** `recovery_limited`: when to come back. */
+    readonly retryAfter?: number,
   ) {
     super(message);
   }
@@ -131,7 +93,8 @@ export class Channel {
   private readonly topics = new Map<string, TopicConfig>();
   private readonly allowUnknownTopics: boolean;
   private readonly allowPublish: ((ws: WebSocket, topic: string) => boolean) | undefined;
-  private readonly rate: ChannelRateLimit | false;
+  private readonly rate: BucketRate | false;
+  private readonly recoveryBudget: BucketRate | false;
   private readonly maxMessageBytes: number;
   private readonly maxErrors: number;
   private readonly connections = new WeakMap<WebSocket, ConnectionState>();
@@ -143,13 +106,17 @@ export class Channel {
     for (const [name, topic] of Object.entries(options.topics ?? {})) {
       checkTopicName(name);
       if (topic.history !== undefined) this.hub.configureTopic(CHANNEL_TOPIC_PREFIX + name, { history: topic.history });
-      this.topics.set(name, { json: JSON.stringify(name), publish: topic.publish ?? true });
+      const identityFields = topic.identityFields?.length ? [...topic.identityFields] : undefined;
+      this.topics.set(name, { json: JSON.stringify(name), publish: topic.publish ?? true, identityFields });
     }
     this.allowUnknownTopics = options.allowUnknownTopics ?? false;
     this.allowPublish = options.allowPublish;
     const rate = options.rateLimit ?? DEFAULT_RATE_LIMIT;
     if (rate !== false && !(rate.messages >= 1 && rate.perMs > 0)) throw new RangeError('rateLimit needs messages >= 1 and perMs > 0');
-    this.rate = rate;
+    this.rate = rate === false ? false : { capacity: rate.messages, perMs: rate.perMs };
+    const budget = options.recoveryBudget ?? DEFAULT_RECOVERY_BUDGET;
+    if (budget !== false && !(budget.bytes >= 1 && budget.perMs > 0)) throw new RangeError('recoveryBudget needs bytes >= 1 and perMs > 0');
+    this.recoveryBudget = budget === false ? false : { capacity: budget.bytes, perMs: budget.perMs };
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.maxErrors = options.maxErrors ?? DEFAULT_MAX_ERRORS;
     if (!(this.maxMessageBytes > 0)) throw new RangeError('maxMessageBytes must be positive');
@@ -167,8 +134,18 @@ export class Channel {
   accept(ws: WebSocket): void {
     if (ws.host?.pubsub !== this.hub) throw new TypeError("Channel.accept() takes connections of the server the channel was created with");
     if (this.connections.has(ws)) return;
-    const burst = this.rate === false ? 0 : this.rate.messages;
-    this.connections.set(ws, { tokens: burst, refilledAt: Date.now(), errors: 0 });
+    const now = Date.now();
+    this.connections.set(ws, {
+      tokens: this.rate === false ? 0 : this.rate.capacity,
+      refilledAt: now,
+      errors: 0,
+      // A new connection may recover at once: that is what a reconnecting client needs.
+      recoveryBytes: this.recoveryBudget === false ? 0 : this.recoveryBudget.capacity,
+      recoveryRefilledAt: now,
+      id: undefined,
+      nick: undefined,
+      fromJson: undefined,
+    });
     // The channel's replies (recovery replays above all) are push traffic: the server's
     // slow-consumer policy applies to them as to publishes.
     ws.slowConsumerSends = true;
@@ -179,9 +156,28 @@ export class Channel {
    * Send `data` (any JSON value) to every subscriber of `topic` as a `message` with the
    * topic's next seq. Returns the number of connections it was written to. Throws a
    * TypeError when `data` cannot be turned into JSON.
+   *
+   * `options.from`: a connection this channel accepted; the message then carries its
+   * identity in `from`, as if it had published it (for what the server says on a
+   * connection's behalf, such as its presence `leave` when it closes).
    */
-  publish(topic: string, data: unknown): number {
-    return this.publishJson(topic, this.topics.get(topic)?.json ?? JSON.stringify(topic), stringify(data));
+  publish(topic: string, data: unknown, options?: { from?: WebSocket }): number {
+    let fromJson: string | undefined;
+    if (options?.from !== undefined) {
+      const state = this.connections.get(options.from);
+      if (state === undefined) throw new TypeError('publish({ from }) takes a connection this channel accepted');
+      fromJson = this.fromJsonOf(state);
+    }
+    return this.publishJson(topic, this.topics.get(topic)?.json ?? JSON.stringify(topic), stringify(data), fromJson);
+  }
+
+  /**
+   * Who `ws` is on this channel: the id the server gave it and the nick of its last `hello`
+   * (what its messages carry as `from`). Undefined for a connection this channel did not accept.
+   */
+  identity(ws: WebSocket): ChannelSender | undefined {
+    const state = this.connections.get(ws);
+    return state === undefined ? undefined : this.senderOf(state);
   }
 
   /** The topic's epoch and last seq: hand it out with a state snapshot, so clients subscribe `since` it. */
@@ -194,10 +190,19 @@ export class Channel {
     return this.hub.subscriberCount(CHANNEL_TOPIC_PREFIX + topic);
   }
 
-  private publishJson(topic: string, topicJson: string, dataJson: string): number {
+  private publishJson(topic: string, topicJson: string, dataJson: string, fromJson?: string): number {
     const head = `{"type":"message","topic":${topicJson},"seq":`;
-    const tail = `,"data":${dataJson}}`;
+    const tail = fromJson === undefined ? `,"data":${dataJson}}` : `,"from":${fromJson},"data":${dataJson}}`;
     return this.hub.publish(CHANNEL_TOPIC_PREFIX + topic, (seq) => head + seq + tail);
+  }
+
+  private senderOf(state: ConnectionState): ChannelSender {
+    state.id ??= newConnectionId();
+    return state.nick === undefined ? { id: state.id } : { id: state.id, nick: state.nick };
+  }
+
+  private fromJsonOf(state: ConnectionState): string {
+    return (state.fromJson ??= senderJson(this.senderOf(state)));
   }
 
   // ---- receiving -----------------------------------------------------------------------------
@@ -213,13 +218,13 @@ export class Channel {
       const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : undefined;
       if (bytes === undefined) throw new ClientError('binary', 'text messages only');
       if (bytes.length > this.maxMessageBytes) throw new ClientError('too_big', `messages are limited to ${this.maxMessageBytes} bytes`);
-      this.handle(ws, parse(bytes));
+      this.handle(ws, state, parse(bytes));
     } catch (err) {
-      if (err instanceof ClientError) this.fail(ws, state, err.code, err.message, err.topic);
+      if (err instanceof ClientError) this.fail(ws, state, err);
       else {
         // A bug here or an application callback threw: that client gets an error, the rest carry on.
         process.emitWarning(err instanceof Error ? err : String(err));
-        this.fail(ws, state, 'internal', 'the server could not handle this message');
+        this.fail(ws, state, new ClientError('internal', 'the server could not handle this message'));
       }
     }
   }
@@ -229,21 +234,19 @@ export class Channel {
     const rate = this.rate;
     if (rate === false) return true;
     const now = Date.now();
-    const elapsed = now - state.refilledAt;
+    state.tokens = refilled(state.tokens, state.refilledAt, now, rate);
     state.refilledAt = now;
-    // A clock that went backwards refills nothing.
-    if (elapsed > 0) state.tokens = Math.min(rate.messages, state.tokens + (elapsed * rate.messages) / rate.perMs);
     if (state.tokens < 1) return false;
     state.tokens--;
     return true;
   }
 
-  private handle(ws: WebSocket, msg: Fields): void {
+  private handle(ws: WebSocket, state: ConnectionState, msg: Fields): void {
     const type = msg.type;
     if (typeof type !== 'string') throw new ClientError('bad_message', 'a message needs a string "type"');
     switch (type) {
       case 'subscribe':
-        this.subscribe(ws, msg);
+        this.subscribe(ws, state, msg);
         return;
       case 'unsubscribe': {
         const topic = this.topicOf(msg);
@@ -253,8 +256,16 @@ export class Channel {
         return;
       }
       case 'publish':
-        this.publishFrom(ws, msg);
+        this.publishFrom(ws, state, msg);
         return;
+      case 'hello': {
+        const problem = nickProblem(msg.nick);
+        if (problem !== undefined) throw new ClientError('bad_message', problem);
+        state.nick = msg.nick as string;
+        state.fromJson = undefined;
+        sendJson(ws, { type: 'welcome', id: this.senderOf(state).id, nick: state.nick });
+        return;
+      }
       case 'ping': {
         const id = msg.id;
         if (id === undefined || id === null) sendJson(ws, { type: 'pong' });
@@ -278,7 +289,7 @@ export class Channel {
     return topic;
   }
 
-  private subscribe(ws: WebSocket, msg: Fields): void {
+  private subscribe(ws: WebSocket, state: ConnectionState, msg: Fields): void {
     const topic = this.topicOf(msg);
     const since = msg.since ?? undefined;
     const epoch = msg.epoch ?? undefined;
@@ -292,8 +303,9 @@ export class Channel {
     const hubTopic = CHANNEL_TOPIC_PREFIX + topic;
     // A repeated subscribe is answered like a first one (`subscribed`, then what it asks to
     // recover); the subscription itself stays as it is.
-    const recovery =
+    let recovery: Recovery =
       since !== undefined && epoch !== undefined ? this.hub.recover(hubTopic, since, epoch) : { ...this.hub.position(hubTopic), recovered: false, messages: [] };
+    if (recovery.messages.length > 0) recovery = this.chargeRecovery(state, recovery, topic);
     // No gap and no duplicate between recovery and live delivery: `recover` took the
     // position (epoch, seq) and the history up to seq, and from here to `ws.subscribe` the
     // code is synchronous, so no publish can run in between (the Hub and the memory broker
@@ -313,26 +325,60 @@ export class Channel {
     ws.subscribe(hubTopic);
   }
 
-  private publishFrom(ws: WebSocket, msg: Fields): void {
+  /**
+   * The recovery the budget allows: all of it (paid for), `recovered: false` when it is bigger
+   * than the whole budget (it would never fit: the client reloads instead), or a
+   * `recovery_limited` refusal when it fits the budget but not what is left of it now.
+   */
+  private chargeRecovery(state: ConnectionState, recovery: Recovery, topic: string): Recovery {
+    const budget = this.recoveryBudget;
+    if (budget === false) return recovery;
+    let bytes = 0;
+    for (const entry of recovery.messages) bytes += entry.payload.length;
+    if (bytes > budget.capacity) return { epoch: recovery.epoch, seq: recovery.seq, recovered: false, messages: [] };
+    const now = Date.now();
+    state.recoveryBytes = refilled(state.recoveryBytes, state.recoveryRefilledAt, now, budget);
+    state.recoveryRefilledAt = now;
+    if (state.recoveryBytes < bytes) {
+      const retryAfter = waitFor(state.recoveryBytes, bytes, budget);
+      throw new ClientError('recovery_limited', `this recovery (${bytes} bytes) does not fit the recovery budget now; subscribe again in ${retryAfter} ms`, topic, retryAfter);
+    }
+    state.recoveryBytes -= bytes;
+    return recovery;
+  }
+
+  private publishFrom(ws: WebSocket, state: ConnectionState, msg: Fields): void {
     const topic = this.topicOf(msg);
     if (!('data' in msg)) throw new ClientError('bad_message', 'publish needs "data"', topic);
     const config = this.topics.get(topic);
     const allowed = this.allowPublish ? this.allowPublish(ws, topic) === true : (config?.publish ?? false);
     if (!allowed) throw new ClientError('forbidden', `publishing to ${JSON.stringify(topic.slice(0, 64))} is not allowed`, topic);
+    for (const key of SENDER_KEYS) {
+      if (key in msg) throw new ClientError('identity', `a publish cannot carry "${key}": the server stamps who sent it (as "from")`, topic);
+    }
+    const data = msg.data;
+    if (config?.identityFields !== undefined && typeof data === 'object' && data !== null && !Array.isArray(data)) {
+      for (const key of config.identityFields) {
+        if (Object.hasOwn(data, key)) throw new ClientError('identity', `"data" cannot carry "${key}" on this topic: the server stamps who sent it (as "from")`, topic);
+      }
+    }
     let dataJson: string;
     try {
-      dataJson = stringify(msg.data);
+      dataJson = stringify(data);
     } catch {
       // Only nesting too deep for JSON.stringify's stack gets here (the data came from JSON.parse).
       throw new ClientError('bad_message', '"data" is nested too deeply', topic);
     }
     // To every subscriber, the sender included: it sees its message with its seq.
-    this.publishJson(topic, config?.json ?? JSON.stringify(topic), dataJson);
+    this.publishJson(topic, config?.json ?? JSON.stringify(topic), dataJson, this.fromJsonOf(state));
   }
 
-  private fail(ws: WebSocket, state: ConnectionState, code: ChannelErrorCode, message: string, topic?: string): void {
-    state.errors++;
-    const error: ChannelError = topic === undefined ? { type: 'error', code, message } : { type: 'error', code, message, topic };
+  private fail(ws: WebSocket, state: ConnectionState, err: ClientError): void {
+    const error: ChannelError = { type: 'error', code: err.code, message: err.message };
+    if (err.topic !== undefined) error.topic = err.topic;
+    if (err.retryAfter !== undefined) error.retryAfter = err.retryAfter;
+    // Waiting for the recovery budget is no misbehaviour (and its answer is small): not counted.
+    if (err.code !== 'recovery_limited') state.errors++;
     sendJson(ws, error);
     if (state.errors >= this.maxErrors) ws.close(CloseCode.POLICY_VIOLATION, 'too many errors');
   }

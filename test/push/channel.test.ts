@@ -22,8 +22,11 @@ interface Msg {
   recovered?: boolean;
   data?: unknown;
   id?: unknown;
+  nick?: string;
+  from?: { id: string; nick?: string };
   code?: string;
   message?: string;
+  retryAfter?: number;
 }
 
 /** A protocol client: every text message parsed and queued; `next()` takes them in order. */
@@ -121,6 +124,15 @@ class Client {
     const reply = await this.next();
     assert.equal(reply.type, 'subscribed', JSON.stringify(reply));
     return reply;
+  }
+
+  /** Say hello with `nick`; returns the welcome (the connection's id and nick). */
+  async hello(nick: string): Promise<{ id: string; nick: string }> {
+    this.send({ type: 'hello', nick });
+    const reply = await this.next();
+    assert.equal(reply.type, 'welcome', JSON.stringify(reply));
+    assert.equal(typeof reply.id, 'string');
+    return { id: reply.id as string, nick: reply.nick! };
   }
 
   async closed(): Promise<number> {
@@ -228,16 +240,20 @@ describe('channel protocol: messages', () => {
       const [alice, bob, carol] = await Promise.all([s.client(), s.client(), s.client()]);
       await alice.subscribe('chat');
       await bob.subscribe('chat');
-      alice.send({ type: 'publish', topic: 'chat', data: { from: 'alice', text: 'hi' } });
-      const expected = { type: 'message', topic: 'chat', seq: 1, data: { from: 'alice', text: 'hi' } };
+      const me = await alice.hello('alice');
+      alice.send({ type: 'publish', topic: 'chat', data: { text: 'hi' } });
+      const expected = { type: 'message', topic: 'chat', seq: 1, from: me, data: { text: 'hi' } };
       assert.deepEqual(await alice.next(), expected);
       assert.deepEqual(await bob.next(), expected);
       // Every recipient got the same bytes; carol (not subscribed) got nothing.
       assert.equal(alice.raw.at(-1), bob.raw.at(-1));
       assert.deepEqual(await carol.drain(), []);
-      // Publishing does not need a subscription.
+      // Publishing does not need a subscription (nor a hello: then `from` has no nick).
       carol.send({ type: 'publish', topic: 'chat', data: 'from carol' });
-      assert.deepEqual(await bob.next(), { type: 'message', topic: 'chat', seq: 2, data: 'from carol' });
+      const fromCarol = await bob.next();
+      assert.deepEqual(fromCarol, { type: 'message', topic: 'chat', seq: 2, from: { id: fromCarol.from!.id }, data: 'from carol' });
+      assert.equal(typeof fromCarol.from!.id, 'string');
+      assert.notEqual(fromCarol.from!.id, me.id);
       assert.deepEqual(await carol.drain(), []);
     } finally {
       await s.close();
@@ -255,10 +271,11 @@ describe('channel protocol: messages', () => {
       raw.write(Buffer.concat([text({ type: 'subscribe', topic: 'chat', since: 0, epoch }), text({ type: 'publish', topic: 'chat', data: 'mine' })]));
       await raw.until(() => raw.frames().length >= 3);
       const got = raw.frames().map((f) => JSON.parse(f.payload.toString()) as Msg);
+      assert.equal(typeof got[2]?.from?.id, 'string');
       assert.deepEqual(got, [
         { type: 'subscribed', topic: 'chat', epoch, seq: 1, recovered: true },
         { type: 'message', topic: 'chat', seq: 1, data: 'old' },
-        { type: 'message', topic: 'chat', seq: 2, data: 'mine' },
+        { type: 'message', topic: 'chat', seq: 2, from: { id: got[2].from!.id }, data: 'mine' },
       ]);
       raw.destroy();
     } finally {
@@ -493,7 +510,7 @@ describe('channel protocol: errors', () => {
       for (const notObject of ['[1,2]', '"ping"', 'null', '42', 'true']) await c.expectError(notObject, 'bad_message');
       await c.expectError({}, 'bad_message');
       await c.expectError({ type: 5 }, 'bad_message');
-      await c.expectError({ type: 'hello' }, 'unknown_type');
+      await c.expectError({ type: 'helo' }, 'unknown_type');
       await c.expectError({ type: 'SUBSCRIBE', topic: 'chat' }, 'unknown_type');
       // subscribe
       await c.expectError({ type: 'subscribe' }, 'bad_message');
@@ -516,6 +533,12 @@ describe('channel protocol: errors', () => {
       await c.expectError({ type: 'publish', data: 1 }, 'bad_message');
       await c.expectError({ type: 'publish', topic: 'nope', data: 1 }, 'unknown_topic');
       await c.expectError({ type: 'publish', topic: 'ticker', data: 1 }, 'forbidden');
+      await c.expectError({ type: 'publish', topic: 'chat', data: 1, from: { id: 'x' } }, 'identity');
+      await c.expectError({ type: 'publish', topic: 'chat', data: 1, id: 'x' }, 'identity');
+      await c.expectError({ type: 'publish', topic: 'chat', data: 1, nick: 'x' }, 'identity');
+      // hello
+      await c.expectError({ type: 'hello' }, 'bad_message');
+      for (const nick of [5, null, '', '   ', 'a\nb', 'tab\there', '\u0085', 'x'.repeat(65)]) await c.expectError({ type: 'hello', nick }, 'bad_message');
       // ping
       await c.expectError({ type: 'ping', id: { a: 1 } }, 'bad_message');
       await c.expectError({ type: 'ping', id: [1] }, 'bad_message');
@@ -573,7 +596,8 @@ describe('channel protocol: errors', () => {
       const room = await c.subscribe('room-42');
       assert.equal(room.recovered, false);
       c.send({ type: 'publish', topic: 'room-42', data: 'hello' });
-      assert.deepEqual(await c.drain(), [{ type: 'message', topic: 'room-42', seq: 1, data: 'hello' }]);
+      const { id } = s.channel.identity([...s.wss.clients!][0])!;
+      assert.deepEqual(await c.drain(), [{ type: 'message', topic: 'room-42', seq: 1, from: { id }, data: 'hello' }]);
       assert.deepEqual(asked, ['chat', 'ticker', 'room-42']);
       await c.expectError({ type: 'subscribe', topic: 'x'.repeat(257) }, 'bad_message');
     } finally {
@@ -688,6 +712,209 @@ describe('channel protocol: errors', () => {
       );
       assert.deepEqual(seqs(got), [1, 2]);
       assert.equal(s.channel.subscriberCount('chat'), 1);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('channel protocol: identity', () => {
+  const GUARDED = ['id', 'nick', 'from'];
+  const ROOM: ChannelOptions = {
+    topics: { chat: { history: { size: 100 }, identityFields: GUARDED }, presence: { history: false, identityFields: GUARDED } },
+    rateLimit: false,
+    maxErrors: 1000,
+  };
+
+  it('hello: each connection gets an id from the server, stamped with its nick as `from` on what it publishes', T, async () => {
+    const s = await channelServer(ROOM);
+    try {
+      const [ada, grace] = await Promise.all([s.client(), s.client()]);
+      await ada.subscribe('chat');
+      await grace.subscribe('chat');
+      const a = await ada.hello('ada');
+      const g = await grace.hello('grace');
+      assert.equal(a.nick, 'ada');
+      assert.match(a.id, /^[A-Za-z0-9_-]{12}$/);
+      assert.notEqual(a.id, g.id);
+
+      ada.send({ type: 'publish', topic: 'chat', data: { text: 'hi' } });
+      const expected = { type: 'message', topic: 'chat', seq: 1, from: { id: a.id, nick: 'ada' }, data: { text: 'hi' } };
+      assert.deepEqual(await grace.next(), expected);
+      assert.deepEqual(await ada.next(), expected);
+      assert.equal(grace.raw.at(-1), `{"type":"message","topic":"chat","seq":1,"from":{"id":"${a.id}","nick":"ada"},"data":{"text":"hi"}}`);
+
+      // A second hello changes the nick, not the id; what follows carries the new one.
+      assert.deepEqual(await ada.hello('Ada Lovelace'), { id: a.id, nick: 'Ada Lovelace' });
+      ada.send({ type: 'publish', topic: 'chat', data: { text: 'again' } });
+      assert.deepEqual((await grace.next()).from, { id: a.id, nick: 'Ada Lovelace' });
+      await ada.take(1);
+
+      // The server's own messages have no sender; it may speak for a connection it accepted.
+      s.channel.publish('chat', 'from the server');
+      assert.deepEqual(await grace.next(), { type: 'message', topic: 'chat', seq: 3, data: 'from the server' });
+      const [adaSide] = [...s.wss.clients!].filter((ws) => s.channel.identity(ws)!.id === a.id);
+      assert.deepEqual(s.channel.identity(adaSide), { id: a.id, nick: 'Ada Lovelace' });
+      s.channel.publish('chat', { left: true }, { from: adaSide });
+      assert.deepEqual(await grace.next(), { type: 'message', topic: 'chat', seq: 4, from: { id: a.id, nick: 'Ada Lovelace' }, data: { left: true } });
+
+      // Recovery replays the sender as it was stamped.
+      const late = await s.client();
+      const { epoch } = s.channel.position('chat');
+      await late.subscribe('chat', 0, epoch);
+      assert.deepEqual(
+        (await late.take(4)).map((m) => m.from?.nick ?? null),
+        ['ada', 'Ada Lovelace', null, 'Ada Lovelace'],
+      );
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a client cannot join, leave or speak for another connection: such publishes are refused with `identity`', T, async () => {
+    const s = await channelServer(ROOM);
+    try {
+      const [ada, mallory] = await Promise.all([s.client(), s.client()]);
+      for (const c of [ada, mallory]) {
+        await c.subscribe('chat');
+        await c.subscribe('presence');
+      }
+      const a = await ada.hello('ada');
+      const m = await mallory.hello('mallory');
+      const ADA = { id: a.id, nick: 'ada' };
+      const attempts: object[] = [
+        // Presence entries naming someone else, in the data or beside it.
+        { type: 'publish', topic: 'presence', data: { ...ADA, state: 'leave' } },
+        { type: 'publish', topic: 'presence', data: { id: a.id, state: 'join' } },
+        { type: 'publish', topic: 'presence', data: { state: 'leave' }, from: ADA },
+        { type: 'publish', topic: 'presence', data: { state: 'leave' }, id: a.id },
+        // Chat under another nick or id.
+        { type: 'publish', topic: 'chat', data: { nick: 'ada', text: 'I am ada' } },
+        { type: 'publish', topic: 'chat', data: { from: ADA, text: 'I am ada' } },
+        { type: 'publish', topic: 'chat', data: { text: 'I am ada' }, nick: 'ada' },
+        { type: 'publish', topic: 'chat', data: { text: 'I am ada' }, from: ADA },
+      ];
+      for (const attempt of attempts) {
+        const error = await mallory.expectError(attempt, 'identity');
+        assert.equal(error.topic, (attempt as { topic: string }).topic);
+      }
+      // None of it reached anyone.
+      assert.deepEqual(await ada.drain(), []);
+      assert.equal(s.channel.position('chat').seq, 0);
+
+      // What mallory may say goes out as mallory's, whatever else the data holds.
+      mallory.send({ type: 'publish', topic: 'presence', data: { state: 'leave' } });
+      mallory.send({ type: 'publish', topic: 'chat', data: { text: 'hello', user: 'ada' } });
+      const got = await ada.take(2);
+      assert.deepEqual(got, [
+        { type: 'message', topic: 'presence', seq: 1, from: m, data: { state: 'leave' } },
+        { type: 'message', topic: 'chat', seq: 1, from: m, data: { text: 'hello', user: 'ada' } },
+      ]);
+      // Arrays and other values are not objects with fields: nothing to claim there.
+      mallory.send({ type: 'publish', topic: 'chat', data: ['nick', 'ada'] });
+      assert.deepEqual((await ada.next()).from, m);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('checks its arguments: publish({ from }) takes a connection of this channel', T, async () => {
+    const s = await channelServer(ROOM);
+    const other = await channelServer(ROOM);
+    try {
+      const side = once(other.wss, 'connection') as Promise<[WebSocket]>;
+      await other.client();
+      const [foreign] = await side;
+      assert.throws(() => s.channel.publish('chat', 1, { from: foreign }), TypeError);
+      assert.equal(s.channel.identity(foreign), undefined);
+      assert.equal(s.channel.position('chat').seq, 0);
+    } finally {
+      await other.close();
+      await s.close();
+    }
+  });
+});
+
+describe('channel protocol: recovery budget', () => {
+  it('a hostile client spamming full-history subscribes gets a bounded number of bytes (default limits)', { timeout: 30_000 }, async () => {
+    // Default rate limit and recovery budget. `small` keeps a full history that fits the
+    // budget once (about 24 KB); `big`'s (about 110 KB) never does.
+    const s = await channelServer({ topics: { small: { history: { size: 100 } }, big: { history: { size: 100 } } } });
+    try {
+      for (let i = 0; i < 100; i++) {
+        s.channel.publish('small', { text: 'x'.repeat(180) });
+        s.channel.publish('big', { text: 'x'.repeat(1000) });
+      }
+      const epochs = { small: s.channel.position('small').epoch, big: s.channel.position('big').epoch };
+      const raw = await RawClient.connect(s.port, upgradeRequest('/channel'));
+      assert.equal(raw.status, 101);
+      const request = (topic: 'small' | 'big'): Buffer => clientFrame({ opcode: 0x1, payload: JSON.stringify({ type: 'subscribe', topic, since: 0, epoch: epochs[topic] }) });
+      // As fast as the rate limit lets it (a burst of 20, then 20 a second), so it is never
+      // closed for flooding: 100 requests, half for each topic.
+      const REQUESTS = 100;
+      for (let i = 0; i < REQUESTS; i++) {
+        if (i >= 20) await new Promise((r) => setTimeout(r, 55));
+        raw.write(request(i % 2 === 0 ? 'small' : 'big'));
+      }
+      raw.write(clientFrame({ opcode: 0x1, payload: '{"type":"ping","id":"end"}' }));
+      await raw.until(() => raw.received.includes('"id":"end"'), 10_000);
+      const replies = raw.frames().map((f) => JSON.parse(f.payload.toString()) as Msg);
+      const sent = raw.socket.bytesWritten;
+      const received = raw.socket.bytesRead;
+      raw.destroy();
+
+      const ratio = received / sent;
+      console.log(`# spam: ${sent} bytes of requests (handshake included), ${received} bytes back: ${ratio.toFixed(1)}x`);
+      // Without a budget: 6.5 MB back, about 900x.
+      assert.ok(ratio < 10, `amplification ${ratio.toFixed(1)}x (${sent} bytes in, ${received} out)`);
+      // The first small recovery came whole; the big one never replays (it cannot fit the budget).
+      const subscribed = replies.filter((m) => m.type === 'subscribed');
+      assert.equal(subscribed[0].topic, 'small');
+      assert.equal(subscribed[0].recovered, true);
+      assert.deepEqual(seqs(replies.slice(1, 101)), range(1, 100));
+      assert.ok(subscribed.filter((m) => m.topic === 'big').every((m) => m.recovered === false));
+      // The rest of the small ones were refused with a time to come back, and not counted as
+      // errors: the connection was never closed.
+      const limited = replies.filter((m) => m.type === 'error');
+      assert.ok(limited.length > 0 && limited.every((m) => m.code === 'recovery_limited' && m.topic === 'small' && m.retryAfter! > 0), JSON.stringify(limited.slice(0, 3)));
+      assert.equal(replies.filter((m) => m.type === 'error' && m.code !== 'recovery_limited').length, 0);
+      assert.equal(raw.frames().filter((f) => f.opcode === 0x8).length, 0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('recovery fits the budget at once, is refused with retryAfter when spent, and succeeds after it', T, async () => {
+    const s = await channelServer({ ...CHAT, topics: { chat: { history: { size: 100 } } }, maxErrors: 2, recoveryBudget: { bytes: 4000, perMs: 2000 } });
+    try {
+      // 40 messages of about 130 bytes: 20 of them fit the budget, all 40 do not.
+      for (let i = 0; i < 40; i++) s.channel.publish('chat', { n: i, text: 'x'.repeat(80) });
+      const { epoch } = s.channel.position('chat');
+      const c = await s.client();
+      // A normal reconnect: 20 missed messages come at once.
+      const first = await c.subscribe('chat', 20, epoch);
+      assert.equal(first.recovered, true);
+      assert.deepEqual(seqs(await c.take(20)), range(21, 40));
+      // Asking again at once: it does not fit what is left, so it is refused, with when to
+      // come back. Refusals do not count toward maxErrors (2 here).
+      for (let i = 0; i < 3; i++) {
+        const refusal = await c.expectError({ type: 'subscribe', topic: 'chat', since: 20, epoch }, 'recovery_limited');
+        assert.equal(refusal.topic, 'chat');
+        assert.ok(refusal.retryAfter! > 0 && refusal.retryAfter! <= 2000, String(refusal.retryAfter));
+      }
+      const { retryAfter } = await c.expectError({ type: 'subscribe', topic: 'chat', since: 20, epoch }, 'recovery_limited');
+      await new Promise((r) => setTimeout(r, retryAfter! + 20));
+      const again = await c.subscribe('chat', 20, epoch);
+      assert.equal(again.recovered, true);
+      assert.deepEqual(seqs(await c.take(20)), range(21, 40));
+      assert.equal(c.closeCode, undefined);
+      // A recovery bigger than the whole budget is never replayed: recovered false, live from here.
+      const other = await s.client();
+      const whole = await other.subscribe('chat', 0, epoch);
+      assert.deepEqual(whole, { type: 'subscribed', topic: 'chat', epoch, seq: 40, recovered: false });
+      assert.deepEqual(await other.drain(), []);
+      s.channel.publish('chat', 'live');
+      assert.deepEqual(seqs(await other.drain()), [41]);
     } finally {
       await s.close();
     }

@@ -1,0 +1,121 @@
+/**
+ * The channel protocol's public shapes (docs/protocol.md): the server's options, the messages
+ * a client receives, and the stable error codes. The behaviour is in channel.ts.
+ */
+import type { WebSocket } from '../node/connection.js';
+import type { HistoryOptions } from './history.js';
+import type { ChannelSender } from './identity.js';
+
+export type { ChannelSender } from './identity.js';
+
+/** Stable `code` strings of the protocol's `error` messages. */
+export type ChannelErrorCode =
+  | 'bad_json' // not valid JSON
+  | 'bad_message' // not an object, or a field missing or of the wrong type
+  | 'unknown_type' // `type` is not one of the protocol's
+  | 'unknown_topic' // the topic is not configured (and allowUnknownTopics is off)
+  | 'forbidden' // publishing to this topic is not allowed
+  | 'identity' // a publish names its sender (`from`, `id`, `nick`), which only the server may do
+  | 'too_big' // the message is over maxMessageBytes
+  | 'rate_limited' // too many messages in the rate-limit window
+  | 'recovery_limited' // the recovery asked for does not fit the recovery budget now; see `retryAfter`
+  | 'binary' // a binary frame: the protocol is JSON text only
+  | 'internal'; // the server failed while handling the message (a bug; see the warning)
+
+/** One topic of a channel. */
+export interface ChannelTopicOptions {
+  /** History kept for recovery, e.g. `{ size: 100 }`; omitted: the server's `history` option. */
+  history?: HistoryOptions | false;
+  /** Whether clients may publish here when no `allowPublish` is given (default true). */
+  publish?: boolean;
+  /**
+   * Keys that an object `data` published by a client may not have here, because they would
+   * claim who sent it (default none). Such a publish is refused with `identity`, so readers of
+   * this topic find a sender in one place only: the `from` the server stamps. `duet serve`
+   * uses `['id', 'nick', 'from']` on `chat` and `presence`.
+   */
+  identityFields?: readonly string[];
+}
+
+/** Per-connection message budget: at most `messages` per `perMs`, with bursts up to `messages`. */
+export interface ChannelRateLimit {
+  messages: number;
+  perMs: number;
+}
+
+/**
+ * Per-connection byte budget for recovery replies: a connection may be sent `bytes` of
+ * replayed messages at once, and regains `bytes` every `perMs`.
+ */
+export interface ChannelRecoveryBudget {
+  bytes: number;
+  perMs: number;
+}
+
+export interface ChannelOptions {
+  /** The topics clients may use, by name. */
+  topics?: Record<string, ChannelTopicOptions>;
+  /**
+   * Let clients use topics not in `topics` (default false). They get the server's default
+   * history; names are at most MAX_TOPIC_LENGTH characters.
+   */
+  allowUnknownTopics?: boolean;
+  /**
+   * Decides whether `ws` may publish to `topic` (a topic it may use). Default: configured
+   * topics allow it unless their `publish` is false; unknown topics do not.
+   */
+  allowPublish?: (ws: WebSocket, topic: string) => boolean;
+  /** Default `{ messages: 20, perMs: 1000 }`: generous for people, stops floods. `false`: no limit. */
+  rateLimit?: ChannelRateLimit | false;
+  /** Largest message accepted, in bytes (default 16 KiB: chat-sized; bigger data belongs elsewhere). */
+  maxMessageBytes?: number;
+  /** Errors one connection may cause before it is closed with 1008 (default 5). */
+  maxErrors?: number;
+  /**
+   * Bytes of replayed history one connection may be sent (default `{ bytes: 32768, perMs:
+   * 30000 }`). A recovery reply costs its messages' bytes. One bigger than `bytes` is never
+   * sent: the subscribe is answered `recovered: false`. One that does not fit what is left
+   * now is refused with `recovery_limited` and `retryAfter`. `false`: no budget.
+   */
+  recoveryBudget?: ChannelRecoveryBudget | false;
+}
+
+// Message shapes, as the client receives them.
+export interface ChannelMessage {
+  type: 'message';
+  topic: string;
+  seq: number;
+  /** Who published it, stamped by the server; absent on messages the server itself published. */
+  from?: ChannelSender;
+  data: unknown;
+}
+/** The answer to `hello`: the connection's identity, as stamped on what it publishes. */
+export interface ChannelWelcome {
+  type: 'welcome';
+  id: string;
+  nick: string;
+}
+export interface ChannelSubscribed {
+  type: 'subscribed';
+  topic: string;
+  epoch: string;
+  seq: number;
+  recovered: boolean;
+}
+export interface ChannelUnsubscribed {
+  type: 'unsubscribed';
+  topic: string;
+}
+export interface ChannelPong {
+  type: 'pong';
+  id?: string | number;
+}
+export interface ChannelError {
+  type: 'error';
+  code: ChannelErrorCode;
+  message: string;
+  topic?: string;
+  /** `recovery_limited`: milliseconds until the same subscribe fits the budget. */
+  retryAfter?: number;
+}
+export type ChannelServerMessage = ChannelMessage | ChannelWelcome | ChannelSubscribed | ChannelUnsubscribed | ChannelPong | ChannelError;
