@@ -5,8 +5,17 @@
  * reconnects, timers) stays in DuetClient.
  */
 import type { DuetClientEvents } from './events.js';
-import { TopicTracker, type TopicHandler } from './topics.js';
-import { DuetError, type TopicPosition } from './types.js';
+import { TopicTracker, type MessageMeta, type MessageSender, type TopicHandler } from './topics.js';
+import { DuetError, type DuetClock, type TopicPosition } from './types.js';
+
+/** This client's identity on the server: the answer to its `hello` on the current connection. */
+export interface ChannelIdentity {
+  id: string;
+  nick: string;
+}
+
+/** When a `recovery_limited` error carries no usable `retryAfter`. */
+const DEFAULT_RECOVERY_RETRY_MS = 1000;
 
 /** What the channel needs from its client. */
 export interface ChannelHost {
@@ -19,6 +28,8 @@ export interface ChannelHost {
   pong(id: unknown): void;
   /** Topics were added to those waiting for a paced subscribe (see {@link ChannelSession.sendNext}). */
   resume(): void;
+  /** For the one timer of deferred recoveries (cleared when the connection ends). */
+  readonly clock: DuetClock;
 }
 
 export class ChannelSession {
@@ -26,6 +37,14 @@ export class ChannelSession {
   private readonly host: ChannelHost;
   /** Topics whose subscribe waits for the client's paced flush, oldest first. */
   private readonly waitingTopics = new Set<string>();
+  /** Topics whose recovery the server refused for now (`recovery_limited`): asked again on retryDeferred(). */
+  private readonly deferredTopics = new Set<string>();
+  /** Said in `hello` on every connection; undefined: no hello. */
+  private nick: string | undefined;
+  private me: ChannelIdentity | null = null;
+  /** Fires retryDeferred() at the earliest time a `recovery_limited` asked for. */
+  private retryTimer: unknown = null;
+  private retryAt = 0;
 
   constructor(host: ChannelHost) {
     this.host = host;
@@ -39,6 +58,7 @@ export class ChannelSession {
       subscribed = false;
       if (!this.topics.remove(topic, handler)) return;
       this.waitingTopics.delete(topic);
+      this.deferredTopics.delete(topic);
       if (this.host.isOpen()) this.host.write(JSON.stringify({ type: 'unsubscribe', topic }));
     };
   }
@@ -47,13 +67,29 @@ export class ChannelSession {
     return this.topics.position(topic);
   }
 
+  /** The nick to say in `hello`: now if open, and first thing on every connection. */
+  setNick(nick: string): void {
+    this.nick = nick;
+    if (this.host.isOpen()) this.hello();
+  }
+
+  /** The server's answer to this connection's `hello`; null before it (and between connections). */
+  get identity(): ChannelIdentity | null {
+    return this.me;
+  }
+
   /**
-   * A connection opened: every topic must be subscribed again, from its position. The
-   * subscribes go out through the client's paced flush ({@link sendNext}), ahead of its
-   * queue, so that many topics do not overrun the server's rate limit either.
+   * A connection opened: `hello` goes first (so that everything published afterwards, the
+   * queue included, carries the nick), then every topic must be subscribed again, from its
+   * position. The subscribes go out through the client's paced flush ({@link sendNext}),
+   * ahead of its queue, so that many topics do not overrun the server's rate limit either.
    */
   resubscribe(): void {
+    this.me = null;
+    if (this.nick !== undefined) this.hello();
     this.waitingTopics.clear();
+    this.deferredTopics.clear();
+    this.stopRetry();
     for (const topic of this.topics.names()) this.waitingTopics.add(topic);
   }
 
@@ -74,8 +110,32 @@ export class ChannelSession {
 
   /** The connection ended: answers to pending subscribes will not come. */
   lost(): void {
+    this.me = null;
     this.waitingTopics.clear();
+    this.deferredTopics.clear();
+    this.stopRetry();
     this.topics.unblock();
+  }
+
+  private stopRetry(): void {
+    if (this.retryTimer === null) return;
+    this.host.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  /** The time a `recovery_limited` asked for has passed: subscribe those topics again. */
+  private retryDeferred(): void {
+    this.retryTimer = null;
+    let added = false;
+    for (const topic of this.deferredTopics) {
+      // Still waiting for its recovery (not unsubscribed, not answered meanwhile).
+      if (this.topics.isPending(topic)) {
+        this.waitingTopics.add(topic);
+        added = true;
+      }
+    }
+    this.deferredTopics.clear();
+    if (added) this.host.resume();
   }
 
   /** A message from the server, as received. */
@@ -103,6 +163,10 @@ export class ChannelSession {
     this.host.write(JSON.stringify(this.topics.request(topic)));
   }
 
+  private hello(): void {
+    this.host.write(JSON.stringify({ type: 'hello', nick: this.nick }));
+  }
+
   private handle(msg: Record<string, unknown>): void {
     const topic = typeof msg.topic === 'string' ? msg.topic : undefined;
     switch (msg.type) {
@@ -117,11 +181,15 @@ export class ChannelSession {
         }
         return;
       case 'message':
-        if (topic !== undefined && typeof msg.seq === 'number') this.message(topic, msg.seq, msg.data);
+        if (topic !== undefined && typeof msg.seq === 'number') this.message(topic, msg.seq, msg.data, sender(msg.from));
+        return;
+      case 'welcome':
+        if (typeof msg.id === 'string' && typeof msg.nick === 'string') this.me = { id: msg.id, nick: msg.nick };
         return;
       case 'error': {
         const code = typeof msg.code === 'string' ? msg.code : 'unknown';
         if (code === 'rate_limited') this.retryPending();
+        else if (code === 'recovery_limited' && topic !== undefined) this.defer(topic, msg.retryAfter);
         else if (topic !== undefined) {
           // A refused subscribe must not block the next one (nor be retried).
           this.waitingTopics.delete(topic);
@@ -143,13 +211,33 @@ export class ChannelSession {
   private retryPending(): void {
     let added = false;
     for (const topic of this.topics.pendingNames()) {
+      if (this.deferredTopics.has(topic)) continue; // its time to come back is known
       this.waitingTopics.add(topic);
       added = true;
     }
     if (added) this.host.resume();
   }
 
-  private message(topic: string, seq: number, data: unknown): void {
+  /**
+   * The server would not replay what this topic missed yet (its recovery budget for this
+   * connection is spent): the same subscribe goes out again after `retryAfter` ms. The topic
+   * stays pending meanwhile, so live messages that arrive are left to the replay.
+   */
+  private defer(topic: string, retryAfter: unknown): void {
+    this.waitingTopics.delete(topic);
+    if (!this.topics.isPending(topic)) return;
+    this.deferredTopics.add(topic);
+    const ms = typeof retryAfter === 'number' && retryAfter >= 0 && Number.isFinite(retryAfter) ? retryAfter : DEFAULT_RECOVERY_RETRY_MS;
+    // One timer for all deferred topics, due at the earliest time asked for; a topic still
+    // refused then is deferred again with its own new time.
+    const at = this.host.clock.now() + ms;
+    if (this.retryTimer !== null && this.retryAt <= at) return;
+    this.stopRetry();
+    this.retryAt = at;
+    this.retryTimer = this.host.clock.setTimeout(() => this.retryDeferred(), ms);
+  }
+
+  private message(topic: string, seq: number, data: unknown, from: MessageSender | undefined): void {
     const verdict = this.topics.message(topic, seq);
     if (verdict === 'gap') {
       // Messages were skipped (the server's slow-consumer policy): ask for them again.
@@ -157,7 +245,8 @@ export class ChannelSession {
       return;
     }
     if (verdict !== 'deliver') return;
-    const meta = { topic, seq, epoch: this.topics.epoch(topic) };
+    const meta: MessageMeta = { topic, seq, epoch: this.topics.epoch(topic) };
+    if (from !== undefined) meta.from = from;
     for (const handler of this.topics.handlers(topic)) {
       // An earlier handler may have unsubscribed this one: it must not get the message.
       if (!this.topics.hasHandler(topic, handler)) continue;
@@ -169,4 +258,12 @@ export class ChannelSession {
     }
     this.host.emit('deliver', { ...meta, data });
   }
+}
+
+/** A message's `from`, if it is one: `{ id, nick? }` with strings. */
+function sender(from: unknown): MessageSender | undefined {
+  if (typeof from !== 'object' || from === null) return undefined;
+  const { id, nick } = from as Record<string, unknown>;
+  if (typeof id !== 'string') return undefined;
+  return typeof nick === 'string' ? { id, nick } : { id };
 }

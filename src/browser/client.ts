@@ -12,7 +12,7 @@
  * It uses no DOM types and touches browser globals only after checking they exist.
  */
 import { backoffDelay } from './backoff.js';
-import { ChannelSession } from './channel.js';
+import { ChannelSession, type ChannelIdentity } from './channel.js';
 import { Emitter, type DuetClientEvents } from './events.js';
 import { PacedFlush } from './flush.js';
 import { Heartbeat } from './heartbeat.js';
@@ -38,7 +38,8 @@ export { NO_RETRY_CODES, defaultShouldReconnect } from './options.js';
 export { backoffCap, backoffDelay } from './backoff.js';
 export type { DuetClientOptions } from './options.js';
 export type { Delivery, DuetClientEvents } from './events.js';
-export type { MessageMeta, ResetInfo, TopicHandler } from './topics.js';
+export type { MessageMeta, MessageSender, ResetInfo, TopicHandler } from './topics.js';
+export type { ChannelIdentity } from './channel.js';
 export type {
   DuetClock,
   DuetCloseInfo,
@@ -114,6 +115,7 @@ export class DuetClient {
       error: (err, loud) => this.emitError(err, loud),
       pong: (id) => this.heartbeat.pong(id),
       resume: () => this.flush.resume(),
+      clock: this.clock,
     });
     this.queue = new SendQueue(this.options.queueLimit, this.options.queuePolicy);
     this.flush = new PacedFlush(this.clock, this.options.flushInterval, {
@@ -239,6 +241,23 @@ export class DuetClient {
     checkTopic(topic);
     if (typeof handler !== 'function') throw new TypeError('subscribe needs a handler function');
     return this.channel.subscribe(topic, handler, from);
+  }
+
+  /**
+   * Give this client a nick on the server (channel mode): sent as `hello` now if open, and
+   * first on every connection. The server stamps it, with the connection's id, on everything
+   * this client publishes (`meta.from` for the receivers); nobody can publish under another
+   * connection's id.
+   */
+  setNick(nick: string): void {
+    this.requireChannel('setNick');
+    if (typeof nick !== 'string' || nick.length === 0) throw new TypeError('nick must be a non-empty string');
+    this.channel.setNick(nick);
+  }
+
+  /** This connection's `{ id, nick }` as the server answered the nick (null before that, and while not connected). */
+  get identity(): ChannelIdentity | null {
+    return this.channel.identity;
   }
 
   /** The last position seen in a topic, undefined before its first `subscribed`. */

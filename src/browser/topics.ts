@@ -4,11 +4,21 @@
  */
 import type { TopicPosition } from './types.js';
 
+/** Who published a message, as the server stamped it (docs/protocol.md, Identity). */
+export interface MessageSender {
+  /** The publishing connection's id, made by the server: tell senders apart by it. */
+  id: string;
+  /** The nick that connection gave in its `hello`, if any. */
+  nick?: string;
+}
+
 /** What a subscriber's handler receives besides the data. */
 export interface MessageMeta {
   topic: string;
   seq: number;
   epoch: string;
+  /** Who published it; absent when the server did. */
+  from?: MessageSender;
 }
 
 /** A subscriber's callback. */
@@ -78,6 +88,10 @@ export class TopicTracker {
   /** Topics whose `subscribe` is unanswered. */
   pendingNames(): string[] {
     return [...this.topics].filter(([, state]) => state.pending).map(([topic]) => topic);
+  }
+
+  isPending(topic: string): boolean {
+    return this.topics.get(topic)?.pending ?? false;
   }
 
   position(topic: string): TopicPosition | undefined {

@@ -650,6 +650,106 @@ describe('subscribe and recovery', () => {
   });
 });
 
+describe('identity', () => {
+  it('setNick: hello goes first on every connection (before the resubscribes and the queue); identity and meta.from come from the server', () => {
+    const { client } = setup({ heartbeatInterval: 0 });
+    const got: unknown[] = [];
+    client.subscribe('chat', (data, meta) => got.push({ data, from: meta.from }));
+    client.setNick('ada');
+    client.publish('chat', { text: 'queued while connecting' });
+    let socket = FakeWebSocket.last;
+    socket.open();
+    assert.deepEqual(socket.sentJson, [
+      { type: 'hello', nick: 'ada' },
+      { type: 'subscribe', topic: 'chat' },
+      { type: 'publish', topic: 'chat', data: { text: 'queued while connecting' } },
+    ]);
+    assert.equal(client.identity, null, 'not before the welcome');
+    socket.message({ type: 'welcome', id: 'ID1', nick: 'ada' });
+    assert.deepEqual(client.identity, { id: 'ID1', nick: 'ada' });
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    socket.message({ type: 'message', topic: 'chat', seq: 1, from: { id: 'ID1', nick: 'ada' }, data: 'mine' });
+    socket.message({ type: 'message', topic: 'chat', seq: 2, data: 'from the server' });
+    socket.message({ type: 'message', topic: 'chat', seq: 3, from: { id: 7, nick: 'bad' }, data: 'malformed from' });
+    assert.deepEqual(got, [
+      { data: 'mine', from: { id: 'ID1', nick: 'ada' } },
+      { data: 'from the server', from: undefined },
+      { data: 'malformed from', from: undefined },
+    ]);
+    // A new nick is said at once while open, and again first on the next connection.
+    client.setNick('Ada L.');
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'hello', nick: 'Ada L.' });
+    socket.serverClose(1006);
+    assert.equal(client.identity, null);
+    client.reconnect();
+    socket = FakeWebSocket.last;
+    socket.open();
+    assert.deepEqual(socket.sentJson[0], { type: 'hello', nick: 'Ada L.' });
+    assert.throws(() => client.setNick(''), TypeError);
+    client.close();
+  });
+});
+
+describe('recovery budget', () => {
+  it('recovery_limited: the subscribe goes out again after retryAfter, once; what arrives meanwhile comes with the replay', () => {
+    const { client, clock, errors } = setup({ heartbeatInterval: 0, flushInterval: 100 });
+    const seen = collect(client, 'chat');
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    socket.message({ type: 'message', topic: 'chat', seq: 1, data: 1 });
+    socket.message({ type: 'message', topic: 'chat', seq: 4, data: 4 }); // a gap: one subscribe
+    const subscribes = () => socket.sentJson.filter((m) => m.type === 'subscribe');
+    assert.equal(subscribes().length, 2);
+    socket.message({ type: 'error', code: 'recovery_limited', message: 'later', topic: 'chat', retryAfter: 2500 });
+    assert.equal((errors.at(-1) as { code?: string }).code, 'recovery_limited', 'reported, as every server error');
+    // Live messages while waiting are left to the replay; a rate_limited does not resend it early.
+    socket.message({ type: 'message', topic: 'chat', seq: 5, data: 5 });
+    socket.message({ type: 'error', code: 'rate_limited', message: 'slow down' });
+    clock.advance(2499);
+    assert.equal(subscribes().length, 2, 'not before retryAfter');
+    clock.advance(1 + 100);
+    assert.equal(subscribes().length, 3);
+    assert.deepEqual(subscribes().at(-1), { type: 'subscribe', topic: 'chat', since: 1, epoch: 'E' });
+    clock.advance(10_000);
+    assert.equal(subscribes().length, 3, 'once');
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 5, recovered: true });
+    for (let seq = 2; seq <= 5; seq++) socket.message({ type: 'message', topic: 'chat', seq, data: seq });
+    assert.deepEqual(seen, [1, 2, 3, 4, 5]);
+    assert.deepEqual(client.position('chat'), { epoch: 'E', seq: 5 });
+    // A retry still waiting when the connection ends is dropped with it (the next one
+    // resubscribes anyway).
+    socket.message({ type: 'message', topic: 'chat', seq: 7, data: 7 });
+    socket.message({ type: 'error', code: 'recovery_limited', message: 'later', topic: 'chat', retryAfter: 5000 });
+    client.close();
+    assert.equal(clock.pending, 0);
+  });
+
+  it('against a real Channel with a small budget, every topic is recovered whole: a refused one after its retryAfter', { timeout: 20_000 }, async () => {
+    const server = await startServer();
+    const topics = { a: { history: { size: 100 } }, b: { history: { size: 100 } } };
+    // Each topic's recovery (30 messages of about 130 bytes) fits the budget, both at once do not.
+    const channel = new Channel(server.wss, { topics, recoveryBudget: { bytes: 5000, perMs: 1500 } });
+    server.wss.on('connection', (ws) => channel.accept(ws));
+    const url = `ws://127.0.0.1:${server.port}/channel`;
+    try {
+      for (let i = 1; i <= 40; i++) for (const t of ['a', 'b']) channel.publish(t, { i, text: 'x'.repeat(80) });
+      const client = new DuetClient(url, { WebSocket, heartbeatInterval: 0 });
+      const codes: string[] = [];
+      client.on('error', (e) => codes.push((e as { code?: string }).code ?? e.message));
+      const got: Record<string, number[]> = { a: [], b: [] };
+      for (const t of ['a', 'b'] as const) client.subscribe(t, (data) => got[t].push((data as { i: number }).i), { epoch: channel.position(t).epoch, seq: 10 });
+      const done = () => got.a.length === 30 && got.b.length === 30;
+      for (let i = 0; i < 1000 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+      client.close();
+      assert.deepEqual(codes, ['recovery_limited']);
+      for (const t of ['a', 'b']) assert.deepEqual(got[t], Array.from({ length: 30 }, (_, k) => k + 11), t);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('random sequences of calls and events', () => {
   it('never leave two live sockets, or timers, listeners or a socket behind a closed status', () => {
     // Seeded, so a failure is reproducible; the message names the run and the last steps.
