@@ -11,6 +11,7 @@ import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { isIP } from 'node:net';
 import { acceptDeflateResponse, deflateOffer, PERMESSAGE_DEFLATE } from '../protocol/deflate-negotiation.js';
 import { generateKey, parseExtensions } from '../protocol/handshake.js';
+import { headerFieldList, type HeaderFields } from '../protocol/header-fields.js';
 import { checkUpgradeResponse, normalizeProtocols } from '../protocol/handshake-response.js';
 import type { ConnectionOptions } from './connection-types.js';
 import { deadlines } from './deadlines.js';
@@ -22,9 +23,16 @@ export interface ClientOptions extends Pick<
   TlsOptions,
   'ca' | 'cert' | 'key' | 'pfx' | 'passphrase' | 'rejectUnauthorized' | 'servername' | 'ciphers' | 'minVersion' | 'maxVersion' | 'checkServerIdentity'
 > {
-  /** Extra request headers (for example `Authorization` or `Cookie`). */
-  headers?: Record<string, string>;
-  /** The `Origin` header to send (browsers always send one; Node sends none by default). */
+  /**
+   * Extra request headers (for example `Authorization` or `Cookie`). Values may be strings,
+   * finite numbers (sent as `String(n)`) or arrays of them (one header line per element), as
+   * node:http's `setHeader` takes them. A name that is not an HTTP token, or a value that is
+   * undefined, null, an object, or holds CR, LF, NUL, another control character or non-ASCII
+   * text, makes the constructor throw a TypeError with `code` `WS_ERR_INVALID_HEADER` (nothing
+   * is sent).
+   */
+  headers?: HeaderFields;
+  /** The `Origin` header to send (browsers always send one; Node sends none by default). Checked as `headers` are. */
   origin?: string;
   /** Milliseconds for the whole opening handshake, connect included (default 30000). */
   handshakeTimeout?: number;
@@ -150,6 +158,10 @@ function describeNetworkError(err: NodeJS.ErrnoException, url: URL): Error & { c
 /** Start the opening handshake for `target`; reports through `attachClientSocket` / `failHandshake`. */
 export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols: string[], options: ClientOptions): () => void {
   const opts = { ...CLIENT_DEFAULTS, ...options };
+  // Checked before anything starts, so a bad header throws from the constructor (as in ws,
+  // where node:http throws) and no request, timer or listener is left behind.
+  let userHeaders = headerFieldList(opts.headers);
+  if (opts.origin !== undefined) headerFieldList({ Origin: opts.origin });
   // Resolved first, so bad options throw from the constructor.
   const pmd = opts.perMessageDeflate ? (opts.perMessageDeflate === true ? {} : opts.perMessageDeflate) : undefined;
   const offer = pmd !== undefined ? deflateOffer(pmd) : undefined;
@@ -189,8 +201,8 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
 
   function send(url: URL, secure: boolean): void {
     const key = generateKey();
-    const headers: Record<string, string> = {
-      ...opts.headers,
+    const headers: Record<string, string | string[]> = {
+      ...Object.fromEntries(userHeaders),
       Connection: 'Upgrade',
       Upgrade: 'websocket',
       'Sec-WebSocket-Key': key,
@@ -255,9 +267,9 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
           return;
         }
         // Credentials and cookies set by the caller are for the original host only.
-        if (next.url.host !== url.host && opts.headers) {
+        if (next.url.host !== url.host) {
           const dropped = new Set(['authorization', 'cookie']);
-          opts.headers = Object.fromEntries(Object.entries(opts.headers).filter(([n]) => !dropped.has(n.toLowerCase())));
+          userHeaders = userHeaders.filter(([n]) => !dropped.has(n.toLowerCase()));
         }
         target.url = next.url.href;
         send(next.url, next.secure);

@@ -2,6 +2,7 @@
  * WebSocketServer options, and every default stated once, with the reason for it.
  */
 import type * as http from 'node:http';
+import type { HeaderFields } from '../protocol/header-fields.js';
 import type { PerMessageDeflateOptions } from './deflate.js';
 import type { SlowConsumerPolicy } from './host.js';
 import type { HeartbeatOptions } from './sweep.js';
@@ -17,11 +18,22 @@ export interface VerifyClientInfo {
 
 /** Synchronous form: return true to accept. */
 export type VerifyClientSync = (info: VerifyClientInfo) => boolean;
-/** Asynchronous form: call `done(false, status?, message?, headers?)` to refuse. */
-export type VerifyClientAsync = (
-  info: VerifyClientInfo,
-  done: (ok: boolean, status?: number, message?: string, headers?: Record<string, string>) => void,
-) => void;
+/**
+ * How an asynchronous `verifyClient` answers: `done(true)` accepts; `done(false, status?,
+ * message?, headers?)` refuses with `status` (401 by default), `message` as the text body and
+ * `headers` added to the response. Header values may be strings, finite numbers
+ * (`{ 'Retry-After': 120 }` sends `Retry-After: 120`) or arrays of them (one header line per
+ * element), as node:http's `setHeader` takes them. `done` never throws: a name that is not an
+ * HTTP token, a value with CR, LF, NUL, another control character or non-ASCII text, a value of
+ * another type (undefined, null, an object) or an invalid status refuses the handshake with a
+ * plain 500 instead (nothing of the asked response is sent) and the TypeError (`code`
+ * `WS_ERR_INVALID_HEADER`) is reported on `wsClientError`, else `error`, else as a process
+ * warning (see docs/server.md).
+ */
+export type VerifyClientDone = (ok: boolean, status?: number, message?: string, headers?: HeaderFields) => void;
+
+/** Asynchronous form: call `done(true)` to accept, `done(false, status?, message?, headers?)` to refuse. */
+export type VerifyClientAsync = (info: VerifyClientInfo, done: VerifyClientDone) => void;
 
 export interface ServerOptions {
   /** Create an HTTP server listening on this port (0 picks a free port). */

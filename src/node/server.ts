@@ -14,6 +14,7 @@ import {
   checkUpgradeRequest,
   serializeResponseLines,
 } from '../protocol/handshake.js';
+import type { HeaderFields } from '../protocol/header-fields.js';
 import { WebSocket, type ConnectionOptions } from './connection.js';
 import { newCounters, type PubSub, type PublishOptions, type ServerCounters, type SlowConsumerPolicy } from './host.js';
 import { Sweep } from './sweep.js';
@@ -23,15 +24,31 @@ import { deadlines } from './deadlines.js';
 import { MessageDeflate, resolveDeflateSettings, type DeflateSettings } from './deflate.js';
 import { SharedMessage } from './shared-message.js';
 import { StandaloneServer } from './standalone.js';
-import { SERVER_DEFAULTS, type ResolvedServerOptions, type ServerOptions, type VerifyClientInfo } from './server-options.js';
+import {
+  SERVER_DEFAULTS,
+  type ResolvedServerOptions,
+  type ServerOptions,
+  type VerifyClientAsync,
+  type VerifyClientInfo,
+} from './server-options.js';
 
-export type { ServerOptions, VerifyClientInfo } from './server-options.js';
+export type { ServerOptions, VerifyClientInfo, VerifyClientAsync, VerifyClientDone } from './server-options.js';
 
 /** An HTTP server duet attaches to (http.Server or https.Server), or its own StandaloneServer. */
 type HttpServerLike = http.Server | StandaloneServer;
 
 interface HandshakeError extends Error {
   code: string;
+}
+
+/** What `wsClientError` listeners get: why, and the answer duet would have sent. */
+export interface HandshakeRefusal extends Error {
+  /** `WS_ERR_*`: `WS_ERR_HANDSHAKE`, `WS_ERR_CLIENT_REJECTED`, `WS_ERR_INVALID_HEADER`, ... */
+  code: string;
+  /** The HTTP status duet would have answered with. */
+  status: number;
+  /** The extra headers duet would have sent with it (checked; as given), if any. */
+  headers?: HeaderFields;
 }
 
 function handshakeError(code: string, message: string): HandshakeError {
@@ -46,11 +63,28 @@ const ABORT_LINGER_MS = 1000;
 /**
  * Answer a refused upgrade with `status` and a short text body, then close the socket: at
  * once if the client closes its side, or after a second at most (shared deadline queue, no
- * timer per socket).
+ * timer per socket). `headers` are stringified as node:http does (see buildErrorResponse).
+ * A status or header that cannot be sent still answers (a plain 500) and closes the socket,
+ * then throws the TypeError / RangeError (`code` WS_ERR_INVALID_HEADER / WS_ERR_INVALID_STATUS)
+ * to the caller.
  */
-export function abortHandshake(socket: Duplex, status: number, message: string, headers?: Record<string, string>): void {
+export function abortHandshake(socket: Duplex, status: number, message: string, headers?: HeaderFields): void {
+  let response: string;
+  let invalid: unknown;
+  try {
+    response = buildErrorResponse(status, message, headers);
+  } catch (err) {
+    invalid = err;
+    response = buildErrorResponse(500, http.STATUS_CODES[500]!);
+  }
+  endHandshake(socket, response);
+  if (invalid !== undefined) throw invalid;
+}
+
+/** Write `response` and close the socket, as abortHandshake describes. */
+function endHandshake(socket: Duplex, response: string): void {
   socket.on('error', socketOnHandshakeError);
-  if (socket.writable) socket.end(buildErrorResponse(status, message, headers));
+  if (socket.writable) socket.end(response);
   if (socket.destroyed) return;
   const linger = { expire: () => socket.destroy() };
   socket.once('close', () => deadlines.delete(linger));
@@ -119,7 +153,7 @@ interface ServerEvents {
   error: [err: Error];
   close: [];
   shutdown: [];
-  wsClientError: [err: Error & { code: string; status: number }, socket: Duplex, req: http.IncomingMessage];
+  wsClientError: [err: HandshakeRefusal, socket: Duplex, req: http.IncomingMessage];
 }
 type ServerListener<A extends unknown[]> = (this: WebSocketServer, ...args: A) => void;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
@@ -343,8 +377,9 @@ export class WebSocketServer extends EventEmitter {
       req,
     };
     if (verify.length >= 2) {
-      // The async form: verifyClient(info, done).
-      (verify as (i: VerifyClientInfo, done: (ok: boolean, code?: number, message?: string, headers?: Record<string, string>) => void) => void)(
+      // The async form: verifyClient(info, done). done() never throws: a refusal duet cannot
+      // send (a bad header or status) is answered 500 and reported (see refuse()).
+      (verify as VerifyClientAsync)(
         info,
         (ok, code = 401, message, headers) => {
           if (!ok) {
@@ -409,13 +444,21 @@ export class WebSocketServer extends EventEmitter {
     // RFC 7692: the first acceptable permessage-deflate offer, if we take any.
     const agreed = this.deflate !== undefined ? acceptDeflateOffer(extensions, this.deflate.negotiation) : null;
     let response: string;
+    const lines = acceptResponseLines(key, protocol, agreed?.response);
     try {
-      const lines = acceptResponseLines(key, protocol, agreed?.response);
       // As in ws: listeners see (and may change) the whole response head, line by line.
       if (this.listenerCount('headers') > 0) this.emit('headers', lines, req);
+    } catch (thrown) {
+      const err = handshakeError('WS_ERR_UNEXPECTED_CONDITION', `a headers listener threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`);
+      (err as Error & { cause?: unknown }).cause = thrown;
+      this.applicationFault(req, socket, err);
+      return;
+    }
+    try {
       response = serializeResponseLines(lines);
-    } catch {
-      this.abort(socket, 500, 'Invalid response header');
+    } catch (err) {
+      // A line a headers listener added that cannot be sent (CR/LF, not "Name: value", ...).
+      this.applicationFault(req, socket, err as Error);
       return;
     }
     socket.write(response);
@@ -436,25 +479,59 @@ export class WebSocketServer extends EventEmitter {
     cb(ws, req);
   }
 
-  /** Refuse a handshake: report it on `wsClientError` if anyone listens, else answer `status`. */
+  /**
+   * Refuse a handshake: report it on `wsClientError` if anyone listens, else answer `status`.
+   * A refusal that cannot be sent as asked (the application gave verifyClient's `done` a
+   * header value with CR/LF, an invalid name, a bad status...) becomes an application fault.
+   */
   private refuse(
     req: http.IncomingMessage,
     socket: Duplex,
     code: string,
     status: number,
     message: string,
-    headers?: Record<string, string>,
+    headers?: HeaderFields,
   ): void {
+    let response: string;
+    try {
+      // Built first even when a wsClientError listener answers, so it never gets unsendable headers.
+      response = buildErrorResponse(status, message, headers);
+    } catch (err) {
+      this.applicationFault(req, socket, err as Error);
+      return;
+    }
     if (this.listenerCount('wsClientError') > 0) {
-      const err = handshakeError(code, message) as HandshakeError & { status: number };
+      const err = handshakeError(code, message) as HandshakeRefusal;
       err.status = status;
+      if (headers !== undefined) err.headers = headers;
       this.emit('wsClientError', err, socket, req);
       return;
     }
-    this.abort(socket, status, message, headers);
+    endHandshake(socket, response);
   }
 
-  private abort(socket: Duplex, status: number, message: string, headers?: Record<string, string>): void {
+  /**
+   * The application handed duet something it cannot send (a bad header or status in a refusal,
+   * an invalid line from a `headers` listener) or a `headers` listener threw. The handshake is
+   * refused with a plain 500 and nothing of what was asked, and `err` is reported: on
+   * `wsClientError` (status 500; the listener answers) when anyone listens there, otherwise
+   * duet answers and emits `error`, or a process warning when nobody listens to that either,
+   * so the mistake is seen and the server keeps running.
+   */
+  private applicationFault(req: http.IncomingMessage, socket: Duplex, err: Error): void {
+    if (this.listenerCount('wsClientError') > 0) {
+      const refusal = err as HandshakeRefusal;
+      refusal.code ??= 'WS_ERR_HANDSHAKE';
+      refusal.status = 500;
+      this.emit('wsClientError', refusal, socket, req);
+      return;
+    }
+    this.abort(socket, 500, http.STATUS_CODES[500]!);
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else process.emitWarning(err);
+  }
+
+  private abort(socket: Duplex, status: number, message: string, headers?: HeaderFields): void {
     abortHandshake(socket, status, message, headers);
   }
 
