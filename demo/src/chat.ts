@@ -1,6 +1,10 @@
-/** The chat room on topic `chat`: messages from everyone plus notices about the connection. */
-import { ref, watch, type Ref } from 'vue';
+/**
+ * The chat room on topic `chat`: messages from everyone plus notices about the connection.
+ * A line's nick is the `from` the server stamped, never something inside the message.
+ */
+import { ref, watch } from 'vue';
 import { clockTime, type Duet } from './duet-types';
+import type { Identity } from './identity';
 import { trackRecovery } from './recovery';
 
 export interface ChatLine {
@@ -16,26 +20,22 @@ export interface ChatLine {
   testid?: string;
 }
 
-/** What this demo publishes on `chat`; other publishers may send anything, shown as best we can. */
+/**
+ * What this demo publishes on `chat` (the server refuses `id`, `nick` or `from` in it: it says
+ * who sent a message itself); other publishers may send anything, shown as best we can.
+ */
 export interface ChatPayload {
-  id: string;
-  nick: string;
   text: string;
 }
 
 const MAX_LINES = 300;
 
-function readPayload(data: unknown): { id: string | null; nick: string; text: string } {
-  if (typeof data === 'object' && data !== null) {
-    const o = data as Record<string, unknown>;
-    if (typeof o.text === 'string') {
-      return { id: typeof o.id === 'string' ? o.id : null, nick: typeof o.nick === 'string' && o.nick !== '' ? o.nick : 'anonymous', text: o.text };
-    }
-  }
-  return { id: null, nick: 'anonymous', text: typeof data === 'string' ? data : JSON.stringify(data) };
+function readText(data: unknown): string {
+  if (typeof data === 'object' && data !== null && typeof (data as Record<string, unknown>).text === 'string') return (data as ChatPayload).text;
+  return typeof data === 'string' ? data : JSON.stringify(data);
 }
 
-export function useChat(duet: Duet, me: { id: string; nick: Ref<string> }) {
+export function useChat(duet: Duet, identity: Identity) {
   const lines = ref<ChatLine[]>([]);
   let counter = 0;
 
@@ -70,8 +70,9 @@ export function useChat(duet: Duet, me: { id: string; nick: Ref<string> }) {
 
   duet.subscribe('chat', (data, meta) => {
     const recovered = recovery.seen(meta.seq, meta.epoch);
-    const payload = readPayload(data);
-    push({ kind: 'message', text: payload.text, nick: payload.nick, mine: payload.id === me.id, recovered });
+    // No `from`: the server itself published it.
+    const nick = meta.from === undefined ? 'server' : (meta.from.nick ?? 'anonymous');
+    push({ kind: 'message', text: readText(data), nick, mine: identity.isMe(meta.from?.id), recovered });
   });
 
   watch(duet.status, (status, before) => {
@@ -81,7 +82,7 @@ export function useChat(duet: Duet, me: { id: string; nick: Ref<string> }) {
   function send(text: string): boolean {
     const trimmed = text.trim();
     if (trimmed === '') return false;
-    const payload: ChatPayload = { id: me.id, nick: me.nick.value, text: trimmed.slice(0, 2000) };
+    const payload: ChatPayload = { text: trimmed.slice(0, 2000) };
     // Queued by the client while the connection is down, sent once it is back.
     duet.publish('chat', payload);
     return true;

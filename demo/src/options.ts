@@ -36,8 +36,3 @@ export function endpoint(path: string): string {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${scheme}//${location.host}${path}`;
 }
-
-/** An id for this page, unique enough to tell visitors apart (not a secret). */
-export function randomId(): string {
-  return Math.random().toString(36).slice(2, 10) + Date.now().toString(36).slice(-4);
-}

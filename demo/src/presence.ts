@@ -1,11 +1,15 @@
 /**
  * Who is online, on the client-publishable `presence` topic (see PRESENCE in
- * src/cli/endpoints.ts): announce `join` on every (re)connect, `here` every few seconds and
- * in answer to someone's `join`, `leave` when the page goes away; forget anyone not heard
- * from for a while. The server keeps no state, so nothing goes stale after a restart.
+ * src/cli/endpoints.ts): announce `join` on every (re)connect, `here` every few seconds, after
+ * a nick change and in answer to someone's `join`, `leave` when the page goes away; forget
+ * anyone not heard from for a while. An announcement holds only the state: who it is from is
+ * the `from` the server stamps (so nobody can join or leave for someone else), and the server
+ * says `leave` for a connection that closes. It keeps no presence state, so nothing goes stale
+ * after a restart.
  */
-import { computed, onScopeDispose, ref, watch, type Ref } from 'vue';
+import { computed, onScopeDispose, ref, type Ref } from 'vue';
 import type { Duet } from './duet-types';
+import type { Identity } from './identity';
 
 // The same numbers as PRESENCE_INTERVAL_MS / PRESENCE_EXPIRY_MS in src/cli/endpoints.ts.
 const INTERVAL_MS = 5000;
@@ -19,37 +23,34 @@ export interface OnlineUser {
   me: boolean;
 }
 
-function readAnnouncement(data: unknown): { id: string; nick: string; state: State } | null {
+function readState(data: unknown): State | null {
   if (typeof data !== 'object' || data === null) return null;
-  const o = data as Record<string, unknown>;
-  if (typeof o.id !== 'string' || typeof o.nick !== 'string') return null;
-  if (o.state !== 'join' && o.state !== 'here' && o.state !== 'leave') return null;
-  return { id: o.id, nick: o.nick.slice(0, 24), state: o.state };
+  const state = (data as Record<string, unknown>).state;
+  return state === 'join' || state === 'here' || state === 'leave' ? state : null;
 }
 
-export function usePresence(duet: Duet, me: { id: string; nick: Ref<string> }) {
+export function usePresence(duet: Duet, me: { nick: Ref<string> }, identity: Identity) {
   const others = ref(new Map<string, { nick: string; seen: number }>());
   let replyTimer: ReturnType<typeof setTimeout> | undefined;
-  let nickTimer: ReturnType<typeof setTimeout> | undefined;
 
   function announce(state: State): void {
     // Not queued while offline: stale announcements are worse than none.
-    if (duet.status.value === 'open') duet.publish('presence', { id: me.id, nick: me.nick.value, state });
+    if (duet.status.value === 'open') duet.publish('presence', { state });
   }
   function prune(): void {
     const now = Date.now();
     for (const [id, entry] of others.value) if (now - entry.seen > EXPIRY_MS) others.value.delete(id);
   }
 
-  duet.subscribe('presence', (data) => {
-    const a = readAnnouncement(data);
-    if (a === null || a.id === me.id) return;
-    if (a.state === 'leave') {
-      others.value.delete(a.id);
+  duet.subscribe('presence', (data, { from }) => {
+    const state = readState(data);
+    if (state === null || from === undefined || identity.isMe(from.id)) return;
+    if (state === 'leave') {
+      others.value.delete(from.id);
       return;
     }
-    others.value.set(a.id, { nick: a.nick, seen: Date.now() });
-    if (a.state === 'join' && replyTimer === undefined) {
+    others.value.set(from.id, { nick: (from.nick ?? 'anonymous').slice(0, 24), seen: Date.now() });
+    if (state === 'join' && replyTimer === undefined) {
       // One answer for a burst of joins (say, everyone back after a server restart), spread out.
       replyTimer = setTimeout(() => {
         replyTimer = undefined;
@@ -63,10 +64,8 @@ export function usePresence(duet: Duet, me: { id: string; nick: Ref<string> }) {
     prune();
     announce('here');
   }, INTERVAL_MS);
-  watch(me.nick, () => {
-    clearTimeout(nickTimer);
-    nickTimer = setTimeout(() => announce('here'), 400);
-  });
+  // Everyone learns a new nick from the next announcement, which carries it in `from`.
+  identity.onRenamed(() => announce('here'));
   const onPageHide = (): void => announce('leave');
   window.addEventListener('pagehide', onPageHide);
 
@@ -75,12 +74,11 @@ export function usePresence(duet: Duet, me: { id: string; nick: Ref<string> }) {
     offOpen?.();
     clearInterval(tick);
     clearTimeout(replyTimer);
-    clearTimeout(nickTimer);
     window.removeEventListener('pagehide', onPageHide);
   });
 
   const online = computed<OnlineUser[]>(() => [
-    { id: me.id, nick: me.nick.value, me: true },
+    { id: 'me', nick: me.nick.value, me: true },
     ...[...others.value].map(([id, e]) => ({ id, nick: e.nick, me: false })).sort((a, b) => a.nick.localeCompare(b.nick)),
   ]);
   return { online };

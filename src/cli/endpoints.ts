@@ -24,28 +24,43 @@ export interface Tick {
 }
 
 /**
- * PRESENCE, a convention between clients on the `presence` topic (the server only relays):
- * each client publishes `{"id":ID,"nick":NICK,"state":"join"|"here"|"leave"}`: `join` when it
- * (re)connects, `here` every PRESENCE_INTERVAL_MS and once in answer to someone else's `join`
- * (so a newcomer learns who is there within a second), `leave` when the page goes away. A
- * client counts someone as online until PRESENCE_EXPIRY_MS pass without hearing from them,
- * so vanished clients drop out without any server state. No history: presence is only
+ * PRESENCE, a convention between clients on the `presence` topic: after its `hello`, each
+ * client publishes `{"state":"join"|"here"|"leave"}`, and the server stamps who it is from
+ * (`from: { id, nick }`; entries naming anyone are refused). `join` when it (re)connects,
+ * `here` every PRESENCE_INTERVAL_MS, after a nick change, and once in answer to someone else's
+ * `join` (so a newcomer learns who is there within a second), `leave` when the page goes away;
+ * the server says `leave` for a connection that said `hello` when it closes. A client counts
+ * someone as online until PRESENCE_EXPIRY_MS pass without hearing from them, so vanished
+ * clients drop out without any presence state on the server. No history: presence is only
  * meaningful live, and a reconnecting client re-announces itself and hears the others.
  */
 export const PRESENCE_INTERVAL_MS = 5000;
 /** See PRESENCE_INTERVAL_MS: three missed announcements and someone is gone. */
 export const PRESENCE_EXPIRY_MS = 16_000;
 
+/** Fields of `chat` and `presence` data that would name a sender: the server's `from` does. */
+const IDENTITY_FIELDS = ['id', 'nick', 'from'];
+
 /** Wire the endpoints to `wss` and start the ticker. Returns the /channel handler. */
 export function attachEndpoints(wss: WebSocketServer): Channel {
   const channel = new Channel(wss, {
     topics: {
-      chat: { history: { size: 100 } },
+      chat: { history: { size: 100 }, identityFields: IDENTITY_FIELDS },
       ticker: { history: { size: 100 }, publish: false },
       // The protocol has no presence of its own; clients announce themselves here instead.
-      presence: { history: false },
+      presence: { history: false, identityFields: IDENTITY_FIELDS },
     },
   });
+  // A page that reconnects gets a new id: say its old connection's `leave` at once, instead of
+  // showing it twice until PRESENCE_EXPIRY_MS. Not while shutting down, where every
+  // connection closes and nobody is left to tell.
+  let shuttingDown = false;
+  wss.on('shutdown', () => {
+    shuttingDown = true;
+  });
+  const sayLeave = function (this: WebSocket): void {
+    if (!shuttingDown && channel.identity(this)?.nick !== undefined) channel.publish('presence', { state: 'leave' }, { from: this });
+  };
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
     switch (pathOf(req)) {
       case '/echo':
@@ -62,6 +77,7 @@ export function attachEndpoints(wss: WebSocketServer): Channel {
         break;
       case '/channel':
         channel.accept(ws);
+        ws.once('close', sayLeave);
         break;
     }
   });

@@ -232,6 +232,73 @@ test('/channel: chat keeps history, so a client that reconnects recovers exactly
   }
 });
 
+test('/channel: the server stamps who sent chat and presence; nobody can speak, join or leave for another; a closed connection is said to leave', async () => {
+  const s = await serve();
+  try {
+    interface In {
+      type: string;
+      topic?: string;
+      id?: string;
+      code?: string;
+      from?: { id: string; nick?: string };
+      data?: unknown;
+    }
+    const client = async (): Promise<{ ws: WS; got: In[]; next(): Promise<In> }> => {
+      const ws = await open(`${s.url}/channel`);
+      const got: In[] = [];
+      ws.on('message', (d) => got.push(JSON.parse(d.toString()) as In));
+      let read = 0;
+      return {
+        ws,
+        got,
+        async next(): Promise<In> {
+          const deadline = Date.now() + 5000;
+          while (got.length <= read && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+          assert.ok(got.length > read, `no message after ${JSON.stringify(got)}`);
+          return got[read++];
+        },
+      };
+    };
+    const send = (ws: WS, m: object): void => ws.send(JSON.stringify(m));
+    const ada = await client();
+    const eve = await client();
+    send(ada.ws, { type: 'hello', nick: 'ada' });
+    const adaId = (await ada.next()).id!;
+    send(eve.ws, { type: 'hello', nick: 'eve' });
+    const eveId = (await eve.next()).id!;
+    assert.notEqual(adaId, eveId);
+    for (const c of [ada, eve]) {
+      send(c.ws, { type: 'subscribe', topic: 'presence' });
+      send(c.ws, { type: 'subscribe', topic: 'chat' });
+      assert.equal((await c.next()).type, 'subscribed');
+      assert.equal((await c.next()).type, 'subscribed');
+    }
+    // Eve tries to make ada leave, to join as ada, to chat as ada: each refused.
+    for (const m of [
+      { type: 'publish', topic: 'presence', data: { id: adaId, nick: 'ada', state: 'leave' } },
+      { type: 'publish', topic: 'presence', data: { state: 'join' }, from: { id: adaId, nick: 'ada' } },
+      { type: 'publish', topic: 'chat', data: { nick: 'ada', text: 'it is me, ada' } },
+    ]) {
+      send(eve.ws, m);
+      const answer = await eve.next();
+      assert.deepEqual([answer.type, answer.code, answer.topic], ['error', 'identity', m.topic]);
+    }
+    // What eve may say goes out as eve's; ada saw nothing else.
+    send(eve.ws, { type: 'publish', topic: 'chat', data: { text: 'hi' } });
+    const chat = await ada.next();
+    assert.deepEqual([chat.topic, chat.from, chat.data], ['chat', { id: eveId, nick: 'eve' }, { text: 'hi' }]);
+    await eve.next();
+    // Eve leaves: the server says so, as eve.
+    eve.ws.close();
+    const leave = await ada.next();
+    assert.deepEqual([leave.topic, leave.from, leave.data], ['presence', { id: eveId, nick: 'eve' }, { state: 'leave' }]);
+    ada.ws.close();
+  } finally {
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+  }
+});
+
 test('--max-payload is enforced with close 1009', async () => {
   const s = await serve(['--max-payload', '100']);
   try {
