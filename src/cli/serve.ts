@@ -15,7 +15,7 @@ import { abortHandshake } from '../node/server.js';
 import { WebSocketServer } from '../push/server.js';
 import { WEBSOCKET_PATHS, attachEndpoints, pathOf } from './endpoints.js';
 import { listeningLine, portNumber, wholeNumber } from './options.js';
-import { demoHandler, withDemoHint } from './static.js';
+import { demoHandler, sendText, withDemoHint } from './static.js';
 import { TEST_PAGE } from './test-page.js';
 
 const HELP = `Usage: duet serve [options]
@@ -62,9 +62,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     if ((path === '/test' || (path === '/' && demo === null)) && (req.method === 'GET' || req.method === 'HEAD')) {
-      const page = path === '/' ? withDemoHint(TEST_PAGE) : TEST_PAGE;
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(page) });
-      res.end(req.method === 'HEAD' ? undefined : page);
+      sendText(res, 200, path === '/' ? withDemoHint(TEST_PAGE) : TEST_PAGE, 'text/html; charset=utf-8');
       return;
     }
     const upgrade = (WEBSOCKET_PATHS as readonly string[]).includes(path);
@@ -72,9 +70,8 @@ export async function runServe(argv: string[]): Promise<number> {
       void demo(req, res);
       return;
     }
-    const body = upgrade ? 'This endpoint speaks WebSocket\n' : 'Not found\n';
-    res.writeHead(upgrade ? 426 : 404, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
-    res.end(body);
+    if (upgrade) sendText(res, 426, 'This endpoint speaks WebSocket\n');
+    else sendText(res, 404, 'Not found\n');
   };
   // Slow or stalled clients must not hold a connection open before their handshake: 408
   // after 10 s without complete request headers, checked every second.

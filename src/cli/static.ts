@@ -59,7 +59,7 @@ export function createStaticHandler(root: string, options: StaticOptions = {}): 
 
   return async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(res, 405, 'Method not allowed\n', { Allow: 'GET, HEAD' });
+      sendText(res, 405, 'Method not allowed\n', undefined, { Allow: 'GET, HEAD' });
       return;
     }
     const urlPath = (req.url ?? '/').split(/[?#]/, 1)[0];
@@ -67,12 +67,12 @@ export function createStaticHandler(root: string, options: StaticOptions = {}): 
     try {
       path = decodeURIComponent(urlPath);
     } catch {
-      send(res, 400, 'Bad request\n');
+      sendText(res, 400, 'Bad request\n');
       return;
     }
     const file = await resolveFile(realRoot, path);
     if (file === null) {
-      send(res, 404, 'Not found\n');
+      sendText(res, 404, 'Not found\n');
       return;
     }
     const { real, stats } = file;
@@ -125,8 +125,26 @@ async function resolveFile(realRoot: string, urlPath: string): Promise<{ real: s
   }
 }
 
-function send(res: ServerResponse, status: number, body: string, extra: Record<string, string> = {}): void {
-  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), ...extra });
+/**
+ * Answer with a body made in memory (`duet serve`'s /test page, its 404 and 426 answers, this
+ * handler's errors): `nosniff`, so a browser never runs it as another type than `contentType`
+ * says, and `Cache-Control: no-cache`, so a newer duet's page is never hidden behind a cached
+ * one. HEAD gets the headers only.
+ */
+export function sendText(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  contentType = 'text/plain; charset=utf-8',
+  extra: Readonly<Record<string, string>> = {},
+): void {
+  res.writeHead(status, {
+    'Content-Type': contentType,
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-cache',
+    'X-Content-Type-Options': 'nosniff',
+    ...extra,
+  });
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 

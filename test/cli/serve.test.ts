@@ -124,6 +124,14 @@ test('GET / serves an HTML page (the demo, or the test page), /test the test pag
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /text\/html/);
     assert.match(await page.text(), /\/chat/);
+    // The page, the demo and the plain answers: never sniffed as another type, never cached stale.
+    for (const [path, method, status] of [['/test', 'GET', 200], ['/test', 'HEAD', 200], ['/', 'GET', 200], ['/chat', 'GET', 426], ['/no-such-file.txt', 'GET', 404]] as const) {
+      const res = await fetch(`${http}${path}`, { method });
+      assert.equal(res.status, status, `${method} ${path}`);
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff', `${method} ${path}`);
+      assert.equal(res.headers.get('cache-control'), 'no-cache', `${method} ${path}`);
+      await res.arrayBuffer();
+    }
     const ws = new WS(`${s.url}/nope`);
     const [err] = (await once(ws, 'error')) as [Error];
     assert.match(err.message, /404/);

@@ -9,7 +9,8 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { contentTypeOf, createStaticHandler, demoHandler, withDemoHint } from '../../src/cli/static.js';
+import { contentTypeOf, createStaticHandler, demoHandler, sendText, withDemoHint } from '../../src/cli/static.js';
+import { TEST_PAGE } from '../../src/cli/test-page.js';
 
 interface Reply {
   status: number;
@@ -102,6 +103,23 @@ describe('createStaticHandler', () => {
     assert.equal((await request('/', 'GET', { 'If-None-Match': '"other"' })).status, 200);
   });
 
+  it('every answer says nosniff and how to cache: files, 304, and the 404/405/400 errors', async () => {
+    const replies = [
+      await request('/'),
+      await request('/logo.svg'),
+      await request('/', 'GET', { 'If-None-Match': (await request('/')).headers.etag }),
+      await request('/nope.js'),
+      await request('/', 'POST'),
+      await request('/%E0%A4%A'),
+      await request('/nope.js', 'HEAD'),
+    ];
+    assert.deepEqual(replies.map((r) => r.status), [200, 200, 304, 404, 405, 400, 404]);
+    for (const reply of replies) {
+      assert.equal(reply.headers['x-content-type-options'], 'nosniff', String(reply.status));
+      assert.equal(reply.headers['cache-control'], 'no-cache', String(reply.status));
+    }
+  });
+
   it('missing files get 404, other methods 405, broken escapes 400', async () => {
     assert.equal((await request('/nope.js')).status, 404);
     assert.equal((await request('/assets/')).status, 404); // a directory without index.html
@@ -143,5 +161,50 @@ describe('the demo handler', () => {
     const page = withDemoHint('<html><body>\n<h1>x</h1></body></html>');
     assert.match(page, /<body>\n<p [^>]*>The Vue demo is not built.*npm run build:demo/);
     assert.match(page, /<h1>x<\/h1>/);
+  });
+});
+
+describe('sendText (the /test page and the answers duet serve makes in memory)', () => {
+  it('sends nosniff, Cache-Control: no-cache, the type and length; HEAD the same headers without the body', async () => {
+    const server = http.createServer((req, res) => {
+      if (req.url === '/test') sendText(res, 200, TEST_PAGE, 'text/html; charset=utf-8');
+      else sendText(res, 404, 'Not found\n');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const request = (path: string, method: string): Promise<Reply> =>
+      new Promise((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, path, method, agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        });
+        req.setTimeout(5000, () => req.destroy(new Error(`no answer for ${path}`)));
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      const page = await request('/test', 'GET');
+      assert.equal(page.status, 200);
+      assert.equal(page.body, TEST_PAGE);
+      assert.equal(page.headers['content-type'], 'text/html; charset=utf-8');
+      assert.equal(page.headers['content-length'], String(Buffer.byteLength(TEST_PAGE)));
+      assert.equal(page.headers['x-content-type-options'], 'nosniff');
+      assert.equal(page.headers['cache-control'], 'no-cache');
+      const head = await request('/test', 'HEAD');
+      assert.equal(head.body, '');
+      assert.deepEqual(
+        [head.headers['content-type'], head.headers['content-length'], head.headers['x-content-type-options'], head.headers['cache-control']],
+        [page.headers['content-type'], page.headers['content-length'], 'nosniff', 'no-cache'],
+      );
+      const missing = await request('/other', 'GET');
+      assert.equal(missing.status, 404);
+      assert.equal(missing.headers['content-type'], 'text/plain; charset=utf-8');
+      assert.equal(missing.headers['x-content-type-options'], 'nosniff');
+      assert.equal(missing.headers['cache-control'], 'no-cache');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
