@@ -458,12 +458,12 @@ describe('client: the headers option', () => {
     const srv = await recorder();
     try {
       const ws = new WebSocket(`ws://${HOST}:${srv.port}/`, [], {
-        headers: { 'X-Number': 120, 'X-Float': 1.5, 'X-List': ['a', 'b'], 'X-Codes': [4, 2], 'X-Empty': [] },
+        headers: { 'X-Number': 120, 'X-Float': 1.5, 'X-List': ['a', 'b'], 'X-Codes': [4, 2], 'X-Empty': [], Cookie: ['a=1', 'b=2'] },
       });
       await ended(ws);
       const lines = srv.heads[0].split('\r\n');
-      const picked = lines.filter((l) => /^X-/i.test(l));
-      assert.deepEqual(picked, ['X-Number: 120', 'X-Float: 1.5', 'X-List: a', 'X-List: b', 'X-Codes: 4', 'X-Codes: 2']);
+      const picked = lines.filter((l) => /^(X-|Cookie:)/i.test(l));
+      assert.deepEqual(picked, ['X-Number: 120', 'X-Float: 1.5', 'X-List: a', 'X-List: b', 'X-Codes: 4', 'X-Codes: 2', 'Cookie: a=1; b=2']);
     } finally {
       await srv.close();
     }
