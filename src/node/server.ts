@@ -376,23 +376,43 @@ export class WebSocketServer extends EventEmitter {
       secure: Boolean((req.socket as { encrypted?: boolean }).encrypted),
       req,
     };
-    if (verify.length >= 2) {
-      // The async form: verifyClient(info, done). done() never throws: a refusal duet cannot
-      // send (a bad header or status) is answered 500 and reported (see refuse()).
-      (verify as VerifyClientAsync)(
-        info,
-        (ok, code = 401, message, headers) => {
-          if (!ok) {
-            this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', code, message ?? http.STATUS_CODES[code] ?? 'Rejected', headers);
-            return;
-          }
-          this.completeUpgrade(req, socket, head, check.key, check.protocols, check.extensions, cb);
-        },
-      );
-      return;
-    }
-    if (!(verify as (i: VerifyClientInfo) => boolean)(info)) {
-      this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', 401, http.STATUS_CODES[401]!);
+    // A verifyClient that throws is an application fault like a bad header: the handshake
+    // gets a 500 and the error is reported, instead of escaping into the socket's callback
+    // and taking the process down. done() counts once: a second call is ignored.
+    let decided = false;
+    try {
+      if (verify.length >= 2) {
+        // The async form: verifyClient(info, done). done() never throws: a refusal duet cannot
+        // send (a bad header or status) is answered 500 and reported (see refuse()).
+        (verify as VerifyClientAsync)(
+          info,
+          (ok, code = 401, message, headers) => {
+            if (decided) return;
+            decided = true;
+            if (!ok) {
+              this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', code, message ?? http.STATUS_CODES[code] ?? 'Rejected', headers);
+              return;
+            }
+            this.completeUpgrade(req, socket, head, check.key, check.protocols, check.extensions, cb);
+          },
+        );
+        return;
+      }
+      decided = true;
+      if (!(verify as (i: VerifyClientInfo) => boolean)(info)) {
+        this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', 401, http.STATUS_CODES[401]!);
+        return;
+      }
+    } catch (thrown) {
+      if (decided && verify.length >= 2) {
+        // done() was called before the throw: the handshake is settled; report only.
+        process.emitWarning(thrown instanceof Error ? thrown : String(thrown));
+        return;
+      }
+      decided = true;
+      const err = new Error(`verifyClient threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`, { cause: thrown }) as Error & { code: string };
+      err.code = 'WS_ERR_UNEXPECTED_CONDITION';
+      this.applicationFault(req, socket, err);
       return;
     }
     this.completeUpgrade(req, socket, head, check.key, check.protocols, check.extensions, cb);

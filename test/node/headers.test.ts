@@ -304,6 +304,58 @@ describe('verifyClient: refusal headers of any JSON-ish type', () => {
   });
 });
 
+describe('verifyClient that throws', () => {
+  for (const mode of MODES) {
+    for (const form of ['sync', 'async'] as const) {
+      it(`${mode}, ${form} form: 500, the error reported as WS_ERR_UNEXPECTED_CONDITION with the cause, the server keeps serving`, T, async () => {
+        const bug = new Error('application bug');
+        const verifyClient =
+          form === 'sync'
+            ? (): boolean => {
+                throw bug;
+              }
+            : (_info: unknown, _done: unknown): void => {
+                throw bug;
+              };
+        const srv = await start(mode, { verifyClient: verifyClient as ServerOptions['verifyClient'] });
+        const errors: Array<Error & { code?: string; cause?: unknown }> = [];
+        srv.wss.on('error', (err: Error) => errors.push(err));
+        try {
+          const response = await rawExchange(srv.port);
+          assert.equal(response.status, 500);
+          assert.equal(errors.length, 1);
+          assert.equal(errors[0].code, 'WS_ERR_UNEXPECTED_CONDITION');
+          assert.equal(errors[0].cause, bug);
+          srv.wss.options.verifyClient = undefined;
+          await stillServes(srv.port);
+        } finally {
+          await srv.close();
+        }
+      });
+    }
+  }
+
+  it('done() called twice: the second call is ignored (no second response on the connection)', T, async () => {
+    const srv = await start('port', {
+      verifyClient: (_info, done) => {
+        done(true);
+        done(false, 403);
+      },
+    });
+    try {
+      const c = new WS(`ws://${HOST}:${srv.port}/`);
+      await once(c, 'open');
+      c.send('after');
+      const [reply] = (await once(c, 'message')) as [Buffer];
+      assert.equal(reply.toString(), 'after');
+      c.close();
+      await once(c, 'close');
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
 describe("the 'headers' event", () => {
   it('lines pushed as strings reach the client; the array holds the status line and "Name: value" lines', T, async () => {
     const srv = await start('port');
