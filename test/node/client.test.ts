@@ -205,9 +205,9 @@ describe('the seed program from the issue', () => {
       const port = s.port;
       // ---- verbatim from the issue, except the URL ----
       var ws = new WebSocket("ws://127.0.0.1:" + port + "/echo");
-      ws.onopen = function(evt) { console.log("Connection open ..."); ws.send("Hello WebSockets!"); };
+      ws.onopen = function(_evt) { console.log("Connection open ..."); ws.send("Hello WebSockets!"); };
       ws.onmessage = function(evt) { console.log("Received Message: " + evt.data); ws.close(); };
-      ws.onclose = function(evt) { console.log("Connection closed."); };
+      ws.onclose = function(_evt) { console.log("Connection closed."); };
       // ----
       await within(finished, 5000, 'three console lines');
       await tick(20);

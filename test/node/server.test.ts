@@ -159,10 +159,6 @@ function closeHttp(server: net.Server): Promise<void> {
   });
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 // ---------------------------------------------------------------------------------------------
 
 describe('WebSocketServer: own server (port, host)', () => {

@@ -169,7 +169,7 @@ describe('encodeFrame', () => {
     for (const length of [2 ** 32, 2 ** 32 + 5, 2 ** 40 + 0x01020304, 2 ** 53 - 1]) {
       // Reading anything but its length (copying it, say) throws instead of allocating gigabytes.
       const fake = new Proxy(new Uint8Array(0), {
-        get(target, property) {
+        get(_target, property) {
           if (property === 'length') return length;
           throw new Error(`payload.${String(property)} read: the payload must not be touched`);
         },
