@@ -678,9 +678,18 @@ export class WebSocket extends WsEventTarget implements FrameParserHandler, Expi
     if (this.readyState !== WebSocket.CLOSED) this.sendClose(code, reason);
   }
 
-  /** @internal */
-  blobFailed(err: unknown): void {
-    this.failWithError(codedError('WS_ERR_BLOB_READ', `Could not read a Blob to send: ${String(err)}`), CloseCode.INTERNAL_ERROR);
+  /**
+   * A Blob could not be read: fail the connection (1011), and hand the same error to the
+   * Blob's callback and those of the sends queued behind it, which will never be sent (as ws
+   * does; a promisified send() must settle).
+   * @internal
+   */
+  blobFailed(cause: unknown, callbacks: Callback[]): void {
+    const err = codedError('WS_ERR_BLOB_READ', `Could not read a Blob to send: ${String(cause)}`);
+    (err as CodedError & { cause: unknown }).cause = cause;
+    // Closed meanwhile: there is nothing left to fail (and no 'error' after 'close').
+    if (this.readyState !== WebSocket.CLOSED) this.failWithError(err, CloseCode.INTERNAL_ERROR);
+    for (const cb of callbacks) process.nextTick(cb, err);
   }
 
   /** Send a Ping (at most 125 bytes of data). */

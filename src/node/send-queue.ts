@@ -2,7 +2,8 @@
  * Sends in call order while a Blob is read or a message is compressed. Both finish
  * asynchronously, so once one is sent, later sends (and a close) wait in this queue until
  * everything before them has gone. Connections that never send Blobs or compressed messages
- * never create one.
+ * never create one. Every callback handed to the queue is passed on exactly once: to the
+ * target with its message, or to blobFailed when a Blob cannot be read.
  */
 
 import type { SharedMessage } from './shared-message.js';
@@ -24,8 +25,11 @@ export interface SendQueueTarget {
   endQueued(): void;
   /** Start the closing handshake now. */
   closeQueued(code: number | undefined, reason: Buffer): void;
-  /** A Blob could not be read. */
-  blobFailed(err: unknown): void;
+  /**
+   * A Blob could not be read: nothing queued is sent any more. `callbacks` are those of the
+   * Blob's send and of every send queued behind it, in call order; each must get an error.
+   */
+  blobFailed(err: unknown, callbacks: QueuedCallback[]): void;
 }
 
 export interface QueuedOptions {
@@ -104,10 +108,13 @@ export class SendQueue {
         try {
           data = Buffer.from(await item.blob.arrayBuffer());
         } catch (err) {
+          const dropped = this.items;
           this.items = [];
           this.bytes = 0;
           this.running = false;
-          this.target.blobFailed(err);
+          const callbacks: QueuedCallback[] = [];
+          for (const { cb } of dropped) if (cb !== undefined) callbacks.push(cb);
+          this.target.blobFailed(err, callbacks);
           return;
         }
       }

@@ -332,3 +332,174 @@ for (const deflate of [false, true]) {
     }
   });
 }
+
+// ---- every send callback is called once, also for sends that never leave (issue 14, item 7) ----
+
+/** A send callback that records each call, and a promise of its first call. */
+function callbackProbe(): { cb: (err?: Error | null) => void; calls: Array<Error | null | undefined>; first: Promise<Error | null | undefined> } {
+  const calls: Array<Error | null | undefined> = [];
+  let resolve!: (err: Error | null | undefined) => void;
+  const first = new Promise<Error | null | undefined>((r) => (resolve = r));
+  return {
+    calls,
+    first,
+    cb: (err) => {
+      calls.push(err);
+      resolve(err);
+    },
+  };
+}
+
+/** A few event-loop turns, for a second (wrong) call of a callback to show up. */
+async function someTurns(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 50));
+}
+
+/** A Blob whose read fails (NotReadableError, as a Blob backed by a file that went away). */
+function unreadableBlob(): Blob {
+  return Object.setPrototypeOf({ size: 3, type: '', arrayBuffer: () => Promise.reject(new Error('NotReadableError')) }, Blob.prototype) as Blob;
+}
+
+test('send(blob, cb) with a Blob that cannot be read: 1011, and its callback and those of every send behind it get WS_ERR_BLOB_READ, once each', { timeout: 20_000 }, async () => {
+  const s = await startServer({ heartbeat: false });
+  try {
+    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
+    const c = new WS(`ws://${HOST}:${s.port}/`);
+    await once(c, 'open');
+    const ws = await conn;
+    const errors: Array<Error & { code?: string }> = [];
+    ws.on('error', (err) => errors.push(err));
+    const received: string[] = [];
+    c.on('message', (d: Buffer) => received.push(d.toString()));
+    const clientClosed = once(c, 'close');
+    // (Not events.once: it would reject on the 'error' event that comes first.)
+    const serverClosed = new Promise((resolve) => ws.on('close', resolve));
+    const probes = [callbackProbe(), callbackProbe(), callbackProbe()];
+    ws.send('before', probes[0].cb);
+    const blob = callbackProbe();
+    ws.send(unreadableBlob(), blob.cb);
+    ws.send('behind', probes[1].cb);
+    ws.send(new Blob(['a readable Blob behind']), probes[2].cb);
+    const [code] = (await clientClosed) as [number];
+    assert.equal(code, 1011);
+    const results = await Promise.all([blob.first, probes[1].first, probes[2].first]);
+    for (const err of results) assert.equal((err as Error & { code?: string } | undefined)?.code, 'WS_ERR_BLOB_READ');
+    assert.match(String(results[0]?.message), /NotReadableError/);
+    assert.equal(((results[0] as Error & { cause?: unknown }).cause as Error).message, 'NotReadableError');
+    assert.equal((await probes[0].first) ?? 'no error', 'no error', 'what was sent before the Blob went out');
+    await serverClosed;
+    await someTurns();
+    assert.deepEqual([blob, ...probes].map((p) => p.calls.length), [1, 1, 1, 1], 'each callback exactly once');
+    assert.deepEqual(received, ['before'], 'nothing behind the Blob was sent');
+    assert.deepEqual(errors.map((e) => e.code), ['WS_ERR_BLOB_READ'], "one 'error' event");
+  } finally {
+    await s.close();
+  }
+});
+
+test('a promisified send() of an unreadable Blob rejects instead of never settling', { timeout: 20_000 }, async () => {
+  const s = await startServer({ heartbeat: false });
+  try {
+    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
+    const c = new WS(`ws://${HOST}:${s.port}/`);
+    await once(c, 'open');
+    const ws = await conn;
+    ws.on('error', () => {});
+    const { promisify } = await import('node:util');
+    const send = promisify((data: Blob | string, cb: (err?: Error | null) => void) => ws.send(data, cb));
+    await assert.rejects(Promise.all([send(unreadableBlob()), send('behind')]), { code: 'WS_ERR_BLOB_READ' });
+    await once(c, 'close');
+  } finally {
+    await s.close();
+  }
+});
+
+test('close() while a Blob is being read: the sends queued before it get their callback once, without error; a send after it once, with WS_ERR_NOT_OPEN', { timeout: 20_000 }, async () => {
+  const s = await startServer({ heartbeat: false });
+  try {
+    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
+    const c = new WS(`ws://${HOST}:${s.port}/`);
+    await once(c, 'open');
+    const ws = await conn;
+    const received: string[] = [];
+    c.on('message', (d: Buffer) => received.push(d.toString()));
+    const clientClosed = once(c, 'close');
+    const blob = callbackProbe();
+    const behind = callbackProbe();
+    const late = callbackProbe();
+    ws.send(new Blob(['blob']), blob.cb);
+    ws.send('behind', behind.cb);
+    ws.close(1000, 'bye');
+    ws.send('after close', late.cb);
+    const [code] = (await clientClosed) as [number];
+    assert.equal(code, 1000);
+    assert.deepEqual(received, ['blob', 'behind']);
+    assert.equal((await blob.first) ?? 'no error', 'no error');
+    assert.equal((await behind.first) ?? 'no error', 'no error');
+    assert.equal((await late.first as Error & { code?: string })?.code, 'WS_ERR_NOT_OPEN');
+    await someTurns();
+    assert.deepEqual([blob, behind, late].map((p) => p.calls.length), [1, 1, 1]);
+  } finally {
+    await s.close();
+  }
+});
+
+test('the connection goes away while messages are being compressed: every callback is called once, with an error', { timeout: 20_000 }, async () => {
+  const s = await startServer({ heartbeat: false, perMessageDeflate: { threshold: 0 } });
+  try {
+    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
+    const c = new WS(`ws://${HOST}:${s.port}/`, { perMessageDeflate: true });
+    c.on('error', () => {});
+    await once(c, 'open');
+    const ws = await conn;
+    assert.match(ws.extensions, /permessage-deflate/);
+    const { randomBytes } = await import('node:crypto');
+    const probes = [callbackProbe(), callbackProbe(), callbackProbe(), callbackProbe()];
+    ws.send(randomBytes(512 * 1024), probes[0].cb); // compressed in zlib's thread pool
+    ws.send('small', probes[1].cb);
+    ws.send(new Blob(['blob']), probes[2].cb);
+    ws.send(Buffer.alloc(64 * 1024, 1), probes[3].cb);
+    const closed = once(ws, 'close');
+    ws.terminate();
+    await closed;
+    const results = await Promise.all(probes.map((p) => p.first));
+    results.forEach((err, i) => assert.ok(err instanceof Error, `callback ${i} got an error`));
+    await someTurns();
+    assert.deepEqual(probes.map((p) => p.calls.length), [1, 1, 1, 1], 'each callback exactly once');
+  } finally {
+    await s.close();
+  }
+});
+
+test('a Blob read that fails after the connection closed: the callbacks get WS_ERR_BLOB_READ; no error event after close, readyState stays CLOSED', { timeout: 20_000 }, async () => {
+  const s = await startServer({ heartbeat: false });
+  try {
+    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
+    const c = new WS(`ws://${HOST}:${s.port}/`);
+    c.on('error', () => {});
+    await once(c, 'open');
+    const ws = await conn;
+    const events: string[] = [];
+    ws.on('error', (err: Error & { code?: string }) => events.push(`error ${err.code}`));
+    ws.on('close', () => events.push('close'));
+    let fail!: (err: Error) => void;
+    const read = new Promise<ArrayBuffer>((_resolve, reject) => (fail = reject));
+    const blob = Object.setPrototypeOf({ size: 1, type: '', arrayBuffer: () => read }, Blob.prototype) as Blob;
+    const blobCb = callbackProbe();
+    const behind = callbackProbe();
+    ws.send(blob, blobCb.cb);
+    ws.send('behind', behind.cb);
+    const closed = new Promise((resolve) => ws.on('close', resolve));
+    ws.terminate();
+    await closed;
+    fail(new Error('NotReadableError'));
+    for (const err of await Promise.all([blobCb.first, behind.first])) assert.equal((err as Error & { code?: string })?.code, 'WS_ERR_BLOB_READ');
+    await someTurns();
+    assert.deepEqual(events, ['close']);
+    assert.equal(ws.readyState, ws.CLOSED);
+    assert.deepEqual([blobCb.calls.length, behind.calls.length], [1, 1]);
+  } finally {
+    await s.close();
+  }
+});

@@ -2,7 +2,7 @@
  * SendQueue on its own, against a target that records every call: sends leave in call order
  * behind a Blob being read or a message being compressed, a close / end / shared message waits
  * its turn, bufferedAmount's share (`bytes`) counts what still waits, a Blob that cannot be read
- * drops the queue. Compression is a promise the test resolves by hand, so nothing depends on
+ * drops the queue and hands every waiting callback to the target, once. Compression is a promise the test resolves by hand, so nothing depends on
  * timing.
  */
 import { describe, it } from 'node:test';
@@ -17,7 +17,7 @@ type Call =
   | { close: number | undefined; reason: string }
   | 'end'
   | 'drained'
-  | { blobFailed: string };
+  | { blobFailed: string; callbacks: number };
 
 const text = (data: Buffer | string | ArrayBuffer | ArrayBufferView | null): string | null => {
   if (data === null) return null;
@@ -56,8 +56,11 @@ class RecordingTarget implements SendQueueTarget {
   closeQueued(code: number | undefined, reason: Buffer): void {
     this.calls.push({ close: code, reason: reason.toString() });
   }
-  blobFailed(err: unknown): void {
-    this.calls.push({ blobFailed: (err as Error).message });
+  /** Callbacks handed to blobFailed, in order. */
+  readonly failedCallbacks: QueuedCallback[] = [];
+  blobFailed(err: unknown, callbacks: QueuedCallback[]): void {
+    this.calls.push({ blobFailed: (err as Error).message, callbacks: callbacks.length });
+    this.failedCallbacks.push(...callbacks);
   }
 
   /** Compressions asked for and not yet answered. */
@@ -180,25 +183,47 @@ describe('SendQueue: behind a Blob', () => {
     assert.equal(target.calls.filter((c) => c === 'drained').length, 1, 'one drained when the queue empties');
   });
 
-  it('a Blob that cannot be read: blobFailed once, everything queued behind it dropped, bytes back to 0; the queue works again afterwards', async () => {
+  it('a Blob that cannot be read: blobFailed once with the callbacks of the Blob and of every send behind it, in order; nothing behind it written; bytes back to 0; the queue works again afterwards', async () => {
     const target = new RecordingTarget();
     const queue = new SendQueue(target);
     const b = manualBlob(3);
-    queue.sendBlob(b.blob, undefined, undefined);
-    queue.send('behind', 6, undefined, () => {});
+    const blobCb: QueuedCallback = () => {};
+    const behindCb: QueuedCallback = () => {};
+    const compressedCb: QueuedCallback = () => {};
+    const secondBlobCb: QueuedCallback = () => {};
+    queue.sendBlob(b.blob, undefined, blobCb);
+    queue.send('behind', 6, undefined, behindCb);
+    queue.send('no callback', 11, undefined, undefined);
+    queue.sendShared(new SharedMessage(Buffer.from('shared'), false));
+    queue.sendCompressed(Buffer.from('compressed'), undefined, compressedCb);
+    queue.sendBlob(new Blob(['second']), undefined, secondBlobCb);
+    queue.end();
     queue.close(1000, Buffer.alloc(0));
     b.fail(new Error('NotReadableError'));
     await settle();
     assert.deepEqual(
       target.calls.filter((c) => typeof c === 'object' && 'blobFailed' in c),
-      [{ blobFailed: 'NotReadableError' }],
+      [{ blobFailed: 'NotReadableError', callbacks: 4 }],
     );
-    const written = target.calls.filter((c) => c === 'end' || (typeof c === 'object' && ('close' in c || 'shared' in c || ('send' in c && c.send !== null))));
-    assert.deepEqual(written, [], 'nothing behind the Blob is written, not even the close');
+    assert.deepEqual(target.failedCallbacks, [blobCb, behindCb, compressedCb, secondBlobCb], 'every callback, each once, in call order');
+    assert.deepEqual(target.callbacks, [], 'none of them was handed on with a message as well');
+    const written = target.calls.filter((c) => c === 'end' || (typeof c === 'object' && ('close' in c || 'shared' in c || 'compress' in c || 'send' in c)));
+    assert.deepEqual(written, [], 'nothing behind the Blob is written or compressed, not even the close');
     assert.equal(queue.bytes, 0);
     assert.equal(queue.active, false);
     queue.send('later', 5, undefined, undefined);
     assert.deepEqual(target.sent, ['later']);
+  });
+
+  it('a Blob that cannot be read with no callbacks anywhere: blobFailed gets an empty list', async () => {
+    const target = new RecordingTarget();
+    const queue = new SendQueue(target);
+    const b = manualBlob(1);
+    queue.sendBlob(b.blob, undefined, undefined);
+    queue.send('x', 1, undefined, undefined);
+    b.fail(new Error('gone'));
+    await settle();
+    assert.deepEqual(target.calls, [{ blobFailed: 'gone', callbacks: 0 }]);
   });
 });
 
