@@ -19,4 +19,7 @@ export { WebSocketServer, Hub, MemoryBroker } from './push/index.js';
 export type { ServerOptions, HubOptions, PublishData, Broker, BrokerMessage, HistoryOptions, HistoryEntry, Recovery, Job } from './push/index.js';
 export { Channel } from './push/index.js';
 export type { ChannelOptions, ChannelTopicOptions, ChannelRateLimit, ChannelRecoveryBudget, ChannelErrorCode, ChannelServerMessage, ChannelSender } from './push/index.js';
-export { CloseCode, closeCodeIsValid, ProtocolError } from './protocol/index.js';
+export { CloseCode, closeCodeIsValid } from './protocol/index.js';
+// Errors (docs/errors.md): catch with instanceof, branch on `code`.
+export { DuetError, HandshakeError, ProtocolError, LimitExceededError, ConnectionClosedError, ERROR_CODES } from './protocol/index.js';
+export type { DuetErrorCode, ErrorInfo, HandshakeErrorCode, ProtocolErrorCode, LimitExceededErrorCode, ConnectionClosedErrorCode } from './protocol/index.js';

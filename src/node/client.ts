@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { isIP } from 'node:net';
 import { acceptDeflateResponse, deflateOffer, PERMESSAGE_DEFLATE } from '../protocol/deflate-negotiation.js';
+import { createError, HandshakeError } from '../protocol/errors.js';
 import { generateKey, parseExtensions } from '../protocol/handshake.js';
 import { headerFieldList, type HeaderFields } from '../protocol/header-fields.js';
 import { checkUpgradeResponse, normalizeProtocols } from '../protocol/handshake-response.js';
@@ -124,14 +125,11 @@ export function parseProtocolsArgument(protocols: string | readonly string[] | u
   return list;
 }
 
-function codedError(code: string, message: string): Error & { code: string } {
-  const err = new Error(message) as Error & { code: string };
-  err.code = code;
-  return err;
-}
-
-/** Describe a network failure in one line (refused, DNS, TLS, reset). */
-function describeNetworkError(err: NodeJS.ErrnoException, url: URL): Error & { code: string } {
+/**
+ * Describe a network failure in one line (refused, DNS, TLS, reset). The error keeps the
+ * system's code (ECONNREFUSED, ...), as ws passes it on, and the original as `cause`.
+ */
+function describeNetworkError(err: NodeJS.ErrnoException, url: URL): HandshakeError {
   const where = url.host;
   let message: string;
   switch (err.code) {
@@ -150,9 +148,7 @@ function describeNetworkError(err: NodeJS.ErrnoException, url: URL): Error & { c
         ? `TLS error with ${where}: ${err.message}`
         : `Could not connect to ${where}: ${err.message}`;
   }
-  const out = codedError(err.code ?? 'WS_ERR_CONNECT', message);
-  (out as Error & { cause?: unknown }).cause = err;
-  return out;
+  return new HandshakeError(err.code ?? 'WS_ERR_CONNECT', message, { cause: err });
 }
 
 /** Start the opening handshake for `target`; reports through `attachClientSocket` / `failHandshake`. */
@@ -172,12 +168,12 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
 
   const timer = {
     expire(): void {
-      fail(codedError('WS_ERR_HANDSHAKE_TIMEOUT', `Opening handshake timed out after ${opts.handshakeTimeout} ms`));
+      fail(createError('WS_ERR_HANDSHAKE_TIMEOUT', `Opening handshake timed out after ${opts.handshakeTimeout} ms`));
     },
   };
   deadlines.add(timer, opts.handshakeTimeout);
 
-  const onAbort = (): void => fail(codedError('ABORT_ERR', 'The connection attempt was aborted'));
+  const onAbort = (): void => fail(createError('ABORT_ERR', 'The connection attempt was aborted'));
   if (opts.signal) {
     if (opts.signal.aborted) {
       queueMicrotask(onAbort);
@@ -192,7 +188,7 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
     opts.signal?.removeEventListener('abort', onAbort);
   }
 
-  function fail(err: Error & { code: string }): void {
+  function fail(err: HandshakeError): void {
     if (finished) return;
     cleanup();
     request?.destroy();
@@ -248,7 +244,7 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
         // node:http treats a 101 without a proper Upgrade/Connection pair as a plain response.
         res.resume();
         req.destroy();
-        fail(codedError('WS_ERR_INVALID_UPGRADE_HEADER', 'The server answered 101 without both Upgrade: websocket and Connection: Upgrade'));
+        fail(createError('WS_ERR_INVALID_UPGRADE_HEADER', 'The server answered 101 without both Upgrade: websocket and Connection: Upgrade'));
         return;
       }
       const location = res.headers.location;
@@ -256,14 +252,14 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
         res.resume();
         req.destroy();
         if (++redirects > opts.maxRedirects) {
-          fail(codedError('WS_ERR_TOO_MANY_REDIRECTS', `More than ${opts.maxRedirects} redirects`));
+          fail(createError('WS_ERR_TOO_MANY_REDIRECTS', `More than ${opts.maxRedirects} redirects`));
           return;
         }
         let next: WebSocketUrl;
         try {
           next = parseWebSocketUrl(location, url.href);
         } catch (err) {
-          fail(codedError('WS_ERR_INVALID_REDIRECT', `Invalid redirect location: ${location}`));
+          fail(createError('WS_ERR_INVALID_REDIRECT', `Invalid redirect location: ${location}`));
           return;
         }
         // Credentials and cookies set by the caller are for the original host only.
@@ -283,9 +279,7 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
       });
       const report = (): void => {
         const text = body.trim().replace(/\s+/g, ' ').slice(0, 200);
-        const err = codedError('WS_ERR_UNEXPECTED_RESPONSE', `Unexpected server response: ${status} ${res.statusMessage ?? ''}`.trim() + (text ? ` (${text})` : ''));
-        (err as Error & { status?: number }).status = status;
-        fail(err);
+        fail(createError('WS_ERR_UNEXPECTED_RESPONSE', `Unexpected server response: ${status} ${res.statusMessage ?? ''}`.trim() + (text ? ` (${text})` : ''), { status }));
       };
       res.on('end', report);
       res.on('error', report);
@@ -300,7 +294,7 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
       const check = checkUpgradeResponse(res.statusCode ?? 0, res.headers, key, protocols, offer !== undefined ? [PERMESSAGE_DEFLATE] : []);
       if (!check.ok) {
         socket.destroy();
-        fail(codedError(check.code, check.message));
+        fail(createError(check.code, check.message));
         return;
       }
       let deflate: MessageDeflate | undefined;
@@ -309,7 +303,7 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
         const agreed = acceptDeflateResponse(parseExtensions(check.extensions) ?? [], pmd);
         if (agreed !== null && 'error' in agreed) {
           socket.destroy();
-          fail(codedError('WS_ERR_INVALID_EXTENSION', `Invalid permessage-deflate response: ${agreed.error}`));
+          fail(createError('WS_ERR_INVALID_EXTENSION', `Invalid permessage-deflate response: ${agreed.error}`));
           return;
         }
         if (agreed !== null) deflate = new MessageDeflate(agreed, deflateSettings!, false, opts.maxPayload);
@@ -325,5 +319,5 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
   }
 
   send(parsed.url, parsed.secure);
-  return () => fail(codedError('WS_ERR_CLOSED_BEFORE_OPEN', 'WebSocket was closed before the connection was established'));
+  return () => fail(createError('WS_ERR_CLOSED_BEFORE_OPEN', 'WebSocket was closed before the connection was established'));
 }

@@ -2,6 +2,7 @@
  * The connection's public types (what `send` takes, what `message` listeners get, the options
  * a server or client gives a connection) and the small conversions it needs.
  */
+import { createError, type CreateErrorOptions, type DuetErrorCode, type ErrorFor } from '../protocol/errors.js';
 
 /** How received binary data is handed to listeners. */
 export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments' | 'blob';
@@ -47,10 +48,9 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = Object.freeze({ isS
 
 export const EMPTY = Buffer.alloc(0);
 
-export function codedError(code: string, message: string): CodedError {
-  const err = new Error(message) as CodedError;
-  err.code = code;
-  return err;
+/** The catalogued error for `code` (src/protocol/errors.ts): the class users catch, e.g. ConnectionClosedError. */
+export function codedError<C extends DuetErrorCode>(code: C, message: string, options?: CreateErrorOptions): ErrorFor<C> {
+  return createError(code, message, options);
 }
 
 export type Callback = (err?: Error | null) => void;

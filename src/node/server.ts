@@ -14,6 +14,7 @@ import {
   checkUpgradeRequest,
   serializeResponseLines,
 } from '../protocol/handshake.js';
+import { createError, type HandshakeErrorCode } from '../protocol/errors.js';
 import type { HeaderFields } from '../protocol/header-fields.js';
 import { WebSocket, type ConnectionOptions } from './connection.js';
 import { newCounters, type PubSub, type PublishOptions, type ServerCounters, type SlowConsumerPolicy } from './host.js';
@@ -37,11 +38,11 @@ export type { ServerOptions, VerifyClientInfo, VerifyClientAsync, VerifyClientDo
 /** An HTTP server duet attaches to (http.Server or https.Server), or its own StandaloneServer. */
 type HttpServerLike = http.Server | StandaloneServer;
 
-interface HandshakeError extends Error {
-  code: string;
-}
-
-/** What `wsClientError` listeners get: why, and the answer duet would have sent. */
+/**
+ * What `wsClientError` listeners get: why, and the answer duet would have sent. A refusal is a
+ * HandshakeError; a mistake of the application's (a bad header or status, a callback that
+ * threw) is the TypeError, RangeError or DuetError reported with status 500. See docs/errors.md.
+ */
 export interface HandshakeRefusal extends Error {
   /** `WS_ERR_*`: `WS_ERR_HANDSHAKE`, `WS_ERR_CLIENT_REJECTED`, `WS_ERR_INVALID_HEADER`, ... */
   code: string;
@@ -49,12 +50,6 @@ export interface HandshakeRefusal extends Error {
   status: number;
   /** The extra headers duet would have sent with it (checked; as given), if any. */
   headers?: HeaderFields;
-}
-
-function handshakeError(code: string, message: string): HandshakeError {
-  const err = new Error(message) as HandshakeError;
-  err.code = code;
-  return err;
 }
 
 /** How long a refused client gets to read our answer before its socket is destroyed. */
@@ -410,8 +405,7 @@ export class WebSocketServer extends EventEmitter {
         return;
       }
       decided = true;
-      const err = new Error(`verifyClient threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`, { cause: thrown }) as Error & { code: string };
-      err.code = 'WS_ERR_UNEXPECTED_CONDITION';
+      const err = createError('WS_ERR_UNEXPECTED_CONDITION', `verifyClient threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`, { cause: thrown });
       this.applicationFault(req, socket, err);
       return;
     }
@@ -469,8 +463,7 @@ export class WebSocketServer extends EventEmitter {
       // As in ws: listeners see (and may change) the whole response head, line by line.
       if (this.listenerCount('headers') > 0) this.emit('headers', lines, req);
     } catch (thrown) {
-      const err = handshakeError('WS_ERR_UNEXPECTED_CONDITION', `a headers listener threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`);
-      (err as Error & { cause?: unknown }).cause = thrown;
+      const err = createError('WS_ERR_UNEXPECTED_CONDITION', `a headers listener threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`, { cause: thrown });
       this.applicationFault(req, socket, err);
       return;
     }
@@ -507,7 +500,7 @@ export class WebSocketServer extends EventEmitter {
   private refuse(
     req: http.IncomingMessage,
     socket: Duplex,
-    code: string,
+    code: HandshakeErrorCode,
     status: number,
     message: string,
     headers?: HeaderFields,
@@ -521,9 +514,7 @@ export class WebSocketServer extends EventEmitter {
       return;
     }
     if (this.listenerCount('wsClientError') > 0) {
-      const err = handshakeError(code, message) as HandshakeRefusal;
-      err.status = status;
-      if (headers !== undefined) err.headers = headers;
+      const err = createError(code, message, headers === undefined ? { status } : { status, headers });
       this.emit('wsClientError', err, socket, req);
       return;
     }
@@ -615,7 +606,7 @@ export class WebSocketServer extends EventEmitter {
   private stopAccepting(cb?: (err?: Error) => void): void {
     if (cb) {
       if (this.state === 'closed') {
-        process.nextTick(cb, handshakeError('WS_ERR_SERVER_NOT_RUNNING', 'The server is not running'));
+        process.nextTick(cb, createError('WS_ERR_SERVER_NOT_RUNNING', 'The server is not running'));
         return;
       }
       this.once('close', () => cb());

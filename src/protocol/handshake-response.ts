@@ -2,6 +2,7 @@
  * The client's side of the opening handshake (RFC 6455 4.1): the request headers it sends
  * and the checks its gets to run on the server's response.
  */
+import type { HandshakeErrorCode } from './errors.js';
 import { computeAccept, headerHasToken, isToken, parseExtensions } from './handshake.js';
 
 /**
@@ -25,7 +26,7 @@ export function normalizeProtocols(protocols: string | readonly string[] | undef
 /** Outcome of checking the server's response to our upgrade request. */
 export type ResponseCheck =
   | { ok: true; protocol: string; extensions: string }
-  | { ok: false; code: string; message: string };
+  | { ok: false; code: HandshakeErrorCode; message: string };
 
 /**
  * Check a `101 Switching Protocols` response: Upgrade and Connection headers, the

@@ -6,6 +6,7 @@
 import * as crypto from 'node:crypto';
 import { createHash, randomBytes } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
+import { createError } from './errors.js';
 import { checkHeaderLine, headerFieldList, invalidHeaderError, isHeaderValueText, isToken, type HeaderFields } from './header-fields.js';
 
 // The token rule lives with the other header-field rules; re-exported for existing importers.
@@ -323,9 +324,7 @@ export function serializeResponseLines(lines: readonly string[]): string {
  */
 export function buildErrorResponse(status: number, message: string, headers?: HeaderFields): string {
   if (!Number.isInteger(status) || status < 100 || status > 999) {
-    const err = new RangeError(`Invalid HTTP status code: ${String(status)}`) as RangeError & { code: string };
-    err.code = 'WS_ERR_INVALID_STATUS';
-    throw err;
+    throw createError('WS_ERR_INVALID_STATUS', `Invalid HTTP status code: ${String(status)}`);
   }
   if (typeof message !== 'string') throw new TypeError(`The response body must be a string, got ${typeof message}`);
   // An unknown code gets an empty reason phrase, which the status-line grammar allows.

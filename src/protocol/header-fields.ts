@@ -5,6 +5,7 @@
  * header line or the response (CR, LF, NUL, other control characters) is refused here, so no
  * caller can inject a header or a body.
  */
+import { createError } from './errors.js';
 
 /**
  * One header value: a string, a number (sent as `String(n)`, as node:http does: `120` is sent
@@ -42,11 +43,9 @@ export function isHeaderValueText(value: string): boolean {
   return VALUE_PATTERN.test(value);
 }
 
-/** A TypeError with `code` `WS_ERR_INVALID_HEADER` saying `message`. */
+/** A TypeError with `code` `WS_ERR_INVALID_HEADER` saying `message` (see errors.ts). */
 export function invalidHeaderError(message: string): InvalidHeaderError {
-  const err = new TypeError(message) as InvalidHeaderError;
-  err.code = INVALID_HEADER;
-  return err;
+  return createError(INVALID_HEADER, message);
 }
 
 function shown(value: unknown): string {

@@ -1,7 +1,27 @@
 /** The sans-I/O RFC 6455 core: no sockets, no timers. */
 export { CloseCode, closeCodeIsValid } from './close-codes.js';
-export { ProtocolError } from './errors.js';
-export type { ProtocolErrorCode } from './errors.js';
+export {
+  ConnectionClosedError,
+  DuetError,
+  ERROR_CODES,
+  HandshakeError,
+  LimitExceededError,
+  ProtocolError,
+  RENAMED_ERROR_CODES,
+  createError,
+} from './errors.js';
+export type {
+  ConnectionClosedErrorCode,
+  CreateErrorOptions,
+  DuetErrorClassName,
+  DuetErrorCode,
+  ErrorFor,
+  ErrorInfo,
+  HandshakeErrorCode,
+  HandshakeErrorOptions,
+  LimitExceededErrorCode,
+  ProtocolErrorCode,
+} from './errors.js';
 export { Opcode, isControlOpcode, MAX_CONTROL_PAYLOAD } from './opcodes.js';
 export { applyMask } from './mask.js';
 export { encodeFrame, encodeClosePayload, headerSize } from './frame.js';

@@ -11,7 +11,7 @@
  */
 import { kMaxLength } from 'node:buffer';
 import { CloseCode, closeCodeIsValid } from './close-codes.js';
-import { ProtocolError } from './errors.js';
+import { createError, type ProtocolError, type ProtocolErrorCode } from './errors.js';
 import { applyMask } from './mask.js';
 import { MAX_CONTROL_PAYLOAD, Opcode } from './opcodes.js';
 import { Utf8Validator, isValidUtf8 } from './utf8.js';
@@ -41,7 +41,7 @@ export interface FrameParserOptions {
   /**
    * Most frames one data message may arrive in: its first frame and every continuation frame,
    * empty ones included (control frames between them do not count). 0 or absent means no
-   * limit. Over it: close 1009 (WS_ERR_TOO_MANY_FRAGMENTS) at the header of the frame that
+   * limit. Over it: close 1009 (WS_ERR_TOO_MANY_BUFFERED_PARTS, ws's code for its maxFragments) at the header of the frame that
    * goes over, so a peer cannot keep one message open with endless tiny or empty fragments.
    */
   maxFragments?: number;
@@ -208,9 +208,10 @@ export class FrameParser {
     }
   }
 
-  private fail(code: ConstructorParameters<typeof ProtocolError>[0], message: string, closeCode: number = CloseCode.PROTOCOL_ERROR): false {
+  /** Stop and report `code` (a ProtocolError, or a LimitExceededError for a limit). */
+  private fail(code: ProtocolErrorCode, message: string, closeCode?: number): false {
     this.stop();
-    this.handler.onProtocolError(new ProtocolError(code, message, closeCode));
+    this.handler.onProtocolError(createError(code, message, closeCode === undefined ? {} : { closeCode }));
     return false;
   }
 
@@ -279,7 +280,7 @@ export class FrameParser {
       case Opcode.CONTINUATION:
         if (this.messageOpcode === 0) return this.fail('WS_ERR_UNEXPECTED_CONTINUATION', 'continuation frame without a message in progress');
         if (++this.messageFrames > this.maxFragments) {
-          return this.fail('WS_ERR_TOO_MANY_FRAGMENTS', `message in more than ${this.maxFragments} frames`, CloseCode.MESSAGE_TOO_BIG);
+          return this.fail('WS_ERR_TOO_MANY_BUFFERED_PARTS', `message in more than ${this.maxFragments} frames`, CloseCode.MESSAGE_TOO_BIG);
         }
         break;
       case Opcode.TEXT:
@@ -495,7 +496,7 @@ export class FrameParser {
       return;
     }
     if (payload.length === 1) {
-      this.fail('WS_ERR_INVALID_CLOSE_PAYLOAD', 'close frame payload of 1 byte');
+      this.fail('WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH', 'close frame payload of 1 byte');
       return;
     }
     const code = payload.readUInt16BE(0);

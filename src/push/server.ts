@@ -7,6 +7,7 @@ import type { WebSocket } from '../node/connection.js';
 import type { PublishOptions } from '../node/host.js';
 import { WebSocketServer as NodeWebSocketServer } from '../node/server.js';
 import type { ServerOptions as NodeServerOptions } from '../node/server-options.js';
+import { createError } from '../protocol/errors.js';
 import type { Broker } from './broker.js';
 import type { HistoryOptions, Recovery } from './history.js';
 import { Hub, type PublishData } from './hub.js';
@@ -70,9 +71,7 @@ export class WebSocketServer extends NodeWebSocketServer {
    */
   every(ms: number, fn: (run: number) => void): Job {
     if (this.closing) {
-      const err = new Error('The server is closed: no new jobs') as Error & { code: string };
-      err.code = 'WS_ERR_SERVER_NOT_RUNNING';
-      throw err;
+      throw createError('WS_ERR_SERVER_NOT_RUNNING', 'The server is closed: no new jobs');
     }
     return this.scheduler.every(ms, fn);
   }

@@ -1595,7 +1595,7 @@ describe('maxFragments on the client', () => {
       const e = await within(rec.closed, 5000, 'close');
       assert.deepEqual(rec.types(), ['open', 'message', 'error', 'close']);
       assert.deepEqual([...(rec.log[1].data as Buffer)], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-      assert.equal(rec.log[2].error?.code, 'WS_ERR_TOO_MANY_FRAGMENTS');
+      assert.equal(rec.log[2].error?.code, 'WS_ERR_TOO_MANY_BUFFERED_PARTS');
       assert.equal(e.wasClean, false);
       await until(() => decodeFrames(raw.fromClient()).frames.some((f) => f.opcode === 0x8), 5000, "the client's Close frame");
       const close = decodeFrames(raw.fromClient()).frames.find((f) => f.opcode === 0x8)!;

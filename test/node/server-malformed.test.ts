@@ -304,7 +304,7 @@ const frameCases: FrameCase[] = [
   ),
   { name: 'ping with a 126-byte payload -> 1002', send: () => [clientFrame({ opcode: OP.PING, payload: Buffer.alloc(126, 0x61) })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH' } },
   { name: 'fragmented ping (FIN=0) -> 1002', send: () => [clientFrame({ opcode: OP.PING, payload: 'p', fin: false })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_EXPECTED_FIN' } },
-  { name: 'close with a 1-byte payload -> 1002', send: () => [close(bytes(0x03))], expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_CLOSE_PAYLOAD' } },
+  { name: 'close with a 1-byte payload -> 1002', send: () => [close(bytes(0x03))], expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH' } },
   ...[0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535].map(
     (code): FrameCase => ({
       name: `close code ${code} -> 1002`,
@@ -367,13 +367,13 @@ const frameCases: FrameCase[] = [
     name: 'a message in 101 frames over maxFragments 100 -> 1009 at the 101st header',
     fewFragments: true,
     send: () => [text('a', false), ...Array.from({ length: 99 }, () => cont('b', false)), clientFrame({ opcode: OP.CONT, declaredLength: 5000, fin: false })],
-    expect: { closeCode: TOO_BIG, error: 'WS_ERR_TOO_MANY_FRAGMENTS' },
+    expect: { closeCode: TOO_BIG, error: 'WS_ERR_TOO_MANY_BUFFERED_PARTS' },
   },
   {
     name: 'empty continuation frames count: 1 + 100 empty over maxFragments 100 -> 1009',
     fewFragments: true,
     send: () => [clientFrame({ opcode: OP.BINARY, fin: false }), ...Array.from({ length: 100 }, () => cont('', false))],
-    expect: { closeCode: TOO_BIG, error: 'WS_ERR_TOO_MANY_FRAGMENTS' },
+    expect: { closeCode: TOO_BIG, error: 'WS_ERR_TOO_MANY_BUFFERED_PARTS' },
   },
   { name: '64-bit length with the MSB set -> 1002', send: () => [clientFrame({ opcode: OP.BINARY, declaredLength: 2 ** 63, lengthEncoding: 64 })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH' } },
   { name: '64-bit length 2^53 -> 1009', send: () => [clientFrame({ opcode: OP.BINARY, declaredLength: 2 ** 53, lengthEncoding: 64 })], expect: { closeCode: TOO_BIG, error: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' } },
@@ -513,7 +513,7 @@ describe('frames: fragments per message bounded (maxFragments)', () => {
     assert.equal(await client.closeCode(30_000), 1009);
     const serverClose = await within(side.closed, 10_000, "server 'close' event");
     assert.equal(serverClose.code, 1009);
-    assert.deepEqual(side.errors.map((e) => e.code), ['WS_ERR_TOO_MANY_FRAGMENTS']);
+    assert.deepEqual(side.errors.map((e) => e.code), ['WS_ERR_TOO_MANY_BUFFERED_PARTS']);
     assert.ok(sent >= limit, `closed after ${sent} frames sent, fewer than the limit ${limit}`);
   });
 

@@ -531,7 +531,7 @@ describe('FrameParser: fragmentation', () => {
 
 describe('FrameParser: maxFragments (frames per message)', () => {
   const limited = (maxFragments: number, base: FrameParserOptions = SERVER): FrameParserOptions => ({ ...base, maxFragments });
-  const tooMany = error('WS_ERR_TOO_MANY_FRAGMENTS', 1009);
+  const tooMany = error('WS_ERR_TOO_MANY_BUFFERED_PARTS', 1009);
   /** A message of `count` frames: `parts[i]` or '' for each, the last with FIN. */
   function message(opcode: number, count: number, make: typeof m = m, part: (i: number) => Bytes = () => ''): Buffer[] {
     return Array.from({ length: count }, (_, i) => make(i === 0 ? opcode : CONTINUATION, part(i), i === count - 1));
@@ -645,10 +645,10 @@ describe('FrameParser: close frames', () => {
     expectEvents(u(CLOSE), [close(1005)], CLIENT, [2]);
   });
 
-  it('a 1-byte close payload -> WS_ERR_INVALID_CLOSE_PAYLOAD 1002', () => {
+  it('a 1-byte close payload -> WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH 1002', () => {
     for (const byte of [0x00, 0x03, 0xe8, 0xff]) {
-      expectEvents(m(CLOSE, [byte]), [error('WS_ERR_INVALID_CLOSE_PAYLOAD')], SERVER, [7]);
-      expectEvents(u(CLOSE, [byte]), [error('WS_ERR_INVALID_CLOSE_PAYLOAD')], CLIENT, [3]);
+      expectEvents(m(CLOSE, [byte]), [error('WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH')], SERVER, [7]);
+      expectEvents(u(CLOSE, [byte]), [error('WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH')], CLIENT, [3]);
     }
   });
 
