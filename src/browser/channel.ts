@@ -6,7 +6,8 @@
  */
 import type { DuetClientEvents } from './events.js';
 import { TopicTracker, type MessageMeta, type MessageSender, type TopicHandler } from './topics.js';
-import { DuetError, type DuetClock, type TopicPosition } from './types.js';
+import { DuetError } from './errors.js';
+import type { DuetClock, TopicPosition } from './types.js';
 
 /** This client's identity on the server: the answer to its `hello` on the current connection. */
 export interface ChannelIdentity {
@@ -141,18 +142,18 @@ export class ChannelSession {
   /** A message from the server, as received. */
   receive(data: unknown): void {
     if (typeof data !== 'string') {
-      this.host.error(new DuetError('DUET_BAD_MESSAGE', 'a binary message on a channel connection'));
+      this.host.error(new DuetError('WS_ERR_INVALID_CHANNEL_MESSAGE', 'a binary message on a channel connection'));
       return;
     }
     let msg: unknown;
     try {
       msg = JSON.parse(data);
     } catch {
-      this.host.error(new DuetError('DUET_BAD_MESSAGE', 'a channel message that is not JSON'));
+      this.host.error(new DuetError('WS_ERR_INVALID_CHANNEL_MESSAGE', 'a channel message that is not JSON'));
       return;
     }
     if (typeof msg !== 'object' || msg === null) {
-      this.host.error(new DuetError('DUET_BAD_MESSAGE', 'a channel message that is not a JSON object'));
+      this.host.error(new DuetError('WS_ERR_INVALID_CHANNEL_MESSAGE', 'a channel message that is not a JSON object'));
       return;
     }
     this.handle(msg as Record<string, unknown>);
@@ -187,7 +188,7 @@ export class ChannelSession {
         if (typeof msg.id === 'string' && typeof msg.nick === 'string') this.me = { id: msg.id, nick: msg.nick };
         return;
       case 'error': {
-        const code = typeof msg.code === 'string' ? msg.code : 'unknown';
+        const code = typeof msg.code === 'string' ? msg.code : 'WS_ERR_INVALID_CHANNEL_MESSAGE';
         if (code === 'rate_limited') this.retryPending();
         else if (code === 'recovery_limited' && topic !== undefined) this.defer(topic, msg.retryAfter);
         else if (topic !== undefined) {

@@ -20,8 +20,8 @@ import { NetworkWatcher } from './network.js';
 import { defaultClock, resolveOptions, type DuetClientOptions, type ResolvedOptions } from './options.js';
 import { SendQueue } from './send-queue.js';
 import type { TopicHandler } from './topics.js';
+import { DuetError } from './errors.js';
 import {
-  DuetError,
   type DuetClock,
   type DuetCloseInfo,
   type DuetEnvironment,
@@ -33,7 +33,8 @@ import {
   type WebSocketLike,
 } from './types.js';
 
-export { DuetError } from './types.js';
+export { CLIENT_ERROR_CODES, CLIENT_RENAMED_ERROR_CODES, DuetError } from './errors.js';
+export type { ClientErrorInfo, DuetClientErrorCode } from './errors.js';
 export { NO_RETRY_CODES, defaultShouldReconnect } from './options.js';
 export { backoffCap, backoffDelay } from './backoff.js';
 export type { DuetClientOptions } from './options.js';
@@ -88,7 +89,7 @@ export class DuetClient {
     this.WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructorLike }).WebSocket;
     // Mistakes that no retry fixes are thrown here, where the caller sees them (an error event
     // from inside the constructor would reach no listener).
-    if (!this.WebSocketClass) throw new DuetError('DUET_NO_WEBSOCKET', 'no WebSocket implementation: pass options.WebSocket (for example duet\'s WebSocket in Node 20)');
+    if (!this.WebSocketClass) throw new DuetError('WS_ERR_NO_WEBSOCKET', 'no WebSocket implementation: pass options.WebSocket (for example duet\'s WebSocket in Node 20)');
     checkUrl(url);
     this.clock = options.clock ?? defaultClock();
     this.network = new NetworkWatcher(options.environment ?? (globalThis as DuetEnvironment), {
@@ -286,7 +287,7 @@ export class DuetClient {
     const WebSocketClass = this.WebSocketClass;
     let socket: WebSocketLike;
     try {
-      if (!WebSocketClass) throw new DuetError('DUET_NO_WEBSOCKET', 'no WebSocket implementation: pass options.WebSocket');
+      if (!WebSocketClass) throw new DuetError('WS_ERR_NO_WEBSOCKET', 'no WebSocket implementation: pass options.WebSocket');
       socket = this.options.protocols === undefined ? new WebSocketClass(this.url) : new WebSocketClass(this.url, this.options.protocols);
     } catch (err) {
       // A bad URL or a missing WebSocket does not get better by retrying.
@@ -299,7 +300,7 @@ export class DuetClient {
     socket.onopen = () => this.onOpen(socket);
     socket.onmessage = (event: SocketEventLike) => this.onMessage(socket, event.data);
     socket.onerror = (event: SocketEventLike) => {
-      if (socket === this.current) this.emitError(event.error instanceof Error ? event.error : new DuetError('DUET_SOCKET_ERROR', 'WebSocket error'));
+      if (socket === this.current) this.emitError(event.error instanceof Error ? event.error : new DuetError('WS_ERR_SOCKET', 'WebSocket error'));
     };
     socket.onclose = (event: SocketEventLike) => {
       if (socket === this.current) this.lost(closeInfo(event), false);
@@ -438,7 +439,7 @@ export class DuetClient {
   }
 
   private requireChannel(what: string): void {
-    if (!this.options.channel) throw new DuetError('DUET_NOT_CHANNEL', `${what}() needs channel mode (options.channel is false)`);
+    if (!this.options.channel) throw new DuetError('WS_ERR_NOT_CHANNEL', `${what}() needs channel mode (options.channel is false)`);
   }
 
   private setStatus(status: DuetStatus): void {
@@ -483,10 +484,10 @@ function checkUrl(url: string): void {
   try {
     parsed = new URL(url, base);
   } catch {
-    throw new DuetError('DUET_BAD_URL', `invalid URL: ${String(url)}`);
+    throw new DuetError('WS_ERR_INVALID_URL', `invalid URL: ${String(url)}`);
   }
   if (!['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
-    throw new DuetError('DUET_BAD_URL', `the URL's scheme must be ws, wss, http or https, not ${parsed.protocol.slice(0, -1)}`);
+    throw new DuetError('WS_ERR_INVALID_URL', `the URL's scheme must be ws, wss, http or https, not ${parsed.protocol.slice(0, -1)}`);
   }
 }
 

@@ -2,7 +2,8 @@
  * The bounded queue of messages sent while the client is not open. Bounded because a client
  * offline for an hour must not grow without limit; the policy decides which end gives.
  */
-import { DuetError, type QueuePolicy, type SendData } from './types.js';
+import { DuetError } from './errors.js';
+import type { QueuePolicy, SendData } from './types.js';
 
 export class SendQueue {
   private items: SendData[] = [];
@@ -20,7 +21,7 @@ export class SendQueue {
     return this.items.length;
   }
 
-  /** Add a message; when full, apply the policy ('error' throws a DuetError DUET_QUEUE_FULL). */
+  /** Add a message; when full, apply the policy ('error' throws a DuetError WS_ERR_QUEUE_FULL). */
   push(item: SendData): void {
     if (this.items.length < this.limit) {
       this.items.push(item);
@@ -28,7 +29,7 @@ export class SendQueue {
     }
     switch (this.policy) {
       case 'error':
-        throw new DuetError('DUET_QUEUE_FULL', `send queue full (${this.limit} messages) while not connected`);
+        throw new DuetError('WS_ERR_QUEUE_FULL', `send queue full (${this.limit} messages) while not connected`);
       case 'drop-newest':
         this.dropped++;
         return;

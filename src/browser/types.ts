@@ -87,20 +87,3 @@ export type DuetStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 /** What to do with a message sent while the queue is full. */
 export type QueuePolicy = 'drop-oldest' | 'drop-newest' | 'error';
-
-/**
- * An error with a stable `code`: a channel protocol error from the server (`bad_json`,
- * `rate_limited`, ...; see docs/protocol.md) or one of the client's own (`DUET_*`).
- */
-export class DuetError extends Error {
-  /** A stable string to branch on. */
-  readonly code: string;
-  /** The topic the error concerns, when there is one. */
-  readonly topic: string | undefined;
-  constructor(code: string, message: string, topic?: string) {
-    super(message);
-    this.name = 'DuetError';
-    this.code = code;
-    this.topic = topic;
-  }
-}

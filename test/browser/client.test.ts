@@ -360,7 +360,7 @@ describe('offline queue', () => {
     const { client } = setup({ queueLimit: 2, queuePolicy: 'error', channel: false });
     client.send('1');
     client.send('2');
-    assert.throws(() => client.send('3'), { name: 'DuetError', code: 'DUET_QUEUE_FULL' });
+    assert.throws(() => client.send('3'), { name: 'DuetError', code: 'WS_ERR_QUEUE_FULL' });
     FakeWebSocket.last.open();
     assert.deepEqual(FakeWebSocket.last.sent, ['1', '2']);
     client.close();
@@ -644,7 +644,7 @@ describe('subscribe and recovery', () => {
     socket.message({ type: 'error', code: 'unknown_topic', message: 'no topic "x"', topic: 'x' });
     assert.deepEqual({ ...errors[1], message: errors[1]?.message }, { name: 'DuetError', code: 'unknown_topic', topic: 'x', message: 'no topic "x"' });
     socket.message('not json');
-    assert.equal((errors[2] as { code?: string }).code, 'DUET_BAD_MESSAGE');
+    assert.equal((errors[2] as { code?: string }).code, 'WS_ERR_INVALID_CHANNEL_MESSAGE');
     assert.throws(() => client.publish('chat', undefined), TypeError);
     client.close();
   });
@@ -838,8 +838,8 @@ describe('plain mode', () => {
     socket.rawMessage('hello');
     socket.rawMessage(bytes);
     assert.deepEqual(got, ['hello', bytes]);
-    assert.throws(() => client.subscribe('chat', () => {}), { code: 'DUET_NOT_CHANNEL' });
-    assert.throws(() => client.publish('chat', 1), { code: 'DUET_NOT_CHANNEL' });
+    assert.throws(() => client.subscribe('chat', () => {}), { code: 'WS_ERR_NOT_CHANNEL' });
+    assert.throws(() => client.publish('chat', 1), { code: 'WS_ERR_NOT_CHANNEL' });
     client.close();
   });
 });
@@ -931,9 +931,9 @@ describe('mistakes at construction', () => {
   it('no WebSocket implementation and a bad URL throw from the constructor, where the caller sees them', () => {
     // Node 20 has no global WebSocket.
     assert.equal((globalThis as { WebSocket?: unknown }).WebSocket, undefined);
-    assert.throws(() => new DuetClient('ws://127.0.0.1:1/channel'), { code: 'DUET_NO_WEBSOCKET' });
-    assert.throws(() => new DuetClient('ftp://example.com/', { WebSocket: FakeWebSocket }), { code: 'DUET_BAD_URL' });
-    assert.throws(() => new DuetClient('not a url', { WebSocket: FakeWebSocket }), { code: 'DUET_BAD_URL' });
+    assert.throws(() => new DuetClient('ws://127.0.0.1:1/channel'), { code: 'WS_ERR_NO_WEBSOCKET' });
+    assert.throws(() => new DuetClient('ftp://example.com/', { WebSocket: FakeWebSocket }), { code: 'WS_ERR_INVALID_URL' });
+    assert.throws(() => new DuetClient('not a url', { WebSocket: FakeWebSocket }), { code: 'WS_ERR_INVALID_URL' });
   });
 
   it('an error raised while the constructor connects reaches a listener attached right after it', async () => {
