@@ -17,7 +17,7 @@ export { WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from './node/even
 // The server applications use: node/'s server with the push layer (topics, history, jobs).
 export { WebSocketServer, Hub, MemoryBroker } from './push/index.js';
 export type { ServerOptions, HubOptions, PublishData, Broker, BrokerMessage, HistoryOptions, HistoryEntry, Recovery, Job } from './push/index.js';
-export { Channel } from './push/index.js';
+export { Channel, CHANNEL_ERROR_CODES } from './push/index.js';
 export type { ChannelOptions, ChannelTopicOptions, ChannelRateLimit, ChannelRecoveryBudget, ChannelErrorCode, ChannelServerMessage, ChannelSender } from './push/index.js';
 export { CloseCode, closeCodeIsValid } from './protocol/index.js';
 // Errors (docs/errors.md): catch with instanceof, branch on `code`.

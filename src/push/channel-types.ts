@@ -8,19 +8,26 @@ import type { ChannelSender } from './identity.js';
 
 export type { ChannelSender } from './identity.js';
 
+/**
+ * The `code` strings of the protocol's `error` messages: wire format, so lower case and never
+ * renamed (they are not JS error codes; see docs/errors.md, which lists them with the others).
+ */
+export const CHANNEL_ERROR_CODES = {
+  bad_json: { meaning: 'the text is not valid JSON' },
+  bad_message: { meaning: 'not a JSON object, or a field missing or of the wrong type' },
+  unknown_type: { meaning: "`type` is not one of the protocol's" },
+  unknown_topic: { meaning: 'the topic is not configured (and allowUnknownTopics is off)' },
+  forbidden: { meaning: 'publishing to this topic is not allowed' },
+  identity: { meaning: 'a publish names its sender (from, id, nick), which only the server may do' },
+  too_big: { meaning: 'the message is over maxMessageBytes' },
+  rate_limited: { meaning: 'too many messages in the rate-limit window; the message was dropped' },
+  recovery_limited: { meaning: 'the recovery asked for does not fit the recovery budget now; see retryAfter' },
+  binary: { meaning: 'a binary frame: the protocol is JSON text only' },
+  internal: { meaning: 'the server failed while handling the message (a bug; see the warning)' },
+} as const satisfies Record<string, { readonly meaning: string }>;
+
 /** Stable `code` strings of the protocol's `error` messages. */
-export type ChannelErrorCode =
-  | 'bad_json' // not valid JSON
-  | 'bad_message' // not an object, or a field missing or of the wrong type
-  | 'unknown_type' // `type` is not one of the protocol's
-  | 'unknown_topic' // the topic is not configured (and allowUnknownTopics is off)
-  | 'forbidden' // publishing to this topic is not allowed
-  | 'identity' // a publish names its sender (`from`, `id`, `nick`), which only the server may do
-  | 'too_big' // the message is over maxMessageBytes
-  | 'rate_limited' // too many messages in the rate-limit window
-  | 'recovery_limited' // the recovery asked for does not fit the recovery budget now; see `retryAfter`
-  | 'binary' // a binary frame: the protocol is JSON text only
-  | 'internal'; // the server failed while handling the message (a bug; see the warning)
+export type ChannelErrorCode = keyof typeof CHANNEL_ERROR_CODES;
 
 /** One topic of a channel. */
 export interface ChannelTopicOptions {

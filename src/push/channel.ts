@@ -16,6 +16,7 @@ import type { Hub } from './hub.js';
 import { newConnectionId, nickProblem, senderJson } from './identity.js';
 import { refilled, waitFor, type BucketRate } from './token-bucket.js';
 
+export { CHANNEL_ERROR_CODES } from './channel-types.js';
 export type {
   ChannelError,
   ChannelErrorCode,
