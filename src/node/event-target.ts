@@ -2,7 +2,9 @@
  * The WHATWG side of a connection's events: `onopen`/`onmessage`/`onerror`/`onclose` and
  * `addEventListener`/`removeEventListener` (with `once` and `signal`), layered over the
  * EventEmitter events that `ws` users listen to. Event objects are built only when such a
- * listener exists.
+ * listener exists. WHATWG listeners follow the DOM's rules (a listener removed during a
+ * dispatch is not called, `once` also under dispatchEvent, an on* attribute is its own entry
+ * and keeps its place when reassigned); ws-style ones keep EventEmitter's.
  */
 import { EventEmitter } from 'node:events';
 import { WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from './events.js';
@@ -19,8 +21,27 @@ export interface AddEventListenerOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * A WHATWG listener is registered with EventEmitter as a wrapper function (one closure, so
+ * ws-style and WHATWG listeners share one list and one order) that carries its listener and
+ * flags as properties. `kWhatwg` is the listener, or `kHandler` for an on* attribute's entry.
+ */
 const kWhatwg = Symbol('whatwgListener');
-type Tagged = WsListener & { [kWhatwg]?: WhatwgListener; listener?: Tagged };
+/** The DOM's "once": removed before its first call. */
+const kOnce = Symbol('once');
+/** The DOM's "removed" flag: a listener removed during a dispatch is not called by it. */
+const kRemoved = Symbol('removed');
+/**
+ * The listener entry of an event handler attribute (HTML "event handler"): its own entry in
+ * the list, distinct from any addEventListener of the same function; it calls whatever the
+ * attribute holds at the time.
+ */
+const kHandler = Symbol('eventHandler');
+type Wrapper = WsListener & { [kWhatwg]: WhatwgListener | typeof kHandler; [kOnce]?: true; [kRemoved]?: true };
+
+function isWrapper(l: WsListener): l is Wrapper {
+  return (l as Partial<Wrapper>)[kWhatwg] !== undefined;
+}
 
 /**
  * EventEmitter keeps its listeners in `_events`, made as a null-prototype object literal: in
@@ -58,36 +79,55 @@ export abstract class WsEventTarget extends EventEmitter {
   protected abstract get eventOrigin(): string;
 
   get onopen(): ((event: WsEvent) => void) | null {
-    return (this.handlers?.open as ((event: WsEvent) => void) | undefined) ?? null;
+    return this.handler('open') as ((event: WsEvent) => void) | null;
   }
   set onopen(fn: ((event: WsEvent) => void) | null) {
     this.setHandler('open', fn);
   }
   get onmessage(): ((event: WsMessageEvent) => void) | null {
-    return (this.handlers?.message as ((event: WsMessageEvent) => void) | undefined) ?? null;
+    return this.handler('message') as ((event: WsMessageEvent) => void) | null;
   }
   set onmessage(fn: ((event: WsMessageEvent) => void) | null) {
     this.setHandler('message', fn);
   }
   get onerror(): ((event: WsErrorEvent) => void) | null {
-    return (this.handlers?.error as ((event: WsErrorEvent) => void) | undefined) ?? null;
+    return this.handler('error') as ((event: WsErrorEvent) => void) | null;
   }
   set onerror(fn: ((event: WsErrorEvent) => void) | null) {
     this.setHandler('error', fn);
   }
   get onclose(): ((event: WsCloseEvent) => void) | null {
-    return (this.handlers?.close as ((event: WsCloseEvent) => void) | undefined) ?? null;
+    return this.handler('close') as ((event: WsCloseEvent) => void) | null;
   }
   set onclose(fn: ((event: WsCloseEvent) => void) | null) {
     this.setHandler('close', fn);
   }
 
+  /**
+   * The function an on* attribute holds: null once its entry left the list, also through the
+   * EventEmitter side (`removeAllListeners()`), as in ws.
+   */
+  private handler(type: HandlerType): ((event: never) => void) | null {
+    const fn = this.handlers?.[type];
+    return fn != null && this.findWrapper(type, kHandler) !== undefined ? fn : null;
+  }
+
+  /**
+   * HTML's event handler IDL attribute setter: null (or a non-function) removes the handler's
+   * listener entry; a function adds it at the end of the list the first time, and after that
+   * only replaces the function it calls, so the handler keeps its place among the listeners.
+   */
   private setHandler(type: HandlerType, fn: ((event: never) => void) | null): void {
+    const value = typeof fn === 'function' ? fn : null;
+    if (value === null && this.handlers === undefined) return;
     const handlers = (this.handlers ??= {});
-    const old = handlers[type];
-    if (old) this.removeEventListener(type, old);
-    handlers[type] = typeof fn === 'function' ? fn : null;
-    if (typeof fn === 'function') this.addEventListener(type, fn);
+    handlers[type] = value;
+    const entry = this.findWrapper(type, kHandler);
+    if (value === null) {
+      if (entry !== undefined) this.removeWrapper(type, entry);
+    } else if (entry === undefined) {
+      this.addWrapper(type, kHandler, false);
+    }
   }
 
   /**
@@ -97,61 +137,92 @@ export abstract class WsEventTarget extends EventEmitter {
   addEventListener(type: string, listener: WhatwgListener | null, options?: AddEventListenerOptions | boolean): void {
     if (listener === null || listener === undefined) return;
     const opts = typeof options === 'object' ? options : {};
-    if (opts.signal?.aborted) return;
-    for (const existing of this.rawListeners(type) as Tagged[]) {
-      if (existing[kWhatwg] === listener || existing.listener?.[kWhatwg] === listener) return;
-    }
-    const call = (event: WsEvent): void => {
-      if (typeof listener === 'function') (listener as (e: WsEvent) => void).call(this, event);
-      else (listener.handleEvent as (e: WsEvent) => void).call(listener, event);
-    };
-    let wrapper: Tagged;
-    switch (type) {
-      case 'message':
-        wrapper = (data: unknown, isBinary: boolean) => {
-          // WHATWG: a message received once the socket is no longer OPEN is not dispatched.
-          if (!this.whatwgDispatch) return;
-          call(new WsMessageEvent(this, isBinary ? this.whatwgMessageData(data) : (data as Buffer).toString('utf8'), this.eventOrigin));
-        };
-        break;
-      case 'close':
-        wrapper = (code: number, reason: Buffer) => {
-          // RFC 6455 7.1.5, which the WHATWG close event follows: without a Close frame from
-          // the peer the connection close code is 1006, also when we failed the connection
-          // with another code (ws-style listeners get that code; see docs/server.md).
-          call(new WsCloseEvent(this, this.closeFrameReceived ? code : 1006, this.closeFrameReceived ? reason.toString('utf8') : '', this.wasClean));
-        };
-        break;
-      case 'error':
-        wrapper = (err: Error) => call(new WsErrorEvent(this, err));
-        break;
-      default:
-        wrapper = () => call(new WsEvent(type, this));
-    }
-    wrapper[kWhatwg] = listener;
-    if (opts.once) this.once(type, wrapper);
-    else this.on(type, wrapper);
-    opts.signal?.addEventListener('abort', () => this.removeEventListener(type, listener), { once: true });
+    const signal = opts.signal;
+    if (signal?.aborted) return;
+    if (this.findWrapper(type, listener) !== undefined) return;
+    const wrapper = this.addWrapper(type, listener, opts.once === true);
+    // DOM: the signal removes this entry (not a later addEventListener of the same listener).
+    signal?.addEventListener('abort', () => this.removeWrapper(type, wrapper), { once: true });
   }
 
   removeEventListener(type: string, listener: WhatwgListener | null): void {
     if (listener === null || listener === undefined) return;
-    for (const existing of this.rawListeners(type) as Tagged[]) {
-      if (existing[kWhatwg] === listener || existing.listener?.[kWhatwg] === listener) {
-        this.removeListener(type, existing);
-        return;
+    const wrapper = this.findWrapper(type, listener);
+    if (wrapper !== undefined) this.removeWrapper(type, wrapper);
+  }
+
+  /**
+   * Dispatch a WHATWG event object to the `on*` handler and `addEventListener` listeners of its
+   * type (not to ws-style listeners, which take other arguments), by the DOM's rules: in the
+   * order of the list when the dispatch starts, skipping entries removed meanwhile, `once`
+   * entries removed before they are called.
+   */
+  dispatchEvent(event: WsEvent): boolean {
+    const type = event.type;
+    for (const l of this.rawListeners(type) as WsListener[]) {
+      if (isWrapper(l) && l[kRemoved] === undefined) this.invoke(type, l, event);
+    }
+    return true;
+  }
+
+  private findWrapper(type: string, listener: WhatwgListener | typeof kHandler): Wrapper | undefined {
+    for (const l of this.rawListeners(type) as WsListener[]) {
+      if (isWrapper(l) && l[kWhatwg] === listener) return l;
+    }
+    return undefined;
+  }
+
+  private removeWrapper(type: string, wrapper: Wrapper): void {
+    wrapper[kRemoved] = true;
+    this.removeListener(type, wrapper);
+  }
+
+  /** Register a WHATWG listener (or the entry of an on* attribute) at the end of the list. */
+  private addWrapper(type: string, listener: WhatwgListener | typeof kHandler, once: boolean): Wrapper {
+    // One closure per listener; what it needs beyond `this` and `type` is on the function.
+    const wrapper = ((a?: unknown, b?: unknown): void => {
+      if (wrapper[kRemoved] !== undefined) return;
+      const event = this.whatwgEvent(type, a, b);
+      if (event !== undefined) this.invoke(type, wrapper, event);
+    }) as Wrapper;
+    wrapper[kWhatwg] = listener;
+    if (once) wrapper[kOnce] = true;
+    this.on(type, wrapper);
+    return wrapper;
+  }
+
+  /** The event object for what the connection emitted; undefined when it is not dispatched. */
+  private whatwgEvent(type: string, a: unknown, b: unknown): WsEvent | undefined {
+    switch (type) {
+      case 'message':
+        // WHATWG: a message received once the socket is no longer OPEN is not dispatched.
+        if (!this.whatwgDispatch) return undefined;
+        return new WsMessageEvent(this, b ? this.whatwgMessageData(a) : (a as Buffer).toString('utf8'), this.eventOrigin);
+      case 'close': {
+        // RFC 6455 7.1.5, which the WHATWG close event follows: without a Close frame from
+        // the peer the connection close code is 1006, also when we failed the connection
+        // with another code (ws-style listeners get that code; see docs/server.md).
+        const received = this.closeFrameReceived;
+        return new WsCloseEvent(this, received ? (a as number) : 1006, received ? (b as Buffer).toString('utf8') : '', this.wasClean);
       }
+      case 'error':
+        return new WsErrorEvent(this, a as Error);
+      default:
+        return new WsEvent(type, this);
     }
   }
 
-  /** Dispatch a WHATWG event object to `on*` handlers and `addEventListener` listeners of its type. */
-  dispatchEvent(event: WsEvent): boolean {
-    for (const l of this.rawListeners(event.type) as Tagged[]) {
-      const target = l[kWhatwg] ?? l.listener?.[kWhatwg];
-      if (target === undefined) continue;
-      if (typeof target === 'function') (target as (e: WsEvent) => void).call(this, event);
-      else (target.handleEvent as (e: WsEvent) => void).call(target, event);
+  /** Call one entry's listener with `event` (DOM "inner invoke", for one listener). */
+  private invoke(type: string, wrapper: Wrapper, event: WsEvent): void {
+    if (wrapper[kOnce] !== undefined) this.removeWrapper(type, wrapper);
+    const listener = wrapper[kWhatwg];
+    if (listener === kHandler) {
+      const handler = this.handlers?.[type as HandlerType];
+      if (typeof handler === 'function') (handler as (e: WsEvent) => void).call(this, event);
+    } else if (typeof listener === 'function') {
+      (listener as (e: WsEvent) => void).call(this, event);
+    } else {
+      (listener.handleEvent as (e: WsEvent) => void).call(listener, event);
     }
-    return true;
   }
 }

@@ -2,7 +2,9 @@
  * WsEventTarget on its own: the WHATWG EventTarget side (onX attributes, addEventListener with
  * once / signal / handleEvent objects, removeEventListener, dispatchEvent) layered over the
  * EventEmitter events ws-style code uses. A small subclass plays the connection: the test
- * emits 'open' / 'message' / 'close' / 'error' as the connection does.
+ * emits 'open' / 'message' / 'close' / 'error' as the connection does. Where the DOM's rules
+ * decide (removal during a dispatch, once, event handler attributes), the same steps run on
+ * Node's own EventTarget first, as the reference.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,6 +34,47 @@ class Target extends WsEventTarget {
   setDispatch(on: boolean): void {
     this.whatwgDispatch = on;
   }
+}
+
+/**
+ * A browser-like target with an onopen attribute, on Node's EventTarget (the reference): the
+ * handler's listener is added at the first non-null value and keeps its place (HTML "event
+ * handler IDL attributes"); null removes it.
+ */
+class Reference extends EventTarget {
+  private handler: ((e: Event) => void) | null = null;
+  private readonly entry = (e: Event): void => this.handler?.call(this, e);
+  private registered = false;
+  get onopen(): ((e: Event) => void) | null {
+    return this.handler;
+  }
+  set onopen(fn: ((e: Event) => void) | null) {
+    this.handler = fn;
+    if (fn === null) {
+      if (this.registered) this.removeEventListener('open', this.entry);
+      this.registered = false;
+    } else if (!this.registered) {
+      this.addEventListener('open', this.entry);
+      this.registered = true;
+    }
+  }
+}
+
+/** What the steps below need of a target, ours or the reference. */
+interface OpenTarget {
+  onopen: unknown;
+  addEventListener(type: string, l: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: string, l: () => void): void;
+}
+
+/** Run `steps` on the reference and on a WsEventTarget (fired with emit and with dispatchEvent); all must agree. */
+function sameAsReference<T>(steps: (t: OpenTarget, fire: () => void) => T, expected: T): void {
+  const ref = new Reference();
+  assert.deepEqual(steps(ref, () => ref.dispatchEvent(new Event('open'))), expected, "Node's EventTarget");
+  const emitted = new Target();
+  assert.deepEqual(steps(emitted, () => emitted.emit('open')), expected, 'WsEventTarget, emit()');
+  const dispatched = new Target();
+  assert.deepEqual(steps(dispatched, () => dispatched.dispatchEvent(new WsEvent('open', dispatched))), expected, 'WsEventTarget, dispatchEvent()');
 }
 
 /** A listener that records the events it gets, with `this`. */
@@ -215,6 +258,222 @@ describe('WsEventTarget: addEventListener and removeEventListener', () => {
     t.addEventListener('message', { handleEvent: () => log.push('object') });
     t.emit('message', Buffer.from('x'), false);
     assert.deepEqual(log, ['ws 1', 'whatwg 1', 'handler', 'ws 2', 'object']);
+  });
+});
+
+describe('WsEventTarget: the DOM rules (issue 14, item 7)', () => {
+  it('a listener removed by an earlier listener of the same dispatch is not called (the DOM "removed" flag)', () => {
+    sameAsReference((t, fire) => {
+      const log: string[] = [];
+      const b = (): void => void log.push('b');
+      t.addEventListener('open', () => {
+        log.push('a');
+        t.removeEventListener('open', b);
+      });
+      t.addEventListener('open', b);
+      fire();
+      fire();
+      return log;
+    }, ['a', 'a']);
+  });
+
+  it('removed during a dispatch: a once listener, and the on* handler cleared with null, are not called either', () => {
+    sameAsReference((t, fire) => {
+      const log: string[] = [];
+      const b = (): void => void log.push('once');
+      t.addEventListener('open', () => {
+        log.push('first');
+        t.removeEventListener('open', b);
+        t.onopen = null;
+      });
+      t.addEventListener('open', b, { once: true });
+      t.onopen = () => log.push('handler');
+      fire();
+      return log;
+    }, ['first']);
+  });
+
+  it('a WHATWG listener removed by a ws-style listener during the dispatch is not called', () => {
+    const t = new Target();
+    const log: string[] = [];
+    const b = (): void => void log.push('b');
+    t.on('open', () => {
+      log.push('ws');
+      t.removeEventListener('open', b);
+    });
+    t.addEventListener('open', b);
+    t.emit('open');
+    assert.deepEqual(log, ['ws']);
+  });
+
+  it('ws-style listeners keep EventEmitter\'s rule, as in ws: one removed with off() during an emit is still called by that emit', () => {
+    const t = new Target();
+    const log: string[] = [];
+    const b = (): void => void log.push('b');
+    t.on('open', () => {
+      log.push('a');
+      t.off('open', b);
+    });
+    t.on('open', b);
+    t.emit('open');
+    t.emit('open');
+    assert.deepEqual(log, ['a', 'b', 'a']);
+  });
+
+  it('once: removed at its first call whichever way the event comes (dispatchEvent or emit)', () => {
+    sameAsReference((t, fire) => {
+      let n = 0;
+      t.addEventListener('open', () => void n++, { once: true });
+      fire();
+      fire();
+      fire();
+      return n;
+    }, 1);
+    const t = new Target();
+    let n = 0;
+    t.addEventListener('open', () => void n++, { once: true });
+    t.dispatchEvent(new WsEvent('open', t));
+    t.dispatchEvent(new WsEvent('open', t));
+    t.emit('open');
+    assert.equal(n, 1);
+    assert.equal(t.listenerCount('open'), 0);
+  });
+
+  it('once: a once listener that dispatches again from inside itself is not called again', () => {
+    sameAsReference((t, fire) => {
+      let n = 0;
+      t.addEventListener('open', () => {
+        n++;
+        if (n < 5) fire();
+      }, { once: true });
+      fire();
+      return n;
+    }, 1);
+  });
+
+  it('onopen and addEventListener of the same function are two entries; clearing onopen leaves the other, removeEventListener leaves onopen', () => {
+    sameAsReference((t, fire) => {
+      let n = 0;
+      const fn = (): void => void n++;
+      const counts: number[] = [];
+      t.addEventListener('open', fn);
+      t.onopen = fn;
+      t.addEventListener('open', fn); // a duplicate of the first entry, not of the handler's
+      fire();
+      counts.push(n);
+      t.onopen = null;
+      fire();
+      counts.push(n);
+      t.onopen = fn;
+      t.removeEventListener('open', fn);
+      fire();
+      counts.push(n);
+      return [counts, t.onopen === fn];
+    }, [[2, 3, 4], true]);
+  });
+
+  it('assigning onopen again keeps the handler in its place among the listeners; after null, a new handler goes last', () => {
+    sameAsReference((t, fire) => {
+      const log: string[] = [];
+      t.addEventListener('open', () => log.push('a'));
+      t.onopen = () => log.push('h1');
+      t.addEventListener('open', () => log.push('b'));
+      t.onopen = () => log.push('h2');
+      fire();
+      t.onopen = null;
+      t.onopen = () => log.push('h3');
+      fire();
+      return log;
+    }, ['a', 'h2', 'b', 'a', 'b', 'h3']);
+  });
+
+  it('a handler replaced by an earlier listener during the dispatch: the new one is called in the handler\'s place', () => {
+    sameAsReference((t, fire) => {
+      const log: string[] = [];
+      t.addEventListener('open', () => {
+        log.push('a');
+        t.onopen = () => log.push('new');
+      });
+      t.onopen = () => log.push('old');
+      t.addEventListener('open', () => log.push('b'));
+      fire();
+      return log;
+    }, ['a', 'new', 'b']);
+  });
+
+  it('the handler\'s entry counts as a listener of its own (listenerCount, rawListeners)', () => {
+    const t = new Target();
+    const fn = (): void => {};
+    t.addEventListener('open', fn);
+    t.onopen = fn;
+    assert.equal(t.listenerCount('open'), 2);
+    assert.equal(t.rawListeners('open').length, 2);
+    t.onopen = fn;
+    assert.equal(t.listenerCount('open'), 2, 'the same again adds nothing');
+    t.onopen = null;
+    assert.equal(t.listenerCount('open'), 1);
+  });
+
+  it('removeAllListeners() takes the handler\'s entry too: onopen then reads null, and a new handler is added again', () => {
+    const t = new Target();
+    const log: string[] = [];
+    const h = (): void => void log.push('h');
+    t.onopen = h;
+    t.removeAllListeners('open');
+    assert.equal(t.onopen, null);
+    t.emit('open');
+    t.onopen = h;
+    assert.equal(t.onopen, h);
+    t.emit('open');
+    assert.deepEqual(log, ['h']);
+    assert.equal(t.listenerCount('open'), 1);
+  });
+
+  it('signal: aborting removes the entry it was given with, not the same listener added again later', () => {
+    const t = new Target();
+    let n = 0;
+    const fn = (): void => void n++;
+    const controller = new AbortController();
+    t.addEventListener('open', fn, { signal: controller.signal });
+    t.removeEventListener('open', fn);
+    t.addEventListener('open', fn);
+    controller.abort();
+    t.emit('open');
+    assert.equal(n, 1, 'the second entry stays (DOM: the abort steps remove that one event listener)');
+  });
+});
+
+describe('WsEventTarget: the ws-style EventEmitter side works as before', () => {
+  it('on, once, off, emit, listenerCount and rawListeners, beside WHATWG listeners', () => {
+    const t = new Target();
+    const log: string[] = [];
+    const a = (): void => void log.push('on');
+    const b = (): void => void log.push('once');
+    t.on('open', a);
+    t.once('open', b);
+    t.addEventListener('open', () => log.push('whatwg'));
+    t.onopen = () => log.push('handler');
+    assert.equal(t.listenerCount('open'), 4);
+    const raw = t.rawListeners('open') as Array<{ listener?: unknown }>;
+    assert.equal(raw[0], a);
+    assert.equal(raw[1].listener, b, "once keeps EventEmitter's wrapper with .listener");
+    assert.equal(t.emit('open'), true);
+    t.emit('open');
+    t.off('open', a);
+    t.emit('open');
+    assert.deepEqual(log, ['on', 'once', 'whatwg', 'handler', 'on', 'whatwg', 'handler', 'whatwg', 'handler']);
+    assert.equal(t.listenerCount('open'), 2);
+  });
+
+  it('a message goes to ws-style listeners with (data, isBinary) and to WHATWG ones as a MessageEvent, in one order', () => {
+    const t = new Target();
+    const log: unknown[] = [];
+    t.on('message', (data: Buffer, isBinary: boolean) => log.push(['ws', data.toString(), isBinary]));
+    t.addEventListener('message', (e: WsMessageEvent) => log.push(['whatwg', e.data]), { once: true });
+    t.once('message', (data: Buffer) => log.push(['ws once', data.toString()]));
+    t.emit('message', Buffer.from('one'), false);
+    t.emit('message', Buffer.from('two'), false);
+    assert.deepEqual(log, [['ws', 'one', false], ['whatwg', 'one'], ['ws once', 'one'], ['ws', 'two', false]]);
   });
 });
 
