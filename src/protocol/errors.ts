@@ -42,7 +42,7 @@ export interface ErrorInfo {
 export const ERROR_CODES = {
   // The opening handshake: refused by duet's server (reported on `wsClientError`) or failed
   // on duet's client (`error`, then `close` 1006).
-  WS_ERR_HANDSHAKE: { class: 'HandshakeError', meaning: 'the server refused a malformed or unacceptable upgrade request (err.status: 400, 426, 500, ...)' },
+  WS_ERR_HANDSHAKE: { class: 'HandshakeError', meaning: 'the server refused a malformed upgrade request (err.status 400, 405 or 426) or handleProtocols chose a subprotocol not offered (500)' },
   WS_ERR_CLIENT_REJECTED: { class: 'HandshakeError', status: 401, meaning: 'verifyClient refused the handshake (err.status: 401 or the status it chose)' },
   WS_ERR_ORIGIN_NOT_ALLOWED: { class: 'HandshakeError', status: 403, meaning: 'the Origin header is not allowed by allowOrigins' },
   WS_ERR_TOO_MANY_CONNECTIONS: { class: 'HandshakeError', status: 503, meaning: 'the server is at maxConnections' },
