@@ -211,17 +211,30 @@ test('SIGTERM: clients get 1001, every program is stopped, duet exec exits 0', T
   for (const pid of pids) assert.equal(alive(pid), false);
 });
 
-test('a client that does not read: the program is paused, duet exec does not buffer its output without bound', T, async () => {
+test('a client that does not read: the program is paused, duet exec does not buffer its output without bound', { timeout: 60_000 }, async () => {
   // The program writes 100-byte lines as fast as its stdout takes them, and says on stderr
-  // how many it has written so far.
+  // how many it has written and, while stdout is full, for how long (by its own clock) it has
+  // been waiting for 'drain'. Paused = one wait lasting seconds: duet exec stopped reading its
+  // stdout. That holds on a slow or busy machine too; only how soon it happens varies, and
+  // the deadlines for that are generous.
   const env = await exec(`
     const line = 'x'.repeat(99) + '\\n';
     let n = 0;
-    const more = () => { while (process.stdout.write(line)) n++; n++; process.stdout.once('drain', more); };
+    let since = -1;
+    const more = () => {
+      since = -1;
+      while (process.stdout.write(line)) n++;
+      n++;
+      since = Date.now();
+      process.stdout.once('drain', more);
+    };
     more();
-    setInterval(() => process.stderr.write('n=' + n + '\\n'), 100);`);
+    setInterval(() => process.stderr.write('n=' + n + ' waiting=' + (since < 0 ? -1 : Date.now() - since) + '\\n'), 100);`);
   try {
-    const written = (): number => Number(/n=(\d+)\n(?!.*n=)/s.exec(env.stderr())?.[1] ?? 0);
+    const report = (): { written: number; waiting: number } => {
+      const last = /n=(\d+) waiting=(-?\d+)\n(?!.*n=)/s.exec(env.stderr());
+      return { written: Number(last?.[1] ?? 0), waiting: Number(last?.[2] ?? -1) };
+    };
     const rssKiB = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${env.child.pid}/status`, 'utf8'))![1]);
     const before = rssKiB();
     const ws = await open(env.url);
@@ -229,13 +242,14 @@ test('a client that does not read: the program is paused, duet exec does not buf
     ws.once('close', (code: number) => (closedWith = code));
     const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
     socket.pause();
-    // Kernel socket buffers take some megabytes first; after that the program must be stuck.
-    await new Promise((r) => setTimeout(r, 2500));
-    const at25 = written();
-    await new Promise((r) => setTimeout(r, 1000));
-    const at35 = written();
-    assert.ok(at25 > 0, 'the program wrote');
-    assert.equal(at35, at25, `the program is paused while its client reads nothing (${at25} lines, then ${at35})`);
+    // Kernel socket and pipe buffers take some megabytes first; after that the program must
+    // stay stuck in one write.
+    const STUCK_MS = 2000;
+    await until(() => report().waiting >= STUCK_MS, 30_000).catch(() => {
+      assert.fail(`the program never waited ${STUCK_MS} ms for its stdout to drain while its client read nothing: ${JSON.stringify(report())}`);
+    });
+    const stuck = report();
+    assert.ok(stuck.written > 0, 'the program wrote');
     const grown = rssKiB() - before;
     assert.ok(grown < 48 * 1024, `duet exec grew by ${grown} KiB while its client read nothing`);
     let count = 0;
@@ -245,7 +259,8 @@ test('a client that does not read: the program is paused, duet exec does not buf
       if (d.length !== 99) bad++;
     });
     socket.resume();
-    await until(() => count >= at35 + 10_000, 10_000);
+    // Everything written while paused, and then more: the program writes again.
+    await until(() => count >= stuck.written + 10_000, 20_000);
     assert.equal(bad, 0, 'every line arrives whole');
     assert.equal(closedWith, 0, 'the connection stayed open');
     assert.equal(ws.readyState, WS.OPEN);
