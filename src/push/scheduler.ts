@@ -4,6 +4,22 @@
  * is late by more than a period skips the missed slots instead of firing in a burst.
  */
 
+/**
+ * Where the scheduler reads the time and arms its timers: performance.now() and Node's
+ * timers unless a test hands it a clock it moves by hand.
+ */
+export interface SchedulerClock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(timer: unknown): void;
+}
+
+const realClock: SchedulerClock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (timer) => clearTimeout(timer as NodeJS.Timeout),
+};
+
 /** A scheduled job; cancel() stops it. */
 export interface Job {
   cancel(): void;
@@ -14,15 +30,17 @@ export interface Job {
 export class Scheduler {
   private readonly jobs = new Set<ScheduledJob>();
   private readonly onError: (err: unknown) => void;
+  private readonly clock: SchedulerClock;
 
-  constructor(onError: (err: unknown) => void) {
+  constructor(onError: (err: unknown) => void, clock: SchedulerClock = realClock) {
     this.onError = onError;
+    this.clock = clock;
   }
 
   /** Run `fn(n)` every `ms` milliseconds (n = 1, 2, ...). */
   every(ms: number, fn: (run: number) => void): Job {
     if (!(ms > 0) || !Number.isFinite(ms)) throw new RangeError('every(ms, fn): ms must be a positive number');
-    const job = new ScheduledJob(ms, fn, this.onError, (j) => this.jobs.delete(j));
+    const job = new ScheduledJob(ms, fn, this.onError, (j) => this.jobs.delete(j), this.clock);
     this.jobs.add(job);
     return job;
   }
@@ -39,8 +57,8 @@ export class Scheduler {
 
 class ScheduledJob implements Job {
   active = true;
-  private timer: NodeJS.Timeout | undefined;
-  private readonly start = performance.now();
+  private timer: unknown;
+  private readonly start: number;
   private run = 0;
 
   constructor(
@@ -48,17 +66,19 @@ class ScheduledJob implements Job {
     private readonly fn: (run: number) => void,
     private readonly onError: (err: unknown) => void,
     private readonly onCancel: (job: ScheduledJob) => void,
+    private readonly clock: SchedulerClock,
   ) {
+    this.start = clock.now();
     this.arm();
   }
 
   private arm(): void {
-    const now = performance.now();
+    const now = this.clock.now();
     // The next slot on the grid that is still ahead of us.
     let slot = Math.floor((now - this.start) / this.period) + 1;
     if (slot <= this.run) slot = this.run + 1;
     this.run = slot;
-    this.timer = setTimeout(this.fire, this.start + slot * this.period - now);
+    this.timer = this.clock.setTimeout(this.fire, this.start + slot * this.period - now);
   }
 
   private readonly fire = (): void => {
@@ -74,7 +94,7 @@ class ScheduledJob implements Job {
   cancel(): void {
     if (!this.active) return;
     this.active = false;
-    clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
     this.onCancel(this);
   }
 }

@@ -1,90 +1,136 @@
 /**
  * Scheduler: jobs on a fixed grid (start + k*period) that do not drift however long a run
  * takes, skip missed slots instead of bursting, report errors and keep running, and stop on
- * cancel() / stopAll(). Timing assertions are generous: they separate "on the grid" from
- * "drifting by the run time" without depending on a quiet machine.
+ * cancel() / stopAll(). The scheduler runs on a clock the test moves by hand (time passes
+ * only when the test says so; a run can take time; timers can fire late), so every count and
+ * time is exact and nothing depends on how fast or busy the machine is. Real timers are
+ * covered by test/push/server.test.ts (every() over TCP).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Scheduler } from '../../src/push/scheduler.js';
+import { Scheduler, type SchedulerClock } from '../../src/push/scheduler.js';
 
-const T = { timeout: 10_000 };
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+interface FakeTimer {
+  at: number;
+  order: number;
+  fn: () => void;
 }
 
-function busyWait(ms: number): void {
-  const end = performance.now() + ms;
-  while (performance.now() < end) {
-    // spin: a run that takes real time
+/** Time that passes only in advance() and spend(); timers fire in due order, as Node's do. */
+class FakeClock implements SchedulerClock {
+  time = 0;
+  /** Added to every timer: how late timers fire on a busy machine. */
+  lateness = 0;
+  private timers: FakeTimer[] = [];
+  private order = 0;
+
+  now = (): number => this.time;
+  setTimeout = (fn: () => void, ms: number): unknown => {
+    // As in Node, a delay under 1 ms is 1 ms.
+    const timer: FakeTimer = { at: this.time + Math.max(1, ms) + this.lateness, order: this.order++, fn };
+    this.timers.push(timer);
+    return timer;
+  };
+  clearTimeout = (timer: unknown): void => {
+    this.timers = this.timers.filter((t) => t !== timer);
+  };
+
+  /** A run that takes `ms`: time passes, and timers due meanwhile fire only after it (late). */
+  spend(ms: number): void {
+    this.time += ms;
+  }
+
+  /** Let `ms` pass, firing each timer due by then at its time (or at once, if a run made it late). */
+  advance(ms: number): void {
+    const end = this.time + ms;
+    for (;;) {
+      let next: FakeTimer | undefined;
+      for (const t of this.timers) {
+        if (t.at <= end && (next === undefined || t.at < next.at || (t.at === next.at && t.order < next.order))) next = t;
+      }
+      if (next === undefined) break;
+      this.timers = this.timers.filter((t) => t !== next);
+      this.time = Math.max(this.time, next.at);
+      next.fn();
+    }
+    this.time = Math.max(this.time, end);
+  }
+
+  /** Timers armed and not yet fired or cleared. */
+  get pending(): number {
+    return this.timers.length;
   }
 }
 
-function noErrors(): Scheduler {
+function noErrors(clock?: SchedulerClock): Scheduler {
   return new Scheduler((err) => {
     throw new Error(`unexpected job error: ${String(err)}`);
-  });
+  }, clock);
 }
 
 describe('Scheduler', () => {
   it('rejects periods that are not positive finite numbers', () => {
-    const s = noErrors();
+    const s = noErrors(new FakeClock());
     for (const ms of [0, -5, Number.NaN, Number.POSITIVE_INFINITY]) {
       assert.throws(() => s.every(ms, () => {}), RangeError, `period ${ms}`);
     }
     assert.equal(s.size, 0);
   });
 
-  it('runs on the grid without drift even when each run takes 40% of the period', T, async () => {
-    const s = noErrors();
+  it('runs on the grid without drift even when each run takes 40% of the period', () => {
+    const clock = new FakeClock();
+    const s = noErrors(clock);
     const period = 50;
-    const runs: Array<{ n: number; at: number }> = [];
-    const t0 = performance.now();
+    const runs: Array<[number, number]> = [];
     const job = s.every(period, (n) => {
-      runs.push({ n, at: performance.now() - t0 });
-      busyWait(20);
+      runs.push([n, clock.now()]);
+      clock.spend(20);
     });
-    await sleep(1030);
+    clock.advance(1000);
     job.cancel();
-    // On the grid: ~20 runs in 1 s. Drifting by the run time (70 ms per run) would give ~14.
-    assert.ok(runs.length >= 17 && runs.length <= 21, `runs in 1 s: ${runs.length}`);
-    // Run numbers count up from 1.
-    assert.equal(runs[0].n, 1);
-    for (let i = 1; i < runs.length; i++) assert.ok(runs[i].n > runs[i - 1].n, 'run numbers increase');
-    // Each run fires close to start + n*period; lateness does not accumulate.
-    const lateness = runs.map((r) => r.at - r.n * period);
-    for (const late of lateness) assert.ok(late > -5, `a run fired before its slot (${late.toFixed(1)} ms)`);
-    const last = lateness.slice(-5);
-    assert.ok(Math.max(...last) < period, `late by ${last.map((l) => l.toFixed(1)).join(', ')} ms at the end: drifting`);
+    // Re-arming a period after each run ended would drift by the run time: 50, 120, 190, ...
+    assert.deepEqual(runs, Array.from({ length: 20 }, (_, i) => [i + 1, (i + 1) * period]));
   });
 
-  it('skips slots missed by a long run instead of firing a burst', T, async () => {
-    const s = noErrors();
+  it('timers that fire late do not make the lateness add up', () => {
+    const clock = new FakeClock();
+    clock.lateness = 15;
+    const s = noErrors(clock);
+    const runs: Array<[number, number]> = [];
+    const job = s.every(50, (n) => runs.push([n, clock.now()]));
+    clock.advance(500);
+    job.cancel();
+    // Each run 15 ms after its slot, the last one too (aimed at the grid, not at the last run).
+    assert.deepEqual(runs, Array.from({ length: 9 }, (_, i) => [i + 1, (i + 1) * 50 + 15]));
+  });
+
+  it('skips slots missed by a long run instead of firing a burst', () => {
+    const clock = new FakeClock();
+    const s = noErrors(clock);
     const period = 40;
-    const runs: Array<{ n: number; at: number }> = [];
-    const t0 = performance.now();
+    const runs: Array<[number, number]> = [];
     const job = s.every(period, (n) => {
-      runs.push({ n, at: performance.now() - t0 });
-      if (n === 1) busyWait(period * 3.5); // blocks past slots 2, 3, 4
+      runs.push([n, clock.now()]);
+      if (n === 1) clock.spend(period * 3.5); // from 40 to 180 ms: past slots 2, 3, 4
     });
-    await sleep(period * 8);
+    clock.advance(period * 8);
     job.cancel();
-    assert.ok(runs.length >= 3, `runs: ${runs.length}`);
-    assert.equal(runs[0].n, 1);
-    assert.ok(runs[1].n >= 5, `the run after the long one is slot ${runs[1].n}, expected the next slot still ahead (>= 5)`);
-    for (let i = 2; i < runs.length; i++) {
-      assert.ok(runs[i].at - runs[i - 1].at > period / 2, `runs ${runs[i - 1].n} and ${runs[i].n} fired ${(runs[i].at - runs[i - 1].at).toFixed(1)} ms apart: a burst`);
-    }
+    assert.deepEqual(runs, [
+      [1, 40],
+      [5, 200], // the next slot still ahead, not 2, 3 and 4 at once
+      [6, 240],
+      [7, 280],
+      [8, 320],
+    ]);
   });
 
-  it('cancel() stops a job, from inside its own run too; cancelling twice is harmless', T, async () => {
-    const s = noErrors();
+  it('cancel() stops a job, from inside its own run too; cancelling twice is harmless', () => {
+    const clock = new FakeClock();
+    const s = noErrors(clock);
     let a = 0;
     let b = 0;
     const jobA = s.every(10, () => {
       a++;
-      // Counting runs, not slots: on a loaded machine the grid may skip a slot.
       if (a === 3) jobA.cancel();
     });
     const jobB = s.every(10, () => {
@@ -92,70 +138,70 @@ describe('Scheduler', () => {
     });
     assert.equal(s.size, 2);
     assert.equal(jobA.active, true);
-    for (let i = 0; i < 200 && jobA.active; i++) await sleep(10);
-    await sleep(50);
+    clock.advance(100);
     assert.equal(a, 3, 'job A ran until it cancelled itself on run 3');
     assert.equal(jobA.active, false);
     assert.equal(s.size, 1);
+    assert.equal(b, 10);
     jobB.cancel();
     jobB.cancel();
     assert.equal(jobB.active, false);
     assert.equal(s.size, 0);
-    const bAtCancel = b;
-    assert.ok(bAtCancel >= 3, `job B ran ${bAtCancel} times`);
-    await sleep(60);
-    assert.equal(b, bAtCancel, 'no run after cancel()');
+    assert.equal(clock.pending, 0, 'no timer left armed');
+    clock.advance(100);
+    assert.deepEqual([a, b], [3, 10], 'no run after cancel()');
   });
 
-  it('cancel() before the first run: it never runs', T, async () => {
-    const s = noErrors();
+  it('cancel() before the first run: it never runs', () => {
+    const clock = new FakeClock();
+    const s = noErrors(clock);
     let runs = 0;
     const job = s.every(10, () => runs++);
     job.cancel();
-    await sleep(50);
+    clock.advance(100);
     assert.equal(runs, 0);
+    assert.equal(clock.pending, 0);
   });
 
-  it('stopAll() cancels every job', T, async () => {
-    const s = noErrors();
+  it('stopAll() cancels every job', () => {
+    const clock = new FakeClock();
+    const s = noErrors(clock);
     const counts = [0, 0, 0];
     const jobs = counts.map((_, i) => s.every(10 + i * 5, () => counts[i]++));
-    await sleep(80);
+    clock.advance(80);
+    assert.deepEqual(counts, [8, 5, 4]);
     s.stopAll();
     assert.equal(s.size, 0);
     for (const job of jobs) assert.equal(job.active, false);
-    const snapshot = [...counts];
-    for (const c of snapshot) assert.ok(c >= 2, `each job ran before stopAll: ${snapshot}`);
-    await sleep(60);
-    assert.deepEqual(counts, snapshot, 'no run after stopAll()');
+    assert.equal(clock.pending, 0);
+    clock.advance(100);
+    assert.deepEqual(counts, [8, 5, 4], 'no run after stopAll()');
     // The scheduler is still usable.
     let later = 0;
     const job = s.every(10, () => later++);
-    await sleep(50);
+    clock.advance(50);
     job.cancel();
-    assert.ok(later >= 2);
+    assert.equal(later, 5);
   });
 
-  it('a throwing run is reported and the job keeps running', T, async () => {
+  it('a throwing run is reported and the job keeps running', () => {
+    const clock = new FakeClock();
     const errors: unknown[] = [];
-    const s = new Scheduler((err) => errors.push(err));
+    const s = new Scheduler((err) => errors.push(err), clock);
     const seen: number[] = [];
     const boom = new Error('boom');
     const job = s.every(10, (n) => {
       seen.push(n);
       if (n === 2 || n === 4) throw boom;
     });
-    await sleep(120);
+    clock.advance(120);
     job.cancel();
-    assert.deepEqual(errors.length, 2, `errors: ${errors.length}`);
-    assert.equal(errors[0], boom);
-    assert.equal(errors[1], boom);
-    assert.ok(seen.length >= 6, `runs: ${seen.join(',')}`);
-    assert.ok(seen.includes(3) && seen.includes(5), `runs after the throws happened: ${seen.join(',')}`);
+    assert.deepEqual(errors, [boom, boom]);
+    assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     assert.equal(job.active, false);
   });
 
-  it('one timer per job: jobs do not keep the process alive once cancelled', T, async () => {
+  it('one timer per job (real timers): jobs do not keep the process alive once cancelled', () => {
     const s = noErrors();
     const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     const jobs = Array.from({ length: 20 }, () => s.every(1000, () => {}));
