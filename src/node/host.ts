@@ -3,7 +3,7 @@
  * slow-consumer policy, and the publish/subscribe implementation (push/ provides it; node/
  * only defines its shape, so imports keep pointing downward).
  */
-import type { WebSocket } from './connection.js';
+import type { SharedMessage } from './shared-message.js';
 
 /** Numbers an operator needs; see `server.stats()`. */
 export interface ServerCounters {
@@ -39,12 +39,33 @@ export interface PublishOptions {
   compress?: boolean;
 }
 
-/** Topic routing as connections see it (implemented by push/'s Hub). */
+/**
+ * What topic routing needs of a connection: take a message framed once for every subscriber.
+ * push/'s Hub knows connections only by this interface (as uWebSockets' TopicTree knows
+ * nothing of sockets), so the same Hub can serve any kind of subscriber.
+ */
+export interface Subscriber {
+  /**
+   * Write `message` (encoded once, shared by every subscriber) to this subscriber. Returns
+   * false when it was not written (closing, or skipped by the slow-consumer policy).
+   */
+  sendEncoded(message: SharedMessage): boolean;
+}
+
+/**
+ * Topic routing as connections see it (implemented by push/'s Hub, which owns all topic
+ * state: which subscriber is in which topic).
+ */
 export interface PubSub {
-  subscribe(ws: WebSocket, topic: string): boolean;
-  unsubscribe(ws: WebSocket, topic: string): boolean;
+  subscribe(subscriber: Subscriber, topic: string): boolean;
+  unsubscribe(subscriber: Subscriber, topic: string): boolean;
+  /** Leave every topic (the connection closed). */
+  unsubscribeAll(subscriber: Subscriber): void;
+  isSubscribed(subscriber: Subscriber, topic: string): boolean;
+  /** The topics `subscriber` is in, in the order it joined them. */
+  topicsOf(subscriber: Subscriber): string[];
   /** Deliver to every subscriber of `topic` except `exclude`; returns how many were sent to. */
-  publish(topic: string, data: string | Buffer | ArrayBuffer | ArrayBufferView, options?: PublishOptions, exclude?: WebSocket): number;
+  publish(topic: string, data: string | Buffer | ArrayBuffer | ArrayBufferView, options?: PublishOptions, exclude?: Subscriber): number;
 }
 
 export interface ConnectionHost {

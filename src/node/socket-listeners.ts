@@ -3,11 +3,24 @@
  * through a symbol on the socket, so a connection costs no closures.
  */
 import type { Duplex } from 'node:stream';
-import type { WebSocket } from './connection.js';
+
+/** What the listeners need of the connection that owns a socket. */
+export interface SocketOwner {
+  heardFrom: boolean;
+  readPausedForWrites: boolean;
+  readonly parser: { push(chunk: Buffer): void } | undefined;
+  readonly backlog: number;
+  readonly queuedBytes: number;
+  onListenerError(cause: unknown): void;
+  resumeReading(): void;
+  writesDrained(): void;
+  onSocketEnd(): void;
+  onSocketClose(): void;
+}
 
 export const kConnection = Symbol('duetConnection');
 export interface OwnedSocket extends Duplex {
-  [kConnection]?: WebSocket;
+  [kConnection]?: SocketOwner;
 }
 
 /**
@@ -34,7 +47,7 @@ export function socketOnData(this: OwnedSocket, chunk: Buffer): void {
     ws.readPausedForWrites = true;
   }
 }
-export function replayHead(ws: WebSocket, socket: Duplex, head: Buffer): void {
+export function replayHead(ws: SocketOwner, socket: Duplex, head: Buffer): void {
   if (socket.destroyed) return;
   socket.unshift(head);
   ws.resumeReading();

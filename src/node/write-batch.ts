@@ -1,30 +1,82 @@
 /**
- * Write batching: a connection corks its socket on its first write of an event-loop turn and
- * every corked socket is uncorked by a single setImmediate. All frames a connection sends in
- * one turn leave in one writev; a turn with many sends (fan-out, pipelined echoes) costs one
- * system call per socket instead of one per frame.
+ * Write batching, held once per event loop (as uWebSockets keeps its cork buffer in the loop,
+ * not in each socket). The first write a connection makes in an event-loop turn gives it a
+ * slot in this turn's batch; small frames collect there, large ones go to the socket, which
+ * the slot corks; one setImmediate flushes every slot at the end of the turn. All frames a
+ * connection sends in one turn leave in one write: a turn with many sends (fan-out, pipelined
+ * echoes) costs one system call per socket instead of one per frame, and a connection with
+ * nothing to write holds no batch state at all (one field, `batchSlot`, empty between turns).
  */
+import type { Callback } from './connection-types.js';
 
-/** What the batch needs from a connection. */
-export interface Corkable {
-  uncork(): void;
+/** A connection's share of this turn's batch. */
+export interface BatchSlot {
+  readonly owner: BatchOwner;
+  /** Small frames of this turn, written as one buffer when the turn ends. */
+  frames: Buffer[];
+  /** Their size, headers included. */
+  bytes: number;
+  /** Their payload size (what bufferedAmount counts). */
+  payloadBytes: number;
+  /** Send callbacks of those frames, or undefined. */
+  callbacks: Callback[] | undefined;
+  /** The socket is corked (a large frame was written this turn). */
+  socketCorked: boolean;
+  /**
+   * Bytes handed to the socket this turn. The slow-consumer policy leaves them out: what is
+   * still unwritten from earlier turns was refused by the kernel; this turn's was not offered.
+   */
+  turnBytes: number;
 }
 
-let pending: Corkable[] = [];
+/** What the batch needs from a connection. */
+export interface BatchOwner {
+  /** This turn's slot, or undefined when the connection wrote nothing this turn. */
+  batchSlot: BatchSlot | undefined;
+  /** The turn ended: write the slot's frames, uncork, and let the slot go. */
+  flushTurn(slot: BatchSlot): void;
+}
+
+let pending: BatchSlot[] = [];
+/** Slots of earlier turns, reused. */
+const spare: BatchSlot[] = [];
 let scheduled = false;
 
 function flush(): void {
   const batch = pending;
   pending = [];
   scheduled = false;
-  for (let i = 0; i < batch.length; i++) batch[i].uncork();
+  for (let i = 0; i < batch.length; i++) {
+    const slot = batch[i];
+    slot.owner.flushTurn(slot);
+    slot.owner.batchSlot = undefined;
+    const reused = slot as { owner: BatchOwner | undefined };
+    reused.owner = undefined;
+    slot.frames.length = 0;
+    slot.bytes = 0;
+    slot.payloadBytes = 0;
+    slot.callbacks = undefined;
+    slot.socketCorked = false;
+    slot.turnBytes = 0;
+    spare.push(slot);
+  }
 }
 
-/** Uncork `conn` at the end of this turn (call once per turn, when it first corks). */
-export function scheduleUncork(conn: Corkable): void {
-  pending.push(conn);
+/** `owner`'s slot in this turn's batch (made on its first write of the turn). */
+export function batchSlotOf(owner: BatchOwner): BatchSlot {
+  let slot = owner.batchSlot;
+  if (slot !== undefined) return slot;
+  slot = spare.pop();
+  if (slot === undefined) {
+    slot = { owner, frames: [], bytes: 0, payloadBytes: 0, callbacks: undefined, socketCorked: false, turnBytes: 0 };
+  } else {
+    (slot as { owner: BatchOwner }).owner = owner;
+  }
+  owner.batchSlot = slot;
+  pending.push(slot);
   if (!scheduled) {
     scheduled = true;
     setImmediate(flush);
   }
+  return slot;
 }

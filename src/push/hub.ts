@@ -5,8 +5,7 @@
  * recent messages are kept so reconnecting clients can recover what they missed.
  */
 import { randomBytes } from 'node:crypto';
-import type { WebSocket } from '../node/connection.js';
-import type { PubSub, PublishOptions } from '../node/host.js';
+import type { PubSub, PublishOptions, Subscriber } from '../node/host.js';
 import { SharedMessage } from '../node/shared-message.js';
 import { MemoryBroker, type Broker, type BrokerMessage } from './broker.js';
 import { TopicHistory, type HistoryOptions, type Recovery } from './history.js';
@@ -15,7 +14,7 @@ import { TopicHistory, type HistoryOptions, type Recovery } from './history.js';
 export type PublishData = string | Buffer | ArrayBuffer | ArrayBufferView;
 
 interface Topic {
-  subscribers: Set<WebSocket>;
+  subscribers: Set<Subscriber>;
   seq: number;
   epoch: string;
   history: TopicHistory | undefined;
@@ -51,6 +50,11 @@ export class Hub implements PubSub {
   private readonly broker: Broker;
   private readonly maxTopics: number;
   private subscriptionCount = 0;
+  /**
+   * The topics of each subscriber, in the order it joined them: the Hub owns all topic state,
+   * connections keep none (a connection that closes calls unsubscribeAll).
+   */
+  private readonly topicsBySubscriber = new Map<Subscriber, Set<string>>();
   /** Subscribers the last local delivery reached (the memory broker delivers synchronously). */
   private lastDelivered = 0;
 
@@ -83,17 +87,40 @@ export class Hub implements PubSub {
     return state;
   }
 
-  subscribe(ws: WebSocket, topic: string): boolean {
+  subscribe(subscriber: Subscriber, topic: string): boolean {
     const subscribers = this.state(topic).subscribers;
-    if (subscribers.has(ws)) return false;
-    subscribers.add(ws);
+    if (subscribers.has(subscriber)) return false;
+    subscribers.add(subscriber);
+    let mine = this.topicsBySubscriber.get(subscriber);
+    if (mine === undefined) this.topicsBySubscriber.set(subscriber, (mine = new Set()));
+    mine.add(topic);
     this.subscriptionCount++;
     return true;
   }
 
-  unsubscribe(ws: WebSocket, topic: string): boolean {
+  /** Leave every topic (a connection closed). */
+  unsubscribeAll(subscriber: Subscriber): void {
+    const mine = this.topicsBySubscriber.get(subscriber);
+    if (mine === undefined) return;
+    for (const topic of [...mine]) this.unsubscribe(subscriber, topic);
+  }
+
+  isSubscribed(subscriber: Subscriber, topic: string): boolean {
+    return this.topicsBySubscriber.get(subscriber)?.has(topic) ?? false;
+  }
+
+  /** The topics `subscriber` is in, in the order it joined them. */
+  topicsOf(subscriber: Subscriber): string[] {
+    const mine = this.topicsBySubscriber.get(subscriber);
+    return mine === undefined ? [] : [...mine];
+  }
+
+  unsubscribe(subscriber: Subscriber, topic: string): boolean {
     const state = this.topics.get(topic);
-    if (state === undefined || !state.subscribers.delete(ws)) return false;
+    if (state === undefined || !state.subscribers.delete(subscriber)) return false;
+    const mine = this.topicsBySubscriber.get(subscriber);
+    mine?.delete(topic);
+    if (mine?.size === 0) this.topicsBySubscriber.delete(subscriber);
     this.subscriptionCount--;
     // A topic with nobody listening and nothing remembered is forgotten (its sequence, too).
     if (state.subscribers.size === 0 && state.history === undefined) this.topics.delete(topic);
@@ -105,7 +132,7 @@ export class Hub implements PubSub {
    * the message's sequence number and the topic's epoch, for payloads that carry them (the
    * channel protocol does). Returns the number of local subscribers written to.
    */
-  publish(topic: string, data: PublishData | ((seq: number, epoch: string) => PublishData), options?: PublishOptions, exclude?: WebSocket): number {
+  publish(topic: string, data: PublishData | ((seq: number, epoch: string) => PublishData), options?: PublishOptions, exclude?: Subscriber): number {
     const known = this.topics.get(topic);
     if (known === undefined && !this.historyFor(topic)) {
       // Nobody here follows this topic and nothing is remembered: no state is made (offline

@@ -665,6 +665,7 @@ describe('permessage-deflate: fragments, publishes and backpressure together', (
         const serverSide = once(wss, 'connection') as Promise<[WebSocket]>;
         const ws = await openClient(port, compressed ? { threshold: 0 } : false);
         const [server] = await serverSide;
+        server.slowConsumerSends = true; // plain send() under the policy (it is not by default, as in ws)
         ws.pause();
         // Fill the pipe: random bytes do not compress, so the backlog really grows.
         for (let i = 0; i < 40 && server.backlog <= 1024 * 1024; i++) {
