@@ -658,7 +658,10 @@ describe('channel protocol: errors', () => {
     }
   });
 
-  it('rate limit: a burst of `messages`, then rate_limited, refilled over time', T, async () => {
+  it('rate limit: a burst of `messages`, then rate_limited, refilled over time', T, async (t) => {
+    // The bucket refills by Date.now(), which here moves only when the test ticks it: a slow
+    // or busy machine cannot refill it early (real sleeps made this depend on the machine).
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
     const s = await channelServer({ ...CHAT, rateLimit: { messages: 3, perMs: 900 } });
     try {
       const c = await s.client();
@@ -669,11 +672,19 @@ describe('channel protocol: errors', () => {
         ['pong', 'pong', 'pong', 'error', 'error'],
       );
       assert.deepEqual(replies.slice(3).map((m) => m.code), ['rate_limited', 'rate_limited']);
+      // However long the real wait, no time passed for the bucket: still empty.
+      await new Promise((r) => setTimeout(r, 50));
+      c.send({ type: 'ping', id: 'no time passed' });
+      assert.equal((await c.take(1))[0].code, 'rate_limited');
       // One token per 300 ms: after 420 ms one more message fits, not two.
-      await new Promise((r) => setTimeout(r, 420));
+      t.mock.timers.tick(420);
       for (let i = 0; i < 2; i++) c.send({ type: 'ping', id: i });
       const later = await c.take(2);
       assert.deepEqual(later.map((m) => m.code ?? m.type), ['pong', 'rate_limited']);
+      // 0.4 token left; 200 ms more make it over one.
+      t.mock.timers.tick(200);
+      c.send({ type: 'ping', id: 'refilled' });
+      assert.equal((await c.take(1))[0].type, 'pong');
     } finally {
       await s.close();
     }
