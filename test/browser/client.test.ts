@@ -859,7 +859,7 @@ describe('against a real duet server', () => {
       const resets: unknown[] = [];
       reader.on('reset', (r) => resets.push(r));
       const waitFor = async (what: () => boolean, label: string) => {
-        for (let i = 0; i < 200 && !what(); i++) await new Promise((r) => setTimeout(r, 10));
+        for (let i = 0; i < 1000 && !what(); i++) await new Promise((r) => setTimeout(r, 10));
         assert.ok(what(), `timed out waiting for ${label}`);
       };
       reader.subscribe('chat', (data) => got.push(data));

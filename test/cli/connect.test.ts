@@ -53,7 +53,8 @@ test('stdin lines go out as text; replies print one per line; stdin end closes w
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, 'hello\nwörld\n\nlast\n');
     assert.equal(run.stderr, '');
-    await new Promise((r) => setTimeout(r, 50));
+    // The server sees the close once it reads the end of TCP: wait for it, within a bound.
+    for (let i = 0; i < 500 && closes.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(closes, [1000]);
   } finally {
     await s.close();

@@ -193,7 +193,8 @@ describe('review fixes: request heads, half-close, send callbacks, bufferedAmoun
         await new Promise((r) => setImmediate(r));
       }
       await raw.until(() => raw.received.length >= 5000 * 100, 10_000);
-      await new Promise((r) => setTimeout(r, 20));
+      // The peer has every byte; the server learns its writes completed a turn or two later.
+      for (let i = 0; i < 1000 && ws.bufferedAmount !== 0; i++) await new Promise((r) => setTimeout(r, 10));
       assert.equal(ws.bufferedAmount, 0);
       // Phase 2: the peer stops reading until the socket's own buffer holds data.
       raw.socket.pause();
