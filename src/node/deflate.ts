@@ -13,113 +13,32 @@
  * - one timer for the whole process closes our own compressors and pooled streams left idle
  *   for IDLE_RELEASE_MS (starting a compressor over is always decodable); an inflater with
  *   takeover stays, because the peer's next message may refer back into it;
- * - inflating stops as soon as the output passes maxPayload (1009), without inflating the rest;
- * - closing the connection closes its streams (after a job in flight, if any, finished).
+ * - a compressed message may inflate to at most `maxInflatedPayload` (and maxPayload): inflating
+ *   stops as soon as the output passes it (1009), without inflating the rest, and what was
+ *   collected is dropped at once;
+ * - closing the connection closes its streams (a compression in progress is given up).
  *
- * zlib runs on libuv's thread pool; ZlibLimiter keeps at most `concurrencyLimit` jobs there at
- * once, process-wide, so compression cannot starve file system and DNS work, and jobs of many
- * connections are served in arrival order.
+ * zlib runs on libuv's thread pool, through one process-wide ZlibQueue (zlib-queue.ts) that
+ * keeps at most `concurrencyLimit` jobs there at once and shares it fairly between
+ * connections. On top of that each connection has an inflate budget (`maxInflateRate`): past
+ * it, its next compressed message waits (and its socket stays paused) until the budget has
+ * refilled, so one connection cannot keep the pool busy for everyone else.
  */
 import * as zlib from 'node:zlib';
 import { CloseCode } from '../protocol/close-codes.js';
-import type { DeflateOptions, DeflateParams } from '../protocol/deflate-negotiation.js';
+import type { DeflateParams } from '../protocol/deflate-negotiation.js';
+import { MESSAGE_COST, PER_MESSAGE_DEFLATE_DEFAULTS, checkDeflateOptions, type DeflateSettings, type PerMessageDeflateOptions } from './deflate-options.js';
+import { ZlibQueue } from './zlib-queue.js';
 import { TRAILER, ZlibPool, ZlibStream, deflateError, type DeflateError, type Done } from './zlib-stream.js';
 
 export type { DeflateError } from './zlib-stream.js';
-
-/** `perMessageDeflate` options of the server and the client (negotiation options included). */
-export interface PerMessageDeflateOptions extends DeflateOptions {
-  /** Messages smaller than this many bytes are sent uncompressed (default 1024). */
-  threshold?: number;
-  /** zlib compression level, 0-9 (default 1). */
-  level?: number;
-  /** zlib memLevel, 1-9: memory of our compressor's hash tables (default 8). */
-  memLevel?: number;
-  /**
-   * How many zlib jobs may run at once in this process (default 4, the size of libuv's thread
-   * pool). Process-wide: the last value given by any server or client is the one in force.
-   */
-  concurrencyLimit?: number;
-}
-
-/**
- * Every default, stated once. `threshold`: below about 1 KiB the frame header and deflate's
- * block overhead eat most of the gain, and each job costs a trip to the thread pool.
- * `level` 1: for messages of a few KiB, levels 1 to 9 compress within a few percent of each
- * other (measured on JSON chat traffic), while level 1 costs far less CPU on large messages.
- * `concurrencyLimit` 4: libuv's default pool size; more would only queue inside libuv, in
- * front of file system and DNS work.
- */
-export const PER_MESSAGE_DEFLATE_DEFAULTS = {
-  threshold: 1024,
-  level: 1,
-  memLevel: 8,
-  concurrencyLimit: 4,
-} as const;
+export { MESSAGE_COST, PER_MESSAGE_DEFLATE_DEFAULTS, type DeflateSettings, type PerMessageDeflateOptions } from './deflate-options.js';
 
 /** Idle zlib streams are closed after this long without use (one timer for the process). */
 export const IDLE_RELEASE_MS = 10_000;
 
-/** The settings a connection compresses with (resolved once per server or client). */
-export interface DeflateSettings {
-  threshold: number;
-  level: number;
-  memLevel: number;
-}
-
-/** Check and resolve user options; throws RangeError/TypeError for bad values. */
-export function resolveDeflateSettings(options: PerMessageDeflateOptions): DeflateSettings {
-  const threshold = options.threshold ?? PER_MESSAGE_DEFLATE_DEFAULTS.threshold;
-  const level = options.level ?? PER_MESSAGE_DEFLATE_DEFAULTS.level;
-  const memLevel = options.memLevel ?? PER_MESSAGE_DEFLATE_DEFAULTS.memLevel;
-  if (!(Number.isInteger(threshold) && threshold >= 0)) throw new RangeError(`perMessageDeflate.threshold must be an integer >= 0, got ${String(threshold)}`);
-  if (!(Number.isInteger(level) && level >= 0 && level <= 9)) throw new RangeError(`perMessageDeflate.level must be an integer from 0 to 9, got ${String(level)}`);
-  if (!(Number.isInteger(memLevel) && memLevel >= 1 && memLevel <= 9)) throw new RangeError(`perMessageDeflate.memLevel must be an integer from 1 to 9, got ${String(memLevel)}`);
-  if (options.concurrencyLimit !== undefined) {
-    const limit = options.concurrencyLimit;
-    if (!(Number.isInteger(limit) && limit >= 1)) throw new RangeError(`perMessageDeflate.concurrencyLimit must be an integer >= 1, got ${String(limit)}`);
-    zlibLimiter.limit = limit;
-    pool.maxIdle = limit;
-  }
-  return { threshold, level, memLevel };
-}
-
-/** Runs at most `limit` zlib jobs at once; the rest wait in arrival order. */
-export class ZlibLimiter {
-  limit: number;
-  private running = 0;
-  private readonly waiting: Array<() => void> = [];
-
-  constructor(limit: number) {
-    this.limit = limit;
-  }
-
-  /** Jobs running and waiting (for tests and stats). */
-  get load(): { running: number; waiting: number } {
-    return { running: this.running, waiting: this.waiting.length };
-  }
-
-  /** Start `job` now or when a slot frees; the job must call done() exactly once. */
-  run(job: () => void): void {
-    if (this.running < this.limit) {
-      this.running++;
-      job();
-    } else {
-      this.waiting.push(job);
-    }
-  }
-
-  done(): void {
-    this.running--;
-    while (this.running < this.limit && this.waiting.length > 0) {
-      this.running++;
-      this.waiting.shift()!();
-    }
-  }
-}
-
-/** The process-wide limiter (see PerMessageDeflateOptions.concurrencyLimit). */
-export const zlibLimiter = new ZlibLimiter(PER_MESSAGE_DEFLATE_DEFAULTS.concurrencyLimit);
+/** The process-wide queue of zlib jobs (see PerMessageDeflateOptions.concurrencyLimit). */
+export const zlibQueue = new ZlibQueue(PER_MESSAGE_DEFLATE_DEFAULTS.concurrencyLimit);
 
 // zlib cannot set up a raw deflate stream with 8-bit windows; 9 is decodable by a peer that
 // agreed to 8 (see deflate-negotiation.ts), and inflating with a larger window is always safe.
@@ -127,6 +46,19 @@ const zlibWindowBits = (bits: number): number => Math.max(9, bits);
 
 /** Streams for directions without context takeover, shared by all connections. */
 const pool = new ZlibPool(PER_MESSAGE_DEFLATE_DEFAULTS.concurrencyLimit);
+
+/**
+ * Check and resolve user options (throws RangeError for bad values); `concurrencyLimit`, when
+ * given, becomes the process-wide limit.
+ */
+export function resolveDeflateSettings(options: PerMessageDeflateOptions): DeflateSettings {
+  const settings = checkDeflateOptions(options);
+  if (options.concurrencyLimit !== undefined) {
+    zlibQueue.limit = options.concurrencyLimit;
+    pool.maxIdle = options.concurrencyLimit;
+  }
+  return settings;
+}
 
 /** Connections with zlib streams of their own, checked by the idle timer. */
 const live = new Set<MessageDeflate>();
@@ -157,17 +89,22 @@ export function liveDeflateContexts(): number {
 
 /**
  * Run one whole-message job on a pooled stream (a direction without context takeover): the
- * stream goes back to the pool afterwards, reset, unless the job failed.
+ * stream goes back to the pool afterwards, reset, unless the job failed. Returns the stream
+ * (busy until `cb`).
  */
-function runPooled(key: string, create: () => ZlibStream, data: Buffer, inflate: boolean, limit: number, cb: Done): void {
+function runPooled(key: string, create: () => ZlibStream, data: Buffer, limit: number, limitName: string, cb: Done): ZlibStream {
   const stream = pool.acquire(key, create);
   startIdleTimer();
-  stream.run(data, inflate, limit, (err, out) => {
+  stream.run(data, limit, limitName, zlibQueue, (err, out) => {
     if (err === null) pool.release(key, stream);
-    zlibLimiter.done();
+    zlibQueue.done();
     cb(err, out);
   });
+  return stream;
 }
+
+/** A compressed empty message: what remains of a sync flush's empty stored block without its 00 00 ff ff. */
+const EMPTY_MESSAGE = Buffer.from([0x00]);
 
 const closedError = (what: string): DeflateError =>
   deflateError('WS_ERR_NOT_OPEN', `the connection closed while a message was being ${what}`, CloseCode.ABNORMAL_CLOSURE);
@@ -185,10 +122,20 @@ export class MessageDeflate {
   readonly params: DeflateParams;
   readonly settings: DeflateSettings;
   private readonly isServer: boolean;
-  private readonly maxPayload: number;
+  /** Largest inflated message: the lower of maxPayload and maxInflatedPayload (0: none). */
+  private readonly inflateLimit: number;
+  private readonly inflateLimitName: string;
 
   private deflater: ZlibStream | undefined;
   private inflater: ZlibStream | undefined;
+  /** The streams (own or pooled) running this connection's jobs, given up on release. */
+  private compressing: ZlibStream | undefined;
+  private inflating: ZlibStream | undefined;
+  /** Inflate budget in bytes (below 0: in debt), as of `budgetAt` (performance.now()). */
+  private budget: number;
+  private budgetAt: number;
+  /** A compressed message waiting for the budget to refill. */
+  private throttled: { timer: NodeJS.Timeout; cb: Done } | undefined;
   /** A fragmented compressed message is being sent: the compressor must not be reset. */
   private midMessage = false;
   /** A frame compressed elsewhere (SharedMessage) was sent: start our compressor over. */
@@ -199,7 +146,12 @@ export class MessageDeflate {
     this.params = params;
     this.settings = settings;
     this.isServer = isServer;
-    this.maxPayload = maxPayload;
+    const own = settings.maxInflatedPayload;
+    const useOwn = own > 0 && (maxPayload === 0 || own < maxPayload);
+    this.inflateLimit = useOwn ? own : maxPayload;
+    this.inflateLimitName = useOwn ? 'maxInflatedPayload' : 'maxPayload';
+    this.budget = settings.maxInflateRate;
+    this.budgetAt = performance.now();
   }
 
   /** Our compressor must start over after each message. */
@@ -247,17 +199,23 @@ export class MessageDeflate {
    * is removed (RFC 7692 section 7.2.1). Calls back asynchronously, in order.
    */
   compress(data: Buffer, fin: boolean, cb: Done): void {
-    zlibLimiter.run(() => {
+    zlibQueue.run(() => {
       if (this.released) {
-        zlibLimiter.done();
+        zlibQueue.done();
         cb(closedError('compressed'));
         return;
       }
-      const strip = (out: Buffer): Buffer => (fin ? out.subarray(0, out.length - TRAILER.length) : out);
+      // Every write ends with a sync flush, so output ends with 00 00 ff ff, which goes (RFC
+      // 7692 7.2.1) - unless zlib had nothing to flush (an empty message right after another
+      // flush): then the message is one empty stored block's first byte, 0x00 (7.2.3.6).
+      const strip = (out: Buffer): Buffer => (!fin ? out : out.length === 0 ? EMPTY_MESSAGE : out.subarray(0, out.length - TRAILER.length));
       if (fin && !this.midMessage && this.ownNoContextTakeover) {
         // A whole message with no history before or after it: any pooled stream will do.
         const key = `d${this.ownWindowBits}/${this.settings.level}/${this.settings.memLevel}`;
-        runPooled(key, () => this.newDeflater(), data, false, 0, (err, out) => cb(err, err === null ? strip(out!) : undefined));
+        this.compressing = runPooled(key, () => this.newDeflater(), data, 0, '', (err, out) => {
+          this.compressing = undefined;
+          cb(err, err === null ? strip(out!) : undefined);
+        });
         return;
       }
       let stream = this.deflater;
@@ -271,7 +229,9 @@ export class MessageDeflate {
         live.add(this);
         startIdleTimer();
       }
-      stream.run(data, false, 0, (err, out) => {
+      this.compressing = stream;
+      stream.run(data, 0, '', zlibQueue, (err, out) => {
+        this.compressing = undefined;
         if (err !== null) {
           this.deflater = undefined;
           this.midMessage = false;
@@ -281,7 +241,7 @@ export class MessageDeflate {
         } else {
           this.midMessage = true;
         }
-        zlibLimiter.done();
+        zlibQueue.done();
         if (this.released) this.closeStreams();
         cb(err, err === null ? strip(out!) : undefined);
       });
@@ -290,18 +250,47 @@ export class MessageDeflate {
 
   /**
    * Inflate one whole compressed message. Fails with 1009 (WS_ERR_UNSUPPORTED_MESSAGE_LENGTH)
-   * as soon as the output passes maxPayload, and with 1007 (WS_ERR_INFLATE) for data zlib
-   * cannot decode. Calls back asynchronously.
+   * as soon as the output passes the inflate limit (maxInflatedPayload or maxPayload), and with
+   * 1007 (WS_ERR_INFLATE) for data zlib cannot decode. Calls back asynchronously; when the
+   * connection has used up its inflate budget (maxInflateRate), only once it has refilled.
    */
   decompress(data: Buffer, cb: Done): void {
-    zlibLimiter.run(() => {
+    const wait = this.budgetWait();
+    if (wait > 0) {
+      const timer = setTimeout(() => {
+        this.throttled = undefined;
+        this.inflate(data, cb);
+      }, wait);
+      this.throttled = { timer, cb };
+      return;
+    }
+    this.inflate(data, cb);
+  }
+
+  /** Milliseconds until the inflate budget is out of debt (0: now), refilling it first. */
+  private budgetWait(): number {
+    const rate = this.settings.maxInflateRate;
+    if (rate === 0) return 0;
+    const now = performance.now();
+    this.budget = Math.min(rate, this.budget + ((now - this.budgetAt) * rate) / 1000);
+    this.budgetAt = now;
+    return this.budget >= 0 ? 0 : Math.ceil((-this.budget * 1000) / rate);
+  }
+
+  private inflate(data: Buffer, cb: Done): void {
+    const done: Done = (err, out) => {
+      this.inflating = undefined;
+      if (err === null) this.budget -= Math.max(out!.length, MESSAGE_COST);
+      cb(err, out);
+    };
+    zlibQueue.run(() => {
       if (this.released) {
-        zlibLimiter.done();
+        zlibQueue.done();
         cb(closedError('inflated'));
         return;
       }
       if (this.peerNoContextTakeover) {
-        runPooled(`i${this.peerWindowBits}`, () => this.newInflater(), data, true, this.maxPayload, cb);
+        this.inflating = runPooled(`i${this.peerWindowBits}`, () => this.newInflater(), data, this.inflateLimit, this.inflateLimitName, done);
         return;
       }
       let stream = this.inflater;
@@ -310,12 +299,13 @@ export class MessageDeflate {
         live.add(this);
         startIdleTimer();
       }
-      stream.run(data, true, this.maxPayload, (err, out) => {
+      this.inflating = stream;
+      stream.run(data, this.inflateLimit, this.inflateLimitName, zlibQueue, (err, out) => {
         if (err !== null) this.inflater = undefined;
         else if (stream.ended) this.restartInflater(stream, out!);
-        zlibLimiter.done();
+        zlibQueue.done();
         if (this.released) this.closeStreams();
-        cb(err, out);
+        done(err, out);
       });
     });
   }
@@ -333,9 +323,21 @@ export class MessageDeflate {
     this.inflater = new ZlibStream(true, { windowBits: zlibWindowBits(this.peerWindowBits), dictionary });
   }
 
-  /** The connection closed: close the streams now, or once the job in flight finished. */
+  /**
+   * The connection closed: a job in progress is given up (its output dropped, its callback
+   * told WS_ERR_NOT_OPEN), and the streams are closed.
+   */
   release(): void {
+    if (this.released) return;
     this.released = true;
+    const throttled = this.throttled;
+    if (throttled !== undefined) {
+      this.throttled = undefined;
+      clearTimeout(throttled.timer);
+      throttled.cb(closedError('inflated'));
+    }
+    this.compressing?.abort(closedError('compressed'));
+    this.inflating?.abort(closedError('inflated'));
     this.closeStreams();
   }
 

@@ -13,7 +13,7 @@ import * as zlib from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import WS, { WebSocketServer as WsServer } from 'ws';
 import { WebSocket, WebSocketServer, type ServerOptions } from '../../src/index.js';
-import { MessageDeflate, ZlibLimiter, liveDeflateContexts, resolveDeflateSettings, zlibLimiter, type PerMessageDeflateOptions } from '../../src/node/deflate.js';
+import { MessageDeflate, liveDeflateContexts, resolveDeflateSettings, zlibQueue, type PerMessageDeflateOptions } from '../../src/node/deflate.js';
 import { SharedMessage } from '../../src/node/shared-message.js';
 import type { DeflateParams } from '../../src/protocol/deflate-negotiation.js';
 import { HOST, RawClient, clientFrame, closeEvent, closePayload, startServer, upgradeRequest } from '../helpers.js';
@@ -39,7 +39,7 @@ function deflateRaw(data: Buffer): Buffer {
   return out.subarray(0, out.length - 4);
 }
 
-describe('MessageDeflate and the zlib limiter', () => {
+describe('MessageDeflate and the zlib queue', () => {
   it('compresses and inflates across messages with context takeover, in both directions', async () => {
     const server = new MessageDeflate(FULL, SETTINGS, true, 0);
     const client = new MessageDeflate(FULL, SETTINGS, false, 0);
@@ -52,6 +52,18 @@ describe('MessageDeflate and the zlib limiter', () => {
     }
     // The second copy refers back to the first: takeover works.
     assert.ok(sizes[1] < sizes[0] / 2, `sizes ${sizes}`);
+    server.release();
+    client.release();
+  });
+
+  it('an empty message right after another (nothing left to flush) is the single byte 0x00, and decodes', async () => {
+    const server = new MessageDeflate(FULL, SETTINGS, true, 0);
+    const client = new MessageDeflate(FULL, SETTINGS, false, 0);
+    for (const text of ['first', '', '', 'after two empty ones', '']) {
+      const wire = await compress(server, Buffer.from(text));
+      if (text === '') assert.deepEqual([...wire], [0x00]);
+      assert.equal((await decompress(client, wire)).toString(), text);
+    }
     server.release();
     client.release();
   });
@@ -102,7 +114,7 @@ describe('MessageDeflate and the zlib limiter', () => {
     for (const md of [...servers, ...clients]) assert.equal(md.streamCount, 0);
     // One deflate and one inflate configuration: at most concurrencyLimit idle streams each.
     const pooled = liveDeflateContexts() - before;
-    assert.ok(pooled > 0 && pooled <= 2 * zlibLimiter.limit, `pooled ${pooled}`);
+    assert.ok(pooled > 0 && pooled <= 2 * zlibQueue.limit, `pooled ${pooled}`);
     for (const md of [...servers, ...clients]) md.release();
   });
 
@@ -124,28 +136,6 @@ describe('MessageDeflate and the zlib limiter', () => {
     assert.deepEqual(await decompress(t, secondWire), second);
     assert.deepEqual(await decompress(t, deflateRaw(Buffer.from('and on'))), Buffer.from('and on'));
     for (const md of [a, b, t]) md.release();
-  });
-
-  it('ZlibLimiter runs at most `limit` jobs at once, the rest in arrival order', () => {
-    const limiter = new ZlibLimiter(2);
-    const started: number[] = [];
-    const dones: Array<() => void> = [];
-    for (let i = 0; i < 5; i++) {
-      limiter.run(() => {
-        started.push(i);
-        dones.push(() => limiter.done());
-      });
-    }
-    assert.deepEqual(started, [0, 1]);
-    assert.deepEqual(limiter.load, { running: 2, waiting: 3 });
-    dones[1]();
-    assert.deepEqual(started, [0, 1, 2]);
-    dones[0]();
-    dones[2]();
-    assert.deepEqual(started, [0, 1, 2, 3, 4]);
-    dones[3]();
-    dones[4]();
-    assert.deepEqual(limiter.load, { running: 0, waiting: 0 });
   });
 
   it('SharedMessage compresses once per distinct setting, and only at or over the threshold', () => {
@@ -170,12 +160,12 @@ describe('MessageDeflate and the zlib limiter', () => {
     assert.throws(() => resolveDeflateSettings({ concurrencyLimit: 0 }), RangeError);
     assert.throws(() => new WebSocketServer({ noServer: true, perMessageDeflate: { serverMaxWindowBits: 16 } }), RangeError);
     assert.throws(() => new WebSocket('ws://127.0.0.1:1/', [], { perMessageDeflate: { clientMaxWindowBits: 7 } }), RangeError);
-    const previous = zlibLimiter.limit;
+    const previous = zlibQueue.limit;
     try {
       resolveDeflateSettings({ concurrencyLimit: 7 });
-      assert.equal(zlibLimiter.limit, 7);
+      assert.equal(zlibQueue.limit, 7);
     } finally {
-      zlibLimiter.limit = previous;
+      zlibQueue.limit = previous;
     }
   });
 });
@@ -637,7 +627,7 @@ describe('permessage-deflate: fragments, publishes and backpressure together', (
   });
 
   it('an echo server stops reading while replies wait for compression, so a fast, healthy client is not closed as a slow consumer', T, async () => {
-    const previous = zlibLimiter.limit;
+    const previous = zlibQueue.limit;
     const { port, close } = await echoServer({ perMessageDeflate: { threshold: 0, level: 9, concurrencyLimit: 1 }, maxBufferedAmount: 4 * 1024 * 1024 });
     try {
       const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
@@ -653,7 +643,7 @@ describe('permessage-deflate: fragments, publishes and backpressure together', (
       assert.equal(got.filter((f) => f.opcode === TEXT && f.rsv === 4).length, n);
       raw.destroy();
     } finally {
-      zlibLimiter.limit = previous;
+      zlibQueue.limit = previous;
       await close();
     }
   });

@@ -8,7 +8,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as zlib from 'node:zlib';
-import { TRAILER, ZlibPool, ZlibStream, deflateError, type DeflateError } from '../../src/node/zlib-stream.js';
+import { randomBytes } from 'node:crypto';
+import { INPUT_SLICE, OUTPUT_QUANTUM, TRAILER, ZlibPool, ZlibStream, deflateError, type DeflateError, type JobSlot } from '../../src/node/zlib-stream.js';
 
 const SYNC = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
 
@@ -30,7 +31,7 @@ function runJob(stream: ZlibStream, inflate: boolean, input: Buffer, limit = 0):
   return new Promise((resolve) => {
     const cb = (err: DeflateError | null, out?: Buffer): void => resolve({ err, out, endedAtCallback: stream.ended });
     const run = stream.run as unknown as (...args: unknown[]) => void;
-    if (run.length >= 5) run.call(stream, input, limit, 'the test limit', { yieldSlot: () => false }, cb);
+    if (run.length >= 5) run.call(stream, input, limit, 'the test limit', { stamp: () => 0, yieldSlot: () => false }, cb);
     else run.call(stream, input, inflate, limit, cb);
   });
 }
@@ -289,5 +290,142 @@ describe('ZlibPool', () => {
     pool.sweep();
     assert.equal(pool.size, 0);
     assert.equal(idle.closed, true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** A slot stand-in: `decide` says what yieldSlot does with each offer. */
+class FakeSlot implements JobSlot {
+  offers = 0;
+  pending: Array<() => void> = [];
+  private stamps = 0;
+  constructor(private readonly decide: (resume: () => void, slot: FakeSlot) => boolean) {}
+  stamp(): number {
+    return ++this.stamps;
+  }
+  yieldSlot(resume: () => void): boolean {
+    this.offers++;
+    return this.decide(resume, this);
+  }
+}
+
+const keep = new FakeSlot(() => false);
+
+function runSliced(stream: ZlibStream, input: Buffer, slot: JobSlot, limit = 0): Promise<{ err: DeflateError | null; out?: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the job never called back')), 10_000);
+    stream.run(input, limit, 'the limit', slot, (err, out) => {
+      clearTimeout(timer);
+      resolve({ err, out });
+    });
+  });
+}
+
+/** Raw deflate of `data` as a peer sends it: sync flush, without the trailing 00 00 ff ff. */
+const peerDeflate = (data: Buffer): Buffer => zlib.deflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);
+const inflateAll = (data: Buffer): Buffer => zlib.inflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+
+describe('ZlibStream: slices, turns in the queue, abort', () => {
+  it('compresses a large message in slices, offering the slot between them', async () => {
+    const input = randomBytes(3 * INPUT_SLICE + 100);
+    const slot = new FakeSlot(() => false);
+    const stream = new ZlibStream(false, { level: 1 });
+    const { err, out } = await runSliced(stream, input, slot);
+    assert.equal(err, null);
+    assert.equal(slot.offers, 3);
+    assert.deepEqual(inflateAll(out!), input);
+    stream.close();
+  });
+
+  it('a compression that gave its slot away goes on when its turn comes back', async () => {
+    const input = Buffer.from('abc '.repeat(INPUT_SLICE)); // 4 slices
+    const slot = new FakeSlot((resume, s) => {
+      s.pending.push(resume);
+      return true;
+    });
+    const stream = new ZlibStream(false, { level: 1 });
+    const result = runSliced(stream, input, slot);
+    for (let turns = 0; turns < 3; turns++) {
+      while (slot.pending.length === 0) await new Promise((r) => setImmediate(r));
+      slot.pending.shift()!();
+    }
+    const { err, out } = await result;
+    assert.equal(err, null);
+    assert.deepEqual(inflateAll(out!), input);
+    stream.close();
+  });
+
+  it('inflation offers its slot every quantum of output; paused, it resumes and the stream serves the next job', async () => {
+    const big = Buffer.alloc(5 * OUTPUT_QUANTUM, 'x');
+    const slot = new FakeSlot((resume, s) => {
+      s.pending.push(resume);
+      return true;
+    });
+    const stream = new ZlibStream(true, {});
+    const result = runSliced(stream, peerDeflate(big), slot);
+    // Let each pause settle (zlib stops once the paused stream's buffer is full), then resume.
+    for (let turns = 0; turns < 5; turns++) {
+      const deadline = Date.now() + 10_000;
+      while (slot.pending.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      if (slot.pending.length === 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+      slot.pending.shift()!();
+    }
+    const { err, out } = await result;
+    assert.equal(err, null);
+    assert.ok(slot.offers >= 4, `offers ${slot.offers}`);
+    assert.deepEqual(out, big);
+    // The next job on the same stream (the connection's next message) gets its output.
+    const next = await runSliced(stream, peerDeflate(Buffer.from('next message')), keep);
+    assert.equal(next.out?.toString(), 'next message');
+    stream.close();
+  });
+
+  it('an inflation whose turn comes back before yieldSlot even returns still finishes', async () => {
+    const big = Buffer.alloc(3 * OUTPUT_QUANTUM + 7, 'y');
+    // The slot goes to another job that finishes at once, and the queue hands it straight back.
+    const slot = new FakeSlot((resume) => {
+      resume();
+      return true;
+    });
+    const stream = new ZlibStream(true, {});
+    const { err, out } = await runSliced(stream, peerDeflate(big), slot);
+    assert.equal(err, null);
+    assert.ok(slot.offers >= 3);
+    assert.deepEqual(out, big);
+    const next = await runSliced(stream, peerDeflate(Buffer.from('and the next')), slot);
+    assert.equal(next.out?.toString(), 'and the next');
+    stream.close();
+  });
+
+  it('stops at the limit with 1009, drops what it collected and closes the stream', async () => {
+    const stream = new ZlibStream(true, {});
+    const { err, out } = await runSliced(stream, peerDeflate(Buffer.alloc(8 * 1024 * 1024)), keep, 1024 * 1024);
+    assert.equal(out, undefined);
+    assert.equal(err?.code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
+    assert.equal(err?.closeCode, 1009);
+    assert.match(err!.message, /over the limit \(1048576 bytes\)/);
+    assert.equal(stream.busy, false);
+    assert.equal(stream.closed, true);
+  });
+
+  it('aborted while waiting for its turn: the stream closes now, the callback comes with the turn', async () => {
+    const slot = new FakeSlot((resume, s) => {
+      s.pending.push(resume);
+      return true;
+    });
+    const stream = new ZlibStream(true, {});
+    const called: Array<DeflateError | null> = [];
+    stream.run(peerDeflate(Buffer.alloc(4 * OUTPUT_QUANTUM)), 0, '', slot, (err) => called.push(err));
+    const deadline = Date.now() + 10_000;
+    while (slot.pending.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(slot.pending.length, 1, 'the job gave its slot up');
+    stream.abort(deflateError('WS_ERR_NOT_OPEN', 'gone', 1006));
+    assert.equal(stream.closed, true);
+    assert.equal(called.length, 0, 'not before its turn: it holds no slot to give back yet');
+    slot.pending.shift()!();
+    assert.deepEqual(called.map((err) => err?.code), ['WS_ERR_NOT_OPEN']);
+    assert.equal(stream.busy, false);
   });
 });
