@@ -7,13 +7,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Hub } from '../../src/push/hub.js';
 import type { Broker, BrokerMessage } from '../../src/push/broker.js';
-import type { WebSocket } from '../../src/node/connection.js';
+import type { Subscriber } from '../../src/node/host.js';
 import type { EncodedFrame } from '../../src/protocol/frame.js';
 import type { SharedMessage } from '../../src/node/shared-message.js';
 import { decodeFrames } from '../helpers.js';
 
-/** A stand-in connection that records what the Hub writes to it. */
-class FakeConnection {
+/** A stand-in subscriber (the Hub knows nothing else of connections) that records what it gets. */
+class FakeConnection implements Subscriber {
   frames: EncodedFrame[] = [];
   accept = true;
   sendEncoded(message: SharedMessage): boolean {
@@ -38,8 +38,8 @@ class FakeConnection {
   }
 }
 
-function fakes(n: number): Array<FakeConnection & WebSocket> {
-  return Array.from({ length: n }, () => new FakeConnection() as unknown as FakeConnection & WebSocket);
+function fakes(n: number): FakeConnection[] {
+  return Array.from({ length: n }, () => new FakeConnection());
 }
 
 /** The number of topics the Hub keeps state for (listened to or not). */
@@ -48,6 +48,29 @@ function topicsKept(hub: Hub): number {
 }
 
 describe('Hub subscriptions', () => {
+  it('owns each subscriber\'s topics: topicsOf in join order, isSubscribed, unsubscribeAll leaves every topic', () => {
+    const hub = new Hub();
+    const [a, b] = fakes(2);
+    assert.deepEqual(hub.topicsOf(a), []);
+    hub.subscribe(a, 'x');
+    hub.subscribe(a, 'y');
+    hub.subscribe(a, 'w');
+    hub.subscribe(b, 'y');
+    assert.deepEqual(hub.topicsOf(a), ['x', 'y', 'w']);
+    assert.equal(hub.isSubscribed(a, 'y'), true);
+    assert.equal(hub.isSubscribed(b, 'x'), false);
+    hub.unsubscribe(a, 'y');
+    assert.deepEqual(hub.topicsOf(a), ['x', 'w']);
+    hub.unsubscribeAll(a);
+    assert.deepEqual(hub.topicsOf(a), []);
+    assert.equal(hub.isSubscribed(a, 'x'), false);
+    assert.deepEqual([hub.subscriberCount('x'), hub.subscriberCount('y'), hub.subscriberCount('w')], [0, 1, 0]);
+    assert.deepEqual(hub.stats(), { topics: 1, subscriptions: 1 });
+    assert.equal(topicsKept(hub), 1, 'topics nobody listens to are forgotten');
+    hub.unsubscribeAll(a); // again: nothing to do
+    assert.deepEqual(hub.topicsOf(b), ['y']);
+  });
+
   it('subscribe/unsubscribe report changes and keep counts right', () => {
     const hub = new Hub();
     const [a, b] = fakes(2);
