@@ -2,6 +2,10 @@
  * The opening handshake (RFC 6455 sections 4.1, 4.2.1, 4.2.2, 9.1): checking a client's upgrade
  * request, parsing and formatting the Sec-WebSocket-* header values, and building the raw
  * response text. Sans-I/O: callers own the socket and write the strings we return.
+ *
+ * Why one file of ~450 lines: the request checks and the header-value parsers they use are one
+ * rule set (section 4.2.1's list, read top to bottom); the response side is in
+ * handshake-response.ts and the header-field rules in header-fields.ts.
  */
 import * as crypto from 'node:crypto';
 import { createHash, randomBytes } from 'node:crypto';

@@ -8,6 +8,10 @@
  * asks), enforces maxPayload before buffering, and checks every rule a receiver must: reserved
  * bits and opcodes, masking direction, control frame size and FIN, minimal length encoding,
  * close codes and close reasons.
+ *
+ * Why one file of ~500 lines: the parser is one state machine (header, extended length, mask,
+ * payload, per frame; assembly per message) whose states share a handful of fields on the hot
+ * path. Split over files, each state would have to reach into the others' fields.
  */
 import { kMaxLength } from 'node:buffer';
 import { CloseCode, closeCodeIsValid } from './close-codes.js';
