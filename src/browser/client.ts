@@ -11,7 +11,6 @@
  * Runs in browsers and in Node (inject a WebSocket: `new DuetClient(url, { WebSocket })`).
  * It uses no DOM types and touches browser globals only after checking they exist.
  *
- *
  * Why one file of ~500 lines: DuetClient is the state machine of one reconnecting connection
  * (connecting, open, waiting, closed) and its public API; the parts that stand alone already
  * have their files (backoff, heartbeat, network, send-queue, topics, channel, flush, options).

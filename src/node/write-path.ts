@@ -16,7 +16,6 @@
  * Backpressure lives here too: bufferedAmount, the backlog that pauses reading, and the
  * slow-consumer policy (`admit`), which judges only bytes the kernel refused in earlier turns.
  *
- *
  * Why one file of ~450 lines: these steps are one path, read top to bottom; the batch itself
  * (write-batch.ts) and the queue for asynchronous sends (send-queue.ts) have their own files.
  */
