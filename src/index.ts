@@ -6,10 +6,10 @@
  *   wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
  */
 export { WebSocket } from './node/connection.js';
-export type { BinaryType, CodedError, RawData, SendData, SendOptions } from './node/connection.js';
+export type { BinaryType, CodedError, RawData, SendData, SendOptions, WebSocketEvents } from './node/connection.js';
 export type { ClientOptions } from './node/client.js';
-export type { AddEventListenerOptions } from './node/event-target.js';
-export type { VerifyClientInfo, VerifyClientAsync, VerifyClientDone, HandshakeRefusal, ServerStats } from './node/server.js';
+export type { AddEventListenerOptions, WsEventListener, WsEventMap } from './node/event-target.js';
+export type { VerifyClientInfo, VerifyClientAsync, VerifyClientDone, HandshakeRefusal, ServerStats, ServerEvents } from './node/server.js';
 export type { HeaderFields, HeaderValue } from './protocol/header-fields.js';
 export type { HeartbeatOptions } from './node/sweep.js';
 export type { PublishOptions, SlowConsumerPolicy } from './node/host.js';

@@ -16,14 +16,14 @@ import { openClient, parseProtocolsArgument, parseWebSocketUrl, type ClientOptio
 import { Closing } from './closing.js';
 import { codedError, EMPTY, type BinaryType, type CodedError, type ConnectionOptions, type RawData } from './connection-types.js';
 import type { MessageDeflate } from './deflate.js';
-import type { WsListener } from './event-target.js';
 import type { PubSub, PublishOptions } from './host.js';
 import { kConnection, replayHead, socketOnClose, socketOnData, socketOnDrain, socketOnEnd, socketOnError, type OwnedSocket } from './socket-listeners.js';
 
 export type { BinaryType, CodedError, ConnectionOptions, RawData, SendData, SendOptions } from './connection-types.js';
 
 type Listener<A extends unknown[]> = (this: WebSocket, ...args: A) => void;
-interface WebSocketEvents {
+/** The ws-style events of a connection and the arguments their listeners get. */
+export interface WebSocketEvents {
   open: [];
   message: [data: RawData, isBinary: boolean];
   close: [code: number, reason: Buffer];
@@ -33,18 +33,20 @@ interface WebSocketEvents {
   drop: [backlog: number];
 }
 
-// Typed overloads for the ws-style events (merged into the class below).
+// Typed overloads for the ws-style events (merged into the class below). Any other event
+// name takes a listener of any arguments, as EventEmitter does, but without `any`: a listener
+// says what it expects (`(a: string) => ...`), an unannotated parameter is `unknown`.
 export interface WebSocket {
   on<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
-  on(event: string | symbol, listener: WsListener): this;
+  on<A extends unknown[]>(event: string | symbol, listener: Listener<A>): this;
   once<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
-  once(event: string | symbol, listener: WsListener): this;
+  once<A extends unknown[]>(event: string | symbol, listener: Listener<A>): this;
   off<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
-  off(event: string | symbol, listener: WsListener): this;
+  off<A extends unknown[]>(event: string | symbol, listener: Listener<A>): this;
   addListener<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
-  addListener(event: string | symbol, listener: WsListener): this;
+  addListener<A extends unknown[]>(event: string | symbol, listener: Listener<A>): this;
   removeListener<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
-  removeListener(event: string | symbol, listener: WsListener): this;
+  removeListener<A extends unknown[]>(event: string | symbol, listener: Listener<A>): this;
 }
 
 export class WebSocket extends Closing {

@@ -9,10 +9,23 @@
 import { EventEmitter } from 'node:events';
 import { WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from './events.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
-export type WsListener = (...args: any[]) => void;
-type WhatwgListener = ((event: never) => void) | { handleEvent(event: never): void };
-type HandlerType = 'open' | 'message' | 'error' | 'close';
+/**
+ * A WHATWG listener: a function, or an object with a `handleEvent` method (looked up at each
+ * dispatch), called with the event object.
+ */
+export type WsEventListener<E = WsEvent> = ((event: E) => void) | { handleEvent(event: E): void };
+
+/** The event objects of the events a connection dispatches to WHATWG listeners. */
+export interface WsEventMap {
+  open: WsEvent;
+  message: WsMessageEvent;
+  error: WsErrorEvent;
+  close: WsCloseEvent;
+}
+
+type HandlerType = keyof WsEventMap;
+/** Any WHATWG listener, whatever event type it declares (the list stores them all). */
+type WhatwgListener = WsEventListener<never>;
 
 /** Options of `addEventListener`. */
 export interface AddEventListenerOptions {
@@ -37,10 +50,11 @@ const kRemoved = Symbol('removed');
  * attribute holds at the time.
  */
 const kHandler = Symbol('eventHandler');
-type Wrapper = WsListener & { [kWhatwg]: WhatwgListener | typeof kHandler; [kOnce]?: true; [kRemoved]?: true };
+type Wrapper = ((a?: unknown, b?: unknown) => void) & { [kWhatwg]: WhatwgListener | typeof kHandler; [kOnce]?: true; [kRemoved]?: true };
 
-function isWrapper(l: WsListener): l is Wrapper {
-  return (l as Partial<Wrapper>)[kWhatwg] !== undefined;
+/** Whether an entry of EventEmitter's list is a WHATWG listener's wrapper (not a ws-style listener). */
+function isWrapper(l: unknown): l is Wrapper {
+  return typeof l === 'function' && (l as Partial<Wrapper>)[kWhatwg] !== undefined;
 }
 
 /**
@@ -134,6 +148,12 @@ export abstract class WsEventTarget extends EventEmitter {
    * WHATWG-style listener: `message` events carry `data` (string for text) and `origin`,
    * `close` events `code`, `reason` and `wasClean`, `error` events the `Error`.
    */
+  addEventListener<K extends keyof WsEventMap>(type: K, listener: WsEventListener<WsEventMap[K]> | null, options?: AddEventListenerOptions | boolean): void;
+  /**
+   * A listener of another event type (one `dispatchEvent` sends), or one that declares its own
+   * event type: it gets whatever event object was dispatched.
+   */
+  addEventListener<E = WsEvent>(type: string, listener: WsEventListener<E> | null, options?: AddEventListenerOptions | boolean): void;
   addEventListener(type: string, listener: WhatwgListener | null, options?: AddEventListenerOptions | boolean): void {
     if (listener === null || listener === undefined) return;
     const opts = typeof options === 'object' ? options : {};
@@ -145,6 +165,7 @@ export abstract class WsEventTarget extends EventEmitter {
     signal?.addEventListener('abort', () => this.removeWrapper(type, wrapper), { once: true });
   }
 
+  /** Remove a listener added with `addEventListener` (the same function or object, the same type). */
   removeEventListener(type: string, listener: WhatwgListener | null): void {
     if (listener === null || listener === undefined) return;
     const wrapper = this.findWrapper(type, listener);
@@ -159,14 +180,14 @@ export abstract class WsEventTarget extends EventEmitter {
    */
   dispatchEvent(event: WsEvent): boolean {
     const type = event.type;
-    for (const l of this.rawListeners(type) as WsListener[]) {
+    for (const l of this.rawListeners(type)) {
       if (isWrapper(l) && l[kRemoved] === undefined) this.invoke(type, l, event);
     }
     return true;
   }
 
   private findWrapper(type: string, listener: WhatwgListener | typeof kHandler): Wrapper | undefined {
-    for (const l of this.rawListeners(type) as WsListener[]) {
+    for (const l of this.rawListeners(type)) {
       if (isWrapper(l) && l[kWhatwg] === listener) return l;
     }
     return undefined;

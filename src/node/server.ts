@@ -141,7 +141,8 @@ export interface ServerStats extends ServerCounters {
   subscriptions: number;
 }
 
-interface ServerEvents {
+/** The events of a WebSocketServer and the arguments their listeners get. */
+export interface ServerEvents {
   connection: [ws: WebSocket, req: http.IncomingMessage];
   listening: [];
   headers: [headers: string[], req: http.IncomingMessage];
@@ -151,21 +152,20 @@ interface ServerEvents {
   wsClientError: [err: HandshakeRefusal, socket: Duplex, req: http.IncomingMessage];
 }
 type ServerListener<A extends unknown[]> = (this: WebSocketServer, ...args: A) => void;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
-type AnyListener = (...args: any[]) => void;
 
-// Typed overloads for the server's events (merged into the class below).
+// Typed overloads for the server's events (merged into the class below). Other event names
+// take a listener of any arguments, without `any`: an unannotated parameter is `unknown`.
 export interface WebSocketServer {
   on<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
-  on(event: string | symbol, listener: AnyListener): this;
+  on<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
   once<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
-  once(event: string | symbol, listener: AnyListener): this;
+  once<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
   off<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
-  off(event: string | symbol, listener: AnyListener): this;
+  off<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
   addListener<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
-  addListener(event: string | symbol, listener: AnyListener): this;
+  addListener<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
   removeListener<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
-  removeListener(event: string | symbol, listener: AnyListener): this;
+  removeListener<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
 }
 
 export class WebSocketServer extends EventEmitter {
