@@ -24,9 +24,10 @@ export interface PerMessageDeflateOptions extends DeflateOptions {
    */
   maxInflatedPayload?: number;
   /**
-   * Inflate budget of one connection, in bytes of inflated output per second (default 32 MiB;
-   * each message counts at least MESSAGE_COST bytes). Past it the connection's next compressed
-   * message waits, and its socket stays paused, until the budget has refilled. 0 = no budget.
+   * Inflate budget of one connection, in bytes of inflated output per second (default 32 MiB
+   * on a server, none on a client; each message counts at least MESSAGE_COST, 16 KiB). Past it
+   * the connection's next compressed message waits, and its socket stays paused, until the
+   * budget has refilled. 0 = no budget.
    */
   maxInflateRate?: number;
   /**
@@ -49,8 +50,10 @@ export interface PerMessageDeflateOptions extends DeflateOptions {
  * chose 4 MiB too, Centrifugo 10 x its 64 KB message limit. Larger compressed messages are an
  * explicit choice (uncompressed ones are still bounded by maxPayload alone: they cost the
  * sender as much bandwidth as the server memory).
- * `maxInflateRate` 32 MiB/s: far above what a browser sends, and a bound of about a tenth of a
- * core per connection for inflating (see docs/compression.md for the measurements).
+ * `maxInflateRate` 32 MiB/s on a server: far above what a browser sends, and about a tenth of a
+ * core per connection at most for inflating (about 3 ms of CPU per MiB here; see
+ * docs/compression.md). None on a client: it has no other peers to protect, and a feed it
+ * subscribed to may well send faster.
  * `publishCompressLimit` 64 KiB: at most about 1 ms of event loop per publish, compressed once.
  */
 export const PER_MESSAGE_DEFLATE_DEFAULTS = {
@@ -64,10 +67,11 @@ export const PER_MESSAGE_DEFLATE_DEFAULTS = {
 } as const;
 
 /**
- * What one compressed message counts against `maxInflateRate` at least: a zlib job has a fixed
- * cost (a tiny message takes about 35 µs of CPU here, as much as inflating a few KiB).
+ * What one compressed message counts against `maxInflateRate` at least. A zlib job has a fixed
+ * cost: a tiny message takes 35-40 µs of CPU here, as much as inflating 12-16 KiB, so tiny
+ * messages are held to the same tenth of a core (2,048 a second at the default rate).
  */
-export const MESSAGE_COST = 4096;
+export const MESSAGE_COST = 16 * 1024;
 
 /** The settings a connection compresses with (resolved once per server or client). */
 export interface DeflateSettings {
@@ -75,7 +79,8 @@ export interface DeflateSettings {
   level: number;
   memLevel: number;
   maxInflatedPayload: number;
-  maxInflateRate: number;
+  /** undefined: the default for the side (a server's or a client's). */
+  maxInflateRate: number | undefined;
   publishCompressLimit: number;
 }
 
@@ -90,7 +95,7 @@ function byteOption(options: PerMessageDeflateOptions, name: 'maxInflatedPayload
 export function checkDeflateOptions(options: PerMessageDeflateOptions): DeflateSettings {
   const threshold = byteOption(options, 'threshold');
   const maxInflatedPayload = byteOption(options, 'maxInflatedPayload');
-  const maxInflateRate = byteOption(options, 'maxInflateRate');
+  const maxInflateRate = options.maxInflateRate === undefined ? undefined : byteOption(options, 'maxInflateRate');
   const publishCompressLimit = byteOption(options, 'publishCompressLimit');
   const level = options.level ?? PER_MESSAGE_DEFLATE_DEFAULTS.level;
   const memLevel = options.memLevel ?? PER_MESSAGE_DEFLATE_DEFAULTS.memLevel;

@@ -131,6 +131,8 @@ export class MessageDeflate {
   /** The streams (own or pooled) running this connection's jobs, given up on release. */
   private compressing: ZlibStream | undefined;
   private inflating: ZlibStream | undefined;
+  /** maxInflateRate in force (bytes a second, 0: no budget). */
+  private readonly inflateRate: number;
   /** Inflate budget in bytes (below 0: in debt), as of `budgetAt` (performance.now()). */
   private budget: number;
   private budgetAt: number;
@@ -150,7 +152,8 @@ export class MessageDeflate {
     const useOwn = own > 0 && (maxPayload === 0 || own < maxPayload);
     this.inflateLimit = useOwn ? own : maxPayload;
     this.inflateLimitName = useOwn ? 'maxInflatedPayload' : 'maxPayload';
-    this.budget = settings.maxInflateRate;
+    this.inflateRate = settings.maxInflateRate ?? (isServer ? PER_MESSAGE_DEFLATE_DEFAULTS.maxInflateRate : 0);
+    this.budget = this.inflateRate;
     this.budgetAt = performance.now();
   }
 
@@ -269,7 +272,7 @@ export class MessageDeflate {
 
   /** Milliseconds until the inflate budget is out of debt (0: now), refilling it first. */
   private budgetWait(): number {
-    const rate = this.settings.maxInflateRate;
+    const rate = this.inflateRate;
     if (rate === 0) return 0;
     const now = performance.now();
     this.budget = Math.min(rate, this.budget + ((now - this.budgetAt) * rate) / 1000);

@@ -68,6 +68,16 @@ describe('MessageDeflate and the zlib queue', () => {
     client.release();
   });
 
+  it('maxInflateRate: 32 MiB/s on a server by default, no budget on a client unless asked for', () => {
+    const rate = (md: MessageDeflate): number => (md as unknown as { inflateRate: number }).inflateRate;
+    assert.equal(rate(new MessageDeflate(FULL, SETTINGS, true, 0)), 32 * 1024 * 1024);
+    assert.equal(rate(new MessageDeflate(FULL, SETTINGS, false, 0)), 0);
+    const asked = resolveDeflateSettings({ maxInflateRate: 1000 });
+    assert.equal(rate(new MessageDeflate(FULL, asked, true, 0)), 1000);
+    assert.equal(rate(new MessageDeflate(FULL, asked, false, 0)), 1000);
+    assert.equal(rate(new MessageDeflate(FULL, resolveDeflateSettings({ maxInflateRate: 0 }), true, 0)), 0);
+  });
+
   it('stops inflating as soon as the output passes maxPayload (1009), and corrupt data is 1007', async () => {
     const md = new MessageDeflate(FULL, SETTINGS, true, 64 * 1024);
     const bomb = deflateRaw(Buffer.alloc(16 * 1024 * 1024));
