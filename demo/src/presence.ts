@@ -4,11 +4,13 @@
  * a nick change and in answer to someone's `join`, `leave` when the page goes away; forget
  * anyone not heard from for a while. An announcement holds only the state: who it is from is
  * the `from` the server stamps (so nobody can join or leave for someone else), and the server
- * says `leave` for a connection that closes. It keeps no presence state, so nothing goes stale
- * after a restart.
+ * says `leave` for a connection that closes. The server keeps no presence state; the page
+ * forgets everyone when the topic starts over (a subscribe answered `recovered: false`: the
+ * first one, or a server restart, after which the old connections' ids mean nothing) and
+ * learns who is there again from the answers to its `join`.
  */
 import { computed, onScopeDispose, ref, type Ref } from 'vue';
-import type { Duet } from './duet-types';
+import { isSubscribed, type Duet } from './duet-types';
 import type { Identity } from './identity';
 
 // The same numbers as PRESENCE_INTERVAL_MS / PRESENCE_EXPIRY_MS in src/cli/endpoints.ts.
@@ -60,6 +62,9 @@ export function usePresence(duet: Duet, me: { nick: Ref<string> }, identity: Ide
   });
 
   const offOpen = duet.client?.on('open', () => announce('join'));
+  const offSubscribed = duet.client?.on('message', (m) => {
+    if (isSubscribed(m) && m.topic === 'presence' && !m.recovered) others.value.clear();
+  });
   const tick = setInterval(() => {
     prune();
     announce('here');
@@ -72,6 +77,7 @@ export function usePresence(duet: Duet, me: { nick: Ref<string> }, identity: Ide
   onScopeDispose(() => {
     announce('leave');
     offOpen?.();
+    offSubscribed?.();
     clearInterval(tick);
     clearTimeout(replyTimer);
     window.removeEventListener('pagehide', onPageHide);
