@@ -150,6 +150,11 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
     return at === 0 ? text : bytes.toString('utf8', at);
   };
   let partial = '';
+  /**
+   * UTF-8 bytes in `partial`, counted as it grows: measuring (or cutting) the whole of it on
+   * every chunk made a line of N bytes cost O(N^2) (17 MiB took ~20 s).
+   */
+  let partialBytes = 0;
   if (options.binary) {
     stdout.on('data', (chunk: Buffer) => {
       for (let at = 0; at < chunk.length; at += options.maxLine) send(chunk.subarray(at, at + options.maxLine));
@@ -161,11 +166,19 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
       for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
         let line = partial + text.slice(start, nl);
         partial = '';
+        partialBytes = 0;
         if (line.endsWith('\r')) line = line.slice(0, -1);
         send(cut(line));
         start = nl + 1;
       }
-      partial = cut(partial + text.slice(start));
+      const rest = text.slice(start);
+      partial += rest;
+      partialBytes += Buffer.byteLength(rest);
+      // Only a line over the limit is cut: each cut sends at least one maxLine piece.
+      if (partialBytes > options.maxLine) {
+        partial = cut(partial);
+        partialBytes = Buffer.byteLength(partial);
+      }
     });
   }
 
@@ -206,6 +219,7 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
       if (killTimer !== undefined) clearTimeout(killTimer);
       if (partial !== '') send(partial);
       partial = '';
+      partialBytes = 0;
       if (ws.readyState === WebSocket.OPEN) {
         if (code === 0) ws.close(1000);
         else ws.close(1011, code !== null ? `exit ${code}` : `signal ${signal}`);
