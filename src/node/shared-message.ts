@@ -5,7 +5,7 @@
  *
  * That one compression runs synchronously, in the publisher's call, so that the frame can be
  * written in order with everything else sent to each subscriber; messages larger than
- * `publishCompressLimit` (64 KiB by default) are therefore sent uncompressed: a 100 MiB
+ * `publishCompressLimit` (1 MiB by default) are therefore sent uncompressed: a 100 MiB
  * publish compressed this way held the event loop for 386 ms (ordering and the synchronous
  * return of publish() would not survive compressing on the thread pool).
  */

@@ -17,7 +17,7 @@ describe('perMessageDeflate options', () => {
       memLevel: 8,
       maxInflatedPayload: 4 * 1024 * 1024,
       maxInflateRate: undefined, // the side's default: 32 MiB/s on a server, none on a client
-      publishCompressLimit: 64 * 1024,
+      publishCompressLimit: 1024 * 1024,
     });
     assert.equal(PER_MESSAGE_DEFLATE_DEFAULTS.maxInflateRate, 32 * 1024 * 1024);
     assert.equal(PER_MESSAGE_DEFLATE_DEFAULTS.concurrencyLimit, 4);

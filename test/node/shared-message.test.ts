@@ -67,13 +67,13 @@ describe('SharedMessage: compression', () => {
     assert.equal(new SharedMessage(Buffer.alloc(0), true).shouldCompress(deflateOf(settings({ threshold: 0 }))), true);
   });
 
-  it('shouldCompress: not over publishCompressLimit (compressing is synchronous; 64 KiB by default)', () => {
+  it('shouldCompress: not over publishCompressLimit (compressing is synchronous; 1 MiB by default)', () => {
     const d = deflateOf(settings({ threshold: 0, publishCompressLimit: 1000 }));
     assert.equal(new SharedMessage(Buffer.alloc(1000), true).shouldCompress(d), true);
     assert.equal(new SharedMessage(Buffer.alloc(1001), true).shouldCompress(d), false);
     const defaults = deflateOf(settings());
-    assert.equal(new SharedMessage(Buffer.alloc(64 * 1024), true).shouldCompress(defaults), true);
-    assert.equal(new SharedMessage(Buffer.alloc(64 * 1024 + 1), true).shouldCompress(defaults), false);
+    assert.equal(new SharedMessage(Buffer.alloc(1024 * 1024), true).shouldCompress(defaults), true);
+    assert.equal(new SharedMessage(Buffer.alloc(1024 * 1024 + 1), true).shouldCompress(defaults), false);
   });
 
   it('the compressed frame: RSV1, same opcode, final, a body that inflates back to the payload on its own', () => {
