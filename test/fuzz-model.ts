@@ -23,7 +23,7 @@ export type Rng = () => number;
 export const int = (rng: Rng, lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));
 export const chance = (rng: Rng, p: number): boolean => rng() < p;
 export function pick<T>(rng: Rng, items: readonly T[]): T {
-  return items[Math.floor(rng() * items.length)]!;
+  return items[Math.floor(rng() * items.length)];
 }
 
 export function randomBuffer(rng: Rng, n: number): Buffer {
@@ -88,7 +88,7 @@ export function invalidUtf8(rng: Rng, n: number): Buffer {
   const base = randomUtf8(rng, n);
   if (chance(rng, 0.25)) return Buffer.concat([base, Buffer.from(pick(rng, TRUNCATED_UTF8))]);
   const boundaries = [0];
-  for (let i = 1; i <= base.length; i++) if (i === base.length || (base[i]! & 0xc0) !== 0x80) boundaries.push(i);
+  for (let i = 1; i <= base.length; i++) if (i === base.length || (base[i] & 0xc0) !== 0x80) boundaries.push(i);
   const at = pick(rng, boundaries);
   return Buffer.concat([base.subarray(0, at), Buffer.from(pick(rng, INVALID_UTF8)), base.subarray(at)]);
 }
@@ -141,12 +141,12 @@ export function encodeFrameSpec(rng: Rng, spec: FrameSpec, defaultMasked: boolea
   else {
     head.push(m | 127);
     for (let shift = 56n; shift >= 0n; shift -= 8n) head.push(Number((length >> shift) & 0xffn));
-    if (spec.msb) head[2] = head[2]! | 0x80;
+    if (spec.msb) head[2] = head[2] | 0x80;
   }
   if (!masked) return Buffer.concat([Buffer.from(head), spec.payload]);
   const key = randomBuffer(rng, 4);
   const body = Buffer.from(spec.payload);
-  for (let i = 0; i < body.length; i++) body[i] = body[i]! ^ key[i & 3]!;
+  for (let i = 0; i < body.length; i++) body[i] = body[i] ^ key[i & 3];
   return Buffer.concat([Buffer.from(head), key, body]);
 }
 
@@ -319,10 +319,10 @@ export function generateSequence(rng: Rng, cfg: GenConfig): Sequence {
     const flips = chance(rng, 0.7) ? 1 : int(rng, 2, 3);
     for (let f = 0; f < flips; f++) {
       const idx = int(rng, 0, frames.length - 1);
-      const frame = frames[idx]!;
+      const frame = frames[idx];
       const pos = chance(rng, 0.5) ? int(rng, 0, Math.min(frame.length, 14) - 1) : int(rng, 0, frame.length - 1);
       const bit = int(rng, 0, 7);
-      frame[pos] = frame[pos]! ^ (1 << bit);
+      frame[pos] = frame[pos] ^ (1 << bit);
       labels.push(`flip(frame ${idx}, byte ${pos}, bit ${bit})`);
     }
   }
@@ -367,8 +367,8 @@ export function predict(bytes: Buffer, cfg: { maxPayload: number; masked: boolea
     const left = bytes.length - off;
     if (left === 0) return { events, end: { type: 'open' } };
     if (left < 2) return { events, end: { type: 'truncated' } };
-    const b0 = bytes[off]!;
-    const b1 = bytes[off + 1]!;
+    const b0 = bytes[off];
+    const b1 = bytes[off + 1];
     const fin = (b0 & 0x80) !== 0;
     const opcode = b0 & 0x0f;
     const masked = (b1 & 0x80) !== 0;
@@ -406,13 +406,13 @@ export function predict(bytes: Buffer, cfg: { maxPayload: number; masked: boolea
       const text = opcode === 1 || (opcode === 0 && messageOpcode === 1);
       if (text && arrived > 0) {
         const piece = Buffer.from(bytes.subarray(p + keyLength));
-        if (masked) for (let i = 0; i < piece.length; i++) piece[i] = piece[i]! ^ bytes[p + (i & 3)]!;
+        if (masked) for (let i = 0; i < piece.length; i++) piece[i] = piece[i] ^ bytes[p + (i & 3)];
         if (!isUtf8Prefix(Buffer.concat([...parts, piece]))) return fail(1007, 'invalid UTF-8 in a text frame cut short');
       }
       return { events, end: { type: 'truncated' } };
     }
     const payload = Buffer.from(bytes.subarray(p + keyLength, p + keyLength + length));
-    if (masked) for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ bytes[p + (i & 3)]!;
+    if (masked) for (let i = 0; i < payload.length; i++) payload[i] = payload[i] ^ bytes[p + (i & 3)];
     off = p + keyLength + length;
 
     if (opcode === 9) {
@@ -435,7 +435,7 @@ export function predict(bytes: Buffer, cfg: { maxPayload: number; masked: boolea
     if (opcode !== 0) messageOpcode = opcode;
     parts.push(payload);
     messageLength += length;
-    const soFar = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    const soFar = parts.length === 1 ? parts[0] : Buffer.concat(parts);
     if (messageOpcode === 1) {
       if (fin ? !isUtf8(soFar) : !isUtf8Prefix(soFar)) return fail(1007, 'invalid UTF-8 in text message');
     }

@@ -10,7 +10,7 @@ import { WebSocketServer, type ServerOptions } from '../src/index.js';
 export const HOST = '127.0.0.1';
 
 /** Start a WebSocketServer on 127.0.0.1 with a free port. */
-export async function startServer(options: ServerOptions = {}): Promise<{ wss: WebSocketServer; port: number; close(): Promise<void> }> {
+export async function startServer(options: ServerOptions = {}): Promise<{ wss: WebSocketServer; port: number; close: () => Promise<void> }> {
   const wss = new WebSocketServer({ port: 0, host: HOST, ...options });
   await once(wss, 'listening');
   const address = wss.address();

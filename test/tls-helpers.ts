@@ -35,9 +35,9 @@ export function selfSignedCert(): SelfSignedCert {
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
       if (e.code === 'ENOENT') {
-        throw new Error('TLS tests need the `openssl` command to generate a self-signed certificate, and it was not found on PATH');
+        throw new Error('TLS tests need the `openssl` command to generate a self-signed certificate, and it was not found on PATH', { cause: err });
       }
-      throw new Error(`openssl failed to generate a self-signed certificate: ${e.stderr?.toString().trim() || e.message}`);
+      throw new Error(`openssl failed to generate a self-signed certificate: ${e.stderr?.toString().trim() || e.message}`, { cause: err });
     }
     cached = { key: readFileSync(keyPath, 'utf8'), cert: readFileSync(certPath, 'utf8') };
     return cached;

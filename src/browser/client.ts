@@ -96,6 +96,8 @@ export class DuetClient {
     if (!this.WebSocketClass) throw new DuetError('WS_ERR_NO_WEBSOCKET', 'no WebSocket implementation: pass options.WebSocket (for example duet\'s WebSocket in Node 20)');
     checkUrl(url);
     this.clock = options.clock ?? defaultClock();
+    // The cast is needed where this file is compiled without the DOM lib (the Node tests).
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
     this.network = new NetworkWatcher(options.environment ?? (globalThis as DuetEnvironment), {
       online: () => this.retryNow(),
       offline: () => this.heartbeat.probe(),

@@ -66,7 +66,7 @@ export async function runConnect(argv: string[]): Promise<number> {
   try {
     ws = new WebSocket(positionals[0], values.subprotocol ?? [], options);
   } catch (err) {
-    throw new Error(`invalid URL, subprotocol or header: ${(err as Error).message}`);
+    throw new Error(`invalid URL, subprotocol or header: ${(err as Error).message}`, { cause: err });
   }
   ws.binaryType = 'nodebuffer';
 

@@ -36,6 +36,7 @@ export interface WebSocketEvents {
 // Typed overloads for the ws-style events (merged into the class below). Any other event
 // name takes a listener of any arguments, as EventEmitter does, but without `any`: a listener
 // says what it expects (`(a: string) => ...`), an unannotated parameter is `unknown`.
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
 export interface WebSocket {
   on<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
   on<A extends unknown[]>(event: string | symbol, listener: Listener<A>): this;
@@ -49,6 +50,7 @@ export interface WebSocket {
   removeListener<A extends unknown[]>(event: string | symbol, listener: Listener<A>): this;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
 export class WebSocket extends Closing {
   static readonly CONNECTING = 0;
   static readonly OPEN = 1;

@@ -134,7 +134,7 @@ export abstract class ReceivePath extends WritePath implements Omit<FrameParserH
         case 'blob':
           // The default 'blob' of a client: WHATWG listeners make the Blob (whatwgMessageData).
           if (this.binaryTypeSet) {
-            value = new Blob([data as Uint8Array<ArrayBuffer>]);
+            value = new Blob([data]);
             break;
           }
           {
@@ -142,6 +142,7 @@ export abstract class ReceivePath extends WritePath implements Omit<FrameParserH
             const outerOwner = lastBlobOwner;
             const outerSource = lastBlobSource;
             const outerBlob = lastBlob;
+            // eslint-disable-next-line @typescript-eslint/no-this-alias -- a module-level slot naming the delivering connection, not a closure's alias
             lastBlobOwner = this;
             lastBlobSource = data;
             lastBlob = undefined;
@@ -166,6 +167,6 @@ export abstract class ReceivePath extends WritePath implements Omit<FrameParserH
     // binaryType changes later messages, not what this one's other listeners get.
     if (lastBlobOwner !== this || lastBlobSource !== data) return data;
     // One Blob per message, shared by every WHATWG listener (dispatch is synchronous).
-    return (lastBlob ??= new Blob([data as Uint8Array<ArrayBuffer>]));
+    return (lastBlob ??= new Blob([data]));
   }
 }

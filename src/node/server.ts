@@ -29,7 +29,6 @@ import {
   SERVER_DEFAULTS,
   type ResolvedServerOptions,
   type ServerOptions,
-  type VerifyClientAsync,
   type VerifyClientInfo,
 } from './server-options.js';
 
@@ -65,15 +64,13 @@ const ABORT_LINGER_MS = 1000;
  */
 export function abortHandshake(socket: Duplex, status: number, message: string, headers?: HeaderFields): void {
   let response: string;
-  let invalid: unknown;
   try {
     response = buildErrorResponse(status, message, headers);
   } catch (err) {
-    invalid = err;
-    response = buildErrorResponse(500, http.STATUS_CODES[500]!);
+    endHandshake(socket, buildErrorResponse(500, http.STATUS_CODES[500]!));
+    throw err;
   }
   endHandshake(socket, response);
-  if (invalid !== undefined) throw invalid;
 }
 
 /** Write `response` and close the socket, as abortHandshake describes. */
@@ -155,6 +152,7 @@ type ServerListener<A extends unknown[]> = (this: WebSocketServer, ...args: A) =
 
 // Typed overloads for the server's events (merged into the class below). Other event names
 // take a listener of any arguments, without `any`: an unannotated parameter is `unknown`.
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
 export interface WebSocketServer {
   on<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
   on<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
@@ -168,6 +166,7 @@ export interface WebSocketServer {
   removeListener<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
 export class WebSocketServer extends EventEmitter {
   /** Open connections (a Set), when `clientTracking` is on. */
   readonly clients: Set<WebSocket> | undefined;
@@ -200,7 +199,7 @@ export class WebSocketServer extends EventEmitter {
     if (modes !== 1) {
       throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
     }
-    this.options = { ...SERVER_DEFAULTS, ...options } as ResolvedServerOptions;
+    this.options = { ...SERVER_DEFAULTS, ...options };
     this.clients = this.options.clientTracking ? this.connections : undefined;
     this.maxBufferedAmount = this.options.maxBufferedAmount;
     this.slowConsumer = this.options.slowConsumer;
@@ -379,7 +378,7 @@ export class WebSocketServer extends EventEmitter {
       if (verify.length >= 2) {
         // The async form: verifyClient(info, done). done() never throws: a refusal duet cannot
         // send (a bad header or status) is answered 500 and reported (see refuse()).
-        (verify as VerifyClientAsync)(
+        verify(
           info,
           (ok, code = 401, message, headers) => {
             if (decided) return;

@@ -39,7 +39,7 @@ export class UpgradeRequest {
     this.httpVersionMajor = Number(head.version[0]);
     this.httpVersionMinor = Number(head.version[2]);
     this.rawHeaders = head.rawHeaders;
-    this.headers = joinHeaders(head.rawHeaders) as http.IncomingHttpHeaders;
+    this.headers = joinHeaders(head.rawHeaders);
     this.socket = socket;
   }
 

@@ -97,7 +97,7 @@ export abstract class WritePath extends ConnectionCore implements SendQueueTarge
     const value: SendData = Array.isArray(data)
       ? Buffer.concat(data as readonly Buffer[])
       : typeof data === 'string' || data instanceof ArrayBuffer || ArrayBuffer.isView(data) || data instanceof Blob
-        ? (data as SendData)
+        ? data
         : String(data);
     if (!canSend(this.wire)) {
       // WHATWG: data sent after closing is discarded but still counted in bufferedAmount.

@@ -129,7 +129,7 @@ export function acceptDeflateResponse(
   const elements = response.filter((element) => element.name === PERMESSAGE_DEFLATE);
   if (elements.length === 0) return null;
   if (elements.length > 1) return { error: 'permessage-deflate appears more than once in the response' };
-  const answer = readParams(elements[0] as ExtensionOffer, 'response');
+  const answer = readParams(elements[0], 'response');
   if (typeof answer === 'string') return { error: answer };
 
   // 7.1.1.1: the server accepts server_no_context_takeover by including it. It may also include

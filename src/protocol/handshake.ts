@@ -398,6 +398,7 @@ function hasLineBreak(s: string): boolean {
 function formatParamValue(value: string): string {
   if (isToken(value)) return value;
   // quoted-pair can carry HTAB, SP, VCHAR and obs-text; other control characters cannot appear.
+  // eslint-disable-next-line no-control-regex -- control characters are what it looks for
   if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
     throw new TypeError(`Extension parameter value cannot be quoted: ${JSON.stringify(value)}`);
   }

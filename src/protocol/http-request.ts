@@ -33,6 +33,7 @@ export function findHeadEnd(buf: Buffer, from = 0): number {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP\/(\d\.\d)$/;
 // Field values: visible characters, obs-text, spaces and tabs; no other control characters.
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
 const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 /** Parse `head` (the bytes up to and including CRLF CRLF), decoded as latin1. */

@@ -55,7 +55,7 @@ export class Utf8Validator {
     // A sequence split across pieces must be finished byte by byte: the native check only
     // accepts whole characters.
     while (this.#remaining > 0 && pos < end) {
-      if (!this.#step(buf[pos]!)) return false;
+      if (!this.#step(buf[pos])) return false;
       pos++;
     }
     if (end - pos > FAST_PATH_MIN_BYTES) return this.#pushAtBoundary(buf, pos, end);
@@ -98,7 +98,7 @@ export class Utf8Validator {
   /** Runs the state machine over buf[start, end). */
   #scan(buf: Uint8Array, start: number, end: number): boolean {
     for (let i = start; i < end; i++) {
-      const byte = buf[i]!;
+      const byte = buf[i];
       // ASCII at a boundary is the common case; skip the call.
       if (byte < 0x80 && this.#remaining === 0) continue;
       if (!this.#step(byte)) return false;
@@ -154,7 +154,7 @@ export class Utf8Validator {
 function incompleteTailStart(buf: Uint8Array, start: number, end: number): number {
   const lookbackLimit = Math.max(start, end - 3);
   for (let i = end - 1; i >= lookbackLimit; i--) {
-    const byte = buf[i]!;
+    const byte = buf[i];
     if ((byte & 0xc0) === 0x80) continue; // continuation byte: keep looking for the lead
     return end - i < sequenceLength(byte) ? i : end;
   }

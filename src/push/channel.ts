@@ -122,6 +122,7 @@ export class Channel {
     this.maxErrors = options.maxErrors ?? DEFAULT_MAX_ERRORS;
     if (!(this.maxMessageBytes > 0)) throw new RangeError('maxMessageBytes must be positive');
     if (!(this.maxErrors >= 1)) throw new RangeError('maxErrors must be at least 1');
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the listener's own `this` is the socket
     const channel = this;
     this.listener = function (this: WebSocket, data: RawData, isBinary: boolean): void {
       channel.receive(this, data, isBinary);

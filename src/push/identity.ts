@@ -26,6 +26,7 @@ export function newConnectionId(): string {
 }
 
 // C0 and C1 control characters: a nick is shown in lists and chat lines, one line each.
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** Why `nick` cannot be a nick, or undefined when it can. */

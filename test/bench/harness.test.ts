@@ -36,7 +36,7 @@ function bench(dir: string, name: string, servers: string, env: Record<string, s
     execFile(process.execPath, args, { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       if (code !== 0 && code !== 2) { reject(new Error(`bench exited ${code}: ${stderr}\n${stdout}`)); return; }
-      resolve({ code, stdout, json: JSON.parse(readFileSync(json, 'utf8')) });
+      resolve({ code, stdout, json: JSON.parse(readFileSync(json, 'utf8')) as Outcome['json'] });
     });
   });
 }
@@ -48,23 +48,23 @@ test('bench harness: a valid run reports numbers, a corrupted one INVALID', { ti
 
     assert.equal(good.code, 0, good.stdout);
     assert.doesNotMatch(good.stdout, /INVALID/);
-    const g = good.json.scenarios[0]!;
+    const g = good.json.scenarios[0];
     assert.equal(g.id, 'echo-32B');
-    const run = g.runs.duet![0]!;
+    const run = g.runs.duet[0];
     assert.equal(run.invalid, undefined);
     assert.ok(run.count! > 0 && run.rate! > 0, 'echoes counted');
     assert.ok(run.cpu! > 0 && run.rss! > 0, 'server CPU and RSS read from /proc');
     assert.ok(run.p50! > 0 && run.p99! >= run.p50!, 'latency percentiles');
-    assert.ok(g.medians.duet !== null && g.medians.duet!.cpu === run.cpu, 'medians of one run');
-    const floor = g.runs.floor![0]!;
+    assert.ok(g.medians.duet !== null && g.medians.duet.cpu === run.cpu, 'medians of one run');
+    const floor = g.runs.floor[0];
     assert.equal(floor.invalid, undefined, 'the floor server passes the same checks');
     assert.ok(floor.count! > 0 && floor.cpu! > 0, 'floor numbers');
     assert.match(good.stdout, /floor\/ws/, 'floor columns in the table');
 
-    const idle = good.json.scenarios[1]!;
+    const idle = good.json.scenarios[1];
     assert.equal(idle.id, 'idle-memory');
     for (const kind of ['duet', 'floor']) {
-      const r = idle.runs[kind]![0]!;
+      const r = idle.runs[kind][0];
       assert.equal(r.invalid, undefined, `${kind} idle run valid`);
       assert.ok(typeof r.rssPerConn === 'number', `${kind} RSS per connection`);
       // With this few connections the figure is within the heap's own noise (code compiled
@@ -75,16 +75,16 @@ test('bench harness: a valid run reports numbers, a corrupted one INVALID', { ti
 
     assert.equal(bad.code, 2, bad.stdout);
     assert.match(bad.stdout, /duet +INVALID \(conn \d+: echo \d+ differs from what was sent/);
-    const b = bad.json.scenarios[0]!;
+    const b = bad.json.scenarios[0];
     assert.equal(b.medians.duet, null, 'no number for an invalid run');
-    assert.match(b.runs.duet![0]!.invalid!, /differs/);
+    assert.match(b.runs.duet[0].invalid!, /differs/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
 test('bench report: a heap figure a server did not answer prints n/a', async () => {
-  const { renderMarkdown, renderSvg } = await import(REPORT);
+  const { renderMarkdown, renderSvg } = (await import(REPORT)) as { renderMarkdown: (out: unknown) => string; renderSvg: (out: unknown) => string };
   const run = (heapPerConn: number | null) => ({ conns: 100, rss: 5e7, rssPerConn: 9000, heapPerConn });
   const out = {
     generated: '2024-01-01T00:00:00.000Z', command: 'test', elapsedSeconds: 1, notes: [], pinning: 'none',

@@ -91,7 +91,7 @@ describe('headless Chromium against duet serve', { skip: available ? false : `Ch
   });
 
   it('the channel protocol from the browser: subscribe, publish, pong', async () => {
-    const replies = (await page.evaluate(`(async (url) => {
+    const replies = await page.evaluate<Array<{ type: string }>>(`(async (url) => {
       const ws = new WebSocket(url);
       const got = [];
       await new Promise((resolve) => (ws.onopen = resolve));
@@ -104,7 +104,7 @@ describe('headless Chromium against duet serve', { skip: available ? false : `Ch
       await done;
       ws.close();
       return got;
-    })(${JSON.stringify(`ws://${base}/channel`)})`)) as Array<{ type: string }>;
+    })(${JSON.stringify(`ws://${base}/channel`)})`);
     assert.deepEqual(
       replies.map((m) => m.type),
       ['subscribed', 'message', 'pong'],
@@ -117,7 +117,7 @@ describe('headless Chromium against duet serve', { skip: available ? false : `Ch
     try {
       const at = await new Promise<string>((resolve, reject) => {
         let out = '';
-        deflating.stdout!.on('data', (d: Buffer) => {
+        deflating.stdout.on('data', (d: Buffer) => {
           out += d.toString();
           const m = /LISTENING ws:\/\/(\S+)/.exec(out);
           if (m) resolve(m[1]);
@@ -156,11 +156,11 @@ describe('headless Chromium against duet serve', { skip: available ? false : `Ch
   });
 
   it('SIGTERM: the browser sees 1001', async () => {
-    const code = page.evaluate(`new Promise((resolve) => {
+    const code = page.evaluate<number>(`new Promise((resolve) => {
       const ws = new WebSocket(${JSON.stringify(`ws://${base}/echo`)});
       ws.onopen = () => { window.ready = true; };
       ws.onclose = (e) => resolve(e.code);
-    })`) as Promise<number>;
+    })`);
     await page.waitForFunction('window.ready === true');
     server.kill('SIGTERM');
     assert.equal(await code, 1001);

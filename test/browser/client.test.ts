@@ -425,9 +425,9 @@ describe('paced flush of the queue', () => {
       lowest = Math.min(lowest, tokens);
     }
     assert.equal(client.queued, 0);
-    assert.equal(socket.sent.filter((d) => String(d).startsWith('m')).length, 1000);
+    assert.equal(socket.sent.filter((d) => typeof d === 'string' && d.startsWith('m')).length, 1000);
     assert.deepEqual(
-      socket.sent.filter((d) => String(d).startsWith('m')),
+      socket.sent.filter((d) => typeof d === 'string' && d.startsWith('m')),
       Array.from({ length: 1000 }, (_, i) => `m${i}`),
     );
     assert.ok(lowest >= 1, `the bucket went down to ${lowest}`);
@@ -755,7 +755,7 @@ describe('random sequences of calls and events', () => {
     // Seeded, so a failure is reproducible; the message names the run and the last steps.
     let seed = 12345;
     const random = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
-    const pick = <T,>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+    const pick = <T,>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
     const ops = ['open', 'close', 'reconnect', 'accept', 'drop', 'advance', 'advance', 'online', 'offline', 'hide', 'show', 'publish', 'subscribe', 'unsubscribe', 'subscribed', 'rate_limited'] as const;
     for (let run = 0; run < 300; run++) {
       FakeWebSocket.reset();

@@ -39,7 +39,7 @@ async function startServer(port: number): Promise<Served> {
   const actual = await new Promise<number>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error('duet serve did not start within 10 s')), WAIT);
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /LISTENING ws:\/\/[^\s:]+:(\d+)/.exec(out);
       if (m) {
@@ -62,8 +62,14 @@ async function stopServer(s: Served): Promise<void> {
   await exited;
 }
 
+/** What the page functions below read of an element (the tests are compiled without the DOM lib). */
+interface PageElement {
+  textContent: string | null;
+  getAttribute(name: string): string | null;
+}
+
 const chatTexts = (page: Page): Promise<string[]> =>
-  page.$$eval('[data-testid=chat-text]', (els) => els.map((e) => e.textContent ?? ''));
+  page.$$eval('[data-testid=chat-text]', (els: PageElement[]) => els.map((e) => e.textContent ?? ''));
 
 async function say(page: Page, text: string): Promise<void> {
   await page.fill('[data-testid=chat-input]', text);
@@ -138,7 +144,7 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     await Promise.all([waitForStatus(a, 'open'), waitForStatus(b, 'open')]);
     for (const page of [a, b]) {
       await waitFor(page, `document.querySelector('[data-testid=online-count]')?.textContent === '2'`);
-      const names = await page.$$eval('[data-testid=online-user]', (els) => els.map((e) => e.textContent ?? ''));
+      const names = await page.$$eval('[data-testid=online-user]', (els: PageElement[]) => els.map((e) => e.textContent ?? ''));
       assert.ok(names.some((n) => n.startsWith('ada')) && names.some((n) => n.startsWith('grace')), names.join('|'));
       await waitFor(page, `/^\\d+ ms$/.test(document.querySelector('[data-testid=latency]')?.textContent ?? '')`);
     }
@@ -153,7 +159,7 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     const [ta, tb] = await Promise.all([chatTexts(a), chatTexts(b)]);
     assert.deepEqual(ta, ['hello from ada', 'hi ada, grace here']);
     assert.deepEqual(tb, ta);
-    const nicks = await a.$$eval('[data-testid=chat-nick]', (els) => els.map((e) => e.textContent));
+    const nicks = await a.$$eval('[data-testid=chat-nick]', (els: PageElement[]) => els.map((e) => e.textContent));
     assert.deepEqual(nicks, ['ada', 'grace']);
   });
 
@@ -192,7 +198,7 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     assert.match((await a.textContent('[data-testid=notice-recovered]')) ?? '', /recovered 5 missed messages/);
     const texts = await chatTexts(a);
     assert.deepEqual(texts, ['hello from ada', 'hi ada, grace here', ...missed]);
-    const recovered = await a.$$eval('[data-testid=chat-message]', (els) => els.map((e) => e.getAttribute('data-recovered')));
+    const recovered = await a.$$eval('[data-testid=chat-message]', (els: PageElement[]) => els.map((e) => e.getAttribute('data-recovered')));
     assert.deepEqual(recovered, ['false', 'false', 'true', 'true', 'true', 'true', 'true']);
     await a.waitForSelector('[data-testid=ticker-recovered]', { timeout: WAIT });
     assert.equal(await a.locator('[data-testid=notice-reset]').count(), 0);

@@ -49,7 +49,7 @@ export class FakeWebSocket {
 
   /** Text messages the client sent, parsed as JSON. */
   get sentJson(): Record<string, unknown>[] {
-    return this.sent.map((d) => JSON.parse(String(d)) as Record<string, unknown>);
+    return this.sent.map((d) => JSON.parse(d as string) as Record<string, unknown>);
   }
 
   open(): void {

@@ -23,13 +23,13 @@ function connect(args: string[], input: string, opts: { keepOpen?: boolean; onSt
   const child = spawn(process.execPath, [CLI, 'connect', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     stdout += d.toString();
     opts.onStdout?.(stdout);
   });
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdin!.write(input);
-  if (!opts.keepOpen) child.stdin!.end();
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin.write(input);
+  if (!opts.keepOpen) child.stdin.end();
   const done = once(child, 'exit').then(([code]) => ({ code: code as number | null, stdout, stderr }));
   return { done, child };
 }
@@ -132,7 +132,7 @@ test('messages arriving from others are printed while stdin stays open (chat)', 
   const s = await startServer();
   s.wss.on('connection', (ws) => {
     ws.on('message', (d) => {
-      for (const peer of s.wss.clients!) peer.send(d as Buffer, { binary: false });
+      for (const peer of s.wss.clients!) peer.send(d, { binary: false });
     });
   });
   try {

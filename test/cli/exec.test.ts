@@ -206,7 +206,7 @@ test('SIGTERM: clients get 1001, every program is stopped, duet exec exits 0', T
   const exited = once(env.child, 'exit');
   env.child.kill('SIGTERM');
   for (const r of recs) assert.equal((await r.closed).code, 1001);
-  const [code] = await exited;
+  const [code] = (await exited) as [number | null];
   assert.equal(code, 0);
   for (const pid of pids) assert.equal(alive(pid), false);
 });
@@ -324,7 +324,7 @@ test('a program whose background child keeps its stdout: when the client leaves,
     const exited = once(env.child, 'exit');
     env.child.kill('SIGTERM');
     assert.equal((await r2.closed).code, 1001);
-    const [code] = await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('duet exec did not exit')), 5000))]);
+    const [code] = (await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('duet exec did not exit')), 5000))])) as [number | null];
     assert.equal(code, 0);
   } finally {
     for (const pid of grandchildren) if (alive(pid)) process.kill(pid, 'SIGKILL');
@@ -366,7 +366,7 @@ test('a line longer than the server-wide slow-consumer limit (16 MiB) reaches a 
 test('--kill-timeout beyond what a timer can wait is refused', T, async () => {
   const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', '--kill-timeout', '99999999999', '--', 'cat'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   let closed = false;
   const exited = once(child, 'close').then(() => (closed = true));
   try {
@@ -444,8 +444,8 @@ test('bad arguments exit 1 with a one-line reason: --path room, --port 70000, --
   for (const [args, reason] of cases) {
     const child = spawn(process.execPath, [CLI, 'exec', ...args, '--', process.execPath, '-e', ''], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    const [code] = await once(child, 'exit');
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
     assert.equal(code, 1, args.join(' '));
     assert.match(err, reason);
   }

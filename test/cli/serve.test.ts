@@ -83,8 +83,8 @@ test('/echo returns every message with its type; /chat relays to everyone in ord
   const b = await open(`${s.url}/chat`);
   const seenA: string[] = [];
   const seenB: string[] = [];
-  a.on('message', (d) => seenA.push(d.toString()));
-  b.on('message', (d) => seenB.push(d.toString()));
+  a.on('message', (d) => seenA.push((d as Buffer).toString()));
+  b.on('message', (d) => seenB.push((d as Buffer).toString()));
   const expected: string[] = [];
   for (let i = 0; i < 20; i++) {
     a.send(`a${i}`);
@@ -161,11 +161,11 @@ test('/ticker pushes one JSON tick a second to every client, the same tick to al
         }
       };
       a.on('message', (d) => {
-        ticksA.push(JSON.parse(d.toString()) as Tick);
+        ticksA.push(JSON.parse((d as Buffer).toString()) as Tick);
         check();
       });
       b.on('message', (d) => {
-        ticksB.push(JSON.parse(d.toString()) as Tick);
+        ticksB.push(JSON.parse((d as Buffer).toString()) as Tick);
         check();
       });
       for (const ws of [a, b]) ws.once('close', (code) => reject(new Error(`closed with ${code}`)));
@@ -199,7 +199,7 @@ test('/channel: chat keeps history, so a client that reconnects recovers exactly
   try {
     const inbox = (ws: WS): unknown[] => {
       const got: unknown[] = [];
-      ws.on('message', (d) => got.push(JSON.parse(d.toString())));
+      ws.on('message', (d) => got.push(JSON.parse((d as Buffer).toString())));
       return got;
     };
     const waitFor = async (got: unknown[], n: number): Promise<void> => {
@@ -254,7 +254,7 @@ test('/channel: the server stamps who sent chat and presence; nobody can speak, 
     const client = async (): Promise<{ ws: WS; got: In[]; next(): Promise<In> }> => {
       const ws = await open(`${s.url}/channel`);
       const got: In[] = [];
-      ws.on('message', (d) => got.push(JSON.parse(d.toString()) as In));
+      ws.on('message', (d) => got.push(JSON.parse((d as Buffer).toString()) as In));
       let read = 0;
       return {
         ws,
@@ -323,7 +323,7 @@ test('--max-payload is enforced with close 1009', async () => {
 test('bad arguments exit 1 with a one-line reason', async () => {
   const child = spawn(process.execPath, [CLI, 'serve', '--port', 'abc'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const [code] = (await once(child, 'exit')) as [number | null];
   assert.equal(code, 1);
   assert.match(err, /--port must be a whole number/);
@@ -355,7 +355,7 @@ test('--tls-cert/--tls-key serve wss:// (echo over TLS)', async () => {
 test('--tls-cert without --tls-key is refused', async () => {
   const child = spawn(process.execPath, [CLI, 'serve', '--tls-cert', 'x.pem'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const [code] = (await once(child, 'exit')) as [number | null];
   assert.equal(code, 1);
   assert.match(err, /--tls-cert and --tls-key go together/);
@@ -394,9 +394,9 @@ test('duet connect to a wss:// self-signed server: refused by default (one TLS l
       const child = spawn(process.execPath, [CLI, 'connect', ...args, `${s.url}/echo`], { stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
-      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-      child.stdin!.end('secure line\n');
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.stdin.end('secure line\n');
       child.on('exit', (code) => resolve({ code, out, err }));
     });
   try {
@@ -421,7 +421,7 @@ test('a port that is already taken: one line on stderr and exit code 1, no hang'
   try {
     const child = spawn(process.execPath, [CLI, 'serve', '--port', String(taken)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     const [code] = (await once(child, 'exit')) as [number | null];
     clearTimeout(timer);

@@ -204,10 +204,12 @@ describe('the seed program from the issue', () => {
     try {
       const port = s.port;
       // ---- verbatim from the issue, except the URL ----
+      /* eslint-disable no-var, @typescript-eslint/restrict-plus-operands -- the issue's code as written */
       var ws = new WebSocket("ws://127.0.0.1:" + port + "/echo");
       ws.onopen = function(_evt) { console.log("Connection open ..."); ws.send("Hello WebSockets!"); };
       ws.onmessage = function(evt) { console.log("Received Message: " + evt.data); ws.close(); };
       ws.onclose = function(_evt) { console.log("Connection closed."); };
+      /* eslint-enable no-var, @typescript-eslint/restrict-plus-operands */
       // ----
       await within(finished, 5000, 'three console lines');
       await tick(20);
@@ -651,7 +653,7 @@ describe('binaryType and MessageEvent', () => {
       assert.equal(ws.binaryType, 'blob');
       let e = await roundTrip(bytes);
       assert.ok(e.data instanceof Blob, 'blob');
-      assert.deepEqual(new Uint8Array(await (e.data as Blob).arrayBuffer()), bytes);
+      assert.deepEqual(new Uint8Array(await e.data.arrayBuffer()), bytes);
       assert.equal((await roundTrip('text')).data, 'text');
 
       ws.binaryType = 'arraybuffer';
@@ -659,7 +661,7 @@ describe('binaryType and MessageEvent', () => {
       e = await roundTrip(bytes);
       assert.ok(e.data instanceof ArrayBuffer, 'arraybuffer');
       assert.ok(!Buffer.isBuffer(e.data));
-      assert.deepEqual(new Uint8Array(e.data as ArrayBuffer), bytes);
+      assert.deepEqual(new Uint8Array(e.data), bytes);
       assert.equal((await roundTrip('héllo')).data, 'héllo');
 
       ws.binaryType = 'bogus' as BinaryType;
@@ -669,7 +671,7 @@ describe('binaryType and MessageEvent', () => {
       assert.equal(ws.binaryType, 'nodebuffer');
       e = await roundTrip(bytes);
       assert.ok(Buffer.isBuffer(e.data), 'nodebuffer');
-      assert.deepEqual(new Uint8Array(e.data as Buffer), bytes);
+      assert.deepEqual(new Uint8Array(e.data), bytes);
       const text = await roundTrip('still text');
       assert.equal(typeof text.data, 'string');
       assert.equal(text.data, 'still text');
@@ -700,11 +702,11 @@ describe('binaryType and MessageEvent', () => {
       ws.send(bytes);
       await until(() => styles.length === 1 && events.length === 2);
       assert.ok(Buffer.isBuffer(styles[0][0]), 'ws-style listener: a Buffer');
-      assert.deepEqual(new Uint8Array(styles[0][0] as Buffer), bytes);
+      assert.deepEqual(new Uint8Array(styles[0][0]), bytes);
       assert.equal(styles[0][1], true);
       assert.ok(events[0] instanceof Blob, 'WHATWG listener: a Blob');
       assert.equal(events[0], events[1], 'every WHATWG listener gets the same Blob');
-      assert.deepEqual(new Uint8Array(await (events[0] as Blob).arrayBuffer()), bytes);
+      assert.deepEqual(new Uint8Array(await events[0].arrayBuffer()), bytes);
 
       // Set explicitly, binaryType applies to both styles.
       ws.binaryType = 'blob';
@@ -763,8 +765,8 @@ describe('binaryType and MessageEvent', () => {
       assert.equal(outer[1], outer[0], 'the outer message keeps its one Blob');
       assert.equal(nested[1], nested[0], 'the nested message has its own one Blob');
       assert.notEqual(nested[0], outer[0]);
-      assert.deepEqual(new Uint8Array(await (outer[0] as Blob).arrayBuffer()), bytes);
-      assert.deepEqual(new Uint8Array(await (nested[0] as Blob).arrayBuffer()), new Uint8Array([7]));
+      assert.deepEqual(new Uint8Array(await outer[0].arrayBuffer()), bytes);
+      assert.deepEqual(new Uint8Array(await nested[0].arrayBuffer()), new Uint8Array([7]));
       for (const c of [ws, inner, other]) c.close();
     } finally {
       await s.close();
@@ -783,9 +785,9 @@ describe('binaryType and MessageEvent', () => {
       ws.send('');
       await until(() => rec.log.length === 3);
       assert.ok(rec.log[0].data instanceof Blob);
-      assert.equal((rec.log[0].data as Blob).size, 0);
+      assert.equal(rec.log[0].data.size, 0);
       assert.ok(rec.log[1].data instanceof ArrayBuffer);
-      assert.equal((rec.log[1].data as ArrayBuffer).byteLength, 0);
+      assert.equal(rec.log[1].data.byteLength, 0);
       assert.equal(rec.log[2].data, '');
       ws.close();
       await within(rec.closed);
@@ -1356,7 +1358,7 @@ describe("interop against ws's WebSocketServer", () => {
 
   it('text and binary both ways, headers, origin and subprotocol seen by the server', T, async () => {
     const srv = await wsServer();
-    const conn = new Promise<[WsConn, IncomingMessage]>((resolve) => srv.server.once('connection', (c, req) => resolve([c as WsConn, req])));
+    const conn = new Promise<[WsConn, IncomingMessage]>((resolve) => srv.server.once('connection', (c, req) => resolve([c, req])));
     try {
       const ws = await openClient(url(srv.port, '/interop?q=1'), ['chat', 'superchat'], {
         headers: { 'X-Token': 'abc123' },
@@ -1396,7 +1398,7 @@ describe("interop against ws's WebSocketServer", () => {
     const srv = await wsServer();
     try {
       // client -> server
-      let conn = new Promise<WsConn>((resolve) => srv.server.once('connection', (c) => resolve(c as WsConn)));
+      let conn = new Promise<WsConn>((resolve) => srv.server.once('connection', (c) => resolve(c)));
       let ws = await openClient(url(srv.port));
       let server = await within(conn);
       const serverClosed = new Promise<[number, string]>((resolve) => server.on('close', (code, reason) => resolve([code, reason.toString()])));
@@ -1407,7 +1409,7 @@ describe("interop against ws's WebSocketServer", () => {
       assert.deepEqual(await within(serverClosed), [4001, 'client bye']);
 
       // server -> client
-      conn = new Promise<WsConn>((resolve) => srv.server.once('connection', (c) => resolve(c as WsConn)));
+      conn = new Promise<WsConn>((resolve) => srv.server.once('connection', (c) => resolve(c)));
       ws = await openClient(url(srv.port));
       server = await within(conn);
       rec = record(ws);
@@ -1422,7 +1424,7 @@ describe("interop against ws's WebSocketServer", () => {
 
   it("ping()/pong() methods and 'ping'/'pong' events on the client", T, async () => {
     const srv = await wsServer();
-    const conn = new Promise<WsConn>((resolve) => srv.server.once('connection', (c) => resolve(c as WsConn)));
+    const conn = new Promise<WsConn>((resolve) => srv.server.once('connection', (c) => resolve(c)));
     try {
       const ws = await openClient(url(srv.port));
       const server = await within(conn);
@@ -1529,7 +1531,7 @@ async function rawFrameServer(frames: Buffer[]): Promise<RawServer & { fromClien
     let i = 0;
     const next = (): void => {
       if (i >= frames.length || socket.destroyed) return;
-      socket.write(frames[i++]!);
+      socket.write(frames[i++]);
       setTimeout(next, 20);
     };
     next();
@@ -1628,10 +1630,10 @@ describe('Node extras: agent and createConnection', () => {
     const agent = new Agent();
     let created = 0;
     const original = agent.createConnection.bind(agent);
-    agent.createConnection = ((...args: Parameters<typeof original>) => {
+    agent.createConnection = (...args: Parameters<typeof original>) => {
       created++;
       return original(...args);
-    }) as typeof agent.createConnection;
+    };
     try {
       const ws = await openClient(url(s.port), [], { agent });
       const reply = within(new Promise<WsMessageEvent>((r) => ws.addEventListener('message', r, { once: true })));

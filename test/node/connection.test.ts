@@ -17,8 +17,8 @@ test('a message listener that throws fails only that connection, with 1011, and 
   try {
     s.wss.on('connection', (ws) => {
       ws.on('message', (data) => {
-        if (data.toString() === 'boom') throw new Error('application bug');
-        ws.send(data as Buffer);
+        if ((data as Buffer).toString() === 'boom') throw new Error('application bug');
+        ws.send(data);
       });
     });
     const good = new WS(`ws://${HOST}:${s.port}/`);

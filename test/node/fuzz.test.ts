@@ -108,7 +108,7 @@ async function runCase(port: number, index: number, caseSeed: number): Promise<C
       `  actual: ${actual}`,
     ].join('\n');
 
-  const request = inHead ? Buffer.concat([Buffer.from(upgradeRequest()), chunks[0]!]) : upgradeRequest();
+  const request = inHead ? Buffer.concat([Buffer.from(upgradeRequest()), chunks[0]]) : upgradeRequest();
   let client: RawClient;
   try {
     client = await RawClient.connect(port, request);
@@ -121,7 +121,7 @@ async function runCase(port: number, index: number, caseSeed: number): Promise<C
   }
   for (let i = inHead ? 1 : 0; i < chunks.length; i++) {
     if (client.closed || !client.socket.writable) break;
-    client.write(chunks[i]!);
+    client.write(chunks[i]);
     const p = pause(rng);
     if (p) await p;
   }
@@ -139,7 +139,7 @@ async function runCase(port: number, index: number, caseSeed: number): Promise<C
   if (rest.length > 0) return { failure: describe(`${rest.length} trailing bytes that are no complete frame: ${hex(rest, 32)}`) };
   const closeIndex = frames.findIndex((f) => f.opcode === 8);
   if (closeIndex !== -1 && closeIndex !== frames.length - 1) return { failure: describe(`frames after the Close frame: ${frames.map(show).join(' | ')}`) };
-  const close = closeIndex === -1 ? undefined : frames[closeIndex]!;
+  const close = closeIndex === -1 ? undefined : frames[closeIndex];
   const dataFrames = (close ? frames.slice(0, -1) : frames).map(show);
   const actualClose = close === undefined ? 'none' : close.payload.length === 0 ? 1005 : close.payload.length >= 2 ? close.payload.readUInt16BE(0) : `1-byte payload ${hex(close.payload)}`;
   try {
@@ -233,8 +233,8 @@ async function fuzz(port: number, sockets: RawClient[]): Promise<void> {
   let done = 0;
   const worker = async (): Promise<void> => {
     while (next < indices.length && failures.length < 10) {
-      const index = indices[next++]!;
-      const result = await runCase(port, index, caseSeeds[index]!);
+      const index = indices[next++];
+      const result = await runCase(port, index, caseSeeds[index]);
       if (result.failure) failures.push(result.failure);
       if (++done % CANARY_EVERY === 0) {
         const problem = await canary.check();

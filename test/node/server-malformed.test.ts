@@ -237,7 +237,7 @@ describe('opening handshake: malformed requests get the exact HTTP status', () =
       if (c.expect.header) assert.match(client.responseHead, c.expect.header);
 
       if (client.status === 101) {
-        const key = /^Sec-WebSocket-Key: (.*)$/im.exec(req.toString())![1]!;
+        const key = /^Sec-WebSocket-Key: (.*)$/im.exec(req.toString())![1];
         assert.match(client.responseHead, new RegExp(`^Sec-WebSocket-Accept: ${expectedAccept(key).replace(/[+/]/g, '\\$&')}$`, 'im'));
         await assertEchoes(client);
         return;
@@ -406,7 +406,7 @@ describe('frames: malformed input gets the exact close code', () => {
       const code = await client.closeCode(2000);
       const closeFrames = client.frames().filter((f) => f.opcode === OP.CLOSE);
       assert.equal(closeFrames.length, 1, 'exactly one Close frame');
-      assert.equal(closeFrames[0]!.masked, false);
+      assert.equal(closeFrames[0].masked, false);
       assert.ok(client.ended, 'the server closed TCP (FIN)');
       const serverClose = await within(side.closed, 2000, "server 'close' event");
 
@@ -420,7 +420,7 @@ describe('frames: malformed input gets the exact close code', () => {
       assert.equal(code, c.expect.closeCode);
       assert.equal(serverClose.code, c.expect.closeCode);
       assert.equal(side.errors.length, 1, "one 'error' event");
-      const err = side.errors[0]!;
+      const err = side.errors[0];
       assert.ok(err instanceof Error);
       assert.match(err.code, /^WS_ERR_[A-Z0-9_]+$/);
       assert.equal(err.code, c.expect.error);

@@ -765,7 +765,7 @@ describe('server-side connection: binaryType', () => {
     const { binary } = await receiveBinary('fragments');
     assert.ok(Array.isArray(binary));
     assert.ok(binary.every((b) => Buffer.isBuffer(b)));
-    assert.deepEqual(Buffer.concat(binary as Buffer[]), Buffer.from([1, 2, 3, 250]));
+    assert.deepEqual(Buffer.concat(binary), Buffer.from([1, 2, 3, 250]));
   });
 
   it('blob delivers a Blob', T, async () => {

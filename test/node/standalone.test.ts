@@ -127,6 +127,7 @@ describe('review fixes: request heads, half-close, send callbacks, bufferedAmoun
       assert.equal(raw.status, 101);
       const [, req] = await seen;
       assert.equal(Object.prototype.hasOwnProperty.call(req.headers, 'host'), true);
+      // eslint-disable-next-line no-prototype-builtins -- what it checks: headers inherit from Object.prototype, as in node:http
       assert.equal(req.headers.hasOwnProperty('host'), true);
       assert.equal(Object.getPrototypeOf(req.headers), Object.prototype);
       assert.equal(req.headers['x-spaces'], `a${' '.repeat(15000)}b`);

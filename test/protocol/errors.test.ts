@@ -72,9 +72,9 @@ function rows(lines: string[]): Row[] {
   for (const line of lines) {
     if (!line.startsWith('| <a id=')) continue;
     const cells = line.slice(1, -1).split(' | ').map((c) => c.trim());
-    const m = /^<a id="([^"]+)"><\/a>`([^`]+)`$/.exec(cells[0]!);
+    const m = /^<a id="([^"]+)"><\/a>`([^`]+)`$/.exec(cells[0]);
     assert.ok(m, `first cell of ${line}`);
-    out.push({ anchor: m[1]!, code: m[2]!, cells: cells.slice(1) });
+    out.push({ anchor: m[1], code: m[2], cells: cells.slice(1) });
   }
   return out;
 }
@@ -120,17 +120,17 @@ describe('docs/errors.md documents the catalogue', () => {
     for (const line of section(DOC, 'Renamed codes')) {
       const m = /^\| `([A-Z0-9_]+)` \| \[`([A-Z0-9_]+)`\]\(#([a-z0-9_]+)\) \|/.exec(line);
       if (m) {
-        assert.equal(m[3], m[2]!.toLowerCase(), `link of ${m[2]}`);
-        renamed.set(m[1]!, m[2]!);
+        assert.equal(m[3], m[2].toLowerCase(), `link of ${m[2]}`);
+        renamed.set(m[1], m[2]);
       }
     }
     assert.deepEqual(Object.fromEntries(renamed), RENAMED);
   });
 
   it('every link to errors.md, from any doc or the README, names an anchor that exists', () => {
-    const anchors = new Set([...DOC.matchAll(/<a id="([^"]+)"><\/a>/g)].map((m) => m[1]!));
+    const anchors = new Set([...DOC.matchAll(/<a id="([^"]+)"><\/a>/g)].map((m) => m[1]));
     // Headings of the page itself, GitHub style.
-    for (const m of DOC.matchAll(/^#+ (.+)$/gm)) anchors.add(m[1]!.toLowerCase().replace(/[^a-z0-9 _-]/g, '').replace(/ /g, '-'));
+    for (const m of DOC.matchAll(/^#+ (.+)$/gm)) anchors.add(m[1].toLowerCase().replace(/[^a-z0-9 _-]/g, '').replace(/ /g, '-'));
     const sources = [...filesUnder('docs', '.md').map((f) => [f, read(f)] as const), ['README.md', read('README.md')] as const];
     let links = 0;
     for (const [file, text] of sources) {
@@ -138,7 +138,7 @@ describe('docs/errors.md documents the catalogue', () => {
       const pattern = own ? /\]\(#([^)]+)\)/g : /errors\.md#([^)\s]+)\)/g;
       for (const m of text.matchAll(pattern)) {
         links++;
-        assert.ok(anchors.has(m[1]!), `${file} links to errors.md#${m[1]}, which does not exist`);
+        assert.ok(anchors.has(m[1]), `${file} links to errors.md#${m[1]}, which does not exist`);
       }
     }
     assert.ok(links > 10);
@@ -177,7 +177,7 @@ describe('every code named anywhere is catalogued', () => {
   it("the browser client makes DuetErrors with its own codes only (besides the server's wire codes)", () => {
     for (const file of filesUnder('src/browser', '.ts')) {
       for (const m of read(file).matchAll(/new DuetError\('([^']+)'/g)) {
-        assert.ok(m[1]! in CLIENT_ERROR_CODES, `${file}: new DuetError('${m[1]}')`);
+        assert.ok(m[1] in CLIENT_ERROR_CODES, `${file}: new DuetError('${m[1]}')`);
       }
       assert.doesNotMatch(read(file), /['"`]DUET_[A-Z_]+['"`]/, `${file} still uses a DUET_* code`);
     }
@@ -323,7 +323,7 @@ describe('end to end: the errors users get are instances of the classes', () => 
     const err = await new Promise<Error | null | undefined>((resolve) => ws.send('late', resolve));
     assert.ok(err instanceof ConnectionClosedError);
     assert.ok(err instanceof DuetError);
-    assert.equal((err as ConnectionClosedError).code, 'WS_ERR_NOT_OPEN');
+    assert.equal(err.code, 'WS_ERR_NOT_OPEN');
     await once(ws, 'close');
   });
 

@@ -24,7 +24,7 @@ function throwsInvalid(fn: () => unknown, pattern: RegExp, label: string): void 
     (err: unknown) => {
       assert.ok(err instanceof TypeError, `${label}: a TypeError`);
       assert.equal((err as TypeError & { code?: string }).code, INVALID_HEADER, label);
-      assert.match((err as Error).message, pattern, label);
+      assert.match(err.message, pattern, label);
       return true;
     },
     label,

@@ -7,6 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { inspect } from 'node:util';
 import { FrameParser, type FrameParserHandler } from '../../src/protocol/parser.js';
 import type { ProtocolError } from '../../src/protocol/errors.js';
 import { seededRandom } from '../helpers.js';
@@ -132,7 +133,7 @@ test(`FrameParser fuzz: ${CASES} inputs never throw, split-independent, match th
     const split = feed(input, cuts, opts);
     const threw = whole.threw ?? bytewise.threw ?? split.threw;
     if (threw !== undefined) {
-      failures.push(`${where}: parser threw ${String(threw)}`);
+      failures.push(`${where}: parser threw ${inspect(threw)}`);
       continue;
     }
     try {

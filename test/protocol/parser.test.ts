@@ -1132,8 +1132,8 @@ describe('FrameParser: RSV1 with permessage-deflate negotiated', () => {
         got.push({ data: hex(data), binary: isBinary, compressed });
         onMessage?.(parser);
       },
-      onPing: (data) => got.push({ control: `ping:${data}` }),
-      onPong: (data) => got.push({ control: `pong:${data}` }),
+      onPing: (data) => got.push({ control: `ping:${data.toString()}` }),
+      onPong: (data) => got.push({ control: `pong:${data.toString()}` }),
       onClose: (code) => got.push({ control: `close:${code}` }),
       onProtocolError: (err) => got.push({ error: err.code, closeCode: err.closeCode }),
     };
@@ -1201,10 +1201,10 @@ describe('FrameParser: pause() and resume()', () => {
     const parser: FrameParser = new FrameParser(
       {
         onMessage(data) {
-          order.push(`message:${data}`);
+          order.push(`message:${data.toString()}`);
           parser.pause();
         },
-        onPing: (data) => order.push(`ping:${data}`),
+        onPing: (data) => order.push(`ping:${data.toString()}`),
         onPong: () => order.push('pong'),
         onClose: (code) => order.push(`close:${code}`),
         onProtocolError: (err) => order.push(`error:${err.code}`),

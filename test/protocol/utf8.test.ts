@@ -14,7 +14,7 @@ function randomInt(rng: Rng, min: number, max: number): number {
 }
 
 function pick<T>(rng: Rng, items: readonly T[]): T {
-  return items[Math.floor(rng() * items.length)]!;
+  return items[Math.floor(rng() * items.length)];
 }
 
 /**

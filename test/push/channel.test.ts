@@ -252,8 +252,8 @@ describe('channel protocol: messages', () => {
       carol.send({ type: 'publish', topic: 'chat', data: 'from carol' });
       const fromCarol = await bob.next();
       assert.deepEqual(fromCarol, { type: 'message', topic: 'chat', seq: 2, from: { id: fromCarol.from!.id }, data: 'from carol' });
-      assert.equal(typeof fromCarol.from!.id, 'string');
-      assert.notEqual(fromCarol.from!.id, me.id);
+      assert.equal(typeof fromCarol.from.id, 'string');
+      assert.notEqual(fromCarol.from.id, me.id);
       assert.deepEqual(await carol.drain(), []);
     } finally {
       await s.close();

@@ -647,9 +647,8 @@ describe('graceful shutdown', () => {
     });
     const clients = await connectMany(CLIENTS, 100, async (i) => {
       // Even clients answer the Close (a clean handshake); odd ones ignore it.
-      let client: WireClient | undefined;
-      client = await WireClient.connect(srv.port, (opcode, p) => {
-        if (opcode === 0x8 && i % 2 === 0) client!.sendClose(p.length >= 2 ? p.readUInt16BE(0) : 1000);
+      const client: WireClient = await WireClient.connect(srv.port, (opcode, p) => {
+        if (opcode === 0x8 && i % 2 === 0) client.sendClose(p.length >= 2 ? p.readUInt16BE(0) : 1000);
       });
       return client;
     });
@@ -702,9 +701,8 @@ describe('graceful shutdown', () => {
   it('with every client answering, close completes without waiting for the timeout', { timeout: 10_000 }, async () => {
     const srv = await startServer({ heartbeat: false, shutdownTimeout: 5000 });
     const clients = await connectMany(50, 50, async () => {
-      let client: WireClient | undefined;
-      client = await WireClient.connect(srv.port, (opcode) => {
-        if (opcode === 0x8) client!.sendClose(1001);
+      const client: WireClient = await WireClient.connect(srv.port, (opcode) => {
+        if (opcode === 0x8) client.sendClose(1001);
       });
       return client;
     });
@@ -720,11 +718,10 @@ describe('closeAll()', () => {
     const srv = await startServer({ heartbeat: false });
     const reasons: string[] = [];
     const clients = await Promise.all([0, 1].map(async () => {
-      let client: WireClient | undefined;
-      client = await WireClient.connect(srv.port, (opcode, p) => {
+      const client: WireClient = await WireClient.connect(srv.port, (opcode, p) => {
         if (opcode === 0x8) {
           reasons.push(p.subarray(2).toString());
-          client!.sendClose(4000);
+          client.sendClose(4000);
         }
       });
       return client;
