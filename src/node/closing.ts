@@ -22,11 +22,14 @@ import { encodeClosePayload } from '../protocol/frame.js';
 import { Opcode } from '../protocol/opcodes.js';
 import { isValidUtf8 } from '../protocol/utf8.js';
 import { clampUnsignedShort, codedError, EMPTY, type CodedError } from './connection-types.js';
-import { deadlines, type Expirable } from './deadlines.js';
+import { deadlines } from './deadlines.js';
 import { ReceivePath } from './receive-path.js';
 import { kConnection, socketOnData } from './socket-listeners.js';
 
-export abstract class Closing extends ReceivePath implements Expirable {
+// An Expirable (deadlines.ts), but not declared `implements Expirable`: expire() is marked
+// internal, so the published .d.ts (built with stripInternal) would declare a class that does
+// not implement it. `deadlines.add(this, ...)` checks the shape.
+export abstract class Closing extends ReceivePath {
   /**
    * Start the closing handshake. `code` must be 1000, 1001-1003, 1007-1014 or 3000-4999;
    * `reason` at most 123 bytes of UTF-8. A second call while closing does nothing.

@@ -79,17 +79,21 @@ export abstract class WsEventTarget extends EventEmitter {
   /**
    * Whether WHATWG listeners get the message being emitted: decided once per message (it was
    * received while OPEN), so close() in one listener does not hide it from the next.
+   * @internal
    */
   protected whatwgDispatch = true;
   /** True when both Close frames were exchanged (for CloseEvent.wasClean). */
   abstract get wasClean(): boolean;
-  /** True when the peer's Close frame arrived (otherwise a CloseEvent reports 1006). */
+  // The hooks below are internal (left out of the published .d.ts) together with their
+  // implementations in the connection: an abstract member declared there but implemented by
+  // stripped members would make the published WebSocket class look unfinished.
+  /** True when the peer's Close frame arrived (otherwise a CloseEvent reports 1006). @internal */
   protected abstract get closeFrameReceived(): boolean;
-  /** `event.data` of a binary MessageEvent, from what `message` listeners got (by default the same). */
+  /** `event.data` of a binary MessageEvent, from what `message` listeners got (by default the same). @internal */
   protected whatwgMessageData(data: unknown): unknown {
     return data;
   }
-  /** The origin reported in MessageEvent.origin. */
+  /** The origin reported in MessageEvent.origin. @internal */
   protected abstract get eventOrigin(): string;
 
   get onopen(): ((event: WsEvent) => void) | null {

@@ -9,7 +9,6 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { canSend, CLOSED, CONNECTING, OPEN } from '../protocol/connection-state.js';
 import type { ProtocolError } from '../protocol/errors.js';
 import { Opcode } from '../protocol/opcodes.js';
-import type { FrameParserHandler } from '../protocol/parser.js';
 import { isValidUtf8 } from '../protocol/utf8.js';
 import { codedError, toArrayBuffer, type RawData } from './connection-types.js';
 import type { DeflateError } from './deflate.js';
@@ -21,7 +20,10 @@ let lastBlobOwner: ReceivePath | undefined;
 let lastBlobSource: Buffer | undefined;
 let lastBlob: Blob | undefined;
 
-export abstract class ReceivePath extends WritePath implements Omit<FrameParserHandler, 'onClose'> {
+// The FrameParserHandler (with closing.ts's onClose), but not declared `implements`: its members
+// are marked internal, so the published .d.ts (built with stripInternal) would declare a class
+// that does not implement it. `new FrameParser(this, ...)` (connection.ts) checks the shape.
+export abstract class ReceivePath extends WritePath {
   /** Stop reading from the peer (messages wait in the kernel; TCP flow control slows the peer). */
   pause(): void {
     if (this.readyState === CONNECTING || this.readyState === CLOSED) return;

@@ -25,10 +25,10 @@ import { encodeFrame, type EncodedFrame } from '../protocol/frame.js';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../protocol/opcodes.js';
 import { ConnectionCore } from './connection-core.js';
 import { codedError, controlArguments, EMPTY, toBuffer, type Callback, type CodedError, type SendData, type SendOptions } from './connection-types.js';
-import { SendQueue, type SendQueueTarget } from './send-queue.js';
+import { SendQueue } from './send-queue.js';
 import type { SharedMessage } from './shared-message.js';
 import { READ_PAUSE_BYTES, type OwnedSocket } from './socket-listeners.js';
-import { batchSlotOf, type BatchOwner, type BatchSlot } from './write-batch.js';
+import { batchSlotOf, type BatchSlot } from './write-batch.js';
 
 /**
  * Frames up to this size are collected per event-loop turn and written as one buffer; larger
@@ -38,7 +38,10 @@ const SMALL_FRAME = 4096;
 
 type SendCallback = (err?: Error | null) => void;
 
-export abstract class WritePath extends ConnectionCore implements SendQueueTarget, BatchOwner {
+// A SendQueueTarget and a BatchOwner, but not declared `implements`: their members are marked
+// internal, so the published .d.ts (built with stripInternal) would declare a class that does
+// not implement them. `new SendQueue(this)` and `batchSlotOf(this)` check the shape.
+export abstract class WritePath extends ConnectionCore {
   /** Bytes queued by send() but not yet handed to the operating system. */
   get bufferedAmount(): number {
     // Application bytes only, as the WHATWG standard counts them: the frame headers written
@@ -287,7 +290,10 @@ export abstract class WritePath extends ConnectionCore implements SendQueueTarge
    * interface). Server side only: the bytes are unmasked. Subject to the slow-consumer policy;
    * held back while this connection is in the middle of a fragmented send. Returns false when
    * not written.
-   * @internal
+   *
+   * Public because the Hub's methods take a `Subscriber` (`wss.hub.subscribe(ws, topic)`), and
+   * a WebSocket is one through this method; applications send with `send`, `publish` and
+   * `broadcast`.
    */
   sendEncoded(message: SharedMessage): boolean {
     if (!canSend(this.wire)) return false;

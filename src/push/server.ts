@@ -76,6 +76,7 @@ export class WebSocketServer extends NodeWebSocketServer {
     return this.scheduler.every(ms, fn);
   }
 
+  /** @internal */
   protected override pubsubStats(): { topics: number; subscriptions: number } {
     return this.hub.stats();
   }
