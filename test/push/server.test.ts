@@ -566,16 +566,16 @@ describe('slow consumers', () => {
       stuckServerSide.on('drop', () => dropEvents++);
 
       const beforeArrayBuffers = await retainedArrayBuffers();
-      const before = process.memoryUsage();
-      let peakRss = before.rss;
-      const TOTAL = (200 * MiB) / MESSAGE; // 3200 messages, 200 MiB
+      // 1024 messages, 64 MiB: four times the arrayBuffers bound below, and small enough to go
+      // through loopback well within the deadlines on a slow, busy machine (200 MiB took 15 s
+      // on a third of a core and failed there).
+      const TOTAL = (64 * MiB) / MESSAGE;
       let sent = 0;
       const deadline = Date.now() + 15_000;
       while (sent < TOTAL) {
         if (sent - good.count() < 3) {
           srv.wss.publish('feed', payload(sent));
           sent++;
-          if (sent % 100 === 0) peakRss = Math.max(peakRss, process.memoryUsage().rss);
         } else {
           if (Date.now() > deadline) throw new Error(`publishing stalled at ${sent}; the reading client has ${good.count()}`);
           await nextTurn();
@@ -583,8 +583,6 @@ describe('slow consumers', () => {
       }
       await waitFor(() => good.count() === TOTAL, 10_000, () => `good client at ${good.count()} of ${TOTAL}`);
       const afterArrayBuffers = await retainedArrayBuffers();
-      const after = process.memoryUsage();
-      peakRss = Math.max(peakRss, after.rss);
 
       // The reading client got everything, in order.
       assert.deepEqual(good.seen, Array.from({ length: TOTAL }, (_, n) => n));
@@ -598,11 +596,11 @@ describe('slow consumers', () => {
       // The bound: the limit plus one turn's burst (publishes run at most 3 ahead of the
       // reading client, so at most 3 messages in one turn) and frame headers.
       assert.ok(stuckServerSide.bufferedAmount <= MAX_BUFFERED + 3 * MESSAGE + 2 * KiB, `buffered ${stuckServerSide.bufferedAmount}`);
-      // Memory: 200 MiB went out; what stays is about maxBufferedAmount plus kernel buffers.
+      // Memory: 64 MiB went out; what stays is about maxBufferedAmount plus kernel buffers.
+      // Message memory is counted exactly in arrayBuffers (measured: under 1 MiB); RSS is not
+      // asserted, as V8's own heap growth (25-36 MiB here) hides a backlog of this size.
       const abGrowth = afterArrayBuffers - beforeArrayBuffers;
-      const rssGrowth = peakRss - before.rss;
       assert.ok(abGrowth < 16 * MiB, `arrayBuffers grew by ${(abGrowth / MiB).toFixed(1)} MiB`);
-      assert.ok(rssGrowth < 150 * MiB, `RSS grew by ${(rssGrowth / MiB).toFixed(1)} MiB`);
 
       // Reading again, the stuck client sees what was not dropped, in order, nothing twice.
       stuckClient.socket.resume();
