@@ -253,6 +253,25 @@ export function closeEvent(socket: { once(event: 'close', listener: (code: numbe
   });
 }
 
+/** Resolve after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolve in the next event-loop turn (after this turn's writes are flushed). */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Poll `cond` until true, failing with `what()` after `ms` (a generous bound, never a speed test). */
+export async function waitFor(cond: () => boolean, ms: number, what: () => string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what()}`);
+    await sleep(5);
+  }
+}
+
 /** A small seeded PRNG (mulberry32) so random tests replay exactly. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;

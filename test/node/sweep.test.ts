@@ -8,14 +8,10 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import WS from 'ws';
 import { WebSocket, type WebSocketServer } from '../../src/index.js';
-import { HOST, RawClient, clientFrame, startServer } from '../helpers.js';
+import { clientFrame, HOST, RawClient, sleep, startServer } from '../helpers.js';
 
 const T = { timeout: 10_000 };
 const HEARTBEAT = { interval: 100, timeout: 100 };
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** Record every server-side connection's close code, in connection order. */
 function trackCloses(wss: WebSocketServer): { codes: Array<number | undefined>; closed: Array<Promise<number>> } {

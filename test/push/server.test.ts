@@ -14,27 +14,10 @@ import * as net from 'node:net';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import type { WebSocket, WebSocketServer } from '../../src/index.js';
-import { HOST, clientFrame, closePayload, decodeFrames, startServer, upgradeRequest } from '../helpers.js';
+import { HOST, clientFrame, closePayload, decodeFrames, nextTurn, sleep, startServer, upgradeRequest, waitFor } from '../helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** Poll `cond` until true, failing with `what()` after `ms`. */
-async function waitFor(cond: () => boolean, ms: number, what: () => string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what()}`);
-    await sleep(5);
-  }
-}
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;

@@ -12,26 +12,10 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { WebSocket as WsClient } from 'ws';
 import type { WebSocket } from '../../src/index.js';
-import { startServer } from '../helpers.js';
+import { nextTurn, sleep, startServer, waitFor } from '../helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-async function waitFor(cond: () => boolean, ms: number, what: () => string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${what()}`);
-    await sleep(5);
-  }
-}
 
 /** A numbered binary payload of `size` bytes. */
 function numbered(i: number, size: number): Buffer {
