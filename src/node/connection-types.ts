@@ -10,6 +10,7 @@ export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments' | 'blob';
 /** Data `send` accepts. Strings go as text, everything else as binary (unless `binary` says otherwise). */
 export type SendData = string | Buffer | ArrayBuffer | ArrayBufferView | Blob;
 
+/** Options of `send`. */
 export interface SendOptions {
   /** Send as a binary message (default: true for non-strings, false for strings). */
   binary?: boolean;
@@ -26,6 +27,7 @@ export interface SendOptions {
 
 /** An error with a stable `code` string, as carried by `error` events. */
 export interface CodedError extends Error {
+  /** What happened: a `WS_ERR_*` code (docs/errors.md), or the system's (`ECONNREFUSED`, ...). */
   code: string;
 }
 

@@ -24,12 +24,22 @@ export type { BinaryType, CodedError, ConnectionOptions, RawData, SendData, Send
 type Listener<A extends unknown[]> = (this: WebSocket, ...args: A) => void;
 /** The ws-style events of a connection and the arguments their listeners get. */
 export interface WebSocketEvents {
+  /** The connection is open (on the server side: before the server's `connection` event). */
   open: [];
+  /** A message: `data` per `binaryType` (text: a Buffer of valid UTF-8 unless `binaryType` says otherwise). */
   message: [data: RawData, isBinary: boolean];
+  /**
+   * The connection is closed: the peer's code (1005 if its Close had none), 1006 without a
+   * Close frame, or the code duet failed the connection with. Always the last event.
+   */
   close: [code: number, reason: Buffer];
+  /** What went wrong (`err.code`, see docs/errors.md), before `close`; only emitted when listened to. */
   error: [err: CodedError];
+  /** A Ping arrived (answered automatically unless `autoPong` is off). */
   ping: [data: Buffer];
+  /** A Pong arrived. */
   pong: [data: Buffer];
+  /** Server side, slow-consumer policy 'drop': a message for this connection was skipped; `backlog` bytes wait. */
   drop: [backlog: number];
 }
 
@@ -38,6 +48,7 @@ export interface WebSocketEvents {
 // says what it expects (`(a: string) => ...`), an unannotated parameter is `unknown`.
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
 export interface WebSocket {
+  /** Listen to a ws-style event (`message`, `close`, ...; see WebSocketEvents), or any other one emitted. */
   on<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
   on<A extends unknown[]>(event: string | symbol, listener: Listener<A>): this;
   once<K extends keyof WebSocketEvents>(event: K, listener: Listener<WebSocketEvents[K]>): this;
@@ -50,11 +61,21 @@ export interface WebSocket {
   removeListener<A extends unknown[]>(event: string | symbol, listener: Listener<A>): this;
 }
 
+/**
+ * A WebSocket connection, server side (made by WebSocketServer) or client side (`new
+ * WebSocket(url)`). Events in both styles: `ws.on('message', (data, isBinary) => ...)` as in
+ * `ws`, and `ws.onmessage` / `addEventListener` as in browsers. See docs/server.md and
+ * docs/client.md.
+ */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
 export class WebSocket extends Closing {
+  /** readyState: the opening handshake is in progress (client side). */
   static readonly CONNECTING = 0;
+  /** readyState: messages can be sent and received. */
   static readonly OPEN = 1;
+  /** readyState: the closing handshake has started. */
   static readonly CLOSING = 2;
+  /** readyState: the connection is closed (or could not be opened). */
   static readonly CLOSED = 3;
   // The instance constants live on the prototype (below), as WebIDL puts them: not four
   // more fields on every connection.

@@ -29,6 +29,7 @@ type WhatwgListener = WsEventListener<never>;
 
 /** Options of `addEventListener`. */
 export interface AddEventListenerOptions {
+  /** Remove the listener before its first call. */
   once?: boolean;
   /** Remove the listener when this signal aborts. */
   signal?: AbortSignal;
@@ -96,24 +97,28 @@ export abstract class WsEventTarget extends EventEmitter {
   /** The origin reported in MessageEvent.origin. @internal */
   protected abstract get eventOrigin(): string;
 
+  /** The `open` event handler (browser style); null removes it. */
   get onopen(): ((event: WsEvent) => void) | null {
     return this.handler('open') as ((event: WsEvent) => void) | null;
   }
   set onopen(fn: ((event: WsEvent) => void) | null) {
     this.setHandler('open', fn);
   }
+  /** The `message` event handler (browser style): `event.data` is a string for text. */
   get onmessage(): ((event: WsMessageEvent) => void) | null {
     return this.handler('message') as ((event: WsMessageEvent) => void) | null;
   }
   set onmessage(fn: ((event: WsMessageEvent) => void) | null) {
     this.setHandler('message', fn);
   }
+  /** The `error` event handler (browser style): `event.error` is the Error, with its `code`. */
   get onerror(): ((event: WsErrorEvent) => void) | null {
     return this.handler('error') as ((event: WsErrorEvent) => void) | null;
   }
   set onerror(fn: ((event: WsErrorEvent) => void) | null) {
     this.setHandler('error', fn);
   }
+  /** The `close` event handler (browser style): `event.code`, `event.reason`, `event.wasClean`. */
   get onclose(): ((event: WsCloseEvent) => void) | null {
     return this.handler('close') as ((event: WsCloseEvent) => void) | null;
   }

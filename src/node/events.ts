@@ -5,12 +5,15 @@
 
 /** A plain event (`open`). */
 export class WsEvent {
+  /** The event type: 'open', 'message', 'error', 'close', or what `dispatchEvent` was given. */
   readonly type: string;
+  /** The WebSocket that dispatched it. */
   readonly target: unknown;
   constructor(type: string, target: unknown) {
     this.type = type;
     this.target = target;
   }
+  /** The same as `target` (a WebSocket is not in a tree of event targets). */
   get currentTarget(): unknown {
     return this.target;
   }
@@ -18,11 +21,15 @@ export class WsEvent {
 
 /** A `message` event: `data` is a string for text, else per `binaryType`. */
 export class WsMessageEvent extends WsEvent {
+  /** The message: a string for text; for binary, per `binaryType` (Blob, ArrayBuffer, Buffer or Buffer[]). */
   readonly data: unknown;
   /** The origin of the WebSocket URL (client side; '' on the server side). */
   readonly origin: string;
+  /** Always '' (MessageEvent's field for server-sent events). */
   readonly lastEventId = '';
+  /** Always empty (MessageEvent's field for message channels). */
   readonly ports: readonly never[] = [];
+  /** Always null (MessageEvent's field for windows and workers). */
   readonly source = null;
   constructor(target: unknown, data: unknown, origin = '') {
     super('message', target);
@@ -33,8 +40,11 @@ export class WsMessageEvent extends WsEvent {
 
 /** A `close` event. `wasClean` is true when both Close frames were exchanged. */
 export class WsCloseEvent extends WsEvent {
+  /** The close code: the peer's, 1005 if its Close had none, 1006 if no Close frame arrived. */
   readonly code: number;
+  /** The close reason, as text ('' if none). */
   readonly reason: string;
+  /** True when both Close frames were exchanged. */
   readonly wasClean: boolean;
   constructor(target: unknown, code: number, reason: string, wasClean: boolean) {
     super('close', target);
@@ -46,7 +56,9 @@ export class WsCloseEvent extends WsEvent {
 
 /** An `error` event, carrying the `Error` (with its `code` string) as `error`. */
 export class WsErrorEvent extends WsEvent {
+  /** The error, with its `code` string (docs/errors.md). */
   readonly error: Error;
+  /** The error's message. */
   readonly message: string;
   constructor(target: unknown, error: Error) {
     super('error', target);

@@ -7,9 +7,13 @@ import type { SharedMessage } from './shared-message.js';
 
 /** Numbers an operator needs; see `server.stats()`. */
 export interface ServerCounters {
+  /** Messages received from every connection. */
   messagesIn: number;
+  /** Messages sent to connections (a publish counts once per subscriber written to). */
   messagesOut: number;
+  /** Payload bytes received. */
   bytesIn: number;
+  /** Payload bytes sent. */
   bytesOut: number;
   /** Messages skipped for slow consumers (policy 'drop'). */
   dropped: number;

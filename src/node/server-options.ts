@@ -13,6 +13,7 @@ export interface VerifyClientInfo {
   origin: string;
   /** True when the connection is over TLS. */
   secure: boolean;
+  /** The upgrade request. */
   req: http.IncomingMessage;
 }
 
@@ -35,6 +36,7 @@ export type VerifyClientDone = (ok: boolean, status?: number, message?: string, 
 /** Asynchronous form: call `done(true)` to accept, `done(false, status?, message?, headers?)` to refuse. */
 export type VerifyClientAsync = (info: VerifyClientInfo, done: VerifyClientDone) => void;
 
+/** WebSocketServer's options; every default is in SERVER_DEFAULTS below, with why. */
 export interface ServerOptions {
   /** Create an HTTP server listening on this port (0 picks a free port). */
   port?: number;

@@ -140,12 +140,19 @@ export interface ServerStats extends ServerCounters {
 
 /** The events of a WebSocketServer and the arguments their listeners get. */
 export interface ServerEvents {
+  /** A handshake completed: `ws` is open; `req` is the upgrade request. */
   connection: [ws: WebSocket, req: http.IncomingMessage];
+  /** The HTTP server duet created (or was given) is listening. */
   listening: [];
+  /** Before the 101 response is written: push `'Name: value'` strings to `headers` to add headers. */
   headers: [headers: string[], req: http.IncomingMessage];
+  /** The HTTP server failed (e.g. EADDRINUSE), or the application gave duet a response it cannot send. */
   error: [err: Error];
+  /** After `close()`: the server is closed and every connection has ended. */
   close: [];
+  /** `close()` or `closeAll()` started: no new connections, the open ones are being closed. */
   shutdown: [];
+  /** A handshake was refused; only when listened to, and the listener answers and closes `socket` itself. */
   wsClientError: [err: HandshakeRefusal, socket: Duplex, req: http.IncomingMessage];
 }
 type ServerListener<A extends unknown[]> = (this: WebSocketServer, ...args: A) => void;
@@ -166,6 +173,12 @@ export interface WebSocketServer {
   removeListener<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
 }
 
+/**
+ * The server side of node/: the opening handshake (on its own HTTP server, one it is given,
+ * or `handleUpgrade` from any framework), its connections, heartbeat, slow consumers and a
+ * graceful shutdown. Applications import push/'s subclass (`duet`'s WebSocketServer), which
+ * adds topics, history and timed jobs. Options and events: docs/server.md.
+ */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
 export class WebSocketServer extends EventEmitter {
   /** Open connections (a Set), when `clientTracking` is on. */
@@ -193,6 +206,10 @@ export class WebSocketServer extends EventEmitter {
   /** What every connection of this server is set up with: one object for all of them. */
   private connectionOptions: ConnectionOptions;
 
+  /**
+   * Exactly one of `port` (duet creates the HTTP server), `server` (attach to yours) or
+   * `noServer` (call `handleUpgrade` yourself). `callback` runs once a created server listens.
+   */
   constructor(options: ServerOptions = {}, callback?: () => void) {
     super();
     const modes = [options.port !== undefined, options.server !== undefined, options.noServer === true].filter(Boolean).length;

@@ -9,6 +9,7 @@ import { CloseCode } from '../protocol/close-codes.js';
 import type { WebSocket } from './connection.js';
 import type { ServerCounters } from './host.js';
 
+/** The server's heartbeat: ping silent connections, terminate dead ones. */
 export interface HeartbeatOptions {
   /** Ping a connection after this many milliseconds without hearing from it. */
   interval: number;

@@ -7,14 +7,19 @@
 /** A message as it travels between Hubs: already framed payload plus routing facts. */
 export interface BrokerMessage {
   topic: string;
+  /** The message's bytes (not yet framed). */
   payload: Buffer;
+  /** Sent as a binary message (else text). */
   binary: boolean;
   /** false: the publisher asked for no compression. */
   compress?: boolean;
+  /** The message's sequence number in its topic (0: the topic keeps none here). */
   seq: number;
+  /** The topic's epoch: a new one means its sequence started over. */
   epoch: string;
 }
 
+/** How published messages reach the Hub of every process (MemoryBroker: this process only). */
 export interface Broker {
   /** Register the function that delivers messages to local subscribers (called once). */
   attach(deliver: (message: BrokerMessage, exclude: unknown) => void): void;

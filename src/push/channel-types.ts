@@ -46,7 +46,9 @@ export interface ChannelTopicOptions {
 
 /** Per-connection message budget: at most `messages` per `perMs`, with bursts up to `messages`. */
 export interface ChannelRateLimit {
+  /** Messages allowed per window (and the largest burst). */
   messages: number;
+  /** The window, in milliseconds. */
   perMs: number;
 }
 
@@ -55,10 +57,13 @@ export interface ChannelRateLimit {
  * replayed messages at once, and regains `bytes` every `perMs`.
  */
 export interface ChannelRecoveryBudget {
+  /** Bytes of replayed messages at once (and regained per `perMs`). */
   bytes: number;
+  /** Milliseconds to regain `bytes`. */
   perMs: number;
 }
 
+/** Options of `new Channel(server, options)`: the topics and the per-connection limits. */
 export interface ChannelOptions {
   /** The topics clients may use, by name. */
   topics?: Record<string, ChannelTopicOptions>;
@@ -87,7 +92,8 @@ export interface ChannelOptions {
   recoveryBudget?: ChannelRecoveryBudget | false;
 }
 
-// Message shapes, as the client receives them.
+// Message shapes, as the client receives them (docs/protocol.md).
+/** A message published to a topic the connection follows. */
 export interface ChannelMessage {
   type: 'message';
   topic: string;
@@ -102,6 +108,7 @@ export interface ChannelWelcome {
   id: string;
   nick: string;
 }
+/** The answer to `subscribe`: the topic's position and whether what was missed follows. */
 export interface ChannelSubscribed {
   type: 'subscribed';
   topic: string;
@@ -109,14 +116,17 @@ export interface ChannelSubscribed {
   seq: number;
   recovered: boolean;
 }
+/** The answer to `unsubscribe`. */
 export interface ChannelUnsubscribed {
   type: 'unsubscribed';
   topic: string;
 }
+/** The answer to `ping`, with its `id`. */
 export interface ChannelPong {
   type: 'pong';
   id?: string | number;
 }
+/** A message the server refused, and why (`code`: CHANNEL_ERROR_CODES). */
 export interface ChannelError {
   type: 'error';
   code: ChannelErrorCode;
@@ -125,4 +135,5 @@ export interface ChannelError {
   /** `recovery_limited`: milliseconds until the same subscribe fits the budget. */
   retryAfter?: number;
 }
+/** Every message the server sends on a channel connection. */
 export type ChannelServerMessage = ChannelMessage | ChannelWelcome | ChannelSubscribed | ChannelUnsubscribed | ChannelPong | ChannelError;

@@ -89,6 +89,11 @@ class ClientError extends Error {
   }
 }
 
+/**
+ * The JSON channel protocol (docs/protocol.md) on a server's connections: subscribe with
+ * recovery, publish, hello/identity, ping, with per-connection limits. `channel.accept(ws)`
+ * in the server's `connection` listener; `channel.publish(topic, data)` from the server.
+ */
 export class Channel {
   private readonly hub: Hub;
   private readonly topics = new Map<string, TopicConfig>();

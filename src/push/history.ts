@@ -14,9 +14,13 @@ export interface HistoryOptions {
 
 /** One remembered message. */
 export interface HistoryEntry {
+  /** Its sequence number in the topic. */
   seq: number;
+  /** Its bytes, as published. */
   payload: Buffer;
+  /** Published as binary (else text). */
   binary: boolean;
+  /** When it was published (Date.now()). */
   time: number;
 }
 
@@ -24,8 +28,9 @@ export interface HistoryEntry {
 export interface Recovery {
   /** True when `messages` is exactly everything after `since` (possibly nothing). */
   recovered: boolean;
-  /** The topic's current epoch and last sequence number. */
+  /** The topic's current epoch. */
   epoch: string;
+  /** The topic's last sequence number. */
   seq: number;
   /** The missed messages, oldest first (empty unless recovered). */
   messages: HistoryEntry[];

@@ -31,6 +31,7 @@ function newEpoch(): string {
   return randomBytes(6).toString('base64url');
 }
 
+/** Options of a Hub (a WebSocketServer passes its own `history`, `broker` and `maxTopics`). */
 export interface HubOptions {
   /** History for every topic (off by default); per topic with `configureTopic`. */
   history?: HistoryOptions | false;
@@ -43,6 +44,11 @@ export interface HubOptions {
   maxTopics?: number;
 }
 
+/**
+ * Topics and publish: which connections follow which topic, each topic's sequence number,
+ * epoch and history. Every WebSocketServer has one (`wss.hub`); `ws.subscribe(topic)` and
+ * `wss.publish(topic, data)` go through it.
+ */
 export class Hub implements PubSub {
   private readonly topics = new Map<string, Topic>();
   private readonly historyDefault: HistoryOptions | false;
@@ -87,6 +93,7 @@ export class Hub implements PubSub {
     return state;
   }
 
+  /** Add `subscriber` (a connection) to `topic`. Returns false if it already was. */
   subscribe(subscriber: Subscriber, topic: string): boolean {
     const subscribers = this.state(topic).subscribers;
     if (subscribers.has(subscriber)) return false;
@@ -105,6 +112,7 @@ export class Hub implements PubSub {
     for (const topic of [...mine]) this.unsubscribe(subscriber, topic);
   }
 
+  /** Whether `subscriber` follows `topic`. */
   isSubscribed(subscriber: Subscriber, topic: string): boolean {
     return this.topicsBySubscriber.get(subscriber)?.has(topic) ?? false;
   }
@@ -115,6 +123,7 @@ export class Hub implements PubSub {
     return mine === undefined ? [] : [...mine];
   }
 
+  /** Remove `subscriber` from `topic`. Returns false if it was not subscribed. */
   unsubscribe(subscriber: Subscriber, topic: string): boolean {
     const state = this.topics.get(topic);
     if (state === undefined || !state.subscribers.delete(subscriber)) return false;

@@ -22,6 +22,7 @@ const realClock: SchedulerClock = {
 
 /** A scheduled job; cancel() stops it. */
 export interface Job {
+  /** Stop the job: it does not run again. */
   cancel(): void;
   /** True until cancelled. */
   readonly active: boolean;

@@ -13,6 +13,7 @@ import type { HistoryOptions, Recovery } from './history.js';
 import { Hub, type PublishData } from './hub.js';
 import { Scheduler, type Job } from './scheduler.js';
 
+/** The server's options (docs/server.md) and the push layer's (docs/push.md). */
 export interface ServerOptions extends NodeServerOptions {
   /** Keep recent messages of every topic for recovery (`{ size, ttl }`); off by default. */
   history?: HistoryOptions | false;
@@ -22,12 +23,19 @@ export interface ServerOptions extends NodeServerOptions {
   maxTopics?: number;
 }
 
+/**
+ * A WebSocket server with server push built in: `ws.subscribe(topic)`, `publish` (each message
+ * framed once for every subscriber), per-topic history and recovery, timed jobs (`every`) that
+ * stop when the server closes. Everything else (handshake, options, events, shutdown) is the
+ * node/ server's; see docs/server.md and docs/push.md.
+ */
 export class WebSocketServer extends NodeWebSocketServer {
   /** Topics, publish and history. */
   readonly hub: Hub;
   private readonly scheduler: Scheduler;
   private closing = false;
 
+  /** Exactly one of `port`, `server` or `noServer`; `callback` runs once a created server listens. */
   constructor(options: ServerOptions = {}, callback?: () => void) {
     super(options, callback);
     this.hub = new Hub({
