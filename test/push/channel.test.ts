@@ -849,9 +849,14 @@ describe('channel protocol: identity', () => {
 });
 
 describe('channel protocol: recovery budget', () => {
-  it('a hostile client spamming full-history subscribes gets a bounded number of bytes (default limits)', { timeout: 30_000 }, async () => {
-    // Default rate limit and recovery budget. `small` keeps a full history that fits the
-    // budget once (about 24 KB); `big`'s (about 110 KB) never does.
+  it('a hostile client spamming full-history subscribes gets a bounded number of bytes (default limits)', { timeout: 30_000 }, async (t) => {
+    // Default rate limit and recovery budget, both refilled by Date.now(), which here moves only
+    // when the test ticks it: each request goes once the server answered the one before, 55 ms
+    // later by that clock. In real time one read delayed by over 5 ms on a busy machine made a
+    // request arrive early for the bucket (rate_limited).
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    // `small` keeps a full history that fits the budget once (about 24 KB); `big`'s (about
+    // 110 KB) never does.
     const s = await channelServer({ topics: { small: { history: { size: 100 } }, big: { history: { size: 100 } } } });
     try {
       for (let i = 0; i < 100; i++) {
@@ -862,13 +867,21 @@ describe('channel protocol: recovery budget', () => {
       const raw = await RawClient.connect(s.port, upgradeRequest('/channel'));
       assert.equal(raw.status, 101);
       const request = (topic: 'small' | 'big'): Buffer => clientFrame({ opcode: 0x1, payload: JSON.stringify({ type: 'subscribe', topic, since: 0, epoch: epochs[topic] }) });
+      /** Requests answered so far: each gets one subscribed or one error. */
+      const answered = (): number =>
+        raw.frames().filter((f) => {
+          const type = (JSON.parse(f.payload.toString()) as Msg).type;
+          return type === 'subscribed' || type === 'error';
+        }).length;
       // As fast as the rate limit lets it (a burst of 20, then 20 a second), so it is never
       // closed for flooding: 100 requests, half for each topic.
       const REQUESTS = 100;
       for (let i = 0; i < REQUESTS; i++) {
-        if (i >= 20) await new Promise((r) => setTimeout(r, 55));
+        if (i >= 20) t.mock.timers.tick(55);
         raw.write(request(i % 2 === 0 ? 'small' : 'big'));
+        if (i >= 19) await raw.until(() => answered() > i, 10_000);
       }
+      t.mock.timers.tick(55);
       raw.write(clientFrame({ opcode: 0x1, payload: '{"type":"ping","id":"end"}' }));
       await raw.until(() => raw.received.includes('"id":"end"'), 10_000);
       const replies = raw.frames().map((f) => JSON.parse(f.payload.toString()) as Msg);
