@@ -11,6 +11,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { PER_MESSAGE_DEFLATE_DEFAULTS } from '../node/deflate.js';
 import { abortHandshake } from '../node/server.js';
 import { WebSocketServer } from '../push/server.js';
 import { WEBSOCKET_PATHS, attachEndpoints, pathOf } from './endpoints.js';
@@ -27,6 +28,9 @@ Options:
   --tls-cert FILE   serve wss:// with this PEM certificate (needs --tls-key)
   --tls-key FILE    the PEM private key for --tls-cert
   --deflate         accept permessage-deflate compression (RFC 7692) on every endpoint
+  --max-inflated-payload N
+                    with --deflate: largest size a compressed message may inflate to, in
+                    bytes (default 1048576; past it the connection closes with 1009)
   -h, --help        show this help
 
 Prints "LISTENING ws://HOST:PORT" once ready. Ctrl-C or SIGTERM closes every connection
@@ -42,6 +46,7 @@ export async function runServe(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       deflate: { type: 'boolean' },
+      'max-inflated-payload': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -53,6 +58,10 @@ export async function runServe(argv: string[]): Promise<number> {
   const port = portNumber(values.port, 8080);
   const host = values.host ?? '127.0.0.1';
   const maxPayload = wholeNumber('max-payload', values['max-payload'], 100 * 1024 * 1024);
+  // 1 MiB, not the library's 4 MiB: /chat relays every message to everyone, and at or under
+  // publishCompressLimit a relayed message is compressed once instead of going out inflated
+  // to every client (docs/compression.md has the measurements).
+  const maxInflatedPayload = wholeNumber('max-inflated-payload', values['max-inflated-payload'], PER_MESSAGE_DEFLATE_DEFAULTS.publishCompressLimit);
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
     throw new Error('--tls-cert and --tls-key go together');
   }
@@ -80,7 +89,7 @@ export async function runServe(argv: string[]): Promise<number> {
     ? https.createServer({ ...timeouts, cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!) }, onRequest)
     : http.createServer(timeouts, onRequest);
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload, shutdownTimeout: 2000, perMessageDeflate: values.deflate === true });
+  const wss = new WebSocketServer({ noServer: true, maxPayload, shutdownTimeout: 2000, perMessageDeflate: values.deflate === true && { maxInflatedPayload } });
   attachEndpoints(wss);
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -320,6 +320,41 @@ test('--max-payload is enforced with close 1009', async () => {
   }
 });
 
+test('--deflate: a compressed message may inflate to --max-inflated-payload bytes (1 MiB by default), 1009 past it', async () => {
+  const s = await serve(['--deflate', '--max-inflated-payload', '2000']);
+  try {
+    const ws = await open(`${s.url}/echo`, { perMessageDeflate: { threshold: 0 } });
+    const back = nextMessage(ws);
+    ws.send('a'.repeat(2000));
+    assert.equal((await back).data.length, 2000);
+    const closed = once(ws, 'close');
+    ws.send('a'.repeat(2001)); // about 20 bytes on the wire
+    assert.equal((await closed)[0], 1009);
+  } finally {
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+  }
+  const d = await serve(['--deflate']);
+  try {
+    const ws = await open(`${d.url}/echo`);
+    const back = nextMessage(ws);
+    ws.send(Buffer.alloc(1024 * 1024));
+    assert.equal((await back).data.length, 1024 * 1024);
+    const closed = once(ws, 'close');
+    ws.send(Buffer.alloc(1024 * 1024 + 1));
+    assert.equal((await closed)[0], 1009);
+  } finally {
+    d.child.kill('SIGTERM');
+    await once(d.child, 'exit');
+  }
+  const child = spawn(process.execPath, [CLI, 'serve', '--deflate', '--max-inflated-payload', '4MiB'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 1);
+  assert.match(err, /--max-inflated-payload must be a whole number/);
+});
+
 test('bad arguments exit 1 with a one-line reason', async () => {
   const child = spawn(process.execPath, [CLI, 'serve', '--port', 'abc'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
