@@ -74,7 +74,7 @@ export const ERROR_CODES = {
   WS_ERR_INVALID_CLOSE_CODE: { class: 'ProtocolError', closeCode: 1002, meaning: 'a Close frame with a code that may not be sent' },
   WS_ERR_INVALID_UTF8: { class: 'ProtocolError', closeCode: 1007, meaning: 'invalid UTF-8 in a text message (once inflated) or a close reason' },
   WS_ERR_INFLATE: { class: 'ProtocolError', closeCode: 1007, meaning: 'a compressed message that zlib cannot inflate' },
-  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: { class: 'LimitExceededError', closeCode: 1009, meaning: 'a message over maxPayload (as sent or once inflated), or a frame longer than any buffer' },
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: { class: 'LimitExceededError', closeCode: 1009, meaning: 'a message over maxPayload (as sent or once inflated), a compressed one inflating past maxInflatedPayload, or a frame longer than any buffer' },
   WS_ERR_TOO_MANY_BUFFERED_PARTS: { class: 'LimitExceededError', closeCode: 1009, meaning: 'a message in more frames than maxFragments (empty continuation frames count)' },
 
   // The connection is not open.
