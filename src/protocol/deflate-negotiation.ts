@@ -146,12 +146,10 @@ export function acceptDeflateResponse(
       return { error: `server_max_window_bits=${answer.serverMaxWindowBits} exceeds the offered ${offered.serverMaxWindowBits}` };
     }
   }
-  // 7.1.2.2: only allowed when offered, and then no larger than an offered value.
+  // 7.1.2.2: only allowed when offered, and then no larger than an offered value. This client
+  // always offers it (see ClientOffer), so only the size is checked.
   const answeredClientBits = answer.clientMaxWindowBits;
   if (typeof answeredClientBits === 'number') {
-    if (offered.clientMaxWindowBits === undefined) {
-      return { error: 'client_max_window_bits is in the response but was not offered' };
-    }
     if (typeof offered.clientMaxWindowBits === 'number' && answeredClientBits > offered.clientMaxWindowBits) {
       return { error: `client_max_window_bits=${answeredClientBits} exceeds the offered ${offered.clientMaxWindowBits}` };
     }
@@ -285,8 +283,11 @@ function answerOffer(
   return { params, response: formatExtensions([{ name: PERMESSAGE_DEFLATE, params: toWire(answer) }]) };
 }
 
+/** What this client offers: always client_max_window_bits (bare unless configured), as ws does. */
+type ClientOffer = DeflateElement & { clientMaxWindowBits: number | true };
+
 /** Client: the offer `options` produce (what deflateOffer sends and acceptDeflateResponse checks against). */
-function clientOffer(options: DeflateOptions): DeflateElement {
+function clientOffer(options: DeflateOptions): ClientOffer {
   validateOptions(options);
   return {
     serverNoContextTakeover: options.serverNoContextTakeover === true,

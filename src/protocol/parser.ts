@@ -382,7 +382,8 @@ export class FrameParser {
       this.frameBuffer = undefined;
       this.frameFilled = 0;
       this.state = State.Header;
-      this.frameComplete(buffer.length === length ? buffer : buffer.subarray(0, length), text);
+      // Exactly the payload: grownCapacity never sizes the buffer past the frame's length.
+      this.frameComplete(buffer, text);
     }
     return n;
   }
@@ -468,7 +469,9 @@ export class FrameParser {
     if (!this.fin) return;
 
     if (checkUtf8 && !this.utf8EndsMessage()) return;
-    const data = this.messageBuffer === undefined ? EMPTY : this.messageBuffer.subarray(0, this.messageLength);
+    // A buffer exists here: a message with no bytes buffered before its last frame and none in
+    // it took the no-copy path above.
+    const data = this.messageBuffer!.subarray(0, this.messageLength);
     this.messageBuffer = undefined;
     this.messageLength = 0;
     this.messageOpcode = 0;

@@ -106,7 +106,11 @@ export class Utf8Validator {
     return true;
   }
 
-  /** Advances the state machine by one byte; on invalid input records it and returns false. */
+  /**
+   * Advances the state machine by one byte; on invalid input records it and returns false.
+   * Never called for ASCII between sequences: both callers skip it (#scan) or only call it
+   * inside a sequence (push), so a byte here either continues a sequence or starts one.
+   */
   #step(byte: number): boolean {
     if (this.#remaining > 0) {
       if (byte < this.#nextMin || byte > this.#nextMax) return this.#fail();
@@ -115,7 +119,6 @@ export class Utf8Validator {
       this.#nextMax = 0xbf;
       return true;
     }
-    if (byte < 0x80) return true;
     // C0 and C1 could only start overlong 2-byte forms; 80..BF are stray continuations.
     if (byte < 0xc2) return this.#fail();
     if (byte < 0xe0) {

@@ -165,6 +165,19 @@ describe('checkUpgradeResponse', () => {
     }
   });
 
+  it('a header given as a list of lines is read as their comma-separated join', () => {
+    const r = checkUpgradeResponse(
+      101,
+      good({ upgrade: ['websocket'], connection: ['keep-alive', 'Upgrade'], 'sec-websocket-extensions': ['x-foo', 'permessage-deflate'] }),
+      KEY,
+      [],
+      ['x-foo', 'permessage-deflate'],
+    );
+    assert.deepEqual(r, { ok: true, protocol: '', extensions: 'x-foo, permessage-deflate' });
+    const missing = checkUpgradeResponse(101, good({ connection: ['keep-alive', 'close'] }), KEY, [], []);
+    assert.equal(missing.ok, false);
+  });
+
   it('an empty Sec-WebSocket-Extensions header means no extensions', () => {
     assert.deepEqual(checkUpgradeResponse(101, good({ 'sec-websocket-extensions': '' }), KEY, [], []), {
       ok: true,

@@ -223,6 +223,7 @@ describe('parseExtensions', () => {
     ['quoted value with separator', 'foo; a="x,y"'],
     ['empty quoted value', 'foo; a=""'],
     ['control char in quotes', 'foo; a="1\x01"'],
+    ['escaped control char in quotes', 'foo; a="1\\\x01"'],
     ['quoted extension name', '"foo"'],
     ['quoted parameter name', 'foo; "a"=1'],
     ['trailing ,', 'foo,'],

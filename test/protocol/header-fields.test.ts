@@ -112,6 +112,12 @@ describe('headerFieldList / headerLines', () => {
     }
   });
 
+  it('a refused value is quoted in the message, cut after 60 characters', () => {
+    const long = `${'a'.repeat(70)}\r\nSet-Cookie: a=b`;
+    throwsInvalid(() => headerFieldList({ 'X-A': long }), new RegExp(`^Invalid value for header "X-A": "${'a'.repeat(60)}\\.\\.\\." contains`), 'long');
+    throwsInvalid(() => headerFieldList({ 'X-A': 'a\rb' }), /^Invalid value for header "X-A": "a\\rb" contains/, 'short');
+  });
+
   it('refuses values of other types: undefined, null, objects, booleans, NaN, Infinity, nested lists', () => {
     const bad: unknown[] = [undefined, null, {}, { toString: () => 'x' }, true, false, NaN, Infinity, -Infinity, 10n, Symbol('s'), () => 'x', [['a']], [null], [undefined]];
     for (const value of bad) {

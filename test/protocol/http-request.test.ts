@@ -58,6 +58,15 @@ describe('joinHeaders and distinctHeaders (node:http semantics)', () => {
     assert.deepEqual({ ...distinctHeaders(raw) }.host, ['a', 'b']);
     assert.deepEqual({ ...distinctHeaders(raw) }['user-agent'], ['ua1', 'ua2']);
   });
+
+  it('a field named __proto__ is dropped, not written to the prototype', () => {
+    const fields = ['__proto__', 'x', '__PROTO__', 'y', 'Host', 'a'];
+    for (const out of [joinHeaders(fields), distinctHeaders(fields)]) {
+      assert.deepEqual(Object.keys(out), ['host']);
+      assert.equal(Object.getPrototypeOf(out), Object.prototype);
+      assert.equal(Object.hasOwn(out, '__proto__'), false);
+    }
+  });
 });
 
 describe('findHeadEnd', () => {

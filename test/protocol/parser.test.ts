@@ -1232,6 +1232,36 @@ describe('FrameParser: pause() and resume()', () => {
     assert.equal(parser.pendingBytes, 0);
   });
 
+  it('bytes pushed by a handler while kept input is being delivered go behind it', () => {
+    // resume() hands the kept chunks over one by one; a push() from a handler in between (the
+    // parser no longer paused, a chunk still kept) must wait its turn, not overtake.
+    const order: string[] = [];
+    const later = clientFrame({ opcode: CLOSE, payload: closePayload(1000) });
+    const parser: FrameParser = new FrameParser(
+      {
+        onMessage(data) {
+          order.push(`message:${data.toString()}`);
+          if (order.length === 1) parser.pause();
+        },
+        onPing: (data) => {
+          order.push(`ping:${data.toString()}`);
+          parser.push(later);
+        },
+        onPong: () => order.push('pong'),
+        onClose: (code) => order.push(`close:${code}`),
+        onProtocolError: (err) => order.push(`error:${err.code}`),
+      },
+      SERVER,
+    );
+    parser.push(clientFrame({ opcode: TEXT, payload: Buffer.from('one') }));
+    assert.equal(parser.isPaused, true);
+    parser.push(clientFrame({ opcode: PING, payload: Buffer.from('p') }));
+    parser.push(clientFrame({ opcode: TEXT, payload: Buffer.from('two') }));
+    parser.resume();
+    assert.deepEqual(order, ['message:one', 'ping:p', 'message:two', 'close:1000']);
+    assert.equal(parser.pendingBytes, 0);
+  });
+
   it('stop() while paused drops what was kept', () => {
     const order: string[] = [];
     const parser = pausingParser(order);
