@@ -6,6 +6,7 @@
  */
 import * as zlib from 'node:zlib';
 import { CloseCode } from '../protocol/close-codes.js';
+import { createError, ERROR_CODES, type DuetErrorCode } from '../protocol/errors.js';
 
 /** An error with a stable code and the close code the connection fails with. */
 export interface DeflateError extends Error {
@@ -13,10 +14,17 @@ export interface DeflateError extends Error {
   closeCode: number;
 }
 
+/**
+ * The error for a compression job: the catalogued class for `code` (src/protocol/errors.ts:
+ * an inflate over the limit is a LimitExceededError, invalid data a ProtocolError...), with
+ * the close code the connection fails with.
+ */
 export function deflateError(code: string, message: string, closeCode: number): DeflateError {
-  const err = new Error(message) as DeflateError;
+  const err = (code in ERROR_CODES ? createError(code as DuetErrorCode, message, { closeCode }) : new Error(message)) as DeflateError;
   err.code = code;
-  err.closeCode = closeCode;
+  // Classes without a close code of their own (ConnectionClosedError, a DuetError for
+  // WS_ERR_DEFLATE) carry it too: the connection needs it.
+  if (err.closeCode !== closeCode) Object.defineProperty(err, 'closeCode', { value: closeCode, enumerable: true, configurable: true, writable: true });
   return err;
 }
 
