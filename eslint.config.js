@@ -6,11 +6,15 @@
 // (no type information: no tsconfig covers .vue files). Formatting is not the linter's job
 // (see CONTRIBUTING.md).
 import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
 import pluginVue from 'eslint-plugin-vue';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
-export default tseslint.config(
+const IO_MODULES = ['node:net', 'node:tls', 'node:stream', 'node:zlib', 'node:events', 'node:timers', 'node:child_process', 'node:fs'];
+const SANS_IO = 'protocol/ is sans-I/O: sockets, streams, timers and zlib belong in node/.';
+
+export default defineConfig(
   {
     ignores: [
       'dist/**',
@@ -25,7 +29,7 @@ export default tseslint.config(
     ],
   },
   js.configs.recommended,
-  ...tseslint.configs.recommendedTypeChecked,
+  tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
       ecmaVersion: 2022,
@@ -58,6 +62,18 @@ export default tseslint.config(
     // The browser client and the demo run in a browser: no Node globals there.
     files: ['src/browser/**', 'demo/src/**'],
     languageOptions: { globals: { ...globals.browser } },
+  },
+  // The layers of docs/design.md: imports point downward only (cli -> push -> node ->
+  // protocol), the browser client stands alone, and protocol/ does no I/O.
+  layer('src/protocol/**', ['../node/*', '../push/*', '../cli/*', '../browser/*'], 'protocol/ is the bottom layer: it imports nothing else from src/.'),
+  layer('src/node/**', ['../push/*', '../cli/*', '../browser/*'], 'node/ imports protocol/ only (push/ uses node/, not the other way).'),
+  layer('src/push/**', ['../cli/*', '../browser/*'], 'push/ imports node/ and protocol/ only.'),
+  layer('src/browser/**', ['../*', 'node:*'], 'browser/ is built on its own (duet/client): nothing from the rest of src/, no Node built-ins.'),
+  {
+    files: ['src/protocol/**'],
+    rules: {
+      'no-restricted-globals': ['error', ...['setTimeout', 'setInterval', 'setImmediate'].map((name) => ({ name, message: SANS_IO }))],
+    },
   },
   {
     // JavaScript and configs outside every tsconfig: syntax-level rules only.
@@ -93,3 +109,9 @@ export default tseslint.config(
     },
   },
 );
+
+/** A layer's import rule: `files` may not import `forbidden` (patterns); protocol/ no I/O modules either. */
+function layer(files, forbidden, message) {
+  const io = files === 'src/protocol/**' ? IO_MODULES.map((name) => ({ name, message: SANS_IO })) : [];
+  return { files: [files], rules: { 'no-restricted-imports': ['error', { patterns: [{ group: forbidden, message }], paths: io }] } };
+}
