@@ -78,9 +78,15 @@ describe('permessage-deflate: the inflated size is bounded', () => {
       assert.equal(errors[0].code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
       assert.match(errors[0].message, /maxInflatedPayload \(4194304 bytes\)/);
       await until(() => wss.clients!.size === 0, 10_000, 'the bomber to go');
-      collectGarbage();
-      // Up to 4 MiB was collected before the limit was passed; none of it is kept.
-      const kept = process.memoryUsage().arrayBuffers - before;
+      // Up to 4 MiB was collected before the limit was passed; none of it is kept. V8 frees
+      // ArrayBuffer memory on a background thread after a collection, so collect a few times
+      // (on a busy machine that thread may lag) and judge the lowest reading.
+      let kept = Infinity;
+      for (let i = 0; i < 20 && kept >= 1024 * 1024; i++) {
+        collectGarbage();
+        await new Promise((r) => setTimeout(r, 50));
+        kept = Math.min(kept, process.memoryUsage().arrayBuffers - before);
+      }
       assert.ok(kept < 1024 * 1024, `${kept} bytes of buffers still held`);
       assert.ok(liveDeflateContexts() <= streams, 'the failed inflater was closed, not kept');
     } finally {
