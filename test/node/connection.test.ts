@@ -9,6 +9,14 @@ import WS, { WebSocketServer as WsServer } from 'ws';
 import { startServer, HOST, RawClient, clientFrame, closePayload, upgradeRequest } from '../helpers.js';
 import type { WebSocket } from '../../src/index.js';
 
+/** A ws client connected to `s`, and the server side of its connection. */
+async function connectPair(s: { wss: { once(event: 'connection', l: (ws: WebSocket) => void): unknown }; port: number }): Promise<{ c: WS; ws: WebSocket }> {
+  const conn = new Promise<WebSocket>((resolve) => s.wss.once('connection', resolve));
+  const c = new WS(`ws://${HOST}:${s.port}/`);
+  await once(c, 'open');
+  return { c, ws: await conn };
+}
+
 test('a message listener that throws fails only that connection, with 1011, and the process survives', async () => {
   const s = await startServer();
   const warnings: Error[] = [];
@@ -65,10 +73,7 @@ test('with an error listener, a throwing listener is reported there with the cau
 test('server-initiated close: wasClean, code and reason on both ends; readyState walks 1 -> 2 -> 3', async () => {
   const s = await startServer();
   try {
-    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
-    const c = new WS(`ws://${HOST}:${s.port}/`);
-    await once(c, 'open');
-    const ws = await conn;
+    const { c, ws } = await connectPair(s);
     assert.equal(ws.readyState, ws.OPEN);
     const events = new Promise<{ code: number; reason: string; wasClean: boolean }>((resolve) => {
       ws.onclose = (e) => resolve({ code: e.code, reason: e.reason, wasClean: e.wasClean });
@@ -364,10 +369,7 @@ function unreadableBlob(): Blob {
 test('send(blob, cb) with a Blob that cannot be read: 1011, and its callback and those of every send behind it get WS_ERR_BLOB_READ, once each', { timeout: 20_000 }, async () => {
   const s = await startServer({ heartbeat: false });
   try {
-    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
-    const c = new WS(`ws://${HOST}:${s.port}/`);
-    await once(c, 'open');
-    const ws = await conn;
+    const { c, ws } = await connectPair(s);
     const errors: Array<Error & { code?: string }> = [];
     ws.on('error', (err) => errors.push(err));
     const received: string[] = [];
@@ -401,10 +403,7 @@ test('send(blob, cb) with a Blob that cannot be read: 1011, and its callback and
 test('a promisified send() of an unreadable Blob rejects instead of never settling', { timeout: 20_000 }, async () => {
   const s = await startServer({ heartbeat: false });
   try {
-    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
-    const c = new WS(`ws://${HOST}:${s.port}/`);
-    await once(c, 'open');
-    const ws = await conn;
+    const { c, ws } = await connectPair(s);
     ws.on('error', () => {});
     const { promisify } = await import('node:util');
     const send = promisify((data: Blob | string, cb: (err?: Error | null) => void) => ws.send(data, cb));
@@ -418,10 +417,7 @@ test('a promisified send() of an unreadable Blob rejects instead of never settli
 test('close() while a Blob is being read: the sends queued before it get their callback once, without error; a send after it once, with WS_ERR_NOT_OPEN', { timeout: 20_000 }, async () => {
   const s = await startServer({ heartbeat: false });
   try {
-    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
-    const c = new WS(`ws://${HOST}:${s.port}/`);
-    await once(c, 'open');
-    const ws = await conn;
+    const { c, ws } = await connectPair(s);
     const received: string[] = [];
     c.on('message', (d: Buffer) => received.push(d.toString()));
     const clientClosed = once(c, 'close');
