@@ -73,6 +73,7 @@ export abstract class ConnectionCore extends WsEventTarget {
   /** Sweep bookkeeping (sweep.ts). @internal */ lastHeard = 0;
   /** @internal */ lastMessage = 0;
   /** Bytes waiting to be written at the last sweep (a peer that drains them is alive). @internal */ lastBacklog = 0;
+  /** When the sweep first saw a fragmented message being assembled (0: none). @internal */ assemblySeen = 0;
 
   // The flags, read and written as ordinary properties (accessors on the prototype).
   /** A fragmented message is being sent: its continuation frames come next. @internal */ declare sendingFragments: boolean;

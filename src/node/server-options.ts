@@ -87,6 +87,12 @@ export interface ServerOptions {
   heartbeat?: HeartbeatOptions | false;
   /** Close (1001) a connection that sent no message for this many ms. 0 = never. */
   idleTimeout?: number;
+  /**
+   * Fail with 1008 (`WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT`) a connection whose fragmented message is
+   * still incomplete this many ms after its first fragment arrived (checked by the heartbeat
+   * sweep, so acted on up to half the shortest sweep period late). 0 = never.
+   */
+  assemblyTimeout?: number;
   /** Bytes that may wait to be written to one connection before `slowConsumer` applies. */
   maxBufferedAmount?: number;
   /** For a connection over `maxBufferedAmount`: skip its messages ('drop') or close it with 1013 ('close'). */
@@ -124,6 +130,10 @@ export const SERVER_DEFAULTS = {
   // ping, 30 s more without any answer ends the connection. Browsers answer pings themselves.
   heartbeat: { interval: 30_000, timeout: 30_000 } as HeartbeatOptions | false,
   idleTimeout: 0,
+  // 2 minutes: a fragmented message from any real sender completes in seconds (a 4 MiB one in
+  // 64-byte fragments over a slow mobile link included); a peer that starts one and drips
+  // fragments (or nothing) for minutes holds its buffer and a share of CPU for nothing.
+  assemblyTimeout: 120_000,
   // 16 MiB: far above what a reading client ever has pending, far below what hurts a server.
   maxBufferedAmount: 16 * 1024 * 1024,
   // A reader that stopped reading is told to come back later (1013) rather than silently

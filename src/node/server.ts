@@ -234,7 +234,7 @@ export class WebSocketServer extends EventEmitter {
       acceptDeflateOffer([], negotiation);
       this.deflate = { negotiation, settings: resolveDeflateSettings(negotiation) };
     }
-    this.sweep = new Sweep(this.connections, this.counters, { heartbeat: this.options.heartbeat, idleTimeout: this.options.idleTimeout });
+    this.sweep = new Sweep(this.connections, this.counters, { heartbeat: this.options.heartbeat, idleTimeout: this.options.idleTimeout, assemblyTimeout: this.options.assemblyTimeout });
     if (Array.isArray(options.allowOrigins)) {
       this.allowedOrigins = new Set(options.allowOrigins.map(normalizeOrigin));
     }

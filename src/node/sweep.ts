@@ -6,6 +6,7 @@
  * message for `idleTimeout` (1001).
  */
 import { CloseCode } from '../protocol/close-codes.js';
+import { createError } from '../protocol/errors.js';
 import type { WebSocket } from './connection.js';
 import type { ServerCounters } from './host.js';
 
@@ -21,12 +22,15 @@ export interface SweepOptions {
   heartbeat: HeartbeatOptions | false;
   /** Close (1001) connections that sent no message for this many milliseconds; 0 = never. */
   idleTimeout: number;
+  /** Fail (1008) connections whose fragmented message is older than this; 0 = never. */
+  assemblyTimeout?: number;
 }
 
 export class Sweep {
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly heartbeat: HeartbeatOptions | false;
   private readonly idleTimeout: number;
+  private readonly assemblyTimeout: number;
 
   constructor(
     private readonly connections: Set<WebSocket>,
@@ -38,9 +42,11 @@ export class Sweep {
       throw new RangeError('heartbeat.interval and heartbeat.timeout must be positive numbers of milliseconds');
     }
     this.idleTimeout = options.idleTimeout;
+    this.assemblyTimeout = options.assemblyTimeout ?? 0;
     const periods: number[] = [];
     if (this.heartbeat) periods.push(this.heartbeat.interval, this.heartbeat.timeout);
     if (this.idleTimeout > 0) periods.push(this.idleTimeout);
+    if (this.assemblyTimeout > 0) periods.push(this.assemblyTimeout);
     if (periods.length === 0) return;
     // Half the shortest period: a deadline is acted on at most that late.
     const tick = Math.max(5, Math.floor(Math.min(...periods) / 2));
@@ -64,8 +70,10 @@ export class Sweep {
   private run(now: number): void {
     const heartbeat = this.heartbeat;
     const idle = this.idleTimeout;
+    const assembly = this.assemblyTimeout;
     for (const ws of this.connections) {
       if (ws.readyState !== 1) continue;
+      if (assembly > 0 && this.assemblyExpired(ws, now, assembly)) continue;
       // A peer that reads what we send is alive even if it says nothing: with data queued
       // behind a Ping, its Pong can only come after the backlog drains.
       const backlog = ws.backlog;
@@ -99,5 +107,26 @@ export class Sweep {
         ws.close(CloseCode.GOING_AWAY, 'idle timeout');
       }
     }
+  }
+
+  /**
+   * A fragmented message is being assembled: time it from when a sweep first saw it, and
+   * fail the connection (1008) once it is older than `limit`. The peer may be dripping empty
+   * continuation frames or nothing at all; either way it holds a buffer and a share of CPU.
+   */
+  private assemblyExpired(ws: WebSocket, now: number, limit: number): boolean {
+    if (ws.parser?.assembling !== true) {
+      ws.assemblySeen = 0;
+      return false;
+    }
+    if (ws.assemblySeen === 0) {
+      ws.assemblySeen = now;
+      return false;
+    }
+    if (now - ws.assemblySeen < limit) return false;
+    ws.assemblySeen = 0;
+    ws.closeCode = CloseCode.POLICY_VIOLATION;
+    ws.failWithError(createError('WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT', `fragmented message still incomplete after ${limit} ms`), CloseCode.POLICY_VIOLATION);
+    return true;
   }
 }

@@ -76,6 +76,7 @@ export const ERROR_CODES = {
   WS_ERR_INFLATE: { class: 'ProtocolError', closeCode: 1007, meaning: 'a compressed message that zlib cannot inflate' },
   WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: { class: 'LimitExceededError', closeCode: 1009, meaning: 'a message over maxPayload (as sent or once inflated), a compressed one inflating past maxInflatedPayload, or a frame longer than any buffer' },
   WS_ERR_TOO_MANY_BUFFERED_PARTS: { class: 'LimitExceededError', closeCode: 1009, meaning: 'a message in more frames than maxFragments (empty continuation frames count)' },
+  WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT: { class: 'ProtocolError', closeCode: 1008, meaning: 'a fragmented message still incomplete assemblyTimeout ms after its first fragment' },
 
   // The connection is not open.
   WS_ERR_NOT_OPEN: { class: 'ConnectionClosedError', meaning: 'send, ping or pong on a connection that is closing or closed, or one that closed while its message was compressed' },

@@ -166,6 +166,11 @@ export class FrameParser {
     return this.paused;
   }
 
+  /** A fragmented message is being assembled: its first frame arrived, its last has not. */
+  get assembling(): boolean {
+    return this.messageOpcode !== 0;
+  }
+
   /** Bytes kept while paused. */
   get pendingBytes(): number {
     let n = 0;

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import WS from 'ws';
 import { WebSocket, type WebSocketServer } from '../../src/index.js';
-import { clientFrame, HOST, RawClient, sleep, startServer } from '../helpers.js';
+import { clientFrame, HOST, RawClient, sleep, startServer, waitFor } from '../helpers.js';
 
 const T = { timeout: 10_000 };
 const HEARTBEAT = { interval: 100, timeout: 100 };
@@ -227,6 +227,51 @@ describe('idleTimeout', () => {
       client.terminate();
     } finally {
       await srv.close();
+    }
+  });
+});
+
+describe('assemblyTimeout', () => {
+  const LIMIT = 300;
+
+  it('fails with 1008 a connection that starts a fragmented message and then stalls, and one that drips empty continuation frames', { timeout: 20_000 }, async () => {
+    const s = await startServer({ heartbeat: false, assemblyTimeout: LIMIT });
+    const errors: string[] = [];
+    s.wss.on('connection', (ws: WebSocket) => ws.on('error', (err: Error & { code: string }) => errors.push(err.code)));
+    try {
+      const stalled = await RawClient.connect(s.port);
+      stalled.write(clientFrame({ opcode: 0x1, payload: 'the start of a message', fin: false }));
+      const dripping = await RawClient.connect(s.port);
+      dripping.write(clientFrame({ opcode: 0x2, payload: Buffer.alloc(10), fin: false }));
+      const drip = setInterval(() => dripping.write(clientFrame({ opcode: 0x0, payload: Buffer.alloc(0), fin: false })), 20);
+      try {
+        assert.equal(await stalled.closeCode(10_000), 1008);
+        assert.equal(await dripping.closeCode(10_000), 1008);
+      } finally {
+        clearInterval(drip);
+      }
+      assert.deepEqual(errors, ['WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT', 'WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT']);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a fragmented message that completes in time, and messages after it, are delivered; the connection stays open past the limit', { timeout: 20_000 }, async () => {
+    const s = await startServer({ heartbeat: false, assemblyTimeout: LIMIT });
+    const received: string[] = [];
+    s.wss.on('connection', (ws: WebSocket) => ws.on('message', (d: Buffer) => received.push(d.toString())));
+    try {
+      const c = await RawClient.connect(s.port);
+      c.write(clientFrame({ opcode: 0x1, payload: 'frag', fin: false }));
+      c.write(clientFrame({ opcode: 0x0, payload: 'mented', fin: true }));
+      await sleep(LIMIT * 3); // several sweeps with no message in assembly
+      c.write(clientFrame({ opcode: 0x1, payload: 'after' }));
+      await waitFor(() => received.length === 2, 10_000, () => `received ${JSON.stringify(received)}`);
+      assert.deepEqual(received, ['fragmented', 'after']);
+      assert.equal(c.closed, false, 'still open');
+      c.destroy();
+    } finally {
+      await s.close();
     }
   });
 });

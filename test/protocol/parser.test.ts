@@ -1272,3 +1272,24 @@ describe('FrameParser: pause() and resume()', () => {
     assert.deepEqual(order, ['message:one']);
   });
 });
+
+describe('assembling: a fragmented message in progress', () => {
+  it('is true from the first frame of a fragmented message until its last, not for whole messages or control frames between', () => {
+    const rec = new Recorder();
+    const parser = new FrameParser(rec, SERVER);
+    rec.parser = parser;
+    assert.equal(parser.assembling, false);
+    parser.push(clientFrame({ opcode: Opcode.TEXT, payload: 'whole' }));
+    assert.equal(parser.assembling, false, 'an unfragmented message');
+    const first = clientFrame({ opcode: Opcode.TEXT, payload: 'a', fin: false });
+    parser.push(first.subarray(0, 3));
+    assert.equal(parser.assembling, false, 'the first frame has not arrived whole yet');
+    parser.push(first.subarray(3));
+    assert.equal(parser.assembling, true);
+    parser.push(clientFrame({ opcode: Opcode.PING, payload: 'p' }));
+    parser.push(clientFrame({ opcode: Opcode.CONTINUATION, payload: '', fin: false }));
+    assert.equal(parser.assembling, true);
+    parser.push(clientFrame({ opcode: Opcode.CONTINUATION, payload: 'b', fin: true }));
+    assert.equal(parser.assembling, false);
+  });
+});
