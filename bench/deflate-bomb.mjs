@@ -20,12 +20,11 @@
  * commit, built with tsc). `--serve` adds options to `duet serve`, `--node` options to the
  * node process running it. Not part of `npm test`.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { arg, procStat, sleep } from './lib/proc.mjs';
+import { arg, procStat, sleep, startDuetServe } from './lib/proc.mjs';
 import { closeFrame, connect, maskedFrame } from './lib/wire.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -71,16 +70,7 @@ const pct = (xs, p) => {
 };
 
 // ---- the server -------------------------------------------------------------------------------
-const server = spawn(process.execPath, [...nodeArgs, path.join(dist, 'cli', 'duet.js'), 'serve', '--deflate', '--port', '0', ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
-const port = await new Promise((resolve, reject) => {
-  let out = '';
-  server.stdout.on('data', (d) => {
-    out += d;
-    const m = /LISTENING ws:\/\/[^:]+:(\d+)/.exec(out);
-    if (m) resolve(Number(m[1]));
-  });
-  server.once('exit', (code) => reject(new Error(`duet serve exited (${code})`)));
-});
+const { server, port } = await startDuetServe(path.join(dist, 'cli', 'duet.js'), ['--deflate', '--port', '0', ...serveArgs], nodeArgs);
 const pid = server.pid;
 await sleep(300);
 const base = status(pid);

@@ -16,11 +16,10 @@
  *     [--window=50] [--dist=DIR] [--serve='...']
  * Not part of `npm test`.
  */
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { arg, procStat, sleep } from './lib/proc.mjs';
+import { arg, procStat, sleep, startDuetServe } from './lib/proc.mjs';
 import { closeFrame, connect, maskedFrame } from './lib/wire.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -32,16 +31,7 @@ const windowSize = Number(arg('window', '50'));
 const serveArgs = arg('serve', '').split(' ').filter((s) => s !== '');
 
 async function run(mode) {
-  const server = spawn(process.execPath, [path.join(dist, 'cli', 'duet.js'), 'serve', '--deflate', '--port', '0', ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((resolve, reject) => {
-    let out = '';
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = /LISTENING ws:\/\/[^:]+:(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    server.once('exit', (code) => reject(new Error(`duet serve exited (${code})`)));
-  });
+  const { server, port } = await startDuetServe(path.join(dist, 'cli', 'duet.js'), ['--deflate', '--port', '0', ...serveArgs]);
   const offer = mode === 'no takeover' ? 'permessage-deflate; client_no_context_takeover' : 'permessage-deflate';
   const body = Buffer.from('x'.repeat(size - 8) + 'abcdefgh');
   const payload = mode === 'plain' ? body : zlib.deflateRawSync(body, { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);

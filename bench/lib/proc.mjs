@@ -6,6 +6,24 @@ import { spawn, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
+/**
+ * Start the built `duet serve` (dist/cli/duet.js) with `args`; resolves with the child and
+ * the port from its LISTENING line, or rejects if it exits first.
+ */
+export async function startDuetServe(duetJs, args, nodeArgs = []) {
+  const server = spawn(process.execPath, [...nodeArgs, duetJs, 'serve', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = /LISTENING ws:\/\/[^:]+:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    server.once('exit', (code) => reject(new Error(`duet serve exited (${code})`)));
+  });
+  return { server, port };
+}
+
 /** `--name=value` from argv (or `fallback`); `--name` alone reads as 'true'. */
 export function arg(name, fallback, argv = process.argv) {
   const hit = argv.find((a) => a === `--${name}` || a.startsWith(`--${name}=`));
