@@ -140,6 +140,7 @@ export class ZlibStream {
     let offset = 0;
     const writeSlice = (): void => {
       if (this.job !== job) return;
+      job.paused = false;
       if (job.aborted !== undefined) {
         this.failAborted(job);
         return;
@@ -149,8 +150,14 @@ export class ZlibStream {
       offset = end;
       this.z.write(slice, () => {
         if (this.job !== job) return;
-        if (offset >= input.length) this.finish(null);
-        else if (!job.slot.yieldSlot(writeSlice, job.order)) writeSlice();
+        if (offset >= input.length) {
+          this.finish(null);
+          return;
+        }
+        // Waiting for its turn, it holds no slot: an abort meanwhile must not give one back
+        // (paused first, as on the inflate side: the turn may come before yieldSlot returns).
+        job.paused = true;
+        if (!job.slot.yieldSlot(writeSlice, job.order)) writeSlice();
       });
     };
     writeSlice();

@@ -410,6 +410,24 @@ describe('ZlibStream: slices, turns in the queue, abort', () => {
     assert.equal(stream.closed, true);
   });
 
+  it('a compression aborted while waiting for its turn: the callback comes with the turn, not before (it holds no slot)', async () => {
+    const slot = new FakeSlot((resume, s) => {
+      s.pending.push(resume);
+      return true;
+    });
+    const stream = new ZlibStream(false, {});
+    const called: Array<DeflateError | null> = [];
+    stream.run(Buffer.alloc(4 * INPUT_SLICE, 7), 0, '', slot, (err) => called.push(err));
+    const deadline = Date.now() + 10_000;
+    while (slot.pending.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(slot.pending.length, 1, 'the job gave its slot up between slices');
+    stream.abort(deflateError('WS_ERR_NOT_OPEN', 'gone', 1006));
+    assert.equal(called.length, 0, 'not before its turn: it holds no slot to give back yet');
+    slot.pending.shift()!();
+    assert.deepEqual(called.map((err) => err?.code), ['WS_ERR_NOT_OPEN']);
+    assert.equal(stream.busy, false);
+  });
+
   it('aborted while waiting for its turn: the stream closes now, the callback comes with the turn', async () => {
     const slot = new FakeSlot((resume, s) => {
       s.pending.push(resume);
