@@ -11,7 +11,16 @@ import pluginVue from 'eslint-plugin-vue';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
-const IO_MODULES = ['node:net', 'node:tls', 'node:stream', 'node:zlib', 'node:events', 'node:timers', 'node:child_process', 'node:fs'];
+const IO_MODULES = [
+  'node:net',
+  'node:tls',
+  'node:stream',
+  'node:zlib',
+  'node:events',
+  'node:timers',
+  'node:child_process',
+  'node:fs',
+];
 const SANS_IO = 'protocol/ is sans-I/O: sockets, streams, timers and zlib belong in node/.';
 
 export default defineConfig(
@@ -51,7 +60,11 @@ export default defineConfig(
       // node:test's test()/describe()/it() return promises that the runner itself awaits.
       '@typescript-eslint/no-floating-promises': [
         'error',
-        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'describe', 'it', 'suite'] }] },
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['test', 'describe', 'it', 'suite'] },
+          ],
+        },
       ],
       // `let x: T;` assigned once after a closure that reads it (a handler that needs the
       // object it is passed to) cannot be const.
@@ -65,14 +78,29 @@ export default defineConfig(
   },
   // The layers of docs/design.md: imports point downward only (cli -> push -> node ->
   // protocol), the browser client stands alone, and protocol/ does no I/O.
-  layer('src/protocol/**', ['../node/*', '../push/*', '../cli/*', '../browser/*'], 'protocol/ is the bottom layer: it imports nothing else from src/.'),
-  layer('src/node/**', ['../push/*', '../cli/*', '../browser/*'], 'node/ imports protocol/ only (push/ uses node/, not the other way).'),
+  layer(
+    'src/protocol/**',
+    ['../node/*', '../push/*', '../cli/*', '../browser/*'],
+    'protocol/ is the bottom layer: it imports nothing else from src/.',
+  ),
+  layer(
+    'src/node/**',
+    ['../push/*', '../cli/*', '../browser/*'],
+    'node/ imports protocol/ only (push/ uses node/, not the other way).',
+  ),
   layer('src/push/**', ['../cli/*', '../browser/*'], 'push/ imports node/ and protocol/ only.'),
-  layer('src/browser/**', ['../*', 'node:*'], 'browser/ is built on its own (duet/client): nothing from the rest of src/, no Node built-ins.'),
+  layer(
+    'src/browser/**',
+    ['../*', 'node:*'],
+    'browser/ is built on its own (duet/client): nothing from the rest of src/, no Node built-ins.',
+  ),
   {
     files: ['src/protocol/**'],
     rules: {
-      'no-restricted-globals': ['error', ...['setTimeout', 'setInterval', 'setImmediate'].map((name) => ({ name, message: SANS_IO }))],
+      'no-restricted-globals': [
+        'error',
+        ...['setTimeout', 'setInterval', 'setImmediate'].map((name) => ({ name, message: SANS_IO })),
+      ],
     },
   },
   {
@@ -113,5 +141,8 @@ export default defineConfig(
 /** A layer's import rule: `files` may not import `forbidden` (patterns); protocol/ no I/O modules either. */
 function layer(files, forbidden, message) {
   const io = files === 'src/protocol/**' ? IO_MODULES.map((name) => ({ name, message: SANS_IO })) : [];
-  return { files: [files], rules: { 'no-restricted-imports': ['error', { patterns: [{ group: forbidden, message }], paths: io }] } };
+  return {
+    files: [files],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: forbidden, message }], paths: io }] },
+  };
 }

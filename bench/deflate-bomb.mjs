@@ -37,8 +37,12 @@ const victims = Number(arg('victims', '4'));
 const interval = Number(arg('interval', '20'));
 const rounds = Number(arg('rounds', '1'));
 const baselineMs = Number(arg('baseline', '2000'));
-const serveArgs = arg('serve', '').split(' ').filter((s) => s !== '');
-const nodeArgs = arg('node', '').split(' ').filter((s) => s !== '');
+const serveArgs = arg('serve', '')
+  .split(' ')
+  .filter((s) => s !== '');
+const nodeArgs = arg('node', '')
+  .split(' ')
+  .filter((s) => s !== '');
 const TIMEOUT_MS = 180_000;
 const TRAILER = Buffer.from([0, 0, 0xff, 0xff]);
 const OFFER = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
@@ -70,7 +74,11 @@ const pct = (xs, p) => {
 };
 
 // ---- the server -------------------------------------------------------------------------------
-const { server, port } = await startDuetServe(path.join(dist, 'cli', 'duet.js'), ['--deflate', '--port', '0', ...serveArgs], nodeArgs);
+const { server, port } = await startDuetServe(
+  path.join(dist, 'cli', 'duet.js'),
+  ['--deflate', '--port', '0', ...serveArgs],
+  nodeArgs,
+);
 const pid = server.pid;
 await sleep(300);
 const base = status(pid);
@@ -94,7 +102,9 @@ let timeouts = 0;
 let attackOver = false;
 const victimConns = [];
 function victimMessage(id, seq) {
-  const body = Buffer.from(JSON.stringify({ v: id, seq, rows: Array.from({ length: 40 }, (_, i) => ({ id: i, name: `row ${i}`, at: seq })) }));
+  const body = Buffer.from(
+    JSON.stringify({ v: id, seq, rows: Array.from({ length: 40 }, (_, i) => ({ id: i, name: `row ${i}`, at: seq })) }),
+  );
   const deflated = zlib.deflateRawSync(body, { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);
   return maskedFrame(0x1, deflated, undefined, true);
 }
@@ -111,7 +121,8 @@ const victimHandler = {
     c.frame = null;
     if (!f || f.op !== 0x1) return;
     let payload = Buffer.concat(f.chunks);
-    if (f.rsv1) payload = zlib.inflateRawSync(Buffer.concat([payload, TRAILER]), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    if (f.rsv1)
+      payload = zlib.inflateRawSync(Buffer.concat([payload, TRAILER]), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
     let msg;
     try {
       msg = JSON.parse(payload.toString());
@@ -189,7 +200,9 @@ latencies.length = 0;
 await sleep(baselineMs);
 const baseline = [...latencies];
 
-const bombPayload = zlib.deflateRawSync(Buffer.alloc(inflateTo), { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);
+const bombPayload = zlib
+  .deflateRawSync(Buffer.alloc(inflateTo), { finishFlush: zlib.constants.Z_SYNC_FLUSH })
+  .subarray(0, -4);
 const bombFrame = maskedFrame(0x2, bombPayload, undefined, true);
 const victimLatencies = [];
 const closes = [];
@@ -245,7 +258,10 @@ const result = {
   rssBaseMiB: Number(mib(base.rss)),
   rssPeakMiB: Number(mib(Math.max(peak, status(pid).hwm || 0, after.hwm))),
   rssAfterMiB: Number(mib(after.rss)),
-  serverCpuMs: cpuBefore && cpuAfter ? Math.round(cpuAfter.userMs + cpuAfter.systemMs - cpuBefore.userMs - cpuBefore.systemMs) : null,
+  serverCpuMs:
+    cpuBefore && cpuAfter
+      ? Math.round(cpuAfter.userMs + cpuAfter.systemMs - cpuBefore.userMs - cpuBefore.systemMs)
+      : null,
   serverMainThreadMs: Math.round(mainAfter - mainBefore),
   attackMs: Math.round(attackMs),
   timedOut,
@@ -267,5 +283,9 @@ console.error(
     `bombs echoed ${result.bombsEchoed ?? 'n/a'}, bombers closed ${JSON.stringify(Object.fromEntries([...new Set(closes)].map((code) => [code, closes.filter((x) => x === code).length])))} | victims: ${victimLatencies.length} round trips, p50 ${result.victimP50Ms} ms, p99 ${result.victimP99Ms} ms, max ${result.victimMaxMs} ms, ${timeouts} timeouts; ` +
     `without attack: p50 ${result.baselineP50Ms} ms, p99 ${result.baselineP99Ms} ms`,
 );
-if (arg('worst')) console.error('slowest round trips [ms into the attack, ms, victim]:', JSON.stringify(worst.sort((a, b) => b[1] - a[1]).slice(0, 8)));
+if (arg('worst'))
+  console.error(
+    'slowest round trips [ms into the attack, ms, victim]:',
+    JSON.stringify(worst.sort((a, b) => b[1] - a[1]).slice(0, 8)),
+  );
 process.exit(0);

@@ -25,7 +25,9 @@ if (role === 'server') {
   const setup = JSON.parse(process.argv[3]);
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, heartbeat: false, perMessageDeflate: setup });
   wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
-  wss.once('listening', () => process.send({ type: 'listening', port: wss.address().port, idleReleaseMs: IDLE_RELEASE_MS }));
+  wss.once('listening', () =>
+    process.send({ type: 'listening', port: wss.address().port, idleReleaseMs: IDLE_RELEASE_MS }),
+  );
   process.on('message', (m) => {
     if (m.type === 'rss') {
       globalThis.gc?.();
@@ -50,9 +52,14 @@ if (role === 'server') {
     'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n';
 
   // One compressed client message (a 4 KiB JSON-ish text), masked with a zero key for brevity.
-  const body = Buffer.from(JSON.stringify({ rows: Array.from({ length: 100 }, (_, i) => ({ id: i, name: `item ${i}` })) }));
+  const body = Buffer.from(
+    JSON.stringify({ rows: Array.from({ length: 100 }, (_, i) => ({ id: i, name: `item ${i}` })) }),
+  );
   const deflated = zlib.deflateRawSync(body, { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);
-  const frame = Buffer.concat([Buffer.from([0xc1, 0x80 | 126, deflated.length >> 8, deflated.length & 0xff, 0, 0, 0, 0]), deflated]);
+  const frame = Buffer.concat([
+    Buffer.from([0xc1, 0x80 | 126, deflated.length >> 8, deflated.length & 0xff, 0, 0, 0, 0]),
+    deflated,
+  ]);
 
   const ask = (child, type) =>
     new Promise((resolve) => {
@@ -69,7 +76,9 @@ if (role === 'server') {
 
   const rows = [];
   for (const [name, setup] of setups) {
-    const child = fork(new URL(import.meta.url).pathname, ['server', JSON.stringify(setup)], { execArgv: ['--expose-gc'] });
+    const child = fork(new URL(import.meta.url).pathname, ['server', JSON.stringify(setup)], {
+      execArgv: ['--expose-gc'],
+    });
     const { port, idleReleaseMs } = await new Promise((resolve) => child.once('message', resolve));
     const base = (await ask(child, 'rss')).rss;
     const sockets = [];
@@ -106,7 +115,9 @@ if (role === 'server') {
     const laterReading = await ask(child, 'rss');
     const later = laterReading.rss;
     const per = (rss) => ((rss - base) / connections / 1024).toFixed(1);
-    rows.push(`| ${name} | ${per(idle)} (${idleReading.zlib}) | ${per(active)} (${activeReading.zlib}) | ${per(later)} (${laterReading.zlib}) |`);
+    rows.push(
+      `| ${name} | ${per(idle)} (${idleReading.zlib}) | ${per(active)} (${activeReading.zlib}) | ${per(later)} (${laterReading.zlib}) |`,
+    );
     console.error(`${name}: idle ${per(idle)} KiB, active ${per(active)} KiB, later ${per(later)} KiB per connection`);
     for (const s of sockets) s.destroy();
     child.disconnect();

@@ -47,8 +47,22 @@ const TOPIC = 'chat';
 const TEXT = 'the quick brown fox jumps over the lazy dog, again and again';
 
 const CASES = {
-  1: { name: 'bursty', clients: 100, periodMs: 50, perTick: 20, publishers: 20, desc: '100 clients, 20 publishes in one turn every 50 ms' },
-  2: { name: 'steady', clients: 500, periodMs: 4, perTick: 1, publishers: 5, desc: '500 clients, 5 publishers every 20 ms, one publish per turn' },
+  1: {
+    name: 'bursty',
+    clients: 100,
+    periodMs: 50,
+    perTick: 20,
+    publishers: 20,
+    desc: '100 clients, 20 publishes in one turn every 50 ms',
+  },
+  2: {
+    name: 'steady',
+    clients: 500,
+    periodMs: 4,
+    perTick: 1,
+    publishers: 5,
+    desc: '500 clients, 5 publishers every 20 ms, one publish per turn',
+  },
 };
 const TARGETS = { 1: 0.55, 2: 0.9 };
 
@@ -132,8 +146,12 @@ async function rawServer() {
       if (end < 0) return;
       socket.off('data', onHead);
       const key = /\r\nsec-websocket-key:\s*(\S+)/i.exec(head)?.[1] ?? '';
-      const accept = createHash('sha1').update(key + GUID).digest('base64');
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      const accept = createHash('sha1')
+        .update(key + GUID)
+        .digest('base64');
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      );
       socket.corked = false;
       sockets.add(socket);
       socket.on('data', () => {});
@@ -153,15 +171,23 @@ async function rawServer() {
       const frame = Buffer.allocUnsafe(h + n);
       frame[0] = 0x81;
       if (h === 2) frame[1] = n;
-      else if (h === 4) { frame[1] = 126; frame.writeUInt16BE(n, 2); }
-      else { frame[1] = 127; frame.writeBigUInt64BE(BigInt(n), 2); }
+      else if (h === 4) {
+        frame[1] = 126;
+        frame.writeUInt16BE(n, 2);
+      } else {
+        frame[1] = 127;
+        frame.writeBigUInt64BE(BigInt(n), 2);
+      }
       body.copy(frame, h);
       for (const s of sockets) {
         if (!s.corked) {
           s.corked = true;
           s.cork();
           pending.push(s);
-          if (!scheduled) { scheduled = true; setImmediate(flush); }
+          if (!scheduled) {
+            scheduled = true;
+            setImmediate(flush);
+          }
         }
         s.write(frame);
       }
@@ -210,19 +236,20 @@ function run(server, m) {
       const wait = t0 + i * c.periodMs - performance.now();
       if (wait < 1) setImmediate(step);
       else setTimeout(step, wait);
-    } else setTimeout(() => {
-      process.send({
-        type: 'done',
-        clients,
-        published: seq,
-        measuredPublishes: end.seq - start.seq,
-        cpuUserMs: end.cpu.user / 1000,
-        cpuSystemMs: end.cpu.system / 1000,
-        wallMs: end.t - start.t,
-        short,
-        late,
-      });
-    }, 50);
+    } else
+      setTimeout(() => {
+        process.send({
+          type: 'done',
+          clients,
+          published: seq,
+          measuredPublishes: end.seq - start.seq,
+          cpuUserMs: end.cpu.user / 1000,
+          cpuSystemMs: end.cpu.system / 1000,
+          wallMs: end.t - start.t,
+          short,
+          late,
+        });
+      }, 50);
   };
   setTimeout(step, c.periodMs);
 }
@@ -234,7 +261,9 @@ async function receiverMain() {
   const n = Number(arg('clients'));
   const conns = [];
   const errors = [];
-  const fail = (msg) => { if (errors.length < 5) errors.push(msg); };
+  const fail = (msg) => {
+    if (errors.length < 5) errors.push(msg);
+  };
 
   // One read buffer for the whole process (lib/wire.mjs copies only what spans two reads),
   // so receiving allocates nothing per read.
@@ -242,11 +271,20 @@ async function receiverMain() {
   // --batch=ms: stop reading a socket once drained and resume them all every `ms` (clients
   // that are not waiting in epoll, so a server write wakes nobody up).
   const batchMs = Number(arg('batch', '0'));
-  if (batchMs > 0) setInterval(() => { for (const c of conns) if (!c.closing) c.socket.resume(); }, batchMs);
+  if (batchMs > 0)
+    setInterval(() => {
+      for (const c of conns) if (!c.closing) c.socket.resume();
+    }, batchMs);
 
   const seqEnd = SEQ_OFFSET + SEQ_DIGITS;
   const handlers = {
-    open: (c) => { c.next = 1; c.count = 0; c.pos = 0; c.seq = 0; conns.push(c); },
+    open: (c) => {
+      c.next = 1;
+      c.count = 0;
+      c.pos = 0;
+      c.seq = 0;
+      conns.push(c);
+    },
     start: (c, op, fin) => {
       if (op !== 1 || !fin) fail(`client ${c.id}: unexpected frame opcode ${op} fin ${fin}`);
       c.pos = 0;
@@ -264,27 +302,49 @@ async function receiverMain() {
       c.next = c.seq + 1;
       c.count++;
     },
-    close: (c, code) => { if (!c.closing) fail(`client ${c.id}: server closed with ${code}`); },
+    close: (c, code) => {
+      if (!c.closing) fail(`client ${c.id}: server closed with ${code}`);
+    },
     fail: (c, msg) => fail(`client ${c.id}: ${msg}`),
-    gone: (c) => { if (!c.closing) fail(`client ${c.id}: connection closed by server`); c.closing = true; },
-    afterRead: batchMs > 0 ? (c, nread) => { if (c.upgraded && nread < readBuffer.length) c.socket.pause(); } : undefined,
+    gone: (c) => {
+      if (!c.closing) fail(`client ${c.id}: connection closed by server`);
+      c.closing = true;
+    },
+    afterRead:
+      batchMs > 0
+        ? (c, nread) => {
+            if (c.upgraded && nread < readBuffer.length) c.socket.pause();
+          }
+        : undefined,
   };
 
-  const open = (id) => new Promise((resolve, reject) => {
-    connect(port, '/', readBuffer, {
-      ...handlers,
-      open: (c) => { handlers.open(c); resolve(); },
-      fail: (c, msg) => (c.upgraded ? handlers.fail(c, msg) : reject(new Error(msg))),
-      gone: (c) => (c.upgraded ? handlers.gone(c) : reject(new Error('connection closed before the upgrade'))),
-    }, id);
-  });
+  const open = (id) =>
+    new Promise((resolve, reject) => {
+      connect(
+        port,
+        '/',
+        readBuffer,
+        {
+          ...handlers,
+          open: (c) => {
+            handlers.open(c);
+            resolve();
+          },
+          fail: (c, msg) => (c.upgraded ? handlers.fail(c, msg) : reject(new Error(msg))),
+          gone: (c) => (c.upgraded ? handlers.gone(c) : reject(new Error('connection closed before the upgrade'))),
+        },
+        id,
+      );
+    });
 
   const concurrency = 32;
   let nextId = 0;
   try {
-    await Promise.all(Array.from({ length: Math.min(concurrency, n) }, async () => {
-      while (nextId < n) await open(nextId++);
-    }));
+    await Promise.all(
+      Array.from({ length: Math.min(concurrency, n) }, async () => {
+        while (nextId < n) await open(nextId++);
+      }),
+    );
   } catch (err) {
     process.send({ type: 'connected', ok: false, error: String(err) });
     return;
@@ -296,11 +356,18 @@ async function receiverMain() {
     const deadline = Date.now() + 5000;
     const check = () => {
       const behind = conns.filter((c) => c.count < m.total).length;
-      if (behind > 0 && Date.now() < deadline) { setTimeout(check, 20); return; }
+      if (behind > 0 && Date.now() < deadline) {
+        setTimeout(check, 20);
+        return;
+      }
       const bad = conns.filter((c) => c.count !== m.total || c.next !== m.total + 1);
-      for (const c of bad.slice(0, 3)) fail(`client ${c.id}: ${c.count} messages, last seq ${c.next - 1}, expected ${m.total}`);
+      for (const c of bad.slice(0, 3))
+        fail(`client ${c.id}: ${c.count} messages, last seq ${c.next - 1}, expected ${m.total}`);
       const delivered = conns.reduce((s, c) => s + c.count, 0);
-      for (const c of conns) { c.closing = true; c.socket.destroy(); }
+      for (const c of conns) {
+        c.closing = true;
+        c.socket.destroy();
+      }
       process.send({ type: 'report', ok: errors.length === 0 && bad.length === 0, delivered, errors });
     };
     check();
@@ -316,14 +383,18 @@ function child(core, args, extraNodeArgs = []) {
 
 async function measure(caseId, kind, opts) {
   const c = CASES[caseId];
-  const extra = process.env.FANOUT_SERVER_NODE_ARGS ? process.env.FANOUT_SERVER_NODE_ARGS.split(/\s+/).filter(Boolean) : [];
+  const extra = process.env.FANOUT_SERVER_NODE_ARGS
+    ? process.env.FANOUT_SERVER_NODE_ARGS.split(/\s+/).filter(Boolean)
+    : [];
   const server = child(0, ['server', kind], extra);
   const receivers = [];
   try {
     const { port } = await server.next('listening', 10000);
     const per = Math.ceil(c.clients / opts.receivers);
     for (let r = 0, left = c.clients; left > 0; r++, left -= per) {
-      receivers.push(child(1, ['receiver', `--port=${port}`, `--clients=${Math.min(per, left)}`, `--batch=${opts.batchMs}`]));
+      receivers.push(
+        child(1, ['receiver', `--port=${port}`, `--clients=${Math.min(per, left)}`, `--batch=${opts.batchMs}`]),
+      );
     }
     for (const rc of receivers) {
       const m = await rc.next('connected', 30000);
@@ -382,16 +453,25 @@ async function main() {
   const kinds = arg('servers', 'duet,ws,raw').split(',');
   const wsVersion = (await import('ws/package.json', { with: { type: 'json' } })).default.version;
 
-  console.log(`fan-out benchmark: node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${cores}, ws ${wsVersion} (+bufferutil, utf-8-validate)`);
-  console.log(PIN
-    ? 'pinning: server on core 0, receivers and harness on core 1 (taskset)'
-    : 'pinning: NOT pinned (taskset unavailable or fewer than 2 cores); numbers are noisier');
-  console.log(`method: server CPU (process.cpuUsage user+system) over ${opts.durationMs} ms after ${opts.warmupMs} ms warm-up; ` +
-    `${opts.receivers} receiver processes verify every message reached every client once, in order; ${opts.rounds} round(s), servers alternating`);
+  console.log(
+    `fan-out benchmark: node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${cores}, ws ${wsVersion} (+bufferutil, utf-8-validate)`,
+  );
+  console.log(
+    PIN
+      ? 'pinning: server on core 0, receivers and harness on core 1 (taskset)'
+      : 'pinning: NOT pinned (taskset unavailable or fewer than 2 cores); numbers are noisier',
+  );
+  console.log(
+    `method: server CPU (process.cpuUsage user+system) over ${opts.durationMs} ms after ${opts.warmupMs} ms warm-up; ` +
+      `${opts.receivers} receiver processes verify every message reached every client once, in order; ${opts.rounds} round(s), servers alternating`,
+  );
   if (opts.batchMs > 0) console.log(`receivers read in batches every ${opts.batchMs} ms (--batch)`);
   for (const id of caseIds) console.log(`  case ${id} (${CASES[id].name}): ${CASES[id].desc}`);
   const busy = await machineBusy(500);
-  if (busy !== null && busy > 0.15) console.log(`warning: the machine was ${(busy * 100).toFixed(0)}% busy before the run (other processes): numbers may be disturbed`);
+  if (busy !== null && busy > 0.15)
+    console.log(
+      `warning: the machine was ${(busy * 100).toFixed(0)}% busy before the run (other processes): numbers may be disturbed`,
+    );
   console.log('');
 
   const results = {};
@@ -418,13 +498,23 @@ async function main() {
     const agg = {};
     for (const kind of kinds) {
       const runs = results[id][kind];
-      if (runs.some((x) => x.invalid)) { agg[kind] = null; continue; }
-      agg[kind] = { cpuMs: median(runs.map((x) => x.cpuMs)), deliveries: median(runs.map((x) => x.deliveries)), perK: median(runs.map((x) => x.perK)) };
+      if (runs.some((x) => x.invalid)) {
+        agg[kind] = null;
+        continue;
+      }
+      agg[kind] = {
+        cpuMs: median(runs.map((x) => x.cpuMs)),
+        deliveries: median(runs.map((x) => x.deliveries)),
+        perK: median(runs.map((x) => x.perK)),
+      };
     }
     for (const kind of kinds) {
       const a = agg[kind];
       const label = `${id} ${CASES[id].name}`;
-      if (a === null) { rows.push([label, kind, 'INVALID', 'INVALID', 'INVALID', '-']); continue; }
+      if (a === null) {
+        rows.push([label, kind, 'INVALID', 'INVALID', 'INVALID', '-']);
+        continue;
+      }
       const ratio = agg.ws ? (a.perK / agg.ws.perK).toFixed(2) + 'x' : '-';
       rows.push([label, kind, a.cpuMs.toFixed(0), String(a.deliveries), a.perK.toFixed(3), ratio]);
     }
@@ -435,9 +525,11 @@ async function main() {
         const paired = (kind) => results[id][kind].map((x, r) => x.perK / results[id].ws[r].perK);
         const rounds = paired('duet');
         const ratio = median(rounds);
-        summary.push(`case ${id} (${CASES[id].name}): duet/ws = ${ratio.toFixed(3)}x (median of rounds: ${rounds.map((x) => x.toFixed(3)).join(', ')}); ` +
-          `target <= ${TARGETS[id]}x: ${ratio <= TARGETS[id] ? 'met' : 'NOT met'}` +
-          (agg.raw ? `; raw floor/ws = ${median(paired('raw')).toFixed(3)}x` : ''));
+        summary.push(
+          `case ${id} (${CASES[id].name}): duet/ws = ${ratio.toFixed(3)}x (median of rounds: ${rounds.map((x) => x.toFixed(3)).join(', ')}); ` +
+            `target <= ${TARGETS[id]}x: ${ratio <= TARGETS[id] ? 'met' : 'NOT met'}` +
+            (agg.raw ? `; raw floor/ws = ${median(paired('raw')).toFixed(3)}x` : ''),
+        );
       }
     }
   }

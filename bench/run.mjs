@@ -30,14 +30,30 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { arg, child, cpuTimes, fileLimits, hasTaskset, machineBusy, machineInfo, median, pinSelf, procStat, sleep } from './lib/proc.mjs';
+import {
+  arg,
+  child,
+  cpuTimes,
+  fileLimits,
+  hasTaskset,
+  machineBusy,
+  machineInfo,
+  median,
+  pinSelf,
+  procStat,
+  sleep,
+} from './lib/proc.mjs';
 import { Histogram } from './lib/hist.mjs';
 import { METRICS, metricLabel, renderMarkdown, renderSvg, targetText } from './lib/report.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
 const LOADER = join(HERE, 'lib', 'loader.mjs');
-const SERVERS = { duet: join(HERE, 'servers', 'duet.mjs'), ws: join(HERE, 'servers', 'ws.mjs'), floor: join(HERE, 'servers', 'floor.mjs') };
+const SERVERS = {
+  duet: join(HERE, 'servers', 'duet.mjs'),
+  ws: join(HERE, 'servers', 'ws.mjs'),
+  floor: join(HERE, 'servers', 'floor.mjs'),
+};
 
 const quick = arg('quick', 'false') === 'true';
 const opts = {
@@ -59,35 +75,119 @@ const noDocs = arg('no-docs', 'false') === 'true';
  * the scenario, with the reason (reported, never measured).
  */
 const SCENARIOS = [
-  { id: 'echo-32B', title: '32 B text echo, 50 connections, 1 in flight', kind: 'echo', conns: 50, inflight: 1, size: 32, text: true,
-    metrics: ['rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'cpu', max: 0.85 } },
-  { id: 'echo-32B-x16', title: '32 B text echo, 50 connections, 16 in flight', kind: 'echo', conns: 50, inflight: 16, size: 32, text: true,
-    metrics: ['rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'cpu', max: 0.75 } },
-  { id: 'echo-16KiB', title: '16 KiB binary echo, 50 connections, 1 in flight', kind: 'echo', conns: 50, inflight: 1, size: 16384, text: false,
-    metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'mbps', min: 1.2 } },
-  { id: 'echo-1MiB', title: '1 MiB binary echo, 8 connections, 1 in flight', kind: 'echo', conns: 8, inflight: 1, size: 1 << 20, text: false,
-    metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'mbps', min: 1.0 } },
-  { id: 'chat-steady', title: 'chat broadcast, steady: 500 connections, 5 senders every 20 ms (staggered)', kind: 'chat', conns: 500, senders: 5, period: 20, mode: 'steady',
-    metrics: ['rate', 'p50', 'p99', 'cpu', 'util', 'rss'], target: { metric: 'cpu', max: 0.9 } },
-  { id: 'chat-bursty', title: 'chat broadcast, bursty: 100 connections, 20 senders ticking together every 10 ms', kind: 'chat', conns: 100, senders: 20, period: 10, mode: 'bursty',
-    metrics: ['rate', 'p50', 'p99', 'cpu', 'util', 'rss'], target: { metric: 'cpu', max: 0.55 } },
-  { id: 'handshakes', title: 'connect + upgrade + close handshake + TCP close, 32 in flight', kind: 'handshake', inflight: 32,
-    metrics: ['rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'rate', min: 1.5 } },
-  { id: 'idle-memory', title: 'server RSS and JS heap (after a forced GC) per open connection, 10,000 idle connections', kind: 'idle', conns: 10000, loaders: 2,
-    metrics: ['rssPerConn', 'heapPerConn', 'rss'], target: { metric: 'rssPerConn', max: 0.75 } },
-  { id: 'echo-deflate', title: '16 KiB JSON text echo with permessage-deflate, 50 connections, 1 in flight (both servers `perMessageDeflate: true`, so each its default level: duet 1, ws 6 (BENCH_DUET_DEFLATE_LEVEL=6 evens it); clients ask for no context takeover)', kind: 'echo-deflate', conns: 50, size: 16384, deflate: true,
-    metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'], target: { metric: 'mbps', min: 1.0 },
-    skip: { floor: 'the floor server has no permessage-deflate' } },
+  {
+    id: 'echo-32B',
+    title: '32 B text echo, 50 connections, 1 in flight',
+    kind: 'echo',
+    conns: 50,
+    inflight: 1,
+    size: 32,
+    text: true,
+    metrics: ['rate', 'p50', 'p99', 'cpu', 'rss'],
+    target: { metric: 'cpu', max: 0.85 },
+  },
+  {
+    id: 'echo-32B-x16',
+    title: '32 B text echo, 50 connections, 16 in flight',
+    kind: 'echo',
+    conns: 50,
+    inflight: 16,
+    size: 32,
+    text: true,
+    metrics: ['rate', 'p50', 'p99', 'cpu', 'rss'],
+    target: { metric: 'cpu', max: 0.75 },
+  },
+  {
+    id: 'echo-16KiB',
+    title: '16 KiB binary echo, 50 connections, 1 in flight',
+    kind: 'echo',
+    conns: 50,
+    inflight: 1,
+    size: 16384,
+    text: false,
+    metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'],
+    target: { metric: 'mbps', min: 1.2 },
+  },
+  {
+    id: 'echo-1MiB',
+    title: '1 MiB binary echo, 8 connections, 1 in flight',
+    kind: 'echo',
+    conns: 8,
+    inflight: 1,
+    size: 1 << 20,
+    text: false,
+    metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'],
+    target: { metric: 'mbps', min: 1.0 },
+  },
+  {
+    id: 'chat-steady',
+    title: 'chat broadcast, steady: 500 connections, 5 senders every 20 ms (staggered)',
+    kind: 'chat',
+    conns: 500,
+    senders: 5,
+    period: 20,
+    mode: 'steady',
+    metrics: ['rate', 'p50', 'p99', 'cpu', 'util', 'rss'],
+    target: { metric: 'cpu', max: 0.9 },
+  },
+  {
+    id: 'chat-bursty',
+    title: 'chat broadcast, bursty: 100 connections, 20 senders ticking together every 10 ms',
+    kind: 'chat',
+    conns: 100,
+    senders: 20,
+    period: 10,
+    mode: 'bursty',
+    metrics: ['rate', 'p50', 'p99', 'cpu', 'util', 'rss'],
+    target: { metric: 'cpu', max: 0.55 },
+  },
+  {
+    id: 'handshakes',
+    title: 'connect + upgrade + close handshake + TCP close, 32 in flight',
+    kind: 'handshake',
+    inflight: 32,
+    metrics: ['rate', 'p50', 'p99', 'cpu', 'rss'],
+    target: { metric: 'rate', min: 1.5 },
+  },
+  {
+    id: 'idle-memory',
+    title: 'server RSS and JS heap (after a forced GC) per open connection, 10,000 idle connections',
+    kind: 'idle',
+    conns: 10000,
+    loaders: 2,
+    metrics: ['rssPerConn', 'heapPerConn', 'rss'],
+    target: { metric: 'rssPerConn', max: 0.75 },
+  },
+  {
+    id: 'echo-deflate',
+    title:
+      '16 KiB JSON text echo with permessage-deflate, 50 connections, 1 in flight (both servers `perMessageDeflate: true`, so each its default level: duet 1, ws 6 (BENCH_DUET_DEFLATE_LEVEL=6 evens it); clients ask for no context takeover)',
+    kind: 'echo-deflate',
+    conns: 50,
+    size: 16384,
+    deflate: true,
+    metrics: ['mbps', 'rate', 'p50', 'p99', 'cpu', 'rss'],
+    target: { metric: 'mbps', min: 1.0 },
+    skip: { floor: 'the floor server has no permessage-deflate' },
+  },
 ];
 
 let PIN = false;
 const notes = [];
 
 function serverProc(kind, nofile, sc) {
-  const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS ? process.env.BENCH_SERVER_NODE_ARGS.split(/\s+/).filter(Boolean) : [];
+  const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS
+    ? process.env.BENCH_SERVER_NODE_ARGS.split(/\s+/).filter(Boolean)
+    : [];
   // idle-memory forces a GC in the server before reading its heap (see serverHeap).
   if (sc.kind === 'idle' && !nodeArgs.includes('--expose-gc')) nodeArgs.push('--expose-gc');
-  return child(SERVERS[kind], sc.deflate ? ['--deflate'] : [], { core: 0, pin: PIN, nofile, nodeArgs, name: `${kind} server` });
+  return child(SERVERS[kind], sc.deflate ? ['--deflate'] : [], {
+    core: 0,
+    pin: PIN,
+    nofile,
+    nodeArgs,
+    name: `${kind} server`,
+  });
 }
 
 function loaderProcs(sc, port, nofile) {
@@ -101,9 +201,17 @@ function loaderProcs(sc, port, nofile) {
     if (sc.size !== undefined) args.push(`--size=${sc.size}`, `--text=${sc.text}`);
     if (sc.kind === 'chat') {
       // Every sender lives in the first loader (senders tick together in one callback).
-      args.push(`--senders=${i === 0 ? sc.senders : 0}`, `--total-senders=${sc.senders}`, '--first-sender=0', `--period=${sc.period}`, `--mode=${sc.mode}`);
+      args.push(
+        `--senders=${i === 0 ? sc.senders : 0}`,
+        `--total-senders=${sc.senders}`,
+        '--first-sender=0',
+        `--period=${sc.period}`,
+        `--mode=${sc.mode}`,
+      );
     }
-    const nodeArgs = process.env.BENCH_LOADER_NODE_ARGS ? process.env.BENCH_LOADER_NODE_ARGS.split(/\s+/).filter(Boolean) : [];
+    const nodeArgs = process.env.BENCH_LOADER_NODE_ARGS
+      ? process.env.BENCH_LOADER_NODE_ARGS.split(/\s+/).filter(Boolean)
+      : [];
     procs.push(child(LOADER, args, { core: 1, pin: PIN, nofile, nodeArgs, name: `loader ${i}` }));
   }
   return procs;
@@ -160,8 +268,15 @@ async function measure(sc, kind) {
         await sleep(1000);
         heapBase = await serverHeap(server);
       }
-      return { conns: sc.conns, rss: end.rss, rssBase: base.rss, rssPerConn: (end.rss - base.rss) / sc.conns,
-        heap: heapEnd, heapBase, heapPerConn: heapBase === null || heapEnd === null ? null : (heapEnd - heapBase) / sc.conns };
+      return {
+        conns: sc.conns,
+        rss: end.rss,
+        rssBase: base.rss,
+        rssPerConn: (end.rss - base.rss) / sc.conns,
+        heap: heapEnd,
+        heapBase,
+        heapPerConn: heapBase === null || heapEnd === null ? null : (heapEnd - heapBase) / sc.conns,
+      };
     }
 
     for (const l of loaders) l.post({ type: 'go' });
@@ -207,11 +322,15 @@ async function measure(sc, kind) {
       cpuMs: cpu,
       rss: m1.stat.rss,
       // The load generators' share of their core: near 100% means they, not the server, set the pace.
-      loadUtil: m0.load.every(Boolean) && m1.load.every(Boolean)
-        ? m1.load.reduce((s, x, i) => s + cpuMs(m0.load[i], x), 0) / (secs * 1000) : null,
+      loadUtil:
+        m0.load.every(Boolean) && m1.load.every(Boolean)
+          ? m1.load.reduce((s, x, i) => s + cpuMs(m0.load[i], x), 0) / (secs * 1000)
+          : null,
       // Time the hypervisor took from the server's core (a virtual machine's noisy neighbours).
-      steal: m0.core0 && m1.core0 && m1.core0.total > m0.core0.total
-        ? (m1.core0.steal - m0.core0.steal) / (m1.core0.total - m0.core0.total) : null,
+      steal:
+        m0.core0 && m1.core0 && m1.core0.total > m0.core0.total
+          ? (m1.core0.steal - m0.core0.steal) / (m1.core0.total - m0.core0.total)
+          : null,
     };
     if (sc.kind === 'chat') {
       res.sent = expect.reduce((a, b) => a + b, 0);
@@ -228,10 +347,12 @@ async function measure(sc, kind) {
 
 function fmtRun(sc, r) {
   if (r.invalid) return `INVALID (${r.invalid})`;
-  return sc.metrics.map((k) => `${METRICS[k].short} ${METRICS[k].fmt(r[k])}`).join(', ') +
+  return (
+    sc.metrics.map((k) => `${METRICS[k].short} ${METRICS[k].fmt(r[k])}`).join(', ') +
     (r.loadUtil != null ? `; load gen cpu ${(r.loadUtil * 100).toFixed(0)}%` : '') +
     (r.steal > 0.02 ? `; steal ${(r.steal * 100).toFixed(0)}% on core 0` : '') +
-    (r.lateTicks > 0 ? ` (${r.lateTicks} sender ticks late)` : '');
+    (r.lateTicks > 0 ? ` (${r.lateTicks} sender ticks late)` : '')
+  );
 }
 
 /** File descriptors: raise the limit for the idle scenario, or shrink it to what is possible. */
@@ -241,11 +362,16 @@ function planFiles(sc) {
   sc.title = sc.title.replace('10,000', sc.conns.toLocaleString('en-US'));
   const need = sc.conns + 256;
   const lim = fileLimits();
-  if (lim === null) { notes.push('open-file limit unknown: idle-memory runs with the default limit'); return; }
+  if (lim === null) {
+    notes.push('open-file limit unknown: idle-memory runs with the default limit');
+    return;
+  }
   if (lim.soft >= need) return;
   if (lim.hard >= need) {
     sc.nofile = need;
-    notes.push(`open-file limit ${lim.soft} raised to ${need} (ulimit -n) in the server and load processes for idle-memory`);
+    notes.push(
+      `open-file limit ${lim.soft} raised to ${need} (ulimit -n) in the server and load processes for idle-memory`,
+    );
     return;
   }
   const n = Math.max(100, Math.floor((lim.hard - 256) / 100) * 100);
@@ -285,12 +411,16 @@ async function main() {
   const pinning = PIN
     ? 'servers pinned to core 0, load generators and harness to core 1 (taskset)'
     : 'NOT pinned (taskset unavailable or fewer than 2 cores): servers and load generators share cores, numbers are noisier';
-  console.log(`duet ${duetVersion} vs ws ${wsVersion} (+bufferutil, utf-8-validate)` +
-    `${opts.servers.includes('floor') ? '; floor = bench/servers/floor.mjs, a reference, not a competitor' : ''}${quick ? ' -- QUICK mode' : ''}`);
+  console.log(
+    `duet ${duetVersion} vs ws ${wsVersion} (+bufferutil, utf-8-validate)` +
+      `${opts.servers.includes('floor') ? '; floor = bench/servers/floor.mjs, a reference, not a competitor' : ''}${quick ? ' -- QUICK mode' : ''}`,
+  );
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, ${machine.kernel}`);
   console.log(`pinning: ${pinning}`);
-  console.log(`method: ${opts.rounds} round(s), servers alternating, a fresh server process per measurement; ` +
-    `${opts.warmupMs} ms warm-up then a ${opts.durationMs} ms window; server CPU and RSS from /proc/PID/stat; medians`);
+  console.log(
+    `method: ${opts.rounds} round(s), servers alternating, a fresh server process per measurement; ` +
+      `${opts.warmupMs} ms warm-up then a ${opts.durationMs} ms window; server CPU and RSS from /proc/PID/stat; medians`,
+  );
   for (const n of notes) console.log(`note: ${n}`);
   const busy = await machineBusy(500);
   if (busy !== null && busy > 0.15) {
@@ -298,7 +428,8 @@ async function main() {
     notes.push(warn);
     console.log(`warning: ${warn}`);
   }
-  if (process.env.BENCH_FAULT) console.log(`BENCH_FAULT=${process.env.BENCH_FAULT}: one received message is broken on purpose`);
+  if (process.env.BENCH_FAULT)
+    console.log(`BENCH_FAULT=${process.env.BENCH_FAULT}: one received message is broken on purpose`);
   console.log('');
 
   const started = Date.now();
@@ -309,7 +440,8 @@ async function main() {
       const order = opts.servers.map((_, i) => opts.servers[(i + r) % opts.servers.length]);
       for (const kind of order) {
         if (sc.skip?.[kind]) {
-          if (r === 0) console.log(`round ${r + 1}  ${sc.id.padEnd(13)} ${kind.padEnd(5)} not measured: ${sc.skip[kind]}`);
+          if (r === 0)
+            console.log(`round ${r + 1}  ${sc.id.padEnd(13)} ${kind.padEnd(5)} not measured: ${sc.skip[kind]}`);
           continue;
         }
         const res = await measure(sc, kind);
@@ -338,7 +470,8 @@ async function main() {
   mkdirSync(dirname(jsonPath), { recursive: true });
   writeFileSync(jsonPath, JSON.stringify(out, null, 2) + '\n');
   console.log(`\nresults: ${jsonPath}`);
-  const full = !quick && only === null && opts.servers.includes('duet') && opts.servers.includes('ws') && !process.env.BENCH_FAULT;
+  const full =
+    !quick && only === null && opts.servers.includes('duet') && opts.servers.includes('ws') && !process.env.BENCH_FAULT;
   const writeDocs = docsFlag === 'true' || (!noDocs && full);
   if (writeDocs) {
     const docs = join(ROOT, 'docs');
@@ -347,7 +480,9 @@ async function main() {
     writeFileSync(join(docs, 'benchmarks.md'), renderMarkdown({ ...out, profileNotes: profileNotes() }));
     console.log('docs: docs/benchmarks.md, docs/benchmarks.svg, docs/benchmarks.json');
   } else {
-    console.log(`docs not regenerated (${quick ? '--quick' : only !== null ? 'a subset of scenarios' : process.env.BENCH_FAULT ? 'BENCH_FAULT' : '--no-docs'}; a full run writes docs/benchmarks.md)`);
+    console.log(
+      `docs not regenerated (${quick ? '--quick' : only !== null ? 'a subset of scenarios' : process.env.BENCH_FAULT ? 'BENCH_FAULT' : '--no-docs'}; a full run writes docs/benchmarks.md)`,
+    );
   }
   const invalid = results.some((s) => !s.pending && Object.values(s.medians).some((m) => m === null));
   process.exitCode = invalid ? 2 : 0;
@@ -376,10 +511,14 @@ function summarize(sc, byKind) {
   for (const [kind, list] of Object.entries(byKind)) {
     const bad = list.find((x) => x.invalid);
     // A metric a run could not read (heapPerConn: null) is left out of its median; none at all: null.
-    medians[kind] = bad ? null : Object.fromEntries(sc.metrics.map((k) => {
-      const xs = list.map((x) => x[k]).filter(isNum);
-      return [k, xs.length > 0 ? median(xs) : null];
-    }));
+    medians[kind] = bad
+      ? null
+      : Object.fromEntries(
+          sc.metrics.map((k) => {
+            const xs = list.map((x) => x[k]).filter(isNum);
+            return [k, xs.length > 0 ? median(xs) : null];
+          }),
+        );
   }
   const versusWs = (kind) => {
     const ratios = {};
@@ -387,7 +526,8 @@ function summarize(sc, byKind) {
     if (medians[kind] === undefined || medians.ws === undefined) return null;
     for (const k of sc.metrics) {
       ratios[k] = medians[kind] === null || medians.ws === null ? null : div(medians[kind][k], medians.ws[k]);
-      if (medians[kind] !== null && medians.ws !== null) rounds[k] = byKind[kind].map((x, i) => div(x[k], byKind.ws[i][k]));
+      if (medians[kind] !== null && medians.ws !== null)
+        rounds[k] = byKind[kind].map((x, i) => div(x[k], byKind.ws[i][k]));
     }
     return { ratios, rounds };
   };
@@ -400,7 +540,9 @@ function summarize(sc, byKind) {
     const met = meets(ratios[sc.target.metric]);
     verdict = met === null ? 'INVALID' : met ? 'met' : 'NOT met';
   }
-  const params = Object.fromEntries(Object.entries(sc).filter(([k]) => !['id', 'title', 'metrics', 'target', 'pending', 'nofile', 'skip'].includes(k)));
+  const params = Object.fromEntries(
+    Object.entries(sc).filter(([k]) => !['id', 'title', 'metrics', 'target', 'pending', 'nofile', 'skip'].includes(k)),
+  );
   const out = { ...base, params, metrics: sc.metrics, runs: byKind, medians, ratios, roundRatios, verdict };
   const floor = versusWs('floor');
   if (floor !== null) {
@@ -416,27 +558,74 @@ function summarize(sc, byKind) {
 function printTable(results) {
   // The floor columns only when the floor was asked for (--servers=duet,ws: none).
   const withFloor = opts.servers.includes('floor');
-  const header = ['scenario', 'metric', 'duet', 'ws', 'duet/ws', ...(withFloor ? ['floor', 'floor/ws'] : []), 'target', ''];
+  const header = [
+    'scenario',
+    'metric',
+    'duet',
+    'ws',
+    'duet/ws',
+    ...(withFloor ? ['floor', 'floor/ws'] : []),
+    'target',
+    '',
+  ];
   // A null ratio: INVALID where a run was, n/a where only this metric has no number (e.g. no heap answer).
-  const ratioText = (s, kind, r) => (r === undefined ? '-' : r !== null ? `${r.toFixed(2)}x` : s.medians[kind] === null || s.medians.ws === null ? 'INVALID' : 'n/a');
+  const ratioText = (s, kind, r) =>
+    r === undefined
+      ? '-'
+      : r !== null
+        ? `${r.toFixed(2)}x`
+        : s.medians[kind] === null || s.medians.ws === null
+          ? 'INVALID'
+          : 'n/a';
   const rows = [];
   for (const s of results) {
-    if (s.pending) { rows.push([s.id, '-', '-', '-', '-', ...(withFloor ? ['-', '-'] : []), targetText(s.target), `pending: ${s.pending}`]); continue; }
+    if (s.pending) {
+      rows.push([
+        s.id,
+        '-',
+        '-',
+        '-',
+        '-',
+        ...(withFloor ? ['-', '-'] : []),
+        targetText(s.target),
+        `pending: ${s.pending}`,
+      ]);
+      continue;
+    }
     for (const k of s.metrics) {
       const m = METRICS[k];
-      const cell = (kind) => (s.medians[kind] === undefined ? '-' : s.medians[kind] === null ? 'INVALID' : m.fmt(s.medians[kind][k]));
+      const cell = (kind) =>
+        s.medians[kind] === undefined ? '-' : s.medians[kind] === null ? 'INVALID' : m.fmt(s.medians[kind][k]);
       const isTarget = s.target?.metric === k;
       // Whether the floor reaches the target too: if not, no server does on this machine.
-      const floor = s.floorReached === true ? 'reached' : s.floorReached === false ? 'missed' : s.notMeasured?.floor ? 'not measured' : null;
+      const floor =
+        s.floorReached === true
+          ? 'reached'
+          : s.floorReached === false
+            ? 'missed'
+            : s.notMeasured?.floor
+              ? 'not measured'
+              : null;
       const verdict = !isTarget ? '' : [s.verdict, withFloor && floor && `(floor: ${floor})`].filter(Boolean).join(' ');
-      rows.push([s.id, `${metricLabel(k, s.params.kind)} (${m.better})`, cell('duet'), cell('ws'), ratioText(s, 'duet', s.ratios[k]),
+      rows.push([
+        s.id,
+        `${metricLabel(k, s.params.kind)} (${m.better})`,
+        cell('duet'),
+        cell('ws'),
+        ratioText(s, 'duet', s.ratios[k]),
         ...(withFloor ? [cell('floor'), ratioText(s, 'floor', s.floorRatios?.[k])] : []),
-        isTarget ? targetText(s.target) : '', verdict]);
+        isTarget ? targetText(s.target) : '',
+        verdict,
+      ]);
     }
   }
   const last = header.length - 1;
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const fmt = (r) => r.map((c, i) => (i < 2 || i === last ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const fmt = (r) =>
+    r
+      .map((c, i) => (i < 2 || i === last ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
   console.log('');
   console.log(`medians of ${opts.rounds} round(s):`);
   console.log(fmt(header));

@@ -52,7 +52,8 @@ for (const [file, data] of Object.entries(summary)) {
   t.lines[1] += data.lines.total;
   t.branches[0] += data.branches.covered;
   t.branches[1] += data.branches.total;
-  if (data.lines.pct < 100 || data.branches.pct < 100) t.files.push(`${rel} (lines ${data.lines.pct} %, branches ${data.branches.pct} %)`);
+  if (data.lines.pct < 100 || data.branches.pct < 100)
+    t.files.push(`${rel} (lines ${data.lines.pct} %, branches ${data.branches.pct} %)`);
 }
 
 const pct = ([covered, total]) => (total === 0 ? 100 : Math.floor((covered / total) * 10000) / 100);
@@ -77,6 +78,8 @@ for (const folder of Object.keys(FLOORS)) {
   }
 }
 if (failed) {
-  console.error('check-coverage: a folder is below its floor (see above); add tests for what the change left uncovered.');
+  console.error(
+    'check-coverage: a folder is below its floor (see above); add tests for what the change left uncovered.',
+  );
   process.exit(1);
 }

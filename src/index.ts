@@ -9,17 +9,56 @@ export { WebSocket } from './node/connection.js';
 export type { BinaryType, CodedError, RawData, SendData, SendOptions, WebSocketEvents } from './node/connection.js';
 export type { ClientOptions } from './node/client.js';
 export type { AddEventListenerOptions, WsEventListener, WsEventMap } from './node/event-target.js';
-export type { VerifyClientInfo, VerifyClientAsync, VerifyClientDone, HandshakeRefusal, ServerStats, ServerEvents } from './node/server.js';
+export type {
+  VerifyClientInfo,
+  VerifyClientAsync,
+  VerifyClientDone,
+  HandshakeRefusal,
+  ServerStats,
+  ServerEvents,
+} from './node/server.js';
 export type { HeaderFields, HeaderValue } from './protocol/header-fields.js';
 export type { HeartbeatOptions } from './node/sweep.js';
 export type { PublishOptions, SlowConsumerPolicy } from './node/host.js';
 export { WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from './node/events.js';
 // The server applications use: node/'s server with the push layer (topics, history, jobs).
 export { WebSocketServer, Hub, MemoryBroker } from './push/index.js';
-export type { ServerOptions, HubOptions, PublishData, Broker, BrokerMessage, HistoryOptions, HistoryEntry, Recovery, Job } from './push/index.js';
+export type {
+  ServerOptions,
+  HubOptions,
+  PublishData,
+  Broker,
+  BrokerMessage,
+  HistoryOptions,
+  HistoryEntry,
+  Recovery,
+  Job,
+} from './push/index.js';
 export { Channel, CHANNEL_ERROR_CODES } from './push/index.js';
-export type { ChannelOptions, ChannelTopicOptions, ChannelRateLimit, ChannelRecoveryBudget, ChannelErrorCode, ChannelServerMessage, ChannelSender } from './push/index.js';
+export type {
+  ChannelOptions,
+  ChannelTopicOptions,
+  ChannelRateLimit,
+  ChannelRecoveryBudget,
+  ChannelErrorCode,
+  ChannelServerMessage,
+  ChannelSender,
+} from './push/index.js';
 export { CloseCode, closeCodeIsValid } from './protocol/index.js';
 // Errors (docs/errors.md): catch with instanceof, branch on `code`.
-export { DuetError, HandshakeError, ProtocolError, LimitExceededError, ConnectionClosedError, ERROR_CODES } from './protocol/index.js';
-export type { DuetErrorCode, ErrorInfo, HandshakeErrorCode, ProtocolErrorCode, LimitExceededErrorCode, ConnectionClosedErrorCode } from './protocol/index.js';
+export {
+  DuetError,
+  HandshakeError,
+  ProtocolError,
+  LimitExceededError,
+  ConnectionClosedError,
+  ERROR_CODES,
+} from './protocol/index.js';
+export type {
+  DuetErrorCode,
+  ErrorInfo,
+  HandshakeErrorCode,
+  ProtocolErrorCode,
+  LimitExceededErrorCode,
+  ConnectionClosedErrorCode,
+} from './protocol/index.js';

@@ -75,13 +75,38 @@ export function randomUtf8(rng: Rng, n: number): Buffer {
 
 /** Ill-formed sequences: overlongs, surrogates, above U+10FFFF, stray/missing continuations. */
 const INVALID_UTF8: readonly number[][] = [
-  [0xc0, 0x80], [0xc1, 0xbf], [0xe0, 0x80, 0x80], [0xe0, 0x9f, 0xbf], [0xf0, 0x80, 0x80, 0x80],
-  [0xf0, 0x8f, 0xbf, 0xbf], [0xed, 0xa0, 0x80], [0xed, 0xbf, 0xbf], [0xed, 0xa0, 0x80, 0xed, 0xb0, 0x80],
-  [0xf4, 0x90, 0x80, 0x80], [0xf5, 0x80, 0x80, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xfe], [0xff],
-  [0x80], [0xbf], [0x80, 0x80], [0xc2, 0x41], [0xe2, 0x82, 0x41], [0xf0, 0x9f, 0x98, 0x41], [0xe2, 0x28, 0xa1],
+  [0xc0, 0x80],
+  [0xc1, 0xbf],
+  [0xe0, 0x80, 0x80],
+  [0xe0, 0x9f, 0xbf],
+  [0xf0, 0x80, 0x80, 0x80],
+  [0xf0, 0x8f, 0xbf, 0xbf],
+  [0xed, 0xa0, 0x80],
+  [0xed, 0xbf, 0xbf],
+  [0xed, 0xa0, 0x80, 0xed, 0xb0, 0x80],
+  [0xf4, 0x90, 0x80, 0x80],
+  [0xf5, 0x80, 0x80, 0x80],
+  [0xf8, 0x88, 0x80, 0x80, 0x80],
+  [0xfe],
+  [0xff],
+  [0x80],
+  [0xbf],
+  [0x80, 0x80],
+  [0xc2, 0x41],
+  [0xe2, 0x82, 0x41],
+  [0xf0, 0x9f, 0x98, 0x41],
+  [0xe2, 0x28, 0xa1],
 ];
 /** Valid beginnings of a character, invalid only if the message ends there. */
-const TRUNCATED_UTF8: readonly number[][] = [[0xc3], [0xdf], [0xe2, 0x82], [0xed, 0x9f], [0xf0, 0x9f, 0x98], [0xf4, 0x8f, 0xbf], [0xf0]];
+const TRUNCATED_UTF8: readonly number[][] = [
+  [0xc3],
+  [0xdf],
+  [0xe2, 0x82],
+  [0xed, 0x9f],
+  [0xf0, 0x9f, 0x98],
+  [0xf4, 0x8f, 0xbf],
+  [0xf0],
+];
 
 /** About `n` bytes of text with one ill-formed sequence (or a truncated last character). */
 export function invalidUtf8(rng: Rng, n: number): Buffer {
@@ -205,7 +230,11 @@ export function generateSequence(rng: Rng, cfg: GenConfig): Sequence {
     const bounds = [0, ...cuts, payload.length];
     const specs: FrameSpec[] = [];
     for (let i = 0; i < count; i++) {
-      specs.push({ opcode: i === 0 ? opcode : 0, fin: i === count - 1, payload: payload.subarray(bounds[i], bounds[i + 1]) });
+      specs.push({
+        opcode: i === 0 ? opcode : 0,
+        fin: i === count - 1,
+        payload: payload.subarray(bounds[i], bounds[i + 1]),
+      });
       if (i < count - 1 && chance(rng, 0.3)) specs.push({ opcode: pick(rng, [9, 10]), payload: controlPayload() });
     }
     return specs;
@@ -224,7 +253,11 @@ export function generateSequence(rng: Rng, cfg: GenConfig): Sequence {
     else {
       const closeKind = rng();
       if (closeKind < 0.3) add('close-empty', { opcode: 8, payload: Buffer.alloc(0) });
-      else add('close-valid', { opcode: 8, payload: closeBody(pick(rng, VALID_CLOSE), randomUtf8(rng, int(rng, 0, chance(rng, 0.2) ? 123 : 20))) });
+      else
+        add('close-valid', {
+          opcode: 8,
+          payload: closeBody(pick(rng, VALID_CLOSE), randomUtf8(rng, int(rng, 0, chance(rng, 0.2) ? 123 : 20))),
+        });
       return true;
     }
     return false;
@@ -254,15 +287,27 @@ export function generateSequence(rng: Rng, cfg: GenConfig): Sequence {
         return false;
       case 5: {
         const over = pick(rng, [1n, BigInt(int(rng, 2, 5000)), 1n << 32n, (1n << 53n) + 7n, (1n << 62n) + 3n]);
-        add('over-max', { opcode: pick(rng, [1, 2]), payload: randomBuffer(rng, int(rng, 0, 16)), declared: BigInt(cfg.maxPayload) + over });
+        add('over-max', {
+          opcode: pick(rng, [1, 2]),
+          payload: randomBuffer(rng, int(rng, 0, 16)),
+          declared: BigInt(cfg.maxPayload) + over,
+        });
         return false;
       }
       case 6: {
         if (!cfg.large || !chance(rng, 0.3)) {
-          add('over-max-frag', { opcode: 2, fin: false, payload: randomBuffer(rng, int(rng, 0, 100)) }, { opcode: 0, payload: randomBuffer(rng, 5), declared: BigInt(cfg.maxPayload) });
+          add(
+            'over-max-frag',
+            { opcode: 2, fin: false, payload: randomBuffer(rng, int(rng, 0, 100)) },
+            { opcode: 0, payload: randomBuffer(rng, 5), declared: BigInt(cfg.maxPayload) },
+          );
         } else {
           const first = int(rng, cfg.maxPayload >> 1, cfg.maxPayload);
-          add('over-max-frag-big', { opcode: 1, fin: false, payload: randomUtf8(rng, first) }, { opcode: 0, payload: randomUtf8(rng, 10), declared: BigInt(cfg.maxPayload - first + int(rng, 1, 100)) });
+          add(
+            'over-max-frag-big',
+            { opcode: 1, fin: false, payload: randomUtf8(rng, first) },
+            { opcode: 0, payload: randomUtf8(rng, 10), declared: BigInt(cfg.maxPayload - first + int(rng, 1, 100)) },
+          );
         }
         return false;
       }
@@ -277,10 +322,18 @@ export function generateSequence(rng: Rng, cfg: GenConfig): Sequence {
         add('fragmented-control', { opcode: pick(rng, [8, 9, 10]), fin: false, payload: controlPayload() });
         return false;
       case 9:
-        add('lone-continuation', { opcode: 0, fin: chance(rng, 0.5), payload: data(chance(rng, 0.5), int(rng, 0, 20)) });
+        add('lone-continuation', {
+          opcode: 0,
+          fin: chance(rng, 0.5),
+          payload: data(chance(rng, 0.5), int(rng, 0, 20)),
+        });
         return false;
       case 10:
-        add('new-data-in-fragmented', { opcode: pick(rng, [1, 2]), fin: false, payload: data(true, int(rng, 0, 20)) }, { opcode: pick(rng, [1, 2]), payload: data(true, int(rng, 0, 20)) });
+        add(
+          'new-data-in-fragmented',
+          { opcode: pick(rng, [1, 2]), fin: false, payload: data(true, int(rng, 0, 20)) },
+          { opcode: pick(rng, [1, 2]), payload: data(true, int(rng, 0, 20)) },
+        );
         return false;
       case 11:
         add('bad-utf8', { opcode: 1, payload: invalidUtf8(rng, size()) });
@@ -290,9 +343,17 @@ export function generateSequence(rng: Rng, cfg: GenConfig): Sequence {
         return false;
       case 13: {
         const r = rng();
-        if (r < 0.4) add('close-bad-code', { opcode: 8, payload: closeBody(pick(rng, INVALID_CLOSE), randomUtf8(rng, int(rng, 0, 10))) });
+        if (r < 0.4)
+          add('close-bad-code', {
+            opcode: 8,
+            payload: closeBody(pick(rng, INVALID_CLOSE), randomUtf8(rng, int(rng, 0, 10))),
+          });
         else if (r < 0.6) add('close-1-byte', { opcode: 8, payload: randomBuffer(rng, 1) });
-        else add('close-bad-reason', { opcode: 8, payload: closeBody(pick(rng, VALID_CLOSE), invalidUtf8(rng, int(rng, 0, 30)).subarray(0, 123)) });
+        else
+          add('close-bad-reason', {
+            opcode: 8,
+            payload: closeBody(pick(rng, VALID_CLOSE), invalidUtf8(rng, int(rng, 0, 30)).subarray(0, 123)),
+          });
         return true;
       }
       case 14: {
@@ -332,9 +393,7 @@ export function generateSequence(rng: Rng, cfg: GenConfig): Sequence {
 // ---- oracle ----------------------------------------------------------------------------------
 
 export type OracleEvent =
-  | { type: 'message'; binary: boolean; data: Buffer }
-  | { type: 'ping'; data: Buffer }
-  | { type: 'pong'; data: Buffer };
+  { type: 'message'; binary: boolean; data: Buffer } | { type: 'ping'; data: Buffer } | { type: 'pong'; data: Buffer };
 
 export type OracleEnd =
   /** A valid Close frame arrived; code 1005 when it carried none. */
@@ -375,9 +434,11 @@ export function predict(bytes: Buffer, cfg: { maxPayload: number; masked: boolea
     const len7 = b1 & 0x7f;
     const control = opcode >= 8;
     if ((b0 & 0x70) !== 0) return fail(1002, 'reserved bit set');
-    if (opcode !== 0 && opcode !== 1 && opcode !== 2 && opcode !== 8 && opcode !== 9 && opcode !== 10) return fail(1002, 'reserved opcode');
+    if (opcode !== 0 && opcode !== 1 && opcode !== 2 && opcode !== 8 && opcode !== 9 && opcode !== 10)
+      return fail(1002, 'reserved opcode');
     if (opcode === 0 && messageOpcode === 0) return fail(1002, 'continuation without a message');
-    if ((opcode === 1 || opcode === 2) && messageOpcode !== 0) return fail(1002, 'new data frame inside a fragmented message');
+    if ((opcode === 1 || opcode === 2) && messageOpcode !== 0)
+      return fail(1002, 'new data frame inside a fragmented message');
     if (control && !fin) return fail(1002, 'fragmented control frame');
     if (control && len7 > 125) return fail(1002, 'control frame over 125 bytes');
     if (masked !== cfg.masked) return fail(1002, 'wrong mask bit');
@@ -407,7 +468,8 @@ export function predict(bytes: Buffer, cfg: { maxPayload: number; masked: boolea
       if (text && arrived > 0) {
         const piece = Buffer.from(bytes.subarray(p + keyLength));
         if (masked) for (let i = 0; i < piece.length; i++) piece[i] = piece[i] ^ bytes[p + (i & 3)];
-        if (!isUtf8Prefix(Buffer.concat([...parts, piece]))) return fail(1007, 'invalid UTF-8 in a text frame cut short');
+        if (!isUtf8Prefix(Buffer.concat([...parts, piece])))
+          return fail(1007, 'invalid UTF-8 in a text frame cut short');
       }
       return { events, end: { type: 'truncated' } };
     }

@@ -10,7 +10,9 @@ import { WebSocketServer, type ServerOptions } from '../src/index.js';
 export const HOST = '127.0.0.1';
 
 /** Start a WebSocketServer on 127.0.0.1 with a free port. */
-export async function startServer(options: ServerOptions = {}): Promise<{ wss: WebSocketServer; port: number; close: () => Promise<void> }> {
+export async function startServer(
+  options: ServerOptions = {},
+): Promise<{ wss: WebSocketServer; port: number; close: () => Promise<void> }> {
   const wss = new WebSocketServer({ port: 0, host: HOST, ...options });
   await once(wss, 'listening');
   const address = wss.address();
@@ -63,7 +65,17 @@ export function clientFrame(opts: {
   else {
     const hi = Math.floor(length / 2 ** 32);
     const lo = length >>> 0;
-    head.push(m | 127, (hi >>> 24) & 0xff, (hi >>> 16) & 0xff, (hi >>> 8) & 0xff, hi & 0xff, (lo >>> 24) & 0xff, (lo >>> 16) & 0xff, (lo >>> 8) & 0xff, lo & 0xff);
+    head.push(
+      m | 127,
+      (hi >>> 24) & 0xff,
+      (hi >>> 16) & 0xff,
+      (hi >>> 8) & 0xff,
+      hi & 0xff,
+      (lo >>> 24) & 0xff,
+      (lo >>> 16) & 0xff,
+      (lo >>> 8) & 0xff,
+      lo & 0xff,
+    );
   }
   if (!mask) return Buffer.concat([Buffer.from(head), payload]);
   const key = randomBytes(4);
@@ -247,7 +259,9 @@ export class RawClient {
 }
 
 /** Resolves with the code and reason of the next `close` event of a ws or duet socket. */
-export function closeEvent(socket: { once(event: 'close', listener: (code: number, reason: Buffer) => void): unknown }): Promise<{ code: number; reason: string }> {
+export function closeEvent(socket: {
+  once(event: 'close', listener: (code: number, reason: Buffer) => void): unknown;
+}): Promise<{ code: number; reason: string }> {
   return new Promise((resolve) => {
     socket.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString('utf8') }));
   });

@@ -29,15 +29,35 @@ export function selfSignedCert(): SelfSignedCert {
     try {
       execFileSync(
         'openssl',
-        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', keyPath, '-out', certPath],
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-subj',
+          '/CN=localhost',
+          '-days',
+          '1',
+          '-keyout',
+          keyPath,
+          '-out',
+          certPath,
+        ],
         { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 },
       );
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
       if (e.code === 'ENOENT') {
-        throw new Error('TLS tests need the `openssl` command to generate a self-signed certificate, and it was not found on PATH', { cause: err });
+        throw new Error(
+          'TLS tests need the `openssl` command to generate a self-signed certificate, and it was not found on PATH',
+          { cause: err },
+        );
       }
-      throw new Error(`openssl failed to generate a self-signed certificate: ${e.stderr?.toString().trim() || e.message}`, { cause: err });
+      throw new Error(
+        `openssl failed to generate a self-signed certificate: ${e.stderr?.toString().trim() || e.message}`,
+        { cause: err },
+      );
     }
     cached = { key: readFileSync(keyPath, 'utf8'), cert: readFileSync(certPath, 'utf8') };
     return cached;

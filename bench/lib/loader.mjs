@@ -31,7 +31,9 @@ const FAULT_AT = 100;
 
 const readBuffer = Buffer.allocUnsafe(256 * 1024);
 const errors = [];
-const fail = (msg) => { if (errors.length < 8) errors.push(msg); };
+const fail = (msg) => {
+  if (errors.length < 8) errors.push(msg);
+};
 const hist = new Histogram();
 let count = 0; // messages (or handshakes) completed
 let bytes = 0; // payload bytes completed
@@ -45,29 +47,46 @@ const baseHandlers = {
   start: (c, op) => fail(`conn ${c.id}: unexpected data frame (opcode ${op})`),
   data: noop,
   end: noop,
-  close: (c, code) => { if (!c.closing) fail(`conn ${c.id}: server closed with ${code}`); },
+  close: (c, code) => {
+    if (!c.closing) fail(`conn ${c.id}: server closed with ${code}`);
+  },
   fail: (c, msg) => fail(`conn ${c.id}: ${msg}`),
-  gone: (c) => { if (!c.closing) fail(`conn ${c.id}: connection lost`); },
+  gone: (c) => {
+    if (!c.closing) fail(`conn ${c.id}: connection lost`);
+  },
 };
 
 /** Open `n` connections, at most `parallel` handshakes at a time; resolves with them. */
 async function openAll(path, n, handlers, parallel = 64, extensions = '') {
   let next = 0;
   const out = new Array(n);
-  const one = () => new Promise((resolve, reject) => {
-    const id = idBase + next;
-    const slot = next++;
-    const h = {
-      ...handlers,
-      open: (c) => { out[slot] = c; handlers.open(c); resolve(); },
-      fail: (c, msg) => { if (!c.upgraded) reject(new Error(`handshake ${c.id}: ${msg}`)); else handlers.fail(c, msg); },
-      gone: (c) => { if (!c.upgraded) reject(new Error(`handshake ${c.id}: connection closed`)); else handlers.gone(c); },
-    };
-    connect(port, path, readBuffer, h, id, undefined, extensions);
-  });
-  await Promise.all(Array.from({ length: Math.min(parallel, n) }, async () => {
-    while (next < n) await one();
-  }));
+  const one = () =>
+    new Promise((resolve, reject) => {
+      const id = idBase + next;
+      const slot = next++;
+      const h = {
+        ...handlers,
+        open: (c) => {
+          out[slot] = c;
+          handlers.open(c);
+          resolve();
+        },
+        fail: (c, msg) => {
+          if (!c.upgraded) reject(new Error(`handshake ${c.id}: ${msg}`));
+          else handlers.fail(c, msg);
+        },
+        gone: (c) => {
+          if (!c.upgraded) reject(new Error(`handshake ${c.id}: connection closed`));
+          else handlers.gone(c);
+        },
+      };
+      connect(port, path, readBuffer, h, id, undefined, extensions);
+    });
+  await Promise.all(
+    Array.from({ length: Math.min(parallel, n) }, async () => {
+      while (next < n) await one();
+    }),
+  );
   return out;
 }
 
@@ -128,7 +147,8 @@ async function echo() {
     start: (c, fop, fin, len) => {
       c.v = (c.id * 7 + c.recv) % K;
       c.pos = 0;
-      if (fop !== op || !fin || len !== size) fail(`conn ${c.id}: echo frame opcode ${fop} fin ${fin} length ${len}, expected ${op} 1 ${size}`);
+      if (fop !== op || !fin || len !== size)
+        fail(`conn ${c.id}: echo frame opcode ${fop} fin ${fin} length ${len}, expected ${op} 1 ${size}`);
       if (c.recv >= c.sent) fail(`conn ${c.id}: an echo nobody asked for`);
     },
     data: (c, buf, s, e) => {
@@ -150,7 +170,7 @@ async function echo() {
       if (running) send(c);
     },
   };
-  open.push(...await openAll('/echo', conns, handlers));
+  open.push(...(await openAll('/echo', conns, handlers)));
   return {
     go() {
       running = true;
@@ -163,7 +183,10 @@ async function echo() {
     async stop() {
       running = false;
       const drained = await until(() => open.every((c) => c.recv >= c.sent), 15000);
-      if (!drained) fail(`echoes missing at the end: ${open.reduce((s, c) => s + c.sent - c.recv, 0)} of ${open.reduce((s, c) => s + c.sent, 0)}`);
+      if (!drained)
+        fail(
+          `echoes missing at the end: ${open.reduce((s, c) => s + c.sent - c.recv, 0)} of ${open.reduce((s, c) => s + c.sent, 0)}`,
+        );
       return { sent: open.reduce((s, c) => s + c.sent, 0) };
     },
     async verify() {
@@ -209,12 +232,18 @@ async function chat() {
   let corrupted = false;
 
   const check = (c, buf, at) => {
-    if (fault === 'corrupt' && delivered + 1 === FAULT_AT && !corrupted) { corrupted = true; buf[at + TAIL_AT + 5] ^= 0x20; }
+    if (fault === 'corrupt' && delivered + 1 === FAULT_AT && !corrupted) {
+      corrupted = true;
+      buf[at + TAIL_AT + 5] ^= 0x20;
+    }
     const from = readDigits(buf, at + FROM_AT, 2);
     const seq = readDigits(buf, at + SEQ_AT, 10);
     const t = readDigits(buf, at + T_AT, 15);
-    if (from >= totalSenders || buf.compare(TEMPLATE, TAIL_AT, len, at + TAIL_AT, at + len) !== 0 ||
-        buf.compare(TEMPLATE, 0, FROM_AT, at, at + FROM_AT) !== 0) {
+    if (
+      from >= totalSenders ||
+      buf.compare(TEMPLATE, TAIL_AT, len, at + TAIL_AT, at + len) !== 0 ||
+      buf.compare(TEMPLATE, 0, FROM_AT, at, at + FROM_AT) !== 0
+    ) {
       fail(`conn ${c.id}: a message that no sender sent`);
       return;
     }
@@ -239,10 +268,15 @@ async function chat() {
     },
     start: (c, op, fin, n) => {
       c.pos = 0;
-      if (op !== 1 || !fin || n !== len) fail(`conn ${c.id}: frame opcode ${op} fin ${fin} length ${n}, expected 1 1 ${len}`);
+      if (op !== 1 || !fin || n !== len)
+        fail(`conn ${c.id}: frame opcode ${op} fin ${fin} length ${n}, expected 1 1 ${len}`);
     },
     data: (c, buf, s, e) => {
-      if (c.pos === 0 && e - s === len) { c.pos = len; check(c, buf, s); return; }
+      if (c.pos === 0 && e - s === len) {
+        c.pos = len;
+        check(c, buf, s);
+        return;
+      }
       // Split across reads: collect the payload first.
       c.scratch ??= Buffer.allocUnsafe(len);
       if (c.pos + (e - s) <= len) buf.copy(c.scratch, c.pos, s, e);
@@ -256,7 +290,7 @@ async function chat() {
       }
     },
   };
-  open.push(...await openAll('/chat', conns, handlers));
+  open.push(...(await openAll('/chat', conns, handlers)));
   const sent = new Array(senders).fill(0);
 
   const sendFrom = (i) => {
@@ -310,7 +344,9 @@ async function chat() {
             if (bad++ < 3) fail(`conn ${c.id}: from sender ${s} got up to seq ${c.next[s] - 1}, expected ${expect[s]}`);
           }
         }
-        if (c.count !== expect.reduce((a, b) => a + b, 0)) { if (bad++ < 3) fail(`conn ${c.id}: ${c.count} messages, expected ${expect.reduce((a, b) => a + b, 0)}`); }
+        if (c.count !== expect.reduce((a, b) => a + b, 0)) {
+          if (bad++ < 3) fail(`conn ${c.id}: ${c.count} messages, expected ${expect.reduce((a, b) => a + b, 0)}`);
+        }
       }
       if (bad > 0) fail(`${bad} connection/sender pairs incomplete`);
     },
@@ -333,11 +369,18 @@ async function handshakes() {
       c.closing = true;
       c.socket.write(closing);
     },
-    close: (c, code) => { if (code !== 1000) fail(`conn ${c.id}: closed with ${code}, expected 1000`); },
-    fail: (c, msg) => { c.failed = true; fail(`conn ${c.id}: ${msg}`); },
+    close: (c, code) => {
+      if (code !== 1000) fail(`conn ${c.id}: closed with ${code}, expected 1000`);
+    },
+    fail: (c, msg) => {
+      c.failed = true;
+      fail(`conn ${c.id}: ${msg}`);
+    },
     gone: (c) => {
       active--;
-      if (c.failed) { /* reported */ } else if (!c.upgraded) fail(`conn ${c.id}: closed before the upgrade`);
+      if (c.failed) {
+        /* reported */
+      } else if (!c.upgraded) fail(`conn ${c.id}: closed before the upgrade`);
       else if (c.closeCode !== 1000) fail(`conn ${c.id}: TCP closed without the server's close frame`);
       else count++;
       if (running) one();
@@ -357,7 +400,7 @@ async function handshakes() {
     },
     async stop() {
       running = false;
-      if (!await until(() => active === 0, 15000)) fail(`${active} connections never finished their close`);
+      if (!(await until(() => active === 0, 15000))) fail(`${active} connections never finished their close`);
       return {};
     },
     async verify() {},
@@ -371,7 +414,10 @@ async function idle() {
   const frame = maskedFrame(1, probe);
   const handlers = {
     ...baseHandlers,
-    open: (c) => { c.got = 0; c.pos = 0; },
+    open: (c) => {
+      c.got = 0;
+      c.pos = 0;
+    },
     start: (c, op, fin, n) => {
       c.pos = 0;
       if (op !== 1 || !fin || n !== probe.length) fail(`conn ${c.id}: unexpected frame`);
@@ -381,12 +427,17 @@ async function idle() {
       if (buf.compare(probe, c.pos, c.pos + (e - s), s, e) !== 0) fail(`conn ${c.id}: echo differs`);
       c.pos += e - s;
     },
-    end: (c) => { c.got++; count++; },
+    end: (c) => {
+      c.got++;
+      count++;
+    },
   };
-  open.push(...await openAll('/echo', conns, handlers));
+  open.push(...(await openAll('/echo', conns, handlers)));
   return {
     go() {},
-    async stop() { return {}; },
+    async stop() {
+      return {};
+    },
     async verify() {
       for (const c of open) c.socket.write(frame);
       await until(() => open.every((c) => c.got >= 1), 20000);
@@ -407,13 +458,17 @@ async function echoDeflate() {
   const zlib = await import('node:zlib');
   const size = Number(arg('size', '16384'));
   const K = 17;
-  const row = (i) => `{"id":${i},"name":"item ${i}","price":${(100 + (i % 37) / 7).toFixed(4)},"tags":["live","demo"]},`;
+  const row = (i) =>
+    `{"id":${i},"name":"item ${i}","price":${(100 + (i % 37) / 7).toFixed(4)},"tags":["live","demo"]},`;
   let rows = '';
   for (let i = 0; rows.length < size; i++) rows += row(i);
   const payloads = [];
-  for (let k = 0; k < K; k++) payloads.push(Buffer.from(`{"k":${String(k).padStart(2, '0')},"rows":[${rows}`.slice(0, size), 'latin1'));
+  for (let k = 0; k < K; k++)
+    payloads.push(Buffer.from(`{"k":${String(k).padStart(2, '0')},"rows":[${rows}`.slice(0, size), 'latin1'));
   const SYNC = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
-  const frames = payloads.map((p) => maskedFrame(1, zlib.deflateRawSync(p, SYNC).subarray(0, -4), randomBytes(4), true));
+  const frames = payloads.map((p) =>
+    maskedFrame(1, zlib.deflateRawSync(p, SYNC).subarray(0, -4), randomBytes(4), true),
+  );
   const TAIL = Buffer.from([0, 0, 0xff, 0xff]);
 
   const send = (c) => {
@@ -430,10 +485,12 @@ async function echoDeflate() {
       c.recv = 0;
       c.v = 0;
       c.t = 0;
-      if (!/server_no_context_takeover/.test(c.extensions)) fail(`conn ${c.id}: permessage-deflate without server_no_context_takeover: "${c.extensions}"`);
+      if (!/server_no_context_takeover/.test(c.extensions))
+        fail(`conn ${c.id}: permessage-deflate without server_no_context_takeover: "${c.extensions}"`);
     },
     start: (c, op, fin, len, rsv1) => {
-      if (op !== 1 || !fin || !rsv1) fail(`conn ${c.id}: echo frame opcode ${op} fin ${fin} rsv1 ${rsv1}, expected a compressed text frame`);
+      if (op !== 1 || !fin || !rsv1)
+        fail(`conn ${c.id}: echo frame opcode ${op} fin ${fin} rsv1 ${rsv1}, expected a compressed text frame`);
       c.buf = Buffer.allocUnsafe(len + 4);
       c.pos = 0;
     },
@@ -451,7 +508,8 @@ async function echoDeflate() {
       }
       received++;
       if (fault === 'corrupt' && received === FAULT_AT && text) text[0] ^= 0x20;
-      if (text === undefined || !text.equals(payloads[c.v])) fail(`conn ${c.id}: echo ${c.recv} differs from what was sent`);
+      if (text === undefined || !text.equals(payloads[c.v]))
+        fail(`conn ${c.id}: echo ${c.recv} differs from what was sent`);
       if (fault === 'drop' && received === FAULT_AT) return;
       hist.add(monoUs() - c.t);
       c.recv++;
@@ -460,7 +518,15 @@ async function echoDeflate() {
       if (running) send(c);
     },
   };
-  open.push(...await openAll('/echo', conns, handlers, 64, 'permessage-deflate; server_no_context_takeover; client_no_context_takeover'));
+  open.push(
+    ...(await openAll(
+      '/echo',
+      conns,
+      handlers,
+      64,
+      'permessage-deflate; server_no_context_takeover; client_no_context_takeover',
+    )),
+  );
   return {
     go() {
       running = true;

@@ -11,7 +11,9 @@ import os from 'node:os';
  * the port from its LISTENING line, or rejects if it exits first.
  */
 export async function startDuetServe(duetJs, args, nodeArgs = []) {
-  const server = spawn(process.execPath, [...nodeArgs, duetJs, 'serve', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const server = spawn(process.execPath, [...nodeArgs, duetJs, 'serve', ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const port = await new Promise((resolve, reject) => {
     let out = '';
     server.stdout.on('data', (d) => {
@@ -98,25 +100,32 @@ export function child(script, args = [], opts = {}) {
   proc.next = (type, timeoutMs) => {
     const i = inbox.findIndex((m) => m.type === type);
     if (i >= 0) return Promise.resolve(inbox.splice(i, 1)[0]);
-    if (proc.exitCode !== null || proc.signalCode !== null) return Promise.reject(new Error(`${name} exited (${proc.exitCode ?? proc.signalCode})`));
+    if (proc.exitCode !== null || proc.signalCode !== null)
+      return Promise.reject(new Error(`${name} exited (${proc.exitCode ?? proc.signalCode})`));
     return new Promise((resolve, reject) => {
       const w = { type, resolve, reject };
       waiters.push(w);
       setTimeout(() => {
         const k = waiters.indexOf(w);
-        if (k >= 0) { waiters.splice(k, 1); reject(new Error(`timed out waiting for ${type} from ${name}`)); }
+        if (k >= 0) {
+          waiters.splice(k, 1);
+          reject(new Error(`timed out waiting for ${type} from ${name}`));
+        }
       }, timeoutMs).unref();
     });
   };
   proc.post = (m) => {
     if (proc.connected) proc.send(m);
   };
-  proc.stop = () => new Promise((resolve) => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-    proc.once('exit', () => resolve());
-    proc.kill('SIGTERM');
-    setTimeout(() => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); }, 2000).unref();
-  });
+  proc.stop = () =>
+    new Promise((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      proc.once('exit', () => resolve());
+      proc.kill('SIGTERM');
+      setTimeout(() => {
+        if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      }, 2000).unref();
+    });
   return proc;
 }
 
@@ -146,7 +155,11 @@ export function procStat(pid) {
     // The command name (field 2) may hold spaces; fields after its closing ')' are fixed.
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     // f[0] is field 3 (state): utime is field 14, stime 15, rss (pages) 24.
-    return { userMs: (Number(f[11]) * 1000) / TICK, systemMs: (Number(f[12]) * 1000) / TICK, rss: Number(f[21]) * PAGE };
+    return {
+      userMs: (Number(f[11]) * 1000) / TICK,
+      systemMs: (Number(f[12]) * 1000) / TICK,
+      rss: Number(f[21]) * PAGE,
+    };
   } catch {
     return null;
   }
@@ -182,7 +195,9 @@ export function machineInfo() {
   let kernel = os.release();
   try {
     kernel = execFileSync('uname', ['-sr'], { encoding: 'utf8' }).trim();
-  } catch { /* os.release() */ }
+  } catch {
+    /* os.release() */
+  }
   return {
     cpu: os.cpus()[0]?.model?.trim() ?? 'unknown cpu',
     // os.cpus(), not availableParallelism(): the harness may already be pinned to one core.
@@ -197,7 +212,9 @@ export function machineInfo() {
 /** Jiffies of one CPU from /proc/stat: { busy, steal, total }, or null. */
 export function cpuTimes(core) {
   try {
-    const line = readFileSync('/proc/stat', 'latin1').split('\n').find((l) => l.startsWith(`cpu${core} `));
+    const line = readFileSync('/proc/stat', 'latin1')
+      .split('\n')
+      .find((l) => l.startsWith(`cpu${core} `));
     const f = line.trim().split(/\s+/).slice(1).map(Number);
     const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
     return { busy: total - f[3] - f[4], steal: f[7] ?? 0, total };

@@ -18,13 +18,21 @@ export const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** A fresh Sec-WebSocket-Key and the Sec-WebSocket-Accept the server must answer with. */
 export function handshakeKey() {
   const key = randomBytes(16).toString('base64');
-  return { key, accept: createHash('sha1').update(key + GUID).digest('base64') };
+  return {
+    key,
+    accept: createHash('sha1')
+      .update(key + GUID)
+      .digest('base64'),
+  };
 }
 
 export function upgradeRequest(port, path, key, extensions = '') {
-  return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+  return (
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
     `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
-    (extensions ? `Sec-WebSocket-Extensions: ${extensions}\r\n` : '') + '\r\n';
+    (extensions ? `Sec-WebSocket-Extensions: ${extensions}\r\n` : '') +
+    '\r\n'
+  );
 }
 
 /** Check a response head (without the final CRLFCRLF): null when it is a valid 101 for `accept`. */
@@ -42,8 +50,13 @@ function headerLength(n) {
 function writeHeader(frame, opcode, n, maskBit) {
   frame[0] = 0x80 | opcode;
   if (n < 126) frame[1] = maskBit | n;
-  else if (n < 65536) { frame[1] = maskBit | 126; frame.writeUInt16BE(n, 2); }
-  else { frame[1] = maskBit | 127; frame.writeBigUInt64BE(BigInt(n), 2); }
+  else if (n < 65536) {
+    frame[1] = maskBit | 126;
+    frame.writeUInt16BE(n, 2);
+  } else {
+    frame[1] = maskBit | 127;
+    frame.writeBigUInt64BE(BigInt(n), 2);
+  }
 }
 
 /** One complete, masked client frame (FIN set) with a random masking key; `rsv1` marks it compressed. */
@@ -125,7 +138,11 @@ export function connect(port, path, readBuffer, h, id = 0, keys = handshakeKey()
       }
       const head = c.headText.slice(0, endAt);
       const problem = checkUpgradeResponse(head, accept);
-      if (problem !== null) { h.fail(c, problem); c.socket.destroy(); return; }
+      if (problem !== null) {
+        h.fail(c, problem);
+        c.socket.destroy();
+        return;
+      }
       c.extensions = /\r\nsec-websocket-extensions:[ \t]*([^\r\n]*)/i.exec(head)?.[1]?.trim() ?? '';
       c.rsv1Allowed = extensions !== '' && c.extensions.startsWith('permessage-deflate');
       // The head was read as latin1, one char per byte: bytes after it in this read are frames.
@@ -141,7 +158,9 @@ export function connect(port, path, readBuffer, h, id = 0, keys = handshakeKey()
   c.socket = socket;
   socket.setNoDelay(true);
   socket.on('connect', () => socket.write(upgradeRequest(port, path, key, extensions)));
-  socket.on('error', (err) => { if (!c.closing) h.fail(c, err.message); });
+  socket.on('error', (err) => {
+    if (!c.closing) h.fail(c, err.message);
+  });
   socket.on('close', () => h.gone(c));
   return c;
 }
@@ -187,8 +206,16 @@ function decode(c, buf, off, len, h) {
 function startFrame(c, buf, off, h) {
   const b0 = buf[off];
   const b1 = buf[off + 1];
-  if (b1 & 0x80) { h.fail(c, 'masked frame from the server'); c.socket.destroy(); return false; }
-  if (b0 & (c.rsv1Allowed ? 0x30 : 0x70)) { h.fail(c, 'RSV bits set'); c.socket.destroy(); return false; }
+  if (b1 & 0x80) {
+    h.fail(c, 'masked frame from the server');
+    c.socket.destroy();
+    return false;
+  }
+  if (b0 & (c.rsv1Allowed ? 0x30 : 0x70)) {
+    h.fail(c, 'RSV bits set');
+    c.socket.destroy();
+    return false;
+  }
   let n = b1 & 0x7f;
   if (n === 126) n = buf.readUInt16BE(off + 2);
   else if (n === 127) n = Number(buf.readBigUInt64BE(off + 2));
@@ -196,7 +223,11 @@ function startFrame(c, buf, off, h) {
   c.op = op;
   c.remaining = n;
   if (op >= 8) {
-    if (n > 125 || !(b0 & 0x80)) { h.fail(c, 'bad control frame'); c.socket.destroy(); return false; }
+    if (n > 125 || !(b0 & 0x80)) {
+      h.fail(c, 'bad control frame');
+      c.socket.destroy();
+      return false;
+    }
     c.control = Buffer.allocUnsafe(n);
     c.controlLen = 0;
   } else {
@@ -210,7 +241,10 @@ function startFrame(c, buf, off, h) {
 
 function endFrame(c, h) {
   c.state = HEAD;
-  if (c.control === null) { h.end(c); return; }
+  if (c.control === null) {
+    h.end(c);
+    return;
+  }
   const payload = c.control;
   c.control = null;
   if (c.op === 0x9) c.socket.write(maskedFrame(0xa, payload));

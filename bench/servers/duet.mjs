@@ -9,7 +9,13 @@ import { WebSocketServer } from '../../dist/index.js';
 
 // --deflate: permessage-deflate on, with its defaults (the compressed-echo scenario);
 // BENCH_DUET_DEFLATE_LEVEL=N sets the zlib level instead (ws's default is 6, duet's 1).
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: process.argv.includes('--deflate') && (process.env.BENCH_DUET_DEFLATE_LEVEL ? { level: Number(process.env.BENCH_DUET_DEFLATE_LEVEL) } : true) });
+const wss = new WebSocketServer({
+  host: '127.0.0.1',
+  port: 0,
+  perMessageDeflate:
+    process.argv.includes('--deflate') &&
+    (process.env.BENCH_DUET_DEFLATE_LEVEL ? { level: Number(process.env.BENCH_DUET_DEFLATE_LEVEL) } : true),
+});
 
 wss.on('connection', (ws, req) => {
   if (req.url === '/echo') {
@@ -25,6 +31,12 @@ wss.on('connection', (ws, req) => {
 wss.once('listening', () => process.send({ type: 'listening', port: wss.address().port }));
 process.on('disconnect', () => process.exit(0));
 // Harness plumbing, not application code: the JS heap after a forced GC (--expose-gc) for the idle-memory scenario.
-process.on('message', (m) => { if (m?.type === 'heap') { globalThis.gc?.(); globalThis.gc?.(); process.send({ type: 'heap', heapUsed: process.memoryUsage().heapUsed }); } });
+process.on('message', (m) => {
+  if (m?.type === 'heap') {
+    globalThis.gc?.();
+    globalThis.gc?.();
+    process.send({ type: 'heap', heapUsed: process.memoryUsage().heapUsed });
+  }
+});
 // Exit normally on SIGTERM, so --cpu-prof (BENCH_SERVER_NODE_ARGS) can write its profile.
 process.on('SIGTERM', () => process.exit(0));

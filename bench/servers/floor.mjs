@@ -16,13 +16,27 @@ const chat = new Set();
 
 function header(op, n) {
   if (n < 126) return Buffer.from([0x80 | op, n]);
-  if (n < 65536) { const h = Buffer.allocUnsafe(4); h[0] = 0x80 | op; h[1] = 126; h.writeUInt16BE(n, 2); return h; }
-  const h = Buffer.allocUnsafe(10); h[0] = 0x80 | op; h[1] = 127; h.writeUInt32BE(0, 2); h.writeUInt32BE(n, 6); return h;
+  if (n < 65536) {
+    const h = Buffer.allocUnsafe(4);
+    h[0] = 0x80 | op;
+    h[1] = 126;
+    h.writeUInt16BE(n, 2);
+    return h;
+  }
+  const h = Buffer.allocUnsafe(10);
+  h[0] = 0x80 | op;
+  h[1] = 127;
+  h.writeUInt32BE(0, 2);
+  h.writeUInt32BE(n, 6);
+  return h;
 }
 
 /** Small frames as one buffer; a large payload is written behind its header without a copy. */
 function send(socket, op, payload) {
-  if (payload.length < 1024) { socket.write(Buffer.concat([header(op, payload.length), payload])); return; }
+  if (payload.length < 1024) {
+    socket.write(Buffer.concat([header(op, payload.length), payload]));
+    return;
+  }
   socket.cork();
   socket.write(header(op, payload.length));
   socket.write(payload);
@@ -35,9 +49,15 @@ function onMessage(conn, op, payload) {
     chat.delete(conn);
     return;
   }
-  if (op === 9) { send(conn.socket, 10, payload); return; }
+  if (op === 9) {
+    send(conn.socket, 10, payload);
+    return;
+  }
   if (op !== 1 && op !== 2) return;
-  if (!conn.chat) { send(conn.socket, op, payload); return; }
+  if (!conn.chat) {
+    send(conn.socket, op, payload);
+    return;
+  }
   const out = Buffer.concat([header(op, payload.length), payload]);
   for (const c of chat) c.socket.write(out);
 }
@@ -95,17 +115,30 @@ const server = net.createServer((socket) => {
   let pending = null;
   let open = false;
   socket.on('data', (chunk) => {
-    if (open) { onData(conn, chunk); return; }
+    if (open) {
+      onData(conn, chunk);
+      return;
+    }
     const buf = pending === null ? chunk : Buffer.concat([pending, chunk]);
     const end = buf.indexOf('\r\n\r\n');
-    if (end < 0) { pending = buf; return; }
+    if (end < 0) {
+      pending = buf;
+      return;
+    }
     const head = buf.toString('latin1', 0, end);
     const m = /sec-websocket-key:\s*(\S+)/i.exec(head);
-    if (m === null) { socket.destroy(); return; }
+    if (m === null) {
+      socket.destroy();
+      return;
+    }
     conn.chat = head.startsWith('GET /chat ');
     if (conn.chat) chat.add(conn);
-    const accept = createHash('sha1').update(m[1] + GUID).digest('base64');
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    const accept = createHash('sha1')
+      .update(m[1] + GUID)
+      .digest('base64');
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
     open = true;
     pending = null;
     if (buf.length > end + 4) onData(conn, buf.subarray(end + 4));
@@ -117,5 +150,11 @@ const server = net.createServer((socket) => {
 server.listen(0, '127.0.0.1', () => process.send({ type: 'listening', port: server.address().port }));
 process.on('disconnect', () => process.exit(0));
 // Harness plumbing, not application code: the JS heap after a forced GC (--expose-gc) for the idle-memory scenario.
-process.on('message', (m) => { if (m?.type === 'heap') { globalThis.gc?.(); globalThis.gc?.(); process.send({ type: 'heap', heapUsed: process.memoryUsage().heapUsed }); } });
+process.on('message', (m) => {
+  if (m?.type === 'heap') {
+    globalThis.gc?.();
+    globalThis.gc?.();
+    process.send({ type: 'heap', heapUsed: process.memoryUsage().heapUsed });
+  }
+});
 process.on('SIGTERM', () => process.exit(0));

@@ -39,6 +39,12 @@ server.on('upgrade', (req, socket, head) => {
 server.listen(0, '127.0.0.1', () => process.send({ type: 'listening', port: server.address().port }));
 process.on('disconnect', () => process.exit(0));
 // Harness plumbing, not application code: the JS heap after a forced GC (--expose-gc) for the idle-memory scenario.
-process.on('message', (m) => { if (m?.type === 'heap') { globalThis.gc?.(); globalThis.gc?.(); process.send({ type: 'heap', heapUsed: process.memoryUsage().heapUsed }); } });
+process.on('message', (m) => {
+  if (m?.type === 'heap') {
+    globalThis.gc?.();
+    globalThis.gc?.();
+    process.send({ type: 'heap', heapUsed: process.memoryUsage().heapUsed });
+  }
+});
 // Exit normally on SIGTERM, so --cpu-prof (BENCH_SERVER_NODE_ARGS) can write its profile.
 process.on('SIGTERM', () => process.exit(0));

@@ -31,7 +31,8 @@ export interface ChatPayload {
 const MAX_LINES = 300;
 
 function readText(data: unknown): string {
-  if (typeof data === 'object' && data !== null && typeof (data as Record<string, unknown>).text === 'string') return (data as ChatPayload).text;
+  if (typeof data === 'object' && data !== null && typeof (data as Record<string, unknown>).text === 'string')
+    return (data as ChatPayload).text;
   return typeof data === 'string' ? data : JSON.stringify(data);
 }
 

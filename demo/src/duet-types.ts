@@ -15,7 +15,12 @@ export interface SubscribedMessage {
 export function isSubscribed(m: unknown): m is SubscribedMessage {
   if (typeof m !== 'object' || m === null) return false;
   const o = m as Record<string, unknown>;
-  return o.type === 'subscribed' && typeof o.topic === 'string' && typeof o.seq === 'number' && typeof o.recovered === 'boolean';
+  return (
+    o.type === 'subscribed' &&
+    typeof o.topic === 'string' &&
+    typeof o.seq === 'number' &&
+    typeof o.recovered === 'boolean'
+  );
 }
 
 /** The server's answer to `hello`: this connection's id and nick. */

@@ -54,10 +54,13 @@ export function usePresence(duet: Duet, me: { nick: Ref<string> }, identity: Ide
     others.value.set(from.id, { nick: (from.nick ?? 'anonymous').slice(0, 24), seen: Date.now() });
     if (state === 'join' && replyTimer === undefined) {
       // One answer for a burst of joins (say, everyone back after a server restart), spread out.
-      replyTimer = setTimeout(() => {
-        replyTimer = undefined;
-        announce('here');
-      }, 100 + Math.random() * 500);
+      replyTimer = setTimeout(
+        () => {
+          replyTimer = undefined;
+          announce('here');
+        },
+        100 + Math.random() * 500,
+      );
     }
   });
 
@@ -85,7 +88,9 @@ export function usePresence(duet: Duet, me: { nick: Ref<string> }, identity: Ide
 
   const online = computed<OnlineUser[]>(() => [
     { id: 'me', nick: me.nick.value, me: true },
-    ...[...others.value].map(([id, e]) => ({ id, nick: e.nick, me: false })).sort((a, b) => a.nick.localeCompare(b.nick)),
+    ...[...others.value]
+      .map(([id, e]) => ({ id, nick: e.nick, me: false }))
+      .sort((a, b) => a.nick.localeCompare(b.nick)),
   ]);
   return { online };
 }

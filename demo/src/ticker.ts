@@ -27,7 +27,11 @@ export function useTicker(duet: Duet) {
 
   const recovery = trackRecovery(duet, 'ticker', {
     recovered(missed) {
-      note.value = { text: `Reconnected: recovered ${missed} missed tick${missed === 1 ? '' : 's'}.`, tone: 'good', testid: 'ticker-recovered' };
+      note.value = {
+        text: `Reconnected: recovered ${missed} missed tick${missed === 1 ? '' : 's'}.`,
+        tone: 'good',
+        testid: 'ticker-recovered',
+      };
       // Up long enough to be read, then back to the quiet state.
       const shown = note.value;
       clearTimeout(noteTimer);
@@ -39,7 +43,9 @@ export function useTicker(duet: Duet) {
       // The old series belongs to another epoch: start the chart over rather than join them.
       points.value = [];
       note.value = {
-        text: newEpoch ? 'New epoch (server restarted): the ticks you missed are gone; the chart starts over.' : 'Too many ticks missed to recover; the chart starts over.',
+        text: newEpoch
+          ? 'New epoch (server restarted): the ticks you missed are gone; the chart starts over.'
+          : 'Too many ticks missed to recover; the chart starts over.',
         tone: 'warn',
         testid: 'ticker-reset',
       };

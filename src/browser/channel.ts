@@ -182,7 +182,8 @@ export class ChannelSession {
         }
         return;
       case 'message':
-        if (topic !== undefined && typeof msg.seq === 'number') this.message(topic, msg.seq, msg.data, sender(msg.from));
+        if (topic !== undefined && typeof msg.seq === 'number')
+          this.message(topic, msg.seq, msg.data, sender(msg.from));
         return;
       case 'welcome':
         if (typeof msg.id === 'string' && typeof msg.nick === 'string') this.me = { id: msg.id, nick: msg.nick };
@@ -228,7 +229,10 @@ export class ChannelSession {
     this.waitingTopics.delete(topic);
     if (!this.topics.isPending(topic)) return;
     this.deferredTopics.add(topic);
-    const ms = typeof retryAfter === 'number' && retryAfter >= 0 && Number.isFinite(retryAfter) ? retryAfter : DEFAULT_RECOVERY_RETRY_MS;
+    const ms =
+      typeof retryAfter === 'number' && retryAfter >= 0 && Number.isFinite(retryAfter)
+        ? retryAfter
+        : DEFAULT_RECOVERY_RETRY_MS;
     // One timer for all deferred topics, due at the earliest time asked for; a topic still
     // refused then is deferred again with its own new time.
     const at = this.host.clock.now() + ms;

@@ -93,7 +93,11 @@ export class DuetClient {
     this.WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructorLike }).WebSocket;
     // Mistakes that no retry fixes are thrown here, where the caller sees them (an error event
     // from inside the constructor would reach no listener).
-    if (!this.WebSocketClass) throw new DuetError('WS_ERR_NO_WEBSOCKET', 'no WebSocket implementation: pass options.WebSocket (for example duet\'s WebSocket in Node 20)');
+    if (!this.WebSocketClass)
+      throw new DuetError(
+        'WS_ERR_NO_WEBSOCKET',
+        "no WebSocket implementation: pass options.WebSocket (for example duet's WebSocket in Node 20)",
+      );
     checkUrl(url);
     this.clock = options.clock ?? defaultClock();
     // The cast is needed where this file is compiled without the DOM lib (the Node tests).
@@ -293,8 +297,12 @@ export class DuetClient {
     const WebSocketClass = this.WebSocketClass;
     let socket: WebSocketLike;
     try {
-      if (!WebSocketClass) throw new DuetError('WS_ERR_NO_WEBSOCKET', 'no WebSocket implementation: pass options.WebSocket');
-      socket = this.options.protocols === undefined ? new WebSocketClass(this.url) : new WebSocketClass(this.url, this.options.protocols);
+      if (!WebSocketClass)
+        throw new DuetError('WS_ERR_NO_WEBSOCKET', 'no WebSocket implementation: pass options.WebSocket');
+      socket =
+        this.options.protocols === undefined
+          ? new WebSocketClass(this.url)
+          : new WebSocketClass(this.url, this.options.protocols);
     } catch (err) {
       // A bad URL or a missing WebSocket does not get better by retrying.
       this.emitError(err);
@@ -306,7 +314,8 @@ export class DuetClient {
     socket.onopen = () => this.onOpen(socket);
     socket.onmessage = (event: SocketEventLike) => this.onMessage(socket, event.data);
     socket.onerror = (event: SocketEventLike) => {
-      if (socket === this.current) this.emitError(event.error instanceof Error ? event.error : new DuetError('WS_ERR_SOCKET', 'WebSocket error'));
+      if (socket === this.current)
+        this.emitError(event.error instanceof Error ? event.error : new DuetError('WS_ERR_SOCKET', 'WebSocket error'));
     };
     socket.onclose = (event: SocketEventLike) => {
       if (socket === this.current) this.lost(closeInfo(event), false);
@@ -445,7 +454,8 @@ export class DuetClient {
   }
 
   private requireChannel(what: string): void {
-    if (!this.options.channel) throw new DuetError('WS_ERR_NOT_CHANNEL', `${what}() needs channel mode (options.channel is false)`);
+    if (!this.options.channel)
+      throw new DuetError('WS_ERR_NOT_CHANNEL', `${what}() needs channel mode (options.channel is false)`);
   }
 
   private setStatus(status: DuetStatus): void {
@@ -493,7 +503,10 @@ function checkUrl(url: string): void {
     throw new DuetError('WS_ERR_INVALID_URL', `invalid URL: ${String(url)}`);
   }
   if (!['ws:', 'wss:', 'http:', 'https:'].includes(parsed.protocol)) {
-    throw new DuetError('WS_ERR_INVALID_URL', `the URL's scheme must be ws, wss, http or https, not ${parsed.protocol.slice(0, -1)}`);
+    throw new DuetError(
+      'WS_ERR_INVALID_URL',
+      `the URL's scheme must be ws, wss, http or https, not ${parsed.protocol.slice(0, -1)}`,
+    );
   }
 }
 

@@ -12,7 +12,10 @@ export interface ClientErrorInfo {
 
 export const CLIENT_ERROR_CODES = {
   WS_ERR_SOCKET: { meaning: 'the socket reported an error without details (browsers give none); a close follows' },
-  WS_ERR_INVALID_CHANNEL_MESSAGE: { meaning: 'the server sent a channel message that is binary, not JSON, not a JSON object, or an error without a code' },
+  WS_ERR_INVALID_CHANNEL_MESSAGE: {
+    meaning:
+      'the server sent a channel message that is binary, not JSON, not a JSON object, or an error without a code',
+  },
   WS_ERR_NO_WEBSOCKET: { meaning: 'there is no WebSocket implementation to use (Node 20): pass options.WebSocket' },
   WS_ERR_INVALID_URL: { meaning: 'the URL does not parse, or its scheme is not ws, wss, http or https' },
   WS_ERR_QUEUE_FULL: { meaning: "send or publish while offline with a full queue and queuePolicy 'error'" },

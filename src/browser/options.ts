@@ -113,7 +113,8 @@ export function resolveOptions(options: DuetClientOptions): ResolvedOptions {
   const queueLimit = nonNegative('queueLimit', options.queueLimit, 1000);
   if (!Number.isInteger(queueLimit)) throw new RangeError(`queueLimit must be an integer, got ${queueLimit}`);
   const flushBurst = nonNegative('flushBurst', options.flushBurst, 10);
-  if (!Number.isInteger(flushBurst) && flushBurst !== Infinity) throw new RangeError(`flushBurst must be an integer, got ${flushBurst}`);
+  if (!Number.isInteger(flushBurst) && flushBurst !== Infinity)
+    throw new RangeError(`flushBurst must be an integer, got ${flushBurst}`);
   const flushInterval = delay('flushInterval', options.flushInterval, 100);
   const queuePolicy = options.queuePolicy ?? 'drop-oldest';
   if (!['drop-oldest', 'drop-newest', 'error'].includes(queuePolicy)) {
@@ -121,7 +122,8 @@ export function resolveOptions(options: DuetClientOptions): ResolvedOptions {
   }
   const heartbeatInterval = delay('heartbeatInterval', options.heartbeatInterval, 20_000);
   const heartbeatTimeout = delay('heartbeatTimeout', options.heartbeatTimeout, 10_000);
-  if (heartbeatInterval > 0 && heartbeatTimeout === 0) throw new RangeError('heartbeatTimeout must be > 0 when the heartbeat is on');
+  if (heartbeatInterval > 0 && heartbeatTimeout === 0)
+    throw new RangeError('heartbeatTimeout must be > 0 when the heartbeat is on');
   if (options.shouldReconnect !== undefined && typeof options.shouldReconnect !== 'function') {
     throw new TypeError('shouldReconnect must be a function');
   }

@@ -128,7 +128,8 @@ export class TopicTracker {
       state.epoch = epoch;
       return undefined;
     }
-    const previous = state.epoch !== undefined && state.last !== undefined ? { epoch: state.epoch, seq: state.last } : null;
+    const previous =
+      state.epoch !== undefined && state.last !== undefined ? { epoch: state.epoch, seq: state.last } : null;
     state.epoch = epoch;
     state.last = seq;
     return { topic, epoch, seq, previous };

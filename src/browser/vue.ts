@@ -8,8 +8,28 @@
  *
  * `vue` is an optional peer dependency: only this file imports it.
  */
-import { getCurrentInstance, getCurrentScope, inject, onMounted, onScopeDispose, ref, shallowRef, ssrContextKey, type EffectScope, type Ref } from 'vue';
-import { DuetClient, type DuetClientOptions, type DuetCloseInfo, type DuetStatus, type SendData, type TopicHandler, type TopicPosition, type WebSocketConstructorLike } from './client.js';
+import {
+  getCurrentInstance,
+  getCurrentScope,
+  inject,
+  onMounted,
+  onScopeDispose,
+  ref,
+  shallowRef,
+  ssrContextKey,
+  type EffectScope,
+  type Ref,
+} from 'vue';
+import {
+  DuetClient,
+  type DuetClientOptions,
+  type DuetCloseInfo,
+  type DuetStatus,
+  type SendData,
+  type TopicHandler,
+  type TopicPosition,
+  type WebSocketConstructorLike,
+} from './client.js';
 
 export type { DuetClientOptions, DuetCloseInfo, DuetStatus } from './client.js';
 
@@ -54,7 +74,16 @@ export function useDuet(url: string, options: DuetClientOptions = {}): UseDuet {
   const WebSocketClass = options.WebSocket ?? (globals.window !== undefined ? globals.WebSocket : undefined);
   if (WebSocketClass === undefined || serverRendering()) {
     const nothing = (): void => {};
-    return { client: null, ...refs, send: nothing, publish: nothing, subscribe: () => nothing, open: nothing, close: nothing, reconnect: nothing };
+    return {
+      client: null,
+      ...refs,
+      send: nothing,
+      publish: nothing,
+      subscribe: () => nothing,
+      open: nothing,
+      close: nothing,
+      reconnect: nothing,
+    };
   }
 
   // autoOpen is applied after the listeners are in place, so the refs see the first status.

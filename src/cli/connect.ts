@@ -71,7 +71,11 @@ export async function runConnect(argv: string[]): Promise<number> {
   ws.binaryType = 'nodebuffer';
 
   const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-  const rl = readline.createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive });
+  const rl = readline.createInterface({
+    input: process.stdin,
+    output: interactive ? process.stdout : undefined,
+    terminal: interactive,
+  });
   const pending: string[] = [];
   let stdinEnded = false;
   const sendLine = (line: string): void => {
@@ -106,7 +110,9 @@ export async function runConnect(argv: string[]): Promise<number> {
     ws.on('open', () => {
       opened = true;
       if (interactive) {
-        process.stdout.write(`connected to ${ws.url}${ws.protocol ? ` (subprotocol ${ws.protocol})` : ''}; Ctrl-D closes\n`);
+        process.stdout.write(
+          `connected to ${ws.url}${ws.protocol ? ` (subprotocol ${ws.protocol})` : ''}; Ctrl-D closes\n`,
+        );
         rl.setPrompt('> ');
         rl.prompt();
       }

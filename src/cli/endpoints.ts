@@ -59,7 +59,8 @@ export function attachEndpoints(wss: WebSocketServer): Channel {
     shuttingDown = true;
   });
   const sayLeave = function (this: WebSocket): void {
-    if (!shuttingDown && channel.identity(this)?.nick !== undefined) channel.publish('presence', { state: 'leave' }, { from: this });
+    if (!shuttingDown && channel.identity(this)?.nick !== undefined)
+      channel.publish('presence', { state: 'leave' }, { from: this });
   };
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
     switch (pathOf(req)) {

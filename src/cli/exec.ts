@@ -59,7 +59,11 @@ const HIGH_WATER = 1024 * 1024;
  * are plain letters, digits and dashes (so every name is a valid variable name), and Proxy
  * is left out: HTTP_PROXY would set the program's HTTP proxy ("httpoxy").
  */
-export function programEnvironment(req: http.IncomingMessage, serverPort: number, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+export function programEnvironment(
+  req: http.IncomingMessage,
+  serverPort: number,
+  base: NodeJS.ProcessEnv = process.env,
+): NodeJS.ProcessEnv {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
@@ -89,7 +93,12 @@ export function programEnvironment(req: http.IncomingMessage, serverPort: number
  * Run the program for one open connection and connect the two. Resolves when both the
  * program and the connection have ended.
  */
-export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecOptions, log: (line: string) => void = (l) => console.error(l)): Promise<void> {
+export function runProgram(
+  ws: WebSocket,
+  env: NodeJS.ProcessEnv,
+  options: ExecOptions,
+  log: (line: string) => void = (l) => console.error(l),
+): Promise<void> {
   let child: ChildProcess;
   try {
     child = spawn(options.command, options.args, { stdio: ['pipe', 'pipe', 'inherit'], env });
@@ -100,7 +109,9 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
   }
   if (!child.stdin || !child.stdout) {
     // Out of file descriptors (EMFILE, ENFILE): Node reports it on 'error' and makes no pipes.
-    child.once('error', (err: NodeJS.ErrnoException) => log(`duet exec: cannot start ${options.command}: ${err.code ?? err.message}`));
+    child.once('error', (err: NodeJS.ErrnoException) =>
+      log(`duet exec: cannot start ${options.command}: ${err.code ?? err.message}`),
+    );
     ws.close(1011, 'cannot start the program');
     return Promise.resolve();
   }
@@ -143,7 +154,7 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
     while (bytes.length - at > options.maxLine) {
       let end = at + options.maxLine;
       while (end > at && (bytes[end] & 0xc0) === 0x80) end--;
-      if (end === at) for (end = at + 1; (bytes[end] & 0xc0) === 0x80; ) end++;
+      if (end === at) for (end = at + 1; (bytes[end] & 0xc0) === 0x80;) end++;
       send(bytes.toString('utf8', at, end));
       at = end;
     }
@@ -210,7 +221,8 @@ export function runProgram(ws: WebSocket, env: NodeJS.ProcessEnv, options: ExecO
     child.once('error', (err: NodeJS.ErrnoException) => {
       exited = true;
       log(`duet exec: cannot start ${options.command}: ${err.code ?? err.message}`);
-      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(1011, 'cannot start the program');
+      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)
+        ws.close(1011, 'cannot start the program');
       resolve();
     });
     // 'close': the program exited and its stdout is drained, so every line was sent.
@@ -273,7 +285,11 @@ const OPTIONS = {
 } as const;
 
 /** The options that take a value (the next argument, unless written --name=value). */
-const VALUED = new Set(Object.entries(OPTIONS).filter(([, o]) => o.type === 'string').map(([name]) => `--${name}`));
+const VALUED = new Set(
+  Object.entries(OPTIONS)
+    .filter(([, o]) => o.type === 'string')
+    .map(([name]) => `--${name}`),
+);
 
 export async function runExec(argv: string[]): Promise<number> {
   // The first argument that is not an option starts the program and its own arguments, even
@@ -289,7 +305,8 @@ export async function runExec(argv: string[]): Promise<number> {
   if (positionals.length === 0) throw new Error('no program given: duet exec [options] -- COMMAND [ARGS...]');
   const port = portNumber(values.port, 8080);
   const host = values.host ?? '127.0.0.1';
-  if (values.path !== undefined && !values.path.startsWith('/')) throw new Error(`--path must start with "/", got "${values.path}"`);
+  if (values.path !== undefined && !values.path.startsWith('/'))
+    throw new Error(`--path must start with "/", got "${values.path}"`);
   const maxProcesses = wholeNumber('max-processes', values['max-processes'], 64);
   if (maxProcesses < 1) throw new Error('--max-processes must be at least 1');
   const maxPayload = wholeNumber('max-payload', values['max-payload'], 1024 * 1024);
@@ -302,7 +319,8 @@ export async function runExec(argv: string[]): Promise<number> {
     killTimeout: wholeNumber('kill-timeout', values['kill-timeout'], 2000),
   };
   // setTimeout takes at most 2^31 - 1 ms (longer ones fire after 1 ms).
-  if (options.killTimeout > 2 ** 31 - 1) throw new Error(`--kill-timeout must be at most ${2 ** 31 - 1}, got ${options.killTimeout}`);
+  if (options.killTimeout > 2 ** 31 - 1)
+    throw new Error(`--kill-timeout must be at most ${2 ** 31 - 1}, got ${options.killTimeout}`);
 
   const programs = new Set<Promise<void>>();
   let serverPort = port;

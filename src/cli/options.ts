@@ -21,7 +21,12 @@ export function portNumber(value: string | undefined, fallback: number): number 
  * The line tools and tests wait for, with the port really bound (so `--port 0` works):
  * `LISTENING ws://HOST:PORT`, an IPv6 host in brackets.
  */
-export function listeningLine(scheme: 'ws' | 'wss', host: string, address: AddressInfo | string | null, port: number): string {
+export function listeningLine(
+  scheme: 'ws' | 'wss',
+  host: string,
+  address: AddressInfo | string | null,
+  port: number,
+): string {
   const actualPort = typeof address === 'object' && address !== null ? address.port : port;
   return `LISTENING ${scheme}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
 }

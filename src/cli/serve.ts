@@ -61,7 +61,11 @@ export async function runServe(argv: string[]): Promise<number> {
   // 1 MiB, not the library's 4 MiB: /chat relays every message to everyone, and at or under
   // publishCompressLimit a relayed message is compressed once instead of going out inflated
   // to every client (docs/compression.md has the measurements).
-  const maxInflatedPayload = wholeNumber('max-inflated-payload', values['max-inflated-payload'], PER_MESSAGE_DEFLATE_DEFAULTS.publishCompressLimit);
+  const maxInflatedPayload = wholeNumber(
+    'max-inflated-payload',
+    values['max-inflated-payload'],
+    PER_MESSAGE_DEFLATE_DEFAULTS.publishCompressLimit,
+  );
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
     throw new Error('--tls-cert and --tls-key go together');
   }
@@ -86,10 +90,18 @@ export async function runServe(argv: string[]): Promise<number> {
   // after 10 s without complete request headers, checked every second.
   const timeouts = { headersTimeout: 10_000, requestTimeout: 15_000, connectionsCheckingInterval: 1000 };
   const server = tls
-    ? https.createServer({ ...timeouts, cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!) }, onRequest)
+    ? https.createServer(
+        { ...timeouts, cert: readFileSync(values['tls-cert']!), key: readFileSync(values['tls-key']!) },
+        onRequest,
+      )
     : http.createServer(timeouts, onRequest);
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload, shutdownTimeout: 2000, perMessageDeflate: values.deflate === true && { maxInflatedPayload } });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload,
+    shutdownTimeout: 2000,
+    perMessageDeflate: values.deflate === true && { maxInflatedPayload },
+  });
   attachEndpoints(wss);
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {

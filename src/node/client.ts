@@ -22,7 +22,17 @@ import { SERVER_DEFAULTS } from './server-options.js';
 /** Node-only options: the third argument of `new WebSocket(url, protocols, options)`. */
 export interface ClientOptions extends Pick<
   TlsOptions,
-  'ca' | 'cert' | 'key' | 'pfx' | 'passphrase' | 'rejectUnauthorized' | 'servername' | 'ciphers' | 'minVersion' | 'maxVersion' | 'checkServerIdentity'
+  | 'ca'
+  | 'cert'
+  | 'key'
+  | 'pfx'
+  | 'passphrase'
+  | 'rejectUnauthorized'
+  | 'servername'
+  | 'ciphers'
+  | 'minVersion'
+  | 'maxVersion'
+  | 'checkServerIdentity'
 > {
   /**
    * Extra request headers (for example `Authorization` or `Cookie`). Values may be strings,
@@ -84,7 +94,12 @@ export interface ClientTarget {
   protocol: string;
   extensions: string;
   readyState: number;
-  /** @internal */ attachClientSocket(socket: Duplex, head: Buffer, options: ConnectionOptions, deflate: MessageDeflate | undefined): void;
+  /** @internal */ attachClientSocket(
+    socket: Duplex,
+    head: Buffer,
+    options: ConnectionOptions,
+    deflate: MessageDeflate | undefined,
+  ): void;
   /** @internal */ failHandshake(err: Error & { code: string }): void;
 }
 
@@ -108,7 +123,10 @@ export function parseWebSocketUrl(input: string | URL, base?: string): WebSocket
   if (url.protocol === 'http:') url.protocol = 'ws:';
   else if (url.protocol === 'https:') url.protocol = 'wss:';
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
-    throw new DOMException(`The URL's scheme must be "ws", "wss", "http" or "https", not "${url.protocol.slice(0, -1)}"`, 'SyntaxError');
+    throw new DOMException(
+      `The URL's scheme must be "ws", "wss", "http" or "https", not "${url.protocol.slice(0, -1)}"`,
+      'SyntaxError',
+    );
   }
   if (url.href.includes('#')) {
     throw new DOMException('The URL must not contain a fragment', 'SyntaxError');
@@ -144,15 +162,21 @@ function describeNetworkError(err: NodeJS.ErrnoException, url: URL): HandshakeEr
       message = `Connection reset by ${where} during the handshake`;
       break;
     default:
-      message = err.code && /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(err.code)
-        ? `TLS error with ${where}: ${err.message}`
-        : `Could not connect to ${where}: ${err.message}`;
+      message =
+        err.code && /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO/.test(err.code)
+          ? `TLS error with ${where}: ${err.message}`
+          : `Could not connect to ${where}: ${err.message}`;
   }
   return new HandshakeError(err.code ?? 'WS_ERR_CONNECT', message, { cause: err });
 }
 
 /** Start the opening handshake for `target`; reports through `attachClientSocket` / `failHandshake`. */
-export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols: string[], options: ClientOptions): () => void {
+export function openClient(
+  target: ClientTarget,
+  parsed: WebSocketUrl,
+  protocols: string[],
+  options: ClientOptions,
+): () => void {
   const opts = { ...CLIENT_DEFAULTS, ...options };
   // Checked before anything starts, so a bad header throws from the constructor (as in ws,
   // where node:http throws) and no request, timer or listener is left behind.
@@ -244,7 +268,12 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
         // node:http treats a 101 without a proper Upgrade/Connection pair as a plain response.
         res.resume();
         req.destroy();
-        fail(createError('WS_ERR_INVALID_UPGRADE_HEADER', 'The server answered 101 without both Upgrade: websocket and Connection: Upgrade'));
+        fail(
+          createError(
+            'WS_ERR_INVALID_UPGRADE_HEADER',
+            'The server answered 101 without both Upgrade: websocket and Connection: Upgrade',
+          ),
+        );
         return;
       }
       const location = res.headers.location;
@@ -279,7 +308,13 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
       });
       const report = (): void => {
         const text = body.trim().replace(/\s+/g, ' ').slice(0, 200);
-        fail(createError('WS_ERR_UNEXPECTED_RESPONSE', `Unexpected server response: ${status} ${res.statusMessage ?? ''}`.trim() + (text ? ` (${text})` : ''), { status }));
+        fail(
+          createError(
+            'WS_ERR_UNEXPECTED_RESPONSE',
+            `Unexpected server response: ${status} ${res.statusMessage ?? ''}`.trim() + (text ? ` (${text})` : ''),
+            { status },
+          ),
+        );
       };
       res.on('end', report);
       res.on('error', report);
@@ -291,7 +326,13 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
         socket.destroy();
         return;
       }
-      const check = checkUpgradeResponse(res.statusCode ?? 0, res.headers, key, protocols, offer !== undefined ? [PERMESSAGE_DEFLATE] : []);
+      const check = checkUpgradeResponse(
+        res.statusCode ?? 0,
+        res.headers,
+        key,
+        protocols,
+        offer !== undefined ? [PERMESSAGE_DEFLATE] : [],
+      );
       if (!check.ok) {
         socket.destroy();
         fail(createError(check.code, check.message));
@@ -311,7 +352,13 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
       cleanup();
       target.protocol = check.protocol;
       target.extensions = check.extensions;
-      const options: ConnectionOptions = { isServer: false, maxPayload: opts.maxPayload, maxFragments: opts.maxFragments, closeTimeout: opts.closeTimeout, autoPong: opts.autoPong ?? true };
+      const options: ConnectionOptions = {
+        isServer: false,
+        maxPayload: opts.maxPayload,
+        maxFragments: opts.maxFragments,
+        closeTimeout: opts.closeTimeout,
+        autoPong: opts.autoPong ?? true,
+      };
       target.attachClientSocket(socket, head, options, deflate);
     });
 
@@ -319,5 +366,6 @@ export function openClient(target: ClientTarget, parsed: WebSocketUrl, protocols
   }
 
   send(parsed.url, parsed.secure);
-  return () => fail(createError('WS_ERR_CLOSED_BEFORE_OPEN', 'WebSocket was closed before the connection was established'));
+  return () =>
+    fail(createError('WS_ERR_CLOSED_BEFORE_OPEN', 'WebSocket was closed before the connection was established'));
 }

@@ -45,12 +45,14 @@ export abstract class Closing extends ReceivePath {
     } else if (code !== undefined && !closeCodeIsSendable(code)) {
       throw new TypeError(`Invalid close code: ${code} (use 1000, 1001-1003, 1007-1014 or 3000-4999)`);
     }
-    const reasonBytes = reason === undefined ? EMPTY : typeof reason === 'string' ? Buffer.from(reason, 'utf8') : reason;
+    const reasonBytes =
+      reason === undefined ? EMPTY : typeof reason === 'string' ? Buffer.from(reason, 'utf8') : reason;
     if (typeof reason !== 'string' && reason !== undefined && !isValidUtf8(reasonBytes)) {
       throw new TypeError('The close reason must be valid UTF-8');
     }
     if (reasonBytes.length > 123) {
-      if (this.whatwg) throw new DOMException('The close reason must not be greater than 123 bytes of UTF-8', 'SyntaxError');
+      if (this.whatwg)
+        throw new DOMException('The close reason must not be greater than 123 bytes of UTF-8', 'SyntaxError');
       throw new RangeError('The close reason must not be greater than 123 bytes');
     }
     if (code === undefined && reasonBytes.length > 0) code = CloseCode.NORMAL;
@@ -148,14 +150,18 @@ export abstract class Closing extends ReceivePath {
     if (!socket) return;
     const { state, actions } = fail(this.wire);
     this.wire = state;
-    if (actions & Action.SEND_CLOSE && socket.writable) this.frame(Opcode.CLOSE, encodeClosePayload(closeCode, ''), true);
+    if (actions & Action.SEND_CLOSE && socket.writable)
+      this.frame(Opcode.CLOSE, encodeClosePayload(closeCode, ''), true);
     if (actions & Action.END_TCP) this.endSocket(socket);
     if (actions & Action.ARM_CLOSE_TIMER) deadlines.add(this, this.options.closeTimeout);
   }
 
   /** A listener threw while this connection dispatched an event. @internal */
   onListenerError(cause: unknown): void {
-    const err = codedError('WS_ERR_UNEXPECTED_CONDITION', `a listener threw: ${cause instanceof Error ? cause.message : String(cause)}`);
+    const err = codedError(
+      'WS_ERR_UNEXPECTED_CONDITION',
+      `a listener threw: ${cause instanceof Error ? cause.message : String(cause)}`,
+    );
     (err as CodedError & { cause: unknown }).cause = cause;
     if (this.listenerCount('error') === 0 || this.errorEmitted) {
       // Nobody would hear of it otherwise; the process keeps running.
@@ -214,4 +220,3 @@ export abstract class Closing extends ReceivePath {
     this.emitSafely('close', this.closeCode, this.closeReason);
   }
 }
-

@@ -13,7 +13,14 @@
  */
 import type { Duplex } from 'node:stream';
 import { CloseCode } from '../protocol/close-codes.js';
-import { CLOSE_RECEIVED, CLOSE_SENT, readyStateOf, wasClean, type ReadyState, type WireState } from '../protocol/connection-state.js';
+import {
+  CLOSE_RECEIVED,
+  CLOSE_SENT,
+  readyStateOf,
+  wasClean,
+  type ReadyState,
+  type WireState,
+} from '../protocol/connection-state.js';
 import type { EncodedFrame } from '../protocol/frame.js';
 import type { FrameParser } from '../protocol/parser.js';
 import type { MessageDeflate } from './deflate.js';
@@ -22,12 +29,31 @@ import type { ConnectionHost } from './host.js';
 import type { SendQueue } from './send-queue.js';
 import type { OwnedSocket } from './socket-listeners.js';
 import type { BatchSlot } from './write-batch.js';
-import { codedError, DEFAULT_CONNECTION_OPTIONS, EMPTY, type BinaryType, type Callback, type CodedError, type ConnectionOptions } from './connection-types.js';
+import {
+  codedError,
+  DEFAULT_CONNECTION_OPTIONS,
+  EMPTY,
+  type BinaryType,
+  type Callback,
+  type CodedError,
+  type ConnectionOptions,
+} from './connection-types.js';
 
 /** The yes/no state of a connection, one bit each of `flags` (accessors installed below). */
 const FLAG_NAMES = [
-  'sendingFragments', 'errorEmitted', 'readPausedForWrites', 'heardFrom', 'messageSeen', 'pingOutstanding', 'userPaused',
-  'whatwg', 'inflating', 'droppingFragments', 'droppingCompressed', 'binaryTypeSet', 'slowConsumerSends',
+  'sendingFragments',
+  'errorEmitted',
+  'readPausedForWrites',
+  'heardFrom',
+  'messageSeen',
+  'pingOutstanding',
+  'userPaused',
+  'whatwg',
+  'inflating',
+  'droppingFragments',
+  'droppingCompressed',
+  'binaryTypeSet',
+  'slowConsumerSends',
 ] as const;
 /** heardFrom and messageSeen start true; every other flag false. */
 const INITIAL_FLAGS = (1 << FLAG_NAMES.indexOf('heardFrom')) | (1 << FLAG_NAMES.indexOf('messageSeen'));
@@ -61,13 +87,17 @@ export abstract class ConnectionCore extends WsEventTarget {
   /** The origin reported in WHATWG MessageEvents (client side). @internal */ origin = '';
   /** The close code and reason the `close` event reports. @internal */ closeCode: number = CloseCode.ABNORMAL_CLOSURE;
   /** @internal */ closeReason: Buffer = EMPTY;
-  /** This turn's share of the write batch (write-batch.ts), or undefined. @internal */ batchSlot: BatchSlot | undefined;
+  /** This turn's share of the write batch (write-batch.ts), or undefined. @internal */ batchSlot:
+    BatchSlot | undefined;
   /** Frame header bytes written since the socket's buffer was last empty (see bufferedAmount). @internal */ headerBytes = 0;
   /** Bytes passed to send() after closing: the WHATWG standard counts them in bufferedAmount. @internal */ discarded = 0;
-  /** Sends waiting behind a Blob being read or a message being compressed, in call order. @internal */ queue: SendQueue | undefined;
-  /** Shared frames waiting for a fragmented send to finish, with their payload sizes. @internal */ heldFrames: Array<[EncodedFrame, number]> | undefined;
+  /** Sends waiting behind a Blob being read or a message being compressed, in call order. @internal */ queue:
+    SendQueue | undefined;
+  /** Shared frames waiting for a fragmented send to finish, with their payload sizes. @internal */ heldFrames:
+    Array<[EncodedFrame, number]> | undefined;
   /** @internal */ heldBytes = 0;
-  /** Whether the fragmented message being sent (as send() sees it) is compressed. @internal */ outgoingCompressed: boolean | undefined;
+  /** Whether the fragmented message being sent (as send() sees it) is compressed. @internal */ outgoingCompressed:
+    boolean | undefined;
   /** TCP ended (1) or closed (2) while inflating: handled once the message was delivered. @internal */ deferredSocketEvents = 0;
   /** Client side: cancels the opening handshake. @internal */ cancelHandshake: (() => void) | undefined;
   /** Sweep bookkeeping (sweep.ts). @internal */ lastHeard = 0;
@@ -165,7 +195,10 @@ export abstract class ConnectionCore extends WsEventTarget {
   /** Call `cb` (asynchronously) with the error for a send on a connection that is not open. @internal */
   notOpen(cb: Callback): void {
     const state = this.readyState;
-    process.nextTick(cb, codedError('WS_ERR_NOT_OPEN', `WebSocket is not open: readyState ${state} (${STATE_NAMES[state]})`));
+    process.nextTick(
+      cb,
+      codedError('WS_ERR_NOT_OPEN', `WebSocket is not open: readyState ${state} (${STATE_NAMES[state]})`),
+    );
   }
 
   // Implemented by the layers above (closing.ts); declared here so every layer can use them.

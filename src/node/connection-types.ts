@@ -46,12 +46,21 @@ export interface ConnectionOptions {
 }
 
 /** Until a socket is attached (never read: every path that uses options has a socket). */
-export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = Object.freeze({ isServer: true, maxPayload: 0, closeTimeout: 30_000, autoPong: true });
+export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = Object.freeze({
+  isServer: true,
+  maxPayload: 0,
+  closeTimeout: 30_000,
+  autoPong: true,
+});
 
 export const EMPTY = Buffer.alloc(0);
 
 /** The catalogued error for `code` (src/protocol/errors.ts): the class users catch, e.g. ConnectionClosedError. */
-export function codedError<C extends DuetErrorCode>(code: C, message: string, options?: CreateErrorOptions): ErrorFor<C> {
+export function codedError<C extends DuetErrorCode>(
+  code: C,
+  message: string,
+  options?: CreateErrorOptions,
+): ErrorFor<C> {
   return createError(code, message, options);
 }
 
@@ -70,7 +79,11 @@ export function clampUnsignedShort(value: number): number {
 }
 
 /** ws's argument shapes: ping(), ping(cb), ping(data), ping(data, cb), ping(data, mask, cb). */
-export function controlArguments(data: SendData | number | Callback | undefined, mask: boolean | Callback | undefined, cb: Callback | undefined): [SendData | number | undefined, Callback | undefined] {
+export function controlArguments(
+  data: SendData | number | Callback | undefined,
+  mask: boolean | Callback | undefined,
+  cb: Callback | undefined,
+): [SendData | number | undefined, Callback | undefined] {
   if (typeof data === 'function') return [undefined, data];
   if (typeof mask === 'function') return [data, mask];
   return [data, cb];
@@ -88,7 +101,6 @@ export function toArrayBuffer(buf: Buffer): ArrayBuffer {
   if (buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength) return buf.buffer as ArrayBuffer;
   return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
 }
-
 
 /** What a `message` listener receives, by `binaryType` (text messages are always a Buffer). */
 export type RawData = Buffer | ArrayBuffer | Buffer[] | Blob;

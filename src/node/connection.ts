@@ -14,10 +14,26 @@ import { CLOSED, fail, initialState, opened, tcpClosed } from '../protocol/conne
 import { FrameParser } from '../protocol/parser.js';
 import { openClient, parseProtocolsArgument, parseWebSocketUrl, type ClientOptions } from './client.js';
 import { Closing } from './closing.js';
-import { codedError, EMPTY, type BinaryType, type CodedError, type ConnectionOptions, type RawData } from './connection-types.js';
+import {
+  codedError,
+  EMPTY,
+  type BinaryType,
+  type CodedError,
+  type ConnectionOptions,
+  type RawData,
+} from './connection-types.js';
 import type { MessageDeflate } from './deflate.js';
 import type { PubSub, PublishOptions } from './host.js';
-import { kConnection, replayHead, socketOnClose, socketOnData, socketOnDrain, socketOnEnd, socketOnError, type OwnedSocket } from './socket-listeners.js';
+import {
+  kConnection,
+  replayHead,
+  socketOnClose,
+  socketOnData,
+  socketOnDrain,
+  socketOnEnd,
+  socketOnError,
+  type OwnedSocket,
+} from './socket-listeners.js';
 
 export type { BinaryType, CodedError, ConnectionOptions, RawData, SendData, SendOptions } from './connection-types.js';
 
@@ -125,7 +141,12 @@ export class WebSocket extends Closing {
   // ---- opening -----------------------------------------------------------------------------
 
   /** Client side: the server accepted the handshake. @internal */
-  attachClientSocket(socket: Duplex, head: Buffer, options: ConnectionOptions, deflate: MessageDeflate | undefined): void {
+  attachClientSocket(
+    socket: Duplex,
+    head: Buffer,
+    options: ConnectionOptions,
+    deflate: MessageDeflate | undefined,
+  ): void {
     this.cancelHandshake = undefined;
     this.setSocket(socket, head, options, deflate);
     this.emitOpen();
@@ -159,7 +180,12 @@ export class WebSocket extends Closing {
     this.socket = owned;
     this.options = options;
     this.deflate = deflate;
-    this.parser = new FrameParser(this, { expectMasked: options.isServer, maxPayload: options.maxPayload, maxFragments: options.maxFragments, allowCompressed: deflate !== undefined });
+    this.parser = new FrameParser(this, {
+      expectMasked: options.isServer,
+      maxPayload: options.maxPayload,
+      maxFragments: options.maxFragments,
+      allowCompressed: deflate !== undefined,
+    });
     owned[kConnection] = this;
     const net = socket as Duplex & { setNoDelay?: (v: boolean) => void; setTimeout?: (ms: number) => void };
     net.setNoDelay?.(true);
@@ -215,11 +241,17 @@ export class WebSocket extends Closing {
 
   private requirePubSub(): PubSub {
     const pubsub = this.host?.pubsub;
-    if (pubsub === undefined) throw codedError('WS_ERR_NO_PUBSUB', 'Topics are available on connections accepted by a duet WebSocketServer');
+    if (pubsub === undefined)
+      throw codedError('WS_ERR_NO_PUBSUB', 'Topics are available on connections accepted by a duet WebSocketServer');
     return pubsub;
   }
 }
 
-for (const [name, value] of [['CONNECTING', 0], ['OPEN', 1], ['CLOSING', 2], ['CLOSED', 3]] as const) {
+for (const [name, value] of [
+  ['CONNECTING', 0],
+  ['OPEN', 1],
+  ['CLOSING', 2],
+  ['CLOSED', 3],
+] as const) {
   Object.defineProperty(WebSocket.prototype, name, { value, enumerable: true, writable: false, configurable: false });
 }

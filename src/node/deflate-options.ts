@@ -88,9 +88,13 @@ export interface DeflateSettings {
 }
 
 /** A whole number of bytes >= 0 (the options that are sizes or rates). */
-function byteOption(options: PerMessageDeflateOptions, name: 'maxInflatedPayload' | 'maxInflateRate' | 'publishCompressLimit' | 'threshold'): number {
+function byteOption(
+  options: PerMessageDeflateOptions,
+  name: 'maxInflatedPayload' | 'maxInflateRate' | 'publishCompressLimit' | 'threshold',
+): number {
   const value = options[name] ?? PER_MESSAGE_DEFLATE_DEFAULTS[name];
-  if (!(Number.isSafeInteger(value) && value >= 0)) throw new RangeError(`perMessageDeflate.${name} must be an integer >= 0, got ${String(value)}`);
+  if (!(Number.isSafeInteger(value) && value >= 0))
+    throw new RangeError(`perMessageDeflate.${name} must be an integer >= 0, got ${String(value)}`);
   return value;
 }
 
@@ -102,9 +106,12 @@ export function checkDeflateOptions(options: PerMessageDeflateOptions): DeflateS
   const publishCompressLimit = byteOption(options, 'publishCompressLimit');
   const level = options.level ?? PER_MESSAGE_DEFLATE_DEFAULTS.level;
   const memLevel = options.memLevel ?? PER_MESSAGE_DEFLATE_DEFAULTS.memLevel;
-  if (!(Number.isInteger(level) && level >= 0 && level <= 9)) throw new RangeError(`perMessageDeflate.level must be an integer from 0 to 9, got ${String(level)}`);
-  if (!(Number.isInteger(memLevel) && memLevel >= 1 && memLevel <= 9)) throw new RangeError(`perMessageDeflate.memLevel must be an integer from 1 to 9, got ${String(memLevel)}`);
+  if (!(Number.isInteger(level) && level >= 0 && level <= 9))
+    throw new RangeError(`perMessageDeflate.level must be an integer from 0 to 9, got ${String(level)}`);
+  if (!(Number.isInteger(memLevel) && memLevel >= 1 && memLevel <= 9))
+    throw new RangeError(`perMessageDeflate.memLevel must be an integer from 1 to 9, got ${String(memLevel)}`);
   const limit = options.concurrencyLimit;
-  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) throw new RangeError(`perMessageDeflate.concurrencyLimit must be an integer >= 1, got ${String(limit)}`);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1))
+    throw new RangeError(`perMessageDeflate.concurrencyLimit must be an integer >= 1, got ${String(limit)}`);
   return { threshold, level, memLevel, maxInflatedPayload, maxInflateRate, publishCompressLimit };
 }

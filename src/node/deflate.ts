@@ -27,12 +27,23 @@
 import * as zlib from 'node:zlib';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { DeflateParams } from '../protocol/deflate-negotiation.js';
-import { MESSAGE_COST, PER_MESSAGE_DEFLATE_DEFAULTS, checkDeflateOptions, type DeflateSettings, type PerMessageDeflateOptions } from './deflate-options.js';
+import {
+  MESSAGE_COST,
+  PER_MESSAGE_DEFLATE_DEFAULTS,
+  checkDeflateOptions,
+  type DeflateSettings,
+  type PerMessageDeflateOptions,
+} from './deflate-options.js';
 import { ZlibQueue } from './zlib-queue.js';
 import { TRAILER, ZlibPool, ZlibStream, deflateError, type DeflateError, type Done } from './zlib-stream.js';
 
 export type { DeflateError } from './zlib-stream.js';
-export { MESSAGE_COST, PER_MESSAGE_DEFLATE_DEFAULTS, type DeflateSettings, type PerMessageDeflateOptions } from './deflate-options.js';
+export {
+  MESSAGE_COST,
+  PER_MESSAGE_DEFLATE_DEFAULTS,
+  type DeflateSettings,
+  type PerMessageDeflateOptions,
+} from './deflate-options.js';
 
 /** Idle zlib streams are closed after this long without use (one timer for the process). */
 export const IDLE_RELEASE_MS = 10_000;
@@ -92,7 +103,14 @@ export function liveDeflateContexts(): number {
  * stream goes back to the pool afterwards, reset, unless the job failed. Returns the stream
  * (busy until `cb`).
  */
-function runPooled(key: string, create: () => ZlibStream, data: Buffer, limit: number, limitName: string, cb: Done): ZlibStream {
+function runPooled(
+  key: string,
+  create: () => ZlibStream,
+  data: Buffer,
+  limit: number,
+  limitName: string,
+  cb: Done,
+): ZlibStream {
   const stream = pool.acquire(key, create);
   startIdleTimer();
   stream.run(data, limit, limitName, zlibQueue, (err, out) => {
@@ -107,7 +125,11 @@ function runPooled(key: string, create: () => ZlibStream, data: Buffer, limit: n
 const EMPTY_MESSAGE = Buffer.from([0x00]);
 
 const closedError = (what: string): DeflateError =>
-  deflateError('WS_ERR_NOT_OPEN', `the connection closed while a message was being ${what}`, CloseCode.ABNORMAL_CLOSURE);
+  deflateError(
+    'WS_ERR_NOT_OPEN',
+    `the connection closed while a message was being ${what}`,
+    CloseCode.ABNORMAL_CLOSURE,
+  );
 
 /**
  * Compression state of one connection. Jobs of one direction must not overlap: the connection
@@ -190,7 +212,11 @@ export class MessageDeflate {
   }
 
   private newDeflater(): ZlibStream {
-    return new ZlibStream(false, { level: this.settings.level, memLevel: this.settings.memLevel, windowBits: zlibWindowBits(this.ownWindowBits) });
+    return new ZlibStream(false, {
+      level: this.settings.level,
+      memLevel: this.settings.memLevel,
+      windowBits: zlibWindowBits(this.ownWindowBits),
+    });
   }
 
   private newInflater(): ZlibStream {
@@ -211,14 +237,22 @@ export class MessageDeflate {
       // Every write ends with a sync flush, so output ends with 00 00 ff ff, which goes (RFC
       // 7692 7.2.1) - unless zlib had nothing to flush (an empty message right after another
       // flush): then the message is one empty stored block's first byte, 0x00 (7.2.3.6).
-      const strip = (out: Buffer): Buffer => (!fin ? out : out.length === 0 ? EMPTY_MESSAGE : out.subarray(0, out.length - TRAILER.length));
+      const strip = (out: Buffer): Buffer =>
+        !fin ? out : out.length === 0 ? EMPTY_MESSAGE : out.subarray(0, out.length - TRAILER.length);
       if (fin && !this.midMessage && this.ownNoContextTakeover) {
         // A whole message with no history before or after it: any pooled stream will do.
         const key = `d${this.ownWindowBits}/${this.settings.level}/${this.settings.memLevel}`;
-        this.compressing = runPooled(key, () => this.newDeflater(), data, 0, '', (err, out) => {
-          this.compressing = undefined;
-          cb(err, err === null ? strip(out!) : undefined);
-        });
+        this.compressing = runPooled(
+          key,
+          () => this.newDeflater(),
+          data,
+          0,
+          '',
+          (err, out) => {
+            this.compressing = undefined;
+            cb(err, err === null ? strip(out!) : undefined);
+          },
+        );
         return;
       }
       let stream = this.deflater;
@@ -293,7 +327,14 @@ export class MessageDeflate {
         return;
       }
       if (this.peerNoContextTakeover) {
-        this.inflating = runPooled(`i${this.peerWindowBits}`, () => this.newInflater(), data, this.inflateLimit, this.inflateLimitName, done);
+        this.inflating = runPooled(
+          `i${this.peerWindowBits}`,
+          () => this.newInflater(),
+          data,
+          this.inflateLimit,
+          this.inflateLimitName,
+          done,
+        );
         return;
       }
       let stream = this.inflater;

@@ -51,7 +51,11 @@ const kRemoved = Symbol('removed');
  * attribute holds at the time.
  */
 const kHandler = Symbol('eventHandler');
-type Wrapper = ((a?: unknown, b?: unknown) => void) & { [kWhatwg]: WhatwgListener | typeof kHandler; [kOnce]?: true; [kRemoved]?: true };
+type Wrapper = ((a?: unknown, b?: unknown) => void) & {
+  [kWhatwg]: WhatwgListener | typeof kHandler;
+  [kOnce]?: true;
+  [kRemoved]?: true;
+};
 
 /** Whether an entry of EventEmitter's list is a WHATWG listener's wrapper (not a ws-style listener). */
 function isWrapper(l: unknown): l is Wrapper {
@@ -157,12 +161,20 @@ export abstract class WsEventTarget extends EventEmitter {
    * WHATWG-style listener: `message` events carry `data` (string for text) and `origin`,
    * `close` events `code`, `reason` and `wasClean`, `error` events the `Error`.
    */
-  addEventListener<K extends keyof WsEventMap>(type: K, listener: WsEventListener<WsEventMap[K]> | null, options?: AddEventListenerOptions | boolean): void;
+  addEventListener<K extends keyof WsEventMap>(
+    type: K,
+    listener: WsEventListener<WsEventMap[K]> | null,
+    options?: AddEventListenerOptions | boolean,
+  ): void;
   /**
    * A listener of another event type (one `dispatchEvent` sends), or one that declares its own
    * event type: it gets whatever event object was dispatched.
    */
-  addEventListener<E = WsEvent>(type: string, listener: WsEventListener<E> | null, options?: AddEventListenerOptions | boolean): void;
+  addEventListener<E = WsEvent>(
+    type: string,
+    listener: WsEventListener<E> | null,
+    options?: AddEventListenerOptions | boolean,
+  ): void;
   addEventListener(type: string, listener: WhatwgListener | null, options?: AddEventListenerOptions | boolean): void {
     if (listener === null || listener === undefined) return;
     const opts = typeof options === 'object' ? options : {};
@@ -227,13 +239,22 @@ export abstract class WsEventTarget extends EventEmitter {
       case 'message':
         // WHATWG: a message received once the socket is no longer OPEN is not dispatched.
         if (!this.whatwgDispatch) return undefined;
-        return new WsMessageEvent(this, b ? this.whatwgMessageData(a) : (a as Buffer).toString('utf8'), this.eventOrigin);
+        return new WsMessageEvent(
+          this,
+          b ? this.whatwgMessageData(a) : (a as Buffer).toString('utf8'),
+          this.eventOrigin,
+        );
       case 'close': {
         // RFC 6455 7.1.5, which the WHATWG close event follows: without a Close frame from
         // the peer the connection close code is 1006, also when we failed the connection
         // with another code (ws-style listeners get that code; see docs/server.md).
         const received = this.closeFrameReceived;
-        return new WsCloseEvent(this, received ? (a as number) : 1006, received ? (b as Buffer).toString('utf8') : '', this.wasClean);
+        return new WsCloseEvent(
+          this,
+          received ? (a as number) : 1006,
+          received ? (b as Buffer).toString('utf8') : '',
+          this.wasClean,
+        );
       }
       case 'error':
         return new WsErrorEvent(this, a as Error);

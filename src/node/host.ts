@@ -26,7 +26,16 @@ export interface ServerCounters {
 }
 
 export function newCounters(): ServerCounters {
-  return { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, slowConsumersClosed: 0, heartbeatTerminated: 0, idleClosed: 0 };
+  return {
+    messagesIn: 0,
+    messagesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    dropped: 0,
+    slowConsumersClosed: 0,
+    heartbeatTerminated: 0,
+    idleClosed: 0,
+  };
 }
 
 /** What to do with a message for a connection whose backlog is over `maxBufferedAmount`. */
@@ -69,7 +78,12 @@ export interface PubSub {
   /** The topics `subscriber` is in, in the order it joined them. */
   topicsOf(subscriber: Subscriber): string[];
   /** Deliver to every subscriber of `topic` except `exclude`; returns how many were sent to. */
-  publish(topic: string, data: string | Buffer | ArrayBuffer | ArrayBufferView, options?: PublishOptions, exclude?: Subscriber): number;
+  publish(
+    topic: string,
+    data: string | Buffer | ArrayBuffer | ArrayBufferView,
+    options?: PublishOptions,
+    exclude?: Subscriber,
+  ): number;
 }
 
 export interface ConnectionHost {

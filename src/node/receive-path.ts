@@ -95,7 +95,10 @@ export abstract class ReceivePath extends WritePath {
         }
       } else if (!isBinary && !isValidUtf8(data!)) {
         this.closeCode = CloseCode.INVALID_PAYLOAD;
-        this.failWithError(codedError('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message'), CloseCode.INVALID_PAYLOAD);
+        this.failWithError(
+          codedError('WS_ERR_INVALID_UTF8', 'invalid UTF-8 in text message'),
+          CloseCode.INVALID_PAYLOAD,
+        );
       } else {
         this.deliverMessage(data!, isBinary);
         this.parser?.resume();

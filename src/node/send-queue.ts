@@ -14,7 +14,12 @@ export interface SendQueueTarget {
    * Write a message now, bypassing the queue. `compressed`: `data` is deflated (RSV1).
    * `data` null: it could not be compressed because the connection is closing (cb gets an error).
    */
-  sendQueued(data: Buffer | string | ArrayBuffer | ArrayBufferView | null, options: QueuedOptions | undefined, cb: QueuedCallback | undefined, compressed?: boolean): void;
+  sendQueued(
+    data: Buffer | string | ArrayBuffer | ArrayBufferView | null,
+    options: QueuedOptions | undefined,
+    cb: QueuedCallback | undefined,
+    compressed?: boolean,
+  ): void;
   /** Compress a message or fragment (permessage-deflate); null when the connection went away. */
   compressQueued(data: Buffer, fin: boolean): Promise<Buffer | null>;
   /** Write a message shared by many connections (publish, broadcast). */
@@ -70,7 +75,12 @@ export class SendQueue {
     this.push({ blob, options: { ...options, binary: options?.binary ?? true }, cb, size: blob.size });
   }
 
-  send(data: Buffer | string | ArrayBuffer | ArrayBufferView, size: number, options: QueuedOptions | undefined, cb: QueuedCallback | undefined): void {
+  send(
+    data: Buffer | string | ArrayBuffer | ArrayBufferView,
+    size: number,
+    options: QueuedOptions | undefined,
+    cb: QueuedCallback | undefined,
+  ): void {
     this.push({ data, options, cb, size });
   }
 

@@ -212,7 +212,9 @@ export class WebSocketServer extends EventEmitter {
    */
   constructor(options: ServerOptions = {}, callback?: () => void) {
     super();
-    const modes = [options.port !== undefined, options.server !== undefined, options.noServer === true].filter(Boolean).length;
+    const modes = [options.port !== undefined, options.server !== undefined, options.noServer === true].filter(
+      Boolean,
+    ).length;
     if (modes !== 1) {
       throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
     }
@@ -234,7 +236,11 @@ export class WebSocketServer extends EventEmitter {
       acceptDeflateOffer([], negotiation);
       this.deflate = { negotiation, settings: resolveDeflateSettings(negotiation) };
     }
-    this.sweep = new Sweep(this.connections, this.counters, { heartbeat: this.options.heartbeat, idleTimeout: this.options.idleTimeout, assemblyTimeout: this.options.assemblyTimeout });
+    this.sweep = new Sweep(this.connections, this.counters, {
+      heartbeat: this.options.heartbeat,
+      idleTimeout: this.options.idleTimeout,
+      assemblyTimeout: this.options.assemblyTimeout,
+    });
     if (Array.isArray(options.allowOrigins)) {
       this.allowedOrigins = new Set(options.allowOrigins.map(normalizeOrigin));
     }
@@ -298,7 +304,8 @@ export class WebSocketServer extends EventEmitter {
    * naming the protocol to upgrade to. Either way the connection is closed.
    */
   private plainAnswer(req: http.IncomingMessage): [number, string, Record<string, string>] {
-    const attempted = req.headers['sec-websocket-key'] !== undefined || req.headers['sec-websocket-version'] !== undefined;
+    const attempted =
+      req.headers['sec-websocket-key'] !== undefined || req.headers['sec-websocket-version'] !== undefined;
     const check = attempted ? checkUpgradeRequest(req.method ?? '', req.httpVersion, req.headers) : undefined;
     const status = check && !check.ok ? check.status : 426;
     const body = check && !check.ok ? check.message : 'This server speaks WebSocket only';
@@ -317,8 +324,20 @@ export class WebSocketServer extends EventEmitter {
   private currentConnectionOptions(): ConnectionOptions {
     const shared = this.connectionOptions;
     const { maxPayload, maxFragments, closeTimeout, autoPong } = this.options;
-    if (shared.maxPayload === maxPayload && shared.maxFragments === maxFragments && shared.closeTimeout === closeTimeout && shared.autoPong === autoPong) return shared;
-    return (this.connectionOptions = Object.freeze({ isServer: true, maxPayload, maxFragments, closeTimeout, autoPong }));
+    if (
+      shared.maxPayload === maxPayload &&
+      shared.maxFragments === maxFragments &&
+      shared.closeTimeout === closeTimeout &&
+      shared.autoPong === autoPong
+    )
+      return shared;
+    return (this.connectionOptions = Object.freeze({
+      isServer: true,
+      maxPayload,
+      maxFragments,
+      closeTimeout,
+      autoPong,
+    }));
   }
 
   private readonly emitConnection = (ws: WebSocket, req: http.IncomingMessage): void => {
@@ -395,18 +414,22 @@ export class WebSocketServer extends EventEmitter {
       if (verify.length >= 2) {
         // The async form: verifyClient(info, done). done() never throws: a refusal duet cannot
         // send (a bad header or status) is answered 500 and reported (see refuse()).
-        verify(
-          info,
-          (ok, code = 401, message, headers) => {
-            if (decided) return;
-            decided = true;
-            if (!ok) {
-              this.refuse(req, socket, 'WS_ERR_CLIENT_REJECTED', code, message ?? http.STATUS_CODES[code] ?? 'Rejected', headers);
-              return;
-            }
-            this.completeUpgrade(req, socket, head, check.key, check.protocols, check.extensions, cb);
-          },
-        );
+        verify(info, (ok, code = 401, message, headers) => {
+          if (decided) return;
+          decided = true;
+          if (!ok) {
+            this.refuse(
+              req,
+              socket,
+              'WS_ERR_CLIENT_REJECTED',
+              code,
+              message ?? http.STATUS_CODES[code] ?? 'Rejected',
+              headers,
+            );
+            return;
+          }
+          this.completeUpgrade(req, socket, head, check.key, check.protocols, check.extensions, cb);
+        });
         return;
       }
       decided = true;
@@ -421,7 +444,11 @@ export class WebSocketServer extends EventEmitter {
         return;
       }
       decided = true;
-      const err = createError('WS_ERR_UNEXPECTED_CONDITION', `verifyClient threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`, { cause: thrown });
+      const err = createError(
+        'WS_ERR_UNEXPECTED_CONDITION',
+        `verifyClient threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
+        { cause: thrown },
+      );
       this.applicationFault(req, socket, err);
       return;
     }
@@ -465,7 +492,13 @@ export class WebSocketServer extends EventEmitter {
       // As in ws, any falsy answer (false, undefined, null, '') means "no subprotocol".
       if (chosen) {
         if (!offered.includes(chosen)) {
-          this.refuse(req, socket, 'WS_ERR_HANDSHAKE', 500, 'handleProtocols chose a subprotocol the client did not offer');
+          this.refuse(
+            req,
+            socket,
+            'WS_ERR_HANDSHAKE',
+            500,
+            'handleProtocols chose a subprotocol the client did not offer',
+          );
           return;
         }
         protocol = chosen;
@@ -479,7 +512,11 @@ export class WebSocketServer extends EventEmitter {
       // As in ws: listeners see (and may change) the whole response head, line by line.
       if (this.listenerCount('headers') > 0) this.emit('headers', lines, req);
     } catch (thrown) {
-      const err = createError('WS_ERR_UNEXPECTED_CONDITION', `a headers listener threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`, { cause: thrown });
+      const err = createError(
+        'WS_ERR_UNEXPECTED_CONDITION',
+        `a headers listener threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
+        { cause: thrown },
+      );
       this.applicationFault(req, socket, err);
       return;
     }
@@ -496,8 +533,12 @@ export class WebSocketServer extends EventEmitter {
     const ws = new WebSocket();
     if (protocol !== undefined) ws.protocol = protocol;
     if (agreed) ws.extensions = agreed.response;
-    ws.setSocket(socket, head, this.currentConnectionOptions(),
-      agreed ? new MessageDeflate(agreed.params, this.deflate!.settings, true, this.options.maxPayload) : undefined);
+    ws.setSocket(
+      socket,
+      head,
+      this.currentConnectionOptions(),
+      agreed ? new MessageDeflate(agreed.params, this.deflate!.settings, true, this.options.maxPayload) : undefined,
+    );
     this.connectionCount++;
     this.connections.add(ws);
     ws.host = this;
@@ -601,7 +642,14 @@ export class WebSocketServer extends EventEmitter {
    * connections with permessage-deflate). Returns how many got it.
    */
   broadcast(data: string | Buffer | ArrayBuffer | ArrayBufferView, options?: PublishOptions): number {
-    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.isBuffer(data) ? data : ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
+    const payload =
+      typeof data === 'string'
+        ? Buffer.from(data, 'utf8')
+        : Buffer.isBuffer(data)
+          ? data
+          : ArrayBuffer.isView(data)
+            ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+            : Buffer.from(data);
     const binary = options?.binary ?? typeof data !== 'string';
     const message = new SharedMessage(payload, binary, options?.compress !== false);
     let sent = 0;

@@ -65,5 +65,3 @@ export function socketOnError(this: OwnedSocket): void {
   // Resets and broken pipes end the connection (close 1006); they are not the application's error.
   this.destroy();
 }
-
-

@@ -10,7 +10,13 @@
 import * as net from 'node:net';
 import type * as http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { distinctHeaders, findHeadEnd, joinHeaders, parseRequestHead, type RequestHead } from '../protocol/http-request.js';
+import {
+  distinctHeaders,
+  findHeadEnd,
+  joinHeaders,
+  parseRequestHead,
+  type RequestHead,
+} from '../protocol/http-request.js';
 import { headerHasToken } from '../protocol/handshake.js';
 import { deadlines } from './deadlines.js';
 

@@ -126,7 +126,10 @@ export class Sweep {
     if (now - ws.assemblySeen < limit) return false;
     ws.assemblySeen = 0;
     ws.closeCode = CloseCode.POLICY_VIOLATION;
-    ws.failWithError(createError('WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT', `fragmented message still incomplete after ${limit} ms`), CloseCode.POLICY_VIOLATION);
+    ws.failWithError(
+      createError('WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT', `fragmented message still incomplete after ${limit} ms`),
+      CloseCode.POLICY_VIOLATION,
+    );
     return true;
   }
 }

@@ -24,7 +24,16 @@ import { canSend, CLOSED, CONNECTING } from '../protocol/connection-state.js';
 import { encodeFrame, type EncodedFrame } from '../protocol/frame.js';
 import { MAX_CONTROL_PAYLOAD, Opcode } from '../protocol/opcodes.js';
 import { ConnectionCore } from './connection-core.js';
-import { codedError, controlArguments, EMPTY, toBuffer, type Callback, type CodedError, type SendData, type SendOptions } from './connection-types.js';
+import {
+  codedError,
+  controlArguments,
+  EMPTY,
+  toBuffer,
+  type Callback,
+  type CodedError,
+  type SendData,
+  type SendOptions,
+} from './connection-types.js';
 import { SendQueue } from './send-queue.js';
 import type { SharedMessage } from './shared-message.js';
 import { READ_PAUSE_BYTES, type OwnedSocket } from './socket-listeners.js';
@@ -104,7 +113,12 @@ export abstract class WritePath extends ConnectionCore {
         : String(data);
     if (!canSend(this.wire)) {
       // WHATWG: data sent after closing is discarded but still counted in bufferedAmount.
-      this.discarded += typeof value === 'string' ? Buffer.byteLength(value) : value instanceof Blob ? value.size : toBuffer(value).length;
+      this.discarded +=
+        typeof value === 'string'
+          ? Buffer.byteLength(value)
+          : value instanceof Blob
+            ? value.size
+            : toBuffer(value).length;
       if (cb) this.notOpen(cb);
       return;
     }
@@ -115,7 +129,12 @@ export abstract class WritePath extends ConnectionCore {
     if (this.deflate !== undefined && this.queueCompression(value, options, cb)) return;
     // (Uncompressed: the slow-consumer policy judges it when it is written, in sendMessage.)
     if (this.queue?.active) {
-      this.queue.send(value, typeof value === 'string' ? Buffer.byteLength(value) : toBuffer(value).length, options, cb);
+      this.queue.send(
+        value,
+        typeof value === 'string' ? Buffer.byteLength(value) : toBuffer(value).length,
+        options,
+        cb,
+      );
       return;
     }
     this.sendMessage(value, options, cb);
@@ -126,7 +145,11 @@ export abstract class WritePath extends ConnectionCore {
    * queue it for compression (zlib is asynchronous, so it and everything after it go through
    * the send queue, in order). Returns false when it is sent uncompressed the usual way.
    */
-  private queueCompression(value: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: Callback | undefined): boolean {
+  private queueCompression(
+    value: Exclude<SendData, Blob>,
+    options: SendOptions | undefined,
+    cb: Callback | undefined,
+  ): boolean {
     const fin = options?.fin ?? true;
     const continuing = this.outgoingCompressed !== undefined;
     let compress = this.outgoingCompressed;
@@ -198,7 +221,12 @@ export abstract class WritePath extends ConnectionCore {
   }
 
   /** A queued message's turn came (`data` null: it could not be compressed). @internal */
-  sendQueued(data: Exclude<SendData, Blob> | null, options: SendOptions | undefined, cb: SendCallback | undefined, compressed = false): void {
+  sendQueued(
+    data: Exclude<SendData, Blob> | null,
+    options: SendOptions | undefined,
+    cb: SendCallback | undefined,
+    compressed = false,
+  ): void {
     if (data === null || this.closeSent || this.readyState === CLOSED) {
       if (cb) this.notOpen(cb);
       return;
@@ -233,9 +261,17 @@ export abstract class WritePath extends ConnectionCore {
 
   // ---- sendMessage: one message or fragment, framed for this connection ---------------------
 
-  private sendMessage(value: Exclude<SendData, Blob>, options: SendOptions | undefined, cb: SendCallback | undefined, compressed = false): void {
+  private sendMessage(
+    value: Exclude<SendData, Blob>,
+    options: SendOptions | undefined,
+    cb: SendCallback | undefined,
+    compressed = false,
+  ): void {
     const fin = options?.fin ?? true;
-    if (this.droppingFragments || (this.slowConsumerSends && this.host !== undefined && !this.sendingFragments && !compressed && !this.admit())) {
+    if (
+      this.droppingFragments ||
+      (this.slowConsumerSends && this.host !== undefined && !this.sendingFragments && !compressed && !this.admit())
+    ) {
       // A dropped first fragment takes the rest of its message with it.
       this.droppingFragments = !fin;
       if (cb) this.notOpen(cb);
@@ -400,9 +436,14 @@ export abstract class WritePath extends ConnectionCore {
       return;
     }
     slot.turnBytes += data.length;
-    socket.write(data, callbacks === undefined ? undefined : (err?: Error | null) => {
-      for (const cb of callbacks) cb(err);
-    });
+    socket.write(
+      data,
+      callbacks === undefined
+        ? undefined
+        : (err?: Error | null) => {
+            for (const cb of callbacks) cb(err);
+          },
+    );
   }
 
   /** Cork the socket for a large write this turn (uncorked with the batch), after the small frames. */

@@ -20,11 +20,14 @@ export interface DeflateError extends Error {
  * the close code the connection fails with.
  */
 export function deflateError(code: string, message: string, closeCode: number): DeflateError {
-  const err = (code in ERROR_CODES ? createError(code as DuetErrorCode, message, { closeCode }) : new Error(message)) as DeflateError;
+  const err = (
+    code in ERROR_CODES ? createError(code as DuetErrorCode, message, { closeCode }) : new Error(message)
+  ) as DeflateError;
   err.code = code;
   // Classes without a close code of their own (ConnectionClosedError, a DuetError for
   // WS_ERR_DEFLATE) carry it too: the connection needs it.
-  if (err.closeCode !== closeCode) Object.defineProperty(err, 'closeCode', { value: closeCode, enumerable: true, configurable: true, writable: true });
+  if (err.closeCode !== closeCode)
+    Object.defineProperty(err, 'closeCode', { value: closeCode, enumerable: true, configurable: true, writable: true });
   return err;
 }
 
@@ -120,7 +123,19 @@ export class ZlibStream {
    * slices (see ZlibQueue.yieldSlot).
    */
   run(input: Buffer, limit: number, limitName: string, slot: JobSlot, cb: Done): void {
-    const job: Job = { chunks: [], length: 0, limit, limitName, sinceYield: 0, slot, order: slot.stamp(), paused: false, written: false, aborted: undefined, cb };
+    const job: Job = {
+      chunks: [],
+      length: 0,
+      limit,
+      limitName,
+      sinceYield: 0,
+      slot,
+      order: slot.stamp(),
+      paused: false,
+      written: false,
+      aborted: undefined,
+      cb,
+    };
     this.job = job;
     this.used = true;
     if (this.inflate) {
@@ -168,7 +183,13 @@ export class ZlibStream {
     if (job === undefined) return;
     job.length += chunk.length;
     if (job.limit > 0 && job.length > job.limit) {
-      this.finish(deflateError('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', `inflated message over ${job.limitName} (${job.limit} bytes)`, CloseCode.MESSAGE_TOO_BIG));
+      this.finish(
+        deflateError(
+          'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
+          `inflated message over ${job.limitName} (${job.limit} bytes)`,
+          CloseCode.MESSAGE_TOO_BIG,
+        ),
+      );
       return;
     }
     job.chunks.push(chunk);
@@ -245,7 +266,8 @@ export class ZlibStream {
     // RFC 7692 7.2.3.4 lets a sender end a message with a BFINAL block; zlib then ends the
     // stream (the trailer we appended is left over). Node marks that at once in its
     // readable state; 'end' only follows on a later tick.
-    if ((this.z as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true) this.ended = true;
+    if ((this.z as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true)
+      this.ended = true;
     const chunks = job.chunks;
     job.chunks = [];
     job.cb(null, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, job.length));

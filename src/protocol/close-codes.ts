@@ -27,11 +27,7 @@ export const CloseCode = {
  * Never on the wire: 1004 (reserved), 1005, 1006, 1015 (reporting only), 0-999, 1016-2999, 5000+.
  */
 export function closeCodeIsValid(code: number): boolean {
-  return (
-    (code >= 1000 && code <= 1003) ||
-    (code >= 1007 && code <= 1014) ||
-    (code >= 3000 && code <= 4999)
-  );
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
 
 /**

@@ -143,7 +143,9 @@ export function acceptDeflateResponse(
       return { error: 'server_max_window_bits was offered but the response lacks it' };
     }
     if (answer.serverMaxWindowBits > offered.serverMaxWindowBits) {
-      return { error: `server_max_window_bits=${answer.serverMaxWindowBits} exceeds the offered ${offered.serverMaxWindowBits}` };
+      return {
+        error: `server_max_window_bits=${answer.serverMaxWindowBits} exceeds the offered ${offered.serverMaxWindowBits}`,
+      };
     }
   }
   // 7.1.2.2: only allowed when offered, and then no larger than an offered value. This client
@@ -151,7 +153,9 @@ export function acceptDeflateResponse(
   const answeredClientBits = answer.clientMaxWindowBits;
   if (typeof answeredClientBits === 'number') {
     if (typeof offered.clientMaxWindowBits === 'number' && answeredClientBits > offered.clientMaxWindowBits) {
-      return { error: `client_max_window_bits=${answeredClientBits} exceeds the offered ${offered.clientMaxWindowBits}` };
+      return {
+        error: `client_max_window_bits=${answeredClientBits} exceeds the offered ${offered.clientMaxWindowBits}`,
+      };
     }
   }
 
@@ -302,9 +306,13 @@ function toWire(element: DeflateElement): Map<string, string | true> {
   const params = new Map<string, string | true>();
   if (element.serverNoContextTakeover) params.set(SERVER_NO_CONTEXT_TAKEOVER, true);
   if (element.clientNoContextTakeover) params.set(CLIENT_NO_CONTEXT_TAKEOVER, true);
-  if (element.serverMaxWindowBits !== undefined) params.set(SERVER_MAX_WINDOW_BITS, String(element.serverMaxWindowBits));
+  if (element.serverMaxWindowBits !== undefined)
+    params.set(SERVER_MAX_WINDOW_BITS, String(element.serverMaxWindowBits));
   if (element.clientMaxWindowBits !== undefined) {
-    params.set(CLIENT_MAX_WINDOW_BITS, element.clientMaxWindowBits === true ? true : String(element.clientMaxWindowBits));
+    params.set(
+      CLIENT_MAX_WINDOW_BITS,
+      element.clientMaxWindowBits === true ? true : String(element.clientMaxWindowBits),
+    );
   }
   return params;
 }
@@ -323,7 +331,9 @@ function validateOptions(options: DeflateOptions): void {
   for (const key of ['serverMaxWindowBits', 'clientMaxWindowBits'] as const) {
     const bits = options[key];
     if (bits !== undefined && !(Number.isInteger(bits) && bits >= MIN_WINDOW_BITS && bits <= MAX_WINDOW_BITS)) {
-      throw new RangeError(`${key} must be an integer from ${MIN_WINDOW_BITS} to ${MAX_WINDOW_BITS}, got ${String(bits)}`);
+      throw new RangeError(
+        `${key} must be an integer from ${MIN_WINDOW_BITS} to ${MAX_WINDOW_BITS}, got ${String(bits)}`,
+      );
     }
   }
 }

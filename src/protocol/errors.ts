@@ -42,62 +42,184 @@ export interface ErrorInfo {
 export const ERROR_CODES = {
   // The opening handshake: refused by duet's server (reported on `wsClientError`) or failed
   // on duet's client (`error`, then `close` 1006).
-  WS_ERR_HANDSHAKE: { class: 'HandshakeError', meaning: 'the server refused a malformed upgrade request (err.status 400, 405 or 426) or handleProtocols chose a subprotocol not offered (500)' },
-  WS_ERR_CLIENT_REJECTED: { class: 'HandshakeError', status: 401, meaning: 'verifyClient refused the handshake (err.status: 401 or the status it chose)' },
-  WS_ERR_ORIGIN_NOT_ALLOWED: { class: 'HandshakeError', status: 403, meaning: 'the Origin header is not allowed by allowOrigins' },
+  WS_ERR_HANDSHAKE: {
+    class: 'HandshakeError',
+    meaning:
+      'the server refused a malformed upgrade request (err.status 400, 405 or 426) or handleProtocols chose a subprotocol not offered (500)',
+  },
+  WS_ERR_CLIENT_REJECTED: {
+    class: 'HandshakeError',
+    status: 401,
+    meaning: 'verifyClient refused the handshake (err.status: 401 or the status it chose)',
+  },
+  WS_ERR_ORIGIN_NOT_ALLOWED: {
+    class: 'HandshakeError',
+    status: 403,
+    meaning: 'the Origin header is not allowed by allowOrigins',
+  },
   WS_ERR_TOO_MANY_CONNECTIONS: { class: 'HandshakeError', status: 503, meaning: 'the server is at maxConnections' },
-  WS_ERR_CONNECT: { class: 'HandshakeError', meaning: 'the client could not reach the server (a network error without a system code; others keep theirs, e.g. ECONNREFUSED)' },
-  WS_ERR_HANDSHAKE_TIMEOUT: { class: 'HandshakeError', meaning: 'no complete opening handshake within handshakeTimeout' },
+  WS_ERR_CONNECT: {
+    class: 'HandshakeError',
+    meaning:
+      'the client could not reach the server (a network error without a system code; others keep theirs, e.g. ECONNREFUSED)',
+  },
+  WS_ERR_HANDSHAKE_TIMEOUT: {
+    class: 'HandshakeError',
+    meaning: 'no complete opening handshake within handshakeTimeout',
+  },
   ABORT_ERR: { class: 'HandshakeError', meaning: "the client's signal aborted the connection attempt" },
-  WS_ERR_CLOSED_BEFORE_OPEN: { class: 'HandshakeError', meaning: 'close() or terminate() was called while the client was connecting' },
-  WS_ERR_UNEXPECTED_RESPONSE: { class: 'HandshakeError', meaning: 'the server answered with a status other than 101 (err.status)' },
-  WS_ERR_INVALID_UPGRADE_HEADER: { class: 'HandshakeError', status: 101, meaning: 'the 101 response lacks Upgrade: websocket or Connection: Upgrade' },
-  WS_ERR_INVALID_ACCEPT: { class: 'HandshakeError', status: 101, meaning: "the server's Sec-WebSocket-Accept does not match the client's key" },
-  WS_ERR_UNEXPECTED_PROTOCOL: { class: 'HandshakeError', status: 101, meaning: 'the server chose a subprotocol the client did not offer, several, or none of those offered' },
-  WS_ERR_INVALID_EXTENSION: { class: 'HandshakeError', status: 101, meaning: "the server's Sec-WebSocket-Extensions is malformed or not a permessage-deflate answer the offer allows" },
-  WS_ERR_UNEXPECTED_EXTENSION: { class: 'HandshakeError', status: 101, meaning: 'the server accepted an extension the client did not offer' },
+  WS_ERR_CLOSED_BEFORE_OPEN: {
+    class: 'HandshakeError',
+    meaning: 'close() or terminate() was called while the client was connecting',
+  },
+  WS_ERR_UNEXPECTED_RESPONSE: {
+    class: 'HandshakeError',
+    meaning: 'the server answered with a status other than 101 (err.status)',
+  },
+  WS_ERR_INVALID_UPGRADE_HEADER: {
+    class: 'HandshakeError',
+    status: 101,
+    meaning: 'the 101 response lacks Upgrade: websocket or Connection: Upgrade',
+  },
+  WS_ERR_INVALID_ACCEPT: {
+    class: 'HandshakeError',
+    status: 101,
+    meaning: "the server's Sec-WebSocket-Accept does not match the client's key",
+  },
+  WS_ERR_UNEXPECTED_PROTOCOL: {
+    class: 'HandshakeError',
+    status: 101,
+    meaning: 'the server chose a subprotocol the client did not offer, several, or none of those offered',
+  },
+  WS_ERR_INVALID_EXTENSION: {
+    class: 'HandshakeError',
+    status: 101,
+    meaning: "the server's Sec-WebSocket-Extensions is malformed or not a permessage-deflate answer the offer allows",
+  },
+  WS_ERR_UNEXPECTED_EXTENSION: {
+    class: 'HandshakeError',
+    status: 101,
+    meaning: 'the server accepted an extension the client did not offer',
+  },
   WS_ERR_TOO_MANY_REDIRECTS: { class: 'HandshakeError', meaning: 'more than maxRedirects redirects (followRedirects)' },
-  WS_ERR_INVALID_REDIRECT: { class: 'HandshakeError', meaning: 'a redirect to a Location that is not a ws, wss, http or https URL' },
+  WS_ERR_INVALID_REDIRECT: {
+    class: 'HandshakeError',
+    meaning: 'a redirect to a Location that is not a ws, wss, http or https URL',
+  },
 
   // The peer broke RFC 6455: the connection is failed with the close code given.
-  WS_ERR_INVALID_OPCODE: { class: 'ProtocolError', closeCode: 1002, meaning: 'a frame with a reserved opcode (0x3-0x7, 0xB-0xF)' },
-  WS_ERR_UNEXPECTED_RSV_1: { class: 'ProtocolError', closeCode: 1002, meaning: 'RSV1 set without permessage-deflate, or on a continuation or control frame' },
+  WS_ERR_INVALID_OPCODE: {
+    class: 'ProtocolError',
+    closeCode: 1002,
+    meaning: 'a frame with a reserved opcode (0x3-0x7, 0xB-0xF)',
+  },
+  WS_ERR_UNEXPECTED_RSV_1: {
+    class: 'ProtocolError',
+    closeCode: 1002,
+    meaning: 'RSV1 set without permessage-deflate, or on a continuation or control frame',
+  },
   WS_ERR_UNEXPECTED_RSV_2_3: { class: 'ProtocolError', closeCode: 1002, meaning: 'RSV2 or RSV3 set' },
   WS_ERR_EXPECTED_MASK: { class: 'ProtocolError', closeCode: 1002, meaning: 'a frame from a client was not masked' },
   WS_ERR_UNEXPECTED_MASK: { class: 'ProtocolError', closeCode: 1002, meaning: 'a frame from a server was masked' },
   WS_ERR_EXPECTED_FIN: { class: 'ProtocolError', closeCode: 1002, meaning: 'a fragmented control frame' },
-  WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH: { class: 'ProtocolError', closeCode: 1002, meaning: 'a control frame over 125 bytes, or a Close frame with a 1-byte payload' },
-  WS_ERR_UNEXPECTED_CONTINUATION: { class: 'ProtocolError', closeCode: 1002, meaning: 'a continuation frame with no message in progress' },
-  WS_ERR_EXPECTED_CONTINUATION: { class: 'ProtocolError', closeCode: 1002, meaning: 'a new text or binary frame inside a fragmented message' },
-  WS_ERR_NON_MINIMAL_LENGTH: { class: 'ProtocolError', closeCode: 1002, meaning: 'a payload length not in its shortest encoding' },
-  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: { class: 'ProtocolError', closeCode: 1002, meaning: 'a 64-bit payload length with its most significant bit set' },
-  WS_ERR_INVALID_CLOSE_CODE: { class: 'ProtocolError', closeCode: 1002, meaning: 'a Close frame with a code that may not be sent' },
-  WS_ERR_INVALID_UTF8: { class: 'ProtocolError', closeCode: 1007, meaning: 'invalid UTF-8 in a text message (once inflated) or a close reason' },
+  WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH: {
+    class: 'ProtocolError',
+    closeCode: 1002,
+    meaning: 'a control frame over 125 bytes, or a Close frame with a 1-byte payload',
+  },
+  WS_ERR_UNEXPECTED_CONTINUATION: {
+    class: 'ProtocolError',
+    closeCode: 1002,
+    meaning: 'a continuation frame with no message in progress',
+  },
+  WS_ERR_EXPECTED_CONTINUATION: {
+    class: 'ProtocolError',
+    closeCode: 1002,
+    meaning: 'a new text or binary frame inside a fragmented message',
+  },
+  WS_ERR_NON_MINIMAL_LENGTH: {
+    class: 'ProtocolError',
+    closeCode: 1002,
+    meaning: 'a payload length not in its shortest encoding',
+  },
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: {
+    class: 'ProtocolError',
+    closeCode: 1002,
+    meaning: 'a 64-bit payload length with its most significant bit set',
+  },
+  WS_ERR_INVALID_CLOSE_CODE: {
+    class: 'ProtocolError',
+    closeCode: 1002,
+    meaning: 'a Close frame with a code that may not be sent',
+  },
+  WS_ERR_INVALID_UTF8: {
+    class: 'ProtocolError',
+    closeCode: 1007,
+    meaning: 'invalid UTF-8 in a text message (once inflated) or a close reason',
+  },
   WS_ERR_INFLATE: { class: 'ProtocolError', closeCode: 1007, meaning: 'a compressed message that zlib cannot inflate' },
-  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: { class: 'LimitExceededError', closeCode: 1009, meaning: 'a message over maxPayload (as sent or once inflated), a compressed one inflating past maxInflatedPayload, or a frame longer than any buffer' },
-  WS_ERR_TOO_MANY_BUFFERED_PARTS: { class: 'LimitExceededError', closeCode: 1009, meaning: 'a message in more frames than maxFragments (empty continuation frames count)' },
-  WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT: { class: 'ProtocolError', closeCode: 1008, meaning: 'a fragmented message still incomplete assemblyTimeout ms after its first fragment' },
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: {
+    class: 'LimitExceededError',
+    closeCode: 1009,
+    meaning:
+      'a message over maxPayload (as sent or once inflated), a compressed one inflating past maxInflatedPayload, or a frame longer than any buffer',
+  },
+  WS_ERR_TOO_MANY_BUFFERED_PARTS: {
+    class: 'LimitExceededError',
+    closeCode: 1009,
+    meaning: 'a message in more frames than maxFragments (empty continuation frames count)',
+  },
+  WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT: {
+    class: 'ProtocolError',
+    closeCode: 1008,
+    meaning: 'a fragmented message still incomplete assemblyTimeout ms after its first fragment',
+  },
 
   // The connection is not open.
-  WS_ERR_NOT_OPEN: { class: 'ConnectionClosedError', meaning: 'send, ping or pong on a connection that is closing or closed, or one that closed while its message was compressed' },
+  WS_ERR_NOT_OPEN: {
+    class: 'ConnectionClosedError',
+    meaning:
+      'send, ping or pong on a connection that is closing or closed, or one that closed while its message was compressed',
+  },
 
   // duet's side or the application: the connection is failed with 1011, a handshake answered 500.
-  WS_ERR_UNEXPECTED_CONDITION: { class: 'DuetError', closeCode: 1011, status: 500, meaning: 'an application callback threw (a listener, verifyClient, a headers listener); err.cause is what it threw' },
+  WS_ERR_UNEXPECTED_CONDITION: {
+    class: 'DuetError',
+    closeCode: 1011,
+    status: 500,
+    meaning: 'an application callback threw (a listener, verifyClient, a headers listener); err.cause is what it threw',
+  },
   WS_ERR_DEFLATE: { class: 'DuetError', closeCode: 1011, meaning: 'zlib failed to compress an outgoing message' },
   WS_ERR_BLOB_READ: { class: 'DuetError', closeCode: 1011, meaning: 'a Blob given to send() could not be read' },
-  WS_ERR_NO_PUBSUB: { class: 'DuetError', meaning: 'subscribe/publish on a connection not accepted by a duet WebSocketServer' },
-  WS_ERR_SERVER_NOT_RUNNING: { class: 'DuetError', meaning: 'close(cb) on a server that is already closed, or a job scheduled on a closed push server' },
+  WS_ERR_NO_PUBSUB: {
+    class: 'DuetError',
+    meaning: 'subscribe/publish on a connection not accepted by a duet WebSocketServer',
+  },
+  WS_ERR_SERVER_NOT_RUNNING: {
+    class: 'DuetError',
+    meaning: 'close(cb) on a server that is already closed, or a job scheduled on a closed push server',
+  },
 
   // Wrong arguments, thrown to (or reported to) the caller as TypeError / RangeError with a code.
-  WS_ERR_INVALID_HEADER: { class: 'TypeError', status: 500, meaning: 'a header name or value that cannot be sent (CR, LF, non-ASCII, not a token, ...)' },
-  WS_ERR_INVALID_STATUS: { class: 'RangeError', status: 500, meaning: 'an HTTP status for a refusal that is not an integer from 100 to 999' },
+  WS_ERR_INVALID_HEADER: {
+    class: 'TypeError',
+    status: 500,
+    meaning: 'a header name or value that cannot be sent (CR, LF, non-ASCII, not a token, ...)',
+  },
+  WS_ERR_INVALID_STATUS: {
+    class: 'RangeError',
+    status: 500,
+    meaning: 'an HTTP status for a refusal that is not an integer from 100 to 999',
+  },
 } as const satisfies Record<string, ErrorInfo>;
 
 /** Every error code duet's Node side can emit. */
 export type DuetErrorCode = keyof typeof ERROR_CODES;
 
 /** The codes whose errors come as class `C`. */
-type CodesOf<C extends DuetErrorClassName> = { [K in DuetErrorCode]: (typeof ERROR_CODES)[K]['class'] extends C ? K : never }[DuetErrorCode];
+type CodesOf<C extends DuetErrorClassName> = {
+  [K in DuetErrorCode]: (typeof ERROR_CODES)[K]['class'] extends C ? K : never;
+}[DuetErrorCode];
 
 export type HandshakeErrorCode = CodesOf<'HandshakeError'>;
 export type LimitExceededErrorCode = CodesOf<'LimitExceededError'>;
@@ -158,7 +280,11 @@ export class HandshakeError extends DuetError {
   /** The extra headers the server's refusal would have carried, if any. */
   declare headers?: HeaderFields;
 
-  constructor(code: HandshakeErrorCode | (string & Record<never, never>), message: string, options?: HandshakeErrorOptions) {
+  constructor(
+    code: HandshakeErrorCode | (string & Record<never, never>),
+    message: string,
+    options?: HandshakeErrorOptions,
+  ) {
     super(code, message, options);
     this.name = 'HandshakeError';
     if (options?.status !== undefined) this.status = options.status;
@@ -172,7 +298,12 @@ export class ProtocolError extends DuetError {
   /** The close code the connection is failed with (1002, 1007 or 1009). */
   readonly closeCode: number;
 
-  constructor(code: ProtocolErrorCode, message: string, closeCode: number = ERROR_CODES[code].closeCode, options?: ErrorOptions) {
+  constructor(
+    code: ProtocolErrorCode,
+    message: string,
+    closeCode: number = ERROR_CODES[code].closeCode,
+    options?: ErrorOptions,
+  ) {
     super(code, message, options);
     this.name = 'ProtocolError';
     this.closeCode = closeCode;
@@ -183,7 +314,12 @@ export class ProtocolError extends DuetError {
 export class LimitExceededError extends ProtocolError {
   declare readonly code: LimitExceededErrorCode;
 
-  constructor(code: LimitExceededErrorCode, message: string, closeCode: number = ERROR_CODES[code].closeCode, options?: ErrorOptions) {
+  constructor(
+    code: LimitExceededErrorCode,
+    message: string,
+    closeCode: number = ERROR_CODES[code].closeCode,
+    options?: ErrorOptions,
+  ) {
     super(code, message, closeCode, options);
     this.name = 'LimitExceededError';
   }
@@ -223,14 +359,22 @@ export interface CreateErrorOptions extends ErrorOptions {
 }
 
 /** The error for `code`, of the class the catalogue gives it, with its close code or status. */
-export function createError<C extends DuetErrorCode>(code: C, message: string, options: CreateErrorOptions = {}): ErrorFor<C> {
+export function createError<C extends DuetErrorCode>(
+  code: C,
+  message: string,
+  options: CreateErrorOptions = {},
+): ErrorFor<C> {
   const info: ErrorInfo = ERROR_CODES[code];
   const cause = 'cause' in options ? { cause: options.cause } : undefined;
   let err: Error;
   switch (info.class) {
     case 'HandshakeError': {
       const status = options.status ?? info.status;
-      const handshake = new HandshakeError(code, message, { ...cause, ...(status !== undefined && { status }), ...(options.headers !== undefined && { headers: options.headers }) });
+      const handshake = new HandshakeError(code, message, {
+        ...cause,
+        ...(status !== undefined && { status }),
+        ...(options.headers !== undefined && { headers: options.headers }),
+      });
       // Node's name for an aborted operation, so `err.name === 'AbortError'` checks work.
       if (code === 'ABORT_ERR') handshake.name = 'AbortError';
       err = handshake;

@@ -25,8 +25,7 @@ export function normalizeProtocols(protocols: string | readonly string[] | undef
 
 /** Outcome of checking the server's response to our upgrade request. */
 export type ResponseCheck =
-  | { ok: true; protocol: string; extensions: string }
-  | { ok: false; code: HandshakeErrorCode; message: string };
+  { ok: true; protocol: string; extensions: string } | { ok: false; code: HandshakeErrorCode; message: string };
 
 /**
  * Check a `101 Switching Protocols` response: Upgrade and Connection headers, the
@@ -44,12 +43,21 @@ export function checkUpgradeResponse(
     const v = headers[name];
     return Array.isArray(v) ? v.join(', ') : v;
   };
-  if (status !== 101) return { ok: false, code: 'WS_ERR_UNEXPECTED_RESPONSE', message: `Unexpected server response: ${status}` };
+  if (status !== 101)
+    return { ok: false, code: 'WS_ERR_UNEXPECTED_RESPONSE', message: `Unexpected server response: ${status}` };
   if (!headerHasToken(get('upgrade'), 'websocket')) {
-    return { ok: false, code: 'WS_ERR_INVALID_UPGRADE_HEADER', message: 'Invalid Upgrade header in the server response' };
+    return {
+      ok: false,
+      code: 'WS_ERR_INVALID_UPGRADE_HEADER',
+      message: 'Invalid Upgrade header in the server response',
+    };
   }
   if (!headerHasToken(get('connection'), 'upgrade')) {
-    return { ok: false, code: 'WS_ERR_INVALID_UPGRADE_HEADER', message: 'Invalid Connection header in the server response' };
+    return {
+      ok: false,
+      code: 'WS_ERR_INVALID_UPGRADE_HEADER',
+      message: 'Invalid Connection header in the server response',
+    };
   }
   if (get('sec-websocket-accept')?.trim() !== computeAccept(key)) {
     return { ok: false, code: 'WS_ERR_INVALID_ACCEPT', message: 'Invalid Sec-WebSocket-Accept header' };
@@ -58,7 +66,11 @@ export function checkUpgradeResponse(
   let protocol = '';
   if (offeredProtocols.length > 0 && (protocolHeader === undefined || String(protocolHeader).trim() === '')) {
     // WHATWG Fetch, "establish a WebSocket connection": offering protocols and getting none back fails.
-    return { ok: false, code: 'WS_ERR_UNEXPECTED_PROTOCOL', message: 'Server selected no subprotocol (one was required)' };
+    return {
+      ok: false,
+      code: 'WS_ERR_UNEXPECTED_PROTOCOL',
+      message: 'Server selected no subprotocol (one was required)',
+    };
   }
   if (protocolHeader !== undefined) {
     const value = (Array.isArray(protocolHeader) ? protocolHeader.join(', ') : protocolHeader).trim();
@@ -66,17 +78,26 @@ export function checkUpgradeResponse(
       return { ok: false, code: 'WS_ERR_UNEXPECTED_PROTOCOL', message: 'Server selected more than one subprotocol' };
     }
     if (!offeredProtocols.includes(value)) {
-      return { ok: false, code: 'WS_ERR_UNEXPECTED_PROTOCOL', message: `Server selected a subprotocol that was not offered: ${value}` };
+      return {
+        ok: false,
+        code: 'WS_ERR_UNEXPECTED_PROTOCOL',
+        message: `Server selected a subprotocol that was not offered: ${value}`,
+      };
     }
     protocol = value;
   }
   const extensionHeader = get('sec-websocket-extensions');
   if (extensionHeader !== undefined && extensionHeader.trim() !== '') {
     const accepted = parseExtensions(extensionHeader);
-    if (accepted === null) return { ok: false, code: 'WS_ERR_INVALID_EXTENSION', message: 'Invalid Sec-WebSocket-Extensions header' };
+    if (accepted === null)
+      return { ok: false, code: 'WS_ERR_INVALID_EXTENSION', message: 'Invalid Sec-WebSocket-Extensions header' };
     const unexpected = accepted.find((e) => !offeredExtensions.includes(e.name));
     if (unexpected) {
-      return { ok: false, code: 'WS_ERR_UNEXPECTED_EXTENSION', message: `Server accepted an extension that was not offered: ${unexpected.name}` };
+      return {
+        ok: false,
+        code: 'WS_ERR_UNEXPECTED_EXTENSION',
+        message: `Server accepted an extension that was not offered: ${unexpected.name}`,
+      };
     }
     return { ok: true, protocol, extensions: extensionHeader.trim() };
   }

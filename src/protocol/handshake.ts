@@ -11,7 +11,14 @@ import * as crypto from 'node:crypto';
 import { createHash, randomBytes } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import { createError } from './errors.js';
-import { checkHeaderLine, headerFieldList, invalidHeaderError, isHeaderValueText, isToken, type HeaderFields } from './header-fields.js';
+import {
+  checkHeaderLine,
+  headerFieldList,
+  invalidHeaderError,
+  isHeaderValueText,
+  isToken,
+  type HeaderFields,
+} from './header-fields.js';
 
 // The token rule lives with the other header-field rules; re-exported for existing importers.
 export { isToken } from './header-fields.js';
@@ -25,7 +32,9 @@ export function computeAccept(key: string): string {
   // crypto.hash (Node 20.12+) hashes in one call without a Hash object per handshake.
   if (oneShotHash !== undefined) return oneShotHash('sha1', key + WEBSOCKET_GUID, 'base64');
   /* c8 ignore next: Node 20.0-20.11 only (engines allows them); the suite runs on a newer Node */
-  return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+  return createHash('sha1')
+    .update(key + WEBSOCKET_GUID)
+    .digest('base64');
 }
 
 const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'base64') => string }).hash;
@@ -167,9 +176,7 @@ export function parseExtensions(value: string): ExtensionOffer[] | null {
  * are sent as quoted-strings. Throws TypeError for names that are not tokens and for values
  * no quoted-string can carry (control characters such as CR / LF, which would split the header).
  */
-export function formatExtensions(
-  offers: ReadonlyArray<{ name: string; params: Map<string, string | true> }>,
-): string {
+export function formatExtensions(offers: ReadonlyArray<{ name: string; params: Map<string, string | true> }>): string {
   return offers
     .map((offer) => {
       if (!isToken(offer.name)) throw new TypeError(`Invalid extension name: ${JSON.stringify(offer.name)}`);
@@ -280,7 +287,11 @@ export function buildAcceptResponse(
  * The status line and headers of a `101 Switching Protocols` response, one string per line,
  * so a server can let applications add headers (the `headers` event) before serializing.
  */
-export function acceptResponseLines(key: string, protocol: string | undefined, extensions: string | undefined): string[] {
+export function acceptResponseLines(
+  key: string,
+  protocol: string | undefined,
+  extensions: string | undefined,
+): string[] {
   const lines = [
     'HTTP/1.1 101 Switching Protocols',
     'Upgrade: websocket',

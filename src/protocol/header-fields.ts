@@ -89,8 +89,13 @@ export function headerFieldList(headers: unknown): Array<[name: string, values: 
   }
   const fields: Array<[string, string[]]> = [];
   for (const [name, value] of Object.entries(headers)) {
-    if (!isToken(name)) throw invalidHeaderError(`Invalid header name ${shown(name)}: it must be an HTTP token (no spaces, colons or control characters)`);
-    const values = Array.isArray(value) ? value.map((element: unknown) => valueText(name, element)) : [valueText(name, value)];
+    if (!isToken(name))
+      throw invalidHeaderError(
+        `Invalid header name ${shown(name)}: it must be an HTTP token (no spaces, colons or control characters)`,
+      );
+    const values = Array.isArray(value)
+      ? value.map((element: unknown) => valueText(name, element))
+      : [valueText(name, value)];
     fields.push([name, values]);
   }
   return fields;
@@ -109,11 +114,14 @@ export function headerLines(headers: unknown): string[] {
  * {@link headerFieldList} otherwise (a non-string, no colon, a space before the colon, CR/LF).
  */
 export function checkHeaderLine(line: unknown): void {
-  if (typeof line !== 'string') throw invalidHeaderError(`A header line must be a string "Name: value", got ${shown(line)}`);
+  if (typeof line !== 'string')
+    throw invalidHeaderError(`A header line must be a string "Name: value", got ${shown(line)}`);
   const colon = line.indexOf(':');
   const name = colon === -1 ? line : line.slice(0, colon);
   if (colon === -1 || !isToken(name)) {
-    throw invalidHeaderError(`Invalid header line ${shown(line)}: it must be "Name: value" with an HTTP token as the name`);
+    throw invalidHeaderError(
+      `Invalid header line ${shown(line)}: it must be "Name: value" with an HTTP token as the name`,
+    );
   }
   valueText(name, line.slice(colon + 1));
 }

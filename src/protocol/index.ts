@@ -31,5 +31,12 @@ export type { FrameParserHandler, FrameParserOptions } from './parser.js';
 export { Utf8Validator, isValidUtf8 } from './utf8.js';
 export * from './handshake.js';
 export * from './handshake-response.js';
-export { INVALID_HEADER, checkHeaderLine, headerFieldList, headerLines, invalidHeaderError, isHeaderValueText } from './header-fields.js';
+export {
+  INVALID_HEADER,
+  checkHeaderLine,
+  headerFieldList,
+  headerLines,
+  invalidHeaderError,
+  isHeaderValueText,
+} from './header-fields.js';
 export type { HeaderFields, HeaderValue, InvalidHeaderError } from './header-fields.js';

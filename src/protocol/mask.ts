@@ -41,8 +41,7 @@ export function applyMask(data: Uint8Array, key: Uint8Array, keyOffset = 0): voi
     const lead = (4 - (data.byteOffset & 3)) & 3;
     for (; i < lead; i++) data[i] ^= key[(keyOffset + i) & 3];
     const k = keyOffset + lead;
-    const word =
-      (key[k & 3] | (key[(k + 1) & 3] << 8) | (key[(k + 2) & 3] << 16) | (key[(k + 3) & 3] << 24)) >>> 0;
+    const word = (key[k & 3] | (key[(k + 1) & 3] << 8) | (key[(k + 2) & 3] << 16) | (key[(k + 3) & 3] << 24)) >>> 0;
     const words = (length - lead) >>> 2;
     const view = new Uint32Array(data.buffer, data.byteOffset + lead, words);
     let w = 0;

@@ -253,8 +253,9 @@ export class FrameParser {
       used += n;
       if (before < 2 && this.headLength >= 2 && !this.checkFirstBytes(head[0], head[1])) return -1;
       const lengthEnd = target - (this.masked ? 4 : 0);
-      if (lengthEnd > 2 && before < lengthEnd && this.headLength >= lengthEnd && !this.checkExtendedLength(head, 2)) return -1;
-      if (this.headLength < target || target === 2 && headerSize(head[1]) > 2) {
+      if (lengthEnd > 2 && before < lengthEnd && this.headLength >= lengthEnd && !this.checkExtendedLength(head, 2))
+        return -1;
+      if (this.headLength < target || (target === 2 && headerSize(head[1]) > 2)) {
         if (used === available) return used;
         continue;
       }
@@ -287,21 +288,28 @@ export class FrameParser {
 
     switch (opcode) {
       case Opcode.CONTINUATION:
-        if (this.messageOpcode === 0) return this.fail('WS_ERR_UNEXPECTED_CONTINUATION', 'continuation frame without a message in progress');
+        if (this.messageOpcode === 0)
+          return this.fail('WS_ERR_UNEXPECTED_CONTINUATION', 'continuation frame without a message in progress');
         if (++this.messageFrames > this.maxFragments) {
-          return this.fail('WS_ERR_TOO_MANY_BUFFERED_PARTS', `message in more than ${this.maxFragments} frames`, CloseCode.MESSAGE_TOO_BIG);
+          return this.fail(
+            'WS_ERR_TOO_MANY_BUFFERED_PARTS',
+            `message in more than ${this.maxFragments} frames`,
+            CloseCode.MESSAGE_TOO_BIG,
+          );
         }
         break;
       case Opcode.TEXT:
       case Opcode.BINARY:
-        if (this.messageOpcode !== 0) return this.fail('WS_ERR_EXPECTED_CONTINUATION', 'new data frame before the fragmented message ended');
+        if (this.messageOpcode !== 0)
+          return this.fail('WS_ERR_EXPECTED_CONTINUATION', 'new data frame before the fragmented message ended');
         this.messageFrames = 1;
         break;
       case Opcode.CLOSE:
       case Opcode.PING:
       case Opcode.PONG:
         if (!fin) return this.fail('WS_ERR_EXPECTED_FIN', 'control frames must not be fragmented');
-        if (this.payloadLength > MAX_CONTROL_PAYLOAD) return this.fail('WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH', 'control frame payload over 125 bytes');
+        if (this.payloadLength > MAX_CONTROL_PAYLOAD)
+          return this.fail('WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH', 'control frame payload over 125 bytes');
         break;
       default:
         return this.fail('WS_ERR_INVALID_OPCODE', `invalid opcode 0x${opcode.toString(16)}`);
@@ -326,13 +334,23 @@ export class FrameParser {
     }
     const high = buf.readUInt32BE(offset);
     const low = buf.readUInt32BE(offset + 4);
-    if (high & 0x80000000) return this.fail('WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH', 'the most significant bit of a 64-bit length must be 0');
+    if (high & 0x80000000)
+      return this.fail(
+        'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH',
+        'the most significant bit of a 64-bit length must be 0',
+      );
     // Above 2^53 - 1 the length is not even representable; no receiver can hold it.
-    if (high > 0x1fffff) return this.fail('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 'payload length over 2^53 - 1', CloseCode.MESSAGE_TOO_BIG);
+    if (high > 0x1fffff)
+      return this.fail('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 'payload length over 2^53 - 1', CloseCode.MESSAGE_TOO_BIG);
     const length = high * 0x100000000 + low;
     if (length <= 0xffff) return this.fail('WS_ERR_NON_MINIMAL_LENGTH', 'length not minimally encoded');
     // Larger than any Buffer this process can allocate (maxPayload 0 means no limit of ours).
-    if (length > kMaxLength) return this.fail('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', `payload length over the largest possible buffer (${kMaxLength} bytes)`, CloseCode.MESSAGE_TOO_BIG);
+    if (length > kMaxLength)
+      return this.fail(
+        'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
+        `payload length over the largest possible buffer (${kMaxLength} bytes)`,
+        CloseCode.MESSAGE_TOO_BIG,
+      );
     this.payloadLength = length;
     return this.checkMaxPayload();
   }
@@ -340,7 +358,11 @@ export class FrameParser {
   /** Refuse a data frame that would take its message over maxPayload, before buffering any of it. */
   private checkMaxPayload(): boolean {
     if (this.maxPayload > 0 && this.opcode < 0x8 && this.messageLength + this.payloadLength > this.maxPayload) {
-      return this.fail('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', `message over maxPayload (${this.maxPayload} bytes)`, CloseCode.MESSAGE_TOO_BIG);
+      return this.fail(
+        'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
+        `message over maxPayload (${this.maxPayload} bytes)`,
+        CloseCode.MESSAGE_TOO_BIG,
+      );
     }
     return true;
   }
@@ -372,7 +394,9 @@ export class FrameParser {
       // Frames up to 16 MiB get their whole length once an eighth has arrived; larger ones keep
       // doubling, so a peer that trickles a huge frame pins at most twice what it sent.
       const jumpAt = length <= JUMP_LIMIT ? 8 : 0;
-      const grown = Buffer.allocUnsafe(grownCapacity(buffer?.length ?? 0, this.frameFilled + n, length, 64 * 1024, jumpAt));
+      const grown = Buffer.allocUnsafe(
+        grownCapacity(buffer?.length ?? 0, this.frameFilled + n, length, 64 * 1024, jumpAt),
+      );
       if (buffer !== undefined) buffer.copy(grown, 0, 0, this.frameFilled);
       buffer = this.frameBuffer = grown;
     }
@@ -489,7 +513,10 @@ export class FrameParser {
     const utf8 = (this.utf8 ??= new Utf8Validator());
     const complete = utf8.complete;
     utf8.reset();
-    return complete || this.fail('WS_ERR_INVALID_UTF8', 'text message ends inside a UTF-8 sequence', CloseCode.INVALID_PAYLOAD);
+    return (
+      complete ||
+      this.fail('WS_ERR_INVALID_UTF8', 'text message ends inside a UTF-8 sequence', CloseCode.INVALID_PAYLOAD)
+    );
   }
 
   private controlFrame(opcode: number, payload: Buffer): void {

@@ -127,13 +127,15 @@ export class Utf8Validator {
     }
     if (byte < 0xf0) {
       this.#remaining = 2;
-      if (byte === 0xe0) this.#nextMin = 0xa0; // below A0 is an overlong 3-byte form
+      if (byte === 0xe0)
+        this.#nextMin = 0xa0; // below A0 is an overlong 3-byte form
       else if (byte === 0xed) this.#nextMax = 0x9f; // above 9F encodes a surrogate
       return true;
     }
     if (byte < 0xf5) {
       this.#remaining = 3;
-      if (byte === 0xf0) this.#nextMin = 0x90; // below 90 is an overlong 4-byte form
+      if (byte === 0xf0)
+        this.#nextMin = 0x90; // below 90 is an overlong 4-byte form
       else if (byte === 0xf4) this.#nextMax = 0x8f; // above 8F is past U+10FFFF
       return true;
     }

@@ -136,4 +136,5 @@ export interface ChannelError {
   retryAfter?: number;
 }
 /** Every message the server sends on a channel connection. */
-export type ChannelServerMessage = ChannelMessage | ChannelWelcome | ChannelSubscribed | ChannelUnsubscribed | ChannelPong | ChannelError;
+export type ChannelServerMessage =
+  ChannelMessage | ChannelWelcome | ChannelSubscribed | ChannelUnsubscribed | ChannelPong | ChannelError;

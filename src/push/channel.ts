@@ -10,7 +10,15 @@
  */
 import type { RawData, WebSocket } from '../node/connection.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import type { ChannelError, ChannelErrorCode, ChannelOptions, ChannelRateLimit, ChannelRecoveryBudget, ChannelSender, ChannelServerMessage } from './channel-types.js';
+import type {
+  ChannelError,
+  ChannelErrorCode,
+  ChannelOptions,
+  ChannelRateLimit,
+  ChannelRecoveryBudget,
+  ChannelSender,
+  ChannelServerMessage,
+} from './channel-types.js';
 import type { Recovery } from './history.js';
 import type { Hub } from './hub.js';
 import { newConnectionId, nickProblem, senderJson } from './identity.js';
@@ -118,10 +126,12 @@ export class Channel {
     this.allowUnknownTopics = options.allowUnknownTopics ?? false;
     this.allowPublish = options.allowPublish;
     const rate = options.rateLimit ?? DEFAULT_RATE_LIMIT;
-    if (rate !== false && !(rate.messages >= 1 && rate.perMs > 0)) throw new RangeError('rateLimit needs messages >= 1 and perMs > 0');
+    if (rate !== false && !(rate.messages >= 1 && rate.perMs > 0))
+      throw new RangeError('rateLimit needs messages >= 1 and perMs > 0');
     this.rate = rate === false ? false : { capacity: rate.messages, perMs: rate.perMs };
     const budget = options.recoveryBudget ?? DEFAULT_RECOVERY_BUDGET;
-    if (budget !== false && !(budget.bytes >= 1 && budget.perMs > 0)) throw new RangeError('recoveryBudget needs bytes >= 1 and perMs > 0');
+    if (budget !== false && !(budget.bytes >= 1 && budget.perMs > 0))
+      throw new RangeError('recoveryBudget needs bytes >= 1 and perMs > 0');
     this.recoveryBudget = budget === false ? false : { capacity: budget.bytes, perMs: budget.perMs };
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.maxErrors = options.maxErrors ?? DEFAULT_MAX_ERRORS;
@@ -139,7 +149,8 @@ export class Channel {
    * end when it closes. Accepting a connection twice does nothing.
    */
   accept(ws: WebSocket): void {
-    if (ws.host?.pubsub !== this.hub) throw new TypeError("Channel.accept() takes connections of the server the channel was created with");
+    if (ws.host?.pubsub !== this.hub)
+      throw new TypeError('Channel.accept() takes connections of the server the channel was created with');
     if (this.connections.has(ws)) return;
     const now = Date.now();
     this.connections.set(ws, {
@@ -224,7 +235,8 @@ export class Channel {
       if (isBinary) throw new ClientError('binary', 'binary messages are not part of the protocol; send JSON text');
       const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : undefined;
       if (bytes === undefined) throw new ClientError('binary', 'text messages only');
-      if (bytes.length > this.maxMessageBytes) throw new ClientError('too_big', `messages are limited to ${this.maxMessageBytes} bytes`);
+      if (bytes.length > this.maxMessageBytes)
+        throw new ClientError('too_big', `messages are limited to ${this.maxMessageBytes} bytes`);
       this.handle(ws, state, parse(bytes));
     } catch (err) {
       if (err instanceof ClientError) this.fail(ws, state, err);
@@ -276,7 +288,8 @@ export class Channel {
       case 'ping': {
         const id = msg.id;
         if (id === undefined || id === null) sendJson(ws, { type: 'pong' });
-        else if (typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id))) sendJson(ws, { type: 'pong', id });
+        else if (typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)))
+          sendJson(ws, { type: 'pong', id });
         else throw new ClientError('bad_message', 'ping "id" must be a string or a number');
         return;
       }
@@ -288,10 +301,17 @@ export class Channel {
   /** The message's topic, checked: a name this client may use. */
   private topicOf(msg: Fields): string {
     const topic = msg.topic;
-    if (typeof topic !== 'string' || topic.length === 0) throw new ClientError('bad_message', 'a non-empty string "topic" is required');
+    if (typeof topic !== 'string' || topic.length === 0)
+      throw new ClientError('bad_message', 'a non-empty string "topic" is required');
     if (!this.topics.has(topic)) {
-      if (!this.allowUnknownTopics) throw new ClientError('unknown_topic', `no topic ${JSON.stringify(topic.slice(0, 64))}`, topic.slice(0, MAX_TOPIC_LENGTH));
-      if (topic.length > MAX_TOPIC_LENGTH) throw new ClientError('bad_message', `topic names are at most ${MAX_TOPIC_LENGTH} characters`);
+      if (!this.allowUnknownTopics)
+        throw new ClientError(
+          'unknown_topic',
+          `no topic ${JSON.stringify(topic.slice(0, 64))}`,
+          topic.slice(0, MAX_TOPIC_LENGTH),
+        );
+      if (topic.length > MAX_TOPIC_LENGTH)
+        throw new ClientError('bad_message', `topic names are at most ${MAX_TOPIC_LENGTH} characters`);
     }
     return topic;
   }
@@ -306,12 +326,15 @@ export class Channel {
     if (since !== undefined && !(typeof since === 'number' && Number.isSafeInteger(since) && since >= 0)) {
       throw new ClientError('bad_message', '"since" must be a non-negative integer', topic);
     }
-    if (epoch !== undefined && typeof epoch !== 'string') throw new ClientError('bad_message', '"epoch" must be a string', topic);
+    if (epoch !== undefined && typeof epoch !== 'string')
+      throw new ClientError('bad_message', '"epoch" must be a string', topic);
     const hubTopic = CHANNEL_TOPIC_PREFIX + topic;
     // A repeated subscribe is answered like a first one (`subscribed`, then what it asks to
     // recover); the subscription itself stays as it is.
     let recovery: Recovery =
-      since !== undefined && epoch !== undefined ? this.hub.recover(hubTopic, since, epoch) : { ...this.hub.position(hubTopic), recovered: false, messages: [] };
+      since !== undefined && epoch !== undefined
+        ? this.hub.recover(hubTopic, since, epoch)
+        : { ...this.hub.position(hubTopic), recovered: false, messages: [] };
     if (recovery.messages.length > 0) recovery = this.chargeRecovery(state, recovery, topic);
     // No gap and no duplicate between recovery and live delivery: `recover` took the
     // position (epoch, seq) and the history up to seq, and from here to `ws.subscribe` the
@@ -320,7 +343,13 @@ export class Channel {
     // this function has seq > recovery.seq and reaches the client live, after the replay,
     // because all writes to one socket go out in call order.
     const droppedBefore = ws.droppedMessages;
-    sendJson(ws, { type: 'subscribed', topic, epoch: recovery.epoch, seq: recovery.seq, recovered: recovery.recovered });
+    sendJson(ws, {
+      type: 'subscribed',
+      topic,
+      epoch: recovery.epoch,
+      seq: recovery.seq,
+      recovered: recovery.recovered,
+    });
     // History holds the envelopes as published: replayed as they are, not encoded again.
     for (const entry of recovery.messages) ws.send(entry.payload, { binary: entry.binary });
     if (ws.droppedMessages !== droppedBefore) {
@@ -348,7 +377,12 @@ export class Channel {
     state.recoveryRefilledAt = now;
     if (state.recoveryBytes < bytes) {
       const retryAfter = waitFor(state.recoveryBytes, bytes, budget);
-      throw new ClientError('recovery_limited', `this recovery (${bytes} bytes) does not fit the recovery budget now; subscribe again in ${retryAfter} ms`, topic, retryAfter);
+      throw new ClientError(
+        'recovery_limited',
+        `this recovery (${bytes} bytes) does not fit the recovery budget now; subscribe again in ${retryAfter} ms`,
+        topic,
+        retryAfter,
+      );
     }
     state.recoveryBytes -= bytes;
     return recovery;
@@ -359,14 +393,25 @@ export class Channel {
     if (!('data' in msg)) throw new ClientError('bad_message', 'publish needs "data"', topic);
     const config = this.topics.get(topic);
     const allowed = this.allowPublish ? this.allowPublish(ws, topic) === true : (config?.publish ?? false);
-    if (!allowed) throw new ClientError('forbidden', `publishing to ${JSON.stringify(topic.slice(0, 64))} is not allowed`, topic);
+    if (!allowed)
+      throw new ClientError('forbidden', `publishing to ${JSON.stringify(topic.slice(0, 64))} is not allowed`, topic);
     for (const key of SENDER_KEYS) {
-      if (key in msg) throw new ClientError('identity', `a publish cannot carry "${key}": the server stamps who sent it (as "from")`, topic);
+      if (key in msg)
+        throw new ClientError(
+          'identity',
+          `a publish cannot carry "${key}": the server stamps who sent it (as "from")`,
+          topic,
+        );
     }
     const data = msg.data;
     if (config?.identityFields !== undefined && typeof data === 'object' && data !== null && !Array.isArray(data)) {
       for (const key of config.identityFields) {
-        if (Object.hasOwn(data, key)) throw new ClientError('identity', `"data" cannot carry "${key}" on this topic: the server stamps who sent it (as "from")`, topic);
+        if (Object.hasOwn(data, key))
+          throw new ClientError(
+            'identity',
+            `"data" cannot carry "${key}" on this topic: the server stamps who sent it (as "from")`,
+            topic,
+          );
       }
     }
     let dataJson: string;
@@ -392,7 +437,8 @@ export class Channel {
 }
 
 function checkTopicName(name: string): void {
-  if (name.length === 0 || name.length > MAX_TOPIC_LENGTH) throw new RangeError(`topic names are 1 to ${MAX_TOPIC_LENGTH} characters: ${JSON.stringify(name)}`);
+  if (name.length === 0 || name.length > MAX_TOPIC_LENGTH)
+    throw new RangeError(`topic names are 1 to ${MAX_TOPIC_LENGTH} characters: ${JSON.stringify(name)}`);
 }
 
 function parse(bytes: Buffer): Fields {
@@ -402,13 +448,15 @@ function parse(bytes: Buffer): Fields {
   } catch {
     throw new ClientError('bad_json', 'the message is not valid JSON');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ClientError('bad_message', 'a message is a JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new ClientError('bad_message', 'a message is a JSON object');
   return value as Fields;
 }
 
 function stringify(data: unknown): string {
   const json = JSON.stringify(data);
-  if (typeof json !== 'string') throw new TypeError('channel data must be a JSON value (not undefined, a function or a symbol)');
+  if (typeof json !== 'string')
+    throw new TypeError('channel data must be a JSON value (not undefined, a function or a symbol)');
   return json;
 }
 

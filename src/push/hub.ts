@@ -87,7 +87,12 @@ export class Hub implements PubSub {
     if (state === undefined) {
       if (this.topics.size >= this.maxTopics) this.evictIdleTopic();
       const history = this.historyFor(topic);
-      state = { subscribers: new Set(), seq: 0, epoch: newEpoch(), history: history ? new TopicHistory(history) : undefined };
+      state = {
+        subscribers: new Set(),
+        seq: 0,
+        epoch: newEpoch(),
+        history: history ? new TopicHistory(history) : undefined,
+      };
       this.topics.set(topic, state);
     }
     return state;
@@ -141,14 +146,29 @@ export class Hub implements PubSub {
    * the message's sequence number and the topic's epoch, for payloads that carry them (the
    * channel protocol does). Returns the number of local subscribers written to.
    */
-  publish(topic: string, data: PublishData | ((seq: number, epoch: string) => PublishData), options?: PublishOptions, exclude?: Subscriber): number {
+  publish(
+    topic: string,
+    data: PublishData | ((seq: number, epoch: string) => PublishData),
+    options?: PublishOptions,
+    exclude?: Subscriber,
+  ): number {
     const known = this.topics.get(topic);
     if (known === undefined && !this.historyFor(topic)) {
       // Nobody here follows this topic and nothing is remembered: no state is made (offline
       // users' notification topics, made-up names). Other processes may still have
       // subscribers, so the broker gets it, without a sequence number.
       const value = typeof data === 'function' ? data(0, '') : data;
-      this.broker.publish({ topic, payload: toPayload(value), binary: options?.binary ?? typeof value !== 'string', compress: options?.compress, seq: 0, epoch: '' }, exclude);
+      this.broker.publish(
+        {
+          topic,
+          payload: toPayload(value),
+          binary: options?.binary ?? typeof value !== 'string',
+          compress: options?.compress,
+          seq: 0,
+          epoch: '',
+        },
+        exclude,
+      );
       return 0;
     }
     const state = known ?? this.state(topic);
@@ -204,7 +224,9 @@ export class Hub implements PubSub {
       return { ...base, recovered: false, messages: [] };
     }
     const messages = state.history.after(since, state.seq, Date.now());
-    return messages === undefined ? { ...base, recovered: false, messages: [] } : { ...base, recovered: true, messages };
+    return messages === undefined
+      ? { ...base, recovered: false, messages: [] }
+      : { ...base, recovered: true, messages };
   }
 
   /**

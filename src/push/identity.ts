@@ -40,5 +40,7 @@ export function nickProblem(nick: unknown): string | undefined {
 
 /** `from` as JSON, built once per change of identity and spliced into every envelope. */
 export function senderJson(sender: ChannelSender): string {
-  return sender.nick === undefined ? `{"id":${JSON.stringify(sender.id)}}` : `{"id":${JSON.stringify(sender.id)},"nick":${JSON.stringify(sender.nick)}}`;
+  return sender.nick === undefined
+    ? `{"id":${JSON.stringify(sender.id)}}`
+    : `{"id":${JSON.stringify(sender.id)},"nick":${JSON.stringify(sender.nick)}}`;
 }

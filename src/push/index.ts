@@ -7,4 +7,18 @@ export type { Broker, BrokerMessage } from './broker.js';
 export type { HistoryOptions, HistoryEntry, Recovery } from './history.js';
 export type { Job } from './scheduler.js';
 export { Channel, CHANNEL_ERROR_CODES, CHANNEL_TOPIC_PREFIX, MAX_TOPIC_LENGTH } from './channel.js';
-export type { ChannelOptions, ChannelTopicOptions, ChannelRateLimit, ChannelRecoveryBudget, ChannelErrorCode, ChannelServerMessage, ChannelMessage, ChannelWelcome, ChannelSender, ChannelSubscribed, ChannelUnsubscribed, ChannelPong, ChannelError } from './channel.js';
+export type {
+  ChannelOptions,
+  ChannelTopicOptions,
+  ChannelRateLimit,
+  ChannelRecoveryBudget,
+  ChannelErrorCode,
+  ChannelServerMessage,
+  ChannelMessage,
+  ChannelWelcome,
+  ChannelSender,
+  ChannelSubscribed,
+  ChannelUnsubscribed,
+  ChannelPong,
+  ChannelError,
+} from './channel.js';

@@ -29,13 +29,32 @@ interface Outcome {
   };
 }
 
-function bench(dir: string, name: string, servers: string, env: Record<string, string> = {}, scenarios = 'echo-32B'): Promise<Outcome> {
+function bench(
+  dir: string,
+  name: string,
+  servers: string,
+  env: Record<string, string> = {},
+  scenarios = 'echo-32B',
+): Promise<Outcome> {
   const json = join(dir, `${name}.json`);
-  const args = [RUN, `--scenarios=${scenarios}`, `--servers=${servers}`, '--rounds=1', '--warmup=200', '--duration=700', '--idle-conns=200', `--json=${json}`, '--no-docs'];
+  const args = [
+    RUN,
+    `--scenarios=${scenarios}`,
+    `--servers=${servers}`,
+    '--rounds=1',
+    '--warmup=200',
+    '--duration=700',
+    '--idle-conns=200',
+    `--json=${json}`,
+    '--no-docs',
+  ];
   return new Promise((resolve, reject) => {
     execFile(process.execPath, args, { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
-      if (code !== 0 && code !== 2) { reject(new Error(`bench exited ${code}: ${stderr}\n${stdout}`)); return; }
+      if (code !== 0 && code !== 2) {
+        reject(new Error(`bench exited ${code}: ${stderr}\n${stdout}`));
+        return;
+      }
       resolve({ code, stdout, json: JSON.parse(readFileSync(json, 'utf8')) as Outcome['json'] });
     });
   });
@@ -44,7 +63,10 @@ function bench(dir: string, name: string, servers: string, env: Record<string, s
 test('bench harness: a valid run reports numbers, a corrupted one INVALID', { timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'duet-bench-'));
   try {
-    const [good, bad] = await Promise.all([bench(dir, 'good', 'duet,floor', {}, 'echo-32B,idle-memory'), bench(dir, 'bad', 'duet', { BENCH_FAULT: 'corrupt' })]);
+    const [good, bad] = await Promise.all([
+      bench(dir, 'good', 'duet,floor', {}, 'echo-32B,idle-memory'),
+      bench(dir, 'bad', 'duet', { BENCH_FAULT: 'corrupt' }),
+    ]);
 
     assert.equal(good.code, 0, good.stdout);
     assert.doesNotMatch(good.stdout, /INVALID/);
@@ -69,7 +91,10 @@ test('bench harness: a valid run reports numbers, a corrupted one INVALID', { ti
       assert.ok(typeof r.rssPerConn === 'number', `${kind} RSS per connection`);
       // With this few connections the figure is within the heap's own noise (code compiled
       // meanwhile counts too), so only its presence is checked, not its sign.
-      assert.ok(typeof r.heapPerConn === 'number' && Number.isFinite(r.heapPerConn), `${kind} answered the heap request (heap per connection ${r.heapPerConn})`);
+      assert.ok(
+        typeof r.heapPerConn === 'number' && Number.isFinite(r.heapPerConn),
+        `${kind} answered the heap request (heap per connection ${r.heapPerConn})`,
+      );
     }
     assert.match(good.stdout, /server JS heap KiB\/connection/, 'heap row in the table');
 
@@ -84,27 +109,43 @@ test('bench harness: a valid run reports numbers, a corrupted one INVALID', { ti
 });
 
 test('bench report: a heap figure a server did not answer prints n/a', async () => {
-  const { renderMarkdown, renderSvg } = (await import(REPORT)) as { renderMarkdown: (out: unknown) => string; renderSvg: (out: unknown) => string };
+  const { renderMarkdown, renderSvg } = (await import(REPORT)) as {
+    renderMarkdown: (out: unknown) => string;
+    renderSvg: (out: unknown) => string;
+  };
   const run = (heapPerConn: number | null) => ({ conns: 100, rss: 5e7, rssPerConn: 9000, heapPerConn });
   const out = {
-    generated: '2024-01-01T00:00:00.000Z', command: 'test', elapsedSeconds: 1, notes: [], pinning: 'none',
+    generated: '2024-01-01T00:00:00.000Z',
+    command: 'test',
+    elapsedSeconds: 1,
+    notes: [],
+    pinning: 'none',
     versions: { duet: '0', ws: '8' },
     machine: { cpu: 'cpu', cores: 2, memoryGiB: 1, node: 'v20', kernel: 'k', platform: 'p' },
     options: { rounds: 1, warmupMs: 1, durationMs: 1 },
-    scenarios: [{
-      id: 'idle-memory', title: 'idle', target: { metric: 'rssPerConn', max: 0.75 }, params: { kind: 'idle' },
-      metrics: ['rssPerConn', 'heapPerConn', 'rss'],
-      runs: { duet: [run(1700)], ws: [run(null)], floor: [run(600)] },
-      medians: { duet: run(1700), ws: run(null), floor: run(600) },
-      ratios: { rssPerConn: 1, heapPerConn: null, rss: 1 },
-      roundRatios: { rssPerConn: [1], heapPerConn: [null], rss: [1] },
-      floorRatios: { rssPerConn: 1, heapPerConn: null, rss: 1 },
-      floorRoundRatios: { rssPerConn: [1], heapPerConn: [null], rss: [1] },
-      floorReached: false, verdict: 'NOT met',
-    }],
+    scenarios: [
+      {
+        id: 'idle-memory',
+        title: 'idle',
+        target: { metric: 'rssPerConn', max: 0.75 },
+        params: { kind: 'idle' },
+        metrics: ['rssPerConn', 'heapPerConn', 'rss'],
+        runs: { duet: [run(1700)], ws: [run(null)], floor: [run(600)] },
+        medians: { duet: run(1700), ws: run(null), floor: run(600) },
+        ratios: { rssPerConn: 1, heapPerConn: null, rss: 1 },
+        roundRatios: { rssPerConn: [1], heapPerConn: [null], rss: [1] },
+        floorRatios: { rssPerConn: 1, heapPerConn: null, rss: 1 },
+        floorRoundRatios: { rssPerConn: [1], heapPerConn: [null], rss: [1] },
+        floorReached: false,
+        verdict: 'NOT met',
+      },
+    ],
   };
   const md: string = renderMarkdown(out);
-  assert.match(md, /\| server JS heap KiB\/connection \(lower is better\) \| 1\.66 \| n\/a \| n\/a \| 0\.59 \| n\/a \|/);
+  assert.match(
+    md,
+    /\| server JS heap KiB\/connection \(lower is better\) \| 1\.66 \| n\/a \| n\/a \| 0\.59 \| n\/a \|/,
+  );
   assert.doesNotMatch(md, /\*\*INVALID\*\*/, 'no INVALID cell for a missing heap figure');
   assert.match(renderSvg(out), /<svg/);
 });

@@ -5,7 +5,13 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DuetClient, backoffCap, backoffDelay, type DuetClientOptions, type DuetStatus } from '../../src/browser/client.js';
+import {
+  DuetClient,
+  backoffCap,
+  backoffDelay,
+  type DuetClientOptions,
+  type DuetStatus,
+} from '../../src/browser/client.js';
 import { Channel, WebSocket } from '../../src/index.js';
 import { startServer } from '../helpers.js';
 import { FakeClock, FakeEnvironment, FakeWebSocket } from './fakes.js';
@@ -16,7 +22,13 @@ function setup(options: DuetClientOptions = {}) {
   FakeWebSocket.reset();
   const clock = new FakeClock();
   const env = new FakeEnvironment();
-  const client = new DuetClient(URL_, { WebSocket: FakeWebSocket, clock, environment: env, random: () => 0.5, ...options });
+  const client = new DuetClient(URL_, {
+    WebSocket: FakeWebSocket,
+    clock,
+    environment: env,
+    random: () => 0.5,
+    ...options,
+  });
   const statuses: DuetStatus[] = [];
   client.on('status', (s) => statuses.push(s));
   const errors: Error[] = [];
@@ -34,9 +46,18 @@ function collect(client: DuetClient, topic: string): number[] {
 describe('backoff', () => {
   it('caps grow by factor up to maxDelay; full jitter stays in [0, cap)', () => {
     const opts = { minDelay: 500, maxDelay: 30_000, factor: 2 };
-    assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 50, 5000].map((a) => backoffCap(a, opts)), [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
-    assert.equal(backoffDelay(3, opts, () => 0), 0);
-    assert.equal(backoffDelay(3, opts, () => 0.999999), 3999);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 5, 6, 7, 50, 5000].map((a) => backoffCap(a, opts)),
+      [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000],
+    );
+    assert.equal(
+      backoffDelay(3, opts, () => 0),
+      0,
+    );
+    assert.equal(
+      backoffDelay(3, opts, () => 0.999999),
+      3999,
+    );
     let seed = 7;
     const random = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
     for (let attempt = 0; attempt < 12; attempt++) {
@@ -49,7 +70,13 @@ describe('backoff', () => {
   });
 
   it('the client waits random * cap between attempts, counts retries, and resets them after stableAfter', () => {
-    const { client, clock, statuses } = setup({ minDelay: 100, maxDelay: 1000, factor: 2, heartbeatInterval: 0, connectTimeout: 0 });
+    const { client, clock, statuses } = setup({
+      minDelay: 100,
+      maxDelay: 1000,
+      factor: 2,
+      heartbeatInterval: 0,
+      connectTimeout: 0,
+    });
     assert.equal(client.status, 'connecting');
     const waits: number[] = [];
     for (let i = 0; i < 6; i++) {
@@ -233,7 +260,11 @@ describe('network and visibility', () => {
     const { client, clock, env } = setup({ minDelay: 10_000 });
     FakeWebSocket.last.open();
     env.goOffline();
-    assert.deepEqual(FakeWebSocket.last.sentJson, [{ type: 'ping', id: 1 }], 'going offline probes the open connection');
+    assert.deepEqual(
+      FakeWebSocket.last.sentJson,
+      [{ type: 'ping', id: 1 }],
+      'going offline probes the open connection',
+    );
     FakeWebSocket.last.serverClose(1006);
     assert.equal(client.status, 'reconnecting');
     assert.equal(clock.pending, 0, 'no timer while offline');
@@ -329,7 +360,12 @@ describe('offline queue', () => {
       client.send('from open');
     });
     socket.open();
-    assert.deepEqual(order, ['{"type":"subscribe","topic":"chat"}', 'a', '{"type":"publish","topic":"chat","data":{"n":1}}', 'b']);
+    assert.deepEqual(order, [
+      '{"type":"subscribe","topic":"chat"}',
+      'a',
+      '{"type":"publish","topic":"chat","data":{"n":1}}',
+      'b',
+    ]);
     assert.equal(socket.sent.at(-1), 'from open');
     assert.equal(client.queued, 0);
     client.send('direct');
@@ -418,7 +454,8 @@ describe('paced flush of the queue', () => {
       clock.advance(10);
       // Pong every ping so the heartbeat's pings (which count too) do not drop the socket.
       for (const data of socket.sent.slice(counted).map(String)) {
-        if (data.startsWith('{"type":"ping"')) socket.message({ type: 'pong', id: (JSON.parse(data) as { id: number }).id });
+        if (data.startsWith('{"type":"ping"'))
+          socket.message({ type: 'pong', id: (JSON.parse(data) as { id: number }).id });
       }
       tokens = Math.min(20, tokens + 10 / 50) - (socket.sent.length - counted);
       counted = socket.sent.length;
@@ -478,7 +515,10 @@ describe('paced flush of the queue', () => {
     client.publish('t0', 'queued');
     const socket = FakeWebSocket.last;
     socket.open();
-    assert.deepEqual(socket.sentJson.map((m) => m.topic), ['t0', 't1', 't2', 't3']);
+    assert.deepEqual(
+      socket.sentJson.map((m) => m.topic),
+      ['t0', 't1', 't2', 't3'],
+    );
     offs[5]?.(); // unsubscribed before its turn: no subscribe goes out for it
     assert.deepEqual(socket.sentJson.at(-1), { type: 'unsubscribe', topic: 't5' });
     clock.advance(50);
@@ -533,11 +573,24 @@ describe('paced flush of the queue', () => {
     FakeWebSocket.last.open();
     assert.equal(FakeWebSocket.last.sent.length, 50);
     client.close();
-    for (const bad of [{ flushBurst: -1 }, { flushBurst: 1.5 }, { flushInterval: -1 }, { flushInterval: Number.NaN }, { flushInterval: 2 ** 31 }]) {
+    for (const bad of [
+      { flushBurst: -1 },
+      { flushBurst: 1.5 },
+      { flushInterval: -1 },
+      { flushInterval: Number.NaN },
+      { flushInterval: 2 ** 31 },
+    ]) {
       assert.throws(() => setup(bad), RangeError, JSON.stringify(bad));
     }
     // Every delay: setTimeout would fire a delay past 2^31 - 1 ms at once.
-    for (const name of ['minDelay', 'maxDelay', 'stableAfter', 'heartbeatInterval', 'heartbeatTimeout', 'connectTimeout']) {
+    for (const name of [
+      'minDelay',
+      'maxDelay',
+      'stableAfter',
+      'heartbeatInterval',
+      'heartbeatTimeout',
+      'connectTimeout',
+    ]) {
       assert.throws(() => setup({ [name]: 2 ** 31 }), RangeError, name);
       assert.doesNotThrow(() => setup({ [name]: 2 ** 31 - 1 }).client.close(), name);
     }
@@ -577,7 +630,11 @@ describe('subscribe and recovery', () => {
     const metas: unknown[] = [];
     client.subscribe('chat', (data, meta) => metas.push({ data, ...meta }), { epoch: 'E', seq: 10 });
     FakeWebSocket.last.open();
-    assert.deepEqual(FakeWebSocket.last.sentJson, [{ type: 'subscribe', topic: 'chat', since: 10, epoch: 'E' }], 'from a known position');
+    assert.deepEqual(
+      FakeWebSocket.last.sentJson,
+      [{ type: 'subscribe', topic: 'chat', since: 10, epoch: 'E' }],
+      'from a known position',
+    );
     FakeWebSocket.last.serverClose(1001);
     clock.advance(250);
     FakeWebSocket.last.open();
@@ -598,7 +655,11 @@ describe('subscribe and recovery', () => {
     socket.message({ type: 'message', topic: 'chat', seq: 1, data: 1 });
     socket.message({ type: 'message', topic: 'chat', seq: 3, data: 3 });
     socket.message({ type: 'message', topic: 'chat', seq: 4, data: 4 });
-    assert.deepEqual(socket.sentJson.slice(1), [{ type: 'subscribe', topic: 'chat', since: 1, epoch: 'E' }], 'one resubscribe');
+    assert.deepEqual(
+      socket.sentJson.slice(1),
+      [{ type: 'subscribe', topic: 'chat', since: 1, epoch: 'E' }],
+      'one resubscribe',
+    );
     socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 4, recovered: true });
     for (const seq of [2, 3, 4, 5]) socket.message({ type: 'message', topic: 'chat', seq, data: seq });
     assert.deepEqual(seen, [1, 2, 3, 4, 5]);
@@ -642,7 +703,10 @@ describe('subscribe and recovery', () => {
     assert.deepEqual(socket.sentJson.at(-1), { type: 'unsubscribe', topic: 'chat' });
     assert.equal(client.position('chat'), undefined);
     socket.message({ type: 'error', code: 'unknown_topic', message: 'no topic "x"', topic: 'x' });
-    assert.deepEqual({ ...errors[1], message: errors[1]?.message }, { name: 'DuetError', code: 'unknown_topic', topic: 'x', message: 'no topic "x"' });
+    assert.deepEqual(
+      { ...errors[1], message: errors[1]?.message },
+      { name: 'DuetError', code: 'unknown_topic', topic: 'x', message: 'no topic "x"' },
+    );
     socket.message('not json');
     assert.equal((errors[2] as { code?: string }).code, 'WS_ERR_INVALID_CHANNEL_MESSAGE');
     assert.throws(() => client.publish('chat', undefined), TypeError);
@@ -725,29 +789,42 @@ describe('recovery budget', () => {
     assert.equal(clock.pending, 0);
   });
 
-  it('against a real Channel with a small budget, every topic is recovered whole: a refused one after its retryAfter', { timeout: 20_000 }, async () => {
-    const server = await startServer();
-    const topics = { a: { history: { size: 100 } }, b: { history: { size: 100 } } };
-    // Each topic's recovery (30 messages of about 130 bytes) fits the budget, both at once do not.
-    const channel = new Channel(server.wss, { topics, recoveryBudget: { bytes: 5000, perMs: 1500 } });
-    server.wss.on('connection', (ws) => channel.accept(ws));
-    const url = `ws://127.0.0.1:${server.port}/channel`;
-    try {
-      for (let i = 1; i <= 40; i++) for (const t of ['a', 'b']) channel.publish(t, { i, text: 'x'.repeat(80) });
-      const client = new DuetClient(url, { WebSocket, heartbeatInterval: 0 });
-      const codes: string[] = [];
-      client.on('error', (e) => codes.push((e as { code?: string }).code ?? e.message));
-      const got: Record<string, number[]> = { a: [], b: [] };
-      for (const t of ['a', 'b'] as const) client.subscribe(t, (data) => got[t].push((data as { i: number }).i), { epoch: channel.position(t).epoch, seq: 10 });
-      const done = () => got.a.length === 30 && got.b.length === 30;
-      for (let i = 0; i < 1000 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
-      client.close();
-      assert.deepEqual(codes, ['recovery_limited']);
-      for (const t of ['a', 'b']) assert.deepEqual(got[t], Array.from({ length: 30 }, (_, k) => k + 11), t);
-    } finally {
-      await server.close();
-    }
-  });
+  it(
+    'against a real Channel with a small budget, every topic is recovered whole: a refused one after its retryAfter',
+    { timeout: 20_000 },
+    async () => {
+      const server = await startServer();
+      const topics = { a: { history: { size: 100 } }, b: { history: { size: 100 } } };
+      // Each topic's recovery (30 messages of about 130 bytes) fits the budget, both at once do not.
+      const channel = new Channel(server.wss, { topics, recoveryBudget: { bytes: 5000, perMs: 1500 } });
+      server.wss.on('connection', (ws) => channel.accept(ws));
+      const url = `ws://127.0.0.1:${server.port}/channel`;
+      try {
+        for (let i = 1; i <= 40; i++) for (const t of ['a', 'b']) channel.publish(t, { i, text: 'x'.repeat(80) });
+        const client = new DuetClient(url, { WebSocket, heartbeatInterval: 0 });
+        const codes: string[] = [];
+        client.on('error', (e) => codes.push((e as { code?: string }).code ?? e.message));
+        const got: Record<string, number[]> = { a: [], b: [] };
+        for (const t of ['a', 'b'] as const)
+          client.subscribe(t, (data) => got[t].push((data as { i: number }).i), {
+            epoch: channel.position(t).epoch,
+            seq: 10,
+          });
+        const done = () => got.a.length === 30 && got.b.length === 30;
+        for (let i = 0; i < 1000 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+        client.close();
+        assert.deepEqual(codes, ['recovery_limited']);
+        for (const t of ['a', 'b'])
+          assert.deepEqual(
+            got[t],
+            Array.from({ length: 30 }, (_, k) => k + 11),
+            t,
+          );
+      } finally {
+        await server.close();
+      }
+    },
+  );
 });
 
 describe('random sequences of calls and events', () => {
@@ -755,8 +832,25 @@ describe('random sequences of calls and events', () => {
     // Seeded, so a failure is reproducible; the message names the run and the last steps.
     let seed = 12345;
     const random = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
-    const pick = <T,>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
-    const ops = ['open', 'close', 'reconnect', 'accept', 'drop', 'advance', 'advance', 'online', 'offline', 'hide', 'show', 'publish', 'subscribe', 'unsubscribe', 'subscribed', 'rate_limited'] as const;
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
+    const ops = [
+      'open',
+      'close',
+      'reconnect',
+      'accept',
+      'drop',
+      'advance',
+      'advance',
+      'online',
+      'offline',
+      'hide',
+      'show',
+      'publish',
+      'subscribe',
+      'unsubscribe',
+      'subscribed',
+      'rate_limited',
+    ] as const;
     for (let run = 0; run < 300; run++) {
       FakeWebSocket.reset();
       const clock = new FakeClock();
@@ -802,13 +896,25 @@ describe('random sequences of calls and events', () => {
         else if (op === 'publish') client.publish('t', step);
         else if (op === 'subscribe') offs.push(client.subscribe(pick(['a', 'b', 'c']), () => {}));
         else if (op === 'unsubscribe') offs.pop()?.();
-        else if (op === 'subscribed' && open) socket.message({ type: 'subscribed', topic: pick(['a', 'b', 'c']), epoch: 'E', seq: 3, recovered: random() < 0.5 });
-        else if (op === 'rate_limited' && open) socket.message({ type: 'error', code: 'rate_limited', message: 'slow down' });
+        else if (op === 'subscribed' && open)
+          socket.message({
+            type: 'subscribed',
+            topic: pick(['a', 'b', 'c']),
+            epoch: 'E',
+            seq: 3,
+            recovered: random() < 0.5,
+          });
+        else if (op === 'rate_limited' && open)
+          socket.message({ type: 'error', code: 'rate_limited', message: 'slow down' });
         const where = `run ${run} step ${step}: ${steps.slice(-8).join(', ')}`;
-        const live = FakeWebSocket.instances.filter((s) => s.readyState < 2 && (s.onopen !== null || s.onmessage !== null));
+        const live = FakeWebSocket.instances.filter(
+          (s) => s.readyState < 2 && (s.onopen !== null || s.onmessage !== null),
+        );
         assert.ok(live.length <= 1, `two live sockets after ${where}`);
-        if (live.length === 1) assert.equal(client.socket, live[0], `a live socket that is not the current one after ${where}`);
-        if (client.status === 'open') assert.equal(client.socket?.readyState, 1, `status open without an open socket after ${where}`);
+        if (live.length === 1)
+          assert.equal(client.socket, live[0], `a live socket that is not the current one after ${where}`);
+        if (client.status === 'open')
+          assert.equal(client.socket?.readyState, 1, `status open without an open socket after ${where}`);
         if (client.status === 'closed') {
           assert.equal(live.length, 0, `a live socket while closed after ${where}`);
           assert.equal(clock.pending, 0, `timers while closed after ${where}`);
@@ -909,16 +1015,24 @@ describe('against a real duet server', () => {
       for (let i = 0; i < 20; i++) client.publish('chat', i);
       client.open();
       const subscribed = () => others.every((topic) => client.position(topic) !== undefined);
-      for (let i = 0; i < 800 && !(got.length === 20 && subscribed()) && client.status !== 'closed'; i++) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 800 && !(got.length === 20 && subscribed()) && client.status !== 'closed'; i++)
+        await new Promise((r) => setTimeout(r, 10));
       client.close();
       return { got, codes, lastClose: client.lastClose, subscribed: subscribed() };
     };
     try {
       const burst = await run({ flushInterval: 0 });
-      assert.deepEqual(burst.lastClose, { code: 1008, reason: 'too many errors', wasClean: true }, 'what the unpaced flush gets');
+      assert.deepEqual(
+        burst.lastClose,
+        { code: 1008, reason: 'too many errors', wasClean: true },
+        'what the unpaced flush gets',
+      );
       assert.ok(burst.codes.includes('rate_limited'));
       const paced = await run({});
-      assert.deepEqual(paced.got, Array.from({ length: 20 }, (_, i) => i));
+      assert.deepEqual(
+        paced.got,
+        Array.from({ length: 20 }, (_, i) => i),
+      );
       assert.deepEqual(paced.codes, []);
       assert.ok(paced.subscribed, 'every topic got its subscribed');
     } finally {
@@ -932,7 +1046,9 @@ describe('mistakes at construction', () => {
     // Node 20 has no global WebSocket.
     assert.equal((globalThis as { WebSocket?: unknown }).WebSocket, undefined);
     assert.throws(() => new DuetClient('ws://127.0.0.1:1/channel'), { code: 'WS_ERR_NO_WEBSOCKET' });
-    assert.throws(() => new DuetClient('ftp://example.com/', { WebSocket: FakeWebSocket }), { code: 'WS_ERR_INVALID_URL' });
+    assert.throws(() => new DuetClient('ftp://example.com/', { WebSocket: FakeWebSocket }), {
+      code: 'WS_ERR_INVALID_URL',
+    });
     assert.throws(() => new DuetClient('not a url', { WebSocket: FakeWebSocket }), { code: 'WS_ERR_INVALID_URL' });
   });
 
@@ -942,7 +1058,9 @@ describe('mistakes at construction', () => {
         throw new Error('refused by the implementation');
       }
     }
-    const client = new DuetClient('ws://127.0.0.1:1/channel', { WebSocket: Refusing as unknown as typeof FakeWebSocket });
+    const client = new DuetClient('ws://127.0.0.1:1/channel', {
+      WebSocket: Refusing as unknown as typeof FakeWebSocket,
+    });
     const errors: string[] = [];
     client.on('error', (e) => errors.push(e.message));
     await Promise.resolve();

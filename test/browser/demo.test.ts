@@ -22,7 +22,9 @@ const RESULTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
 const available = existsSync(CHROMIUM);
 if (!available) {
   if (process.env.REQUIRE_BROWSER === '1') throw new Error(`REQUIRE_BROWSER=1 but Chromium is not at ${CHROMIUM}`);
-  console.log(`# skipping the demo tests: Chromium not found at ${CHROMIUM} (set REQUIRE_BROWSER=1 to make this a failure)`);
+  console.log(
+    `# skipping the demo tests: Chromium not found at ${CHROMIUM} (set REQUIRE_BROWSER=1 to make this a failure)`,
+  );
 }
 // Every wait is bounded by this; the whole file takes about 15 s.
 const WAIT = 10_000;
@@ -35,7 +37,9 @@ interface Served {
 }
 
 async function startServer(port: number): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', String(port)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const actual = await new Promise<number>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error('duet serve did not start within 10 s')), WAIT);
@@ -122,7 +126,16 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     // Separate contexts: separate storage, and one can go offline alone. B is phone-sized.
     ctxA = await browser.newContext({ viewport: { width: 1280, height: 860 } });
@@ -144,7 +157,9 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     await Promise.all([waitForStatus(a, 'open'), waitForStatus(b, 'open')]);
     for (const page of [a, b]) {
       await waitFor(page, `document.querySelector('[data-testid=online-count]')?.textContent === '2'`);
-      const names = await page.$$eval('[data-testid=online-user]', (els: PageElement[]) => els.map((e) => e.textContent ?? ''));
+      const names = await page.$$eval('[data-testid=online-user]', (els: PageElement[]) =>
+        els.map((e) => e.textContent ?? ''),
+      );
       assert.ok(names.some((n) => n.startsWith('ada')) && names.some((n) => n.startsWith('grace')), names.join('|'));
       await waitFor(page, `/^\\d+ ms$/.test(document.querySelector('[data-testid=latency]')?.textContent ?? '')`);
     }
@@ -198,7 +213,9 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     assert.match((await a.textContent('[data-testid=notice-recovered]')) ?? '', /recovered 5 missed messages/);
     const texts = await chatTexts(a);
     assert.deepEqual(texts, ['hello from ada', 'hi ada, grace here', ...missed]);
-    const recovered = await a.$$eval('[data-testid=chat-message]', (els: PageElement[]) => els.map((e) => e.getAttribute('data-recovered')));
+    const recovered = await a.$$eval('[data-testid=chat-message]', (els: PageElement[]) =>
+      els.map((e) => e.getAttribute('data-recovered')),
+    );
     assert.deepEqual(recovered, ['false', 'false', 'true', 'true', 'true', 'true', 'true']);
     await a.waitForSelector('[data-testid=ticker-recovered]', { timeout: WAIT });
     assert.equal(await a.locator('[data-testid=notice-reset]').count(), 0);
@@ -212,7 +229,9 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
   it('after a server restart both pages reconnect by themselves and say history was lost', async () => {
     const port = server.port;
     await stopServer(server);
-    await Promise.all([a, b].map((p) => p.waitForSelector('[data-testid=badge]:not([data-status=open])', { timeout: WAIT })));
+    await Promise.all(
+      [a, b].map((p) => p.waitForSelector('[data-testid=badge]:not([data-status=open])', { timeout: WAIT })),
+    );
     server = await startServer(port);
     for (const page of [a, b]) {
       await waitForStatus(page, 'open');
@@ -234,10 +253,16 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     await a.waitForSelector('[data-testid=raw-state]:text-is("OPEN")', { timeout: WAIT });
     await a.fill('[data-testid=raw-input]', 'echo me');
     await a.click('[data-testid=raw-send]');
-    await waitFor(a, `[...document.querySelectorAll('[data-testid=raw-log] .in')].some((e) => e.textContent.endsWith('← echo me'))`);
+    await waitFor(
+      a,
+      `[...document.querySelectorAll('[data-testid=raw-log] .in')].some((e) => e.textContent.endsWith('← echo me'))`,
+    );
     await a.click('[data-testid=raw-close]');
     await a.waitForSelector('[data-testid=raw-state]:text-is("CLOSED")', { timeout: WAIT });
-    assert.equal(await a.getAttribute('[data-testid=raw-state]', 'data-history'), 'CLOSED,CONNECTING,OPEN,CLOSING,CLOSED');
+    assert.equal(
+      await a.getAttribute('[data-testid=raw-state]', 'data-history'),
+      'CLOSED,CONNECTING,OPEN,CLOSING,CLOSED',
+    );
     assert.match((await a.textContent('[data-testid=raw-log]')) ?? '', /closed: code 1000.*, clean/);
   });
 

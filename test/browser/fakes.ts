@@ -124,7 +124,11 @@ export class FakeClock implements DuetClock {
     for (;;) {
       let due: [number, Timer] | undefined;
       for (const entry of this.timers) {
-        if (entry[1].at <= end && (!due || entry[1].at < due[1].at || (entry[1].at === due[1].at && entry[1].order < due[1].order))) due = entry;
+        if (
+          entry[1].at <= end &&
+          (!due || entry[1].at < due[1].at || (entry[1].at === due[1].at && entry[1].order < due[1].order))
+        )
+          due = entry;
       }
       if (!due) break;
       this.timers.delete(due[0]);

@@ -79,20 +79,29 @@ describe('TopicTracker: subscribe requests and the position', () => {
     assert.deepEqual(tracker.position('t'), { epoch: 'saved', seq: 7 });
     assert.deepEqual(tracker.request('t'), { type: 'subscribe', topic: 't', since: 7, epoch: 'saved' });
     assert.equal(tracker.subscribed('t', 'saved', 9, true), undefined, 'recovered: no reset');
-    assert.deepEqual(tracker.position('t'), { epoch: 'saved', seq: 7 }, 'the replayed messages move it on, not the subscribed');
+    assert.deepEqual(
+      tracker.position('t'),
+      { epoch: 'saved', seq: 7 },
+      'the replayed messages move it on, not the subscribed',
+    );
   });
 
-  it('recovered: no reset; the position keeps its seq, the epoch is the answer\'s', () => {
+  it("recovered: no reset; the position keeps its seq, the epoch is the answer's", () => {
     const tracker = live('t', 'e1', 10);
     tracker.request('t');
     assert.equal(tracker.subscribed('t', 'e1-renamed', 15, true), undefined);
     assert.deepEqual(tracker.position('t'), { epoch: 'e1-renamed', seq: 10 });
   });
 
-  it('not recovered (history gone, or a new epoch): a reset naming the old position; live delivery continues after the answer\'s seq', () => {
+  it("not recovered (history gone, or a new epoch): a reset naming the old position; live delivery continues after the answer's seq", () => {
     const tracker = live('t', 'e1', 10);
     tracker.request('t');
-    assert.deepEqual(tracker.subscribed('t', 'e2', 3, false), { topic: 't', epoch: 'e2', seq: 3, previous: { epoch: 'e1', seq: 10 } });
+    assert.deepEqual(tracker.subscribed('t', 'e2', 3, false), {
+      topic: 't',
+      epoch: 'e2',
+      seq: 3,
+      previous: { epoch: 'e1', seq: 10 },
+    });
     assert.deepEqual(tracker.position('t'), { epoch: 'e2', seq: 3 });
     assert.equal(tracker.message('t', 4), 'deliver');
   });
@@ -150,7 +159,10 @@ describe('TopicTracker: messages', () => {
     assert.equal(tracker.subscribed('t', 'e1', 13, true), undefined);
     assert.deepEqual(tracker.pendingNames(), []);
     // The replay: 11, 12, 13 in order, then live.
-    assert.deepEqual([11, 12, 13, 14].map((seq) => tracker.message('t', seq)), ['deliver', 'deliver', 'deliver', 'deliver']);
+    assert.deepEqual(
+      [11, 12, 13, 14].map((seq) => tracker.message('t', seq)),
+      ['deliver', 'deliver', 'deliver', 'deliver'],
+    );
     assert.deepEqual(tracker.position('t'), { epoch: 'e1', seq: 14 });
   });
 
@@ -168,7 +180,7 @@ describe('TopicTracker: messages', () => {
 });
 
 describe('TopicTracker: unblock', () => {
-  it('unblock(topic) clears that topic\'s pending subscribe (it failed): messages count again and a new subscribe may go', () => {
+  it("unblock(topic) clears that topic's pending subscribe (it failed): messages count again and a new subscribe may go", () => {
     const tracker = live('a', 'ea', 1);
     tracker.add('b', h1);
     tracker.request('b');

@@ -14,7 +14,15 @@ function inScope(options: Parameters<typeof useDuet>[1] = {}) {
   const clock = new FakeClock();
   const env = new FakeEnvironment();
   const scope = effectScope();
-  const duet = scope.run(() => useDuet('ws://127.0.0.1:1/channel', { WebSocket: FakeWebSocket, clock, environment: env, random: () => 0.5, ...options })) as UseDuet;
+  const duet = scope.run(() =>
+    useDuet('ws://127.0.0.1:1/channel', {
+      WebSocket: FakeWebSocket,
+      clock,
+      environment: env,
+      random: () => 0.5,
+      ...options,
+    }),
+  ) as UseDuet;
   return { scope, duet, clock, env };
 }
 
@@ -150,7 +158,11 @@ describe('useDuet in a component', () => {
     let duet: UseDuet | undefined;
     const Chat = defineComponent({
       setup() {
-        duet = useDuet('ws://127.0.0.1:1/channel', { WebSocket: FakeWebSocket, clock, environment: new FakeEnvironment() });
+        duet = useDuet('ws://127.0.0.1:1/channel', {
+          WebSocket: FakeWebSocket,
+          clock,
+          environment: new FakeEnvironment(),
+        });
         const d = duet;
         return () => {
           renders.push(`${d.status.value}, ${FakeWebSocket.instances.length} sockets`);
@@ -174,7 +186,11 @@ describe('useDuet in a component', () => {
     FakeWebSocket.reset();
     const Closed = defineComponent({
       setup() {
-        useDuet('ws://127.0.0.1:1/channel', { WebSocket: FakeWebSocket, clock, environment: new FakeEnvironment() }).close();
+        useDuet('ws://127.0.0.1:1/channel', {
+          WebSocket: FakeWebSocket,
+          clock,
+          environment: new FakeEnvironment(),
+        }).close();
         return () => h('p');
       },
     });

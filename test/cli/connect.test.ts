@@ -19,7 +19,11 @@ interface Run {
 }
 
 /** Run `duet connect ...args`, writing `input` to its stdin (then ending it unless `keepOpen`). */
-function connect(args: string[], input: string, opts: { keepOpen?: boolean; onStdout?: (s: string) => void } = {}): { done: Promise<Run>; child: ReturnType<typeof spawn> } {
+function connect(
+  args: string[],
+  input: string,
+  opts: { keepOpen?: boolean; onStdout?: (s: string) => void } = {},
+): { done: Promise<Run>; child: ReturnType<typeof spawn> } {
   const child = spawn(process.execPath, [CLI, 'connect', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -38,7 +42,8 @@ async function echoServer() {
   const s = await startServer();
   s.wss.on('connection', (ws, req) => {
     ws.on('message', (d, isBinary) => ws.send(d as Buffer, { binary: isBinary }));
-    if (req.url === '/headers') ws.send(JSON.stringify({ auth: req.headers.authorization ?? null, protocol: ws.protocol }));
+    if (req.url === '/headers')
+      ws.send(JSON.stringify({ auth: req.headers.authorization ?? null, protocol: ws.protocol }));
   });
   return s;
 }
@@ -75,7 +80,10 @@ test('--binary sends lines as binary; binary replies print labelled hex', async 
 test('-H headers and --subprotocol reach the server', async () => {
   const s = await echoServer();
   try {
-    const run = await connect(['-H', 'Authorization: Bearer t0k', '--subprotocol', 'chat.v1', `ws://${HOST}:${s.port}/headers`], '').done;
+    const run = await connect(
+      ['-H', 'Authorization: Bearer t0k', '--subprotocol', 'chat.v1', `ws://${HOST}:${s.port}/headers`],
+      '',
+    ).done;
     assert.equal(run.code, 0, run.stderr);
     assert.deepEqual(JSON.parse(run.stdout.trim()), { auth: 'Bearer t0k', protocol: 'chat.v1' });
   } finally {
@@ -84,7 +92,10 @@ test('-H headers and --subprotocol reach the server', async () => {
 });
 
 test('a server close prints its code and reason on stderr (1001 exits 0, 4000 exits 1)', async () => {
-  for (const [code, exit] of [[1001, 0], [4000, 1]] as const) {
+  for (const [code, exit] of [
+    [1001, 0],
+    [4000, 1],
+  ] as const) {
     const s = await startServer();
     s.wss.on('connection', (ws) => ws.on('message', () => ws.close(code, 'bye now')));
     try {
@@ -110,7 +121,9 @@ test('connection failures print one line and exit 1: refused, HTTP status, bad U
 
   const http = net.createServer((sock) => {
     sock.on('error', () => {});
-    sock.once('data', () => sock.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nno entry\n'));
+    sock.once('data', () =>
+      sock.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nno entry\n'),
+    );
   });
   http.listen(0, HOST);
   await once(http, 'listening');
@@ -138,7 +151,10 @@ test('messages arriving from others are printed while stdin stays open (chat)', 
   try {
     let seen: () => void = () => {};
     const got = new Promise<void>((r) => (seen = r));
-    const listener = connect([`ws://${HOST}:${s.port}/`], '', { keepOpen: true, onStdout: (out) => out.includes('from b') && seen() });
+    const listener = connect([`ws://${HOST}:${s.port}/`], '', {
+      keepOpen: true,
+      onStdout: (out) => out.includes('from b') && seen(),
+    });
     for (let i = 0; i < 500 && s.wss.clients!.size < 1; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(s.wss.clients!.size, 1, 'the listener connected');
     const talker = await connect([`ws://${HOST}:${s.port}/`], 'from b\n').done;

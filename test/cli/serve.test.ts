@@ -125,7 +125,13 @@ test('GET / serves an HTML page (the demo, or the test page), /test the test pag
     assert.match(page.headers.get('content-type') ?? '', /text\/html/);
     assert.match(await page.text(), /\/chat/);
     // The page, the demo and the plain answers: never sniffed as another type, never cached stale.
-    for (const [path, method, status] of [['/test', 'GET', 200], ['/test', 'HEAD', 200], ['/', 'GET', 200], ['/chat', 'GET', 426], ['/no-such-file.txt', 'GET', 404]] as const) {
+    for (const [path, method, status] of [
+      ['/test', 'GET', 200],
+      ['/test', 'HEAD', 200],
+      ['/', 'GET', 200],
+      ['/chat', 'GET', 426],
+      ['/no-such-file.txt', 'GET', 404],
+    ] as const) {
       const res = await fetch(`${http}${path}`, { method });
       assert.equal(res.status, status, `${method} ${path}`);
       assert.equal(res.headers.get('x-content-type-options'), 'nosniff', `${method} ${path}`);
@@ -152,7 +158,13 @@ test('/ticker pushes one JSON tick a second to every client, the same tick to al
     // Both clients are subscribed once open, so every tick B gets reaches A too; wait (on the
     // messages, within a bound) until both saw the same two ticks, however late B joined.
     const bothSawTwo = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no two common ticks within 10 s: A ${JSON.stringify(ticksA)}, B ${JSON.stringify(ticksB)}`)), 10_000);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`no two common ticks within 10 s: A ${JSON.stringify(ticksA)}, B ${JSON.stringify(ticksB)}`),
+          ),
+        10_000,
+      );
       const check = (): void => {
         const seqsA = new Set(ticksA.map((t) => t.seq));
         if (ticksB.filter((t) => seqsA.has(t.seq)).length >= 2) {
@@ -183,11 +195,15 @@ test('/ticker pushes one JSON tick a second to every client, the same tick to al
     // Seqs count periods on the server's grid (a run late by a whole period skips a slot), so
     // the times are about a second per seq apart; generous bounds for a busy machine.
     for (const ticks of [ticksA, ticksB]) {
-      for (let i = 1; i < ticks.length; i++) assert.ok(ticks[i].seq > ticks[i - 1].seq, `in order: ${ticks.map((t) => t.seq).join(',')}`);
+      for (let i = 1; i < ticks.length; i++)
+        assert.ok(ticks[i].seq > ticks[i - 1].seq, `in order: ${ticks.map((t) => t.seq).join(',')}`);
     }
     const periods = second.seq - first.seq;
     const gap = Date.parse(second.time) - Date.parse(first.time);
-    assert.ok(gap > periods * 1000 - 500 && gap < periods * 1000 + 2000, `about a second per seq apart (${gap} ms for ${periods})`);
+    assert.ok(
+      gap > periods * 1000 - 500 && gap < periods * 1000 + 2000,
+      `about a second per seq apart (${gap} ms for ${periods})`,
+    );
   } finally {
     s.child.kill('SIGTERM');
     await once(s.child, 'exit');
@@ -227,7 +243,13 @@ test('/channel: chat keeps history, so a client that reconnects recovers exactly
     const gotAgain = inbox(again);
     again.send(JSON.stringify({ type: 'subscribe', topic: 'chat', since: last.seq, epoch: subscribed.epoch }));
     await waitFor(gotAgain, 3);
-    assert.deepEqual(gotAgain[0], { type: 'subscribed', topic: 'chat', epoch: subscribed.epoch, seq: last.seq + 2, recovered: true });
+    assert.deepEqual(gotAgain[0], {
+      type: 'subscribed',
+      topic: 'chat',
+      epoch: subscribed.epoch,
+      seq: last.seq + 2,
+      recovered: true,
+    });
     assert.deepEqual(
       gotAgain.slice(1).map((m) => (m as { data: { text: string } }).data.text),
       ['three', 'four'],
@@ -299,7 +321,10 @@ test('/channel: the server stamps who sent chat and presence; nobody can speak, 
     // Eve leaves: the server says so, as eve.
     eve.ws.close();
     const leave = await ada.next();
-    assert.deepEqual([leave.topic, leave.from, leave.data], ['presence', { id: eveId, nick: 'eve' }, { state: 'leave' }]);
+    assert.deepEqual(
+      [leave.topic, leave.from, leave.data],
+      ['presence', { id: eveId, nick: 'eve' }, { state: 'leave' }],
+    );
     ada.ws.close();
   } finally {
     s.child.kill('SIGTERM');
@@ -347,7 +372,9 @@ test('--deflate: a compressed message may inflate to --max-inflated-payload byte
     d.child.kill('SIGTERM');
     await once(d.child, 'exit');
   }
-  const child = spawn(process.execPath, [CLI, 'serve', '--deflate', '--max-inflated-payload', '4MiB'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'serve', '--deflate', '--max-inflated-payload', '4MiB'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const [code] = (await once(child, 'exit')) as [number | null];
@@ -405,7 +432,9 @@ test('an upgrade to an unknown path gets 404 and its socket is freed: SIGTERM st
   let response = '';
   sock.on('data', (d: Buffer) => (response += d.toString()));
   sock.on('error', () => {});
-  sock.write('GET /nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  sock.write(
+    'GET /nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+  );
   // The server answers and ends its side; this client keeps its own side open and never
   // closes. The server must still let the socket go (it lingers at most a second).
   await once(sock, 'end');
@@ -426,7 +455,9 @@ test('duet connect to a wss:// self-signed server: refused by default (one TLS l
   const s = await serve(['--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')]);
   const run = (args: string[]) =>
     new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-      const child = spawn(process.execPath, [CLI, 'connect', ...args, `${s.url}/echo`], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, 'connect', ...args, `${s.url}/echo`], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -454,7 +485,9 @@ test('a port that is already taken: one line on stderr and exit code 1, no hang'
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   const taken = (blocker.address() as { port: number }).port;
   try {
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', String(taken)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', String(taken)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);

@@ -113,7 +113,10 @@ describe('createStaticHandler', () => {
       await request('/%E0%A4%A'),
       await request('/nope.js', 'HEAD'),
     ];
-    assert.deepEqual(replies.map((r) => r.status), [200, 200, 304, 404, 405, 400, 404]);
+    assert.deepEqual(
+      replies.map((r) => r.status),
+      [200, 200, 304, 404, 405, 400, 404],
+    );
     for (const reply of replies) {
       assert.equal(reply.headers['x-content-type-options'], 'nosniff', String(reply.status));
       assert.equal(reply.headers['cache-control'], 'no-cache', String(reply.status));
@@ -149,7 +152,10 @@ describe('createStaticHandler', () => {
     ];
     for (const path of attempts) {
       const reply = await request(path);
-      assert.ok(reply.status === 404 || reply.status === 403 || reply.status === 400, `${path} answered ${reply.status}`);
+      assert.ok(
+        reply.status === 404 || reply.status === 403 || reply.status === 400,
+        `${path} answered ${reply.status}`,
+      );
       assert.doesNotMatch(reply.body, /outside the root|SECRET|root:/, path);
     }
   });
@@ -195,7 +201,12 @@ describe('sendText (the /test page and the answers duet serve makes in memory)',
       const head = await request('/test', 'HEAD');
       assert.equal(head.body, '');
       assert.deepEqual(
-        [head.headers['content-type'], head.headers['content-length'], head.headers['x-content-type-options'], head.headers['cache-control']],
+        [
+          head.headers['content-type'],
+          head.headers['content-length'],
+          head.headers['x-content-type-options'],
+          head.headers['cache-control'],
+        ],
         [page.headers['content-type'], page.headers['content-length'], 'nosniff', 'no-cache'],
       );
       const missing = await request('/other', 'GET');

@@ -61,12 +61,21 @@ function record(ws: WebSocket): { log: Entry[]; types(): string[]; closed: Promi
   let resolveClosed!: (e: WsCloseEvent) => void;
   const closed = new Promise<WsCloseEvent>((r) => (resolveClosed = r));
   ws.addEventListener('open', (e: WsEvent) => log.push({ type: 'open', readyState: ws.readyState, event: e }));
-  ws.addEventListener('message', (e: WsMessageEvent) => log.push({ type: 'message', readyState: ws.readyState, data: e.data, event: e }));
+  ws.addEventListener('message', (e: WsMessageEvent) =>
+    log.push({ type: 'message', readyState: ws.readyState, data: e.data, event: e }),
+  );
   ws.addEventListener('error', (e: WsErrorEvent) =>
     log.push({ type: 'error', readyState: ws.readyState, error: e.error as CodedError, event: e }),
   );
   ws.addEventListener('close', (e: WsCloseEvent) => {
-    log.push({ type: 'close', readyState: ws.readyState, code: e.code, reason: e.reason, wasClean: e.wasClean, event: e });
+    log.push({
+      type: 'close',
+      readyState: ws.readyState,
+      code: e.code,
+      reason: e.reason,
+      wasClean: e.wasClean,
+      event: e,
+    });
     resolveClosed(e);
   });
   return { log, types: () => log.map((e) => e.type), closed };
@@ -146,9 +155,15 @@ function accept(key: string): string {
 
 /** A 101 response for `key`, with extra header lines. */
 function response101(key: string, extra: string[] = [], acceptValue = accept(key)): string {
-  return ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${acceptValue}`, ...extra, '', ''].join(
-    '\r\n',
-  );
+  return [
+    'HTTP/1.1 101 Switching Protocols',
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    `Sec-WebSocket-Accept: ${acceptValue}`,
+    ...extra,
+    '',
+    '',
+  ].join('\r\n');
 }
 
 function isDomException(name: string): (err: unknown) => boolean {
@@ -160,12 +175,18 @@ function isDomException(name: string): (err: unknown) => boolean {
 }
 
 /** Open a client and wait for `open`. */
-async function openClient(target: string, protocols?: string | string[], options?: ConstructorParameters<typeof WebSocket>[2]): Promise<WebSocket> {
+async function openClient(
+  target: string,
+  protocols?: string | string[],
+  options?: ConstructorParameters<typeof WebSocket>[2],
+): Promise<WebSocket> {
   const ws = new WebSocket(target, protocols, options);
   await within(
     new Promise<void>((resolve, reject) => {
       ws.addEventListener('open', () => resolve(), { once: true });
-      ws.addEventListener('close', (e: WsCloseEvent) => reject(new Error(`closed with ${e.code} before open`)), { once: true });
+      ws.addEventListener('close', (e: WsCloseEvent) => reject(new Error(`closed with ${e.code} before open`)), {
+        once: true,
+      });
     }),
     5000,
     'open',
@@ -179,7 +200,11 @@ function collect(wss: WebSocketServer): {
   closes: Array<{ code: number; reason: string }>;
   requests: IncomingMessage[];
 } {
-  const out = { messages: [] as Array<{ data: Buffer; isBinary: boolean }>, closes: [] as Array<{ code: number; reason: string }>, requests: [] as IncomingMessage[] };
+  const out = {
+    messages: [] as Array<{ data: Buffer; isBinary: boolean }>,
+    closes: [] as Array<{ code: number; reason: string }>,
+    requests: [] as IncomingMessage[],
+  };
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
     out.requests.push(req);
     ws.on('message', (data: Buffer, isBinary: boolean) => out.messages.push({ data: Buffer.from(data), isBinary }));
@@ -205,10 +230,18 @@ describe('the seed program from the issue', () => {
       const port = s.port;
       // ---- verbatim from the issue, except the URL ----
       /* eslint-disable no-var, @typescript-eslint/restrict-plus-operands -- the issue's code as written */
-      var ws = new WebSocket("ws://127.0.0.1:" + port + "/echo");
-      ws.onopen = function(_evt) { console.log("Connection open ..."); ws.send("Hello WebSockets!"); };
-      ws.onmessage = function(evt) { console.log("Received Message: " + evt.data); ws.close(); };
-      ws.onclose = function(_evt) { console.log("Connection closed."); };
+      var ws = new WebSocket('ws://127.0.0.1:' + port + '/echo');
+      ws.onopen = function (_evt) {
+        console.log('Connection open ...');
+        ws.send('Hello WebSockets!');
+      };
+      ws.onmessage = function (evt) {
+        console.log('Received Message: ' + evt.data);
+        ws.close();
+      };
+      ws.onclose = function (_evt) {
+        console.log('Connection closed.');
+      };
       /* eslint-enable no-var, @typescript-eslint/restrict-plus-operands */
       // ----
       await within(finished, 5000, 'three console lines');
@@ -292,19 +325,26 @@ describe('event order (Feedback from the protocol)', () => {
     }
   });
 
-  it('failure to connect (refused port): error then close 1006, wasClean false, readyState CLOSED at both', T, async () => {
-    const port = await refusedPort();
-    const ws = new WebSocket(url(port));
-    const rec = record(ws);
-    assert.equal(ws.readyState, WebSocket.CONNECTING);
-    await within(rec.closed);
-    assert.deepEqual(rec.types(), ['error', 'close']);
-    assert.deepEqual(rec.log.map((e) => e.readyState), [WebSocket.CLOSED, WebSocket.CLOSED]);
-    assert.equal(rec.log[0].error?.code, 'ECONNREFUSED');
-    assert.equal(rec.log[1].code, 1006);
-    assert.equal(rec.log[1].wasClean, false);
-    assert.equal(rec.log[1].reason, '');
-  });
+  it(
+    'failure to connect (refused port): error then close 1006, wasClean false, readyState CLOSED at both',
+    T,
+    async () => {
+      const port = await refusedPort();
+      const ws = new WebSocket(url(port));
+      const rec = record(ws);
+      assert.equal(ws.readyState, WebSocket.CONNECTING);
+      await within(rec.closed);
+      assert.deepEqual(rec.types(), ['error', 'close']);
+      assert.deepEqual(
+        rec.log.map((e) => e.readyState),
+        [WebSocket.CLOSED, WebSocket.CLOSED],
+      );
+      assert.equal(rec.log[0].error?.code, 'ECONNREFUSED');
+      assert.equal(rec.log[1].code, 1006);
+      assert.equal(rec.log[1].wasClean, false);
+      assert.equal(rec.log[1].reason, '');
+    },
+  );
 
   it('close() while CONNECTING: readyState 2 at once, then error and close 1006, never open', T, async () => {
     const s = await echoServer();
@@ -320,7 +360,10 @@ describe('event order (Feedback from the protocol)', () => {
       assert.equal(rec.log[0].error?.code, 'WS_ERR_CLOSED_BEFORE_OPEN');
       assert.equal(rec.log[1].code, 1006);
       assert.equal(rec.log[1].wasClean, false);
-      assert.deepEqual(rec.log.map((e) => e.readyState), [WebSocket.CLOSED, WebSocket.CLOSED]);
+      assert.deepEqual(
+        rec.log.map((e) => e.readyState),
+        [WebSocket.CLOSED, WebSocket.CLOSED],
+      );
       ws.close(); // a no-op when CLOSED
       await tick(20);
       assert.equal(rec.log.length, 2);
@@ -371,44 +414,52 @@ describe('event order (Feedback from the protocol)', () => {
     }
   });
 
-  it('close() in one message listener does not hide that message from later listeners (one dispatch per message task)', T, async () => {
-    // "handle a WebSocket message": the readyState check is step 1 of the task; the event is
-    // then fired once, and DOM dispatch invokes every listener registered for it.
-    const s = await echoServer();
-    try {
-      const ws = await openClient(url(s.port));
-      const calls: string[] = [];
-      ws.addEventListener('message', (e: WsMessageEvent) => {
-        calls.push(`first ${String(e.data)}`);
-        ws.close();
-      });
-      ws.addEventListener('message', (e: WsMessageEvent) => calls.push(`second ${String(e.data)}`));
-      ws.send('m');
-      await within(new Promise((r) => ws.addEventListener('close', r)));
-      assert.deepEqual(calls, ['first m', 'second m']);
-    } finally {
-      await s.close();
-    }
-  });
+  it(
+    'close() in one message listener does not hide that message from later listeners (one dispatch per message task)',
+    T,
+    async () => {
+      // "handle a WebSocket message": the readyState check is step 1 of the task; the event is
+      // then fired once, and DOM dispatch invokes every listener registered for it.
+      const s = await echoServer();
+      try {
+        const ws = await openClient(url(s.port));
+        const calls: string[] = [];
+        ws.addEventListener('message', (e: WsMessageEvent) => {
+          calls.push(`first ${String(e.data)}`);
+          ws.close();
+        });
+        ws.addEventListener('message', (e: WsMessageEvent) => calls.push(`second ${String(e.data)}`));
+        ws.send('m');
+        await within(new Promise((r) => ws.addEventListener('close', r)));
+        assert.deepEqual(calls, ['first m', 'second m']);
+      } finally {
+        await s.close();
+      }
+    },
+  );
 
-  it('a message arriving after close() (CLOSING) is not dispatched to WHATWG listeners; EventEmitter ones get it', T, async () => {
-    const s = await echoServer();
-    try {
-      const ws = await openClient(url(s.port));
-      const whatwg: unknown[] = [];
-      const emitter: string[] = [];
-      ws.addEventListener('message', (e: WsMessageEvent) => whatwg.push(e.data));
-      ws.on('message', (d: Buffer) => emitter.push(d.toString()));
-      ws.send('echo me'); // the echo comes back after our Close frame has left
-      ws.close(4000);
-      const e = await within(new Promise<WsCloseEvent>((r) => ws.addEventListener('close', r)));
-      assert.equal(e.code, 4000);
-      assert.deepEqual(whatwg, []);
-      assert.deepEqual(emitter, ['echo me']);
-    } finally {
-      await s.close();
-    }
-  });
+  it(
+    'a message arriving after close() (CLOSING) is not dispatched to WHATWG listeners; EventEmitter ones get it',
+    T,
+    async () => {
+      const s = await echoServer();
+      try {
+        const ws = await openClient(url(s.port));
+        const whatwg: unknown[] = [];
+        const emitter: string[] = [];
+        ws.addEventListener('message', (e: WsMessageEvent) => whatwg.push(e.data));
+        ws.on('message', (d: Buffer) => emitter.push(d.toString()));
+        ws.send('echo me'); // the echo comes back after our Close frame has left
+        ws.close(4000);
+        const e = await within(new Promise<WsCloseEvent>((r) => ws.addEventListener('close', r)));
+        assert.equal(e.code, 4000);
+        assert.deepEqual(whatwg, []);
+        assert.deepEqual(emitter, ['echo me']);
+      } finally {
+        await s.close();
+      }
+    },
+  );
 
   it('setting onX to null removes the handler; replacing it calls only the new one', T, async () => {
     const s = await echoServer();
@@ -441,7 +492,9 @@ describe('event order (Feedback from the protocol)', () => {
       ws.addEventListener('message', onceListener, { once: true });
 
       const ac = new AbortController();
-      ws.addEventListener('message', (e: WsMessageEvent) => calls.push(`signal ${String(e.data)}`), { signal: ac.signal });
+      ws.addEventListener('message', (e: WsMessageEvent) => calls.push(`signal ${String(e.data)}`), {
+        signal: ac.signal,
+      });
       ws.addEventListener('message', () => calls.push('never'), { signal: AbortSignal.abort() });
 
       const handler = {
@@ -482,13 +535,28 @@ describe('event order (Feedback from the protocol)', () => {
 
 describe('exceptions (constructor, send, close)', () => {
   it('bad URLs throw SyntaxError', () => {
-    for (const bad of ['', 'not a url', '/relative', 'ws://', 'ws://127.0.0.1:99999/', 'ws://exa mple.com/', '//127.0.0.1/']) {
+    for (const bad of [
+      '',
+      'not a url',
+      '/relative',
+      'ws://',
+      'ws://127.0.0.1:99999/',
+      'ws://exa mple.com/',
+      '//127.0.0.1/',
+    ]) {
       assert.throws(() => new WebSocket(bad), isDomException('SyntaxError'), JSON.stringify(bad));
     }
   });
 
   it('schemes other than ws, wss, http and https throw SyntaxError', () => {
-    for (const bad of ['ftp://127.0.0.1/', 'file:///tmp/x', 'data:text/plain,x', 'javascript:1', 'mailto:a@b.c', 'wss+x://h/']) {
+    for (const bad of [
+      'ftp://127.0.0.1/',
+      'file:///tmp/x',
+      'data:text/plain,x',
+      'javascript:1',
+      'mailto:a@b.c',
+      'wss+x://h/',
+    ]) {
       assert.throws(() => new WebSocket(bad), isDomException('SyntaxError'), bad);
     }
   });
@@ -523,7 +591,11 @@ describe('exceptions (constructor, send, close)', () => {
   it('invalid subprotocol tokens throw SyntaxError', () => {
     for (const bad of ['', 'a b', 'a,b', 'chat/1', 'é', ' chat', 'x"y'] as const) {
       assert.throws(() => new WebSocket('ws://127.0.0.1:1/', bad), isDomException('SyntaxError'), JSON.stringify(bad));
-      assert.throws(() => new WebSocket('ws://127.0.0.1:1/', ['ok', bad]), isDomException('SyntaxError'), JSON.stringify(bad));
+      assert.throws(
+        () => new WebSocket('ws://127.0.0.1:1/', ['ok', bad]),
+        isDomException('SyntaxError'),
+        JSON.stringify(bad),
+      );
     }
   });
 
@@ -636,142 +708,157 @@ describe('exceptions (constructor, send, close)', () => {
 // ---- binaryType and MessageEvent --------------------------------------------------------------
 
 describe('binaryType and MessageEvent', () => {
-  it('blob (default) -> Blob, arraybuffer -> ArrayBuffer, nodebuffer -> Buffer; invalid values ignored; text is a string', T, async () => {
-    const s = await echoServer();
-    try {
-      const ws = await openClient(url(s.port));
-      const got: WsMessageEvent[] = [];
-      ws.addEventListener('message', (e: WsMessageEvent) => got.push(e));
-      const bytes = new Uint8Array([0, 1, 2, 250, 255]);
-      const roundTrip = async (data: string | Uint8Array): Promise<WsMessageEvent> => {
-        const n = got.length;
-        ws.send(data);
-        await until(() => got.length === n + 1);
-        return got[n];
-      };
+  it(
+    'blob (default) -> Blob, arraybuffer -> ArrayBuffer, nodebuffer -> Buffer; invalid values ignored; text is a string',
+    T,
+    async () => {
+      const s = await echoServer();
+      try {
+        const ws = await openClient(url(s.port));
+        const got: WsMessageEvent[] = [];
+        ws.addEventListener('message', (e: WsMessageEvent) => got.push(e));
+        const bytes = new Uint8Array([0, 1, 2, 250, 255]);
+        const roundTrip = async (data: string | Uint8Array): Promise<WsMessageEvent> => {
+          const n = got.length;
+          ws.send(data);
+          await until(() => got.length === n + 1);
+          return got[n];
+        };
 
-      assert.equal(ws.binaryType, 'blob');
-      let e = await roundTrip(bytes);
-      assert.ok(e.data instanceof Blob, 'blob');
-      assert.deepEqual(new Uint8Array(await e.data.arrayBuffer()), bytes);
-      assert.equal((await roundTrip('text')).data, 'text');
+        assert.equal(ws.binaryType, 'blob');
+        let e = await roundTrip(bytes);
+        assert.ok(e.data instanceof Blob, 'blob');
+        assert.deepEqual(new Uint8Array(await e.data.arrayBuffer()), bytes);
+        assert.equal((await roundTrip('text')).data, 'text');
 
-      ws.binaryType = 'arraybuffer';
-      assert.equal(ws.binaryType, 'arraybuffer');
-      e = await roundTrip(bytes);
-      assert.ok(e.data instanceof ArrayBuffer, 'arraybuffer');
-      assert.ok(!Buffer.isBuffer(e.data));
-      assert.deepEqual(new Uint8Array(e.data), bytes);
-      assert.equal((await roundTrip('héllo')).data, 'héllo');
-
-      ws.binaryType = 'bogus' as BinaryType;
-      assert.equal(ws.binaryType, 'arraybuffer', 'an invalid value is ignored');
-
-      ws.binaryType = 'nodebuffer';
-      assert.equal(ws.binaryType, 'nodebuffer');
-      e = await roundTrip(bytes);
-      assert.ok(Buffer.isBuffer(e.data), 'nodebuffer');
-      assert.deepEqual(new Uint8Array(e.data), bytes);
-      const text = await roundTrip('still text');
-      assert.equal(typeof text.data, 'string');
-      assert.equal(text.data, 'still text');
-
-      for (const m of got) {
-        assert.equal(m.origin, `ws://${HOST}:${s.port}`, 'MessageEvent.origin is the URL origin');
-        assert.equal(m.type, 'message');
-        assert.equal(m.target, ws);
-      }
-      ws.close();
-      await within(new Promise((r) => ws.addEventListener('close', r)));
-    } finally {
-      await s.close();
-    }
-  });
-
-  it("the default 'blob' is for WHATWG listeners: ws-style message listeners get a Buffer (as ws gives) until binaryType is set", T, async () => {
-    const s = await echoServer();
-    try {
-      const ws = await openClient(url(s.port));
-      const bytes = new Uint8Array([9, 8, 7, 0, 255]);
-      const styles: unknown[][] = [];
-      const events: unknown[] = [];
-      ws.on('message', (data: unknown, isBinary: boolean) => styles.push([data, isBinary]));
-      ws.addEventListener('message', (e: WsMessageEvent) => events.push(e.data));
-      ws.onmessage = (e: WsMessageEvent) => events.push(e.data);
-
-      ws.send(bytes);
-      await until(() => styles.length === 1 && events.length === 2);
-      assert.ok(Buffer.isBuffer(styles[0][0]), 'ws-style listener: a Buffer');
-      assert.deepEqual(new Uint8Array(styles[0][0]), bytes);
-      assert.equal(styles[0][1], true);
-      assert.ok(events[0] instanceof Blob, 'WHATWG listener: a Blob');
-      assert.equal(events[0], events[1], 'every WHATWG listener gets the same Blob');
-      assert.deepEqual(new Uint8Array(await events[0].arrayBuffer()), bytes);
-
-      // Set explicitly, binaryType applies to both styles.
-      ws.binaryType = 'blob';
-      ws.send(bytes);
-      await until(() => styles.length === 2 && events.length === 4);
-      assert.ok(styles[1][0] instanceof Blob, "binaryType = 'blob' set: a Blob for ws-style listeners too");
-      assert.ok(events[2] instanceof Blob);
-      ws.binaryType = 'arraybuffer';
-      ws.send(bytes);
-      await until(() => styles.length === 3 && events.length === 6);
-      assert.ok(styles[2][0] instanceof ArrayBuffer);
-      assert.ok(events[4] instanceof ArrayBuffer);
-      ws.close();
-      await within(new Promise((r) => ws.addEventListener('close', r)));
-    } finally {
-      await s.close();
-    }
-  });
-
-  it("the default 'blob': binaryType assigned in a listener applies from the next message; a delivery nested in a listener leaves the others the message's one Blob", T, async () => {
-    const s = await echoServer();
-    try {
-      const ws = await openClient(url(s.port));
-      const inner = await openClient(url(s.port));
-      const bytes = new Uint8Array([1, 2, 3]);
-      const events: unknown[] = [];
-      ws.onmessage = (e: WsMessageEvent) => {
-        events.push(e.data);
         ws.binaryType = 'arraybuffer';
-      };
-      ws.addEventListener('message', (e: WsMessageEvent) => events.push(e.data));
-      ws.send(bytes);
-      await until(() => events.length === 2);
-      assert.ok(events[0] instanceof Blob);
-      assert.equal(events[1], events[0], 'the next listener gets the same Blob (not a Buffer)');
-      ws.send(bytes);
-      await until(() => events.length === 4);
-      assert.ok(events[2] instanceof ArrayBuffer && events[3] instanceof ArrayBuffer, 'the next message follows the new binaryType');
+        assert.equal(ws.binaryType, 'arraybuffer');
+        e = await roundTrip(bytes);
+        assert.ok(e.data instanceof ArrayBuffer, 'arraybuffer');
+        assert.ok(!Buffer.isBuffer(e.data));
+        assert.deepEqual(new Uint8Array(e.data), bytes);
+        assert.equal((await roundTrip('héllo')).data, 'héllo');
 
-      // A listener that makes another connection deliver a message synchronously (here by
-      // feeding its parser an unmasked binary frame, as a server sends it).
-      const outer: unknown[] = [];
-      const nested: unknown[] = [];
-      inner.addEventListener('message', (e: WsMessageEvent) => nested.push(e.data));
-      inner.onmessage = (e: WsMessageEvent) => nested.push(e.data);
-      const other = await openClient(url(s.port));
-      other.onmessage = (e: WsMessageEvent) => {
-        outer.push(e.data);
-        inner.parser!.push(Buffer.from([0x82, 0x01, 0x07]));
-      };
-      other.addEventListener('message', (e: WsMessageEvent) => outer.push(e.data));
-      other.send(bytes);
-      await until(() => outer.length === 2);
-      assert.equal(nested.length, 2);
-      assert.ok(outer[0] instanceof Blob && nested[0] instanceof Blob);
-      assert.equal(outer[1], outer[0], 'the outer message keeps its one Blob');
-      assert.equal(nested[1], nested[0], 'the nested message has its own one Blob');
-      assert.notEqual(nested[0], outer[0]);
-      assert.deepEqual(new Uint8Array(await outer[0].arrayBuffer()), bytes);
-      assert.deepEqual(new Uint8Array(await nested[0].arrayBuffer()), new Uint8Array([7]));
-      for (const c of [ws, inner, other]) c.close();
-    } finally {
-      await s.close();
-    }
-  });
+        ws.binaryType = 'bogus' as BinaryType;
+        assert.equal(ws.binaryType, 'arraybuffer', 'an invalid value is ignored');
+
+        ws.binaryType = 'nodebuffer';
+        assert.equal(ws.binaryType, 'nodebuffer');
+        e = await roundTrip(bytes);
+        assert.ok(Buffer.isBuffer(e.data), 'nodebuffer');
+        assert.deepEqual(new Uint8Array(e.data), bytes);
+        const text = await roundTrip('still text');
+        assert.equal(typeof text.data, 'string');
+        assert.equal(text.data, 'still text');
+
+        for (const m of got) {
+          assert.equal(m.origin, `ws://${HOST}:${s.port}`, 'MessageEvent.origin is the URL origin');
+          assert.equal(m.type, 'message');
+          assert.equal(m.target, ws);
+        }
+        ws.close();
+        await within(new Promise((r) => ws.addEventListener('close', r)));
+      } finally {
+        await s.close();
+      }
+    },
+  );
+
+  it(
+    "the default 'blob' is for WHATWG listeners: ws-style message listeners get a Buffer (as ws gives) until binaryType is set",
+    T,
+    async () => {
+      const s = await echoServer();
+      try {
+        const ws = await openClient(url(s.port));
+        const bytes = new Uint8Array([9, 8, 7, 0, 255]);
+        const styles: unknown[][] = [];
+        const events: unknown[] = [];
+        ws.on('message', (data: unknown, isBinary: boolean) => styles.push([data, isBinary]));
+        ws.addEventListener('message', (e: WsMessageEvent) => events.push(e.data));
+        ws.onmessage = (e: WsMessageEvent) => events.push(e.data);
+
+        ws.send(bytes);
+        await until(() => styles.length === 1 && events.length === 2);
+        assert.ok(Buffer.isBuffer(styles[0][0]), 'ws-style listener: a Buffer');
+        assert.deepEqual(new Uint8Array(styles[0][0]), bytes);
+        assert.equal(styles[0][1], true);
+        assert.ok(events[0] instanceof Blob, 'WHATWG listener: a Blob');
+        assert.equal(events[0], events[1], 'every WHATWG listener gets the same Blob');
+        assert.deepEqual(new Uint8Array(await events[0].arrayBuffer()), bytes);
+
+        // Set explicitly, binaryType applies to both styles.
+        ws.binaryType = 'blob';
+        ws.send(bytes);
+        await until(() => styles.length === 2 && events.length === 4);
+        assert.ok(styles[1][0] instanceof Blob, "binaryType = 'blob' set: a Blob for ws-style listeners too");
+        assert.ok(events[2] instanceof Blob);
+        ws.binaryType = 'arraybuffer';
+        ws.send(bytes);
+        await until(() => styles.length === 3 && events.length === 6);
+        assert.ok(styles[2][0] instanceof ArrayBuffer);
+        assert.ok(events[4] instanceof ArrayBuffer);
+        ws.close();
+        await within(new Promise((r) => ws.addEventListener('close', r)));
+      } finally {
+        await s.close();
+      }
+    },
+  );
+
+  it(
+    "the default 'blob': binaryType assigned in a listener applies from the next message; a delivery nested in a listener leaves the others the message's one Blob",
+    T,
+    async () => {
+      const s = await echoServer();
+      try {
+        const ws = await openClient(url(s.port));
+        const inner = await openClient(url(s.port));
+        const bytes = new Uint8Array([1, 2, 3]);
+        const events: unknown[] = [];
+        ws.onmessage = (e: WsMessageEvent) => {
+          events.push(e.data);
+          ws.binaryType = 'arraybuffer';
+        };
+        ws.addEventListener('message', (e: WsMessageEvent) => events.push(e.data));
+        ws.send(bytes);
+        await until(() => events.length === 2);
+        assert.ok(events[0] instanceof Blob);
+        assert.equal(events[1], events[0], 'the next listener gets the same Blob (not a Buffer)');
+        ws.send(bytes);
+        await until(() => events.length === 4);
+        assert.ok(
+          events[2] instanceof ArrayBuffer && events[3] instanceof ArrayBuffer,
+          'the next message follows the new binaryType',
+        );
+
+        // A listener that makes another connection deliver a message synchronously (here by
+        // feeding its parser an unmasked binary frame, as a server sends it).
+        const outer: unknown[] = [];
+        const nested: unknown[] = [];
+        inner.addEventListener('message', (e: WsMessageEvent) => nested.push(e.data));
+        inner.onmessage = (e: WsMessageEvent) => nested.push(e.data);
+        const other = await openClient(url(s.port));
+        other.onmessage = (e: WsMessageEvent) => {
+          outer.push(e.data);
+          inner.parser!.push(Buffer.from([0x82, 0x01, 0x07]));
+        };
+        other.addEventListener('message', (e: WsMessageEvent) => outer.push(e.data));
+        other.send(bytes);
+        await until(() => outer.length === 2);
+        assert.equal(nested.length, 2);
+        assert.ok(outer[0] instanceof Blob && nested[0] instanceof Blob);
+        assert.equal(outer[1], outer[0], 'the outer message keeps its one Blob');
+        assert.equal(nested[1], nested[0], 'the nested message has its own one Blob');
+        assert.notEqual(nested[0], outer[0]);
+        assert.deepEqual(new Uint8Array(await outer[0].arrayBuffer()), bytes);
+        assert.deepEqual(new Uint8Array(await nested[0].arrayBuffer()), new Uint8Array([7]));
+        for (const c of [ws, inner, other]) c.close();
+      } finally {
+        await s.close();
+      }
+    },
+  );
 
   it('an empty binary message is an empty Blob / ArrayBuffer; an empty text message is ""', T, async () => {
     const s = await echoServer();
@@ -1046,26 +1133,34 @@ describe('handshake failures', () => {
     }
   });
 
-  it('a 101 without Upgrade: websocket or Connection: Upgrade fails with WS_ERR_INVALID_UPGRADE_HEADER', T, async () => {
-    const heads = [
-      ['HTTP/1.1 101 Switching Protocols', 'Connection: Upgrade'], // no Upgrade
-      ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket'], // no Connection
-      ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: close'],
-      ['HTTP/1.1 101 Switching Protocols', 'Upgrade: h2c', 'Connection: Upgrade'],
-    ];
-    for (const lines of heads) {
-      const raw = await rawServer((socket, _head, key) => socket.write([...lines, `Sec-WebSocket-Accept: ${accept(key)}`, '', ''].join('\r\n')));
-      try {
-        const err = await expectHandshakeFailure(new WebSocket(url(raw.port)));
-        assert.equal(err.code, 'WS_ERR_INVALID_UPGRADE_HEADER', lines.join(' | '));
-      } finally {
-        await raw.close();
+  it(
+    'a 101 without Upgrade: websocket or Connection: Upgrade fails with WS_ERR_INVALID_UPGRADE_HEADER',
+    T,
+    async () => {
+      const heads = [
+        ['HTTP/1.1 101 Switching Protocols', 'Connection: Upgrade'], // no Upgrade
+        ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket'], // no Connection
+        ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: close'],
+        ['HTTP/1.1 101 Switching Protocols', 'Upgrade: h2c', 'Connection: Upgrade'],
+      ];
+      for (const lines of heads) {
+        const raw = await rawServer((socket, _head, key) =>
+          socket.write([...lines, `Sec-WebSocket-Accept: ${accept(key)}`, '', ''].join('\r\n')),
+        );
+        try {
+          const err = await expectHandshakeFailure(new WebSocket(url(raw.port)));
+          assert.equal(err.code, 'WS_ERR_INVALID_UPGRADE_HEADER', lines.join(' | '));
+        } finally {
+          await raw.close();
+        }
       }
-    }
-  });
+    },
+  );
 
   it('a 101 with an unrequested extension fails', T, async () => {
-    const raw = await rawServer((socket, _head, key) => socket.write(response101(key, ['Sec-WebSocket-Extensions: x-custom-extension'])));
+    const raw = await rawServer((socket, _head, key) =>
+      socket.write(response101(key, ['Sec-WebSocket-Extensions: x-custom-extension'])),
+    );
     try {
       const err = await expectHandshakeFailure(new WebSocket(url(raw.port)));
       assert.equal(err.code, 'WS_ERR_UNEXPECTED_EXTENSION');
@@ -1095,7 +1190,9 @@ describe('handshake failures', () => {
   ];
   for (const [answer, extensions, code] of deflateResponses) {
     it(`permessage-deflate response "${answer}" -> ${code ?? 'open'}`, T, async () => {
-      const raw = await rawServer((socket, _head, key) => socket.write(response101(key, [`Sec-WebSocket-Extensions: ${answer}`])));
+      const raw = await rawServer((socket, _head, key) =>
+        socket.write(response101(key, [`Sec-WebSocket-Extensions: ${answer}`])),
+      );
       try {
         const ws = new WebSocket(url(raw.port));
         if (code !== undefined) {
@@ -1116,11 +1213,21 @@ describe('handshake failures', () => {
   it('the offer follows the perMessageDeflate options', T, async () => {
     const raw = await rawServer((socket, _head, key) => socket.write(response101(key, [])));
     try {
-      const ws = new WebSocket(url(raw.port), [], { perMessageDeflate: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 10, clientMaxWindowBits: 12 } });
+      const ws = new WebSocket(url(raw.port), [], {
+        perMessageDeflate: {
+          serverNoContextTakeover: true,
+          clientNoContextTakeover: true,
+          serverMaxWindowBits: 10,
+          clientMaxWindowBits: 12,
+        },
+      });
       await once(ws, 'open');
       assert.equal(ws.extensions, '');
       ws.terminate();
-      assert.match(raw.requests[0], /^sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits=12\r?$/im);
+      assert.match(
+        raw.requests[0],
+        /^sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits=12\r?$/im,
+      );
       const plain = new WebSocket(url(raw.port), [], { perMessageDeflate: false });
       await once(plain, 'open');
       plain.terminate();
@@ -1131,7 +1238,9 @@ describe('handshake failures', () => {
   });
 
   it('a 101 with a subprotocol that was not offered fails', T, async () => {
-    const raw = await rawServer((socket, _head, key) => socket.write(response101(key, ['Sec-WebSocket-Protocol: other'])));
+    const raw = await rawServer((socket, _head, key) =>
+      socket.write(response101(key, ['Sec-WebSocket-Protocol: other'])),
+    );
     try {
       const err = await expectHandshakeFailure(new WebSocket(url(raw.port), ['chat']));
       assert.equal(err.code, 'WS_ERR_UNEXPECTED_PROTOCOL');
@@ -1152,18 +1261,22 @@ describe('handshake failures', () => {
     }
   });
 
-  it('a server that accepts TCP but never answers: handshakeTimeout -> WS_ERR_HANDSHAKE_TIMEOUT, close 1006', T, async () => {
-    const raw = await rawServer(() => {});
-    try {
-      const start = Date.now();
-      const err = await expectHandshakeFailure(new WebSocket(url(raw.port), [], { handshakeTimeout: 300 }));
-      const took = Date.now() - start;
-      assert.equal(err.code, 'WS_ERR_HANDSHAKE_TIMEOUT');
-      assert.ok(took >= 250 && took < 2500, `took ${took} ms`);
-    } finally {
-      await raw.close();
-    }
-  });
+  it(
+    'a server that accepts TCP but never answers: handshakeTimeout -> WS_ERR_HANDSHAKE_TIMEOUT, close 1006',
+    T,
+    async () => {
+      const raw = await rawServer(() => {});
+      try {
+        const start = Date.now();
+        const err = await expectHandshakeFailure(new WebSocket(url(raw.port), [], { handshakeTimeout: 300 }));
+        const took = Date.now() - start;
+        assert.equal(err.code, 'WS_ERR_HANDSHAKE_TIMEOUT');
+        assert.ok(took >= 250 && took < 2500, `took ${took} ms`);
+      } finally {
+        await raw.close();
+      }
+    },
+  );
 
   it('a server that sends half a response and stalls: handshake timeout', T, async () => {
     const raw = await rawServer((socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n'));
@@ -1175,24 +1288,28 @@ describe('handshake failures', () => {
     }
   });
 
-  it('signal: aborting the AbortController ends the attempt (error, close 1006); an aborted signal too', T, async () => {
-    const raw = await rawServer(() => {});
-    try {
-      const ac = new AbortController();
-      const ws = new WebSocket(url(raw.port), [], { signal: ac.signal });
-      await until(() => raw.requests.length === 1);
-      ac.abort();
-      const err = await expectHandshakeFailure(ws);
-      assert.equal(err.code, 'ABORT_ERR');
+  it(
+    'signal: aborting the AbortController ends the attempt (error, close 1006); an aborted signal too',
+    T,
+    async () => {
+      const raw = await rawServer(() => {});
+      try {
+        const ac = new AbortController();
+        const ws = new WebSocket(url(raw.port), [], { signal: ac.signal });
+        await until(() => raw.requests.length === 1);
+        ac.abort();
+        const err = await expectHandshakeFailure(ws);
+        assert.equal(err.code, 'ABORT_ERR');
 
-      const pre = new WebSocket(url(raw.port), [], { signal: AbortSignal.abort() });
-      assert.equal(pre.readyState, WebSocket.CONNECTING);
-      const err2 = await expectHandshakeFailure(pre);
-      assert.equal(err2.code, 'ABORT_ERR');
-    } finally {
-      await raw.close();
-    }
-  });
+        const pre = new WebSocket(url(raw.port), [], { signal: AbortSignal.abort() });
+        assert.equal(pre.readyState, WebSocket.CONNECTING);
+        const err2 = await expectHandshakeFailure(pre);
+        assert.equal(err2.code, 'ABORT_ERR');
+      } finally {
+        await raw.close();
+      }
+    },
+  );
 
   it('signal aborted after open leaves the connection alone (docs/client.md: it abandons the attempt)', T, async () => {
     const s = await echoServer();
@@ -1214,7 +1331,9 @@ describe('handshake failures', () => {
   });
 
   it('followRedirects false (default): a 302 is an error naming the status', T, async () => {
-    const raw = await rawServer((socket) => socket.end('HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n'));
+    const raw = await rawServer((socket) =>
+      socket.end('HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n'),
+    );
     try {
       const err = await expectHandshakeFailure(new WebSocket(url(raw.port)));
       assert.match(err.message, /\b302\b/);
@@ -1224,37 +1343,47 @@ describe('handshake failures', () => {
     }
   });
 
-  it('followRedirects true: a 302 to another duet server connects; url is updated; credentials dropped across hosts', T, async () => {
-    const target = await echoServer({ path: '/target' });
-    const seen = collect(target.wss);
-    const raw = await rawServer((socket) =>
-      socket.end(`HTTP/1.1 302 Found\r\nLocation: ws://${HOST}:${target.port}/target?x=1\r\nContent-Length: 0\r\n\r\n`),
-    );
-    try {
-      const ws = await openClient(url(raw.port, '/start'), [], {
-        followRedirects: true,
-        headers: { Authorization: 'Bearer secret', 'X-Keep': 'kept' },
-      });
-      assert.equal(ws.url, `ws://${HOST}:${target.port}/target?x=1`);
-      ws.send('after redirect');
-      const msg = await within(new Promise<WsMessageEvent>((r) => ws.addEventListener('message', r, { once: true })));
-      assert.equal(msg.data, 'after redirect');
-      assert.match(raw.requests[0], /^authorization: Bearer secret\r?$/im);
-      assert.equal(seen.requests[0].headers.authorization, undefined);
-      assert.equal(seen.requests[0].headers['x-keep'], 'kept');
-      ws.close();
-      await within(new Promise((r) => ws.addEventListener('close', r)));
-    } finally {
-      await raw.close();
-      await target.close();
-    }
-  });
+  it(
+    'followRedirects true: a 302 to another duet server connects; url is updated; credentials dropped across hosts',
+    T,
+    async () => {
+      const target = await echoServer({ path: '/target' });
+      const seen = collect(target.wss);
+      const raw = await rawServer((socket) =>
+        socket.end(
+          `HTTP/1.1 302 Found\r\nLocation: ws://${HOST}:${target.port}/target?x=1\r\nContent-Length: 0\r\n\r\n`,
+        ),
+      );
+      try {
+        const ws = await openClient(url(raw.port, '/start'), [], {
+          followRedirects: true,
+          headers: { Authorization: 'Bearer secret', 'X-Keep': 'kept' },
+        });
+        assert.equal(ws.url, `ws://${HOST}:${target.port}/target?x=1`);
+        ws.send('after redirect');
+        const msg = await within(new Promise<WsMessageEvent>((r) => ws.addEventListener('message', r, { once: true })));
+        assert.equal(msg.data, 'after redirect');
+        assert.match(raw.requests[0], /^authorization: Bearer secret\r?$/im);
+        assert.equal(seen.requests[0].headers.authorization, undefined);
+        assert.equal(seen.requests[0].headers['x-keep'], 'kept');
+        ws.close();
+        await within(new Promise((r) => ws.addEventListener('close', r)));
+      } finally {
+        await raw.close();
+        await target.close();
+      }
+    },
+  );
 
   it('followRedirects: more than maxRedirects fails', T, async () => {
     let raw: RawServer | undefined = undefined;
-    raw = await rawServer((socket) => socket.end(`HTTP/1.1 302 Found\r\nLocation: ws://${HOST}:${raw!.port}/again\r\nContent-Length: 0\r\n\r\n`));
+    raw = await rawServer((socket) =>
+      socket.end(`HTTP/1.1 302 Found\r\nLocation: ws://${HOST}:${raw!.port}/again\r\nContent-Length: 0\r\n\r\n`),
+    );
     try {
-      const err = await expectHandshakeFailure(new WebSocket(url(raw.port), [], { followRedirects: true, maxRedirects: 2 }));
+      const err = await expectHandshakeFailure(
+        new WebSocket(url(raw.port), [], { followRedirects: true, maxRedirects: 2 }),
+      );
       assert.equal(err.code, 'WS_ERR_TOO_MANY_REDIRECTS');
       assert.equal(raw.requests.length, 3);
     } finally {
@@ -1291,7 +1420,9 @@ describe('TLS (wss://) with a self-signed certificate', () => {
   it('rejected by default: error (certificate), then close 1006', T, async () => {
     const srv = await tlsServer();
     try {
-      const err = await expectHandshakeFailure(new WebSocket(url(srv.port, '/', 'wss'), [], { servername: 'localhost' }));
+      const err = await expectHandshakeFailure(
+        new WebSocket(url(srv.port, '/', 'wss'), [], { servername: 'localhost' }),
+      );
       assert.match(`${err.code} ${err.message}`, /SELF_SIGNED|CERT/);
     } finally {
       await srv.close();
@@ -1317,7 +1448,9 @@ describe('TLS (wss://) with a self-signed certificate', () => {
   it('{ ca: cert } with a name the certificate does not cover is still rejected', T, async () => {
     const srv = await tlsServer();
     try {
-      const err = await expectHandshakeFailure(new WebSocket(url(srv.port, '/', 'wss'), [], { ca: srv.cert, servername: 'not-localhost' }));
+      const err = await expectHandshakeFailure(
+        new WebSocket(url(srv.port, '/', 'wss'), [], { ca: srv.cert, servername: 'not-localhost' }),
+      );
       assert.match(`${err.code} ${err.message}`, /ALTNAME|host|name/i);
     } finally {
       await srv.close();
@@ -1342,7 +1475,9 @@ describe('TLS (wss://) with a self-signed certificate', () => {
 // ---- interop with ws's server ---------------------------------------------------------------------
 
 describe("interop against ws's WebSocketServer", () => {
-  async function wsServer(options: ConstructorParameters<typeof WsServer>[0] = {}): Promise<{ server: WsServer; port: number; close(): Promise<void> }> {
+  async function wsServer(
+    options: ConstructorParameters<typeof WsServer>[0] = {},
+  ): Promise<{ server: WsServer; port: number; close(): Promise<void> }> {
     const server = new WsServer({ port: 0, host: HOST, ...options });
     await once(server, 'listening');
     return {
@@ -1358,7 +1493,9 @@ describe("interop against ws's WebSocketServer", () => {
 
   it('text and binary both ways, headers, origin and subprotocol seen by the server', T, async () => {
     const srv = await wsServer();
-    const conn = new Promise<[WsConn, IncomingMessage]>((resolve) => srv.server.once('connection', (c, req) => resolve([c, req])));
+    const conn = new Promise<[WsConn, IncomingMessage]>((resolve) =>
+      srv.server.once('connection', (c, req) => resolve([c, req])),
+    );
     try {
       const ws = await openClient(url(srv.port, '/interop?q=1'), ['chat', 'superchat'], {
         headers: { 'X-Token': 'abc123' },
@@ -1401,7 +1538,9 @@ describe("interop against ws's WebSocketServer", () => {
       let conn = new Promise<WsConn>((resolve) => srv.server.once('connection', (c) => resolve(c)));
       let ws = await openClient(url(srv.port));
       let server = await within(conn);
-      const serverClosed = new Promise<[number, string]>((resolve) => server.on('close', (code, reason) => resolve([code, reason.toString()])));
+      const serverClosed = new Promise<[number, string]>((resolve) =>
+        server.on('close', (code, reason) => resolve([code, reason.toString()])),
+      );
       let rec = record(ws);
       ws.close(4001, 'client bye');
       let e = await within(rec.closed);
@@ -1541,35 +1680,52 @@ async function rawFrameServer(frames: Buffer[]): Promise<RawServer & { fromClien
 }
 
 describe('received text checked as it arrives (client side)', () => {
-  it('a text frame cut short after an invalid byte (rest never sent): the client fails it with 1007 at once', T, async () => {
-    for (const [name, frames] of [
-      ['a single frame, 16-bit length', [serverFrame(0x1, Buffer.from([0x68, 0x69, 0xff, 0x21]), 1000)]],
-      ['a single frame, 64-bit length', [serverFrame(0x1, Buffer.from([0xc0]), 100_000)]],
-      ['a continuation breaking a character of the first fragment', [serverFrame(0x1, Buffer.from([0x61, 0xe2]), 2, false), serverFrame(0x0, Buffer.from([0x82, 0x28]), 500, false)]],
-    ] as Array<[string, Buffer[]]>) {
-      const raw = await rawFrameServer(frames);
-      try {
-        const ws = new WebSocket(url(raw.port));
-        const rec = record(ws);
-        const e = await within(rec.closed, 5000, `${name}: close`);
-        assert.deepEqual(rec.types(), ['open', 'error', 'close'], name);
-        assert.equal(rec.log[1].error?.code, 'WS_ERR_INVALID_UTF8', name);
-        assert.equal(e.wasClean, false, name);
-        // What the client put on the wire: one masked Close frame with 1007.
-        await until(() => decodeFrames(raw.fromClient()).frames.some((f) => f.opcode === 0x8), 5000, `${name}: the client's Close frame`);
-        const close = decodeFrames(raw.fromClient()).frames.find((f) => f.opcode === 0x8)!;
-        assert.equal(close.masked, true, name);
-        assert.equal(close.payload.readUInt16BE(0), 1007, name);
-      } finally {
-        await raw.close();
+  it(
+    'a text frame cut short after an invalid byte (rest never sent): the client fails it with 1007 at once',
+    T,
+    async () => {
+      for (const [name, frames] of [
+        ['a single frame, 16-bit length', [serverFrame(0x1, Buffer.from([0x68, 0x69, 0xff, 0x21]), 1000)]],
+        ['a single frame, 64-bit length', [serverFrame(0x1, Buffer.from([0xc0]), 100_000)]],
+        [
+          'a continuation breaking a character of the first fragment',
+          [
+            serverFrame(0x1, Buffer.from([0x61, 0xe2]), 2, false),
+            serverFrame(0x0, Buffer.from([0x82, 0x28]), 500, false),
+          ],
+        ],
+      ] as Array<[string, Buffer[]]>) {
+        const raw = await rawFrameServer(frames);
+        try {
+          const ws = new WebSocket(url(raw.port));
+          const rec = record(ws);
+          const e = await within(rec.closed, 5000, `${name}: close`);
+          assert.deepEqual(rec.types(), ['open', 'error', 'close'], name);
+          assert.equal(rec.log[1].error?.code, 'WS_ERR_INVALID_UTF8', name);
+          assert.equal(e.wasClean, false, name);
+          // What the client put on the wire: one masked Close frame with 1007.
+          await until(
+            () => decodeFrames(raw.fromClient()).frames.some((f) => f.opcode === 0x8),
+            5000,
+            `${name}: the client's Close frame`,
+          );
+          const close = decodeFrames(raw.fromClient()).frames.find((f) => f.opcode === 0x8)!;
+          assert.equal(close.masked, true, name);
+          assert.equal(close.payload.readUInt16BE(0), 1007, name);
+        } finally {
+          await raw.close();
+        }
       }
-    }
-  });
+    },
+  );
 
   it('valid text cut inside characters, across writes and fragments, arrives whole', T, async () => {
     const message = `é€𝄞${'a'.repeat(40)}€𝄞`;
     const payload = Buffer.from(message);
-    const wire = Buffer.concat([serverFrame(0x1, payload.subarray(0, 5), 5, false), serverFrame(0x0, payload.subarray(5))]);
+    const wire = Buffer.concat([
+      serverFrame(0x1, payload.subarray(0, 5), 5, false),
+      serverFrame(0x0, payload.subarray(5)),
+    ]);
     const cuts = [0, 2 + 1, 2 + 4, wire.length - 3, wire.length];
     const raw = await rawFrameServer(cuts.slice(1).map((cut, i) => wire.subarray(cuts[i], cut)));
     try {
@@ -1586,29 +1742,44 @@ describe('received text checked as it arrives (client side)', () => {
 });
 
 describe('maxFragments on the client', () => {
-  it('a message in more frames than maxFragments fails the connection with 1009; within it, it arrives', T, async () => {
-    const fragments = (n: number, last = true): Buffer[] => Array.from({ length: n }, (_, i) => serverFrame(i === 0 ? 0x2 : 0x0, Buffer.from([i & 0xff]), 1, last && i === n - 1));
-    // 10 frames: delivered. Then a message whose 11th frame goes over the limit.
-    const raw = await rawFrameServer([Buffer.concat([...fragments(10), ...fragments(10, false), serverFrame(0x0, Buffer.alloc(0), 0, false)])]);
-    try {
-      const ws = new WebSocket(url(raw.port), [], { maxFragments: 10 });
-      ws.binaryType = 'nodebuffer';
-      const rec = record(ws);
-      const e = await within(rec.closed, 5000, 'close');
-      assert.deepEqual(rec.types(), ['open', 'message', 'error', 'close']);
-      assert.deepEqual([...(rec.log[1].data as Buffer)], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-      assert.equal(rec.log[2].error?.code, 'WS_ERR_TOO_MANY_BUFFERED_PARTS');
-      assert.equal(e.wasClean, false);
-      await until(() => decodeFrames(raw.fromClient()).frames.some((f) => f.opcode === 0x8), 5000, "the client's Close frame");
-      const close = decodeFrames(raw.fromClient()).frames.find((f) => f.opcode === 0x8)!;
-      assert.equal(close.payload.readUInt16BE(0), 1009);
-    } finally {
-      await raw.close();
-    }
-  });
+  it(
+    'a message in more frames than maxFragments fails the connection with 1009; within it, it arrives',
+    T,
+    async () => {
+      const fragments = (n: number, last = true): Buffer[] =>
+        Array.from({ length: n }, (_, i) =>
+          serverFrame(i === 0 ? 0x2 : 0x0, Buffer.from([i & 0xff]), 1, last && i === n - 1),
+        );
+      // 10 frames: delivered. Then a message whose 11th frame goes over the limit.
+      const raw = await rawFrameServer([
+        Buffer.concat([...fragments(10), ...fragments(10, false), serverFrame(0x0, Buffer.alloc(0), 0, false)]),
+      ]);
+      try {
+        const ws = new WebSocket(url(raw.port), [], { maxFragments: 10 });
+        ws.binaryType = 'nodebuffer';
+        const rec = record(ws);
+        const e = await within(rec.closed, 5000, 'close');
+        assert.deepEqual(rec.types(), ['open', 'message', 'error', 'close']);
+        assert.deepEqual([...(rec.log[1].data as Buffer)], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert.equal(rec.log[2].error?.code, 'WS_ERR_TOO_MANY_BUFFERED_PARTS');
+        assert.equal(e.wasClean, false);
+        await until(
+          () => decodeFrames(raw.fromClient()).frames.some((f) => f.opcode === 0x8),
+          5000,
+          "the client's Close frame",
+        );
+        const close = decodeFrames(raw.fromClient()).frames.find((f) => f.opcode === 0x8)!;
+        assert.equal(close.payload.readUInt16BE(0), 1009);
+      } finally {
+        await raw.close();
+      }
+    },
+  );
 
   it('the default lets a message in 65,536 fragments through', T, async () => {
-    const frames = Array.from({ length: 65_536 }, (_, i) => serverFrame(i === 0 ? 0x1 : 0x0, Buffer.from('ab'), 2, i === 65_535));
+    const frames = Array.from({ length: 65_536 }, (_, i) =>
+      serverFrame(i === 0 ? 0x1 : 0x0, Buffer.from('ab'), 2, i === 65_535),
+    );
     const raw = await rawFrameServer([Buffer.concat(frames)]);
     try {
       const ws = new WebSocket(url(raw.port));
@@ -1699,31 +1870,35 @@ describe('review fixes', () => {
     }
   });
 
-  it('an open or close listener that throws is reported as a warning; the process and the connection carry on', T, async () => {
-    const s = await echoServer();
-    const warnings: Error[] = [];
-    const onWarning = (w: Error) => warnings.push(w);
-    process.on('warning', onWarning);
-    try {
-      const ws = new WebSocket(url(s.port));
-      ws.onopen = () => {
-        throw new Error('open handler bug');
-      };
-      await within(new Promise((r) => ws.addEventListener('open', r)));
-      const reply = within(new Promise<WsMessageEvent>((r) => ws.addEventListener('message', r, { once: true })));
-      ws.send('still usable');
-      assert.equal((await reply).data, 'still usable');
-      ws.onclose = () => {
-        throw new Error('close handler bug');
-      };
-      const closed = new Promise((r) => ws.addEventListener('close', r));
-      ws.close();
-      await within(closed);
-      await tick(20);
-      assert.deepEqual(warnings.map((w) => w.message).sort(), ['close handler bug', 'open handler bug']);
-    } finally {
-      process.off('warning', onWarning);
-      await s.close();
-    }
-  });
+  it(
+    'an open or close listener that throws is reported as a warning; the process and the connection carry on',
+    T,
+    async () => {
+      const s = await echoServer();
+      const warnings: Error[] = [];
+      const onWarning = (w: Error) => warnings.push(w);
+      process.on('warning', onWarning);
+      try {
+        const ws = new WebSocket(url(s.port));
+        ws.onopen = () => {
+          throw new Error('open handler bug');
+        };
+        await within(new Promise((r) => ws.addEventListener('open', r)));
+        const reply = within(new Promise<WsMessageEvent>((r) => ws.addEventListener('message', r, { once: true })));
+        ws.send('still usable');
+        assert.equal((await reply).data, 'still usable');
+        ws.onclose = () => {
+          throw new Error('close handler bug');
+        };
+        const closed = new Promise((r) => ws.addEventListener('close', r));
+        ws.close();
+        await within(closed);
+        await tick(20);
+        assert.deepEqual(warnings.map((w) => w.message).sort(), ['close handler bug', 'open handler bug']);
+      } finally {
+        process.off('warning', onWarning);
+        await s.close();
+      }
+    },
+  );
 });

@@ -10,7 +10,10 @@ import { startServer, HOST, RawClient, clientFrame, closePayload, upgradeRequest
 import type { WebSocket } from '../../src/index.js';
 
 /** A ws client connected to `s`, and the server side of its connection. */
-async function connectPair(s: { wss: { once(event: 'connection', l: (ws: WebSocket) => void): unknown }; port: number }): Promise<{ c: WS; ws: WebSocket }> {
+async function connectPair(s: {
+  wss: { once(event: 'connection', l: (ws: WebSocket) => void): unknown };
+  port: number;
+}): Promise<{ c: WS; ws: WebSocket }> {
   const conn = new Promise<WebSocket>((resolve) => s.wss.once('connection', resolve));
   const c = new WS(`ws://${HOST}:${s.port}/`);
   await once(c, 'open');
@@ -103,14 +106,24 @@ test('the same class works as the client side: masked frames out, unmasked in, c
     const socket = connect(s.port, HOST);
     await once(socket, 'connect');
     const key = randomBytes(16).toString('base64');
-    socket.write(`GET / HTTP/1.1\r\nHost: ${HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    socket.write(
+      `GET / HTTP/1.1\r\nHost: ${HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
     let head = Buffer.alloc(0);
     while (head.indexOf('\r\n\r\n') === -1) head = Buffer.concat([head, ((await once(socket, 'data')) as [Buffer])[0]]);
     const end = head.indexOf('\r\n\r\n');
-    assert.match(head.subarray(0, end).toString(), new RegExp(`Sec-WebSocket-Accept: ${computeAccept(key).replace(/[+/]/g, '\\$&')}`));
+    assert.match(
+      head.subarray(0, end).toString(),
+      new RegExp(`Sec-WebSocket-Accept: ${computeAccept(key).replace(/[+/]/g, '\\$&')}`),
+    );
     socket.pause();
     const client = new DuetSocket();
-    client.setSocket(socket, head.subarray(end + 4), { isServer: false, maxPayload: 0, closeTimeout: 1000, autoPong: true });
+    client.setSocket(socket, head.subarray(end + 4), {
+      isServer: false,
+      maxPayload: 0,
+      closeTimeout: 1000,
+      autoPong: true,
+    });
     socket.resume();
     const big = Buffer.alloc(70_000, 7);
     const replies: Array<[string, boolean]> = [];
@@ -123,7 +136,10 @@ test('the same class works as the client side: masked frames out, unmasked in, c
     client.send('from a duet client');
     client.send(big);
     await done;
-    assert.deepEqual(replies, [['from a duet client', false], ['bin:70000', true]]);
+    assert.deepEqual(replies, [
+      ['from a duet client', false],
+      ['bin:70000', true],
+    ]);
     const closed = once(client, 'close');
     client.close(1000, 'bye');
     const [code] = (await closed) as [number];
@@ -146,7 +162,10 @@ test('frames sent in the same write as the upgrade request reach listeners attac
     const c = await RawClient.connect(s.port, request);
     assert.equal(c.status, 101);
     assert.equal(await c.closeCode(), 1000);
-    const texts = c.frames().filter((f) => f.opcode === 0x1).map((f) => f.payload.toString());
+    const texts = c
+      .frames()
+      .filter((f) => f.opcode === 0x1)
+      .map((f) => f.payload.toString());
     assert.deepEqual(texts, ['early']);
   } finally {
     await s.close();
@@ -223,7 +242,10 @@ test('listeners are kept per event name with nothing inherited: constructor, toS
   for (const name of names) ws.on(name, () => seen.push(name));
   for (const name of names) assert.equal(ws.emit(name), true, name);
   assert.deepEqual(seen, names);
-  assert.deepEqual(ws.eventNames().filter((n) => typeof n === 'string' && names.includes(n)), names);
+  assert.deepEqual(
+    ws.eventNames().filter((n) => typeof n === 'string' && names.includes(n)),
+    names,
+  );
   for (const name of names) ws.removeAllListeners(name);
   for (const name of names) assert.equal(ws.listenerCount(name), 0, name);
   await new Promise((resolve) => ws.on('close', resolve));
@@ -267,81 +289,100 @@ async function pingAnswered(client: WS, ms = 10_000): Promise<boolean> {
   });
 }
 
-test('server: a burst of 3,000 x 1,000 B echoes, repeated, never wedges reading (a batch the kernel takes whole emits no drain)', { timeout: 120_000 }, async () => {
-  const s = await startServer({ heartbeat: false });
-  try {
-    s.wss.on('connection', (ws) => ws.on('message', (d, isBinary) => ws.send(d as Buffer, { binary: isBinary })));
-    const client = new WS(`ws://${HOST}:${s.port}/`, { perMessageDeflate: false });
-    await once(client, 'open');
-    for (let round = 0; round < 5; round++) {
-      assert.equal(await echoBurst(client, 3000, 1000), 3000, `round ${round}: every echo back`);
-      assert.ok(await pingAnswered(client), `round ${round}: a ping is still answered`);
+test(
+  'server: a burst of 3,000 x 1,000 B echoes, repeated, never wedges reading (a batch the kernel takes whole emits no drain)',
+  { timeout: 120_000 },
+  async () => {
+    const s = await startServer({ heartbeat: false });
+    try {
+      s.wss.on('connection', (ws) => ws.on('message', (d, isBinary) => ws.send(d as Buffer, { binary: isBinary })));
+      const client = new WS(`ws://${HOST}:${s.port}/`, { perMessageDeflate: false });
+      await once(client, 'open');
+      for (let round = 0; round < 5; round++) {
+        assert.equal(await echoBurst(client, 3000, 1000), 3000, `round ${round}: every echo back`);
+        assert.ok(await pingAnswered(client), `round ${round}: a ping is still answered`);
+      }
+      // A burst of pings: their Pongs are small frames collected in one turn, past the read-pause mark.
+      const big = Buffer.alloc(100, 7);
+      for (let i = 0; i < 15_000; i++) client.ping(big);
+      assert.ok(await pingAnswered(client, 30_000), 'after a ping burst, a ping is still answered');
+      assert.equal(await echoBurst(client, 100, 1000), 100, 'and messages are echoed');
+      client.terminate();
+    } finally {
+      await s.close();
     }
-    // A burst of pings: their Pongs are small frames collected in one turn, past the read-pause mark.
-    const big = Buffer.alloc(100, 7);
-    for (let i = 0; i < 15_000; i++) client.ping(big);
-    assert.ok(await pingAnswered(client, 30_000), 'after a ping burst, a ping is still answered');
-    assert.equal(await echoBurst(client, 100, 1000), 100, 'and messages are echoed');
-    client.terminate();
-  } finally {
-    await s.close();
-  }
-});
+  },
+);
 
-test('client: a duet client echoing a 3,000 x 1,000 B burst from a ws server keeps reading', { timeout: 120_000 }, async () => {
-  const { WebSocket: DuetWebSocket } = await import('../../src/index.js');
-  const server = new WsServer({ port: 0, host: HOST, perMessageDeflate: false });
-  await once(server, 'listening');
-  try {
-    const port = (server.address() as { port: number }).port;
-    const serverSide = once(server, 'connection') as Promise<[WS]>;
-    const client = new DuetWebSocket(`ws://${HOST}:${port}/`, [], { perMessageDeflate: false });
-    client.binaryType = 'nodebuffer';
-    client.on('message', (d: unknown, isBinary: boolean) => client.send(d as Buffer, { binary: isBinary }));
-    const [peer] = await serverSide;
-    for (let round = 0; round < 5; round++) {
-      assert.equal(await echoBurst(peer, 3000, 1000), 3000, `round ${round}: every echo back`);
-      assert.ok(await pingAnswered(peer), `round ${round}: a ping is still answered`);
+test(
+  'client: a duet client echoing a 3,000 x 1,000 B burst from a ws server keeps reading',
+  { timeout: 120_000 },
+  async () => {
+    const { WebSocket: DuetWebSocket } = await import('../../src/index.js');
+    const server = new WsServer({ port: 0, host: HOST, perMessageDeflate: false });
+    await once(server, 'listening');
+    try {
+      const port = (server.address() as { port: number }).port;
+      const serverSide = once(server, 'connection') as Promise<[WS]>;
+      const client = new DuetWebSocket(`ws://${HOST}:${port}/`, [], { perMessageDeflate: false });
+      client.binaryType = 'nodebuffer';
+      client.on('message', (d: unknown, isBinary: boolean) => client.send(d as Buffer, { binary: isBinary }));
+      const [peer] = await serverSide;
+      for (let round = 0; round < 5; round++) {
+        assert.equal(await echoBurst(peer, 3000, 1000), 3000, `round ${round}: every echo back`);
+        assert.ok(await pingAnswered(peer), `round ${round}: a ping is still answered`);
+      }
+      client.terminate();
+    } finally {
+      for (const c of server.clients) c.terminate();
+      await new Promise((r) => server.close(r));
     }
-    client.terminate();
-  } finally {
-    for (const c of server.clients) c.terminate();
-    await new Promise((r) => server.close(r));
-  }
-});
+  },
+);
 
 // ---- close() never loses a queued message (issue 13, point 3) ----------------------------
 
 for (const deflate of [false, true]) {
-  test(`close() called twice right after send() loses nothing (permessage-deflate ${deflate ? 'on' : 'off'}); the second call is a no-op`, { timeout: 30_000 }, async () => {
-    const s = await startServer({ heartbeat: false, perMessageDeflate: deflate ? { threshold: 0 } : false });
-    try {
-      const errors: unknown[] = [];
-      s.wss.on('connection', (ws) => {
-        for (let i = 0; i < 50; i++) ws.send(`message ${i} `.repeat(100), (err) => err && errors.push(err));
-        ws.close(1000, 'first');
-        ws.close(4001, 'second'); // e.g. a shutdown path closing too
-        assert.equal(ws.readyState, 2);
-      });
-      const client = new WS(`ws://${HOST}:${s.port}/`, { perMessageDeflate: deflate });
-      const texts: string[] = [];
-      client.on('message', (d: Buffer) => texts.push(d.toString()));
-      const [code, reason] = (await once(client, 'close')) as [number, Buffer];
-      assert.equal(texts.length, 50, `got ${texts.length} of 50`);
-      assert.ok(texts.every((t, i) => t === `message ${i} `.repeat(100)), 'in order, intact');
-      assert.deepEqual([code, reason.toString()], [1000, 'first'], "the first close() decides the code");
-      assert.deepEqual(errors, []);
-      if (deflate) assert.match(String(client.extensions), /permessage-deflate/);
-    } finally {
-      await s.close();
-    }
-  });
+  test(
+    `close() called twice right after send() loses nothing (permessage-deflate ${deflate ? 'on' : 'off'}); the second call is a no-op`,
+    { timeout: 30_000 },
+    async () => {
+      const s = await startServer({ heartbeat: false, perMessageDeflate: deflate ? { threshold: 0 } : false });
+      try {
+        const errors: unknown[] = [];
+        s.wss.on('connection', (ws) => {
+          for (let i = 0; i < 50; i++) ws.send(`message ${i} `.repeat(100), (err) => err && errors.push(err));
+          ws.close(1000, 'first');
+          ws.close(4001, 'second'); // e.g. a shutdown path closing too
+          assert.equal(ws.readyState, 2);
+        });
+        const client = new WS(`ws://${HOST}:${s.port}/`, { perMessageDeflate: deflate });
+        const texts: string[] = [];
+        client.on('message', (d: Buffer) => texts.push(d.toString()));
+        const [code, reason] = (await once(client, 'close')) as [number, Buffer];
+        assert.equal(texts.length, 50, `got ${texts.length} of 50`);
+        assert.ok(
+          texts.every((t, i) => t === `message ${i} `.repeat(100)),
+          'in order, intact',
+        );
+        assert.deepEqual([code, reason.toString()], [1000, 'first'], 'the first close() decides the code');
+        assert.deepEqual(errors, []);
+        if (deflate) assert.match(String(client.extensions), /permessage-deflate/);
+      } finally {
+        await s.close();
+      }
+    },
+  );
 }
 
 // ---- every send callback is called once, also for sends that never leave (issue 14, item 7) ----
 
 /** A send callback that records each call, and a promise of its first call. */
-function callbackProbe(): { cb: (err?: Error | null) => void; calls: Array<Error | null | undefined>; first: Promise<Error | null | undefined> } {
+function callbackProbe(): {
+  cb: (err?: Error | null) => void;
+  calls: Array<Error | null | undefined>;
+  first: Promise<Error | null | undefined>;
+} {
   const calls: Array<Error | null | undefined> = [];
   let resolve!: (err: Error | null | undefined) => void;
   const first = new Promise<Error | null | undefined>((r) => (resolve = r));
@@ -363,42 +404,58 @@ async function someTurns(): Promise<void> {
 
 /** A Blob whose read fails (NotReadableError, as a Blob backed by a file that went away). */
 function unreadableBlob(): Blob {
-  return Object.setPrototypeOf({ size: 3, type: '', arrayBuffer: () => Promise.reject(new Error('NotReadableError')) }, Blob.prototype) as Blob;
+  return Object.setPrototypeOf(
+    { size: 3, type: '', arrayBuffer: () => Promise.reject(new Error('NotReadableError')) },
+    Blob.prototype,
+  ) as Blob;
 }
 
-test('send(blob, cb) with a Blob that cannot be read: 1011, and its callback and those of every send behind it get WS_ERR_BLOB_READ, once each', { timeout: 20_000 }, async () => {
-  const s = await startServer({ heartbeat: false });
-  try {
-    const { c, ws } = await connectPair(s);
-    const errors: Array<Error & { code?: string }> = [];
-    ws.on('error', (err) => errors.push(err));
-    const received: string[] = [];
-    c.on('message', (d: Buffer) => received.push(d.toString()));
-    const clientClosed = once(c, 'close');
-    // (Not events.once: it would reject on the 'error' event that comes first.)
-    const serverClosed = new Promise((resolve) => ws.on('close', resolve));
-    const probes = [callbackProbe(), callbackProbe(), callbackProbe()];
-    ws.send('before', probes[0].cb);
-    const blob = callbackProbe();
-    ws.send(unreadableBlob(), blob.cb);
-    ws.send('behind', probes[1].cb);
-    ws.send(new Blob(['a readable Blob behind']), probes[2].cb);
-    const [code] = (await clientClosed) as [number];
-    assert.equal(code, 1011);
-    const results = await Promise.all([blob.first, probes[1].first, probes[2].first]);
-    for (const err of results) assert.equal((err as Error & { code?: string } | undefined)?.code, 'WS_ERR_BLOB_READ');
-    assert.match(String(results[0]?.message), /NotReadableError/);
-    assert.equal(((results[0] as Error & { cause?: unknown }).cause as Error).message, 'NotReadableError');
-    assert.equal((await probes[0].first) ?? 'no error', 'no error', 'what was sent before the Blob went out');
-    await serverClosed;
-    await someTurns();
-    assert.deepEqual([blob, ...probes].map((p) => p.calls.length), [1, 1, 1, 1], 'each callback exactly once');
-    assert.deepEqual(received, ['before'], 'nothing behind the Blob was sent');
-    assert.deepEqual(errors.map((e) => e.code), ['WS_ERR_BLOB_READ'], "one 'error' event");
-  } finally {
-    await s.close();
-  }
-});
+test(
+  'send(blob, cb) with a Blob that cannot be read: 1011, and its callback and those of every send behind it get WS_ERR_BLOB_READ, once each',
+  { timeout: 20_000 },
+  async () => {
+    const s = await startServer({ heartbeat: false });
+    try {
+      const { c, ws } = await connectPair(s);
+      const errors: Array<Error & { code?: string }> = [];
+      ws.on('error', (err) => errors.push(err));
+      const received: string[] = [];
+      c.on('message', (d: Buffer) => received.push(d.toString()));
+      const clientClosed = once(c, 'close');
+      // (Not events.once: it would reject on the 'error' event that comes first.)
+      const serverClosed = new Promise((resolve) => ws.on('close', resolve));
+      const probes = [callbackProbe(), callbackProbe(), callbackProbe()];
+      ws.send('before', probes[0].cb);
+      const blob = callbackProbe();
+      ws.send(unreadableBlob(), blob.cb);
+      ws.send('behind', probes[1].cb);
+      ws.send(new Blob(['a readable Blob behind']), probes[2].cb);
+      const [code] = (await clientClosed) as [number];
+      assert.equal(code, 1011);
+      const results = await Promise.all([blob.first, probes[1].first, probes[2].first]);
+      for (const err of results)
+        assert.equal((err as (Error & { code?: string }) | undefined)?.code, 'WS_ERR_BLOB_READ');
+      assert.match(String(results[0]?.message), /NotReadableError/);
+      assert.equal(((results[0] as Error & { cause?: unknown }).cause as Error).message, 'NotReadableError');
+      assert.equal((await probes[0].first) ?? 'no error', 'no error', 'what was sent before the Blob went out');
+      await serverClosed;
+      await someTurns();
+      assert.deepEqual(
+        [blob, ...probes].map((p) => p.calls.length),
+        [1, 1, 1, 1],
+        'each callback exactly once',
+      );
+      assert.deepEqual(received, ['before'], 'nothing behind the Blob was sent');
+      assert.deepEqual(
+        errors.map((e) => e.code),
+        ['WS_ERR_BLOB_READ'],
+        "one 'error' event",
+      );
+    } finally {
+      await s.close();
+    }
+  },
+);
 
 test('a promisified send() of an unreadable Blob rejects instead of never settling', { timeout: 20_000 }, async () => {
   const s = await startServer({ heartbeat: false });
@@ -414,88 +471,108 @@ test('a promisified send() of an unreadable Blob rejects instead of never settli
   }
 });
 
-test('close() while a Blob is being read: the sends queued before it get their callback once, without error; a send after it once, with WS_ERR_NOT_OPEN', { timeout: 20_000 }, async () => {
-  const s = await startServer({ heartbeat: false });
-  try {
-    const { c, ws } = await connectPair(s);
-    const received: string[] = [];
-    c.on('message', (d: Buffer) => received.push(d.toString()));
-    const clientClosed = once(c, 'close');
-    const blob = callbackProbe();
-    const behind = callbackProbe();
-    const late = callbackProbe();
-    ws.send(new Blob(['blob']), blob.cb);
-    ws.send('behind', behind.cb);
-    ws.close(1000, 'bye');
-    ws.send('after close', late.cb);
-    const [code] = (await clientClosed) as [number];
-    assert.equal(code, 1000);
-    assert.deepEqual(received, ['blob', 'behind']);
-    assert.equal((await blob.first) ?? 'no error', 'no error');
-    assert.equal((await behind.first) ?? 'no error', 'no error');
-    assert.equal((await late.first as Error & { code?: string })?.code, 'WS_ERR_NOT_OPEN');
-    await someTurns();
-    assert.deepEqual([blob, behind, late].map((p) => p.calls.length), [1, 1, 1]);
-  } finally {
-    await s.close();
-  }
-});
+test(
+  'close() while a Blob is being read: the sends queued before it get their callback once, without error; a send after it once, with WS_ERR_NOT_OPEN',
+  { timeout: 20_000 },
+  async () => {
+    const s = await startServer({ heartbeat: false });
+    try {
+      const { c, ws } = await connectPair(s);
+      const received: string[] = [];
+      c.on('message', (d: Buffer) => received.push(d.toString()));
+      const clientClosed = once(c, 'close');
+      const blob = callbackProbe();
+      const behind = callbackProbe();
+      const late = callbackProbe();
+      ws.send(new Blob(['blob']), blob.cb);
+      ws.send('behind', behind.cb);
+      ws.close(1000, 'bye');
+      ws.send('after close', late.cb);
+      const [code] = (await clientClosed) as [number];
+      assert.equal(code, 1000);
+      assert.deepEqual(received, ['blob', 'behind']);
+      assert.equal((await blob.first) ?? 'no error', 'no error');
+      assert.equal((await behind.first) ?? 'no error', 'no error');
+      assert.equal(((await late.first) as Error & { code?: string })?.code, 'WS_ERR_NOT_OPEN');
+      await someTurns();
+      assert.deepEqual(
+        [blob, behind, late].map((p) => p.calls.length),
+        [1, 1, 1],
+      );
+    } finally {
+      await s.close();
+    }
+  },
+);
 
-test('the connection goes away while messages are being compressed: every callback is called once, with an error', { timeout: 20_000 }, async () => {
-  const s = await startServer({ heartbeat: false, perMessageDeflate: { threshold: 0 } });
-  try {
-    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
-    const c = new WS(`ws://${HOST}:${s.port}/`, { perMessageDeflate: true });
-    c.on('error', () => {});
-    await once(c, 'open');
-    const ws = await conn;
-    assert.match(ws.extensions, /permessage-deflate/);
-    const { randomBytes } = await import('node:crypto');
-    const probes = [callbackProbe(), callbackProbe(), callbackProbe(), callbackProbe()];
-    ws.send(randomBytes(512 * 1024), probes[0].cb); // compressed in zlib's thread pool
-    ws.send('small', probes[1].cb);
-    ws.send(new Blob(['blob']), probes[2].cb);
-    ws.send(Buffer.alloc(64 * 1024, 1), probes[3].cb);
-    const closed = once(ws, 'close');
-    ws.terminate();
-    await closed;
-    const results = await Promise.all(probes.map((p) => p.first));
-    results.forEach((err, i) => assert.ok(err instanceof Error, `callback ${i} got an error`));
-    await someTurns();
-    assert.deepEqual(probes.map((p) => p.calls.length), [1, 1, 1, 1], 'each callback exactly once');
-  } finally {
-    await s.close();
-  }
-});
+test(
+  'the connection goes away while messages are being compressed: every callback is called once, with an error',
+  { timeout: 20_000 },
+  async () => {
+    const s = await startServer({ heartbeat: false, perMessageDeflate: { threshold: 0 } });
+    try {
+      const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
+      const c = new WS(`ws://${HOST}:${s.port}/`, { perMessageDeflate: true });
+      c.on('error', () => {});
+      await once(c, 'open');
+      const ws = await conn;
+      assert.match(ws.extensions, /permessage-deflate/);
+      const { randomBytes } = await import('node:crypto');
+      const probes = [callbackProbe(), callbackProbe(), callbackProbe(), callbackProbe()];
+      ws.send(randomBytes(512 * 1024), probes[0].cb); // compressed in zlib's thread pool
+      ws.send('small', probes[1].cb);
+      ws.send(new Blob(['blob']), probes[2].cb);
+      ws.send(Buffer.alloc(64 * 1024, 1), probes[3].cb);
+      const closed = once(ws, 'close');
+      ws.terminate();
+      await closed;
+      const results = await Promise.all(probes.map((p) => p.first));
+      results.forEach((err, i) => assert.ok(err instanceof Error, `callback ${i} got an error`));
+      await someTurns();
+      assert.deepEqual(
+        probes.map((p) => p.calls.length),
+        [1, 1, 1, 1],
+        'each callback exactly once',
+      );
+    } finally {
+      await s.close();
+    }
+  },
+);
 
-test('a Blob read that fails after the connection closed: the callbacks get WS_ERR_BLOB_READ; no error event after close, readyState stays CLOSED', { timeout: 20_000 }, async () => {
-  const s = await startServer({ heartbeat: false });
-  try {
-    const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
-    const c = new WS(`ws://${HOST}:${s.port}/`);
-    c.on('error', () => {});
-    await once(c, 'open');
-    const ws = await conn;
-    const events: string[] = [];
-    ws.on('error', (err: Error & { code?: string }) => events.push(`error ${err.code}`));
-    ws.on('close', () => events.push('close'));
-    let fail!: (err: Error) => void;
-    const read = new Promise<ArrayBuffer>((_resolve, reject) => (fail = reject));
-    const blob = Object.setPrototypeOf({ size: 1, type: '', arrayBuffer: () => read }, Blob.prototype) as Blob;
-    const blobCb = callbackProbe();
-    const behind = callbackProbe();
-    ws.send(blob, blobCb.cb);
-    ws.send('behind', behind.cb);
-    const closed = new Promise((resolve) => ws.on('close', resolve));
-    ws.terminate();
-    await closed;
-    fail(new Error('NotReadableError'));
-    for (const err of await Promise.all([blobCb.first, behind.first])) assert.equal((err as Error & { code?: string })?.code, 'WS_ERR_BLOB_READ');
-    await someTurns();
-    assert.deepEqual(events, ['close']);
-    assert.equal(ws.readyState, ws.CLOSED);
-    assert.deepEqual([blobCb.calls.length, behind.calls.length], [1, 1]);
-  } finally {
-    await s.close();
-  }
-});
+test(
+  'a Blob read that fails after the connection closed: the callbacks get WS_ERR_BLOB_READ; no error event after close, readyState stays CLOSED',
+  { timeout: 20_000 },
+  async () => {
+    const s = await startServer({ heartbeat: false });
+    try {
+      const conn = new Promise<WebSocket>((resolve) => s.wss.on('connection', resolve));
+      const c = new WS(`ws://${HOST}:${s.port}/`);
+      c.on('error', () => {});
+      await once(c, 'open');
+      const ws = await conn;
+      const events: string[] = [];
+      ws.on('error', (err: Error & { code?: string }) => events.push(`error ${err.code}`));
+      ws.on('close', () => events.push('close'));
+      let fail!: (err: Error) => void;
+      const read = new Promise<ArrayBuffer>((_resolve, reject) => (fail = reject));
+      const blob = Object.setPrototypeOf({ size: 1, type: '', arrayBuffer: () => read }, Blob.prototype) as Blob;
+      const blobCb = callbackProbe();
+      const behind = callbackProbe();
+      ws.send(blob, blobCb.cb);
+      ws.send('behind', behind.cb);
+      const closed = new Promise((resolve) => ws.on('close', resolve));
+      ws.terminate();
+      await closed;
+      fail(new Error('NotReadableError'));
+      for (const err of await Promise.all([blobCb.first, behind.first]))
+        assert.equal((err as Error & { code?: string })?.code, 'WS_ERR_BLOB_READ');
+      await someTurns();
+      assert.deepEqual(events, ['close']);
+      assert.equal(ws.readyState, ws.CLOSED);
+      assert.deepEqual([blobCb.calls.length, behind.calls.length], [1, 1]);
+    } finally {
+      await s.close();
+    }
+  },
+);

@@ -28,7 +28,8 @@ function deflateRaw(data: Buffer): Buffer {
 }
 
 /** A compressed client frame. */
-const compressedFrame = (payload: Buffer, opcode = BINARY): Buffer => clientFrame({ opcode, payload: deflateRaw(payload), rsv: 4 });
+const compressedFrame = (payload: Buffer, opcode = BINARY): Buffer =>
+  clientFrame({ opcode, payload: deflateRaw(payload), rsv: 4 });
 
 /** A full garbage collection (the flag can be set at run time; `gc` then exists in new contexts). */
 function collectGarbage(): void {
@@ -46,53 +47,57 @@ async function until(cond: () => boolean, ms = 10_000, what = 'condition'): Prom
 }
 
 describe('permessage-deflate: the inflated size is bounded', () => {
-  it('a message inflating past maxInflatedPayload (4 MiB by default) closes 1009; what it collected is released', T, async () => {
-    const { wss, port, close } = await startServer({ perMessageDeflate: true });
-    try {
-      assert.equal(wss.options.maxPayload, 100 * 1024 * 1024, 'maxPayload alone would have let it through');
-      const errors: Array<{ code: string; message: string }> = [];
-      const messages: number[] = [];
-      wss.on('connection', (ws: WebSocket) => {
-        ws.on('error', (err: Error & { code: string }) => errors.push({ code: err.code, message: err.message }));
-        ws.on('message', (d: Buffer) => messages.push(d.length));
-      });
-      // Exactly at the limit passes...
-      const ok = await RawClient.connect(port, upgradeRequest('/', OFFER));
-      ok.write(compressedFrame(Buffer.alloc(PER_MESSAGE_DEFLATE_DEFAULTS.maxInflatedPayload)));
-      await until(() => messages.length === 1, 10_000, 'the message at the limit');
-      assert.deepEqual(messages, [4 * 1024 * 1024]);
-      ok.destroy();
-      messages.length = 0;
-      // ...64 MiB of zeros (about 64 KB on the wire) does not, and leaves nothing behind.
-      await until(() => wss.clients!.size === 0, 10_000, 'the first connection to go');
-      const bomb = compressedFrame(Buffer.alloc(64 * 1024 * 1024));
-      assert.ok(bomb.length < 100_000);
-      const streams = liveDeflateContexts();
-      collectGarbage();
-      const before = process.memoryUsage().arrayBuffers;
-      const raw = await RawClient.connect(port, upgradeRequest('/', OFFER));
-      raw.write(bomb);
-      assert.equal(await raw.closeCode(10_000), 1009);
-      assert.deepEqual(messages, []);
-      assert.equal(errors.length, 1);
-      assert.equal(errors[0].code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
-      assert.match(errors[0].message, /maxInflatedPayload \(4194304 bytes\)/);
-      await until(() => wss.clients!.size === 0, 10_000, 'the bomber to go');
-      // Up to 4 MiB was collected before the limit was passed; none of it is kept. V8 frees
-      // ArrayBuffer memory on a background thread after a collection, so collect a few times
-      // (on a busy machine that thread may lag) and judge the lowest reading.
-      let kept = Infinity;
-      for (let i = 0; i < 20 && kept >= 1024 * 1024; i++) {
+  it(
+    'a message inflating past maxInflatedPayload (4 MiB by default) closes 1009; what it collected is released',
+    T,
+    async () => {
+      const { wss, port, close } = await startServer({ perMessageDeflate: true });
+      try {
+        assert.equal(wss.options.maxPayload, 100 * 1024 * 1024, 'maxPayload alone would have let it through');
+        const errors: Array<{ code: string; message: string }> = [];
+        const messages: number[] = [];
+        wss.on('connection', (ws: WebSocket) => {
+          ws.on('error', (err: Error & { code: string }) => errors.push({ code: err.code, message: err.message }));
+          ws.on('message', (d: Buffer) => messages.push(d.length));
+        });
+        // Exactly at the limit passes...
+        const ok = await RawClient.connect(port, upgradeRequest('/', OFFER));
+        ok.write(compressedFrame(Buffer.alloc(PER_MESSAGE_DEFLATE_DEFAULTS.maxInflatedPayload)));
+        await until(() => messages.length === 1, 10_000, 'the message at the limit');
+        assert.deepEqual(messages, [4 * 1024 * 1024]);
+        ok.destroy();
+        messages.length = 0;
+        // ...64 MiB of zeros (about 64 KB on the wire) does not, and leaves nothing behind.
+        await until(() => wss.clients!.size === 0, 10_000, 'the first connection to go');
+        const bomb = compressedFrame(Buffer.alloc(64 * 1024 * 1024));
+        assert.ok(bomb.length < 100_000);
+        const streams = liveDeflateContexts();
         collectGarbage();
-        await new Promise((r) => setTimeout(r, 50));
-        kept = Math.min(kept, process.memoryUsage().arrayBuffers - before);
+        const before = process.memoryUsage().arrayBuffers;
+        const raw = await RawClient.connect(port, upgradeRequest('/', OFFER));
+        raw.write(bomb);
+        assert.equal(await raw.closeCode(10_000), 1009);
+        assert.deepEqual(messages, []);
+        assert.equal(errors.length, 1);
+        assert.equal(errors[0].code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
+        assert.match(errors[0].message, /maxInflatedPayload \(4194304 bytes\)/);
+        await until(() => wss.clients!.size === 0, 10_000, 'the bomber to go');
+        // Up to 4 MiB was collected before the limit was passed; none of it is kept. V8 frees
+        // ArrayBuffer memory on a background thread after a collection, so collect a few times
+        // (on a busy machine that thread may lag) and judge the lowest reading.
+        let kept = Infinity;
+        for (let i = 0; i < 20 && kept >= 1024 * 1024; i++) {
+          collectGarbage();
+          await new Promise((r) => setTimeout(r, 50));
+          kept = Math.min(kept, process.memoryUsage().arrayBuffers - before);
+        }
+        assert.ok(kept < 1024 * 1024, `${kept} bytes of buffers still held`);
+        assert.ok(liveDeflateContexts() <= streams, 'the failed inflater was closed, not kept');
+      } finally {
+        await close();
       }
-      assert.ok(kept < 1024 * 1024, `${kept} bytes of buffers still held`);
-      assert.ok(liveDeflateContexts() <= streams, 'the failed inflater was closed, not kept');
-    } finally {
-      await close();
-    }
-  });
+    },
+  );
 
   it('maxInflatedPayload is an option of its own; a lower maxPayload still wins, and says so', T, async () => {
     const cases: Array<[number, number, string, number]> = [
@@ -138,7 +143,9 @@ describe('permessage-deflate: one connection cannot hold the others up', () => {
     let release: (() => void) | undefined;
     try {
       const order: string[] = [];
-      wss.on('connection', (ws: WebSocket) => ws.on('message', (d: Buffer) => order.push(d.length > 1000 ? `bomb ${d.length}` : d.toString())));
+      wss.on('connection', (ws: WebSocket) =>
+        ws.on('message', (d: Buffer) => order.push(d.length > 1000 ? `bomb ${d.length}` : d.toString())),
+      );
       const bomber = await RawClient.connect(port, upgradeRequest('/', OFFER));
       const victim = await RawClient.connect(port, upgradeRequest('/', OFFER));
       // Hold the only slot, so both jobs are queued before either starts: the bomb first.
@@ -162,50 +169,65 @@ describe('permessage-deflate: one connection cannot hold the others up', () => {
     }
   });
 
-  it('while bombers flood compressed messages, another connection gets its echoes back before they are done', T, async () => {
-    const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 } });
-    try {
-      wss.on('connection', (ws: WebSocket) => ws.on('message', (d: Buffer, isBinary: boolean) => ws.send(d, { binary: isBinary })));
-      const bombers = await Promise.all(Array.from({ length: 4 }, () => RawClient.connect(port, upgradeRequest('/', OFFER))));
-      const victim = new WebSocket(`ws://${HOST}:${port}/`, [], { perMessageDeflate: { threshold: 0 } });
-      await once(victim, 'open');
-      const bombFrame = compressedFrame(Buffer.alloc(2 * 1024 * 1024));
-      const perBomber = 8;
-      for (const b of bombers) b.write(Buffer.concat(Array.from({ length: perBomber }, () => bombFrame)));
-      const echoes = (): number => bombers.reduce((n, b) => n + b.frames().filter((f) => f.opcode === BINARY).length, 0);
-      await until(() => echoes() > 0, 20_000, 'the first bomb echo');
-      // Three small compressed round trips, one after another, while the flood goes on.
-      for (let i = 0; i < 3; i++) {
-        const echo = once(victim, 'message') as Promise<[Buffer]>;
-        victim.send(`small ${i} `.repeat(20));
-        const [data] = await echo;
-        assert.equal(data.toString(), `small ${i} `.repeat(20));
+  it(
+    'while bombers flood compressed messages, another connection gets its echoes back before they are done',
+    T,
+    async () => {
+      const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 } });
+      try {
+        wss.on('connection', (ws: WebSocket) =>
+          ws.on('message', (d: Buffer, isBinary: boolean) => ws.send(d, { binary: isBinary })),
+        );
+        const bombers = await Promise.all(
+          Array.from({ length: 4 }, () => RawClient.connect(port, upgradeRequest('/', OFFER))),
+        );
+        const victim = new WebSocket(`ws://${HOST}:${port}/`, [], { perMessageDeflate: { threshold: 0 } });
+        await once(victim, 'open');
+        const bombFrame = compressedFrame(Buffer.alloc(2 * 1024 * 1024));
+        const perBomber = 8;
+        for (const b of bombers) b.write(Buffer.concat(Array.from({ length: perBomber }, () => bombFrame)));
+        const echoes = (): number =>
+          bombers.reduce((n, b) => n + b.frames().filter((f) => f.opcode === BINARY).length, 0);
+        await until(() => echoes() > 0, 20_000, 'the first bomb echo');
+        // Three small compressed round trips, one after another, while the flood goes on.
+        for (let i = 0; i < 3; i++) {
+          const echo = once(victim, 'message') as Promise<[Buffer]>;
+          victim.send(`small ${i} `.repeat(20));
+          const [data] = await echo;
+          assert.equal(data.toString(), `small ${i} `.repeat(20));
+        }
+        assert.ok(echoes() < bombers.length * perBomber, `the flood was over first (${echoes()} echoes)`);
+        await until(() => echoes() === bombers.length * perBomber, 20_000, 'every bomb echoed');
+        victim.close();
+        for (const b of bombers) b.destroy();
+      } finally {
+        await close();
       }
-      assert.ok(echoes() < bombers.length * perBomber, `the flood was over first (${echoes()} echoes)`);
-      await until(() => echoes() === bombers.length * perBomber, 20_000, 'every bomb echoed');
-      victim.close();
-      for (const b of bombers) b.destroy();
-    } finally {
-      await close();
-    }
-  });
+    },
+  );
 
   it('a connection over maxInflateRate waits for its budget to refill; the others do not wait with it', T, async () => {
     const rate = 256 * 1024;
     const { wss, port, close } = await startServer({ perMessageDeflate: { maxInflateRate: rate } });
     try {
       const got: Array<[string, number]> = [];
-      wss.on('connection', (ws: WebSocket) => ws.on('message', (d: Buffer) => got.push([d.subarray(0, 8).toString(), Date.now()])));
+      wss.on('connection', (ws: WebSocket) =>
+        ws.on('message', (d: Buffer) => got.push([d.subarray(0, 8).toString(), Date.now()])),
+      );
       const flooder = await RawClient.connect(port, upgradeRequest('/', OFFER));
       const other = await RawClient.connect(port, upgradeRequest('/', OFFER));
       // 3 x 200 KiB: the first two fit in the budget (256 KiB, and not in debt before the second);
       // the third waits until the 144 KiB of debt is paid back, over half a second at 256 KiB/s.
-      const msg = (tag: string): Buffer => compressedFrame(Buffer.concat([Buffer.from(tag), Buffer.alloc(200 * 1024 - 8, 'z')]), TEXT);
+      const msg = (tag: string): Buffer =>
+        compressedFrame(Buffer.concat([Buffer.from(tag), Buffer.alloc(200 * 1024 - 8, 'z')]), TEXT);
       flooder.write(Buffer.concat([msg('flood-1 '), msg('flood-2 '), msg('flood-3 ')]));
       await until(() => got.length === 2, 10_000, 'the first two');
       other.write(compressedFrame(Buffer.from('other-1 just a line'), TEXT));
       await until(() => got.length === 4, 20_000, 'the rest');
-      assert.deepEqual(got.map(([tag]) => tag), ['flood-1 ', 'flood-2 ', 'other-1 ', 'flood-3 ']);
+      assert.deepEqual(
+        got.map(([tag]) => tag),
+        ['flood-1 ', 'flood-2 ', 'other-1 ', 'flood-3 '],
+      );
       // A lower bound, never an upper one: the budget cannot refill faster than the clock.
       const waited = got[3][1] - got[1][1];
       assert.ok(waited >= 400, `the third message waited ${waited} ms`);
@@ -219,7 +241,9 @@ describe('permessage-deflate: one connection cannot hold the others up', () => {
 
 describe('permessage-deflate: publishes larger than publishCompressLimit', () => {
   it('go out uncompressed, in order with the compressed ones, to every kind of subscriber', T, async () => {
-    const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0, publishCompressLimit: 64 * 1024 } });
+    const { wss, port, close } = await startServer({
+      perMessageDeflate: { threshold: 0, publishCompressLimit: 64 * 1024 },
+    });
     try {
       wss.on('connection', (ws: WebSocket) => ws.subscribe('news'));
       const raw = await RawClient.connect(port, upgradeRequest('/', OFFER));
@@ -238,9 +262,17 @@ describe('permessage-deflate: publishes larger than publishCompressLimit', () =>
       await raw.until(() => raw.frames().length === messages.length, 20_000);
       const frames = raw.frames();
       const compressed = frames.map((f) => f.rsv === 4);
-      assert.deepEqual(compressed, messages.map((m) => Buffer.byteLength(m) <= 64 * 1024));
+      assert.deepEqual(
+        compressed,
+        messages.map((m) => Buffer.byteLength(m) <= 64 * 1024),
+      );
       frames.forEach((f, i) => {
-        const body = f.rsv === 4 ? zlib.inflateRawSync(Buffer.concat([f.payload, Buffer.from([0, 0, 0xff, 0xff])]), { finishFlush: zlib.constants.Z_SYNC_FLUSH }) : f.payload;
+        const body =
+          f.rsv === 4
+            ? zlib.inflateRawSync(Buffer.concat([f.payload, Buffer.from([0, 0, 0xff, 0xff])]), {
+                finishFlush: zlib.constants.Z_SYNC_FLUSH,
+              })
+            : f.payload;
         assert.equal(body.toString(), messages[i]);
       });
       client.close();

@@ -26,7 +26,11 @@ describe('perMessageDeflate options', () => {
   it('the sizes and rates: whole numbers >= 0 (0 turns the limit off), anything else a RangeError', () => {
     for (const name of ['threshold', 'maxInflatedPayload', 'maxInflateRate', 'publishCompressLimit'] as const) {
       for (const bad of [-1, 1.5, Number.NaN, Infinity, 2 ** 60, '1024' as unknown as number]) {
-        assert.throws(() => checkDeflateOptions({ [name]: bad }), (err: Error) => err instanceof RangeError && err.message.includes(`perMessageDeflate.${name}`), `${name}: ${String(bad)}`);
+        assert.throws(
+          () => checkDeflateOptions({ [name]: bad }),
+          (err: Error) => err instanceof RangeError && err.message.includes(`perMessageDeflate.${name}`),
+          `${name}: ${String(bad)}`,
+        );
       }
       assert.equal(checkDeflateOptions({ [name]: 0 })[name], 0);
       assert.equal(checkDeflateOptions({ [name]: 12345 })[name], 12345);

@@ -13,7 +13,13 @@ import * as zlib from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import WS, { WebSocketServer as WsServer } from 'ws';
 import { WebSocket, WebSocketServer, type ServerOptions } from '../../src/index.js';
-import { MessageDeflate, liveDeflateContexts, resolveDeflateSettings, zlibQueue, type PerMessageDeflateOptions } from '../../src/node/deflate.js';
+import {
+  MessageDeflate,
+  liveDeflateContexts,
+  resolveDeflateSettings,
+  zlibQueue,
+  type PerMessageDeflateOptions,
+} from '../../src/node/deflate.js';
 import { SharedMessage } from '../../src/node/shared-message.js';
 import type { DeflateParams } from '../../src/protocol/deflate-negotiation.js';
 import { HOST, RawClient, clientFrame, closeEvent, closePayload, startServer, upgradeRequest } from '../helpers.js';
@@ -24,7 +30,12 @@ const BINARY = 0x2;
 const CONTINUATION = 0x0;
 const CLOSE = 0x8;
 
-const FULL: DeflateParams = { serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
+const FULL: DeflateParams = {
+  serverNoContextTakeover: false,
+  clientNoContextTakeover: false,
+  serverMaxWindowBits: 15,
+  clientMaxWindowBits: 15,
+};
 const SETTINGS = resolveDeflateSettings({});
 
 function compress(md: MessageDeflate, data: Buffer, fin = true): Promise<Buffer> {
@@ -43,7 +54,9 @@ describe('MessageDeflate and the zlib queue', () => {
   it('compresses and inflates across messages with context takeover, in both directions', async () => {
     const server = new MessageDeflate(FULL, SETTINGS, true, 0);
     const client = new MessageDeflate(FULL, SETTINGS, false, 0);
-    const json = Buffer.from(JSON.stringify({ type: 'message', topic: 'chat', data: { user: 'ada', text: 'hello '.repeat(40) } }));
+    const json = Buffer.from(
+      JSON.stringify({ type: 'message', topic: 'chat', data: { user: 'ada', text: 'hello '.repeat(40) } }),
+    );
     const sizes: number[] = [];
     for (let i = 0; i < 3; i++) {
       const wire = await compress(server, json);
@@ -81,9 +94,16 @@ describe('MessageDeflate and the zlib queue', () => {
   it('stops inflating as soon as the output passes maxPayload (1009), and corrupt data is 1007', async () => {
     const md = new MessageDeflate(FULL, SETTINGS, true, 64 * 1024);
     const bomb = deflateRaw(Buffer.alloc(16 * 1024 * 1024));
-    await assert.rejects(decompress(md, bomb), (err: Error & { code: string; closeCode: number }) => err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' && err.closeCode === 1009);
+    await assert.rejects(
+      decompress(md, bomb),
+      (err: Error & { code: string; closeCode: number }) =>
+        err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' && err.closeCode === 1009,
+    );
     const md2 = new MessageDeflate(FULL, SETTINGS, true, 0);
-    await assert.rejects(decompress(md2, Buffer.from([0xff, 0xff, 0xff, 0x00, 0x12])), (err: Error & { code: string; closeCode: number }) => err.code === 'WS_ERR_INFLATE' && err.closeCode === 1007);
+    await assert.rejects(
+      decompress(md2, Buffer.from([0xff, 0xff, 0xff, 0x00, 0x12])),
+      (err: Error & { code: string; closeCode: number }) => err.code === 'WS_ERR_INFLATE' && err.closeCode === 1007,
+    );
     md.release();
     md2.release();
   });
@@ -102,7 +122,10 @@ describe('MessageDeflate and the zlib queue', () => {
     assert.equal(takeover.streamCount, 1);
     // It comes back when needed, and the output still decodes on the peer's side.
     const peer = new MessageDeflate(FULL, SETTINGS, false, 0);
-    assert.equal((await decompress(peer, await compress(takeover, Buffer.from('again '.repeat(100))))).toString(), 'again '.repeat(100));
+    assert.equal(
+      (await decompress(peer, await compress(takeover, Buffer.from('again '.repeat(100))))).toString(),
+      'again '.repeat(100),
+    );
     takeover.release();
     peer.release();
     assert.equal(takeover.streamCount, 0);
@@ -117,10 +140,12 @@ describe('MessageDeflate and the zlib queue', () => {
     const servers = Array.from({ length: 50 }, () => new MessageDeflate(noTakeover, SETTINGS, true, 0));
     const clients = Array.from({ length: 50 }, () => new MessageDeflate(noTakeover, SETTINGS, false, 0));
     const text = (i: number): Buffer => Buffer.from(`message ${i} `.repeat(200));
-    await Promise.all(servers.map(async (md, i) => {
-      const wire = await compress(md, text(i));
-      assert.deepEqual(await decompress(clients[i], wire), text(i));
-    }));
+    await Promise.all(
+      servers.map(async (md, i) => {
+        const wire = await compress(md, text(i));
+        assert.deepEqual(await decompress(clients[i], wire), text(i));
+      }),
+    );
     for (const md of [...servers, ...clients]) assert.equal(md.streamCount, 0);
     // One deflate and one inflate configuration: at most concurrencyLimit idle streams each.
     const pooled = liveDeflateContexts() - before;
@@ -135,11 +160,14 @@ describe('MessageDeflate and the zlib queue', () => {
     // zlib's default finish sets BFINAL on the last block.
     assert.equal((await decompress(a, zlib.deflateRawSync(Buffer.from('bye')))).toString(), 'bye');
     // The next connection to borrow a pooled inflater is not affected.
-    for (let i = 0; i < 3; i++) assert.equal((await decompress(b, deflateRaw(Buffer.from('innocent')))).toString(), 'innocent');
+    for (let i = 0; i < 3; i++)
+      assert.equal((await decompress(b, deflateRaw(Buffer.from('innocent')))).toString(), 'innocent');
     // With takeover the next message refers back into the first one, across its BFINAL.
     const first = Buffer.from('the quick brown fox jumps over the lazy dog; '.repeat(3));
     const second = Buffer.from('the quick brown fox jumps over the lazy dog; again');
-    const secondWire = zlib.deflateRawSync(second, { dictionary: first, finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);
+    const secondWire = zlib
+      .deflateRawSync(second, { dictionary: first, finishFlush: zlib.constants.Z_SYNC_FLUSH })
+      .subarray(0, -4);
     assert.ok(secondWire.length < 20, 'the second message is mostly a back-reference');
     const t = new MessageDeflate(FULL, SETTINGS, true, 0);
     assert.deepEqual(await decompress(t, zlib.deflateRawSync(first)), first);
@@ -153,11 +181,22 @@ describe('MessageDeflate and the zlib queue', () => {
     const a = new MessageDeflate(FULL, SETTINGS, true, 0);
     const b = new MessageDeflate({ ...FULL, serverNoContextTakeover: true }, SETTINGS, true, 0);
     const narrow = new MessageDeflate({ ...FULL, serverMaxWindowBits: 10 }, SETTINGS, true, 0);
-    assert.equal(message.compressedFrame(a), message.compressedFrame(b), 'the same bytes for the same window and level');
+    assert.equal(
+      message.compressedFrame(a),
+      message.compressedFrame(b),
+      'the same bytes for the same window and level',
+    );
     assert.notEqual(message.compressedFrame(a), message.compressedFrame(narrow));
     const frame = message.compressedFrame(a) as Buffer;
     assert.equal(frame[0], 0xc1, 'FIN + RSV1 + text');
-    assert.equal(zlib.inflateRawSync(Buffer.concat([frame.subarray(2), Buffer.from([0, 0, 0xff, 0xff])]), { finishFlush: zlib.constants.Z_SYNC_FLUSH }).toString(), 'shared '.repeat(200));
+    assert.equal(
+      zlib
+        .inflateRawSync(Buffer.concat([frame.subarray(2), Buffer.from([0, 0, 0xff, 0xff])]), {
+          finishFlush: zlib.constants.Z_SYNC_FLUSH,
+        })
+        .toString(),
+      'shared '.repeat(200),
+    );
     assert.equal(new SharedMessage(Buffer.from('tiny'), false).shouldCompress(a), false);
     assert.equal(new SharedMessage(Buffer.alloc(5000), true, false).shouldCompress(a), false);
     assert.equal(message.shouldCompress(a), true);
@@ -168,8 +207,14 @@ describe('MessageDeflate and the zlib queue', () => {
     assert.throws(() => resolveDeflateSettings({ memLevel: 0 }), RangeError);
     assert.throws(() => resolveDeflateSettings({ threshold: -1 }), RangeError);
     assert.throws(() => resolveDeflateSettings({ concurrencyLimit: 0 }), RangeError);
-    assert.throws(() => new WebSocketServer({ noServer: true, perMessageDeflate: { serverMaxWindowBits: 16 } }), RangeError);
-    assert.throws(() => new WebSocket('ws://127.0.0.1:1/', [], { perMessageDeflate: { clientMaxWindowBits: 7 } }), RangeError);
+    assert.throws(
+      () => new WebSocketServer({ noServer: true, perMessageDeflate: { serverMaxWindowBits: 16 } }),
+      RangeError,
+    );
+    assert.throws(
+      () => new WebSocket('ws://127.0.0.1:1/', [], { perMessageDeflate: { clientMaxWindowBits: 7 } }),
+      RangeError,
+    );
     const previous = zlibQueue.limit;
     try {
       resolveDeflateSettings({ concurrencyLimit: 7 });
@@ -190,7 +235,10 @@ async function echoServer(options: ServerOptions = {}): Promise<Awaited<ReturnTy
   return started;
 }
 
-async function openClient(port: number, perMessageDeflate: boolean | PerMessageDeflateOptions = { threshold: 0 }): Promise<WebSocket> {
+async function openClient(
+  port: number,
+  perMessageDeflate: boolean | PerMessageDeflateOptions = { threshold: 0 },
+): Promise<WebSocket> {
   const ws = new WebSocket(`ws://${HOST}:${port}/`, [], { perMessageDeflate });
   ws.binaryType = 'nodebuffer';
   await once(ws, 'open');
@@ -216,9 +264,27 @@ describe('permessage-deflate connections', () => {
   const combos: Array<[string, ServerOptions['perMessageDeflate'], PerMessageDeflateOptions]> = [
     ['context takeover both ways, 15-bit windows', { threshold: 0 }, { threshold: 0 }],
     ['server_no_context_takeover', { threshold: 0, serverNoContextTakeover: true }, { threshold: 0 }],
-    ['client_no_context_takeover (asked by the client)', { threshold: 0 }, { threshold: 0, clientNoContextTakeover: true }],
-    ['both no context takeover, 9-bit windows', { threshold: 0 }, { threshold: 0, serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 9, clientMaxWindowBits: 9 }],
-    ['server imposes 8-bit windows both ways', { threshold: 0, serverMaxWindowBits: 8, clientMaxWindowBits: 8 }, { threshold: 0 }],
+    [
+      'client_no_context_takeover (asked by the client)',
+      { threshold: 0 },
+      { threshold: 0, clientNoContextTakeover: true },
+    ],
+    [
+      'both no context takeover, 9-bit windows',
+      { threshold: 0 },
+      {
+        threshold: 0,
+        serverNoContextTakeover: true,
+        clientNoContextTakeover: true,
+        serverMaxWindowBits: 9,
+        clientMaxWindowBits: 9,
+      },
+    ],
+    [
+      'server imposes 8-bit windows both ways',
+      { threshold: 0, serverMaxWindowBits: 8, clientMaxWindowBits: 8 },
+      { threshold: 0 },
+    ],
     ['client asks server_max_window_bits=10', { threshold: 0 }, { threshold: 0, serverMaxWindowBits: 10 }],
   ];
   const random = randomBytes(70_000);
@@ -278,16 +344,22 @@ describe('permessage-deflate connections', () => {
       // The ping may overtake messages waiting for compression (RFC 6455 5.4 allows control
       // frames anywhere between frames); it is never compressed.
       const ping = all.filter((f) => f.opcode === 0x9);
-      assert.deepEqual(ping.map((f) => [f.rsv, f.payload.toString()]), [[0, 'p']]);
+      assert.deepEqual(
+        ping.map((f) => [f.rsv, f.payload.toString()]),
+        [[0, 'p']],
+      );
       const frames = all.filter((f) => f.opcode !== 0x9);
-      assert.deepEqual(frames.map((f) => [f.opcode, f.rsv, f.fin]), [
-        [TEXT, 4, true],
-        [TEXT, 0, true],
-        [TEXT, 0, true],
-        [TEXT, 4, false],
-        [CONTINUATION, 0, false],
-        [CONTINUATION, 0, true],
-      ]);
+      assert.deepEqual(
+        frames.map((f) => [f.opcode, f.rsv, f.fin]),
+        [
+          [TEXT, 4, true],
+          [TEXT, 0, true],
+          [TEXT, 0, true],
+          [TEXT, 4, false],
+          [CONTINUATION, 0, false],
+          [CONTINUATION, 0, true],
+        ],
+      );
       assert.ok(frames[0].payload.length < 100, 'compressed');
       assert.equal(frames[1].payload.toString(), 'tiny');
       assert.equal(frames[2].payload.length, 3000);
@@ -304,8 +376,16 @@ describe('permessage-deflate connections', () => {
             resolve(Buffer.concat(chunks));
           });
         });
-      assert.equal((await inflate(Buffer.concat([frames[0].payload, Buffer.from([0, 0, 0xff, 0xff])]))).toString(), 'a'.repeat(5000));
-      const fragmented = Buffer.concat([frames[3].payload, frames[4].payload, frames[5].payload, Buffer.from([0, 0, 0xff, 0xff])]);
+      assert.equal(
+        (await inflate(Buffer.concat([frames[0].payload, Buffer.from([0, 0, 0xff, 0xff])]))).toString(),
+        'a'.repeat(5000),
+      );
+      const fragmented = Buffer.concat([
+        frames[3].payload,
+        frames[4].payload,
+        frames[5].payload,
+        Buffer.from([0, 0, 0xff, 0xff]),
+      ]);
       assert.equal((await inflate(fragmented)).toString(), 'frag-'.repeat(100) + 'ment-'.repeat(100) + 'end');
       inflater.close();
       raw.destroy();
@@ -334,37 +414,47 @@ describe('permessage-deflate connections', () => {
     }
   });
 
-  it('an inflate bomb (KBs that inflate past maxPayload) closes 1009 at once, without inflating it all', T, async () => {
-    const { wss, port, close } = await startServer({ perMessageDeflate: true, maxPayload: 1024 * 1024 });
-    try {
-      const errors: string[] = [];
-      const messages: number[] = [];
-      wss.on('connection', (ws: WebSocket) => {
-        ws.on('error', (err: Error & { code: string }) => errors.push(err.code));
-        ws.on('message', (d: Buffer) => messages.push(d.length));
-      });
-      const bomb = deflateRaw(Buffer.alloc(256 * 1024 * 1024)); // 256 MiB of zeros: about 250 KB
-      assert.ok(bomb.length < 300_000);
-      const rss = process.memoryUsage().rss;
-      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
-      raw.write(clientFrame({ opcode: BINARY, payload: bomb, rsv: 4 }));
-      assert.equal(await raw.closeCode(5000), 1009);
-      assert.deepEqual(errors, ['WS_ERR_UNSUPPORTED_MESSAGE_LENGTH']);
-      assert.deepEqual(messages, []);
-      // Inflating all of it would have needed 256 MiB; we stopped after about 1 MiB.
-      const grown = process.memoryUsage().rss - rss;
-      assert.ok(grown < 64 * 1024 * 1024, `RSS grew by ${grown} bytes`);
-    } finally {
-      await close();
-    }
-  });
+  it(
+    'an inflate bomb (KBs that inflate past maxPayload) closes 1009 at once, without inflating it all',
+    T,
+    async () => {
+      const { wss, port, close } = await startServer({ perMessageDeflate: true, maxPayload: 1024 * 1024 });
+      try {
+        const errors: string[] = [];
+        const messages: number[] = [];
+        wss.on('connection', (ws: WebSocket) => {
+          ws.on('error', (err: Error & { code: string }) => errors.push(err.code));
+          ws.on('message', (d: Buffer) => messages.push(d.length));
+        });
+        const bomb = deflateRaw(Buffer.alloc(256 * 1024 * 1024)); // 256 MiB of zeros: about 250 KB
+        assert.ok(bomb.length < 300_000);
+        const rss = process.memoryUsage().rss;
+        const raw = await RawClient.connect(
+          port,
+          upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']),
+        );
+        raw.write(clientFrame({ opcode: BINARY, payload: bomb, rsv: 4 }));
+        assert.equal(await raw.closeCode(5000), 1009);
+        assert.deepEqual(errors, ['WS_ERR_UNSUPPORTED_MESSAGE_LENGTH']);
+        assert.deepEqual(messages, []);
+        // Inflating all of it would have needed 256 MiB; we stopped after about 1 MiB.
+        const grown = process.memoryUsage().rss - rss;
+        assert.ok(grown < 64 * 1024 * 1024, `RSS grew by ${grown} bytes`);
+      } finally {
+        await close();
+      }
+    },
+  );
 
   it('corrupt compressed data and invalid UTF-8 after inflating close with 1007', T, async () => {
     const { port, close } = await startServer({ perMessageDeflate: true });
     try {
       const cases = [Buffer.from([0xff, 0xff, 0xff, 0x00, 0x12]), deflateRaw(Buffer.from([0x68, 0xc3, 0x28, 0x69]))];
       for (const payload of cases) {
-        const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
+        const raw = await RawClient.connect(
+          port,
+          upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']),
+        );
         raw.write(clientFrame({ opcode: TEXT, payload, rsv: 4 }));
         assert.equal(await raw.closeCode(), 1007);
       }
@@ -389,7 +479,8 @@ describe('permessage-deflate connections', () => {
     const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 100 } });
     try {
       const n = 300;
-      const body = (i: number): string => (i % 3 === 0 ? `small ${i}` : i % 3 === 1 ? `${i} `.repeat(400) : `${i}!`.repeat(300));
+      const body = (i: number): string =>
+        i % 3 === 0 ? `small ${i}` : i % 3 === 1 ? `${i} `.repeat(400) : `${i}!`.repeat(300);
       const serverGot = new Promise<{ got: string[]; code: number }>((resolve) => {
         wss.on('connection', (ws: WebSocket) => {
           const got: string[] = [];
@@ -407,9 +498,15 @@ describe('permessage-deflate connections', () => {
       const closed = closeEvent(ws);
       const { got, code } = await serverGot;
       assert.equal(code, 1000);
-      assert.deepEqual(got, Array.from({ length: n }, (_, i) => body(i)));
+      assert.deepEqual(
+        got,
+        Array.from({ length: n }, (_, i) => body(i)),
+      );
       await closed;
-      assert.deepEqual(clientGot, Array.from({ length: n }, (_, i) => body(i)));
+      assert.deepEqual(
+        clientGot,
+        Array.from({ length: n }, (_, i) => body(i)),
+      );
     } finally {
       await close();
     }
@@ -431,7 +528,12 @@ describe('permessage-deflate connections', () => {
       });
       const big = Buffer.alloc(2 * 1024 * 1024, 'abc');
       const a = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
-      a.write(Buffer.concat([clientFrame({ opcode: BINARY, payload: deflateRaw(big), rsv: 4 }), clientFrame({ opcode: CLOSE, payload: closePayload(4001) })]));
+      a.write(
+        Buffer.concat([
+          clientFrame({ opcode: BINARY, payload: deflateRaw(big), rsv: 4 }),
+          clientFrame({ opcode: CLOSE, payload: closePayload(4001) }),
+        ]),
+      );
       await a.until(() => a.closed);
       const b = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
       b.socket.end(clientFrame({ opcode: BINARY, payload: deflateRaw(big), rsv: 4 }));
@@ -442,32 +544,44 @@ describe('permessage-deflate connections', () => {
     }
   });
 
-  it('publish compresses once for all subscribers, and each connection then restarts its own compressor', T, async () => {
-    const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 } });
-    try {
-      const servers: WebSocket[] = [];
-      wss.on('connection', (ws: WebSocket) => {
-        ws.subscribe('news');
-        servers.push(ws);
-      });
-      const clients = await Promise.all([openClient(port), openClient(port, { serverNoContextTakeover: true }), openClient(port, false)]);
-      assert.equal(clients[2].extensions, '');
-      await new Promise((r) => setTimeout(r, 20));
-      const own = JSON.stringify({ own: 'message', padding: 'abcdefgh'.repeat(50) });
-      const shared = JSON.stringify({ shared: 'news', padding: 'abcdefgh'.repeat(50) });
-      const got = clients.map((c) => collect(c, 4));
-      for (const ws of servers) ws.send(own);
-      await new Promise((r) => setTimeout(r, 20));
-      assert.equal(wss.publish('news', shared), 3);
-      for (const ws of servers) ws.send(own);
-      for (const ws of servers) ws.send(shared);
-      const results = await Promise.all(got);
-      for (const result of results) assert.deepEqual(result.map(([d]) => d.toString()), [own, shared, own, shared]);
-      for (const c of clients) c.close();
-    } finally {
-      await close();
-    }
-  });
+  it(
+    'publish compresses once for all subscribers, and each connection then restarts its own compressor',
+    T,
+    async () => {
+      const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 } });
+      try {
+        const servers: WebSocket[] = [];
+        wss.on('connection', (ws: WebSocket) => {
+          ws.subscribe('news');
+          servers.push(ws);
+        });
+        const clients = await Promise.all([
+          openClient(port),
+          openClient(port, { serverNoContextTakeover: true }),
+          openClient(port, false),
+        ]);
+        assert.equal(clients[2].extensions, '');
+        await new Promise((r) => setTimeout(r, 20));
+        const own = JSON.stringify({ own: 'message', padding: 'abcdefgh'.repeat(50) });
+        const shared = JSON.stringify({ shared: 'news', padding: 'abcdefgh'.repeat(50) });
+        const got = clients.map((c) => collect(c, 4));
+        for (const ws of servers) ws.send(own);
+        await new Promise((r) => setTimeout(r, 20));
+        assert.equal(wss.publish('news', shared), 3);
+        for (const ws of servers) ws.send(own);
+        for (const ws of servers) ws.send(shared);
+        const results = await Promise.all(got);
+        for (const result of results)
+          assert.deepEqual(
+            result.map(([d]) => d.toString()),
+            [own, shared, own, shared],
+          );
+        for (const c of clients) c.close();
+      } finally {
+        await close();
+      }
+    },
+  );
 
   it('closing connections releases their zlib streams', T, async () => {
     const { port, close } = await echoServer();
@@ -479,17 +593,21 @@ describe('permessage-deflate connections', () => {
         await new Promise((r) => setTimeout(r, 30));
       }
       const clients = await Promise.all([openClient(port), openClient(port), openClient(port)]);
-      await Promise.all(clients.map(async (c) => {
-        const got = collect(c, 1);
-        c.send('x'.repeat(5000));
-        await got;
-      }));
+      await Promise.all(
+        clients.map(async (c) => {
+          const got = collect(c, 1);
+          c.send('x'.repeat(5000));
+          await got;
+        }),
+      );
       // Each pair holds compressor + inflater on both ends.
       assert.equal(liveDeflateContexts(), before + 12);
-      await Promise.all(clients.map((c) => {
-        c.close();
-        return closeEvent(c);
-      }));
+      await Promise.all(
+        clients.map((c) => {
+          c.close();
+          return closeEvent(c);
+        }),
+      );
       await new Promise((r) => setTimeout(r, 50));
       assert.equal(liveDeflateContexts(), before);
     } finally {
@@ -513,11 +631,23 @@ describe('permessage-deflate negotiation on the server, over the wire', () => {
     [true, 'permessage-deflate; mystery', null],
     [true, 'x-webkit-deflate-frame', null],
     // Several offers: the first acceptable one wins.
-    [true, 'permessage-deflate; mystery, permessage-deflate; server_max_window_bits=12, permessage-deflate', 'permessage-deflate; server_max_window_bits=12'],
+    [
+      true,
+      'permessage-deflate; mystery, permessage-deflate; server_max_window_bits=12, permessage-deflate',
+      'permessage-deflate; server_max_window_bits=12',
+    ],
     [true, 'x-other, permessage-deflate; client_no_context_takeover', 'permessage-deflate; client_no_context_takeover'],
     // The server's own terms.
-    [{ serverNoContextTakeover: true, serverMaxWindowBits: 11 }, 'permessage-deflate', 'permessage-deflate; server_no_context_takeover; server_max_window_bits=11'],
-    [{ clientMaxWindowBits: 10 }, 'permessage-deflate; client_max_window_bits', 'permessage-deflate; client_max_window_bits=10'],
+    [
+      { serverNoContextTakeover: true, serverMaxWindowBits: 11 },
+      'permessage-deflate',
+      'permessage-deflate; server_no_context_takeover; server_max_window_bits=11',
+    ],
+    [
+      { clientMaxWindowBits: 10 },
+      'permessage-deflate; client_max_window_bits',
+      'permessage-deflate; client_max_window_bits=10',
+    ],
     [{ clientMaxWindowBits: 10 }, 'permessage-deflate', null],
     [false, 'permessage-deflate', null],
     // Off unless asked for, as in ws.
@@ -541,7 +671,10 @@ describe('permessage-deflate negotiation on the server, over the wire', () => {
   it('a malformed Sec-WebSocket-Extensions header is 400', T, async () => {
     const { port, close } = await startServer({ perMessageDeflate: true });
     try {
-      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate; =x']));
+      const raw = await RawClient.connect(
+        port,
+        upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate; =x']),
+      );
       assert.equal(raw.status, 400);
       raw.destroy();
     } finally {
@@ -551,7 +684,14 @@ describe('permessage-deflate negotiation on the server, over the wire', () => {
 });
 
 describe('permessage-deflate interop with ws (an independent implementation)', () => {
-  const payloads: Array<Buffer | string> = ['', 'x', 'json '.repeat(3000), randomBytes(40_000), '✓ ünïcödé '.repeat(500), Buffer.alloc(1 << 20, 'z')];
+  const payloads: Array<Buffer | string> = [
+    '',
+    'x',
+    'json '.repeat(3000),
+    randomBytes(40_000),
+    '✓ ünïcödé '.repeat(500),
+    Buffer.alloc(1 << 20, 'z'),
+  ];
 
   const wsOptions: Array<[string, object]> = [
     ['defaults', {}],
@@ -616,81 +756,112 @@ describe('permessage-deflate interop with ws (an independent implementation)', (
 });
 
 describe('permessage-deflate: fragments, publishes and backpressure together', () => {
-  it('a publish while a compressed fragmented message is queued is neither merged into it nor splits it', T, async () => {
-    const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 } });
-    try {
-      wss.on('connection', (ws: WebSocket) => {
-        ws.subscribe('t');
-        ws.send('frag1-', { fin: false });
-        wss.publish('t', 'PUBLISHED');
-        wss.broadcast('BROADCAST');
-        ws.send('frag2');
-        ws.send('after');
-      });
-      const ws = await openClient(port);
-      const got = await collect(ws, 4);
-      assert.deepEqual(got.map(([d]) => d.toString()), ['frag1-frag2', 'PUBLISHED', 'BROADCAST', 'after']);
-      ws.close();
-    } finally {
-      await close();
-    }
-  });
-
-  it('an echo server stops reading while replies wait for compression, so a fast, healthy client is not closed as a slow consumer', T, async () => {
-    const previous = zlibQueue.limit;
-    const { port, close } = await echoServer({ perMessageDeflate: { threshold: 0, level: 9, concurrencyLimit: 1 }, maxBufferedAmount: 4 * 1024 * 1024 });
-    try {
-      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
-      assert.match(raw.responseHead, /permessage-deflate/);
-      // 200 uncompressed messages of ~94 KiB in one write: parsing them costs nothing, while
-      // each compressed reply takes a zlib job.
-      const n = 200;
-      const frames = Array.from({ length: n }, (_, i) => clientFrame({ opcode: TEXT, payload: `${i}:` + 'lorem ipsum dolor sit amet '.repeat(3500) }));
-      raw.write(Buffer.concat(frames));
-      await raw.until(() => raw.closed || raw.frames().length >= n, 15_000);
-      const got = raw.frames();
-      assert.deepEqual(got.filter((f) => f.opcode === CLOSE).map((f) => f.payload.readUInt16BE(0)), [], 'closed by the server');
-      assert.equal(got.filter((f) => f.opcode === TEXT && f.rsv === 4).length, n);
-      raw.destroy();
-    } finally {
-      zlibQueue.limit = previous;
-      await close();
-    }
-  });
-
-  for (const compressed of [true, false]) {
-    it(`slowConsumer 'drop' drops every fragment of a message whose first fragment it dropped (${compressed ? 'compressed' : 'uncompressed'})`, T, async () => {
-      const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 }, slowConsumer: 'drop', maxBufferedAmount: 1024 * 1024 });
+  it(
+    'a publish while a compressed fragmented message is queued is neither merged into it nor splits it',
+    T,
+    async () => {
+      const { wss, port, close } = await startServer({ perMessageDeflate: { threshold: 0 } });
       try {
-        const serverSide = once(wss, 'connection') as Promise<[WebSocket]>;
-        const ws = await openClient(port, compressed ? { threshold: 0 } : false);
-        const [server] = await serverSide;
-        server.slowConsumerSends = true; // plain send() under the policy (it is not by default, as in ws)
-        ws.pause();
-        // Fill the pipe: random bytes do not compress, so the backlog really grows.
-        for (let i = 0; i < 40 && server.backlog <= 1024 * 1024; i++) {
-          server.send(randomBytes(1 << 20));
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        assert.ok(server.backlog > 1024 * 1024, `backlog ${server.backlog}`);
-        const sentBefore = server.droppedMessages;
-        server.send('dropped-1', { fin: false });
-        server.send('dropped-2', { fin: true });
-        assert.ok(server.droppedMessages > sentBefore);
-        const texts: string[] = [];
-        ws.on('message', (d: Buffer, isBinary: boolean) => {
-          if (!isBinary) texts.push(d.toString());
+        wss.on('connection', (ws: WebSocket) => {
+          ws.subscribe('t');
+          ws.send('frag1-', { fin: false });
+          wss.publish('t', 'PUBLISHED');
+          wss.broadcast('BROADCAST');
+          ws.send('frag2');
+          ws.send('after');
         });
-        ws.resume();
-        for (let i = 0; i < 300 && server.backlog > 0; i++) await new Promise((r) => setTimeout(r, 10));
-        server.send('after');
-        for (let i = 0; i < 100 && !texts.includes('after'); i++) await new Promise((r) => setTimeout(r, 10));
-        assert.deepEqual(texts, ['after']);
-        ws.terminate();
+        const ws = await openClient(port);
+        const got = await collect(ws, 4);
+        assert.deepEqual(
+          got.map(([d]) => d.toString()),
+          ['frag1-frag2', 'PUBLISHED', 'BROADCAST', 'after'],
+        );
+        ws.close();
       } finally {
         await close();
       }
-    });
+    },
+  );
+
+  it(
+    'an echo server stops reading while replies wait for compression, so a fast, healthy client is not closed as a slow consumer',
+    T,
+    async () => {
+      const previous = zlibQueue.limit;
+      const { port, close } = await echoServer({
+        perMessageDeflate: { threshold: 0, level: 9, concurrencyLimit: 1 },
+        maxBufferedAmount: 4 * 1024 * 1024,
+      });
+      try {
+        const raw = await RawClient.connect(
+          port,
+          upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']),
+        );
+        assert.match(raw.responseHead, /permessage-deflate/);
+        // 200 uncompressed messages of ~94 KiB in one write: parsing them costs nothing, while
+        // each compressed reply takes a zlib job.
+        const n = 200;
+        const frames = Array.from({ length: n }, (_, i) =>
+          clientFrame({ opcode: TEXT, payload: `${i}:` + 'lorem ipsum dolor sit amet '.repeat(3500) }),
+        );
+        raw.write(Buffer.concat(frames));
+        await raw.until(() => raw.closed || raw.frames().length >= n, 15_000);
+        const got = raw.frames();
+        assert.deepEqual(
+          got.filter((f) => f.opcode === CLOSE).map((f) => f.payload.readUInt16BE(0)),
+          [],
+          'closed by the server',
+        );
+        assert.equal(got.filter((f) => f.opcode === TEXT && f.rsv === 4).length, n);
+        raw.destroy();
+      } finally {
+        zlibQueue.limit = previous;
+        await close();
+      }
+    },
+  );
+
+  for (const compressed of [true, false]) {
+    it(
+      `slowConsumer 'drop' drops every fragment of a message whose first fragment it dropped (${compressed ? 'compressed' : 'uncompressed'})`,
+      T,
+      async () => {
+        const { wss, port, close } = await startServer({
+          perMessageDeflate: { threshold: 0 },
+          slowConsumer: 'drop',
+          maxBufferedAmount: 1024 * 1024,
+        });
+        try {
+          const serverSide = once(wss, 'connection') as Promise<[WebSocket]>;
+          const ws = await openClient(port, compressed ? { threshold: 0 } : false);
+          const [server] = await serverSide;
+          server.slowConsumerSends = true; // plain send() under the policy (it is not by default, as in ws)
+          ws.pause();
+          // Fill the pipe: random bytes do not compress, so the backlog really grows.
+          for (let i = 0; i < 40 && server.backlog <= 1024 * 1024; i++) {
+            server.send(randomBytes(1 << 20));
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          assert.ok(server.backlog > 1024 * 1024, `backlog ${server.backlog}`);
+          const sentBefore = server.droppedMessages;
+          server.send('dropped-1', { fin: false });
+          server.send('dropped-2', { fin: true });
+          assert.ok(server.droppedMessages > sentBefore);
+          const texts: string[] = [];
+          ws.on('message', (d: Buffer, isBinary: boolean) => {
+            if (!isBinary) texts.push(d.toString());
+          });
+          ws.resume();
+          for (let i = 0; i < 300 && server.backlog > 0; i++) await new Promise((r) => setTimeout(r, 10));
+          server.send('after');
+          for (let i = 0; i < 100 && !texts.includes('after'); i++) await new Promise((r) => setTimeout(r, 10));
+          assert.deepEqual(texts, ['after']);
+          ws.terminate();
+        } finally {
+          await close();
+        }
+      },
+    );
   }
 
   it('a compression failure fails the connection with 1011 instead of sending a broken message', T, async () => {
@@ -708,7 +879,10 @@ describe('permessage-deflate: fragments, publishes and backpressure together', (
       });
       const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
       assert.equal(await raw.closeCode(), 1011);
-      assert.deepEqual(raw.frames().filter((f) => f.opcode === TEXT), []);
+      assert.deepEqual(
+        raw.frames().filter((f) => f.opcode === TEXT),
+        [],
+      );
       assert.deepEqual(errors, ['WS_ERR_DEFLATE']);
     } finally {
       MessageDeflate.prototype.compress = original;
@@ -724,9 +898,20 @@ describe('permessage-deflate: the closing handshake waits for replies being comp
       const text = 'reply before close '.repeat(300);
       // Raw: the message and the Close in one write; the server echoes (compressing) and then closes.
       const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
-      raw.write(Buffer.concat([clientFrame({ opcode: TEXT, payload: deflateRaw(Buffer.from(text)), rsv: 4 }), clientFrame({ opcode: CLOSE, payload: closePayload(1000) })]));
+      raw.write(
+        Buffer.concat([
+          clientFrame({ opcode: TEXT, payload: deflateRaw(Buffer.from(text)), rsv: 4 }),
+          clientFrame({ opcode: CLOSE, payload: closePayload(1000) }),
+        ]),
+      );
       await raw.until(() => raw.closed);
-      assert.deepEqual(raw.frames().map((f) => [f.opcode, f.rsv]), [[TEXT, 4], [CLOSE, 0]]);
+      assert.deepEqual(
+        raw.frames().map((f) => [f.opcode, f.rsv]),
+        [
+          [TEXT, 4],
+          [CLOSE, 0],
+        ],
+      );
       // duet's client: send, close at once; the echo still arrives, then close 1000.
       const ws = await openClient(port, true);
       const got: string[] = [];

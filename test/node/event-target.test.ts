@@ -70,11 +70,23 @@ interface OpenTarget {
 /** Run `steps` on the reference and on a WsEventTarget (fired with emit and with dispatchEvent); all must agree. */
 function sameAsReference<T>(steps: (t: OpenTarget, fire: () => void) => T, expected: T): void {
   const ref = new Reference();
-  assert.deepEqual(steps(ref, () => ref.dispatchEvent(new Event('open'))), expected, "Node's EventTarget");
+  assert.deepEqual(
+    steps(ref, () => ref.dispatchEvent(new Event('open'))),
+    expected,
+    "Node's EventTarget",
+  );
   const emitted = new Target();
-  assert.deepEqual(steps(emitted, () => emitted.emit('open')), expected, 'WsEventTarget, emit()');
+  assert.deepEqual(
+    steps(emitted, () => emitted.emit('open')),
+    expected,
+    'WsEventTarget, emit()',
+  );
   const dispatched = new Target();
-  assert.deepEqual(steps(dispatched, () => dispatched.dispatchEvent(new WsEvent('open', dispatched))), expected, 'WsEventTarget, dispatchEvent()');
+  assert.deepEqual(
+    steps(dispatched, () => dispatched.dispatchEvent(new WsEvent('open', dispatched))),
+    expected,
+    'WsEventTarget, dispatchEvent()',
+  );
 }
 
 /** A listener that records the events it gets, with `this`. */
@@ -263,34 +275,40 @@ describe('WsEventTarget: addEventListener and removeEventListener', () => {
 
 describe('WsEventTarget: the DOM rules (issue 14, item 7)', () => {
   it('a listener removed by an earlier listener of the same dispatch is not called (the DOM "removed" flag)', () => {
-    sameAsReference((t, fire) => {
-      const log: string[] = [];
-      const b = (): void => void log.push('b');
-      t.addEventListener('open', () => {
-        log.push('a');
-        t.removeEventListener('open', b);
-      });
-      t.addEventListener('open', b);
-      fire();
-      fire();
-      return log;
-    }, ['a', 'a']);
+    sameAsReference(
+      (t, fire) => {
+        const log: string[] = [];
+        const b = (): void => void log.push('b');
+        t.addEventListener('open', () => {
+          log.push('a');
+          t.removeEventListener('open', b);
+        });
+        t.addEventListener('open', b);
+        fire();
+        fire();
+        return log;
+      },
+      ['a', 'a'],
+    );
   });
 
   it('removed during a dispatch: a once listener, and the on* handler cleared with null, are not called either', () => {
-    sameAsReference((t, fire) => {
-      const log: string[] = [];
-      const b = (): void => void log.push('once');
-      t.addEventListener('open', () => {
-        log.push('first');
-        t.removeEventListener('open', b);
-        t.onopen = null;
-      });
-      t.addEventListener('open', b, { once: true });
-      t.onopen = () => log.push('handler');
-      fire();
-      return log;
-    }, ['first']);
+    sameAsReference(
+      (t, fire) => {
+        const log: string[] = [];
+        const b = (): void => void log.push('once');
+        t.addEventListener('open', () => {
+          log.push('first');
+          t.removeEventListener('open', b);
+          t.onopen = null;
+        });
+        t.addEventListener('open', b, { once: true });
+        t.onopen = () => log.push('handler');
+        fire();
+        return log;
+      },
+      ['first'],
+    );
   });
 
   it('a WHATWG listener removed by a ws-style listener during the dispatch is not called', () => {
@@ -306,7 +324,7 @@ describe('WsEventTarget: the DOM rules (issue 14, item 7)', () => {
     assert.deepEqual(log, ['ws']);
   });
 
-  it('ws-style listeners keep EventEmitter\'s rule, as in ws: one removed with off() during an emit is still called by that emit', () => {
+  it("ws-style listeners keep EventEmitter's rule, as in ws: one removed with off() during an emit is still called by that emit", () => {
     const t = new Target();
     const log: string[] = [];
     const b = (): void => void log.push('b');
@@ -342,66 +360,79 @@ describe('WsEventTarget: the DOM rules (issue 14, item 7)', () => {
   it('once: a once listener that dispatches again from inside itself is not called again', () => {
     sameAsReference((t, fire) => {
       let n = 0;
-      t.addEventListener('open', () => {
-        n++;
-        if (n < 5) fire();
-      }, { once: true });
+      t.addEventListener(
+        'open',
+        () => {
+          n++;
+          if (n < 5) fire();
+        },
+        { once: true },
+      );
       fire();
       return n;
     }, 1);
   });
 
   it('onopen and addEventListener of the same function are two entries; clearing onopen leaves the other, removeEventListener leaves onopen', () => {
-    sameAsReference((t, fire) => {
-      let n = 0;
-      const fn = (): void => void n++;
-      const counts: number[] = [];
-      t.addEventListener('open', fn);
-      t.onopen = fn;
-      t.addEventListener('open', fn); // a duplicate of the first entry, not of the handler's
-      fire();
-      counts.push(n);
-      t.onopen = null;
-      fire();
-      counts.push(n);
-      t.onopen = fn;
-      t.removeEventListener('open', fn);
-      fire();
-      counts.push(n);
-      return [counts, t.onopen === fn];
-    }, [[2, 3, 4], true]);
+    sameAsReference(
+      (t, fire) => {
+        let n = 0;
+        const fn = (): void => void n++;
+        const counts: number[] = [];
+        t.addEventListener('open', fn);
+        t.onopen = fn;
+        t.addEventListener('open', fn); // a duplicate of the first entry, not of the handler's
+        fire();
+        counts.push(n);
+        t.onopen = null;
+        fire();
+        counts.push(n);
+        t.onopen = fn;
+        t.removeEventListener('open', fn);
+        fire();
+        counts.push(n);
+        return [counts, t.onopen === fn];
+      },
+      [[2, 3, 4], true],
+    );
   });
 
   it('assigning onopen again keeps the handler in its place among the listeners; after null, a new handler goes last', () => {
-    sameAsReference((t, fire) => {
-      const log: string[] = [];
-      t.addEventListener('open', () => log.push('a'));
-      t.onopen = () => log.push('h1');
-      t.addEventListener('open', () => log.push('b'));
-      t.onopen = () => log.push('h2');
-      fire();
-      t.onopen = null;
-      t.onopen = () => log.push('h3');
-      fire();
-      return log;
-    }, ['a', 'h2', 'b', 'a', 'b', 'h3']);
+    sameAsReference(
+      (t, fire) => {
+        const log: string[] = [];
+        t.addEventListener('open', () => log.push('a'));
+        t.onopen = () => log.push('h1');
+        t.addEventListener('open', () => log.push('b'));
+        t.onopen = () => log.push('h2');
+        fire();
+        t.onopen = null;
+        t.onopen = () => log.push('h3');
+        fire();
+        return log;
+      },
+      ['a', 'h2', 'b', 'a', 'b', 'h3'],
+    );
   });
 
-  it('a handler replaced by an earlier listener during the dispatch: the new one is called in the handler\'s place', () => {
-    sameAsReference((t, fire) => {
-      const log: string[] = [];
-      t.addEventListener('open', () => {
-        log.push('a');
-        t.onopen = () => log.push('new');
-      });
-      t.onopen = () => log.push('old');
-      t.addEventListener('open', () => log.push('b'));
-      fire();
-      return log;
-    }, ['a', 'new', 'b']);
+  it("a handler replaced by an earlier listener during the dispatch: the new one is called in the handler's place", () => {
+    sameAsReference(
+      (t, fire) => {
+        const log: string[] = [];
+        t.addEventListener('open', () => {
+          log.push('a');
+          t.onopen = () => log.push('new');
+        });
+        t.onopen = () => log.push('old');
+        t.addEventListener('open', () => log.push('b'));
+        fire();
+        return log;
+      },
+      ['a', 'new', 'b'],
+    );
   });
 
-  it('the handler\'s entry counts as a listener of its own (listenerCount, rawListeners)', () => {
+  it("the handler's entry counts as a listener of its own (listenerCount, rawListeners)", () => {
     const t = new Target();
     const fn = (): void => {};
     t.addEventListener('open', fn);
@@ -414,7 +445,7 @@ describe('WsEventTarget: the DOM rules (issue 14, item 7)', () => {
     assert.equal(t.listenerCount('open'), 1);
   });
 
-  it('removeAllListeners() takes the handler\'s entry too: onopen then reads null, and a new handler is added again', () => {
+  it("removeAllListeners() takes the handler's entry too: onopen then reads null, and a new handler is added again", () => {
     const t = new Target();
     const log: string[] = [];
     const h = (): void => void log.push('h');
@@ -473,7 +504,12 @@ describe('WsEventTarget: the ws-style EventEmitter side works as before', () => 
     t.once('message', (data: Buffer) => log.push(['ws once', data.toString()]));
     t.emit('message', Buffer.from('one'), false);
     t.emit('message', Buffer.from('two'), false);
-    assert.deepEqual(log, [['ws', 'one', false], ['whatwg', 'one'], ['ws once', 'one'], ['ws', 'two', false]]);
+    assert.deepEqual(log, [
+      ['ws', 'one', false],
+      ['whatwg', 'one'],
+      ['ws once', 'one'],
+      ['ws', 'two', false],
+    ]);
   });
 });
 
@@ -499,7 +535,10 @@ describe('WsEventTarget: the events WHATWG listeners get', () => {
     t.emit('message', bytes, true);
     const [text, binary] = r.calls.map((c) => c.event as WsMessageEvent);
     assert.ok(text instanceof WsMessageEvent);
-    assert.deepEqual([text.type, text.data, text.origin, text.target === t], ['message', 'grüße 😀', 'ws://origin.test', true]);
+    assert.deepEqual(
+      [text.type, text.data, text.origin, text.target === t],
+      ['message', 'grüße 😀', 'ws://origin.test', true],
+    );
     assert.deepEqual(binary.data, { converted: bytes });
     assert.equal(raw[1][0], bytes, 'ws-style listeners get the Buffer itself');
     assert.equal(raw[1][1], true);
@@ -528,7 +567,7 @@ describe('WsEventTarget: the events WHATWG listeners get', () => {
     assert.deepEqual(log, ['ws', 'ws', 'handler', 'listener']);
   });
 
-  it('close: code, reason (text) and wasClean when the peer\'s Close frame arrived', () => {
+  it("close: code, reason (text) and wasClean when the peer's Close frame arrived", () => {
     const t = new Target();
     const r = recorder();
     t.addEventListener('close', r.fn);

@@ -13,9 +13,22 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WebSocket } from '../../src/index.js';
 import { RawClient, decodeFrames, seededRandom, startServer, upgradeRequest, type ServerFrame } from '../helpers.js';
-import { chance, closeBody, encodeFrameSpec, generateSequence, hex, int, predict, randomBuffer, randomUtf8, type GenConfig, type Rng } from '../fuzz-model.js';
+import {
+  chance,
+  closeBody,
+  encodeFrameSpec,
+  generateSequence,
+  hex,
+  int,
+  predict,
+  randomBuffer,
+  randomUtf8,
+  type GenConfig,
+  type Rng,
+} from '../fuzz-model.js';
 
-const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
+const SEED =
+  process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
 const CASES = Number(process.env.FUZZ_CASES ?? 3000);
 const ONLY_CASE = process.env.FUZZ_CASE !== undefined ? Number(process.env.FUZZ_CASE) : undefined;
 const CONCURRENCY = 20;
@@ -52,7 +65,9 @@ function chunk(rng: Rng, bytes: Buffer): Buffer[] {
   if (bytes.length === 0) return [];
   if (bytes.length <= 64 && chance(rng, 0.2)) return Array.from(bytes, (b) => Buffer.from([b]));
   const count = int(rng, 1, Math.min(8, bytes.length));
-  const cuts = [...new Set(Array.from({ length: count - 1 }, () => int(rng, 1, bytes.length - 1)))].sort((a, b) => a - b);
+  const cuts = [...new Set(Array.from({ length: count - 1 }, () => int(rng, 1, bytes.length - 1)))].sort(
+    (a, b) => a - b,
+  );
   const bounds = [0, ...cuts, bytes.length];
   return bounds.slice(1).map((to, i) => bytes.subarray(bounds[i], to));
 }
@@ -78,7 +93,10 @@ async function runCase(port: number, index: number, caseSeed: number): Promise<C
   let halfClose = false;
   if (prediction.end.type === 'open' && chance(rng, 0.85)) {
     // Ended cleanly: finish with a proper Close 1000 and expect it echoed.
-    bytes = Buffer.concat([bytes, encodeFrameSpec(rng, { opcode: 8, payload: closeBody(1000, randomUtf8(rng, int(rng, 0, 10))) }, true)]);
+    bytes = Buffer.concat([
+      bytes,
+      encodeFrameSpec(rng, { opcode: 8, payload: closeBody(1000, randomUtf8(rng, int(rng, 0, 10))) }, true),
+    ]);
     seq.labels.push('close-1000');
     prediction = predict(bytes, GEN);
   } else if (prediction.end.type === 'open' || prediction.end.type === 'truncated') {
@@ -130,25 +148,46 @@ async function runCase(port: number, index: number, caseSeed: number): Promise<C
     await client.until(() => client.closed, CLOSE_BOUND);
   } catch {
     client.destroy();
-    return { failure: describe(`TCP not closed by the server within ${CLOSE_BOUND} ms (hang); received ${hex(client.received, 64)}`) };
+    return {
+      failure: describe(
+        `TCP not closed by the server within ${CLOSE_BOUND} ms (hang); received ${hex(client.received, 64)}`,
+      ),
+    };
   }
 
   const { frames, rest } = decodeFrames(client.received);
   const bad = frames.find((f: ServerFrame) => f.masked || f.rsv !== 0 || !f.fin);
   if (bad) return { failure: describe(`server sent a masked, RSV or fragmented frame: ${show(bad)}`) };
-  if (rest.length > 0) return { failure: describe(`${rest.length} trailing bytes that are no complete frame: ${hex(rest, 32)}`) };
+  if (rest.length > 0)
+    return { failure: describe(`${rest.length} trailing bytes that are no complete frame: ${hex(rest, 32)}`) };
   const closeIndex = frames.findIndex((f) => f.opcode === 8);
-  if (closeIndex !== -1 && closeIndex !== frames.length - 1) return { failure: describe(`frames after the Close frame: ${frames.map(show).join(' | ')}`) };
+  if (closeIndex !== -1 && closeIndex !== frames.length - 1)
+    return { failure: describe(`frames after the Close frame: ${frames.map(show).join(' | ')}`) };
   const close = closeIndex === -1 ? undefined : frames[closeIndex];
   const dataFrames = (close ? frames.slice(0, -1) : frames).map(show);
-  const actualClose = close === undefined ? 'none' : close.payload.length === 0 ? 1005 : close.payload.length >= 2 ? close.payload.readUInt16BE(0) : `1-byte payload ${hex(close.payload)}`;
+  const actualClose =
+    close === undefined
+      ? 'none'
+      : close.payload.length === 0
+        ? 1005
+        : close.payload.length >= 2
+          ? close.payload.readUInt16BE(0)
+          : `1-byte payload ${hex(close.payload)}`;
   try {
     assert.deepEqual(dataFrames, expectedFrames);
   } catch {
-    return { failure: describe(`frames differ, got ${dataFrames.length}: ${dataFrames.join(' | ')}; expected ${expectedFrames.join(' | ')}; Close ${actualClose}`) };
+    return {
+      failure: describe(
+        `frames differ, got ${dataFrames.length}: ${dataFrames.join(' | ')}; expected ${expectedFrames.join(' | ')}; Close ${actualClose}`,
+      ),
+    };
   }
   if (actualClose !== expectedClose) {
-    return { failure: describe(`${actualClose === 'none' ? 'no Close frame' : `Close ${actualClose}`} (echoed frames matched)`) };
+    return {
+      failure: describe(
+        `${actualClose === 'none' ? 'no Close frame' : `Close ${actualClose}`} (echoed frames matched)`,
+      ),
+    };
   }
   return {};
 }
@@ -165,16 +204,27 @@ class Canary {
     const text = randomUtf8(this.rng, int(this.rng, 0, 300));
     const binary = randomBuffer(this.rng, int(this.rng, 0, 300));
     const ping = randomBuffer(this.rng, int(this.rng, 0, 125));
-    for (const spec of [{ opcode: 1, payload: text }, { opcode: 9, payload: ping }, { opcode: 2, payload: binary }]) {
+    for (const spec of [
+      { opcode: 1, payload: text },
+      { opcode: 9, payload: ping },
+      { opcode: 2, payload: binary },
+    ]) {
       this.client.write(encodeFrameSpec(this.rng, spec, true));
     }
-    const want = [show({ opcode: 1, payload: text }), show({ opcode: 10, payload: ping }), show({ opcode: 2, payload: binary })];
+    const want = [
+      show({ opcode: 1, payload: text }),
+      show({ opcode: 10, payload: ping }),
+      show({ opcode: 2, payload: binary }),
+    ];
     try {
       await this.client.until(() => this.client.closed || this.client.frames().length >= this.seen + 3, CLOSE_BOUND);
     } catch {
       return `canary: no echo within ${CLOSE_BOUND} ms`;
     }
-    const got = this.client.frames().slice(this.seen, this.seen + 3).map(show);
+    const got = this.client
+      .frames()
+      .slice(this.seen, this.seen + 3)
+      .map(show);
     this.seen += 3;
     try {
       assert.deepEqual(got, want);
@@ -185,40 +235,46 @@ class Canary {
   }
 }
 
-test(`live server fuzz: ${ONLY_CASE !== undefined ? `case ${ONLY_CASE}` : `${CASES} connections`} with random and broken frames (FUZZ_SEED=${SEED})`, { timeout: 90_000 }, async () => {
-  const handlesBefore = countTcpHandles();
-  const server = await startServer({ maxPayload: MAX_PAYLOAD, closeTimeout: CLOSE_TIMEOUT });
-  const counts = { accepted: 0, closed: 0 };
-  server.wss.on('connection', (ws: WebSocket) => {
-    counts.accepted++;
-    ws.on('message', (data: Buffer, isBinary: boolean) => ws.send(data, { binary: isBinary }));
-    ws.on('close', () => counts.closed++);
-  });
-  const sockets: RawClient[] = [];
-  try {
-    await fuzz(server.port, sockets);
-    // Every accepted connection ended on the server side too, and nothing is left over.
-    await waitFor(() => counts.closed === counts.accepted && server.wss.clients!.size === 0, 3_000);
-    const expectedConnections = (ONLY_CASE !== undefined ? 1 : CASES) + 1;
-    assert.equal(counts.accepted, expectedConnections, 'every connection (and the canary) was accepted');
-    assert.equal(counts.closed, counts.accepted, 'server-side close emitted for every accepted connection');
-    assert.equal(server.wss.clients!.size, 0, 'server.clients is empty');
-    await waitFor(() => countTcpHandles() === handlesBefore + 1, 3_000);
-    assert.equal(countTcpHandles(), handlesBefore + 1, 'no TCP socket left open (only the listener)');
-  } finally {
-    // On failure too: a listening server or an open socket would keep the test process alive.
-    for (const client of sockets) client.destroy();
-    await server.close();
-  }
-  await waitFor(() => countTcpHandles() === handlesBefore, 3_000);
-  assert.equal(countTcpHandles(), handlesBefore, 'no TCP handle left after the server closed');
-});
+test(
+  `live server fuzz: ${ONLY_CASE !== undefined ? `case ${ONLY_CASE}` : `${CASES} connections`} with random and broken frames (FUZZ_SEED=${SEED})`,
+  { timeout: 90_000 },
+  async () => {
+    const handlesBefore = countTcpHandles();
+    const server = await startServer({ maxPayload: MAX_PAYLOAD, closeTimeout: CLOSE_TIMEOUT });
+    const counts = { accepted: 0, closed: 0 };
+    server.wss.on('connection', (ws: WebSocket) => {
+      counts.accepted++;
+      ws.on('message', (data: Buffer, isBinary: boolean) => ws.send(data, { binary: isBinary }));
+      ws.on('close', () => counts.closed++);
+    });
+    const sockets: RawClient[] = [];
+    try {
+      await fuzz(server.port, sockets);
+      // Every accepted connection ended on the server side too, and nothing is left over.
+      await waitFor(() => counts.closed === counts.accepted && server.wss.clients!.size === 0, 3_000);
+      const expectedConnections = (ONLY_CASE !== undefined ? 1 : CASES) + 1;
+      assert.equal(counts.accepted, expectedConnections, 'every connection (and the canary) was accepted');
+      assert.equal(counts.closed, counts.accepted, 'server-side close emitted for every accepted connection');
+      assert.equal(server.wss.clients!.size, 0, 'server.clients is empty');
+      await waitFor(() => countTcpHandles() === handlesBefore + 1, 3_000);
+      assert.equal(countTcpHandles(), handlesBefore + 1, 'no TCP socket left open (only the listener)');
+    } finally {
+      // On failure too: a listening server or an open socket would keep the test process alive.
+      for (const client of sockets) client.destroy();
+      await server.close();
+    }
+    await waitFor(() => countTcpHandles() === handlesBefore, 3_000);
+    assert.equal(countTcpHandles(), handlesBefore, 'no TCP handle left after the server closed');
+  },
+);
 
 /** Run every case (CONCURRENCY at a time) and the canary checks; throws with all failures. */
 async function fuzz(port: number, sockets: RawClient[]): Promise<void> {
   const master = seededRandom(SEED);
   const canaryRng = seededRandom(Math.floor(master() * 2 ** 32));
-  const caseSeeds = Array.from({ length: ONLY_CASE !== undefined ? ONLY_CASE + 1 : CASES }, () => Math.floor(master() * 2 ** 32));
+  const caseSeeds = Array.from({ length: ONLY_CASE !== undefined ? ONLY_CASE + 1 : CASES }, () =>
+    Math.floor(master() * 2 ** 32),
+  );
   const indices = ONLY_CASE !== undefined ? [ONLY_CASE] : caseSeeds.map((_, i) => i);
 
   const failures: string[] = [];
@@ -250,5 +306,9 @@ async function fuzz(port: number, sockets: RawClient[]): Promise<void> {
   const canaryClose = await canaryClient.closeCode(CLOSE_BOUND).catch(() => 0);
   if (canaryClose !== 1000) failures.push(`canary: Close 1000 not echoed (got ${canaryClose})`);
 
-  assert.equal(failures.length, 0, `${failures.length} fuzz failure(s) in ${done} cases; replay with FUZZ_SEED=${SEED}\n\n${failures.join('\n\n')}`);
+  assert.equal(
+    failures.length,
+    0,
+    `${failures.length} fuzz failure(s) in ${done} cases; replay with FUZZ_SEED=${SEED}\n\n${failures.join('\n\n')}`,
+  );
 }

@@ -45,13 +45,17 @@ async function start(mode: Mode, options: Omit<ServerOptions, 'port' | 'server' 
       wss = new WebSocketServer({ server: httpServer, ...options });
     } else {
       const w = new WebSocketServer({ noServer: true, ...options });
-      httpServer.on('upgrade', (req, socket, head) => w.handleUpgrade(req, socket, head, (ws) => w.emit('connection', ws, req)));
+      httpServer.on('upgrade', (req, socket, head) =>
+        w.handleUpgrade(req, socket, head, (ws) => w.emit('connection', ws, req)),
+      );
       wss = w;
     }
     httpServer.listen(0, HOST);
     await once(httpServer, 'listening');
   }
-  wss.on('connection', (ws: WebSocket) => ws.on('message', (data: Buffer, isBinary: boolean) => ws.send(data, { binary: isBinary })));
+  wss.on('connection', (ws: WebSocket) =>
+    ws.on('message', (data: Buffer, isBinary: boolean) => ws.send(data, { binary: isBinary })),
+  );
   const address = (httpServer ?? wss).address();
   if (address === null || typeof address === 'string') throw new Error('no port');
   return {
@@ -83,7 +87,11 @@ async function rawExchange(port: number, request: string = upgradeRequest()): Pr
   await client.until(() => client.closed, 10_000);
   const [statusLine = '', ...lines] = client.responseHead.split('\r\n');
   const m = /^HTTP\/1\.1 (\d{3})/.exec(statusLine);
-  return { status: m ? Number(m[1]) : 0, lines, raw: `${client.responseHead}\r\n\r\n${client.received.toString('latin1')}` };
+  return {
+    status: m ? Number(m[1]) : 0,
+    lines,
+    raw: `${client.responseHead}\r\n\r\n${client.received.toString('latin1')}`,
+  };
 }
 
 /** The server still completes handshakes and echoes (it did not crash, nor wedge). */
@@ -103,7 +111,9 @@ function linesNamed(response: RawResponse, names: string[]): string[] {
 }
 
 /** How a plain node:http server writes `headers` on a response: its header lines, raw. */
-async function nodeHttpLines(headers: Record<string, string | number | readonly (string | number)[]>): Promise<string[]> {
+async function nodeHttpLines(
+  headers: Record<string, string | number | readonly (string | number)[]>,
+): Promise<string[]> {
   const server = http.createServer((_req, res) => {
     res.writeHead(429, headers as http.OutgoingHttpHeaders);
     res.end('x');
@@ -124,7 +134,12 @@ async function nodeHttpLines(headers: Record<string, string | number | readonly 
 type DoneFn = (ok: boolean, status?: number, message?: string, headers?: unknown) => void;
 
 /** An async verifyClient that refuses with these arguments, at once (`sync`) or after a timer. */
-function refuseWith(when: 'sync' | 'later', status: number, message: string, headers: unknown): ServerOptions['verifyClient'] {
+function refuseWith(
+  when: 'sync' | 'later',
+  status: number,
+  message: string,
+  headers: unknown,
+): ServerOptions['verifyClient'] {
   return ((_info: unknown, done: DoneFn) => {
     if (when === 'sync') done(false, status, message, headers);
     else setTimeout(() => done(false, status, message, headers), 5);
@@ -149,7 +164,11 @@ const BAD_HEADERS: Array<[string, unknown]> = [
 
 function assertNothingInjected(response: RawResponse, label: string): void {
   assert.equal(response.status, 500, `${label}: a plain 500`);
-  assert.doesNotMatch(response.raw, /Set-Cookie|a=b|WWW-Authenticate|X-A|X-List|Bad Name/i, `${label}: nothing of the asked headers on the wire`);
+  assert.doesNotMatch(
+    response.raw,
+    /Set-Cookie|a=b|WWW-Authenticate|X-A|X-List|Bad Name/i,
+    `${label}: nothing of the asked headers on the wire`,
+  );
   assert.deepEqual(
     response.lines.map((l) => l.slice(0, l.indexOf(':'))),
     ['Connection', 'Content-Type', 'Content-Length'],
@@ -160,79 +179,91 @@ function assertNothingInjected(response: RawResponse, label: string): void {
 describe('verifyClient: refusal headers of any JSON-ish type', () => {
   for (const mode of MODES) {
     for (const when of ['sync', 'later'] as const) {
-      it(`${mode}, done called ${when === 'sync' ? 'at once' : 'later'}: { 'Retry-After': 120 } answers 429 with Retry-After: 120 (it used to crash the process)`, T, async () => {
-        const srv = await start(mode, { verifyClient: refuseWith(when, 429, 'slow down', { 'Retry-After': 120 }) });
-        const errors: Error[] = [];
-        srv.wss.on('error', (err: Error) => errors.push(err));
+      it(
+        `${mode}, done called ${when === 'sync' ? 'at once' : 'later'}: { 'Retry-After': 120 } answers 429 with Retry-After: 120 (it used to crash the process)`,
+        T,
+        async () => {
+          const srv = await start(mode, { verifyClient: refuseWith(when, 429, 'slow down', { 'Retry-After': 120 }) });
+          const errors: Error[] = [];
+          srv.wss.on('error', (err: Error) => errors.push(err));
+          try {
+            const response = await rawExchange(srv.port);
+            assert.equal(response.status, 429);
+            assert.deepEqual(linesNamed(response, ['Retry-After']), ['Retry-After: 120']);
+            assert.match(response.raw, /\r\n\r\nslow down$/);
+            assert.deepEqual(errors, []);
+            srv.wss.options.verifyClient = undefined;
+            await stillServes(srv.port);
+          } finally {
+            await srv.close();
+          }
+        },
+      );
+    }
+  }
+
+  it(
+    'numbers, floats and arrays (of strings and of numbers) are written exactly as node:http writes them',
+    T,
+    async () => {
+      const headers = {
+        'Retry-After': 120,
+        'X-Ratio': 0.25,
+        'Set-Cookie': ['a=1; Path=/', 'b=2'],
+        'X-Codes': [4, 2],
+        'WWW-Authenticate': 'Bearer realm="duet"',
+        'X-Empty-List': [] as string[],
+      };
+      const expected = [
+        'Retry-After: 120',
+        'X-Ratio: 0.25',
+        'Set-Cookie: a=1; Path=/',
+        'Set-Cookie: b=2',
+        'X-Codes: 4',
+        'X-Codes: 2',
+        'WWW-Authenticate: Bearer realm="duet"',
+      ];
+      assert.deepEqual(await nodeHttpLines(headers), expected, 'what node:http sends (the reference)');
+      for (const mode of MODES) {
+        const srv = await start(mode, { verifyClient: refuseWith('later', 429, 'slow down', headers) });
         try {
           const response = await rawExchange(srv.port);
-          assert.equal(response.status, 429);
-          assert.deepEqual(linesNamed(response, ['Retry-After']), ['Retry-After: 120']);
-          assert.match(response.raw, /\r\n\r\nslow down$/);
-          assert.deepEqual(errors, []);
+          assert.equal(response.status, 429, mode);
+          assert.deepEqual(linesNamed(response, Object.keys(headers)), expected, mode);
+        } finally {
+          await srv.close();
+        }
+      }
+    },
+  );
+
+  for (const mode of MODES) {
+    it(
+      `${mode}: a value or name that cannot be a header answers a plain 500, injects nothing, reports a TypeError on 'error'; the server keeps serving`,
+      T,
+      async () => {
+        const srv = await start(mode);
+        const errors: Array<Error & { code?: string }> = [];
+        srv.wss.on('error', (err: Error) => errors.push(err));
+        try {
+          for (const [label, headers] of BAD_HEADERS) {
+            for (const when of ['sync', 'later'] as const) {
+              srv.wss.options.verifyClient = refuseWith(when, 401, 'no', headers);
+              errors.length = 0;
+              const response = await rawExchange(srv.port);
+              assertNothingInjected(response, `${label} (${when})`);
+              assert.equal(errors.length, 1, `${label} (${when}): one error reported`);
+              assert.ok(errors[0] instanceof TypeError, label);
+              assert.equal(errors[0].code, 'WS_ERR_INVALID_HEADER', label);
+            }
+          }
           srv.wss.options.verifyClient = undefined;
           await stillServes(srv.port);
         } finally {
           await srv.close();
         }
-      });
-    }
-  }
-
-  it('numbers, floats and arrays (of strings and of numbers) are written exactly as node:http writes them', T, async () => {
-    const headers = {
-      'Retry-After': 120,
-      'X-Ratio': 0.25,
-      'Set-Cookie': ['a=1; Path=/', 'b=2'],
-      'X-Codes': [4, 2],
-      'WWW-Authenticate': 'Bearer realm="duet"',
-      'X-Empty-List': [] as string[],
-    };
-    const expected = [
-      'Retry-After: 120',
-      'X-Ratio: 0.25',
-      'Set-Cookie: a=1; Path=/',
-      'Set-Cookie: b=2',
-      'X-Codes: 4',
-      'X-Codes: 2',
-      'WWW-Authenticate: Bearer realm="duet"',
-    ];
-    assert.deepEqual(await nodeHttpLines(headers), expected, 'what node:http sends (the reference)');
-    for (const mode of MODES) {
-      const srv = await start(mode, { verifyClient: refuseWith('later', 429, 'slow down', headers) });
-      try {
-        const response = await rawExchange(srv.port);
-        assert.equal(response.status, 429, mode);
-        assert.deepEqual(linesNamed(response, Object.keys(headers)), expected, mode);
-      } finally {
-        await srv.close();
-      }
-    }
-  });
-
-  for (const mode of MODES) {
-    it(`${mode}: a value or name that cannot be a header answers a plain 500, injects nothing, reports a TypeError on 'error'; the server keeps serving`, T, async () => {
-      const srv = await start(mode);
-      const errors: Array<Error & { code?: string }> = [];
-      srv.wss.on('error', (err: Error) => errors.push(err));
-      try {
-        for (const [label, headers] of BAD_HEADERS) {
-          for (const when of ['sync', 'later'] as const) {
-            srv.wss.options.verifyClient = refuseWith(when, 401, 'no', headers);
-            errors.length = 0;
-            const response = await rawExchange(srv.port);
-            assertNothingInjected(response, `${label} (${when})`);
-            assert.equal(errors.length, 1, `${label} (${when}): one error reported`);
-            assert.ok(errors[0] instanceof TypeError, label);
-            assert.equal(errors[0].code, 'WS_ERR_INVALID_HEADER', label);
-          }
-        }
-        srv.wss.options.verifyClient = undefined;
-        await stillServes(srv.port);
-      } finally {
-        await srv.close();
-      }
-    });
+      },
+    );
   }
 
   it('an invalid status (42, 1000, "429") answers 500 and reports a RangeError WS_ERR_INVALID_STATUS', T, async () => {
@@ -256,7 +287,9 @@ describe('verifyClient: refusal headers of any JSON-ish type', () => {
   });
 
   it('without an error listener the mistake is a process warning, and the server keeps serving', T, async () => {
-    const srv = await start('port', { verifyClient: refuseWith('later', 401, 'no', { 'X-A': 'x\r\nSet-Cookie: a=b' }) });
+    const srv = await start('port', {
+      verifyClient: refuseWith('later', 401, 'no', { 'X-A': 'x\r\nSet-Cookie: a=b' }),
+    });
     try {
       const warned = new Promise<Error>((resolve) => {
         const onWarning = (w: Error): void => {
@@ -276,62 +309,75 @@ describe('verifyClient: refusal headers of any JSON-ish type', () => {
     }
   });
 
-  it('a wsClientError listener gets the refusal with its headers, or the header error with status 500, and answers itself', T, async () => {
-    const srv = await start('server');
-    const seen: Array<{ code: string; status: number; headers?: unknown; message: string }> = [];
-    srv.wss.on('wsClientError', (err, socket) => {
-      seen.push({ code: err.code, status: err.status, headers: err.headers, message: err.message });
-      socket.end(`HTTP/1.1 ${err.status} Custom\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    });
-    try {
-      srv.wss.options.verifyClient = refuseWith('later', 429, 'slow down', { 'Retry-After': 120 });
-      assert.equal((await rawExchange(srv.port)).status, 429);
-      assert.deepEqual(seen.pop(), { code: 'WS_ERR_CLIENT_REJECTED', status: 429, headers: { 'Retry-After': 120 }, message: 'slow down' });
+  it(
+    'a wsClientError listener gets the refusal with its headers, or the header error with status 500, and answers itself',
+    T,
+    async () => {
+      const srv = await start('server');
+      const seen: Array<{ code: string; status: number; headers?: unknown; message: string }> = [];
+      srv.wss.on('wsClientError', (err, socket) => {
+        seen.push({ code: err.code, status: err.status, headers: err.headers, message: err.message });
+        socket.end(`HTTP/1.1 ${err.status} Custom\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      });
+      try {
+        srv.wss.options.verifyClient = refuseWith('later', 429, 'slow down', { 'Retry-After': 120 });
+        assert.equal((await rawExchange(srv.port)).status, 429);
+        assert.deepEqual(seen.pop(), {
+          code: 'WS_ERR_CLIENT_REJECTED',
+          status: 429,
+          headers: { 'Retry-After': 120 },
+          message: 'slow down',
+        });
 
-      srv.wss.options.verifyClient = refuseWith('sync', 429, 'slow down', { 'Retry-After': 'x\r\nSet-Cookie: a=b' });
-      const response = await rawExchange(srv.port);
-      assert.equal(response.status, 500);
-      assert.doesNotMatch(response.raw, /Set-Cookie/);
-      const fault = seen.pop()!;
-      assert.equal(fault.code, 'WS_ERR_INVALID_HEADER');
-      assert.equal(fault.status, 500);
-      assert.match(fault.message, /Retry-After/);
-      srv.wss.options.verifyClient = undefined;
-      await stillServes(srv.port);
-    } finally {
-      await srv.close();
-    }
-  });
+        srv.wss.options.verifyClient = refuseWith('sync', 429, 'slow down', { 'Retry-After': 'x\r\nSet-Cookie: a=b' });
+        const response = await rawExchange(srv.port);
+        assert.equal(response.status, 500);
+        assert.doesNotMatch(response.raw, /Set-Cookie/);
+        const fault = seen.pop()!;
+        assert.equal(fault.code, 'WS_ERR_INVALID_HEADER');
+        assert.equal(fault.status, 500);
+        assert.match(fault.message, /Retry-After/);
+        srv.wss.options.verifyClient = undefined;
+        await stillServes(srv.port);
+      } finally {
+        await srv.close();
+      }
+    },
+  );
 });
 
 describe('verifyClient that throws', () => {
   for (const mode of MODES) {
     for (const form of ['sync', 'async'] as const) {
-      it(`${mode}, ${form} form: 500, the error reported as WS_ERR_UNEXPECTED_CONDITION with the cause, the server keeps serving`, T, async () => {
-        const bug = new Error('application bug');
-        const verifyClient =
-          form === 'sync'
-            ? (): boolean => {
-                throw bug;
-              }
-            : (_info: unknown, _done: unknown): void => {
-                throw bug;
-              };
-        const srv = await start(mode, { verifyClient: verifyClient as ServerOptions['verifyClient'] });
-        const errors: Array<Error & { code?: string; cause?: unknown }> = [];
-        srv.wss.on('error', (err: Error) => errors.push(err));
-        try {
-          const response = await rawExchange(srv.port);
-          assert.equal(response.status, 500);
-          assert.equal(errors.length, 1);
-          assert.equal(errors[0].code, 'WS_ERR_UNEXPECTED_CONDITION');
-          assert.equal(errors[0].cause, bug);
-          srv.wss.options.verifyClient = undefined;
-          await stillServes(srv.port);
-        } finally {
-          await srv.close();
-        }
-      });
+      it(
+        `${mode}, ${form} form: 500, the error reported as WS_ERR_UNEXPECTED_CONDITION with the cause, the server keeps serving`,
+        T,
+        async () => {
+          const bug = new Error('application bug');
+          const verifyClient =
+            form === 'sync'
+              ? (): boolean => {
+                  throw bug;
+                }
+              : (_info: unknown, _done: unknown): void => {
+                  throw bug;
+                };
+          const srv = await start(mode, { verifyClient: verifyClient as ServerOptions['verifyClient'] });
+          const errors: Array<Error & { code?: string; cause?: unknown }> = [];
+          srv.wss.on('error', (err: Error) => errors.push(err));
+          try {
+            const response = await rawExchange(srv.port);
+            assert.equal(response.status, 500);
+            assert.equal(errors.length, 1);
+            assert.equal(errors[0].code, 'WS_ERR_UNEXPECTED_CONDITION');
+            assert.equal(errors[0].cause, bug);
+            srv.wss.options.verifyClient = undefined;
+            await stillServes(srv.port);
+          } finally {
+            await srv.close();
+          }
+        },
+      );
     }
   }
 
@@ -357,79 +403,94 @@ describe('verifyClient that throws', () => {
 });
 
 describe("the 'headers' event", () => {
-  it('lines pushed as strings reach the client; the array holds the status line and "Name: value" lines', T, async () => {
-    const srv = await start('port');
-    let seen: string[] = [];
-    srv.wss.on('headers', (headers: string[]) => {
-      seen = [...headers];
-      headers.push('Retry-After: 120', 'Set-Cookie: a=1', 'Set-Cookie: b=2');
-    });
-    try {
-      const client = await RawClient.connect(srv.port);
-      assert.equal(seen[0], 'HTTP/1.1 101 Switching Protocols');
-      assert.ok(seen.slice(1).every((line) => /^[A-Za-z-]+: \S/.test(line)), JSON.stringify(seen));
-      const lines = client.responseHead.split('\r\n');
-      assert.equal(lines[0], 'HTTP/1.1 101 Switching Protocols');
-      assert.deepEqual(lines.slice(-3), ['Retry-After: 120', 'Set-Cookie: a=1', 'Set-Cookie: b=2']);
-      client.destroy();
-    } finally {
-      await srv.close();
-    }
-  });
+  it(
+    'lines pushed as strings reach the client; the array holds the status line and "Name: value" lines',
+    T,
+    async () => {
+      const srv = await start('port');
+      let seen: string[] = [];
+      srv.wss.on('headers', (headers: string[]) => {
+        seen = [...headers];
+        headers.push('Retry-After: 120', 'Set-Cookie: a=1', 'Set-Cookie: b=2');
+      });
+      try {
+        const client = await RawClient.connect(srv.port);
+        assert.equal(seen[0], 'HTTP/1.1 101 Switching Protocols');
+        assert.ok(
+          seen.slice(1).every((line) => /^[A-Za-z-]+: \S/.test(line)),
+          JSON.stringify(seen),
+        );
+        const lines = client.responseHead.split('\r\n');
+        assert.equal(lines[0], 'HTTP/1.1 101 Switching Protocols');
+        assert.deepEqual(lines.slice(-3), ['Retry-After: 120', 'Set-Cookie: a=1', 'Set-Cookie: b=2']);
+        client.destroy();
+      } finally {
+        await srv.close();
+      }
+    },
+  );
 
   for (const mode of MODES) {
-    it(`${mode}: a line that cannot be sent (a number, CRLF inside, no colon, a bad name, a broken status line) answers a plain 500 and reports WS_ERR_INVALID_HEADER`, T, async () => {
-      const srv = await start(mode);
-      const errors: Array<Error & { code?: string }> = [];
-      srv.wss.on('error', (err: Error) => errors.push(err));
-      let push: (headers: unknown[]) => void = () => {};
-      srv.wss.on('headers', (headers: string[]) => push(headers));
-      const cases: Array<[string, (headers: unknown[]) => void]> = [
-        ['a number', (h) => h.push(120)],
-        ['a string array', (h) => h.push(['Set-Cookie: a=b'])],
-        ['CRLF injection', (h) => h.push('X-A: 1\r\nSet-Cookie: a=b')],
-        ['LF injection', (h) => h.push('X-A: 1\nSet-Cookie: a=b')],
-        ['no colon', (h) => h.push('Set-Cookie a=b')],
-        ['a name with a space', (h) => h.push('Bad Name: a=b')],
-        ['CRLF in the status line', (h) => (h[0] = 'HTTP/1.1 101 Switching Protocols\r\nSet-Cookie: a=b')],
-      ];
-      try {
-        for (const [label, change] of cases) {
-          push = change;
-          errors.length = 0;
-          const response = await rawExchange(srv.port);
-          assertNothingInjected(response, label);
-          assert.equal(errors.length, 1, label);
-          assert.equal(errors[0].code, 'WS_ERR_INVALID_HEADER', label);
+    it(
+      `${mode}: a line that cannot be sent (a number, CRLF inside, no colon, a bad name, a broken status line) answers a plain 500 and reports WS_ERR_INVALID_HEADER`,
+      T,
+      async () => {
+        const srv = await start(mode);
+        const errors: Array<Error & { code?: string }> = [];
+        srv.wss.on('error', (err: Error) => errors.push(err));
+        let push: (headers: unknown[]) => void = () => {};
+        srv.wss.on('headers', (headers: string[]) => push(headers));
+        const cases: Array<[string, (headers: unknown[]) => void]> = [
+          ['a number', (h) => h.push(120)],
+          ['a string array', (h) => h.push(['Set-Cookie: a=b'])],
+          ['CRLF injection', (h) => h.push('X-A: 1\r\nSet-Cookie: a=b')],
+          ['LF injection', (h) => h.push('X-A: 1\nSet-Cookie: a=b')],
+          ['no colon', (h) => h.push('Set-Cookie a=b')],
+          ['a name with a space', (h) => h.push('Bad Name: a=b')],
+          ['CRLF in the status line', (h) => (h[0] = 'HTTP/1.1 101 Switching Protocols\r\nSet-Cookie: a=b')],
+        ];
+        try {
+          for (const [label, change] of cases) {
+            push = change;
+            errors.length = 0;
+            const response = await rawExchange(srv.port);
+            assertNothingInjected(response, label);
+            assert.equal(errors.length, 1, label);
+            assert.equal(errors[0].code, 'WS_ERR_INVALID_HEADER', label);
+          }
+          push = () => {};
+          await stillServes(srv.port);
+        } finally {
+          await srv.close();
         }
-        push = () => {};
+      },
+    );
+  }
+
+  it(
+    'a listener that throws: 500, the error reported as WS_ERR_UNEXPECTED_CONDITION with the cause, the server keeps serving',
+    T,
+    async () => {
+      const srv = await start('port');
+      const errors: Array<Error & { code?: string; cause?: unknown }> = [];
+      srv.wss.on('error', (err: Error) => errors.push(err));
+      const boom = new Error('boom');
+      let throwing = true;
+      srv.wss.on('headers', () => {
+        if (throwing) throw boom;
+      });
+      try {
+        assert.equal((await rawExchange(srv.port)).status, 500);
+        assert.equal(errors.length, 1);
+        assert.equal(errors[0].code, 'WS_ERR_UNEXPECTED_CONDITION');
+        assert.equal(errors[0].cause, boom);
+        throwing = false;
         await stillServes(srv.port);
       } finally {
         await srv.close();
       }
-    });
-  }
-
-  it('a listener that throws: 500, the error reported as WS_ERR_UNEXPECTED_CONDITION with the cause, the server keeps serving', T, async () => {
-    const srv = await start('port');
-    const errors: Array<Error & { code?: string; cause?: unknown }> = [];
-    srv.wss.on('error', (err: Error) => errors.push(err));
-    const boom = new Error('boom');
-    let throwing = true;
-    srv.wss.on('headers', () => {
-      if (throwing) throw boom;
-    });
-    try {
-      assert.equal((await rawExchange(srv.port)).status, 500);
-      assert.equal(errors.length, 1);
-      assert.equal(errors[0].code, 'WS_ERR_UNEXPECTED_CONDITION');
-      assert.equal(errors[0].cause, boom);
-      throwing = false;
-      await stillServes(srv.port);
-    } finally {
-      await srv.close();
-    }
-  });
+    },
+  );
 });
 
 describe('abortHandshake', () => {
@@ -438,38 +499,53 @@ describe('abortHandshake', () => {
     const server = net.createServer((socket) => socket.once('data', () => answer(socket)));
     server.listen(0, HOST);
     await once(server, 'listening');
-    return { port: (server.address() as net.AddressInfo).port, close: () => new Promise((resolve) => server.close(() => resolve())) };
+    return {
+      port: (server.address() as net.AddressInfo).port,
+      close: () => new Promise((resolve) => server.close(() => resolve())),
+    };
   }
 
   it('writes numbers and arrays as node:http does', T, async () => {
-    const srv = await answering((socket) => abortHandshake(socket, 429, 'slow down', { 'Retry-After': 120, 'Set-Cookie': ['a=1', 'b=2'], 'X-Codes': [4, 2] }));
+    const srv = await answering((socket) =>
+      abortHandshake(socket, 429, 'slow down', { 'Retry-After': 120, 'Set-Cookie': ['a=1', 'b=2'], 'X-Codes': [4, 2] }),
+    );
     try {
       const response = await rawExchange(srv.port);
       assert.equal(response.status, 429);
-      assert.deepEqual(linesNamed(response, ['Retry-After', 'Set-Cookie', 'X-Codes']), ['Retry-After: 120', 'Set-Cookie: a=1', 'Set-Cookie: b=2', 'X-Codes: 4', 'X-Codes: 2']);
+      assert.deepEqual(linesNamed(response, ['Retry-After', 'Set-Cookie', 'X-Codes']), [
+        'Retry-After: 120',
+        'Set-Cookie: a=1',
+        'Set-Cookie: b=2',
+        'X-Codes: 4',
+        'X-Codes: 2',
+      ]);
     } finally {
       await srv.close();
     }
   });
 
-  it('a header that cannot be sent: the socket still gets a plain 500 and is closed, and the caller gets the TypeError', T, async () => {
-    const thrown: unknown[] = [];
-    const srv = await answering((socket) => {
+  it(
+    'a header that cannot be sent: the socket still gets a plain 500 and is closed, and the caller gets the TypeError',
+    T,
+    async () => {
+      const thrown: unknown[] = [];
+      const srv = await answering((socket) => {
+        try {
+          abortHandshake(socket, 401, 'no', { 'X-A': 'x\r\nSet-Cookie: a=b' });
+        } catch (err) {
+          thrown.push(err);
+        }
+      });
       try {
-        abortHandshake(socket, 401, 'no', { 'X-A': 'x\r\nSet-Cookie: a=b' });
-      } catch (err) {
-        thrown.push(err);
+        assertNothingInjected(await rawExchange(srv.port), 'abortHandshake');
+        assert.equal(thrown.length, 1);
+        assert.ok(thrown[0] instanceof TypeError);
+        assert.equal((thrown[0] as TypeError & { code?: string }).code, 'WS_ERR_INVALID_HEADER');
+      } finally {
+        await srv.close();
       }
-    });
-    try {
-      assertNothingInjected(await rawExchange(srv.port), 'abortHandshake');
-      assert.equal(thrown.length, 1);
-      assert.ok(thrown[0] instanceof TypeError);
-      assert.equal((thrown[0] as TypeError & { code?: string }).code, 'WS_ERR_INVALID_HEADER');
-    } finally {
-      await srv.close();
-    }
-  });
+    },
+  );
 });
 
 /** Resolves when a client connection closes (its error event, expected here, is swallowed). */
@@ -480,7 +556,12 @@ function ended(ws: WebSocket): Promise<void> {
 
 describe('client: the headers option', () => {
   /** A TCP server that records each request head it gets and answers 403. */
-  async function recorder(): Promise<{ port: number; heads: string[]; connections: () => number; close(): Promise<void> }> {
+  async function recorder(): Promise<{
+    port: number;
+    heads: string[];
+    connections: () => number;
+    close(): Promise<void>;
+  }> {
     const heads: string[] = [];
     let connections = 0;
     const server = net.createServer((socket) => {
@@ -506,47 +587,81 @@ describe('client: the headers option', () => {
     };
   }
 
-  it('numbers and arrays are sent as node:http sends them (one line per element; Cookie joined with "; " by node:http)', T, async () => {
-    const srv = await recorder();
-    try {
-      const ws = new WebSocket(`ws://${HOST}:${srv.port}/`, [], {
-        headers: { 'X-Number': 120, 'X-Float': 1.5, 'X-List': ['a', 'b'], 'X-Codes': [4, 2], 'X-Empty': [], Cookie: ['a=1', 'b=2'] },
-      });
-      await ended(ws);
-      const lines = srv.heads[0].split('\r\n');
-      const picked = lines.filter((l) => /^(X-|Cookie:)/i.test(l));
-      assert.deepEqual(picked, ['X-Number: 120', 'X-Float: 1.5', 'X-List: a', 'X-List: b', 'X-Codes: 4', 'X-Codes: 2', 'Cookie: a=1; b=2']);
-    } finally {
-      await srv.close();
-    }
-  });
-
-  it('a header that cannot be sent throws a TypeError (WS_ERR_INVALID_HEADER) from the constructor, and nothing is sent', T, async () => {
-    const srv = await recorder();
-    try {
-      const cases: Array<[string, Record<string, unknown> | undefined, string | undefined]> = [
-        ...BAD_HEADERS.filter(([, h]) => typeof h === 'object').map(([label, h]): [string, Record<string, unknown>, undefined] => [label, h as Record<string, unknown>, undefined]),
-        ['NaN', { 'X-A': NaN }, undefined],
-        ['a boolean', { 'X-A': true }, undefined],
-        ['non-ASCII', { 'X-A': 'caf\u00e9' }, undefined],
-        ['origin with CRLF', undefined, 'https://a.example\r\nSet-Cookie: a=b'],
-      ];
-      for (const [label, headers, origin] of cases) {
-        assert.throws(
-          () => new WebSocket(`ws://${HOST}:${srv.port}/`, [], { headers: headers as never, ...(origin !== undefined ? { origin } : {}) }),
-          (err: unknown) => err instanceof TypeError && (err as TypeError & { code?: string }).code === 'WS_ERR_INVALID_HEADER',
-          label,
-        );
+  it(
+    'numbers and arrays are sent as node:http sends them (one line per element; Cookie joined with "; " by node:http)',
+    T,
+    async () => {
+      const srv = await recorder();
+      try {
+        const ws = new WebSocket(`ws://${HOST}:${srv.port}/`, [], {
+          headers: {
+            'X-Number': 120,
+            'X-Float': 1.5,
+            'X-List': ['a', 'b'],
+            'X-Codes': [4, 2],
+            'X-Empty': [],
+            Cookie: ['a=1', 'b=2'],
+          },
+        });
+        await ended(ws);
+        const lines = srv.heads[0].split('\r\n');
+        const picked = lines.filter((l) => /^(X-|Cookie:)/i.test(l));
+        assert.deepEqual(picked, [
+          'X-Number: 120',
+          'X-Float: 1.5',
+          'X-List: a',
+          'X-List: b',
+          'X-Codes: 4',
+          'X-Codes: 2',
+          'Cookie: a=1; b=2',
+        ]);
+      } finally {
+        await srv.close();
       }
-      // A good client afterwards is the first and only connection the server saw.
-      const ok = new WebSocket(`ws://${HOST}:${srv.port}/`, [], { headers: { 'X-Good': 1 } });
-      await ended(ok);
-      assert.equal(srv.connections(), 1);
-      assert.equal(srv.heads.length, 1);
-      assert.match(srv.heads[0], /\r\nX-Good: 1(\r\n|$)/);
-      assert.doesNotMatch(srv.heads[0], /Set-Cookie/);
-    } finally {
-      await srv.close();
-    }
-  });
+    },
+  );
+
+  it(
+    'a header that cannot be sent throws a TypeError (WS_ERR_INVALID_HEADER) from the constructor, and nothing is sent',
+    T,
+    async () => {
+      const srv = await recorder();
+      try {
+        const cases: Array<[string, Record<string, unknown> | undefined, string | undefined]> = [
+          ...BAD_HEADERS.filter(([, h]) => typeof h === 'object').map(
+            ([label, h]): [string, Record<string, unknown>, undefined] => [
+              label,
+              h as Record<string, unknown>,
+              undefined,
+            ],
+          ),
+          ['NaN', { 'X-A': NaN }, undefined],
+          ['a boolean', { 'X-A': true }, undefined],
+          ['non-ASCII', { 'X-A': 'caf\u00e9' }, undefined],
+          ['origin with CRLF', undefined, 'https://a.example\r\nSet-Cookie: a=b'],
+        ];
+        for (const [label, headers, origin] of cases) {
+          assert.throws(
+            () =>
+              new WebSocket(`ws://${HOST}:${srv.port}/`, [], {
+                headers: headers as never,
+                ...(origin !== undefined ? { origin } : {}),
+              }),
+            (err: unknown) =>
+              err instanceof TypeError && (err as TypeError & { code?: string }).code === 'WS_ERR_INVALID_HEADER',
+            label,
+          );
+        }
+        // A good client afterwards is the first and only connection the server saw.
+        const ok = new WebSocket(`ws://${HOST}:${srv.port}/`, [], { headers: { 'X-Good': 1 } });
+        await ended(ok);
+        assert.equal(srv.connections(), 1);
+        assert.equal(srv.heads.length, 1);
+        assert.match(srv.heads[0], /\r\nX-Good: 1(\r\n|$)/);
+        assert.doesNotMatch(srv.heads[0], /Set-Cookie/);
+      } finally {
+        await srv.close();
+      }
+    },
+  );
 });

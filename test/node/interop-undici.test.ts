@@ -22,7 +22,10 @@ const FLAG = '--experimental-websocket';
 
 /** Whether `node --experimental-websocket` has a global WebSocket here; the reason if not. */
 function probeUndici(): string | null {
-  const r = spawnSync(process.execPath, [FLAG, '-e', 'process.stdout.write(typeof WebSocket)'], { encoding: 'utf8', timeout: 10_000 });
+  const r = spawnSync(process.execPath, [FLAG, '-e', 'process.stdout.write(typeof WebSocket)'], {
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
   if (r.error) return `could not run ${process.execPath} ${FLAG}: ${r.error.message}`;
   if (r.status !== 0) return `${process.execPath} rejects ${FLAG}: ${r.stderr.trim().split('\n')[0] ?? ''}`;
   if (r.stdout !== 'function') return `typeof WebSocket is '${r.stdout}' under ${FLAG}`;
@@ -90,7 +93,10 @@ function within<V>(p: Promise<V>, what: string | (() => string), ms = WAIT_MS): 
   return Promise.race([
     p,
     new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`)), ms);
+      timer = setTimeout(
+        () => reject(new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`)),
+        ms,
+      );
     }),
   ]).finally(() => clearTimeout(timer));
 }
@@ -158,7 +164,11 @@ class UndiciClient {
       return count >= n || closed;
     }, `${n} messages`);
     const m = this.events.filter((e): e is Message => e.ev === 'message');
-    assert.equal(m.length, n, `closed after ${m.length} of ${n} messages: ${JSON.stringify(this.events.find((e) => e.ev === 'close'))}`);
+    assert.equal(
+      m.length,
+      n,
+      `closed after ${m.length} of ${n} messages: ${JSON.stringify(this.events.find((e) => e.ev === 'close'))}`,
+    );
     return m;
   }
 
@@ -183,10 +193,15 @@ class UndiciChild {
   readonly ready: Promise<void>;
 
   constructor() {
-    this.proc = spawn(process.execPath, [FLAG, '-e', CHILD], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    this.proc = spawn(process.execPath, [FLAG, '-e', CHILD], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+    });
     this.ready = within(
       new Promise<void>((resolve, reject) => {
-        this.proc.once('exit', (code, signal) => reject(new Error(`the undici child exited (${code ?? signal}) before it was ready`)));
+        this.proc.once('exit', (code, signal) =>
+          reject(new Error(`the undici child exited (${code ?? signal}) before it was ready`)),
+        );
         this.proc.on('message', (m: ChildEvent) => {
           if (m.ev === 'ready') {
             if (m.webSocket === 'function') resolve();
@@ -277,7 +292,13 @@ function asText(m: Message): string {
 }
 
 const TEXTS = ['hello duet', '', 'Grüße, 世界! 😀 𝄞 ∑ — ½', 'é', '😀'.repeat(40), 'x'.repeat(126), 'ü'.repeat(40_000)];
-const BINARIES = [Buffer.from([0, 1, 2, 0xfe, 0xff]), Buffer.alloc(0), patternBytes(125), patternBytes(126, 1), patternBytes(65_536, 2)];
+const BINARIES = [
+  Buffer.from([0, 1, 2, 0xfe, 0xff]),
+  Buffer.alloc(0),
+  patternBytes(125),
+  patternBytes(126, 1),
+  patternBytes(65_536, 2),
+];
 
 describe('undici WebSocket (child process) -> duet server', { skip: unavailable ?? false }, () => {
   let child: UndiciChild;
@@ -346,7 +367,9 @@ describe('undici WebSocket (child process) -> duet server', { skip: unavailable 
           serverGot.map((m) => m.isBinary),
           TEXTS.map(() => false),
         );
-        serverGot.forEach((m, i) => assert.ok(m.data.equals(Buffer.from(TEXTS[i], 'utf8')), `text ${i} as the server got it`));
+        serverGot.forEach((m, i) =>
+          assert.ok(m.data.equals(Buffer.from(TEXTS[i], 'utf8')), `text ${i} as the server got it`),
+        );
         client.close();
         await client.closed();
       });
@@ -397,32 +420,36 @@ describe('undici WebSocket (child process) -> duet server', { skip: unavailable 
         await client.closed();
       });
 
-      it(`${perMessageDeflate ? 'compresses' : 'does not compress'} what the server sends; undici reads it exactly`, T, async () => {
-        const { client, server: conn, serverGot } = await pair(child, srv);
-        const socket = conn._socket as Socket;
-        const text = 'all work and no play ✓ '.repeat(10_000); // 250,000 UTF-8 bytes
-        const binary = Buffer.alloc(512 * 1024, 'duet');
-        const before = socket.bytesWritten;
-        conn.send(text);
-        conn.send(binary);
-        const [t, b] = await client.messages(2);
-        assert.equal(asText(t), text);
-        assert.ok(asBuffer(b).equals(binary));
-        const wire = socket.bytesWritten - before;
-        const raw = Buffer.byteLength(text) + binary.length;
-        if (perMessageDeflate) assert.ok(wire < raw / 20, `${wire} bytes on the wire for ${raw} bytes of messages`);
-        else assert.ok(wire > raw, `${wire} bytes on the wire for ${raw} bytes of messages`);
-        // Whatever undici does on its side (Node 20's undici sends uncompressed), duet reads it.
-        client.send(text, binary);
-        await within(
-          new Promise<void>((resolve) => conn.on('message', () => serverGot.length === 2 && resolve())),
-          'the two messages on the server',
-        );
-        assert.equal(serverGot[0].data.toString('utf8'), text);
-        assert.ok(serverGot[1].data.equals(binary));
-        client.close();
-        await client.closed();
-      });
+      it(
+        `${perMessageDeflate ? 'compresses' : 'does not compress'} what the server sends; undici reads it exactly`,
+        T,
+        async () => {
+          const { client, server: conn, serverGot } = await pair(child, srv);
+          const socket = conn._socket as Socket;
+          const text = 'all work and no play ✓ '.repeat(10_000); // 250,000 UTF-8 bytes
+          const binary = Buffer.alloc(512 * 1024, 'duet');
+          const before = socket.bytesWritten;
+          conn.send(text);
+          conn.send(binary);
+          const [t, b] = await client.messages(2);
+          assert.equal(asText(t), text);
+          assert.ok(asBuffer(b).equals(binary));
+          const wire = socket.bytesWritten - before;
+          const raw = Buffer.byteLength(text) + binary.length;
+          if (perMessageDeflate) assert.ok(wire < raw / 20, `${wire} bytes on the wire for ${raw} bytes of messages`);
+          else assert.ok(wire > raw, `${wire} bytes on the wire for ${raw} bytes of messages`);
+          // Whatever undici does on its side (Node 20's undici sends uncompressed), duet reads it.
+          client.send(text, binary);
+          await within(
+            new Promise<void>((resolve) => conn.on('message', () => serverGot.length === 2 && resolve())),
+            'the two messages on the server',
+          );
+          assert.equal(serverGot[0].data.toString('utf8'), text);
+          assert.ok(serverGot[1].data.equals(binary));
+          client.close();
+          await client.closed();
+        },
+      );
 
       it('keeps 200 pipelined small messages in order, each way', T, async () => {
         const { client, server: conn, serverGot } = await pair(child, srv);
@@ -468,23 +495,27 @@ describe('undici WebSocket (child process) -> duet server', { skip: unavailable 
       await client.closed();
     });
 
-    it('close from undici with 4001 and a UTF-8 reason: the server sees exactly that, wasClean on both sides', T, async () => {
-      const { client, server: conn } = await pair(child, srv);
-      const reason = 'bye — ünïcödé 😀';
-      const onServer = within(closeEvent(conn), 'the server close event');
-      client.close(4001, reason);
-      const [s, c] = await Promise.all([onServer, client.closed()]);
-      assert.deepEqual(s, { code: 4001, reason });
-      assert.equal(conn.wasClean, true);
-      assert.equal(conn.readyState, WebSocket.CLOSED);
-      assert.equal(c.wasClean, true);
-      assert.equal(c.code, 4001);
-      // duet echoes the code without the reason (RFC 6455 5.5.1 asks only for the code), and
-      // the close event reports the Close frame received (RFC 6455 7.1.5-7.1.6): no reason.
-      assert.equal(c.reason, '');
-      assert.equal(c.readyState, 3);
-      assert.equal(client.events.filter((e) => e.ev === 'error').length, 0);
-    });
+    it(
+      'close from undici with 4001 and a UTF-8 reason: the server sees exactly that, wasClean on both sides',
+      T,
+      async () => {
+        const { client, server: conn } = await pair(child, srv);
+        const reason = 'bye — ünïcödé 😀';
+        const onServer = within(closeEvent(conn), 'the server close event');
+        client.close(4001, reason);
+        const [s, c] = await Promise.all([onServer, client.closed()]);
+        assert.deepEqual(s, { code: 4001, reason });
+        assert.equal(conn.wasClean, true);
+        assert.equal(conn.readyState, WebSocket.CLOSED);
+        assert.equal(c.wasClean, true);
+        assert.equal(c.code, 4001);
+        // duet echoes the code without the reason (RFC 6455 5.5.1 asks only for the code), and
+        // the close event reports the Close frame received (RFC 6455 7.1.5-7.1.6): no reason.
+        assert.equal(c.reason, '');
+        assert.equal(c.readyState, 3);
+        assert.equal(client.events.filter((e) => e.ev === 'error').length, 0);
+      },
+    );
 
     it('close from undici without a code: both sides report 1005', T, async () => {
       const { client, server: conn } = await pair(child, srv);

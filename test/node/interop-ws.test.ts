@@ -29,7 +29,11 @@ function echo(wss: WebSocketServer): void {
 }
 
 /** Connect a `ws` client and return it with the matching server-side connection. */
-async function pair(wss: WebSocketServer, port: number, protocols?: string[]): Promise<{ client: WS; server: WebSocket; req: IncomingMessage }> {
+async function pair(
+  wss: WebSocketServer,
+  port: number,
+  protocols?: string[],
+): Promise<{ client: WS; server: WebSocket; req: IncomingMessage }> {
   const conn = once(wss, 'connection') as Promise<[WebSocket, IncomingMessage]>;
   const client = protocols ? new WS(wsUrl(port), protocols) : new WS(wsUrl(port));
   const [[server, req]] = await Promise.all([conn, once(client, 'open')]);
@@ -224,7 +228,10 @@ describe('ws client -> duet echo server', () => {
     server.send(Buffer.from([0xaa]), { fin: false });
     server.send(Buffer.from([0xbb, 0xcc]), { fin: true });
     server.send('after');
-    const messages = (await got).map(({ data, isBinary }) => ({ data: isBinary ? data.toString('hex') : data.toString('utf8'), isBinary }));
+    const messages = (await got).map(({ data, isBinary }) => ({
+      data: isBinary ? data.toString('hex') : data.toString('utf8'),
+      isBinary,
+    }));
     assert.deepEqual(messages, [
       { data: 'one two three', isBinary: false },
       { data: 'aabbcc', isBinary: true },
@@ -297,48 +304,57 @@ describe('ws client -> duet echo server', () => {
     const got = nextMessage(c);
     const err = await new Promise<Error | null | undefined>((resolve) => server.send('with callback', resolve));
     assert.ok(err === undefined || err === null, `unexpected error ${String(err)}`);
-    const err2 = await new Promise<Error | null | undefined>((resolve) => server.send(Buffer.from([1]), { binary: true }, resolve));
+    const err2 = await new Promise<Error | null | undefined>((resolve) =>
+      server.send(Buffer.from([1]), { binary: true }, resolve),
+    );
     assert.ok(err2 === undefined || err2 === null, `unexpected error ${String(err2)}`);
     assert.equal((await got).data.toString(), 'with callback');
   });
 
-  it('bufferedAmount counts what a paused ws reader has not taken, exactly, and is 0 again once it has read it all', { timeout: 30_000 }, async () => {
-    const { client: c, server } = await pair(srv.wss, srv.port);
-    clients.add(c);
-    assert.equal(server.bufferedAmount, 0, 'nothing sent yet');
-    c.pause();
-    // Send 1 MiB messages until the kernel's socket buffers (a few MiB, at most some tens)
-    // are full and the server has to hold data itself. Bounded: a getter stuck at 0 fails here.
-    const MiB = 1024 * 1024;
-    const chunk = patternBytes(MiB);
-    const MAX = 128;
-    let sent = 0;
-    let lastWritten: Promise<Error | null | undefined> = Promise.resolve(undefined);
-    const send = (): void => {
-      lastWritten = new Promise((resolve) => server.send(chunk, { binary: true }, resolve));
-      sent++;
-    };
-    while (server.bufferedAmount === 0 && sent < MAX) {
+  it(
+    'bufferedAmount counts what a paused ws reader has not taken, exactly, and is 0 again once it has read it all',
+    { timeout: 30_000 },
+    async () => {
+      const { client: c, server } = await pair(srv.wss, srv.port);
+      clients.add(c);
+      assert.equal(server.bufferedAmount, 0, 'nothing sent yet');
+      c.pause();
+      // Send 1 MiB messages until the kernel's socket buffers (a few MiB, at most some tens)
+      // are full and the server has to hold data itself. Bounded: a getter stuck at 0 fails here.
+      const MiB = 1024 * 1024;
+      const chunk = patternBytes(MiB);
+      const MAX = 128;
+      let sent = 0;
+      let lastWritten: Promise<Error | null | undefined> = Promise.resolve(undefined);
+      const send = (): void => {
+        lastWritten = new Promise((resolve) => server.send(chunk, { binary: true }, resolve));
+        sent++;
+      };
+      while (server.bufferedAmount === 0 && sent < MAX) {
+        send();
+        // Let the socket hand what it can to the kernel before looking again.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const held = server.bufferedAmount;
+      assert.ok(held > 0, `bufferedAmount still 0 after ${sent} MiB to a paused reader`);
+      assert.ok(held <= sent * MiB, `bufferedAmount ${held} is more than the ${sent * MiB} bytes sent`);
+      // While the socket is backed up, a send adds exactly its payload (frame headers are not
+      // counted, as in browsers), before anything is written.
       send();
-      // Let the socket hand what it can to the kernel before looking again.
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    const held = server.bufferedAmount;
-    assert.ok(held > 0, `bufferedAmount still 0 after ${sent} MiB to a paused reader`);
-    assert.ok(held <= sent * MiB, `bufferedAmount ${held} is more than the ${sent * MiB} bytes sent`);
-    // While the socket is backed up, a send adds exactly its payload (frame headers are not
-    // counted, as in browsers), before anything is written.
-    send();
-    send();
-    assert.equal(server.bufferedAmount, held + 2 * MiB);
-    const all = nextMessages(c, sent);
-    c.resume();
-    const received = await all;
-    assert.ok(received.every(({ data, isBinary }) => isBinary && data.equals(chunk)), 'every message arrives whole');
-    const err = await lastWritten;
-    assert.ok(err === undefined || err === null, `the last send failed: ${String(err)}`);
-    assert.equal(server.bufferedAmount, 0, 'all written: nothing buffered');
-  });
+      send();
+      assert.equal(server.bufferedAmount, held + 2 * MiB);
+      const all = nextMessages(c, sent);
+      c.resume();
+      const received = await all;
+      assert.ok(
+        received.every(({ data, isBinary }) => isBinary && data.equals(chunk)),
+        'every message arrives whole',
+      );
+      const err = await lastWritten;
+      assert.ok(err === undefined || err === null, `the last send failed: ${String(err)}`);
+      assert.equal(server.bufferedAmount, 0, 'all written: nothing buffered');
+    },
+  );
 });
 
 describe('ws client -> duet server: subprotocols and limits', () => {
@@ -369,7 +385,7 @@ describe('ws client -> duet server: subprotocols and limits', () => {
     }
   });
 
-  it('(reference) ws\'s own server also closes with 1009 in the same case', T, async () => {
+  it("(reference) ws's own server also closes with 1009 in the same case", T, async () => {
     const wsServer = new WsServer({ port: 0, host: HOST, maxPayload: 1000 });
     // Unlike duet, ws's server-side connections throw protocol errors nobody listens to.
     wsServer.on('connection', (ws) => ws.on('error', () => {}));

@@ -20,7 +20,8 @@ test('the quick-start echo server compiles as written and echoes text and binary
     client.binaryType = 'arraybuffer';
     await once(client, 'open');
     const got: Array<string | number[]> = [];
-    client.onmessage = (event) => got.push(typeof event.data === 'string' ? event.data : [...new Uint8Array(event.data as ArrayBuffer)]);
+    client.onmessage = (event) =>
+      got.push(typeof event.data === 'string' ? event.data : [...new Uint8Array(event.data as ArrayBuffer)]);
     client.send('hello');
     client.send(new Uint8Array([1, 2, 3]));
     for (let i = 0; i < 100 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 10));

@@ -35,7 +35,12 @@ class RecordingTarget implements SendQueueTarget {
   /** Called inside sendQueued (to send more from a callback, as an application may). */
   onSend: ((data: string | null) => void) | undefined;
 
-  sendQueued(data: Buffer | string | ArrayBuffer | ArrayBufferView | null, options: QueuedOptions | undefined, cb: QueuedCallback | undefined, compressed?: boolean): void {
+  sendQueued(
+    data: Buffer | string | ArrayBuffer | ArrayBufferView | null,
+    options: QueuedOptions | undefined,
+    cb: QueuedCallback | undefined,
+    compressed?: boolean,
+  ): void {
     this.calls.push({ send: text(data), options, compressed: compressed === true, hasCb: cb !== undefined });
     this.callbacks.push(cb);
     this.onSend?.(text(data));
@@ -110,8 +115,11 @@ describe('SendQueue: nothing ahead', () => {
     assert.equal(queue.active, false);
     const cb: QueuedCallback = () => {};
     queue.send('hello', 5, { binary: false }, cb);
-    assert.deepEqual(target.calls, [{ send: 'hello', options: { binary: false }, compressed: false, hasCb: true }, 'drained']);
-    assert.equal(target.callbacks[0], cb, 'the caller\'s callback is handed on as is');
+    assert.deepEqual(target.calls, [
+      { send: 'hello', options: { binary: false }, compressed: false, hasCb: true },
+      'drained',
+    ]);
+    assert.equal(target.callbacks[0], cb, "the caller's callback is handed on as is");
     assert.equal(queue.bytes, 0);
     assert.equal(queue.active, false);
   });
@@ -123,7 +131,16 @@ describe('SendQueue: nothing ahead', () => {
     queue.end();
     queue.sendShared(new SharedMessage(Buffer.from('to all'), false));
     queue.close(undefined, Buffer.alloc(0));
-    assert.deepEqual(target.calls, [{ close: 4000, reason: 'bye' }, 'drained', 'end', 'drained', { shared: 'to all' }, 'drained', { close: undefined, reason: '' }, 'drained']);
+    assert.deepEqual(target.calls, [
+      { close: 4000, reason: 'bye' },
+      'drained',
+      'end',
+      'drained',
+      { shared: 'to all' },
+      'drained',
+      { close: undefined, reason: '' },
+      'drained',
+    ]);
   });
 });
 
@@ -205,9 +222,16 @@ describe('SendQueue: behind a Blob', () => {
       target.calls.filter((c) => typeof c === 'object' && 'blobFailed' in c),
       [{ blobFailed: 'NotReadableError', callbacks: 4 }],
     );
-    assert.deepEqual(target.failedCallbacks, [blobCb, behindCb, compressedCb, secondBlobCb], 'every callback, each once, in call order');
+    assert.deepEqual(
+      target.failedCallbacks,
+      [blobCb, behindCb, compressedCb, secondBlobCb],
+      'every callback, each once, in call order',
+    );
     assert.deepEqual(target.callbacks, [], 'none of them was handed on with a message as well');
-    const written = target.calls.filter((c) => c === 'end' || (typeof c === 'object' && ('close' in c || 'shared' in c || 'compress' in c || 'send' in c)));
+    const written = target.calls.filter(
+      (c) =>
+        c === 'end' || (typeof c === 'object' && ('close' in c || 'shared' in c || 'compress' in c || 'send' in c)),
+    );
     assert.deepEqual(written, [], 'nothing behind the Blob is written or compressed, not even the close');
     assert.equal(queue.bytes, 0);
     assert.equal(queue.active, false);

@@ -96,13 +96,15 @@ const newKey = (): string => randomBytes(16).toString('base64');
  * An upgrade request built header by header, so any one can be dropped or replaced.
  * `set` replaces (or adds) a header; a value of null removes it.
  */
-function request(o: {
-  method?: string;
-  path?: string;
-  version?: string;
-  set?: Record<string, string | null>;
-  extra?: string[];
-} = {}): string {
+function request(
+  o: {
+    method?: string;
+    path?: string;
+    version?: string;
+    set?: Record<string, string | null>;
+    extra?: string[];
+  } = {},
+): string {
   const headers = new Map<string, string>([
     ['Host', HOST],
     ['Upgrade', 'websocket'],
@@ -121,7 +123,9 @@ function request(o: {
 }
 
 function expectedAccept(key: string): string {
-  return createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+  return createHash('sha1')
+    .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
+    .digest('base64');
 }
 
 // ---- opening handshake table ---------------------------------------------------------------
@@ -143,42 +147,153 @@ const VERSION_13 = /^Sec-WebSocket-Version: 13$/im;
 const ALLOW_GET = /^Allow: GET$/im;
 
 const handshakeCases: HandshakeCase[] = [
-  { name: 'POST method -> 405', request: () => request({ method: 'POST' }), expect: { status: 405, header: ALLOW_GET } },
+  {
+    name: 'POST method -> 405',
+    request: () => request({ method: 'POST' }),
+    expect: { status: 405, header: ALLOW_GET },
+  },
   { name: 'PUT method -> 405', request: () => request({ method: 'PUT' }), expect: { status: 405, header: ALLOW_GET } },
-  { name: 'HEAD method -> 405', request: () => request({ method: 'HEAD' }), expect: { status: 405, header: ALLOW_GET } },
+  {
+    name: 'HEAD method -> 405',
+    request: () => request({ method: 'HEAD' }),
+    expect: { status: 405, header: ALLOW_GET },
+  },
   { name: 'HTTP/1.0 -> 400', request: () => request({ version: '1.0' }), expect: { status: 400 } },
   { name: 'missing Host -> 400', request: () => request({ set: { Host: null } }), expect: { status: 400 } },
-  { name: 'two Host lines -> 400', request: () => request({ extra: ['Host: other.example'] }), expect: { status: 400 } },
-  { name: 'two Host lines, the second as HOST -> 400', request: () => request({ extra: ['HOST: other.example'] }), expect: { status: 400 } },
+  {
+    name: 'two Host lines -> 400',
+    request: () => request({ extra: ['Host: other.example'] }),
+    expect: { status: 400 },
+  },
+  {
+    name: 'two Host lines, the second as HOST -> 400',
+    request: () => request({ extra: ['HOST: other.example'] }),
+    expect: { status: 400 },
+  },
   { name: 'missing Upgrade -> 400', request: () => request({ set: { Upgrade: null } }), expect: { status: 400 } },
   { name: 'Upgrade: h2c -> 400', request: () => request({ set: { Upgrade: 'h2c' } }), expect: { status: 400 } },
   { name: 'missing Connection -> 400', request: () => request({ set: { Connection: null } }), expect: { status: 400 } },
-  { name: 'Connection: keep-alive only -> 400', request: () => request({ set: { Connection: 'keep-alive' } }), expect: { status: 400 } },
-  { name: "Connection: 'keep-alive, Upgrade' -> 101", request: () => request({ set: { Connection: 'keep-alive, Upgrade' } }), expect: { status: 101 } },
-  { name: 'Upgrade: WebSocket (mixed case) -> 101', request: () => request({ set: { Upgrade: 'WebSocket' } }), expect: { status: 101 } },
-  { name: 'missing Sec-WebSocket-Version -> 426 + Sec-WebSocket-Version: 13', request: () => request({ set: { 'Sec-WebSocket-Version': null } }), expect: { status: 426, header: VERSION_13 } },
-  { name: 'Sec-WebSocket-Version: 8 -> 426 + Sec-WebSocket-Version: 13', request: () => request({ set: { 'Sec-WebSocket-Version': '8' } }), expect: { status: 426, header: VERSION_13 } },
-  { name: 'Sec-WebSocket-Version: 14 -> 426 + Sec-WebSocket-Version: 13', request: () => request({ set: { 'Sec-WebSocket-Version': '14' } }), expect: { status: 426, header: VERSION_13 } },
-  { name: 'missing Sec-WebSocket-Key -> 400', request: () => request({ set: { 'Sec-WebSocket-Key': null } }), expect: { status: 400 } },
-  { name: 'Sec-WebSocket-Key too short -> 400', request: () => request({ set: { 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZQ==' } }), expect: { status: 400 } },
-  { name: 'Sec-WebSocket-Key not base64 -> 400', request: () => request({ set: { 'Sec-WebSocket-Key': '!!!!!!!!!!!!!!!!!!!!!!==' } }), expect: { status: 400 } },
-  { name: 'Sec-WebSocket-Key of 15 bytes -> 400', request: () => request({ set: { 'Sec-WebSocket-Key': randomBytes(15).toString('base64') } }), expect: { status: 400 } },
-  { name: 'Sec-WebSocket-Key of 17 bytes -> 400', request: () => request({ set: { 'Sec-WebSocket-Key': randomBytes(17).toString('base64') } }), expect: { status: 400 } },
-  { name: 'bad Sec-WebSocket-Protocol syntax -> 400', request: () => request({ set: { 'Sec-WebSocket-Protocol': 'chat, , super chat' } }), expect: { status: 400 } },
-  { name: 'duplicate subprotocol -> 400', request: () => request({ set: { 'Sec-WebSocket-Protocol': 'chat, chat' } }), expect: { status: 400 } },
-  { name: 'bad Sec-WebSocket-Extensions syntax -> 400', request: () => request({ set: { 'Sec-WebSocket-Extensions': 'permessage-deflate; =15;;' } }), expect: { status: 400 } },
-  { name: 'oversized headers (a 20 KB header) -> 431', request: () => request({ extra: [`X-Big: ${'a'.repeat(20 * 1024)}`] }), expect: { status: 431 } },
   {
-    name: 'garbage bytes instead of HTTP -> 400',
-    request: () => Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03]), randomBytes(64), Buffer.from('\r\n\r\n')]),
+    name: 'Connection: keep-alive only -> 400',
+    request: () => request({ set: { Connection: 'keep-alive' } }),
     expect: { status: 400 },
   },
-  { name: "path not served (path: '/echo') -> 404", options: { path: '/echo' }, request: () => request({ path: '/other' }), expect: { status: 404 } },
-  { name: "served path (path: '/echo', with a query) -> 101", options: { path: '/echo' }, request: () => request({ path: '/echo?x=1' }), expect: { status: 101 } },
-  { name: 'allowOrigins list, wrong Origin -> 403', options: { allowOrigins: ['https://app.example.com'] }, request: () => request({ set: { Origin: 'https://evil.example.com' } }), expect: { status: 403 } },
-  { name: 'allowOrigins list, right Origin -> 101', options: { allowOrigins: ['https://app.example.com'] }, request: () => request({ set: { Origin: 'https://app.example.com' } }), expect: { status: 101 } },
-  { name: 'allowOrigins list, no Origin -> 101', options: { allowOrigins: ['https://app.example.com'] }, request: () => request(), expect: { status: 101 } },
-  { name: 'allowOrigins function returning false -> 403', options: { allowOrigins: () => false }, request: () => request({ set: { Origin: 'https://app.example.com' } }), expect: { status: 403 } },
+  {
+    name: "Connection: 'keep-alive, Upgrade' -> 101",
+    request: () => request({ set: { Connection: 'keep-alive, Upgrade' } }),
+    expect: { status: 101 },
+  },
+  {
+    name: 'Upgrade: WebSocket (mixed case) -> 101',
+    request: () => request({ set: { Upgrade: 'WebSocket' } }),
+    expect: { status: 101 },
+  },
+  {
+    name: 'missing Sec-WebSocket-Version -> 426 + Sec-WebSocket-Version: 13',
+    request: () => request({ set: { 'Sec-WebSocket-Version': null } }),
+    expect: { status: 426, header: VERSION_13 },
+  },
+  {
+    name: 'Sec-WebSocket-Version: 8 -> 426 + Sec-WebSocket-Version: 13',
+    request: () => request({ set: { 'Sec-WebSocket-Version': '8' } }),
+    expect: { status: 426, header: VERSION_13 },
+  },
+  {
+    name: 'Sec-WebSocket-Version: 14 -> 426 + Sec-WebSocket-Version: 13',
+    request: () => request({ set: { 'Sec-WebSocket-Version': '14' } }),
+    expect: { status: 426, header: VERSION_13 },
+  },
+  {
+    name: 'missing Sec-WebSocket-Key -> 400',
+    request: () => request({ set: { 'Sec-WebSocket-Key': null } }),
+    expect: { status: 400 },
+  },
+  {
+    name: 'Sec-WebSocket-Key too short -> 400',
+    request: () => request({ set: { 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZQ==' } }),
+    expect: { status: 400 },
+  },
+  {
+    name: 'Sec-WebSocket-Key not base64 -> 400',
+    request: () => request({ set: { 'Sec-WebSocket-Key': '!!!!!!!!!!!!!!!!!!!!!!==' } }),
+    expect: { status: 400 },
+  },
+  {
+    name: 'Sec-WebSocket-Key of 15 bytes -> 400',
+    request: () => request({ set: { 'Sec-WebSocket-Key': randomBytes(15).toString('base64') } }),
+    expect: { status: 400 },
+  },
+  {
+    name: 'Sec-WebSocket-Key of 17 bytes -> 400',
+    request: () => request({ set: { 'Sec-WebSocket-Key': randomBytes(17).toString('base64') } }),
+    expect: { status: 400 },
+  },
+  {
+    name: 'bad Sec-WebSocket-Protocol syntax -> 400',
+    request: () => request({ set: { 'Sec-WebSocket-Protocol': 'chat, , super chat' } }),
+    expect: { status: 400 },
+  },
+  {
+    name: 'duplicate subprotocol -> 400',
+    request: () => request({ set: { 'Sec-WebSocket-Protocol': 'chat, chat' } }),
+    expect: { status: 400 },
+  },
+  {
+    name: 'bad Sec-WebSocket-Extensions syntax -> 400',
+    request: () => request({ set: { 'Sec-WebSocket-Extensions': 'permessage-deflate; =15;;' } }),
+    expect: { status: 400 },
+  },
+  {
+    name: 'oversized headers (a 20 KB header) -> 431',
+    request: () => request({ extra: [`X-Big: ${'a'.repeat(20 * 1024)}`] }),
+    expect: { status: 431 },
+  },
+  {
+    name: 'garbage bytes instead of HTTP -> 400',
+    request: () =>
+      Buffer.concat([
+        Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03]),
+        randomBytes(64),
+        Buffer.from('\r\n\r\n'),
+      ]),
+    expect: { status: 400 },
+  },
+  {
+    name: "path not served (path: '/echo') -> 404",
+    options: { path: '/echo' },
+    request: () => request({ path: '/other' }),
+    expect: { status: 404 },
+  },
+  {
+    name: "served path (path: '/echo', with a query) -> 101",
+    options: { path: '/echo' },
+    request: () => request({ path: '/echo?x=1' }),
+    expect: { status: 101 },
+  },
+  {
+    name: 'allowOrigins list, wrong Origin -> 403',
+    options: { allowOrigins: ['https://app.example.com'] },
+    request: () => request({ set: { Origin: 'https://evil.example.com' } }),
+    expect: { status: 403 },
+  },
+  {
+    name: 'allowOrigins list, right Origin -> 101',
+    options: { allowOrigins: ['https://app.example.com'] },
+    request: () => request({ set: { Origin: 'https://app.example.com' } }),
+    expect: { status: 101 },
+  },
+  {
+    name: 'allowOrigins list, no Origin -> 101',
+    options: { allowOrigins: ['https://app.example.com'] },
+    request: () => request(),
+    expect: { status: 101 },
+  },
+  {
+    name: 'allowOrigins function returning false -> 403',
+    options: { allowOrigins: () => false },
+    request: () => request({ set: { Origin: 'https://app.example.com' } }),
+    expect: { status: 403 },
+  },
   {
     name: 'maxConnections: 1 with one open -> 503',
     options: { maxConnections: 1 },
@@ -189,7 +304,12 @@ const handshakeCases: HandshakeCase[] = [
     request: () => request(),
     expect: { status: 503 },
   },
-  { name: 'verifyClient sync false -> 401', options: { verifyClient: () => false }, request: () => request(), expect: { status: 401 } },
+  {
+    name: 'verifyClient sync false -> 401',
+    options: { verifyClient: () => false },
+    request: () => request(),
+    expect: { status: 401 },
+  },
   {
     name: 'verifyClient async false with 403 -> 403',
     options: { verifyClient: (_info, done) => setTimeout(() => done(false, 403), 5) },
@@ -233,12 +353,18 @@ describe('opening handshake: malformed requests get the exact HTTP status', () =
       const start = Date.now();
       const client = await connect(srv.port, req);
       const allowed = Array.isArray(c.expect.status) ? c.expect.status : [c.expect.status];
-      assert.ok(allowed.includes(client.status), `status ${client.status}, expected ${allowed.join(' or ')}; response: ${JSON.stringify(client.responseHead)}`);
+      assert.ok(
+        allowed.includes(client.status),
+        `status ${client.status}, expected ${allowed.join(' or ')}; response: ${JSON.stringify(client.responseHead)}`,
+      );
       if (c.expect.header) assert.match(client.responseHead, c.expect.header);
 
       if (client.status === 101) {
         const key = /^Sec-WebSocket-Key: (.*)$/im.exec(req.toString())![1];
-        assert.match(client.responseHead, new RegExp(`^Sec-WebSocket-Accept: ${expectedAccept(key).replace(/[+/]/g, '\\$&')}$`, 'im'));
+        assert.match(
+          client.responseHead,
+          new RegExp(`^Sec-WebSocket-Accept: ${expectedAccept(key).replace(/[+/]/g, '\\$&')}$`, 'im'),
+        );
         await assertEchoes(client);
         return;
       }
@@ -249,19 +375,26 @@ describe('opening handshake: malformed requests get the exact HTTP status', () =
     });
   }
 
-  test('after the failed handshakes above, a good connection on the same server still echoes', { timeout: 5000 }, async () => {
-    // Several more refusals in parallel, then a good one.
-    const bad = await Promise.all([
-      connect(shared.port, request({ method: 'POST' })),
-      connect(shared.port, request({ set: { 'Sec-WebSocket-Key': null } })),
-      connect(shared.port, Buffer.from('\x00\x01\x02garbage\r\n\r\n', 'latin1')),
-      connect(shared.port, request({ set: { 'Sec-WebSocket-Version': '8' } })),
-    ]);
-    assert.deepEqual(bad.map((c) => c.status), [405, 400, 400, 426]);
-    const { client } = await openConnection(shared);
-    await assertEchoes(client);
-    await assertEchoes(client, 'second');
-  });
+  test(
+    'after the failed handshakes above, a good connection on the same server still echoes',
+    { timeout: 5000 },
+    async () => {
+      // Several more refusals in parallel, then a good one.
+      const bad = await Promise.all([
+        connect(shared.port, request({ method: 'POST' })),
+        connect(shared.port, request({ set: { 'Sec-WebSocket-Key': null } })),
+        connect(shared.port, Buffer.from('\x00\x01\x02garbage\r\n\r\n', 'latin1')),
+        connect(shared.port, request({ set: { 'Sec-WebSocket-Version': '8' } })),
+      ]);
+      assert.deepEqual(
+        bad.map((c) => c.status),
+        [405, 400, 400, 426],
+      );
+      const { client } = await openConnection(shared);
+      await assertEchoes(client);
+      await assertEchoes(client, 'second');
+    },
+  );
 });
 
 // ---- frame table ---------------------------------------------------------------------------
@@ -291,39 +424,77 @@ const INVALID_DATA = 1007;
 const TOO_BIG = 1009;
 
 const frameCases: FrameCase[] = [
-  { name: 'unmasked client frame -> 1002', send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hi', mask: false })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_EXPECTED_MASK' } },
-  { name: 'RSV1 set -> 1002', send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hi', rsv: 4 })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNEXPECTED_RSV_1' } },
-  { name: 'RSV2 set -> 1002', send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hi', rsv: 2 })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNEXPECTED_RSV_2_3' } },
-  { name: 'RSV3 set -> 1002', send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hi', rsv: 1 })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNEXPECTED_RSV_2_3' } },
-  ...[0x3, 0x4, 0x5, 0x6, 0x7, 0xb, 0xc, 0xd, 0xe, 0xf].map(
-    (opcode): FrameCase => ({
-      name: `reserved opcode 0x${opcode.toString(16).toUpperCase()} -> 1002`,
-      send: () => [clientFrame({ opcode, payload: 'x' })],
-      expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_OPCODE' },
-    }),
-  ),
-  { name: 'ping with a 126-byte payload -> 1002', send: () => [clientFrame({ opcode: OP.PING, payload: Buffer.alloc(126, 0x61) })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH' } },
-  { name: 'fragmented ping (FIN=0) -> 1002', send: () => [clientFrame({ opcode: OP.PING, payload: 'p', fin: false })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_EXPECTED_FIN' } },
-  { name: 'close with a 1-byte payload -> 1002', send: () => [close(bytes(0x03))], expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH' } },
-  ...[0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535].map(
-    (code): FrameCase => ({
-      name: `close code ${code} -> 1002`,
-      send: () => [close(closePayload(code))],
-      expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_CLOSE_CODE' },
-    }),
-  ),
-  ...[1000, 1001, 3000, 4999].map(
-    (code): FrameCase => ({
-      name: `valid close code ${code} -> echoed`,
-      send: () => [close(closePayload(code, 'bye'))],
-      expect: { echo: code },
-    }),
-  ),
+  {
+    name: 'unmasked client frame -> 1002',
+    send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hi', mask: false })],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_EXPECTED_MASK' },
+  },
+  {
+    name: 'RSV1 set -> 1002',
+    send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hi', rsv: 4 })],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNEXPECTED_RSV_1' },
+  },
+  {
+    name: 'RSV2 set -> 1002',
+    send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hi', rsv: 2 })],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNEXPECTED_RSV_2_3' },
+  },
+  {
+    name: 'RSV3 set -> 1002',
+    send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hi', rsv: 1 })],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNEXPECTED_RSV_2_3' },
+  },
+  ...[0x3, 0x4, 0x5, 0x6, 0x7, 0xb, 0xc, 0xd, 0xe, 0xf].map((opcode): FrameCase => ({
+    name: `reserved opcode 0x${opcode.toString(16).toUpperCase()} -> 1002`,
+    send: () => [clientFrame({ opcode, payload: 'x' })],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_OPCODE' },
+  })),
+  {
+    name: 'ping with a 126-byte payload -> 1002',
+    send: () => [clientFrame({ opcode: OP.PING, payload: Buffer.alloc(126, 0x61) })],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH' },
+  },
+  {
+    name: 'fragmented ping (FIN=0) -> 1002',
+    send: () => [clientFrame({ opcode: OP.PING, payload: 'p', fin: false })],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_EXPECTED_FIN' },
+  },
+  {
+    name: 'close with a 1-byte payload -> 1002',
+    send: () => [close(bytes(0x03))],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH' },
+  },
+  ...[0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535].map((code): FrameCase => ({
+    name: `close code ${code} -> 1002`,
+    send: () => [close(closePayload(code))],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_INVALID_CLOSE_CODE' },
+  })),
+  ...[1000, 1001, 3000, 4999].map((code): FrameCase => ({
+    name: `valid close code ${code} -> echoed`,
+    send: () => [close(closePayload(code, 'bye'))],
+    expect: { echo: code },
+  })),
   { name: 'empty close -> close without a code (1005)', send: () => [close(Buffer.alloc(0))], expect: { echo: 1005 } },
-  { name: 'close with an invalid UTF-8 reason -> 1007', send: () => [close(closePayload(1000, bytes(0x61, 0xff, 0x62)))], expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' } },
-  { name: 'continuation without a start -> 1002', send: () => [cont('orphan')], expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNEXPECTED_CONTINUATION' } },
-  { name: 'text frame during a fragmented message -> 1002', send: () => [text('part 1', false), text('new message')], expect: { closeCode: PROTOCOL, error: 'WS_ERR_EXPECTED_CONTINUATION' } },
-  { name: 'invalid UTF-8 in a single text frame -> 1007', send: () => [text(bytes(0x68, 0x69, 0xff, 0x21))], expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' } },
+  {
+    name: 'close with an invalid UTF-8 reason -> 1007',
+    send: () => [close(closePayload(1000, bytes(0x61, 0xff, 0x62)))],
+    expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
+  },
+  {
+    name: 'continuation without a start -> 1002',
+    send: () => [cont('orphan')],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNEXPECTED_CONTINUATION' },
+  },
+  {
+    name: 'text frame during a fragmented message -> 1002',
+    send: () => [text('part 1', false), text('new message')],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_EXPECTED_CONTINUATION' },
+  },
+  {
+    name: 'invalid UTF-8 in a single text frame -> 1007',
+    send: () => [text(bytes(0x68, 0x69, 0xff, 0x21))],
+    expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
+  },
   {
     // Only two fragments are ever sent: the close must come before the final fragment would.
     name: 'invalid UTF-8 in the 2nd fragment -> 1007 before the final fragment',
@@ -343,13 +514,32 @@ const frameCases: FrameCase[] = [
   },
   {
     name: 'a continuation frame cut short, breaking a character begun in the first fragment -> 1007',
-    send: () => [text(bytes(0x61, 0xe2), false), clientFrame({ opcode: OP.CONT, payload: bytes(0x82, 0x28), declaredLength: 500, fin: false })],
+    send: () => [
+      text(bytes(0x61, 0xe2), false),
+      clientFrame({ opcode: OP.CONT, payload: bytes(0x82, 0x28), declaredLength: 500, fin: false }),
+    ],
     expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
   },
-  { name: 'overlong encoding C0 AF -> 1007', send: () => [text(bytes(0x2f, 0xc0, 0xaf))], expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' } },
-  { name: 'UTF-16 surrogate ED A0 80 -> 1007', send: () => [text(bytes(0x61, 0xed, 0xa0, 0x80))], expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' } },
-  { name: 'text ending mid-sequence (single frame) -> 1007', send: () => [text(bytes(0x61, 0xe2, 0x82))], expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' } },
-  { name: 'text ending mid-sequence (fragmented) -> 1007', send: () => [text(bytes(0x61, 0xf0, 0x9f), false), cont(bytes(0x98))], expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' } },
+  {
+    name: 'overlong encoding C0 AF -> 1007',
+    send: () => [text(bytes(0x2f, 0xc0, 0xaf))],
+    expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
+  },
+  {
+    name: 'UTF-16 surrogate ED A0 80 -> 1007',
+    send: () => [text(bytes(0x61, 0xed, 0xa0, 0x80))],
+    expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
+  },
+  {
+    name: 'text ending mid-sequence (single frame) -> 1007',
+    send: () => [text(bytes(0x61, 0xe2, 0x82))],
+    expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
+  },
+  {
+    name: 'text ending mid-sequence (fragmented) -> 1007',
+    send: () => [text(bytes(0x61, 0xf0, 0x9f), false), cont(bytes(0x98))],
+    expect: { closeCode: INVALID_DATA, error: 'WS_ERR_INVALID_UTF8' },
+  },
   {
     // The header alone declares 1001 bytes; the payload is never sent.
     name: 'frame declaring 1001 bytes over maxPayload 1000 -> 1009 without the payload',
@@ -360,13 +550,20 @@ const frameCases: FrameCase[] = [
   {
     name: 'fragments summing over maxPayload 1000 -> 1009',
     small: true,
-    send: () => [clientFrame({ opcode: OP.BINARY, payload: Buffer.alloc(600), fin: false }), clientFrame({ opcode: OP.CONT, payload: Buffer.alloc(600) })],
+    send: () => [
+      clientFrame({ opcode: OP.BINARY, payload: Buffer.alloc(600), fin: false }),
+      clientFrame({ opcode: OP.CONT, payload: Buffer.alloc(600) }),
+    ],
     expect: { closeCode: TOO_BIG, error: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' },
   },
   {
     name: 'a message in 101 frames over maxFragments 100 -> 1009 at the 101st header',
     fewFragments: true,
-    send: () => [text('a', false), ...Array.from({ length: 99 }, () => cont('b', false)), clientFrame({ opcode: OP.CONT, declaredLength: 5000, fin: false })],
+    send: () => [
+      text('a', false),
+      ...Array.from({ length: 99 }, () => cont('b', false)),
+      clientFrame({ opcode: OP.CONT, declaredLength: 5000, fin: false }),
+    ],
     expect: { closeCode: TOO_BIG, error: 'WS_ERR_TOO_MANY_BUFFERED_PARTS' },
   },
   {
@@ -375,10 +572,26 @@ const frameCases: FrameCase[] = [
     send: () => [clientFrame({ opcode: OP.BINARY, fin: false }), ...Array.from({ length: 100 }, () => cont('', false))],
     expect: { closeCode: TOO_BIG, error: 'WS_ERR_TOO_MANY_BUFFERED_PARTS' },
   },
-  { name: '64-bit length with the MSB set -> 1002', send: () => [clientFrame({ opcode: OP.BINARY, declaredLength: 2 ** 63, lengthEncoding: 64 })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH' } },
-  { name: '64-bit length 2^53 -> 1009', send: () => [clientFrame({ opcode: OP.BINARY, declaredLength: 2 ** 53, lengthEncoding: 64 })], expect: { closeCode: TOO_BIG, error: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' } },
-  { name: 'non-minimal 16-bit length for 5 bytes -> 1002', send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hello', lengthEncoding: 16 })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_NON_MINIMAL_LENGTH' } },
-  { name: 'non-minimal 64-bit length for 200 bytes -> 1002', send: () => [clientFrame({ opcode: OP.BINARY, payload: Buffer.alloc(200), lengthEncoding: 64 })], expect: { closeCode: PROTOCOL, error: 'WS_ERR_NON_MINIMAL_LENGTH' } },
+  {
+    name: '64-bit length with the MSB set -> 1002',
+    send: () => [clientFrame({ opcode: OP.BINARY, declaredLength: 2 ** 63, lengthEncoding: 64 })],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH' },
+  },
+  {
+    name: '64-bit length 2^53 -> 1009',
+    send: () => [clientFrame({ opcode: OP.BINARY, declaredLength: 2 ** 53, lengthEncoding: 64 })],
+    expect: { closeCode: TOO_BIG, error: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' },
+  },
+  {
+    name: 'non-minimal 16-bit length for 5 bytes -> 1002',
+    send: () => [clientFrame({ opcode: OP.TEXT, payload: 'hello', lengthEncoding: 16 })],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_NON_MINIMAL_LENGTH' },
+  },
+  {
+    name: 'non-minimal 64-bit length for 200 bytes -> 1002',
+    send: () => [clientFrame({ opcode: OP.BINARY, payload: Buffer.alloc(200), lengthEncoding: 64 })],
+    expect: { closeCode: PROTOCOL, error: 'WS_ERR_NON_MINIMAL_LENGTH' },
+  },
 ];
 
 describe('frames: malformed input gets the exact close code', () => {
@@ -439,22 +652,26 @@ describe('frames: text checked as it arrives', () => {
     await srv.close();
   });
 
-  test('valid text cut inside characters, across writes and fragments, is echoed whole (no false 1007)', { timeout: 10_000 }, async () => {
-    const message = `é€𝄞${'a'.repeat(40)}€𝄞`;
-    const payload = Buffer.from(message);
-    const { client, side } = await openConnection(srv);
-    const wire = Buffer.concat([text(payload.subarray(0, 5), false), cont(payload.subarray(5))]);
-    // Cut inside characters of each fragment, with a pause between writes so they are usually
-    // read separately (the parser tests cover every split deterministically).
-    const cuts = [0, 2 + 4 + 1, 2 + 4 + 4, wire.length - 3, wire.length];
-    for (let i = 1; i < cuts.length; i++) {
-      client.write(wire.subarray(cuts[i - 1], cuts[i]));
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await client.until(() => client.frames().length > 0 || client.closed, 5000);
-    assert.equal(client.frames()[0]?.payload.toString('utf8'), message);
-    assert.deepEqual(side.errors, []);
-  });
+  test(
+    'valid text cut inside characters, across writes and fragments, is echoed whole (no false 1007)',
+    { timeout: 10_000 },
+    async () => {
+      const message = `é€𝄞${'a'.repeat(40)}€𝄞`;
+      const payload = Buffer.from(message);
+      const { client, side } = await openConnection(srv);
+      const wire = Buffer.concat([text(payload.subarray(0, 5), false), cont(payload.subarray(5))]);
+      // Cut inside characters of each fragment, with a pause between writes so they are usually
+      // read separately (the parser tests cover every split deterministically).
+      const cuts = [0, 2 + 4 + 1, 2 + 4 + 4, wire.length - 3, wire.length];
+      for (let i = 1; i < cuts.length; i++) {
+        client.write(wire.subarray(cuts[i - 1], cuts[i]));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await client.until(() => client.frames().length > 0 || client.closed, 5000);
+      assert.equal(client.frames()[0]?.payload.toString('utf8'), message);
+      assert.deepEqual(side.errors, []);
+    },
+  );
 });
 
 describe('frames: fragments per message bounded (maxFragments)', () => {
@@ -464,79 +681,103 @@ describe('frames: fragments per message bounded (maxFragments)', () => {
     await Promise.all(servers.splice(0).map((s) => s.close()));
   });
 
-  test('with the default, a 4 MiB message in 65,536 fragments of 64 bytes is received whole (and echoed)', { timeout: 60_000 }, async () => {
-    const srv = await startEchoServer();
-    servers.push(srv);
-    assert.ok(srv.wss.options.maxFragments >= 65_536, 'the default must allow 65,536 frames');
-    const { client, side } = await openConnection(srv);
-    const fragment = Buffer.alloc(64);
-    const frames: Buffer[] = [];
-    for (let i = 0; i < 65_536; i++) {
-      fragment.fill(i & 0xff);
-      frames.push(clientFrame({ opcode: i === 0 ? OP.BINARY : OP.CONT, payload: fragment, fin: i === 65_535 }));
-    }
-    const received = new Promise<Buffer>((resolve) => side.ws.once('message', (data) => resolve(Buffer.from(data as Buffer))));
-    client.write(Buffer.concat(frames));
-    const message = await within(received, 30_000, 'the 4 MiB message');
-    assert.equal(message.length, 4 * 1024 * 1024);
-    for (let i = 0; i < 65_536; i += 4099) assert.equal(message[i * 64 + 63], i & 0xff, `fragment ${i} in place`);
-    // The echo is one frame of 4 MiB: a 10-byte header and the payload.
-    await client.until(() => client.received.length >= 10 + 4 * 1024 * 1024 || client.closed, 30_000);
-    assert.equal(client.frames()[0]?.payload.equals(message), true);
-    assert.deepEqual(side.errors, []);
-  });
-
-  test('an endless stream of empty continuation frames is closed with 1009 (default limit)', { timeout: 60_000 }, async () => {
-    const srv = await startEchoServer();
-    servers.push(srv);
-    const limit = srv.wss.options.maxFragments;
-    const { client, side } = await openConnection(srv);
-    client.write(clientFrame({ opcode: OP.TEXT, payload: 'start', fin: false }));
-    // Keep sending empty continuations until the server gives up, at most four times the limit
-    // (if it never does, the Close never comes and the test fails).
-    const batch = Buffer.concat(Array.from({ length: 4096 }, () => clientFrame({ opcode: OP.CONT, fin: false })));
-    let sent = 0;
-    while (!client.closed && !client.ended && sent < 4 * limit) {
-      if (!client.socket.write(batch)) {
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            client.socket.off('drain', done);
-            client.socket.off('close', done);
-            resolve();
-          };
-          client.socket.on('drain', done);
-          client.socket.on('close', done);
-        });
+  test(
+    'with the default, a 4 MiB message in 65,536 fragments of 64 bytes is received whole (and echoed)',
+    { timeout: 60_000 },
+    async () => {
+      const srv = await startEchoServer();
+      servers.push(srv);
+      assert.ok(srv.wss.options.maxFragments >= 65_536, 'the default must allow 65,536 frames');
+      const { client, side } = await openConnection(srv);
+      const fragment = Buffer.alloc(64);
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 65_536; i++) {
+        fragment.fill(i & 0xff);
+        frames.push(clientFrame({ opcode: i === 0 ? OP.BINARY : OP.CONT, payload: fragment, fin: i === 65_535 }));
       }
-      sent += 4096;
-    }
-    assert.equal(await client.closeCode(30_000), 1009);
-    const serverClose = await within(side.closed, 10_000, "server 'close' event");
-    assert.equal(serverClose.code, 1009);
-    assert.deepEqual(side.errors.map((e) => e.code), ['WS_ERR_TOO_MANY_BUFFERED_PARTS']);
-    assert.ok(sent >= limit, `closed after ${sent} frames sent, fewer than the limit ${limit}`);
-  });
+      const received = new Promise<Buffer>((resolve) =>
+        side.ws.once('message', (data) => resolve(Buffer.from(data as Buffer))),
+      );
+      client.write(Buffer.concat(frames));
+      const message = await within(received, 30_000, 'the 4 MiB message');
+      assert.equal(message.length, 4 * 1024 * 1024);
+      for (let i = 0; i < 65_536; i += 4099) assert.equal(message[i * 64 + 63], i & 0xff, `fragment ${i} in place`);
+      // The echo is one frame of 4 MiB: a 10-byte header and the payload.
+      await client.until(() => client.received.length >= 10 + 4 * 1024 * 1024 || client.closed, 30_000);
+      assert.equal(client.frames()[0]?.payload.equals(message), true);
+      assert.deepEqual(side.errors, []);
+    },
+  );
 
-  test('maxFragments: 0 turns the limit off; a changed wss.options.maxFragments applies to later connections', { timeout: 20_000 }, async () => {
-    const srv = await startEchoServer({ maxFragments: 0 });
-    servers.push(srv);
-    const frames = (n: number): Buffer => Buffer.concat(Array.from({ length: n }, (_, i) => clientFrame({ opcode: i === 0 ? OP.TEXT : OP.CONT, payload: 'x', fin: i === n - 1 })));
-    const first = await openConnection(srv);
-    first.client.write(frames(200_000));
-    // The echo: a 10-byte header (64-bit length) and 200,000 bytes.
-    await first.client.until(() => first.client.received.length >= 10 + 200_000 || first.client.closed, 15_000);
-    assert.equal(first.client.frames()[0]?.payload.length, 200_000);
-    srv.wss.options.maxFragments = 10;
-    const second = await openConnection(srv);
-    second.client.write(frames(11));
-    assert.equal(await second.client.closeCode(5000), 1009);
-  });
+  test(
+    'an endless stream of empty continuation frames is closed with 1009 (default limit)',
+    { timeout: 60_000 },
+    async () => {
+      const srv = await startEchoServer();
+      servers.push(srv);
+      const limit = srv.wss.options.maxFragments;
+      const { client, side } = await openConnection(srv);
+      client.write(clientFrame({ opcode: OP.TEXT, payload: 'start', fin: false }));
+      // Keep sending empty continuations until the server gives up, at most four times the limit
+      // (if it never does, the Close never comes and the test fails).
+      const batch = Buffer.concat(Array.from({ length: 4096 }, () => clientFrame({ opcode: OP.CONT, fin: false })));
+      let sent = 0;
+      while (!client.closed && !client.ended && sent < 4 * limit) {
+        if (!client.socket.write(batch)) {
+          await new Promise<void>((resolve) => {
+            const done = (): void => {
+              client.socket.off('drain', done);
+              client.socket.off('close', done);
+              resolve();
+            };
+            client.socket.on('drain', done);
+            client.socket.on('close', done);
+          });
+        }
+        sent += 4096;
+      }
+      assert.equal(await client.closeCode(30_000), 1009);
+      const serverClose = await within(side.closed, 10_000, "server 'close' event");
+      assert.equal(serverClose.code, 1009);
+      assert.deepEqual(
+        side.errors.map((e) => e.code),
+        ['WS_ERR_TOO_MANY_BUFFERED_PARTS'],
+      );
+      assert.ok(sent >= limit, `closed after ${sent} frames sent, fewer than the limit ${limit}`);
+    },
+  );
+
+  test(
+    'maxFragments: 0 turns the limit off; a changed wss.options.maxFragments applies to later connections',
+    { timeout: 20_000 },
+    async () => {
+      const srv = await startEchoServer({ maxFragments: 0 });
+      servers.push(srv);
+      const frames = (n: number): Buffer =>
+        Buffer.concat(
+          Array.from({ length: n }, (_, i) =>
+            clientFrame({ opcode: i === 0 ? OP.TEXT : OP.CONT, payload: 'x', fin: i === n - 1 }),
+          ),
+        );
+      const first = await openConnection(srv);
+      first.client.write(frames(200_000));
+      // The echo: a 10-byte header (64-bit length) and 200,000 bytes.
+      await first.client.until(() => first.client.received.length >= 10 + 200_000 || first.client.closed, 15_000);
+      assert.equal(first.client.frames()[0]?.payload.length, 200_000);
+      srv.wss.options.maxFragments = 10;
+      const second = await openConnection(srv);
+      second.client.write(frames(11));
+      assert.equal(await second.client.closeCode(5000), 1009);
+    },
+  );
 });
 
 // ---- connection lifecycle and isolation ----------------------------------------------------
 
 /** A raw socket that never half-closes on its own (allowHalfOpen), doing a valid handshake. */
-async function halfOpenClient(port: number): Promise<{ socket: net.Socket; data: () => Buffer; ended: Promise<void>; closed: Promise<void> }> {
+async function halfOpenClient(
+  port: number,
+): Promise<{ socket: net.Socket; data: () => Buffer; ended: Promise<void>; closed: Promise<void> }> {
   const socket = net.connect({ port, host: HOST, allowHalfOpen: true });
   openSockets.push(socket);
   socket.on('error', () => {});
@@ -585,17 +826,21 @@ describe('connection lifecycle', () => {
     assert.deepEqual(side.errors, []);
   });
 
-  test('close handshake started by the client with 1000: server echoes and closes TCP first', { timeout: 5000 }, async () => {
-    const srv = await server();
-    const { client, side } = await openConnection(srv);
-    client.write(close(closePayload(1000)));
-    assert.equal(await client.closeCode(2000), 1000);
-    // The client never ends its side, so an 'end' it saw can only be the server's FIN.
-    assert.ok(client.ended, 'server sent FIN first');
-    const { code } = await within(side.closed, 2000, "server 'close'");
-    assert.equal(code, 1000);
-    assert.equal(side.ws.wasClean, true);
-  });
+  test(
+    'close handshake started by the client with 1000: server echoes and closes TCP first',
+    { timeout: 5000 },
+    async () => {
+      const srv = await server();
+      const { client, side } = await openConnection(srv);
+      client.write(close(closePayload(1000)));
+      assert.equal(await client.closeCode(2000), 1000);
+      // The client never ends its side, so an 'end' it saw can only be the server's FIN.
+      assert.ok(client.ended, 'server sent FIN first');
+      const { code } = await within(side.closed, 2000, "server 'close'");
+      assert.equal(code, 1000);
+      assert.equal(side.ws.wasClean, true);
+    },
+  );
 
   test('a client that sends Close and never closes TCP is dropped by the server', { timeout: 5000 }, async () => {
     const srv = await server({ closeTimeout: 300 });
@@ -612,18 +857,22 @@ describe('connection lifecycle', () => {
     assert.equal(c.socket.writable, true, 'the client never half-closed');
   });
 
-  test("a peer that never answers the server's Close is dropped after closeTimeout; 'close' is 1006", { timeout: 5000 }, async () => {
-    const srv = await server({ closeTimeout: 300 });
-    const { client, side } = await openConnection(srv);
-    const start = Date.now();
-    side.ws.close(1000, 'done');
-    await client.until(() => client.frames().some((f) => f.opcode === OP.CLOSE), 2000);
-    const { code } = await within(side.closed, 2000, "server 'close'");
-    const elapsed = Date.now() - start;
-    assert.equal(code, 1006);
-    assert.ok(elapsed >= 250, `dropped after ${elapsed} ms, before closeTimeout`);
-    await client.until(() => client.closed, 2000);
-  });
+  test(
+    "a peer that never answers the server's Close is dropped after closeTimeout; 'close' is 1006",
+    { timeout: 5000 },
+    async () => {
+      const srv = await server({ closeTimeout: 300 });
+      const { client, side } = await openConnection(srv);
+      const start = Date.now();
+      side.ws.close(1000, 'done');
+      await client.until(() => client.frames().some((f) => f.opcode === OP.CLOSE), 2000);
+      const { code } = await within(side.closed, 2000, "server 'close'");
+      const elapsed = Date.now() - start;
+      assert.equal(code, 1006);
+      assert.ok(elapsed >= 250, `dropped after ${elapsed} ms, before closeTimeout`);
+      await client.until(() => client.closed, 2000);
+    },
+  );
 
   test('bad peers do not affect a good connection on the same server', { timeout: 8000 }, async () => {
     const srv = await server();
@@ -646,8 +895,14 @@ describe('connection lifecycle', () => {
       }),
     );
     assert.deepEqual(results, [1002, 1002, 1007, 1002, 1002, 1002]);
-    const refused = await Promise.all([connect(srv.port, request({ method: 'POST' })), connect(srv.port, Buffer.from('garbage\r\n\r\n'))]);
-    assert.deepEqual(refused.map((c) => c.status), [405, 400]);
+    const refused = await Promise.all([
+      connect(srv.port, request({ method: 'POST' })),
+      connect(srv.port, Buffer.from('garbage\r\n\r\n')),
+    ]);
+    assert.deepEqual(
+      refused.map((c) => c.status),
+      [405, 400],
+    );
     // A vanished peer too.
     const { client: vanishing, side } = await openConnection(srv);
     vanishing.destroy();

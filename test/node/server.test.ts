@@ -243,10 +243,12 @@ describe('WebSocketServer: options changed after construction', () => {
 
 describe('WebSocketServer: server option (attach to an existing http.Server)', () => {
   it('serves WebSockets while the http.Server keeps serving normal requests', T, async () => {
-    const httpServer = track(http.createServer((req, res) => {
-      res.writeHead(200, { 'Content-Type': 'text/plain' });
-      res.end(`http says hi to ${req.url}`);
-    }));
+    const httpServer = track(
+      http.createServer((req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.end(`http says hi to ${req.url}`);
+      }),
+    );
     const wss = new WebSocketServer({ server: httpServer });
     echo(wss);
     const listening = once(wss, 'listening');
@@ -291,7 +293,7 @@ describe('WebSocketServer: server option (attach to an existing http.Server)', (
     }
   });
 
-  it('re-emits the attached server\'s error event', T, async () => {
+  it("re-emits the attached server's error event", T, async () => {
     const blocker = net.createServer();
     blocker.listen(0, HOST);
     await once(blocker, 'listening');
@@ -309,7 +311,7 @@ describe('WebSocketServer: server option (attach to an existing http.Server)', (
 });
 
 describe('WebSocketServer: noServer + handleUpgrade', () => {
-  it('completes handshakes handed over from the user\'s own upgrade handler', T, async () => {
+  it("completes handshakes handed over from the user's own upgrade handler", T, async () => {
     const wss = new WebSocketServer({ noServer: true });
     echo(wss);
     const httpServer = track(http.createServer((_req, res) => res.end('plain http')));
@@ -362,44 +364,48 @@ describe('WebSocketServer: path', () => {
     }
   });
 
-  it('two servers with different paths share one http.Server; an unknown path is refused, not left hanging', T, async () => {
-    const httpServer = track(http.createServer());
-    const a = new WebSocketServer({ server: httpServer, path: '/a' });
-    const b = new WebSocketServer({ server: httpServer, path: '/b' });
-    a.on('connection', (ws: WebSocket) => ws.send('from a'));
-    b.on('connection', (ws: WebSocket) => ws.send('from b'));
-    httpServer.listen(0, HOST);
-    await once(httpServer, 'listening');
-    const port = portOf(httpServer);
-    try {
-      for (const name of ['a', 'b']) {
-        const client = new WS(wsUrl(port, `/${name}`), { handshakeTimeout: 3000 });
-        const [data] = (await once(client, 'message')) as [Buffer];
-        assert.equal(data.toString(), `from ${name}`);
-        client.terminate();
-      }
-      // Expected: a 4xx answer. A server that answers nothing leaves the client (and the
-      // socket on the server) waiting until the client gives up.
-      const started = Date.now();
-      const outcome = await new Promise<string>((resolve) => {
-        const client = new WS(wsUrl(port, '/c'), { handshakeTimeout: 1000 });
-        client.on('open', () => {
+  it(
+    'two servers with different paths share one http.Server; an unknown path is refused, not left hanging',
+    T,
+    async () => {
+      const httpServer = track(http.createServer());
+      const a = new WebSocketServer({ server: httpServer, path: '/a' });
+      const b = new WebSocketServer({ server: httpServer, path: '/b' });
+      a.on('connection', (ws: WebSocket) => ws.send('from a'));
+      b.on('connection', (ws: WebSocket) => ws.send('from b'));
+      httpServer.listen(0, HOST);
+      await once(httpServer, 'listening');
+      const port = portOf(httpServer);
+      try {
+        for (const name of ['a', 'b']) {
+          const client = new WS(wsUrl(port, `/${name}`), { handshakeTimeout: 3000 });
+          const [data] = (await once(client, 'message')) as [Buffer];
+          assert.equal(data.toString(), `from ${name}`);
           client.terminate();
-          resolve('open');
+        }
+        // Expected: a 4xx answer. A server that answers nothing leaves the client (and the
+        // socket on the server) waiting until the client gives up.
+        const started = Date.now();
+        const outcome = await new Promise<string>((resolve) => {
+          const client = new WS(wsUrl(port, '/c'), { handshakeTimeout: 1000 });
+          client.on('open', () => {
+            client.terminate();
+            resolve('open');
+          });
+          client.on('unexpected-response', (req, res) => {
+            resolve(`status ${res.statusCode}`);
+            req.destroy();
+          });
+          client.on('error', (err) => resolve(`error: ${err.message}`));
         });
-        client.on('unexpected-response', (req, res) => {
-          resolve(`status ${res.statusCode}`);
-          req.destroy();
-        });
-        client.on('error', (err) => resolve(`error: ${err.message}`));
-      });
-      assert.match(outcome, /^status 4\d\d$/, `unknown path got: ${outcome} after ${Date.now() - started} ms`);
-    } finally {
-      await closeWss(a);
-      await closeWss(b);
-      await closeHttp(httpServer);
-    }
-  });
+        assert.match(outcome, /^status 4\d\d$/, `unknown path got: ${outcome} after ${Date.now() - started} ms`);
+      } finally {
+        await closeWss(a);
+        await closeWss(b);
+        await closeHttp(httpServer);
+      }
+    },
+  );
 });
 
 describe('WebSocketServer: clientTracking', () => {
@@ -441,7 +447,7 @@ describe('WebSocketServer: clientTracking', () => {
 });
 
 describe('WebSocketServer: handleProtocols', () => {
-  it('puts the chosen protocol in the response and on both sides\' protocol', T, async () => {
+  it("puts the chosen protocol in the response and on both sides' protocol", T, async () => {
     let offered: string[] = [];
     let reqUrl: string | undefined;
     const srv = await startServer({
@@ -595,7 +601,10 @@ describe('WebSocketServer: events', () => {
     });
     try {
       const client = new WS(wsUrl(srv.port, '/h'), { handshakeTimeout: 3000 });
-      const [[res]] = (await Promise.all([once(client, 'upgrade'), once(client, 'open')])) as [[http.IncomingMessage], unknown];
+      const [[res]] = (await Promise.all([once(client, 'upgrade'), once(client, 'open')])) as [
+        [http.IncomingMessage],
+        unknown,
+      ];
       assert.equal(res.headers['x-powered-by'], 'duet');
       assert.equal(headersReq?.url, '/h');
       client.terminate();
@@ -720,7 +729,9 @@ describe('server-side connection: state', () => {
 });
 
 describe('server-side connection: binaryType', () => {
-  async function receiveBinary(binaryType: 'arraybuffer' | 'fragments' | 'blob'): Promise<{ binary: unknown; text: unknown }> {
+  async function receiveBinary(
+    binaryType: 'arraybuffer' | 'fragments' | 'blob',
+  ): Promise<{ binary: unknown; text: unknown }> {
     const srv = await startServer();
     try {
       const { client, server } = await pair(srv.wss, srv.port);
@@ -776,7 +787,10 @@ describe('server-side connection: binaryType', () => {
 });
 
 describe('server-side connection: WHATWG event API', () => {
-  async function withPair(fn: (p: { client: WS; server: WebSocket; srv: Awaited<ReturnType<typeof startServer>> }) => Promise<void>, options?: ServerOptions): Promise<void> {
+  async function withPair(
+    fn: (p: { client: WS; server: WebSocket; srv: Awaited<ReturnType<typeof startServer>> }) => Promise<void>,
+    options?: ServerOptions,
+  ): Promise<void> {
     const srv = await startServer(options);
     try {
       const p = await pair(srv.wss, srv.port);
@@ -808,7 +822,8 @@ describe('server-side connection: WHATWG event API', () => {
       assert.equal(events[0].data, 'héllo');
       assert.ok(Buffer.isBuffer(events[1].data));
       assert.deepEqual(events[1].data, Buffer.from([7, 8]));
-    }));
+    }),
+  );
 
   it('onmessage: setting it again replaces the handler; null removes it', T, () =>
     withPair(async ({ client, server }) => {
@@ -825,7 +840,8 @@ describe('server-side connection: WHATWG event API', () => {
       await once(server, 'message');
       assert.deepEqual(calls, ['second:a']);
       assert.deepEqual(raw, ['a', 'b']);
-    }));
+    }),
+  );
 
   it('addEventListener / removeEventListener for message, with dedupe and handleEvent objects', T, () =>
     withPair(async ({ client, server }) => {
@@ -844,7 +860,8 @@ describe('server-side connection: WHATWG event API', () => {
       client.send('2');
       await once(server, 'message');
       assert.deepEqual(seen, ['fn:1', 'obj:1']);
-    }));
+    }),
+  );
 
   it('addEventListener with { once: true } fires once; removeEventListener works before it fires', T, () =>
     withPair(async ({ client, server }) => {
@@ -860,13 +877,16 @@ describe('server-side connection: WHATWG event API', () => {
       client.send('y');
       await once(server, 'message');
       assert.deepEqual(seen, ['x']);
-    }));
+    }),
+  );
 
   it('onclose / addEventListener(close): code, reason and wasClean after a clean close', T, () =>
     withPair(async ({ client, server }) => {
       const events: WsCloseEvent[] = [];
       server.onclose = (e) => events.push(e);
-      const viaListener = new Promise<WsCloseEvent>((resolve) => server.addEventListener('close', (e: WsCloseEvent) => resolve(e)));
+      const viaListener = new Promise<WsCloseEvent>((resolve) =>
+        server.addEventListener('close', (e: WsCloseEvent) => resolve(e)),
+      );
       client.close(4002, 'bye now');
       const e = await viaListener;
       assert.equal(events.length, 1);
@@ -877,7 +897,8 @@ describe('server-side connection: WHATWG event API', () => {
         assert.equal(ev.reason, 'bye now');
         assert.equal(ev.wasClean, true);
       }
-    }));
+    }),
+  );
 
   it('onclose: wasClean is false and code 1006 when TCP drops', T, () =>
     withPair(async ({ client, server }) => {
@@ -888,7 +909,8 @@ describe('server-side connection: WHATWG event API', () => {
       const e = await closed;
       assert.equal(e.code, 1006);
       assert.equal(e.wasClean, false);
-    }));
+    }),
+  );
 
   it('addEventListener(error) / onerror get an ErrorEvent with the error code on a protocol error', T, async () => {
     const srv = await startServer();
@@ -896,7 +918,9 @@ describe('server-side connection: WHATWG event API', () => {
       const conn = once(srv.wss, 'connection') as Promise<[WebSocket]>;
       const raw = await RawClient.connect(srv.port);
       const [server] = await conn;
-      const viaListener = new Promise<WsErrorEvent>((resolve) => server.addEventListener('error', (e: WsErrorEvent) => resolve(e)));
+      const viaListener = new Promise<WsErrorEvent>((resolve) =>
+        server.addEventListener('error', (e: WsErrorEvent) => resolve(e)),
+      );
       const viaOnerror = new Promise<WsErrorEvent>((resolve) => {
         server.onerror = resolve;
       });
@@ -921,7 +945,9 @@ describe('server-side connection: argument and state errors', () => {
       const { client, server } = await pair(srv.wss, srv.port);
       server.close();
       assert.equal(server.readyState, WebSocket.CLOSING);
-      const err = await new Promise<(Error & { code?: string }) | null | undefined>((resolve) => server.send('late', resolve));
+      const err = await new Promise<(Error & { code?: string }) | null | undefined>((resolve) =>
+        server.send('late', resolve),
+      );
       assert.ok(err instanceof Error);
       assert.equal(err.code, 'WS_ERR_NOT_OPEN');
       await clientClosed(client);

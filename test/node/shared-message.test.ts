@@ -31,7 +31,10 @@ function decodeOne(encoded: EncodedFrame): ServerFrame {
 
 /** RFC 7692 7.2.2: append 00 00 ff ff, inflate raw. */
 function inflate(body: Buffer, windowBits = 15): Buffer {
-  return zlib.inflateRawSync(Buffer.concat([body, Buffer.from([0, 0, 0xff, 0xff])]), { windowBits: Math.max(9, windowBits), finishFlush: zlib.constants.Z_SYNC_FLUSH });
+  return zlib.inflateRawSync(Buffer.concat([body, Buffer.from([0, 0, 0xff, 0xff])]), {
+    windowBits: Math.max(9, windowBits),
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+  });
 }
 
 const text = Buffer.from(JSON.stringify({ rows: Array.from({ length: 200 }, (_, i) => ({ i, name: `row ${i}` })) }));
@@ -52,7 +55,10 @@ describe('SharedMessage: the plain frame', () => {
   ] as const) {
     it(`${name}: one final, unmasked frame without RSV bits carrying the payload`, () => {
       const f = decodeOne(new SharedMessage(payload, binary).frame);
-      assert.deepEqual({ fin: f.fin, rsv: f.rsv, opcode: f.opcode, masked: f.masked }, { fin: true, rsv: 0, opcode, masked: false });
+      assert.deepEqual(
+        { fin: f.fin, rsv: f.rsv, opcode: f.opcode, masked: f.masked },
+        { fin: true, rsv: 0, opcode, masked: false },
+      );
       assert.ok(f.payload.equals(payload));
     });
   }
@@ -80,7 +86,10 @@ describe('SharedMessage: compression', () => {
     for (const binary of [false, true]) {
       const m = new SharedMessage(text, binary);
       const f = decodeOne(m.compressedFrame(deflateOf(settings())));
-      assert.deepEqual({ fin: f.fin, rsv: f.rsv, opcode: f.opcode, masked: f.masked }, { fin: true, rsv: 4, opcode: binary ? 0x2 : 0x1, masked: false });
+      assert.deepEqual(
+        { fin: f.fin, rsv: f.rsv, opcode: f.opcode, masked: f.masked },
+        { fin: true, rsv: 4, opcode: binary ? 0x2 : 0x1, masked: false },
+      );
       assert.ok(f.payload.length < text.length / 2, 'compressed');
       assert.ok(inflate(f.payload).equals(text), 'a fresh inflater (no shared context) decodes it');
     }
@@ -113,7 +122,7 @@ describe('SharedMessage: compression', () => {
     });
   });
 
-  it('8 window bits asked: compressed with zlib\'s smallest raw window (9), so a 9-bit inflater decodes it', () => {
+  it("8 window bits asked: compressed with zlib's smallest raw window (9), so a 9-bit inflater decodes it", () => {
     const m = new SharedMessage(text, false);
     const f = decodeOne(m.compressedFrame(deflateOf(settings(), 8)));
     assert.ok(inflate(f.payload, 9).equals(text));

@@ -17,10 +17,15 @@ const T = { timeout: 10_000 };
 
 describe("duet's own server (port mode)", () => {
   it('hands the application a request with method, url, version, headers, rawHeaders and socket', T, async () => {
-    const { wss, port, close } = await startServer({ verifyClient: (info: { req: IncomingMessage }) => info.req.headers['x-token'] === 'yes' });
+    const { wss, port, close } = await startServer({
+      verifyClient: (info: { req: IncomingMessage }) => info.req.headers['x-token'] === 'yes',
+    });
     try {
       const seen = once(wss, 'connection') as Promise<[WebSocket, IncomingMessage]>;
-      const raw = await RawClient.connect(port, upgradeRequest('/room/7?x=1', ['X-Token: yes', 'Accept: a', 'Accept: b', 'Cookie: c=1', 'Cookie: d=2']));
+      const raw = await RawClient.connect(
+        port,
+        upgradeRequest('/room/7?x=1', ['X-Token: yes', 'Accept: a', 'Accept: b', 'Cookie: c=1', 'Cookie: d=2']),
+      );
       assert.equal(raw.status, 101);
       const [, req] = await seen;
       assert.equal(req.method, 'GET');
@@ -47,7 +52,9 @@ describe("duet's own server (port mode)", () => {
       wss.on('connection', (ws: WebSocket) => ws.on('message', (d: Buffer) => got.push(d.toString())));
       const socket = net.connect(port, HOST);
       await once(socket, 'connect');
-      socket.write(Buffer.concat([Buffer.from(upgradeRequest('/')), clientFrame({ opcode: 1, payload: 'with the head' })]));
+      socket.write(
+        Buffer.concat([Buffer.from(upgradeRequest('/')), clientFrame({ opcode: 1, payload: 'with the head' })]),
+      );
       await new Promise((r) => setTimeout(r, 10));
       socket.write(clientFrame({ opcode: 1, payload: 'before verifyClient answered' }));
       for (let i = 0; i < 100 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
@@ -58,27 +65,31 @@ describe("duet's own server (port mode)", () => {
     }
   });
 
-  it('answers requests that are not upgrades (426; HEAD without a body), malformed heads (400) and keeps serving', T, async () => {
-    const { port, close } = await startServer();
-    try {
-      const get = await RawClient.connect(port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
-      assert.equal(get.status, 426);
-      assert.match(get.responseHead, /\r\nUpgrade: websocket/i);
-      await get.until(() => get.closed);
-      assert.equal(get.received.toString(), 'This server speaks WebSocket only');
-      const headReq = await RawClient.connect(port, `HEAD / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
-      assert.equal(headReq.status, 426);
-      await headReq.until(() => headReq.closed);
-      assert.equal(headReq.received.length, 0);
-      const garbage = await RawClient.connect(port, 'HELLO THERE\r\n\r\n');
-      assert.equal(garbage.status, 400);
-      const ok = await RawClient.connect(port, upgradeRequest('/'));
-      assert.equal(ok.status, 101);
-      ok.destroy();
-    } finally {
-      await close();
-    }
-  });
+  it(
+    'answers requests that are not upgrades (426; HEAD without a body), malformed heads (400) and keeps serving',
+    T,
+    async () => {
+      const { port, close } = await startServer();
+      try {
+        const get = await RawClient.connect(port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+        assert.equal(get.status, 426);
+        assert.match(get.responseHead, /\r\nUpgrade: websocket/i);
+        await get.until(() => get.closed);
+        assert.equal(get.received.toString(), 'This server speaks WebSocket only');
+        const headReq = await RawClient.connect(port, `HEAD / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+        assert.equal(headReq.status, 426);
+        await headReq.until(() => headReq.closed);
+        assert.equal(headReq.received.length, 0);
+        const garbage = await RawClient.connect(port, 'HELLO THERE\r\n\r\n');
+        assert.equal(garbage.status, 400);
+        const ok = await RawClient.connect(port, upgradeRequest('/'));
+        assert.equal(ok.status, 101);
+        ok.destroy();
+      } finally {
+        await close();
+      }
+    },
+  );
 
   it('a head over maxHeaderSize gets 431 as soon as it is over, a slow one 408 after handshakeTimeout', T, async () => {
     const { port, close } = await startServer({ maxHeaderSize: 1024, handshakeTimeout: 200 });
@@ -119,11 +130,14 @@ describe('review fixes: request heads, half-close, send callbacks, bufferedAmoun
     assert.equal(trimOws('\u00a0x\u00a0'), '\u00a0x\u00a0');
   });
 
-  it("req.headers is a plain object (hasOwnProperty works); a header named __proto__ is dropped", T, async () => {
+  it('req.headers is a plain object (hasOwnProperty works); a header named __proto__ is dropped', T, async () => {
     const { wss, port, close } = await startServer();
     try {
       const seen = once(wss, 'connection') as Promise<[WebSocket, IncomingMessage]>;
-      const raw = await RawClient.connect(port, upgradeRequest('/', ['__proto__: evil', `X-Spaces: a${' '.repeat(15000)}b`]));
+      const raw = await RawClient.connect(
+        port,
+        upgradeRequest('/', ['__proto__: evil', `X-Spaces: a${' '.repeat(15000)}b`]),
+      );
       assert.equal(raw.status, 101);
       const [, req] = await seen;
       assert.equal(Object.prototype.hasOwnProperty.call(req.headers, 'host'), true);
@@ -147,23 +161,32 @@ describe('review fixes: request heads, half-close, send callbacks, bufferedAmoun
     }
   });
 
-  it('a peer that half-closes right after a compressed message still gets the reply (sockets allow half-open)', T, async () => {
-    const { wss, port, close } = await startServer({ perMessageDeflate: true });
-    try {
-      wss.on('connection', (ws: WebSocket) => ws.on('message', (d: Buffer) => ws.send(d.toString())));
-      const raw = await RawClient.connect(port, upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']));
-      const text = 'half-closed '.repeat(500);
-      const deflated = deflateRawSync(Buffer.from(text), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
-      raw.socket.end(clientFrame({ opcode: 1, payload: deflated.subarray(0, deflated.length - 4), rsv: 4 }));
-      await raw.until(() => raw.closed);
-      const replies = raw.frames().filter((f) => f.opcode === 1);
-      assert.equal(replies.length, 1);
-      const inflated = inflateRawSync(Buffer.concat([replies[0].payload, Buffer.from([0, 0, 0xff, 0xff])]), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
-      assert.equal(inflated.toString(), text);
-    } finally {
-      await close();
-    }
-  });
+  it(
+    'a peer that half-closes right after a compressed message still gets the reply (sockets allow half-open)',
+    T,
+    async () => {
+      const { wss, port, close } = await startServer({ perMessageDeflate: true });
+      try {
+        wss.on('connection', (ws: WebSocket) => ws.on('message', (d: Buffer) => ws.send(d.toString())));
+        const raw = await RawClient.connect(
+          port,
+          upgradeRequest('/', ['Sec-WebSocket-Extensions: permessage-deflate']),
+        );
+        const text = 'half-closed '.repeat(500);
+        const deflated = deflateRawSync(Buffer.from(text), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+        raw.socket.end(clientFrame({ opcode: 1, payload: deflated.subarray(0, deflated.length - 4), rsv: 4 }));
+        await raw.until(() => raw.closed);
+        const replies = raw.frames().filter((f) => f.opcode === 1);
+        assert.equal(replies.length, 1);
+        const inflated = inflateRawSync(Buffer.concat([replies[0].payload, Buffer.from([0, 0, 0xff, 0xff])]), {
+          finishFlush: zlibConstants.Z_SYNC_FLUSH,
+        });
+        assert.equal(inflated.toString(), text);
+      } finally {
+        await close();
+      }
+    },
+  );
 
   it('send() after the socket was destroyed (close event not yet emitted) calls back with an error', T, async () => {
     const { wss, port, close } = await startServer();
@@ -206,7 +229,10 @@ describe('review fixes: request heads, half-close, send callbacks, bufferedAmoun
       }
       assert.ok(socket.writableLength >= 512 * 1024);
       const expected = socket.writableLength * 0.98;
-      assert.ok(Math.abs(ws.bufferedAmount - expected) <= 200, `bufferedAmount ${ws.bufferedAmount}, expected about ${expected}`);
+      assert.ok(
+        Math.abs(ws.bufferedAmount - expected) <= 200,
+        `bufferedAmount ${ws.bufferedAmount}, expected about ${expected}`,
+      );
       raw.destroy();
     } finally {
       await close();

@@ -53,7 +53,10 @@ describe('heartbeat', () => {
       await silent.until(() => silent.closed, 3000);
       const lifetime = Date.now() - started;
       const frames = silent.frames();
-      assert.ok(frames.some((f) => f.opcode === 0x9), 'the silent client was pinged first');
+      assert.ok(
+        frames.some((f) => f.opcode === 0x9),
+        'the silent client was pinged first',
+      );
       assert.ok(!frames.some((f) => f.opcode === 0x8), 'terminated: no Close frame');
       assert.ok(lifetime >= HEARTBEAT.interval + HEARTBEAT.timeout - 20, `terminated after only ${lifetime} ms`);
       assert.ok(lifetime < 1500, `terminated after ${lifetime} ms`);
@@ -99,7 +102,10 @@ describe('heartbeat', () => {
       }
       assert.equal(client.closed, false);
       assert.equal(srv.wss.stats().heartbeatTerminated, 0);
-      assert.ok(client.frames().some((f) => f.opcode === 0xa), 'its pings were answered');
+      assert.ok(
+        client.frames().some((f) => f.opcode === 0xa),
+        'its pings were answered',
+      );
       client.destroy();
     } finally {
       await srv.close();
@@ -234,44 +240,61 @@ describe('idleTimeout', () => {
 describe('assemblyTimeout', () => {
   const LIMIT = 300;
 
-  it('fails with 1008 a connection that starts a fragmented message and then stalls, and one that drips empty continuation frames', { timeout: 20_000 }, async () => {
-    const s = await startServer({ heartbeat: false, assemblyTimeout: LIMIT });
-    const errors: string[] = [];
-    s.wss.on('connection', (ws: WebSocket) => ws.on('error', (err: Error & { code: string }) => errors.push(err.code)));
-    try {
-      const stalled = await RawClient.connect(s.port);
-      stalled.write(clientFrame({ opcode: 0x1, payload: 'the start of a message', fin: false }));
-      const dripping = await RawClient.connect(s.port);
-      dripping.write(clientFrame({ opcode: 0x2, payload: Buffer.alloc(10), fin: false }));
-      const drip = setInterval(() => dripping.write(clientFrame({ opcode: 0x0, payload: Buffer.alloc(0), fin: false })), 20);
+  it(
+    'fails with 1008 a connection that starts a fragmented message and then stalls, and one that drips empty continuation frames',
+    { timeout: 20_000 },
+    async () => {
+      const s = await startServer({ heartbeat: false, assemblyTimeout: LIMIT });
+      const errors: string[] = [];
+      s.wss.on('connection', (ws: WebSocket) =>
+        ws.on('error', (err: Error & { code: string }) => errors.push(err.code)),
+      );
       try {
-        assert.equal(await stalled.closeCode(10_000), 1008);
-        assert.equal(await dripping.closeCode(10_000), 1008);
+        const stalled = await RawClient.connect(s.port);
+        stalled.write(clientFrame({ opcode: 0x1, payload: 'the start of a message', fin: false }));
+        const dripping = await RawClient.connect(s.port);
+        dripping.write(clientFrame({ opcode: 0x2, payload: Buffer.alloc(10), fin: false }));
+        const drip = setInterval(
+          () => dripping.write(clientFrame({ opcode: 0x0, payload: Buffer.alloc(0), fin: false })),
+          20,
+        );
+        try {
+          assert.equal(await stalled.closeCode(10_000), 1008);
+          assert.equal(await dripping.closeCode(10_000), 1008);
+        } finally {
+          clearInterval(drip);
+        }
+        assert.deepEqual(errors, ['WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT', 'WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT']);
       } finally {
-        clearInterval(drip);
+        await s.close();
       }
-      assert.deepEqual(errors, ['WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT', 'WS_ERR_MESSAGE_ASSEMBLY_TIMEOUT']);
-    } finally {
-      await s.close();
-    }
-  });
+    },
+  );
 
-  it('a fragmented message that completes in time, and messages after it, are delivered; the connection stays open past the limit', { timeout: 20_000 }, async () => {
-    const s = await startServer({ heartbeat: false, assemblyTimeout: LIMIT });
-    const received: string[] = [];
-    s.wss.on('connection', (ws: WebSocket) => ws.on('message', (d: Buffer) => received.push(d.toString())));
-    try {
-      const c = await RawClient.connect(s.port);
-      c.write(clientFrame({ opcode: 0x1, payload: 'frag', fin: false }));
-      c.write(clientFrame({ opcode: 0x0, payload: 'mented', fin: true }));
-      await sleep(LIMIT * 3); // several sweeps with no message in assembly
-      c.write(clientFrame({ opcode: 0x1, payload: 'after' }));
-      await waitFor(() => received.length === 2, 10_000, () => `received ${JSON.stringify(received)}`);
-      assert.deepEqual(received, ['fragmented', 'after']);
-      assert.equal(c.closed, false, 'still open');
-      c.destroy();
-    } finally {
-      await s.close();
-    }
-  });
+  it(
+    'a fragmented message that completes in time, and messages after it, are delivered; the connection stays open past the limit',
+    { timeout: 20_000 },
+    async () => {
+      const s = await startServer({ heartbeat: false, assemblyTimeout: LIMIT });
+      const received: string[] = [];
+      s.wss.on('connection', (ws: WebSocket) => ws.on('message', (d: Buffer) => received.push(d.toString())));
+      try {
+        const c = await RawClient.connect(s.port);
+        c.write(clientFrame({ opcode: 0x1, payload: 'frag', fin: false }));
+        c.write(clientFrame({ opcode: 0x0, payload: 'mented', fin: true }));
+        await sleep(LIMIT * 3); // several sweeps with no message in assembly
+        c.write(clientFrame({ opcode: 0x1, payload: 'after' }));
+        await waitFor(
+          () => received.length === 2,
+          10_000,
+          () => `received ${JSON.stringify(received)}`,
+        );
+        assert.deepEqual(received, ['fragmented', 'after']);
+        assert.equal(c.closed, false, 'still open');
+        c.destroy();
+      } finally {
+        await s.close();
+      }
+    },
+  );
 });

@@ -19,8 +19,16 @@ test('every connection that wrote in a turn is flushed once, in the next check p
   assert.equal(batchSlotOf(conns[1]), conns[1].batchSlot, 'one slot per connection per turn');
   assert.deepEqual(log, [], 'nothing flushed synchronously');
   await new Promise((r) => setImmediate(r));
-  assert.deepEqual(log, [[0, 10], [1, 15], [2, 10]]);
-  assert.deepEqual(conns.map((c) => c.batchSlot), [undefined, undefined, undefined], 'no slot held between turns');
+  assert.deepEqual(log, [
+    [0, 10],
+    [1, 15],
+    [2, 10],
+  ]);
+  assert.deepEqual(
+    conns.map((c) => c.batchSlot),
+    [undefined, undefined, undefined],
+    'no slot held between turns',
+  );
   batchSlotOf(conns[1]).bytes += 1;
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(log.at(-1), [1, 1], 'a later turn gets its own flush, from a clean (reused) slot');
@@ -40,7 +48,10 @@ test('a slot is returned clean: no frames, counters or callbacks carried into th
   const b = owner(1, log);
   const next = batchSlotOf(b);
   assert.equal(next.owner, b);
-  assert.deepEqual([next.frames.length, next.bytes, next.payloadBytes, next.turnBytes, next.socketCorked, next.callbacks], [0, 0, 0, 0, false, undefined]);
+  assert.deepEqual(
+    [next.frames.length, next.bytes, next.payloadBytes, next.turnBytes, next.socketCorked, next.callbacks],
+    [0, 0, 0, 0, false, undefined],
+  );
   await new Promise((r) => setImmediate(r));
 });
 
@@ -58,5 +69,8 @@ test('a write made while the batch is being flushed lands in the next turn', asy
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(log, [[0, 0]]);
   await new Promise((r) => setImmediate(r));
-  assert.deepEqual(log, [[0, 0], [9, 4]]);
+  assert.deepEqual(log, [
+    [0, 0],
+    [9, 4],
+  ]);
 });

@@ -44,7 +44,10 @@ describe('ZlibQueue', () => {
     const log: string[] = [];
     queue.run(() => {
       const order = queue.stamp();
-      assert.equal(queue.yieldSlot(() => assert.fail('resumed although nobody waited'), order), false);
+      assert.equal(
+        queue.yieldSlot(() => assert.fail('resumed although nobody waited'), order),
+        false,
+      );
       // Two one-slice jobs (other connections' small messages) arrive while it runs.
       queue.run(sliced(queue, log, 'small-a', 1));
       queue.run(sliced(queue, log, 'small-b', 1));
@@ -100,6 +103,9 @@ describe('ZlibQueue', () => {
     queue.run(() => {});
     for (let i = 0; i < 5000; i++) queue.run(() => order.push(i));
     for (let i = 0; i <= 5000; i++) queue.done();
-    assert.deepEqual(order, Array.from({ length: 5000 }, (_, i) => i));
+    assert.deepEqual(
+      order,
+      Array.from({ length: 5000 }, (_, i) => i),
+    );
   });
 });

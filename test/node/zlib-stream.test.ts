@@ -9,7 +9,16 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as zlib from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { INPUT_SLICE, OUTPUT_QUANTUM, TRAILER, ZlibPool, ZlibStream, deflateError, type DeflateError, type JobSlot } from '../../src/node/zlib-stream.js';
+import {
+  INPUT_SLICE,
+  OUTPUT_QUANTUM,
+  TRAILER,
+  ZlibPool,
+  ZlibStream,
+  deflateError,
+  type DeflateError,
+  type JobSlot,
+} from '../../src/node/zlib-stream.js';
 
 const SYNC = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
 
@@ -31,7 +40,8 @@ function runJob(stream: ZlibStream, inflate: boolean, input: Buffer, limit = 0):
   return new Promise((resolve) => {
     const cb = (err: DeflateError | null, out?: Buffer): void => resolve({ err, out, endedAtCallback: stream.ended });
     const run = stream.run as unknown as (...args: unknown[]) => void;
-    if (run.length >= 5) run.call(stream, input, limit, 'the test limit', { stamp: () => 0, yieldSlot: () => false }, cb);
+    if (run.length >= 5)
+      run.call(stream, input, limit, 'the test limit', { stamp: () => 0, yieldSlot: () => false }, cb);
     else run.call(stream, input, inflate, limit, cb);
   });
 }
@@ -55,7 +65,9 @@ const strip = (out: Buffer): Buffer => {
   return out.subarray(0, out.length - 4);
 };
 
-const json = Buffer.from(JSON.stringify(Array.from({ length: 300 }, (_, i) => ({ id: i, name: `user ${i}`, ok: i % 3 === 0 }))));
+const json = Buffer.from(
+  JSON.stringify(Array.from({ length: 300 }, (_, i) => ({ id: i, name: `user ${i}`, ok: i % 3 === 0 }))),
+);
 
 /** Bytes that do not compress (a seeded xorshift). */
 function noise(n: number): Buffer {
@@ -127,7 +139,10 @@ describe('ZlibStream: history between jobs (context takeover)', () => {
     try {
       const first = strip(await deflate(d, json));
       const second = strip(await deflate(d, json));
-      assert.ok(second.length < first.length / 4, `the second refers to the first (${second.length} vs ${first.length} bytes)`);
+      assert.ok(
+        second.length < first.length / 4,
+        `the second refers to the first (${second.length} vs ${first.length} bytes)`,
+      );
       assert.ok((await inflate(i, first)).out!.equals(json));
       assert.ok((await inflate(i, second)).out!.equals(json));
     } finally {
@@ -172,7 +187,11 @@ describe('ZlibStream: errors and limits', () => {
     assert.deepEqual([err.code, err.closeCode, out], ['WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009, undefined]);
     assert.equal(over.closed, true);
     const oneUnder = newInflater();
-    assert.equal((await inflate(oneUnder, body, 1024 * 1024 - 1)).err?.code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 'one byte over the limit');
+    assert.equal(
+      (await inflate(oneUnder, body, 1024 * 1024 - 1)).err?.code,
+      'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH',
+      'one byte over the limit',
+    );
     const exact = newInflater();
     try {
       const ok = await inflate(exact, body, 1024 * 1024);
@@ -241,7 +260,10 @@ describe('ZlibPool', () => {
     const streams = [newDeflater(), newDeflater(), newDeflater()];
     for (const s of streams) pool.release('k', s);
     assert.equal(pool.size, 2);
-    assert.deepEqual(streams.map((s) => s.closed), [false, false, true]);
+    assert.deepEqual(
+      streams.map((s) => s.closed),
+      [false, false, true],
+    );
     pool.release('other', newDeflater());
     assert.equal(pool.size, 3, 'the limit is per key');
     pool.sweep();
@@ -312,7 +334,12 @@ class FakeSlot implements JobSlot {
 
 const keep = new FakeSlot(() => false);
 
-function runSliced(stream: ZlibStream, input: Buffer, slot: JobSlot, limit = 0): Promise<{ err: DeflateError | null; out?: Buffer }> {
+function runSliced(
+  stream: ZlibStream,
+  input: Buffer,
+  slot: JobSlot,
+  limit = 0,
+): Promise<{ err: DeflateError | null; out?: Buffer }> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the job never called back')), 10_000);
     stream.run(input, limit, 'the limit', slot, (err, out) => {
@@ -323,7 +350,8 @@ function runSliced(stream: ZlibStream, input: Buffer, slot: JobSlot, limit = 0):
 }
 
 /** Raw deflate of `data` as a peer sends it: sync flush, without the trailing 00 00 ff ff. */
-const peerDeflate = (data: Buffer): Buffer => zlib.deflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);
+const peerDeflate = (data: Buffer): Buffer =>
+  zlib.deflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);
 const inflateAll = (data: Buffer): Buffer => zlib.inflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
 
 describe('ZlibStream: slices, turns in the queue, abort', () => {
@@ -424,7 +452,10 @@ describe('ZlibStream: slices, turns in the queue, abort', () => {
     stream.abort(deflateError('WS_ERR_NOT_OPEN', 'gone', 1006));
     assert.equal(called.length, 0, 'not before its turn: it holds no slot to give back yet');
     slot.pending.shift()!();
-    assert.deepEqual(called.map((err) => err?.code), ['WS_ERR_NOT_OPEN']);
+    assert.deepEqual(
+      called.map((err) => err?.code),
+      ['WS_ERR_NOT_OPEN'],
+    );
     assert.equal(stream.busy, false);
   });
 
@@ -443,7 +474,10 @@ describe('ZlibStream: slices, turns in the queue, abort', () => {
     assert.equal(stream.closed, true);
     assert.equal(called.length, 0, 'not before its turn: it holds no slot to give back yet');
     slot.pending.shift()!();
-    assert.deepEqual(called.map((err) => err?.code), ['WS_ERR_NOT_OPEN']);
+    assert.deepEqual(
+      called.map((err) => err?.code),
+      ['WS_ERR_NOT_OPEN'],
+    );
     assert.equal(stream.busy, false);
   });
 });

@@ -62,7 +62,12 @@ function describeActions(a: number): string {
     [ARM_CLOSE_TIMER, 'ARM_CLOSE_TIMER'],
     [DESTROY_TCP, 'DESTROY_TCP'],
   ];
-  return names.filter(([bit]) => (a & bit) !== 0).map(([, n]) => n).join(' ') || '-';
+  return (
+    names
+      .filter(([bit]) => (a & bit) !== 0)
+      .map(([, n]) => n)
+      .join(' ') || '-'
+  );
 }
 
 const SERVER_OPEN = opened(initialState(true));
@@ -77,7 +82,13 @@ describe('connection state: table of state x event -> state, actions', () => {
     ['server', [], 'receiveClose', 'CLOSING server closeReceived', 'ECHO_CLOSE'],
     ['client', [], 'receiveClose', 'CLOSING closeReceived', 'ECHO_CLOSE'],
     // The echo: the server closes TCP first (7.1.1), the client waits for it.
-    ['server', ['receiveClose'], 'startClosing', 'CLOSING server closeSent closeReceived tcpEnding', 'SEND_CLOSE END_TCP ARM_CLOSE_TIMER'],
+    [
+      'server',
+      ['receiveClose'],
+      'startClosing',
+      'CLOSING server closeSent closeReceived tcpEnding',
+      'SEND_CLOSE END_TCP ARM_CLOSE_TIMER',
+    ],
     ['client', ['receiveClose'], 'startClosing', 'CLOSING closeSent closeReceived', 'SEND_CLOSE ARM_CLOSE_TIMER'],
     // The peer answers our Close.
     ['server', ['startClosing'], 'receiveClose', 'CLOSING server closeSent closeReceived tcpEnding', 'END_TCP'],
@@ -85,19 +96,49 @@ describe('connection state: table of state x event -> state, actions', () => {
     // Once only.
     ['server', ['startClosing'], 'startClosing', 'CLOSING server closeSent', '-'],
     ['server', ['receiveClose'], 'receiveClose', 'CLOSING server closeReceived', '-'],
-    ['server', ['startClosing', 'receiveClose'], 'startClosing', 'CLOSING server closeSent closeReceived tcpEnding', '-'],
+    [
+      'server',
+      ['startClosing', 'receiveClose'],
+      'startClosing',
+      'CLOSING server closeSent closeReceived tcpEnding',
+      '-',
+    ],
     // Failing (7.1.7): a Close if none was sent, stop reading, close TCP at once (both sides).
-    ['server', [], 'fail', 'CLOSING server closeSent failed tcpEnding', 'STOP_READING SEND_CLOSE END_TCP ARM_CLOSE_TIMER'],
+    [
+      'server',
+      [],
+      'fail',
+      'CLOSING server closeSent failed tcpEnding',
+      'STOP_READING SEND_CLOSE END_TCP ARM_CLOSE_TIMER',
+    ],
     ['client', [], 'fail', 'CLOSING closeSent failed tcpEnding', 'STOP_READING SEND_CLOSE END_TCP ARM_CLOSE_TIMER'],
     ['client', ['startClosing'], 'fail', 'CLOSING closeSent failed tcpEnding', 'STOP_READING END_TCP ARM_CLOSE_TIMER'],
-    ['server', ['startClosing', 'receiveClose'], 'fail', 'CLOSING server closeSent closeReceived failed tcpEnding', 'STOP_READING ARM_CLOSE_TIMER'],
+    [
+      'server',
+      ['startClosing', 'receiveClose'],
+      'fail',
+      'CLOSING server closeSent closeReceived failed tcpEnding',
+      'STOP_READING ARM_CLOSE_TIMER',
+    ],
     // After failing, a Close from the peer is not processed.
     ['server', ['fail'], 'receiveClose', 'CLOSING server closeSent failed tcpEnding', '-'],
     ['server', ['fail'], 'startClosing', 'CLOSING server closeSent failed tcpEnding', '-'],
     // The peer's FIN.
     ['server', [], 'receiveEof', 'CLOSING server tcpEnding eof', 'STOP_READING END_TCP ARM_CLOSE_TIMER'],
-    ['client', ['startClosing', 'receiveClose'], 'receiveEof', 'CLOSING closeSent closeReceived tcpEnding eof', 'STOP_READING END_TCP ARM_CLOSE_TIMER'],
-    ['server', ['startClosing', 'receiveClose'], 'receiveEof', 'CLOSING server closeSent closeReceived tcpEnding eof', 'STOP_READING ARM_CLOSE_TIMER'],
+    [
+      'client',
+      ['startClosing', 'receiveClose'],
+      'receiveEof',
+      'CLOSING closeSent closeReceived tcpEnding eof',
+      'STOP_READING END_TCP ARM_CLOSE_TIMER',
+    ],
+    [
+      'server',
+      ['startClosing', 'receiveClose'],
+      'receiveEof',
+      'CLOSING server closeSent closeReceived tcpEnding eof',
+      'STOP_READING ARM_CLOSE_TIMER',
+    ],
     // terminate(): drop TCP, no handshake.
     ['server', [], 'terminate', 'CLOSING server', 'DESTROY_TCP'],
     ['client', ['startClosing'], 'terminate', 'CLOSING closeSent', 'DESTROY_TCP'],
@@ -112,7 +153,7 @@ describe('connection state: table of state x event -> state, actions', () => {
     });
   }
 
-  it('CONNECTING: closing is the opening handshake\'s business (no Close frame); failing ends TCP without one', () => {
+  it("CONNECTING: closing is the opening handshake's business (no Close frame); failing ends TCP without one", () => {
     const s = initialState(false);
     assert.deepEqual(startClosing(s), { state: s, actions: 0 });
     const failed = fail(s);
@@ -126,7 +167,8 @@ describe('connection state: table of state x event -> state, actions', () => {
     for (const open of [SERVER_OPEN, CLIENT_OPEN]) {
       const closed = tcpClosed(open);
       assert.equal(readyStateOf(closed), CLOSED);
-      for (const [name, event] of Object.entries(EVENTS)) assert.deepEqual(event(closed), { state: closed, actions: 0 }, name);
+      for (const [name, event] of Object.entries(EVENTS))
+        assert.deepEqual(event(closed), { state: closed, actions: 0 }, name);
       assert.equal(opened(closed), closed);
       assert.equal(closingHeld(closed), closed);
     }
@@ -166,8 +208,17 @@ describe('connection state: table of state x event -> state, actions', () => {
 describe('connection state: properties over every reachable state', () => {
   /** Every state reachable from OPEN (and CONNECTING) on both sides, with the actions on the way. */
   function explore(): Array<{ path: string[]; state: WireState; sent: number; ended: number; destroyed: number }> {
-    const seen = new Map<string, { path: string[]; state: WireState; sent: number; ended: number; destroyed: number }>();
-    const queue = [initialState(true), initialState(false), SERVER_OPEN, CLIENT_OPEN].map((state) => ({ path: [] as string[], state, sent: 0, ended: 0, destroyed: 0 }));
+    const seen = new Map<
+      string,
+      { path: string[]; state: WireState; sent: number; ended: number; destroyed: number }
+    >();
+    const queue = [initialState(true), initialState(false), SERVER_OPEN, CLIENT_OPEN].map((state) => ({
+      path: [] as string[],
+      state,
+      sent: 0,
+      ended: 0,
+      destroyed: 0,
+    }));
     while (queue.length > 0) {
       const node = queue.shift()!;
       // Counts above 1 are already a failure: capping them keeps the space finite.
@@ -211,7 +262,10 @@ describe('connection state: properties over every reachable state', () => {
         for (const bit of [CLOSE_SENT, CLOSE_RECEIVED, FAILED, TCP_ENDING, EOF_RECEIVED, SERVER]) {
           if ((n.state & bit) !== 0) assert.ok((next & bit) !== 0, `flag cleared from ${describeState(n.state)}`);
         }
-        assert.ok(readyStateOf(next) >= readyStateOf(n.state) || readyStateOf(n.state) === CONNECTING, 'readyState never goes back');
+        assert.ok(
+          readyStateOf(next) >= readyStateOf(n.state) || readyStateOf(n.state) === CONNECTING,
+          'readyState never goes back',
+        );
       }
     }
   });

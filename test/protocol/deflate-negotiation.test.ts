@@ -54,23 +54,77 @@ const SERVER_TABLE: ServerRow[] = [
   { name: 'extension name is case-sensitive', offer: 'Permessage-Deflate', response: null },
 
   // server_no_context_takeover
-  { name: 'server_no_context_takeover', offer: `${PD}; server_no_context_takeover`, response: `${PD}; server_no_context_takeover`, params: { serverNoContextTakeover: true } },
+  {
+    name: 'server_no_context_takeover',
+    offer: `${PD}; server_no_context_takeover`,
+    response: `${PD}; server_no_context_takeover`,
+    params: { serverNoContextTakeover: true },
+  },
   { name: 'server_no_context_takeover with a value', offer: `${PD}; server_no_context_takeover=1`, response: null },
-  { name: 'server_no_context_takeover with a quoted value', offer: `${PD}; server_no_context_takeover="x"`, response: null },
-  { name: 'server_no_context_takeover repeated', offer: `${PD}; server_no_context_takeover; server_no_context_takeover`, response: null },
-  { name: 'server_no_context_takeover imposed by the server', offer: PD, options: { serverNoContextTakeover: true }, response: `${PD}; server_no_context_takeover`, params: { serverNoContextTakeover: true } },
+  {
+    name: 'server_no_context_takeover with a quoted value',
+    offer: `${PD}; server_no_context_takeover="x"`,
+    response: null,
+  },
+  {
+    name: 'server_no_context_takeover repeated',
+    offer: `${PD}; server_no_context_takeover; server_no_context_takeover`,
+    response: null,
+  },
+  {
+    name: 'server_no_context_takeover imposed by the server',
+    offer: PD,
+    options: { serverNoContextTakeover: true },
+    response: `${PD}; server_no_context_takeover`,
+    params: { serverNoContextTakeover: true },
+  },
 
   // client_no_context_takeover
-  { name: 'client_no_context_takeover is echoed', offer: `${PD}; client_no_context_takeover`, response: `${PD}; client_no_context_takeover`, params: { clientNoContextTakeover: true } },
+  {
+    name: 'client_no_context_takeover is echoed',
+    offer: `${PD}; client_no_context_takeover`,
+    response: `${PD}; client_no_context_takeover`,
+    params: { clientNoContextTakeover: true },
+  },
   { name: 'client_no_context_takeover with a value', offer: `${PD}; client_no_context_takeover=true`, response: null },
-  { name: 'client_no_context_takeover repeated', offer: `${PD}; client_no_context_takeover; client_no_context_takeover`, response: null },
-  { name: 'client_no_context_takeover imposed by the server', offer: PD, options: { clientNoContextTakeover: true }, response: `${PD}; client_no_context_takeover`, params: { clientNoContextTakeover: true } },
+  {
+    name: 'client_no_context_takeover repeated',
+    offer: `${PD}; client_no_context_takeover; client_no_context_takeover`,
+    response: null,
+  },
+  {
+    name: 'client_no_context_takeover imposed by the server',
+    offer: PD,
+    options: { clientNoContextTakeover: true },
+    response: `${PD}; client_no_context_takeover`,
+    params: { clientNoContextTakeover: true },
+  },
 
   // server_max_window_bits
-  { name: 'server_max_window_bits=10', offer: `${PD}; server_max_window_bits=10`, response: `${PD}; server_max_window_bits=10`, params: { serverMaxWindowBits: 10 } },
-  { name: 'server_max_window_bits=8 (zlib keeps within 256 bytes)', offer: `${PD}; server_max_window_bits=8`, response: `${PD}; server_max_window_bits=8`, params: { serverMaxWindowBits: 8 } },
-  { name: 'server_max_window_bits=15 is answered', offer: `${PD}; server_max_window_bits=15`, response: `${PD}; server_max_window_bits=15`, params: {} },
-  { name: 'server_max_window_bits quoted', offer: `${PD}; server_max_window_bits="9"`, response: `${PD}; server_max_window_bits=9`, params: { serverMaxWindowBits: 9 } },
+  {
+    name: 'server_max_window_bits=10',
+    offer: `${PD}; server_max_window_bits=10`,
+    response: `${PD}; server_max_window_bits=10`,
+    params: { serverMaxWindowBits: 10 },
+  },
+  {
+    name: 'server_max_window_bits=8 (zlib keeps within 256 bytes)',
+    offer: `${PD}; server_max_window_bits=8`,
+    response: `${PD}; server_max_window_bits=8`,
+    params: { serverMaxWindowBits: 8 },
+  },
+  {
+    name: 'server_max_window_bits=15 is answered',
+    offer: `${PD}; server_max_window_bits=15`,
+    response: `${PD}; server_max_window_bits=15`,
+    params: {},
+  },
+  {
+    name: 'server_max_window_bits quoted',
+    offer: `${PD}; server_max_window_bits="9"`,
+    response: `${PD}; server_max_window_bits=9`,
+    params: { serverMaxWindowBits: 9 },
+  },
   { name: 'server_max_window_bits without a value', offer: `${PD}; server_max_window_bits`, response: null },
   { name: 'server_max_window_bits=7', offer: `${PD}; server_max_window_bits=7`, response: null },
   { name: 'server_max_window_bits=16', offer: `${PD}; server_max_window_bits=16`, response: null },
@@ -80,49 +134,147 @@ const SERVER_TABLE: ServerRow[] = [
   { name: 'server_max_window_bits=+9', offer: `${PD}; server_max_window_bits=+9`, response: null },
   { name: 'server_max_window_bits=9.0', offer: `${PD}; server_max_window_bits=9.0`, response: null },
   { name: 'server_max_window_bits=abc', offer: `${PD}; server_max_window_bits=abc`, response: null },
-  { name: 'server_max_window_bits repeated, same value', offer: `${PD}; server_max_window_bits=10; server_max_window_bits=10`, response: null },
-  { name: 'server_max_window_bits repeated, other value', offer: `${PD}; server_max_window_bits=10; server_max_window_bits=12`, response: null },
-  { name: 'server limit below the offered value', offer: `${PD}; server_max_window_bits=12`, options: { serverMaxWindowBits: 10 }, response: `${PD}; server_max_window_bits=10`, params: { serverMaxWindowBits: 10 } },
-  { name: 'server limit above the offered value', offer: `${PD}; server_max_window_bits=10`, options: { serverMaxWindowBits: 12 }, response: `${PD}; server_max_window_bits=10`, params: { serverMaxWindowBits: 10 } },
-  { name: 'server limit stated unasked', offer: PD, options: { serverMaxWindowBits: 11 }, response: `${PD}; server_max_window_bits=11`, params: { serverMaxWindowBits: 11 } },
-  { name: 'server limit 15 not stated unasked', offer: PD, options: { serverMaxWindowBits: 15 }, response: PD, params: {} },
+  {
+    name: 'server_max_window_bits repeated, same value',
+    offer: `${PD}; server_max_window_bits=10; server_max_window_bits=10`,
+    response: null,
+  },
+  {
+    name: 'server_max_window_bits repeated, other value',
+    offer: `${PD}; server_max_window_bits=10; server_max_window_bits=12`,
+    response: null,
+  },
+  {
+    name: 'server limit below the offered value',
+    offer: `${PD}; server_max_window_bits=12`,
+    options: { serverMaxWindowBits: 10 },
+    response: `${PD}; server_max_window_bits=10`,
+    params: { serverMaxWindowBits: 10 },
+  },
+  {
+    name: 'server limit above the offered value',
+    offer: `${PD}; server_max_window_bits=10`,
+    options: { serverMaxWindowBits: 12 },
+    response: `${PD}; server_max_window_bits=10`,
+    params: { serverMaxWindowBits: 10 },
+  },
+  {
+    name: 'server limit stated unasked',
+    offer: PD,
+    options: { serverMaxWindowBits: 11 },
+    response: `${PD}; server_max_window_bits=11`,
+    params: { serverMaxWindowBits: 11 },
+  },
+  {
+    name: 'server limit 15 not stated unasked',
+    offer: PD,
+    options: { serverMaxWindowBits: 15 },
+    response: PD,
+    params: {},
+  },
 
   // client_max_window_bits
   { name: 'client_max_window_bits without a value', offer: `${PD}; client_max_window_bits`, response: PD, params: {} },
-  { name: 'client_max_window_bits=10', offer: `${PD}; client_max_window_bits=10`, response: `${PD}; client_max_window_bits=10`, params: { clientMaxWindowBits: 10 } },
-  { name: 'client_max_window_bits=8', offer: `${PD}; client_max_window_bits=8`, response: `${PD}; client_max_window_bits=8`, params: { clientMaxWindowBits: 8 } },
+  {
+    name: 'client_max_window_bits=10',
+    offer: `${PD}; client_max_window_bits=10`,
+    response: `${PD}; client_max_window_bits=10`,
+    params: { clientMaxWindowBits: 10 },
+  },
+  {
+    name: 'client_max_window_bits=8',
+    offer: `${PD}; client_max_window_bits=8`,
+    response: `${PD}; client_max_window_bits=8`,
+    params: { clientMaxWindowBits: 8 },
+  },
   { name: 'client_max_window_bits=15', offer: `${PD}; client_max_window_bits=15`, response: PD, params: {} },
-  { name: 'client_max_window_bits quoted', offer: `${PD}; client_max_window_bits="12"`, response: `${PD}; client_max_window_bits=12`, params: { clientMaxWindowBits: 12 } },
+  {
+    name: 'client_max_window_bits quoted',
+    offer: `${PD}; client_max_window_bits="12"`,
+    response: `${PD}; client_max_window_bits=12`,
+    params: { clientMaxWindowBits: 12 },
+  },
   { name: 'client_max_window_bits=7', offer: `${PD}; client_max_window_bits=7`, response: null },
   { name: 'client_max_window_bits=16', offer: `${PD}; client_max_window_bits=16`, response: null },
   { name: 'client_max_window_bits=08 (leading zero)', offer: `${PD}; client_max_window_bits=08`, response: null },
   { name: 'client_max_window_bits=x', offer: `${PD}; client_max_window_bits=x`, response: null },
-  { name: 'client_max_window_bits repeated without values', offer: `${PD}; client_max_window_bits; client_max_window_bits`, response: null },
-  { name: 'client_max_window_bits repeated with values', offer: `${PD}; client_max_window_bits=10; client_max_window_bits=11`, response: null },
-  { name: 'client limit applied to a bare client_max_window_bits', offer: `${PD}; client_max_window_bits`, options: { clientMaxWindowBits: 10 }, response: `${PD}; client_max_window_bits=10`, params: { clientMaxWindowBits: 10 } },
-  { name: 'client limit below the offered value', offer: `${PD}; client_max_window_bits=12`, options: { clientMaxWindowBits: 10 }, response: `${PD}; client_max_window_bits=10`, params: { clientMaxWindowBits: 10 } },
-  { name: 'client limit above the offered value', offer: `${PD}; client_max_window_bits=9`, options: { clientMaxWindowBits: 10 }, response: `${PD}; client_max_window_bits=9`, params: { clientMaxWindowBits: 9 } },
-  { name: 'client limit needs client_max_window_bits in the offer', offer: PD, options: { clientMaxWindowBits: 10 }, response: null },
-  { name: 'client limit 15 accepts offers without it', offer: PD, options: { clientMaxWindowBits: 15 }, response: PD, params: {} },
+  {
+    name: 'client_max_window_bits repeated without values',
+    offer: `${PD}; client_max_window_bits; client_max_window_bits`,
+    response: null,
+  },
+  {
+    name: 'client_max_window_bits repeated with values',
+    offer: `${PD}; client_max_window_bits=10; client_max_window_bits=11`,
+    response: null,
+  },
+  {
+    name: 'client limit applied to a bare client_max_window_bits',
+    offer: `${PD}; client_max_window_bits`,
+    options: { clientMaxWindowBits: 10 },
+    response: `${PD}; client_max_window_bits=10`,
+    params: { clientMaxWindowBits: 10 },
+  },
+  {
+    name: 'client limit below the offered value',
+    offer: `${PD}; client_max_window_bits=12`,
+    options: { clientMaxWindowBits: 10 },
+    response: `${PD}; client_max_window_bits=10`,
+    params: { clientMaxWindowBits: 10 },
+  },
+  {
+    name: 'client limit above the offered value',
+    offer: `${PD}; client_max_window_bits=9`,
+    options: { clientMaxWindowBits: 10 },
+    response: `${PD}; client_max_window_bits=9`,
+    params: { clientMaxWindowBits: 9 },
+  },
+  {
+    name: 'client limit needs client_max_window_bits in the offer',
+    offer: PD,
+    options: { clientMaxWindowBits: 10 },
+    response: null,
+  },
+  {
+    name: 'client limit 15 accepts offers without it',
+    offer: PD,
+    options: { clientMaxWindowBits: 15 },
+    response: PD,
+    params: {},
+  },
 
   // Unknown parameters
   { name: 'unknown parameter without a value', offer: `${PD}; foo`, response: null },
   { name: 'unknown parameter with a value', offer: `${PD}; foo=1`, response: null },
   { name: 'parameter names are case-sensitive', offer: `${PD}; Server_No_Context_Takeover`, response: null },
-  { name: 'unknown parameter next to valid ones', offer: `${PD}; server_no_context_takeover; mystery=9`, response: null },
+  {
+    name: 'unknown parameter next to valid ones',
+    offer: `${PD}; server_no_context_takeover; mystery=9`,
+    response: null,
+  },
 
   // All four, and order
   {
     name: 'all four parameters',
     offer: `${PD}; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits=9`,
     response: `${PD}; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits=9`,
-    params: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 10, clientMaxWindowBits: 9 },
+    params: {
+      serverNoContextTakeover: true,
+      clientNoContextTakeover: true,
+      serverMaxWindowBits: 10,
+      clientMaxWindowBits: 9,
+    },
   },
   {
     name: 'parameter order in the offer does not matter',
     offer: `${PD}; client_max_window_bits=11; server_max_window_bits=12; client_no_context_takeover; server_no_context_takeover`,
     response: `${PD}; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12; client_max_window_bits=11`,
-    params: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 12, clientMaxWindowBits: 11 },
+    params: {
+      serverNoContextTakeover: true,
+      clientNoContextTakeover: true,
+      serverMaxWindowBits: 12,
+      clientMaxWindowBits: 11,
+    },
   },
 
   // Several offers in one header: the first acceptable one wins.
@@ -163,7 +315,11 @@ const SERVER_TABLE: ServerRow[] = [
     response: `${PD}; server_max_window_bits=11`,
     params: { serverMaxWindowBits: 11 },
   },
-  { name: 'every offer invalid', offer: `${PD}; a, ${PD}; server_max_window_bits, ${PD}; client_max_window_bits=99`, response: null },
+  {
+    name: 'every offer invalid',
+    offer: `${PD}; a, ${PD}; server_max_window_bits, ${PD}; client_max_window_bits=99`,
+    response: null,
+  },
   { name: 'browser offer (Chrome, Firefox)', offer: `${PD}; client_max_window_bits`, response: PD, params: {} },
 ];
 
@@ -226,9 +382,17 @@ const CLIENT_TABLE: ClientRow[] = [
   { name: 'no extensions header', response: null, expect: null },
   { name: 'only other extensions', response: 'x-foo', expect: null },
   { name: 'bare response', response: PD, expect: {} },
-  { name: 'other extensions are left to the caller', response: `x-foo, ${PD}; server_no_context_takeover`, expect: { serverNoContextTakeover: true } },
+  {
+    name: 'other extensions are left to the caller',
+    response: `x-foo, ${PD}; server_no_context_takeover`,
+    expect: { serverNoContextTakeover: true },
+  },
   { name: 'permessage-deflate twice', response: `${PD}, ${PD}`, expect: 'error' },
-  { name: 'permessage-deflate twice with other parameters', response: `${PD}; server_no_context_takeover, ${PD}; client_no_context_takeover`, expect: 'error' },
+  {
+    name: 'permessage-deflate twice with other parameters',
+    response: `${PD}; server_no_context_takeover, ${PD}; client_no_context_takeover`,
+    expect: 'error',
+  },
 
   // Unknown and repeated parameters
   { name: 'unknown parameter', response: `${PD}; foo`, expect: 'error' },
@@ -236,52 +400,161 @@ const CLIENT_TABLE: ClientRow[] = [
   { name: 'parameter names are case-sensitive', response: `${PD}; Client_No_Context_Takeover`, expect: 'error' },
 
   // server_no_context_takeover
-  { name: 'server_no_context_takeover unasked', response: `${PD}; server_no_context_takeover`, expect: { serverNoContextTakeover: true } },
-  { name: 'server_no_context_takeover asked and given', options: { serverNoContextTakeover: true }, response: `${PD}; server_no_context_takeover`, expect: { serverNoContextTakeover: true } },
-  { name: 'server_no_context_takeover asked but missing', options: { serverNoContextTakeover: true }, response: PD, expect: 'error' },
+  {
+    name: 'server_no_context_takeover unasked',
+    response: `${PD}; server_no_context_takeover`,
+    expect: { serverNoContextTakeover: true },
+  },
+  {
+    name: 'server_no_context_takeover asked and given',
+    options: { serverNoContextTakeover: true },
+    response: `${PD}; server_no_context_takeover`,
+    expect: { serverNoContextTakeover: true },
+  },
+  {
+    name: 'server_no_context_takeover asked but missing',
+    options: { serverNoContextTakeover: true },
+    response: PD,
+    expect: 'error',
+  },
   { name: 'server_no_context_takeover with a value', response: `${PD}; server_no_context_takeover=1`, expect: 'error' },
-  { name: 'server_no_context_takeover repeated', response: `${PD}; server_no_context_takeover; server_no_context_takeover`, expect: 'error' },
+  {
+    name: 'server_no_context_takeover repeated',
+    response: `${PD}; server_no_context_takeover; server_no_context_takeover`,
+    expect: 'error',
+  },
 
   // client_no_context_takeover
-  { name: 'client_no_context_takeover imposed', response: `${PD}; client_no_context_takeover`, expect: { clientNoContextTakeover: true } },
-  { name: 'client_no_context_takeover offered and echoed', options: { clientNoContextTakeover: true }, response: `${PD}; client_no_context_takeover`, expect: { clientNoContextTakeover: true } },
-  { name: 'client_no_context_takeover offered, ignored: we keep to it', options: { clientNoContextTakeover: true }, response: PD, expect: { clientNoContextTakeover: true } },
-  { name: 'client_no_context_takeover with a value', response: `${PD}; client_no_context_takeover="yes"`, expect: 'error' },
-  { name: 'client_no_context_takeover repeated', response: `${PD}; client_no_context_takeover; client_no_context_takeover`, expect: 'error' },
+  {
+    name: 'client_no_context_takeover imposed',
+    response: `${PD}; client_no_context_takeover`,
+    expect: { clientNoContextTakeover: true },
+  },
+  {
+    name: 'client_no_context_takeover offered and echoed',
+    options: { clientNoContextTakeover: true },
+    response: `${PD}; client_no_context_takeover`,
+    expect: { clientNoContextTakeover: true },
+  },
+  {
+    name: 'client_no_context_takeover offered, ignored: we keep to it',
+    options: { clientNoContextTakeover: true },
+    response: PD,
+    expect: { clientNoContextTakeover: true },
+  },
+  {
+    name: 'client_no_context_takeover with a value',
+    response: `${PD}; client_no_context_takeover="yes"`,
+    expect: 'error',
+  },
+  {
+    name: 'client_no_context_takeover repeated',
+    response: `${PD}; client_no_context_takeover; client_no_context_takeover`,
+    expect: 'error',
+  },
 
   // server_max_window_bits
-  { name: 'server_max_window_bits unasked', response: `${PD}; server_max_window_bits=10`, expect: { serverMaxWindowBits: 10 } },
-  { name: 'server_max_window_bits=8 unasked', response: `${PD}; server_max_window_bits=8`, expect: { serverMaxWindowBits: 8 } },
-  { name: 'server_max_window_bits quoted', response: `${PD}; server_max_window_bits="13"`, expect: { serverMaxWindowBits: 13 } },
+  {
+    name: 'server_max_window_bits unasked',
+    response: `${PD}; server_max_window_bits=10`,
+    expect: { serverMaxWindowBits: 10 },
+  },
+  {
+    name: 'server_max_window_bits=8 unasked',
+    response: `${PD}; server_max_window_bits=8`,
+    expect: { serverMaxWindowBits: 8 },
+  },
+  {
+    name: 'server_max_window_bits quoted',
+    response: `${PD}; server_max_window_bits="13"`,
+    expect: { serverMaxWindowBits: 13 },
+  },
   { name: 'server_max_window_bits without a value', response: `${PD}; server_max_window_bits`, expect: 'error' },
   { name: 'server_max_window_bits=7', response: `${PD}; server_max_window_bits=7`, expect: 'error' },
   { name: 'server_max_window_bits=16', response: `${PD}; server_max_window_bits=16`, expect: 'error' },
   { name: 'server_max_window_bits=010', response: `${PD}; server_max_window_bits=010`, expect: 'error' },
-  { name: 'server_max_window_bits repeated', response: `${PD}; server_max_window_bits=10; server_max_window_bits=10`, expect: 'error' },
-  { name: 'server_max_window_bits equal to the request', options: { serverMaxWindowBits: 10 }, response: `${PD}; server_max_window_bits=10`, expect: { serverMaxWindowBits: 10 } },
-  { name: 'server_max_window_bits below the request', options: { serverMaxWindowBits: 10 }, response: `${PD}; server_max_window_bits=9`, expect: { serverMaxWindowBits: 9 } },
-  { name: 'server_max_window_bits above the request', options: { serverMaxWindowBits: 10 }, response: `${PD}; server_max_window_bits=11`, expect: 'error' },
-  { name: 'server_max_window_bits requested but missing', options: { serverMaxWindowBits: 10 }, response: PD, expect: 'error' },
+  {
+    name: 'server_max_window_bits repeated',
+    response: `${PD}; server_max_window_bits=10; server_max_window_bits=10`,
+    expect: 'error',
+  },
+  {
+    name: 'server_max_window_bits equal to the request',
+    options: { serverMaxWindowBits: 10 },
+    response: `${PD}; server_max_window_bits=10`,
+    expect: { serverMaxWindowBits: 10 },
+  },
+  {
+    name: 'server_max_window_bits below the request',
+    options: { serverMaxWindowBits: 10 },
+    response: `${PD}; server_max_window_bits=9`,
+    expect: { serverMaxWindowBits: 9 },
+  },
+  {
+    name: 'server_max_window_bits above the request',
+    options: { serverMaxWindowBits: 10 },
+    response: `${PD}; server_max_window_bits=11`,
+    expect: 'error',
+  },
+  {
+    name: 'server_max_window_bits requested but missing',
+    options: { serverMaxWindowBits: 10 },
+    response: PD,
+    expect: 'error',
+  },
 
   // client_max_window_bits (always offered, without a value unless configured)
-  { name: 'client_max_window_bits limits a bare offer', response: `${PD}; client_max_window_bits=10`, expect: { clientMaxWindowBits: 10 } },
+  {
+    name: 'client_max_window_bits limits a bare offer',
+    response: `${PD}; client_max_window_bits=10`,
+    expect: { clientMaxWindowBits: 10 },
+  },
   { name: 'client_max_window_bits=8', response: `${PD}; client_max_window_bits=8`, expect: { clientMaxWindowBits: 8 } },
   { name: 'client_max_window_bits=15', response: `${PD}; client_max_window_bits=15`, expect: {} },
   { name: 'client_max_window_bits without a value', response: `${PD}; client_max_window_bits`, expect: 'error' },
   { name: 'client_max_window_bits=16', response: `${PD}; client_max_window_bits=16`, expect: 'error' },
   { name: 'client_max_window_bits=08', response: `${PD}; client_max_window_bits=08`, expect: 'error' },
-  { name: 'client_max_window_bits repeated', response: `${PD}; client_max_window_bits=10; client_max_window_bits=11`, expect: 'error' },
-  { name: 'configured client window kept when not answered', options: { clientMaxWindowBits: 12 }, response: PD, expect: { clientMaxWindowBits: 12 } },
-  { name: 'configured client window lowered', options: { clientMaxWindowBits: 12 }, response: `${PD}; client_max_window_bits=10`, expect: { clientMaxWindowBits: 10 } },
-  { name: 'configured client window answered equal', options: { clientMaxWindowBits: 12 }, response: `${PD}; client_max_window_bits=12`, expect: { clientMaxWindowBits: 12 } },
-  { name: 'configured client window answered larger', options: { clientMaxWindowBits: 12 }, response: `${PD}; client_max_window_bits=13`, expect: 'error' },
+  {
+    name: 'client_max_window_bits repeated',
+    response: `${PD}; client_max_window_bits=10; client_max_window_bits=11`,
+    expect: 'error',
+  },
+  {
+    name: 'configured client window kept when not answered',
+    options: { clientMaxWindowBits: 12 },
+    response: PD,
+    expect: { clientMaxWindowBits: 12 },
+  },
+  {
+    name: 'configured client window lowered',
+    options: { clientMaxWindowBits: 12 },
+    response: `${PD}; client_max_window_bits=10`,
+    expect: { clientMaxWindowBits: 10 },
+  },
+  {
+    name: 'configured client window answered equal',
+    options: { clientMaxWindowBits: 12 },
+    response: `${PD}; client_max_window_bits=12`,
+    expect: { clientMaxWindowBits: 12 },
+  },
+  {
+    name: 'configured client window answered larger',
+    options: { clientMaxWindowBits: 12 },
+    response: `${PD}; client_max_window_bits=13`,
+    expect: 'error',
+  },
 
   // All four
   {
     name: 'all four parameters',
     options: { serverNoContextTakeover: true, serverMaxWindowBits: 12 },
     response: `${PD}; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=11; client_max_window_bits=9`,
-    expect: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 11, clientMaxWindowBits: 9 },
+    expect: {
+      serverNoContextTakeover: true,
+      clientNoContextTakeover: true,
+      serverMaxWindowBits: 11,
+      clientMaxWindowBits: 9,
+    },
   },
   {
     name: 'one bad parameter among good ones',
@@ -332,7 +605,12 @@ describe('round trips', () => {
     for (const clientNoContextTakeover of [false, true]) {
       for (const serverMaxWindowBits of [undefined, 8, 10, 15]) {
         for (const clientMaxWindowBits of [undefined, 8, 9, 12, 15]) {
-          clientChoices.push({ serverNoContextTakeover, clientNoContextTakeover, serverMaxWindowBits, clientMaxWindowBits });
+          clientChoices.push({
+            serverNoContextTakeover,
+            clientNoContextTakeover,
+            serverMaxWindowBits,
+            clientMaxWindowBits,
+          });
         }
       }
     }
@@ -342,7 +620,12 @@ describe('round trips', () => {
     for (const clientNoContextTakeover of [false, true]) {
       for (const serverMaxWindowBits of [undefined, 8, 11, 15]) {
         for (const clientMaxWindowBits of [undefined, 8, 10, 15]) {
-          serverChoices.push({ serverNoContextTakeover, clientNoContextTakeover, serverMaxWindowBits, clientMaxWindowBits });
+          serverChoices.push({
+            serverNoContextTakeover,
+            clientNoContextTakeover,
+            serverMaxWindowBits,
+            clientMaxWindowBits,
+          });
         }
       }
     }

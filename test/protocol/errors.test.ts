@@ -26,7 +26,11 @@ import {
 } from '../../src/protocol/index.js';
 import * as root from '../../src/index.js';
 import { CHANNEL_ERROR_CODES, WebSocket, WebSocketServer } from '../../src/index.js';
-import { CLIENT_ERROR_CODES, CLIENT_RENAMED_ERROR_CODES, DuetError as ClientDuetError } from '../../src/browser/client.js';
+import {
+  CLIENT_ERROR_CODES,
+  CLIENT_RENAMED_ERROR_CODES,
+  DuetError as ClientDuetError,
+} from '../../src/browser/client.js';
 import { HOST, startServer } from '../helpers.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -71,7 +75,10 @@ function rows(lines: string[]): Row[] {
   const out: Row[] = [];
   for (const line of lines) {
     if (!line.startsWith('| <a id=')) continue;
-    const cells = line.slice(1, -1).split(' | ').map((c) => c.trim());
+    const cells = line
+      .slice(1, -1)
+      .split(' | ')
+      .map((c) => c.trim());
     const m = /^<a id="([^"]+)"><\/a>`([^`]+)`$/.exec(cells[0]);
     assert.ok(m, `first cell of ${line}`);
     out.push({ anchor: m[1], code: m[2], cells: cells.slice(1) });
@@ -97,11 +104,20 @@ describe('docs/errors.md documents the catalogue', () => {
       const [cls, closeOrStatus, meaning, todo] = cells as [string, string, string, string];
       assert.ok(meaning.length > 10 && todo.length > 5, `${code} has a meaning and advice`);
       if (code in ERROR_CODES) {
-        const info: { class: DuetErrorClassName; closeCode?: number; status?: number } = ERROR_CODES[code as DuetErrorCode];
+        const info: { class: DuetErrorClassName; closeCode?: number; status?: number } =
+          ERROR_CODES[code as DuetErrorCode];
         assert.ok(cls.startsWith(`\`${info.class}\``), `${code}: class ${info.class}, documented ${cls}`);
-        if (info.closeCode !== undefined) assert.ok(closeOrStatus.includes(`close ${info.closeCode}`), `${code}: close ${info.closeCode} in "${closeOrStatus}"`);
+        if (info.closeCode !== undefined)
+          assert.ok(
+            closeOrStatus.includes(`close ${info.closeCode}`),
+            `${code}: close ${info.closeCode} in "${closeOrStatus}"`,
+          );
         else assert.ok(!closeOrStatus.includes('close'), `${code}: no close code in "${closeOrStatus}"`);
-        if (info.status !== undefined) assert.ok(closeOrStatus.includes(`HTTP ${info.status}`), `${code}: HTTP ${info.status} in "${closeOrStatus}"`);
+        if (info.status !== undefined)
+          assert.ok(
+            closeOrStatus.includes(`HTTP ${info.status}`),
+            `${code}: HTTP ${info.status} in "${closeOrStatus}"`,
+          );
       } else {
         assert.equal(cls, '`DuetError` (`duet/client`)', `${code} is the browser client's`);
         assert.equal(closeOrStatus, '–');
@@ -130,8 +146,17 @@ describe('docs/errors.md documents the catalogue', () => {
   it('every link to errors.md, from any doc or the README, names an anchor that exists', () => {
     const anchors = new Set([...DOC.matchAll(/<a id="([^"]+)"><\/a>/g)].map((m) => m[1]));
     // Headings of the page itself, GitHub style.
-    for (const m of DOC.matchAll(/^#+ (.+)$/gm)) anchors.add(m[1].toLowerCase().replace(/[^a-z0-9 _-]/g, '').replace(/ /g, '-'));
-    const sources = [...filesUnder('docs', '.md').map((f) => [f, read(f)] as const), ['README.md', read('README.md')] as const];
+    for (const m of DOC.matchAll(/^#+ (.+)$/gm))
+      anchors.add(
+        m[1]
+          .toLowerCase()
+          .replace(/[^a-z0-9 _-]/g, '')
+          .replace(/ /g, '-'),
+      );
+    const sources = [
+      ...filesUnder('docs', '.md').map((f) => [f, read(f)] as const),
+      ['README.md', read('README.md')] as const,
+    ];
     let links = 0;
     for (const [file, text] of sources) {
       const own = file === 'docs/errors.md';
@@ -168,7 +193,11 @@ describe('every code named anywhere is catalogued', () => {
         seen++;
         if (renamedTable && code in RENAMED) continue;
         assert.ok(catalogued.has(code), `${file} names ${code}, which is not in the catalogue`);
-        if (file.startsWith('src/browser/')) assert.ok(code in CLIENT_ERROR_CODES, `${file}: the browser client's code ${code} is not in CLIENT_ERROR_CODES`);
+        if (file.startsWith('src/browser/'))
+          assert.ok(
+            code in CLIENT_ERROR_CODES,
+            `${file}: the browser client's code ${code} is not in CLIENT_ERROR_CODES`,
+          );
       }
     }
     assert.ok(seen > 80, `found ${seen} mentions`);
@@ -195,7 +224,15 @@ describe('every code named anywhere is catalogued', () => {
 });
 
 /** The classes each catalogue class name must be an instance of, and must not be. */
-const CLASSES = { DuetError, HandshakeError, ProtocolError, LimitExceededError, ConnectionClosedError, TypeError, RangeError };
+const CLASSES = {
+  DuetError,
+  HandshakeError,
+  ProtocolError,
+  LimitExceededError,
+  ConnectionClosedError,
+  TypeError,
+  RangeError,
+};
 const EXPECTED: Record<DuetErrorClassName, readonly (keyof typeof CLASSES)[]> = {
   DuetError: ['DuetError'],
   HandshakeError: ['DuetError', 'HandshakeError'],
@@ -212,7 +249,11 @@ describe('createError builds the class the catalogue says', () => {
     it(`${code}: ${info.class}`, () => {
       const err = createError(code, 'what happened');
       for (const [name, cls] of Object.entries(CLASSES)) {
-        assert.equal(err instanceof cls, EXPECTED[info.class].includes(name as keyof typeof CLASSES), `${code} instanceof ${name}`);
+        assert.equal(
+          err instanceof cls,
+          EXPECTED[info.class].includes(name as keyof typeof CLASSES),
+          `${code} instanceof ${name}`,
+        );
       }
       assert.ok(err instanceof Error);
       assert.equal(err.code, code);
@@ -257,7 +298,8 @@ describe('createError builds the class the catalogue says', () => {
     const lookalike = Object.assign(new Error('m'), { code: 'WS_ERR_NOT_OPEN', name: 'DuetError' });
     assert.ok(!(lookalike instanceof DuetError));
     assert.ok(!(lookalike instanceof ClientDuetError));
-    for (const value of [null, undefined, 'WS_ERR_NOT_OPEN', { code: 'WS_ERR_NOT_OPEN' }] as unknown[]) assert.ok(!(value instanceof DuetError));
+    for (const value of [null, undefined, 'WS_ERR_NOT_OPEN', { code: 'WS_ERR_NOT_OPEN' }] as unknown[])
+      assert.ok(!(value instanceof DuetError));
   });
 
   it('the package root exports the same classes and catalogue', () => {
@@ -352,7 +394,9 @@ describe('end to end: the errors users get are instances of the classes', () => 
     s.wss.on('connection', (conn) => conn.on('error', (err) => serverErrors.push(err)));
     const socket = net.connect(s.port, HOST);
     t.after(() => socket.destroy());
-    socket.write(`GET / HTTP/1.1\r\nHost: ${HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    socket.write(
+      `GET / HTTP/1.1\r\nHost: ${HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
     await once(socket, 'data');
     socket.write(Buffer.from([0x83, 0x80, 0, 0, 0, 0])); // opcode 0x3, reserved
     await once(socket, 'close');

@@ -24,7 +24,18 @@ function expectedHeader(b0: number, length: number, masked: boolean): Buffer {
   if (length <= 0xffff) return Buffer.from([b0, maskBit | 126, length >> 8, length & 0xff]);
   const hi = Math.floor(length / 2 ** 32);
   const lo = length >>> 0;
-  return Buffer.from([b0, maskBit | 127, hi >>> 24, (hi >>> 16) & 0xff, (hi >>> 8) & 0xff, hi & 0xff, lo >>> 24, (lo >>> 16) & 0xff, (lo >>> 8) & 0xff, lo & 0xff]);
+  return Buffer.from([
+    b0,
+    maskBit | 127,
+    hi >>> 24,
+    (hi >>> 16) & 0xff,
+    (hi >>> 8) & 0xff,
+    hi & 0xff,
+    lo >>> 24,
+    (lo >>> 16) & 0xff,
+    (lo >>> 8) & 0xff,
+    lo & 0xff,
+  ]);
 }
 
 /** The frame as one buffer, whichever shape encodeFrame returned. */
@@ -197,7 +208,10 @@ describe('encodeClosePayload', () => {
   it('code then the reason as UTF-8', () => {
     assert.deepEqual(encodeClosePayload(1000, 'bye'), Buffer.from([0x03, 0xe8, 0x62, 0x79, 0x65]));
     const reason = 'ça va ✓ 𝄞';
-    assert.deepEqual(encodeClosePayload(3000, reason), Buffer.concat([Buffer.from([0x0b, 0xb8]), Buffer.from(reason, 'utf8')]));
+    assert.deepEqual(
+      encodeClosePayload(3000, reason),
+      Buffer.concat([Buffer.from([0x0b, 0xb8]), Buffer.from(reason, 'utf8')]),
+    );
   });
 
   it('a reason given as bytes is copied as is', () => {

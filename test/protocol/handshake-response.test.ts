@@ -25,7 +25,7 @@ describe('normalizeProtocols', () => {
     const input = ['chat', 'superchat', 'v1.json'];
     const out = normalizeProtocols(input);
     assert.deepEqual(out, input);
-    assert.notEqual(out, input, 'a copy, so later changes to the caller\'s array do not leak in');
+    assert.notEqual(out, input, "a copy, so later changes to the caller's array do not leak in");
   });
 
   it('accepts every RFC 7230 tchar', () => {
@@ -111,7 +111,13 @@ describe('checkUpgradeResponse', () => {
   });
 
   it('a subprotocol we offered is selected and reported', () => {
-    const r = checkUpgradeResponse(101, good({ 'sec-websocket-protocol': 'superchat' }), KEY, ['chat', 'superchat'], []);
+    const r = checkUpgradeResponse(
+      101,
+      good({ 'sec-websocket-protocol': 'superchat' }),
+      KEY,
+      ['chat', 'superchat'],
+      [],
+    );
     assert.deepEqual(r, { ok: true, protocol: 'superchat', extensions: '' });
   });
 
@@ -134,16 +140,30 @@ describe('checkUpgradeResponse', () => {
     // `Sec-WebSocket-Protocol` ... results in null, failure, or the empty byte sequence, then
     // fail the WebSocket connection."
     assert.equal(checkUpgradeResponse(101, good(), KEY, ['chat'], []).ok, false, 'header absent');
-    assert.equal(checkUpgradeResponse(101, good({ 'sec-websocket-protocol': '' }), KEY, ['chat'], []).ok, false, 'header empty');
+    assert.equal(
+      checkUpgradeResponse(101, good({ 'sec-websocket-protocol': '' }), KEY, ['chat'], []).ok,
+      false,
+      'header empty',
+    );
   });
 
   it('an extension we did not offer fails', () => {
-    for (const ext of ['permessage-deflate', 'permessage-deflate; client_max_window_bits=10', 'x-foo, permessage-deflate']) {
+    for (const ext of [
+      'permessage-deflate',
+      'permessage-deflate; client_max_window_bits=10',
+      'x-foo, permessage-deflate',
+    ]) {
       const r = checkUpgradeResponse(101, good({ 'sec-websocket-extensions': ext }), KEY, [], []);
       assert.equal(r.ok, false, ext);
       if (!r.ok) assert.equal(r.code, 'WS_ERR_UNEXPECTED_EXTENSION');
     }
-    const partly = checkUpgradeResponse(101, good({ 'sec-websocket-extensions': 'permessage-deflate, x-foo' }), KEY, [], ['permessage-deflate']);
+    const partly = checkUpgradeResponse(
+      101,
+      good({ 'sec-websocket-extensions': 'permessage-deflate, x-foo' }),
+      KEY,
+      [],
+      ['permessage-deflate'],
+    );
     assert.equal(partly.ok, false);
   });
 
@@ -168,7 +188,11 @@ describe('checkUpgradeResponse', () => {
   it('a header given as a list of lines is read as their comma-separated join', () => {
     const r = checkUpgradeResponse(
       101,
-      good({ upgrade: ['websocket'], connection: ['keep-alive', 'Upgrade'], 'sec-websocket-extensions': ['x-foo', 'permessage-deflate'] }),
+      good({
+        upgrade: ['websocket'],
+        connection: ['keep-alive', 'Upgrade'],
+        'sec-websocket-extensions': ['x-foo', 'permessage-deflate'],
+      }),
       KEY,
       [],
       ['x-foo', 'permessage-deflate'],

@@ -31,7 +31,9 @@ describe('computeAccept', () => {
   it('hashes the key text plus the GUID', () => {
     assert.equal(WEBSOCKET_GUID, '258EAFA5-E914-47DA-95CA-C5AB0DC85B11');
     const key = 'AQIDBAUGBwgJCgsMDQ4PEA==';
-    const expected = createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+    const expected = createHash('sha1')
+      .update(key + WEBSOCKET_GUID)
+      .digest('base64');
     assert.equal(computeAccept(key), expected);
     assert.notEqual(computeAccept(key), computeAccept('dGhlIHNhbXBsZSBub25jZQ=='));
   });
@@ -110,7 +112,22 @@ describe('isToken', () => {
   });
 
   it('rejects empty strings, separators, whitespace, controls and non-ASCII', () => {
-    for (const bad of ['', 'a b', 'a,b', 'a;b', 'a=b', '"a"', 'a/b', '(a)', 'a:b', 'a@b', 'a{b}', 'a\tb', 'a\x7f', 'a\u00e9']) {
+    for (const bad of [
+      '',
+      'a b',
+      'a,b',
+      'a;b',
+      'a=b',
+      '"a"',
+      'a/b',
+      '(a)',
+      'a:b',
+      'a@b',
+      'a{b}',
+      'a\tb',
+      'a\x7f',
+      'a\u00e9',
+    ]) {
       assert.equal(isToken(bad), false, JSON.stringify(bad));
     }
   });
@@ -185,7 +202,9 @@ describe('parseExtensions', () => {
   });
 
   it('parses several offers in order, including joined header lines', () => {
-    const value = ['permessage-deflate; client_max_window_bits', 'permessage-deflate', 'x-custom; mode=fast'].join(', ');
+    const value = ['permessage-deflate; client_max_window_bits', 'permessage-deflate', 'x-custom; mode=fast'].join(
+      ', ',
+    );
     assert.deepEqual(plain(parseExtensions(value)), [
       { name: 'permessage-deflate', params: { client_max_window_bits: true }, dup: false },
       { name: 'permessage-deflate', params: {}, dup: false },
@@ -246,15 +265,32 @@ describe('parseExtensions', () => {
 describe('formatExtensions', () => {
   it('writes name; a=1; b and joins offers with ", "', () => {
     const offers = [
-      { name: 'permessage-deflate', params: new Map<string, string | true>([['server_max_window_bits', '10'], ['client_no_context_takeover', true]]) },
+      {
+        name: 'permessage-deflate',
+        params: new Map<string, string | true>([
+          ['server_max_window_bits', '10'],
+          ['client_no_context_takeover', true],
+        ]),
+      },
       { name: 'foo', params: new Map<string, string | true>() },
     ];
-    assert.equal(formatExtensions(offers), 'permessage-deflate; server_max_window_bits=10; client_no_context_takeover, foo');
+    assert.equal(
+      formatExtensions(offers),
+      'permessage-deflate; server_max_window_bits=10; client_no_context_takeover, foo',
+    );
     assert.equal(formatExtensions([]), '');
   });
 
   it('quotes values that are not tokens, escaping " and \\', () => {
-    const offers = [{ name: 'foo', params: new Map<string, string | true>([['a', 'x y'], ['b', 'say "hi" \\o/']]) }];
+    const offers = [
+      {
+        name: 'foo',
+        params: new Map<string, string | true>([
+          ['a', 'x y'],
+          ['b', 'say "hi" \\o/'],
+        ]),
+      },
+    ];
     assert.equal(formatExtensions(offers), 'foo; a="x y"; b="say \\"hi\\" \\\\o/"');
   });
 
@@ -279,7 +315,10 @@ describe('formatExtensions', () => {
   it('throws on names that are not tokens and values that cannot be quoted', () => {
     assert.throws(() => formatExtensions([{ name: 'a b', params: new Map() }]), TypeError);
     assert.throws(() => formatExtensions([{ name: '', params: new Map() }]), TypeError);
-    assert.throws(() => formatExtensions([{ name: 'foo', params: new Map<string, string | true>([['a=b', true]]) }]), TypeError);
+    assert.throws(
+      () => formatExtensions([{ name: 'foo', params: new Map<string, string | true>([['a=b', true]]) }]),
+      TypeError,
+    );
     assert.throws(
       () => formatExtensions([{ name: 'foo', params: new Map<string, string | true>([['a', 'x\r\nSet-Cookie: y']]) }]),
       TypeError,
@@ -299,7 +338,11 @@ describe('checkUpgradeRequest', () => {
       origin: 'http://example.com',
     };
   }
-  function check(overrides: Record<string, string | string[] | undefined>, method = 'GET', version = '1.1'): UpgradeCheck {
+  function check(
+    overrides: Record<string, string | string[] | undefined>,
+    method = 'GET',
+    version = '1.1',
+  ): UpgradeCheck {
     return checkUpgradeRequest(method, version, { ...goodHeaders(), ...overrides });
   }
   function assertFails(result: UpgradeCheck, status: number, headers?: Record<string, string>): void {
@@ -410,7 +453,9 @@ describe('checkUpgradeRequest', () => {
   });
 
   it('accepts duplicate extension parameters but reports them', () => {
-    const result = check({ 'sec-websocket-extensions': 'permessage-deflate; client_max_window_bits; client_max_window_bits=9' });
+    const result = check({
+      'sec-websocket-extensions': 'permessage-deflate; client_max_window_bits; client_max_window_bits=9',
+    });
     assert.equal(result.ok, true);
     assert.ok(result.ok && result.extensions[0]?.duplicateParams === true);
   });
@@ -436,7 +481,11 @@ describe('checkUpgradeRequest', () => {
     assertFails(check({ ...empty, host: 'h', upgrade: 'websocket', connection: 'upgrade' }), 426, {
       'Sec-WebSocket-Version': '13',
     });
-    const keyFail = check({ 'sec-websocket-key': 'bad', 'sec-websocket-protocol': 'a,,b', 'sec-websocket-extensions': ';' });
+    const keyFail = check({
+      'sec-websocket-key': 'bad',
+      'sec-websocket-protocol': 'a,,b',
+      'sec-websocket-extensions': ';',
+    });
     assert.ok(!keyFail.ok && /Key/.test(keyFail.message));
     const protocolFail = check({ 'sec-websocket-protocol': 'a,,b', 'sec-websocket-extensions': ';' });
     assert.ok(!protocolFail.ok && /Protocol/.test(protocolFail.message));
@@ -513,7 +562,10 @@ describe('buildErrorResponse', () => {
         '\r\n' +
         'Upgrade required \u2013 v13',
     );
-    assert.match(buildErrorResponse(405, '', { Allow: 'GET' }), /^HTTP\/1\.1 405 Method Not Allowed\r\n[^]*Content-Length: 0\r\nAllow: GET\r\n\r\n$/);
+    assert.match(
+      buildErrorResponse(405, '', { Allow: 'GET' }),
+      /^HTTP\/1\.1 405 Method Not Allowed\r\n[^]*Content-Length: 0\r\nAllow: GET\r\n\r\n$/,
+    );
   });
 
   it('lets Content-Type be replaced but not Connection or Content-Length', () => {

@@ -44,20 +44,26 @@ describe('isHeaderValueText', () => {
   it('accepts HTAB, space and visible ASCII, and the empty string', () => {
     assert.equal(isHeaderValueText(''), true);
     assert.equal(isHeaderValueText('\t'), true);
-    for (let c = 0x20; c <= 0x7e; c++) assert.equal(isHeaderValueText(`a${String.fromCharCode(c)}b`), true, c.toString(16));
+    for (let c = 0x20; c <= 0x7e; c++)
+      assert.equal(isHeaderValueText(`a${String.fromCharCode(c)}b`), true, c.toString(16));
   });
 
   it('refuses every other control character, DEL and non-ASCII text', () => {
     for (let c = 0; c < 0x20; c++) {
       if (c !== 0x09) assert.equal(isHeaderValueText(`a${String.fromCharCode(c)}b`), false, c.toString(16));
     }
-    for (const s of ['\x7f', '\x80', '\xe9', '\xff', '\u0100', '\u2028', '\u{1F600}']) assert.equal(isHeaderValueText(`a${s}b`), false, JSON.stringify(s));
+    for (const s of ['\x7f', '\x80', '\xe9', '\xff', '\u0100', '\u2028', '\u{1F600}'])
+      assert.equal(isHeaderValueText(`a${s}b`), false, JSON.stringify(s));
   });
 
   it('never accepts a character node:http refuses (a subset of what Node sends)', () => {
     for (let c = 0; c <= 0x17f; c++) {
       const value = `a${String.fromCharCode(c)}b`;
-      if (isHeaderValueText(value)) assert.ok(nodeAccepts(() => validateHeaderValue('x', value)), c.toString(16));
+      if (isHeaderValueText(value))
+        assert.ok(
+          nodeAccepts(() => validateHeaderValue('x', value)),
+          c.toString(16),
+        );
     }
   });
 });
@@ -66,7 +72,11 @@ describe('isToken (header names)', () => {
   it('agrees with node:http on every single character', () => {
     for (let c = 0; c <= 0x17f; c++) {
       const name = `X${String.fromCharCode(c)}`;
-      assert.equal(isToken(name), nodeAccepts(() => validateHeaderName(name)), c.toString(16));
+      assert.equal(
+        isToken(name),
+        nodeAccepts(() => validateHeaderName(name)),
+        c.toString(16),
+      );
     }
   });
 });
@@ -78,13 +88,16 @@ describe('headerFieldList / headerLines', () => {
   });
 
   it('strings as they are; numbers as String(n), as node:http writes them', () => {
-    assert.deepEqual(headerFieldList({ 'Retry-After': 120, 'X-Ratio': 0.5, 'X-Neg': -3, 'X-Text': 'a b\tc', 'X-Empty': '' }), [
-      ['Retry-After', ['120']],
-      ['X-Ratio', ['0.5']],
-      ['X-Neg', ['-3']],
-      ['X-Text', ['a b\tc']],
-      ['X-Empty', ['']],
-    ]);
+    assert.deepEqual(
+      headerFieldList({ 'Retry-After': 120, 'X-Ratio': 0.5, 'X-Neg': -3, 'X-Text': 'a b\tc', 'X-Empty': '' }),
+      [
+        ['Retry-After', ['120']],
+        ['X-Ratio', ['0.5']],
+        ['X-Neg', ['-3']],
+        ['X-Text', ['a b\tc']],
+        ['X-Empty', ['']],
+      ],
+    );
   });
 
   it('a list gives one line per element, in order; an empty list gives none', () => {
@@ -94,7 +107,13 @@ describe('headerFieldList / headerLines', () => {
       ['X-Codes', ['1', '2', 'three']],
       ['X-None', []],
     ]);
-    assert.deepEqual(headerLines(headers), ['Set-Cookie: a=1', 'Set-Cookie: b=2', 'X-Codes: 1', 'X-Codes: 2', 'X-Codes: three']);
+    assert.deepEqual(headerLines(headers), [
+      'Set-Cookie: a=1',
+      'Set-Cookie: b=2',
+      'X-Codes: 1',
+      'X-Codes: 2',
+      'X-Codes: three',
+    ]);
   });
 
   it('refuses names that are not tokens', () => {
@@ -104,24 +123,66 @@ describe('headerFieldList / headerLines', () => {
   });
 
   it('refuses values holding CR, LF, NUL, other controls or non-ASCII text, whole or in a list', () => {
-    const bad = ['x\r\nSet-Cookie: a=b', 'x\nSet-Cookie: a=b', 'x\rSet-Cookie: a=b', 'a\0b', 'a\x01b', 'a\x7fb', 'caf\xe9', '\u0100', 'a\u2028b'];
+    const bad = [
+      'x\r\nSet-Cookie: a=b',
+      'x\nSet-Cookie: a=b',
+      'x\rSet-Cookie: a=b',
+      'a\0b',
+      'a\x01b',
+      'a\x7fb',
+      'caf\xe9',
+      '\u0100',
+      'a\u2028b',
+    ];
     for (const value of bad) {
       throwsInvalid(() => headerFieldList({ 'X-A': value }), /Invalid value for header "X-A"/, JSON.stringify(value));
-      throwsInvalid(() => headerFieldList({ 'X-A': ['fine', value] }), /Invalid value for header "X-A"/, `[${JSON.stringify(value)}]`);
+      throwsInvalid(
+        () => headerFieldList({ 'X-A': ['fine', value] }),
+        /Invalid value for header "X-A"/,
+        `[${JSON.stringify(value)}]`,
+      );
       throwsInvalid(() => headerLines({ 'X-A': value }), /cannot be sent/, JSON.stringify(value));
     }
   });
 
   it('a refused value is quoted in the message, cut after 60 characters', () => {
     const long = `${'a'.repeat(70)}\r\nSet-Cookie: a=b`;
-    throwsInvalid(() => headerFieldList({ 'X-A': long }), new RegExp(`^Invalid value for header "X-A": "${'a'.repeat(60)}\\.\\.\\." contains`), 'long');
-    throwsInvalid(() => headerFieldList({ 'X-A': 'a\rb' }), /^Invalid value for header "X-A": "a\\rb" contains/, 'short');
+    throwsInvalid(
+      () => headerFieldList({ 'X-A': long }),
+      new RegExp(`^Invalid value for header "X-A": "${'a'.repeat(60)}\\.\\.\\." contains`),
+      'long',
+    );
+    throwsInvalid(
+      () => headerFieldList({ 'X-A': 'a\rb' }),
+      /^Invalid value for header "X-A": "a\\rb" contains/,
+      'short',
+    );
   });
 
   it('refuses values of other types: undefined, null, objects, booleans, NaN, Infinity, nested lists', () => {
-    const bad: unknown[] = [undefined, null, {}, { toString: () => 'x' }, true, false, NaN, Infinity, -Infinity, 10n, Symbol('s'), () => 'x', [['a']], [null], [undefined]];
+    const bad: unknown[] = [
+      undefined,
+      null,
+      {},
+      { toString: () => 'x' },
+      true,
+      false,
+      NaN,
+      Infinity,
+      -Infinity,
+      10n,
+      Symbol('s'),
+      () => 'x',
+      [['a']],
+      [null],
+      [undefined],
+    ];
     for (const value of bad) {
-      throwsInvalid(() => headerFieldList({ 'X-A': value }), /expected a string, a finite number or an array of them/, String(value));
+      throwsInvalid(
+        () => headerFieldList({ 'X-A': value }),
+        /expected a string, a finite number or an array of them/,
+        String(value),
+      );
     }
   });
 
@@ -138,14 +199,31 @@ describe('checkHeaderLine', () => {
   });
 
   it('refuses anything else', () => {
-    const bad: unknown[] = ['X-A 1', 'X-A : 1', ': 1', '', 'X-A: 1\r\nSet-Cookie: a=b', 'X-A: 1\n', 'X-A: \0', 'X-A: caf\xe9', 5, null, undefined, ['X-A: 1']];
-    for (const line of bad) throwsInvalid(() => checkHeaderLine(line), /header line|Invalid value/, JSON.stringify(line) ?? String(line));
+    const bad: unknown[] = [
+      'X-A 1',
+      'X-A : 1',
+      ': 1',
+      '',
+      'X-A: 1\r\nSet-Cookie: a=b',
+      'X-A: 1\n',
+      'X-A: \0',
+      'X-A: caf\xe9',
+      5,
+      null,
+      undefined,
+      ['X-A: 1'],
+    ];
+    for (const line of bad)
+      throwsInvalid(() => checkHeaderLine(line), /header line|Invalid value/, JSON.stringify(line) ?? String(line));
   });
 });
 
 describe('serializeResponseLines', () => {
   it('joins a status line and header lines with CRLF, ending with the blank line', () => {
-    assert.equal(serializeResponseLines(['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'X-A: 1']), 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX-A: 1\r\n\r\n');
+    assert.equal(
+      serializeResponseLines(['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'X-A: 1']),
+      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX-A: 1\r\n\r\n',
+    );
   });
 
   it('refuses an injected line, a non-string line or a broken status line with WS_ERR_INVALID_HEADER', () => {
@@ -177,19 +255,33 @@ describe('buildErrorResponse with header values of other types', () => {
   });
 
   it('an empty list removes a default header and adds no empty line', () => {
-    assert.equal(buildErrorResponse(400, 'x', { 'Content-Type': [], 'X-None': [] }), 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx');
+    assert.equal(
+      buildErrorResponse(400, 'x', { 'Content-Type': [], 'X-None': [] }),
+      'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx',
+    );
   });
 
   it('the last of two names differing in case wins, as with setHeader', () => {
-    assert.equal(buildErrorResponse(400, '', { 'x-a': 1, 'X-A': 2 }), 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 0\r\nX-A: 2\r\n\r\n');
+    assert.equal(
+      buildErrorResponse(400, '', { 'x-a': 1, 'X-A': 2 }),
+      'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 0\r\nX-A: 2\r\n\r\n',
+    );
   });
 
   it('refuses injection and bad types with WS_ERR_INVALID_HEADER, bad statuses with WS_ERR_INVALID_STATUS', () => {
-    throwsInvalid(() => buildErrorResponse(401, 'x', { 'WWW-Authenticate': 'x\r\nSet-Cookie: a=b' }), /WWW-Authenticate/, 'CRLF');
+    throwsInvalid(
+      () => buildErrorResponse(401, 'x', { 'WWW-Authenticate': 'x\r\nSet-Cookie: a=b' }),
+      /WWW-Authenticate/,
+      'CRLF',
+    );
     throwsInvalid(() => buildErrorResponse(401, 'x', { 'X-A': undefined as unknown as string }), /X-A/, 'undefined');
     throwsInvalid(() => buildErrorResponse(401, 'x', { 'Bad Name': 1 }), /Bad Name/, 'name');
     for (const status of [99, 1000, 400.5, NaN, '401' as unknown as number]) {
-      assert.throws(() => buildErrorResponse(status, 'x'), (err: unknown) => err instanceof RangeError && (err as RangeError & { code?: string }).code === 'WS_ERR_INVALID_STATUS');
+      assert.throws(
+        () => buildErrorResponse(status, 'x'),
+        (err: unknown) =>
+          err instanceof RangeError && (err as RangeError & { code?: string }).code === 'WS_ERR_INVALID_STATUS',
+      );
     }
     assert.throws(() => buildErrorResponse(401, 5 as unknown as string), TypeError);
   });

@@ -11,15 +11,24 @@ const head = (text: string): Buffer => Buffer.from(text + '\r\n\r\n', 'latin1');
 
 describe('parseRequestHead', () => {
   it('reads the request line and the fields, names as received, values trimmed', () => {
-    const r = parseRequestHead(head('GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\nUpgrade:websocket\r\nX-Pad: \t spaced value \t'));
+    const r = parseRequestHead(
+      head('GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\nUpgrade:websocket\r\nX-Pad: \t spaced value \t'),
+    );
     assert.deepEqual(r, {
       ok: true,
-      head: { method: 'GET', target: '/chat?room=1', version: '1.1', rawHeaders: ['Host', 'example.com', 'Upgrade', 'websocket', 'X-Pad', 'spaced value'] },
+      head: {
+        method: 'GET',
+        target: '/chat?room=1',
+        version: '1.1',
+        rawHeaders: ['Host', 'example.com', 'Upgrade', 'websocket', 'X-Pad', 'spaced value'],
+      },
     });
   });
 
   it('keeps obs-text (bytes 0x80-0xff) in values, as latin1', () => {
-    const r = parseRequestHead(Buffer.concat([Buffer.from('GET / HTTP/1.1\r\nX-Name: caf'), Buffer.from([0xe9]), Buffer.from('\r\n\r\n')]));
+    const r = parseRequestHead(
+      Buffer.concat([Buffer.from('GET / HTTP/1.1\r\nX-Name: caf'), Buffer.from([0xe9]), Buffer.from('\r\n\r\n')]),
+    );
     assert.ok(r.ok);
     assert.equal(r.head.rawHeaders[1], 'café');
   });
@@ -50,9 +59,33 @@ describe('parseRequestHead', () => {
 });
 
 describe('joinHeaders and distinctHeaders (node:http semantics)', () => {
-  const raw = ['Host', 'a', 'HOST', 'b', 'Accept', 'x', 'accept', 'y', 'Cookie', 'c=1', 'cookie', 'd=2', 'Set-Cookie', 's=1', 'set-cookie', 's=2', 'User-Agent', 'ua1', 'User-Agent', 'ua2'];
+  const raw = [
+    'Host',
+    'a',
+    'HOST',
+    'b',
+    'Accept',
+    'x',
+    'accept',
+    'y',
+    'Cookie',
+    'c=1',
+    'cookie',
+    'd=2',
+    'Set-Cookie',
+    's=1',
+    'set-cookie',
+    's=2',
+    'User-Agent',
+    'ua1',
+    'User-Agent',
+    'ua2',
+  ];
   it('joins repeated fields with ", " (cookie with "; "), keeps the first of single-valued ones, set-cookie as a list', () => {
-    assert.deepEqual({ ...joinHeaders(raw) }, { host: 'a', accept: 'x, y', cookie: 'c=1; d=2', 'set-cookie': ['s=1', 's=2'], 'user-agent': 'ua1' });
+    assert.deepEqual(
+      { ...joinHeaders(raw) },
+      { host: 'a', accept: 'x, y', cookie: 'c=1; d=2', 'set-cookie': ['s=1', 's=2'], 'user-agent': 'ua1' },
+    );
   });
   it('distinctHeaders keeps every value', () => {
     assert.deepEqual({ ...distinctHeaders(raw) }.host, ['a', 'b']);

@@ -29,13 +29,16 @@ const GUARD = 8;
 function placed(bytes: Uint8Array, byteOffset: number, asBuffer: boolean): { view: Uint8Array; backing: Uint8Array } {
   const backing = new Uint8Array(byteOffset + bytes.length + GUARD).fill(0xa5);
   backing.set(bytes, byteOffset);
-  const view = asBuffer ? Buffer.from(backing.buffer, byteOffset, bytes.length) : new Uint8Array(backing.buffer, byteOffset, bytes.length);
+  const view = asBuffer
+    ? Buffer.from(backing.buffer, byteOffset, bytes.length)
+    : new Uint8Array(backing.buffer, byteOffset, bytes.length);
   return { view, backing };
 }
 
 function assertGuards(backing: Uint8Array, byteOffset: number, length: number, label: string): void {
   for (let i = 0; i < byteOffset; i++) assert.equal(backing[i], 0xa5, `${label}: byte ${i} before the view changed`);
-  for (let i = byteOffset + length; i < backing.length; i++) assert.equal(backing[i], 0xa5, `${label}: byte ${i} after the view changed`);
+  for (let i = byteOffset + length; i < backing.length; i++)
+    assert.equal(backing[i], 0xa5, `${label}: byte ${i} after the view changed`);
 }
 
 describe('applyMask', () => {
@@ -102,9 +105,14 @@ describe('applyMask', () => {
         const keyOffset = Math.floor(rng() * 8);
         const { view } = placed(data, byteOffset, false);
         applyMask(view, key, keyOffset);
-        if (length >= 4) assert.notDeepEqual(new Uint8Array(view), data, 'a random key changes at least one of 4+ bytes');
+        if (length >= 4)
+          assert.notDeepEqual(new Uint8Array(view), data, 'a random key changes at least one of 4+ bytes');
         applyMask(view, key, keyOffset);
-        assert.deepEqual(new Uint8Array(view), data, `length ${length}, byteOffset ${byteOffset}, keyOffset ${keyOffset}`);
+        assert.deepEqual(
+          new Uint8Array(view),
+          data,
+          `length ${length}, byteOffset ${byteOffset}, keyOffset ${keyOffset}`,
+        );
       }
     }
   });
@@ -118,7 +126,11 @@ describe('applyMask', () => {
       const whole = data.slice();
       applyMask(whole, key, 0);
       const pieces = data.slice();
-      const cuts = [0, ...Array.from({ length: 3 }, () => Math.floor(rng() * (length + 1))).sort((a, b) => a - b), length];
+      const cuts = [
+        0,
+        ...Array.from({ length: 3 }, () => Math.floor(rng() * (length + 1))).sort((a, b) => a - b),
+        length,
+      ];
       for (let i = 0; i + 1 < cuts.length; i++) applyMask(pieces.subarray(cuts[i], cuts[i + 1]), key, cuts[i]);
       assert.deepEqual(pieces, whole, `round ${round}: cuts ${cuts.join(',')}`);
     }

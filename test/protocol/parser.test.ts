@@ -115,7 +115,8 @@ function randomSplits(length: number, seed: number): number[] {
   if (seed % 2 === 1 && length <= 4096) {
     const splits: number[] = [];
     const maxStep = 2 + seed;
-    for (let pos = 1 + Math.floor(rng() * maxStep); pos < length; pos += 1 + Math.floor(rng() * maxStep)) splits.push(pos);
+    for (let pos = 1 + Math.floor(rng() * maxStep); pos < length; pos += 1 + Math.floor(rng() * maxStep))
+      splits.push(pos);
     return splits;
   }
   const count = 1 + Math.floor(rng() * Math.min(length - 1, 48));
@@ -142,7 +143,12 @@ const TRAILER_CLIENT = clientFrame({ opcode: Opcode.TEXT, payload: 'after', mask
  * fire. When the last event is terminal (close or error) the parser must be stopped, and bytes
  * after the input must change nothing.
  */
-function expectEvents(bytes: Uint8Array, expected: readonly Event[], options: FrameParserOptions = SERVER, at?: readonly number[]): Recorder {
+function expectEvents(
+  bytes: Uint8Array,
+  expected: readonly Event[],
+  options: FrameParserOptions = SERVER,
+  at?: readonly number[],
+): Recorder {
   let first: Recorder | undefined;
   const terminal = expected.length > 0 && (expected.at(-1)!.type === 'error' || expected.at(-1)!.type === 'close');
   if (at) assert.equal(at.length, expected.length, 'test bug: one `at` per expected event');
@@ -253,34 +259,75 @@ describe('FrameParser: RFC 6455 section 5.7 examples', () => {
     expectEvents(Buffer.from([0x81, 0x05, ...hello]), [text('Hello')], CLIENT, [7]);
   });
   it('single-frame masked text (server side)', () => {
-    expectEvents(Buffer.from([0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]), [text('Hello')], SERVER, [11]);
+    expectEvents(
+      Buffer.from([0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]),
+      [text('Hello')],
+      SERVER,
+      [11],
+    );
   });
   it('fragmented unmasked text', () => {
     expectEvents(Buffer.from([0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f]), [text('Hello')], CLIENT, [9]);
   });
   it('unmasked ping and masked pong', () => {
     expectEvents(Buffer.from([0x89, 0x05, ...hello]), [ping('Hello')], CLIENT, [7]);
-    expectEvents(Buffer.from([0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]), [pong('Hello')], SERVER, [11]);
+    expectEvents(
+      Buffer.from([0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]),
+      [pong('Hello')],
+      SERVER,
+      [11],
+    );
   });
   it('256 bytes binary in a 16-bit length, 64 KiB binary in a 64-bit length', () => {
     const p256 = randomPayload(256, 256);
     expectEvents(Buffer.concat([Buffer.from([0x82, 0x7e, 0x01, 0x00]), p256]), [binary(p256)], CLIENT, [260]);
     const p64k = randomPayload(65536, 65536);
-    expectEvents(Buffer.concat([header64(BINARY, [0, 0, 0, 0, 0, 1, 0, 0], false), p64k]), [binary(p64k)], CLIENT, [65546]);
+    expectEvents(
+      Buffer.concat([header64(BINARY, [0, 0, 0, 0, 0, 1, 0, 0], false), p64k]),
+      [binary(p64k)],
+      CLIENT,
+      [65546],
+    );
   });
 });
 
 describe('FrameParser: masking direction', () => {
   it('server side (expectMasked: true) accepts masked frames of every kind', () => {
-    const frames = [m(TEXT, 'hi'), m(BINARY, [1, 2, 3]), m(PING, 'p'), m(PONG, 'q'), m(TEXT, 'frag', false), m(CONTINUATION, 'ment'), m(CLOSE, closePayload(1000, 'bye'))];
+    const frames = [
+      m(TEXT, 'hi'),
+      m(BINARY, [1, 2, 3]),
+      m(PING, 'p'),
+      m(PONG, 'q'),
+      m(TEXT, 'frag', false),
+      m(CONTINUATION, 'ment'),
+      m(CLOSE, closePayload(1000, 'bye')),
+    ];
     const e = ends(frames);
-    expectEvents(Buffer.concat(frames), [text('hi'), binary([1, 2, 3]), ping('p'), pong('q'), text('fragment'), close(1000, 'bye')], SERVER, [e[0], e[1], e[2], e[3], e[5], e[6]]);
+    expectEvents(
+      Buffer.concat(frames),
+      [text('hi'), binary([1, 2, 3]), ping('p'), pong('q'), text('fragment'), close(1000, 'bye')],
+      SERVER,
+      [e[0], e[1], e[2], e[3], e[5], e[6]],
+    );
   });
 
   it('client side (expectMasked: false) accepts unmasked frames of every kind', () => {
-    const frames = [u(TEXT, 'hi'), u(BINARY, [1, 2, 3]), u(PING, 'p'), u(PONG, 'q'), u(TEXT, 'frag', false), u(CONTINUATION, 'ment'), u(CLOSE, closePayload(1000, 'bye'))];
+    const frames = [
+      u(TEXT, 'hi'),
+      u(BINARY, [1, 2, 3]),
+      u(PING, 'p'),
+      u(PONG, 'q'),
+      u(TEXT, 'frag', false),
+      u(CONTINUATION, 'ment'),
+      u(CLOSE, closePayload(1000, 'bye')),
+    ];
     const e = ends(frames);
-    expectEvents(Buffer.concat(frames), [text('hi'), binary([1, 2, 3]), ping('p'), pong('q'), text('fragment'), close(1000, 'bye')], CLIENT, [e[0], e[1], e[2], e[3], e[5], e[6]]);
+    expectEvents(
+      Buffer.concat(frames),
+      [text('hi'), binary([1, 2, 3]), ping('p'), pong('q'), text('fragment'), close(1000, 'bye')],
+      CLIENT,
+      [e[0], e[1], e[2], e[3], e[5], e[6]],
+    );
   });
 
   for (const opcode of [TEXT, BINARY, CLOSE, PING, PONG]) {
@@ -304,13 +351,20 @@ describe('FrameParser: masking direction', () => {
   it('wrong direction after valid frames keeps the earlier events', () => {
     const frames = [m(TEXT, 'ok'), m(PING, ''), u(TEXT, 'bad')];
     const e = ends(frames);
-    expectEvents(Buffer.concat(frames), [text('ok'), ping(), error('WS_ERR_EXPECTED_MASK')], SERVER, [e[0], e[1], e[1] + 2]);
+    expectEvents(Buffer.concat(frames), [text('ok'), ping(), error('WS_ERR_EXPECTED_MASK')], SERVER, [
+      e[0],
+      e[1],
+      e[1] + 2,
+    ]);
   });
 });
 
 describe('FrameParser: payload lengths', () => {
   for (const length of [0, 1, 125, 126, 127, 65535, 65536]) {
-    for (const [side, options, masked] of [['server', SERVER, true], ['client', CLIENT, false]] as const) {
+    for (const [side, options, masked] of [
+      ['server', SERVER, true],
+      ['client', CLIENT, false],
+    ] as const) {
       it(`${length}-byte binary and text messages (${side} side)`, () => {
         const payload = randomPayload(length, length + 1);
         const bin = clientFrame({ opcode: BINARY, payload, mask: masked });
@@ -319,7 +373,10 @@ describe('FrameParser: payload lengths', () => {
         expectEvents(bin, [binary(payload)], options, [bin.length]);
         const str = 'é'.repeat(length >> 1) + 'x'.repeat(length & 1);
         const txt = clientFrame({ opcode: TEXT, payload: str, mask: masked });
-        expectEvents(Buffer.concat([txt, bin]), [text(str), binary(payload)], options, [txt.length, txt.length + bin.length]);
+        expectEvents(Buffer.concat([txt, bin]), [text(str), binary(payload)], options, [
+          txt.length,
+          txt.length + bin.length,
+        ]);
       });
     }
   }
@@ -349,15 +406,35 @@ describe('FrameParser: non-minimal length encodings', () => {
   for (const length of [0, 1, 125]) {
     it(`${length} in a 16-bit length -> WS_ERR_NON_MINIMAL_LENGTH 1002`, () => {
       const payload = randomPayload(length, 3);
-      expectEvents(clientFrame({ opcode: BINARY, payload, lengthEncoding: 16 }), [error('WS_ERR_NON_MINIMAL_LENGTH')], SERVER, [4]);
-      expectEvents(clientFrame({ opcode: TEXT, payload: 'a'.repeat(length), lengthEncoding: 16, mask: false }), [error('WS_ERR_NON_MINIMAL_LENGTH')], CLIENT, [4]);
+      expectEvents(
+        clientFrame({ opcode: BINARY, payload, lengthEncoding: 16 }),
+        [error('WS_ERR_NON_MINIMAL_LENGTH')],
+        SERVER,
+        [4],
+      );
+      expectEvents(
+        clientFrame({ opcode: TEXT, payload: 'a'.repeat(length), lengthEncoding: 16, mask: false }),
+        [error('WS_ERR_NON_MINIMAL_LENGTH')],
+        CLIENT,
+        [4],
+      );
     });
   }
   for (const length of [0, 125, 126, 65535]) {
     it(`${length} in a 64-bit length -> WS_ERR_NON_MINIMAL_LENGTH 1002`, () => {
       const payload = randomPayload(length, 4);
-      expectEvents(clientFrame({ opcode: BINARY, payload, lengthEncoding: 64 }), [error('WS_ERR_NON_MINIMAL_LENGTH')], SERVER, [10]);
-      expectEvents(clientFrame({ opcode: BINARY, payload, lengthEncoding: 64, mask: false }), [error('WS_ERR_NON_MINIMAL_LENGTH')], CLIENT, [10]);
+      expectEvents(
+        clientFrame({ opcode: BINARY, payload, lengthEncoding: 64 }),
+        [error('WS_ERR_NON_MINIMAL_LENGTH')],
+        SERVER,
+        [10],
+      );
+      expectEvents(
+        clientFrame({ opcode: BINARY, payload, lengthEncoding: 64, mask: false }),
+        [error('WS_ERR_NON_MINIMAL_LENGTH')],
+        CLIENT,
+        [10],
+      );
     });
   }
   it('the smallest length of each encoding is accepted (126 in 16 bits, 65536 in 64 bits)', () => {
@@ -381,7 +458,12 @@ describe('FrameParser: 64-bit lengths and maxPayload', () => {
     it(`64-bit length with the most significant bit set (${name}) -> WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH 1002`, () => {
       const masked = Buffer.concat([header64(BINARY, lengthBytes, true), Buffer.from([1, 2, 3, 4, 5, 6])]);
       expectEvents(masked, [error('WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH')], SERVER, [10]);
-      expectEvents(masked, [error('WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH')], { expectMasked: true, maxPayload: 1000 }, [10]);
+      expectEvents(
+        masked,
+        [error('WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH')],
+        { expectMasked: true, maxPayload: 1000 },
+        [10],
+      );
       const unmasked = Buffer.concat([header64(TEXT, lengthBytes, false), Buffer.from('abc')]);
       expectEvents(unmasked, [error('WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH')], CLIENT, [10]);
     });
@@ -390,15 +472,26 @@ describe('FrameParser: 64-bit lengths and maxPayload', () => {
   it('a length above 2^53 - 1 -> 1009 even without maxPayload', () => {
     const bytes = header64(BINARY, [0x00, 0x20, 0, 0, 0, 0, 0, 0], true);
     expectEvents(bytes, [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)], SERVER, [10]);
-    expectEvents(header64(BINARY, [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], false), [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)], CLIENT, [10]);
+    expectEvents(
+      header64(BINARY, [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], false),
+      [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)],
+      CLIENT,
+      [10],
+    );
   });
 
   it('without maxPayload, a length up to the largest possible Buffer is accepted (the parser waits); beyond it 1009', () => {
     // 2^32 - 1 (kMaxLength is 2^32 on 64-bit Node 20): waits for the payload.
-    const bytes = Buffer.concat([header64(BINARY, [0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff], true), Buffer.from([1, 2, 3, 4, 5, 6, 7, 8])]);
+    const bytes = Buffer.concat([
+      header64(BINARY, [0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff], true),
+      Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]),
+    ]);
     expectEvents(bytes, [], SERVER);
     // 2^53 - 1 could never be allocated: refused at once instead of failing later.
-    const huge = Buffer.concat([header64(BINARY, [0x00, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], true), Buffer.from([1, 2, 3, 4])]);
+    const huge = Buffer.concat([
+      header64(BINARY, [0x00, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], true),
+      Buffer.from([1, 2, 3, 4]),
+    ]);
     expectEvents(huge, [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)], SERVER, [10]);
   });
 
@@ -408,7 +501,12 @@ describe('FrameParser: 64-bit lengths and maxPayload', () => {
     // Only the header: no mask key, no payload.
     expectEvents(header, [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)], options, [10]);
     // Header, mask key and a little payload: still raised at byte 10.
-    expectEvents(Buffer.concat([header, Buffer.from([9, 9, 9, 9, 1, 2, 3])]), [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)], options, [10]);
+    expectEvents(
+      Buffer.concat([header, Buffer.from([9, 9, 9, 9, 1, 2, 3])]),
+      [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)],
+      options,
+      [10],
+    );
     // Pushed by hand, header only.
     const rec = new Recorder();
     const parser = new FrameParser(rec, options);
@@ -416,7 +514,12 @@ describe('FrameParser: 64-bit lengths and maxPayload', () => {
     assert.deepEqual(rec.events, [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)]);
     assert.equal(parser.stopped, true);
     // Client side, 16-bit length.
-    expectEvents(Buffer.from([0x82, 126, 0xff, 0xff]), [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)], { expectMasked: false, maxPayload: 1000 }, [4]);
+    expectEvents(
+      Buffer.from([0x82, 126, 0xff, 0xff]),
+      [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)],
+      { expectMasked: false, maxPayload: 1000 },
+      [4],
+    );
   });
 
   it('maxPayload: a message of exactly maxPayload passes, one byte more fails at its header', () => {
@@ -424,32 +527,79 @@ describe('FrameParser: 64-bit lengths and maxPayload', () => {
     const p100 = randomPayload(100, 7);
     expectEvents(clientFrame({ opcode: BINARY, payload: p100 }), [binary(p100)], options);
     expectEvents(clientFrame({ opcode: TEXT, payload: 'a'.repeat(100) }), [text('a'.repeat(100))], options);
-    expectEvents(clientFrame({ opcode: BINARY, payload: randomPayload(101, 8) }), [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)], options, [2]);
+    expectEvents(
+      clientFrame({ opcode: BINARY, payload: randomPayload(101, 8) }),
+      [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)],
+      options,
+      [2],
+    );
     const big = { expectMasked: true, maxPayload: 1000 };
-    expectEvents(clientFrame({ opcode: BINARY, payload: randomPayload(1001, 9) }), [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)], big, [4]);
+    expectEvents(
+      clientFrame({ opcode: BINARY, payload: randomPayload(1001, 9) }),
+      [error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)],
+      big,
+      [4],
+    );
   });
 
   it('maxPayload is summed over fragments (error at the header of the fragment that crosses it)', () => {
     const options = { expectMasked: true, maxPayload: 100 };
-    const frames = [m(BINARY, randomPayload(40, 10), false), m(PING, 'x'.repeat(90)), m(CONTINUATION, randomPayload(40, 11), false), m(CONTINUATION, randomPayload(21, 12))];
+    const frames = [
+      m(BINARY, randomPayload(40, 10), false),
+      m(PING, 'x'.repeat(90)),
+      m(CONTINUATION, randomPayload(40, 11), false),
+      m(CONTINUATION, randomPayload(21, 12)),
+    ];
     const e = ends(frames);
-    expectEvents(Buffer.concat(frames), [ping('x'.repeat(90)), error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)], options, [e[1], e[2] + 2]);
+    expectEvents(
+      Buffer.concat(frames),
+      [ping('x'.repeat(90)), error('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009)],
+      options,
+      [e[1], e[2] + 2],
+    );
 
-    const exactFrames = [m(TEXT, 'a'.repeat(40), false), m(PONG, 'y'.repeat(100)), m(CONTINUATION, 'b'.repeat(40), false), m(CONTINUATION, '', false), m(CONTINUATION, 'c'.repeat(20))];
+    const exactFrames = [
+      m(TEXT, 'a'.repeat(40), false),
+      m(PONG, 'y'.repeat(100)),
+      m(CONTINUATION, 'b'.repeat(40), false),
+      m(CONTINUATION, '', false),
+      m(CONTINUATION, 'c'.repeat(20)),
+    ];
     const ee = ends(exactFrames);
-    expectEvents(Buffer.concat(exactFrames), [pong('y'.repeat(100)), text('a'.repeat(40) + 'b'.repeat(40) + 'c'.repeat(20))], options, [ee[1], ee[4]]);
+    expectEvents(
+      Buffer.concat(exactFrames),
+      [pong('y'.repeat(100)), text('a'.repeat(40) + 'b'.repeat(40) + 'c'.repeat(20))],
+      options,
+      [ee[1], ee[4]],
+    );
   });
 
   it('maxPayload counts each message afresh and ignores control frames', () => {
     const options = { expectMasked: true, maxPayload: 100 };
-    const frames = [m(BINARY, randomPayload(60, 13), false), m(CONTINUATION, randomPayload(40, 14)), m(TEXT, 'z'.repeat(70), false), m(CONTINUATION, 'z'.repeat(30)), m(PING, 'p'.repeat(125)), m(BINARY, randomPayload(100, 15))];
-    const expected = [binary(Buffer.concat([randomPayload(60, 13), randomPayload(40, 14)])), text('z'.repeat(100)), ping('p'.repeat(125)), binary(randomPayload(100, 15))];
+    const frames = [
+      m(BINARY, randomPayload(60, 13), false),
+      m(CONTINUATION, randomPayload(40, 14)),
+      m(TEXT, 'z'.repeat(70), false),
+      m(CONTINUATION, 'z'.repeat(30)),
+      m(PING, 'p'.repeat(125)),
+      m(BINARY, randomPayload(100, 15)),
+    ];
+    const expected = [
+      binary(Buffer.concat([randomPayload(60, 13), randomPayload(40, 14)])),
+      text('z'.repeat(100)),
+      ping('p'.repeat(125)),
+      binary(randomPayload(100, 15)),
+    ];
     expectEvents(Buffer.concat(frames), expected, options);
   });
 });
 
 describe('FrameParser: fragmentation', () => {
-  function fragmentsOf(opcode: number, parts: readonly Bytes[], mask: (op: number, p: Bytes, fin: boolean) => Buffer): Buffer[] {
+  function fragmentsOf(
+    opcode: number,
+    parts: readonly Bytes[],
+    mask: (op: number, p: Bytes, fin: boolean) => Buffer,
+  ): Buffer[] {
     return parts.map((p, i) => mask(i === 0 ? opcode : CONTINUATION, p, i === parts.length - 1));
   }
 
@@ -457,10 +607,16 @@ describe('FrameParser: fragmentation', () => {
     it(`text and binary in ${count} fragments, server and client side`, () => {
       const parts = Array.from({ length: count }, (_, i) => `part${i}-é€`);
       const bparts = Array.from({ length: count }, (_, i) => randomPayload(i * 7 + 1, 20 + i));
-      for (const [options, make] of [[SERVER, m], [CLIENT, u]] as const) {
+      for (const [options, make] of [
+        [SERVER, m],
+        [CLIENT, u],
+      ] as const) {
         const tf = fragmentsOf(TEXT, parts, make);
         const bf = fragmentsOf(BINARY, bparts, make);
-        expectEvents(Buffer.concat([...tf, ...bf]), [text(parts.join('')), binary(Buffer.concat(bparts))], options, [ends(tf).at(-1)!, ends([...tf, ...bf]).at(-1)!]);
+        expectEvents(Buffer.concat([...tf, ...bf]), [text(parts.join('')), binary(Buffer.concat(bparts))], options, [
+          ends(tf).at(-1)!,
+          ends([...tf, ...bf]).at(-1)!,
+        ]);
       }
     });
   }
@@ -487,10 +643,30 @@ describe('FrameParser: fragmentation', () => {
   });
 
   it('pings and pongs interleaved between fragments are delivered at once', () => {
-    const frames = [m(PING, 'p0'), m(TEXT, 'Hel', false), m(PING, 'p1'), m(PONG, 'q1'), m(CONTINUATION, 'lo, ', false), m(PONG, ''), m(CONTINUATION, 'world'), m(PING, 'p2')];
+    const frames = [
+      m(PING, 'p0'),
+      m(TEXT, 'Hel', false),
+      m(PING, 'p1'),
+      m(PONG, 'q1'),
+      m(CONTINUATION, 'lo, ', false),
+      m(PONG, ''),
+      m(CONTINUATION, 'world'),
+      m(PING, 'p2'),
+    ];
     const e = ends(frames);
-    expectEvents(Buffer.concat(frames), [ping('p0'), ping('p1'), pong('q1'), pong(''), text('Hello, world'), ping('p2')], SERVER, [e[0], e[2], e[3], e[5], e[6], e[7]]);
-    const bframes = [m(BINARY, [1], false), m(PING, ''), m(CONTINUATION, [], false), m(PONG, 'x'), m(CONTINUATION, [2, 3])];
+    expectEvents(
+      Buffer.concat(frames),
+      [ping('p0'), ping('p1'), pong('q1'), pong(''), text('Hello, world'), ping('p2')],
+      SERVER,
+      [e[0], e[2], e[3], e[5], e[6], e[7]],
+    );
+    const bframes = [
+      m(BINARY, [1], false),
+      m(PING, ''),
+      m(CONTINUATION, [], false),
+      m(PONG, 'x'),
+      m(CONTINUATION, [2, 3]),
+    ];
     const be = ends(bframes);
     expectEvents(Buffer.concat(bframes), [ping(''), pong('x'), binary([1, 2, 3])], SERVER, [be[1], be[3], be[4]]);
   });
@@ -501,7 +677,14 @@ describe('FrameParser: fragmentation', () => {
   });
 
   it('fragmented and unfragmented messages alternate', () => {
-    const frames = [m(TEXT, 'a', false), m(CONTINUATION, 'b'), m(BINARY, [1]), m(BINARY, [2], false), m(CONTINUATION, [3]), m(TEXT, 'c')];
+    const frames = [
+      m(TEXT, 'a', false),
+      m(CONTINUATION, 'b'),
+      m(BINARY, [1]),
+      m(BINARY, [2], false),
+      m(CONTINUATION, [3]),
+      m(TEXT, 'c'),
+    ];
     expectEvents(Buffer.concat(frames), [text('ab'), binary([1]), binary([2, 3]), text('c')]);
   });
 
@@ -510,18 +693,32 @@ describe('FrameParser: fragmentation', () => {
     expectEvents(m(CONTINUATION, 'x', false), [error('WS_ERR_UNEXPECTED_CONTINUATION')], SERVER, [2]);
     expectEvents(u(CONTINUATION, ''), [error('WS_ERR_UNEXPECTED_CONTINUATION')], CLIENT, [2]);
     const after = [m(TEXT, 'done'), m(CONTINUATION, 'more')];
-    expectEvents(Buffer.concat(after), [text('done'), error('WS_ERR_UNEXPECTED_CONTINUATION')], SERVER, [ends(after)[0], ends(after)[0] + 2]);
+    expectEvents(Buffer.concat(after), [text('done'), error('WS_ERR_UNEXPECTED_CONTINUATION')], SERVER, [
+      ends(after)[0],
+      ends(after)[0] + 2,
+    ]);
     const afterFragmented = [m(TEXT, 'a', false), m(CONTINUATION, 'b'), m(CONTINUATION, 'c')];
     const e = ends(afterFragmented);
-    expectEvents(Buffer.concat(afterFragmented), [text('ab'), error('WS_ERR_UNEXPECTED_CONTINUATION')], SERVER, [e[1], e[1] + 2]);
+    expectEvents(Buffer.concat(afterFragmented), [text('ab'), error('WS_ERR_UNEXPECTED_CONTINUATION')], SERVER, [
+      e[1],
+      e[1] + 2,
+    ]);
   });
 
   it('a new data frame while a fragmented message is in progress -> WS_ERR_EXPECTED_CONTINUATION 1002', () => {
-    for (const [first, second] of [[TEXT, TEXT], [TEXT, BINARY], [BINARY, TEXT], [BINARY, BINARY]]) {
+    for (const [first, second] of [
+      [TEXT, TEXT],
+      [TEXT, BINARY],
+      [BINARY, TEXT],
+      [BINARY, BINARY],
+    ]) {
       for (const fin of [true, false]) {
         const frames = [m(first, 'ab', false), m(PING, 'p'), m(second, 'cd', fin)];
         const e = ends(frames);
-        expectEvents(Buffer.concat(frames), [ping('p'), error('WS_ERR_EXPECTED_CONTINUATION')], SERVER, [e[1], e[1] + 2]);
+        expectEvents(Buffer.concat(frames), [ping('p'), error('WS_ERR_EXPECTED_CONTINUATION')], SERVER, [
+          e[1],
+          e[1] + 2,
+        ]);
       }
     }
     const empty = [u(BINARY, '', false), u(TEXT, 'x')];
@@ -530,7 +727,10 @@ describe('FrameParser: fragmentation', () => {
 });
 
 describe('FrameParser: maxFragments (frames per message)', () => {
-  const limited = (maxFragments: number, base: FrameParserOptions = SERVER): FrameParserOptions => ({ ...base, maxFragments });
+  const limited = (maxFragments: number, base: FrameParserOptions = SERVER): FrameParserOptions => ({
+    ...base,
+    maxFragments,
+  });
   const tooMany = error('WS_ERR_TOO_MANY_BUFFERED_PARTS', 1009);
   /** A message of `count` frames: `parts[i]` or '' for each, the last with FIN. */
   function message(opcode: number, count: number, make: typeof m = m, part: (i: number) => Bytes = () => ''): Buffer[] {
@@ -538,7 +738,10 @@ describe('FrameParser: maxFragments (frames per message)', () => {
   }
 
   it('exactly maxFragments frames pass; one more fails with 1009 at the 2nd header byte of the frame over it', () => {
-    for (const [options, make] of [[SERVER, m], [CLIENT, u]] as const) {
+    for (const [options, make] of [
+      [SERVER, m],
+      [CLIENT, u],
+    ] as const) {
       for (const opcode of [TEXT, BINARY]) {
         const deliver = opcode === TEXT ? text : binary;
         const ok = message(opcode, 5, make, (i) => `p${i}`);
@@ -558,7 +761,14 @@ describe('FrameParser: maxFragments (frames per message)', () => {
   });
 
   it('control frames between fragments do not count; each message starts afresh', () => {
-    const frames = [m(TEXT, 'a', false), m(PING, '1'), m(PONG, '2'), m(CONTINUATION, 'b', false), m(PING, '3'), m(CONTINUATION, 'c')];
+    const frames = [
+      m(TEXT, 'a', false),
+      m(PING, '1'),
+      m(PONG, '2'),
+      m(CONTINUATION, 'b', false),
+      m(PING, '3'),
+      m(CONTINUATION, 'c'),
+    ];
     expectEvents(Buffer.concat(frames), [ping('1'), pong('2'), ping('3'), text('abc')], limited(3));
     // Three messages of 3 frames each, and unfragmented ones between: all within a limit of 3.
     const many = [...message(BINARY, 3), m(TEXT, 'x'), ...message(TEXT, 3), m(BINARY, 'y'), ...message(BINARY, 3)];
@@ -584,8 +794,16 @@ describe('FrameParser: maxFragments (frames per message)', () => {
   it('65,536 frames of 64 bytes (a 4 MiB message) pass within a limit of 2^17', () => {
     const fragment = Buffer.alloc(64, 0x61);
     const one = m(CONTINUATION, fragment, false);
-    const input = Buffer.concat([m(TEXT, fragment, false), ...Array.from({ length: 65_534 }, () => one), m(CONTINUATION, fragment)]);
-    const rec = feedAll(input, randomSplits(input.length, 2), limited(2 ** 17, { expectMasked: true, maxPayload: 4 * 1024 * 1024 }));
+    const input = Buffer.concat([
+      m(TEXT, fragment, false),
+      ...Array.from({ length: 65_534 }, () => one),
+      m(CONTINUATION, fragment),
+    ]);
+    const rec = feedAll(
+      input,
+      randomSplits(input.length, 2),
+      limited(2 ** 17, { expectMasked: true, maxPayload: 4 * 1024 * 1024 }),
+    );
     assert.equal(rec.events.length, 1);
     assert.equal(rec.events[0].type, 'message');
     assert.equal(rec.messageBuffers[0].length, 4 * 1024 * 1024);
@@ -626,8 +844,18 @@ describe('FrameParser: reserved bits and opcodes, control frame rules', () => {
         expectEvents(frame, [error('WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH')], SERVER, [2]);
       }
       // A short payload in an extended length field is over the 7-bit limit too.
-      expectEvents(clientFrame({ opcode, payload: closePayload(1000), lengthEncoding: 16 }), [error('WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH')], SERVER, [2]);
-      expectEvents(clientFrame({ opcode, payload: randomPayload(126, 1), mask: false }), [error('WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH')], CLIENT, [2]);
+      expectEvents(
+        clientFrame({ opcode, payload: closePayload(1000), lengthEncoding: 16 }),
+        [error('WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH')],
+        SERVER,
+        [2],
+      );
+      expectEvents(
+        clientFrame({ opcode, payload: randomPayload(126, 1), mask: false }),
+        [error('WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH')],
+        CLIENT,
+        [2],
+      );
     });
 
     it(`fragmented control opcode ${opcode} -> WS_ERR_EXPECTED_FIN 1002`, () => {
@@ -669,7 +897,12 @@ describe('FrameParser: close frames', () => {
   });
 
   it('close codes with a reason, server and client side', () => {
-    for (const [code, reason] of [[1000, 'bye'], [1001, 'going away'], [4999, 'ça va ✓ 𝄞'], [3000, '']] as const) {
+    for (const [code, reason] of [
+      [1000, 'bye'],
+      [1001, 'going away'],
+      [4999, 'ça va ✓ 𝄞'],
+      [3000, ''],
+    ] as const) {
       expectEvents(m(CLOSE, closePayload(code, reason)), [close(code, reason)]);
       expectEvents(u(CLOSE, closePayload(code, reason)), [close(code, reason)], CLIENT);
     }
@@ -719,7 +952,10 @@ describe('FrameParser: UTF-8 in text messages', () => {
     ['a truncated sequence followed by ASCII', [0xe2, 0x82, 0x61]],
     ['a message ending inside a sequence', [0x61, 0xe2, 0x82]],
     ['a message ending after a 4-byte lead', [0xf0]],
-    ['an invalid byte between 20-byte ASCII runs', [...Buffer.from('a'.repeat(20)), 0xff, ...Buffer.from('b'.repeat(20))]],
+    [
+      'an invalid byte between 20-byte ASCII runs',
+      [...Buffer.from('a'.repeat(20)), 0xff, ...Buffer.from('b'.repeat(20))],
+    ],
   ];
 
   for (const [name, bytes] of INVALID) {
@@ -741,7 +977,11 @@ describe('FrameParser: UTF-8 in text messages', () => {
     // [name, fragments, index of the fragment that makes the text impossible]
     const cases: Array<[string, Bytes[], number]> = [
       ['0xFF in a short fragment', ['hello', [0x77, 0x6f, 0xff, 0x6c], 'final'], 1],
-      ['0xFF in a long fragment', ['hello', [...Buffer.from('x'.repeat(40)), 0xff, ...Buffer.from('y'.repeat(40))], 'more', 'final'], 1],
+      [
+        '0xFF in a long fragment',
+        ['hello', [...Buffer.from('x'.repeat(40)), 0xff, ...Buffer.from('y'.repeat(40))], 'more', 'final'],
+        1,
+      ],
       ['an overlong form completed in the next fragment', ['ab', [0xe0], [0x80, 0x80], 'final'], 2],
       ['a 4-byte sequence broken by ASCII in the next fragment', [[0xf0, 0x9d], [0x84, 0x41], 'final'], 1],
       ['a surrogate split over fragments', [[0xed], [0xa0], [0x80], 'final'], 1],
@@ -753,12 +993,18 @@ describe('FrameParser: UTF-8 in text messages', () => {
       const e = ends(frames);
       assert.ok(bad < frames.length - 1, 'test bug: the bad fragment must come before the final one');
       const failsAt = utf8FailsAt(frames, parts);
-      assert.ok(failsAt > e[bad] - frames[bad].length && failsAt <= e[bad], `test bug: ${name} must become impossible in fragment ${bad}`);
+      assert.ok(
+        failsAt > e[bad] - frames[bad].length && failsAt <= e[bad],
+        `test bug: ${name} must become impossible in fragment ${bad}`,
+      );
       expectEvents(Buffer.concat(frames), [error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [failsAt]);
       if (bad > 0) {
         const withPing = [frames[0], m(PING, 'p'), ...frames.slice(1)];
         const pingFailsAt = utf8FailsAt(withPing, [parts[0], null, ...parts.slice(1)]);
-        expectEvents(Buffer.concat(withPing), [ping('p'), error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [ends(withPing)[1], pingFailsAt]);
+        expectEvents(Buffer.concat(withPing), [ping('p'), error('WS_ERR_INVALID_UTF8', 1007)], SERVER, [
+          ends(withPing)[1],
+          pingFailsAt,
+        ]);
       }
 
       // Frame by frame: nothing until the bad fragment, the error right then, nothing after.
@@ -796,7 +1042,12 @@ describe('FrameParser: UTF-8 in text messages', () => {
     for (let i = 0; i <= bytes.length; i++) {
       for (let j = i; j <= bytes.length; j++) {
         const parts = [bytes.subarray(0, i), bytes.subarray(i, j), bytes.subarray(j)];
-        const frames = [m(TEXT, parts[0], false), m(PING, ''), m(CONTINUATION, parts[1], false), m(CONTINUATION, parts[2])];
+        const frames = [
+          m(TEXT, parts[0], false),
+          m(PING, ''),
+          m(CONTINUATION, parts[1], false),
+          m(CONTINUATION, parts[2]),
+        ];
         expectEvents(Buffer.concat(frames), [ping(''), text(s)], SERVER);
       }
     }
@@ -829,11 +1080,19 @@ describe('FrameParser: UTF-8 in text messages', () => {
           const splits = [header, ...Array.from({ length: prefix.length - 1 }, (_, i) => header + i + 1)];
           const rec = feedAll(input, splits, options);
           assert.deepEqual(rec.events, [error('WS_ERR_INVALID_UTF8', 1007)], where);
-          assert.deepEqual(rec.spans[0], [header + bad, header + bad + 1], `${where}: fired in the push of the bad byte`);
+          assert.deepEqual(
+            rec.spans[0],
+            [header + bad, header + bad + 1],
+            `${where}: fired in the push of the bad byte`,
+          );
         }
       }
       // The same bytes as a valid prefix, or as binary: nothing happens, the parser waits.
-      for (const [opcode, prefix] of [[TEXT, '0123456789'], [TEXT, [0x61, 0xe2, 0x82]], [BINARY, [0xff, 0xfe]]] as const) {
+      for (const [opcode, prefix] of [
+        [TEXT, '0123456789'],
+        [TEXT, [0x61, 0xe2, 0x82]],
+        [BINARY, [0xff, 0xfe]],
+      ] as const) {
         const rec = feedAll(frameStart(opcode, 1000, prefix, masked), [], options);
         assert.deepEqual(rec.events, [], `masked ${masked}: opcode ${opcode} ${hex(prefix)} waits`);
         assert.equal(rec.parser!.stopped, false);
@@ -854,10 +1113,18 @@ describe('FrameParser: UTF-8 in text messages', () => {
       for (const [name, start, prefix, failsAfter] of cases) {
         const input = Buffer.concat([start, frameStart(CONTINUATION, 5000, prefix, masked, false)]);
         const header = input.length - Buffer.from(toPayload(prefix)).length;
-        const splits = [start.length, header, ...Array.from({ length: Buffer.from(toPayload(prefix)).length - 1 }, (_, i) => header + i + 1)];
+        const splits = [
+          start.length,
+          header,
+          ...Array.from({ length: Buffer.from(toPayload(prefix)).length - 1 }, (_, i) => header + i + 1),
+        ];
         const rec = feedAll(input, splits, masked ? SERVER : CLIENT);
         assert.deepEqual(rec.events, [error('WS_ERR_INVALID_UTF8', 1007)], `masked ${masked}: ${name}`);
-        assert.equal(rec.spans[0][1], header + failsAfter, `masked ${masked}: ${name}: fired in the push of the bad byte`);
+        assert.equal(
+          rec.spans[0][1],
+          header + failsAfter,
+          `masked ${masked}: ${name}: fired in the push of the bad byte`,
+        );
       }
     }
   });
@@ -878,7 +1145,12 @@ describe('FrameParser: UTF-8 in text messages', () => {
       // Three fragments, each arriving in pieces, cut inside characters and between fragments.
       for (let i = 1; i < bytes.length - 1; i += 3) {
         const parts = [bytes.subarray(0, i), bytes.subarray(i, i + 7), bytes.subarray(i + 7)];
-        const frames = [frame(TEXT, parts[0], false), frame(PING, 'p'), frame(CONTINUATION, parts[1], false), frame(CONTINUATION, parts[2])];
+        const frames = [
+          frame(TEXT, parts[0], false),
+          frame(PING, 'p'),
+          frame(CONTINUATION, parts[1], false),
+          frame(CONTINUATION, parts[2]),
+        ];
         expectEvents(Buffer.concat(frames), [ping('p'), text(s)], options);
       }
     }
@@ -913,7 +1185,8 @@ describe('FrameParser: stopping', () => {
     const rec = feedAll(Buffer.concat([m(TEXT, 'ok'), u(TEXT, 'bad')]), []);
     assert.deepEqual(rec.events, [text('ok'), error('WS_ERR_EXPECTED_MASK')]);
     assert.equal(rec.parser!.stopped, true);
-    for (const more of [m(TEXT, 'x'), m(PING, 'p'), m(CLOSE, closePayload(1000)), Buffer.from([0xff])]) rec.parser!.push(Buffer.from(more));
+    for (const more of [m(TEXT, 'x'), m(PING, 'p'), m(CLOSE, closePayload(1000)), Buffer.from([0xff])])
+      rec.parser!.push(Buffer.from(more));
     assert.deepEqual(rec.events, [text('ok'), error('WS_ERR_EXPECTED_MASK')]);
     assert.equal(rec.errors.length, 1);
     assert.equal(rec.errors[0].closeCode, 1002);
@@ -957,10 +1230,16 @@ describe('FrameParser: zero-copy payloads', () => {
   }
 
   for (const length of [0, 5, 125, 200, 70000]) {
-    for (const [side, options, masked] of [['server', SERVER, true], ['client', CLIENT, false]] as const) {
+    for (const [side, options, masked] of [
+      ['server', SERVER, true],
+      ['client', CLIENT, false],
+    ] as const) {
       it(`an unfragmented ${length}-byte message in one chunk is a view of the input (${side} side)`, () => {
         const payload = randomPayload(length, 30);
-        for (const [opcode, expected] of [[BINARY, binary(payload)], [TEXT, text('t'.repeat(length))]] as const) {
+        for (const [opcode, expected] of [
+          [BINARY, binary(payload)],
+          [TEXT, text('t'.repeat(length))],
+        ] as const) {
           const frame = clientFrame({ opcode, payload: opcode === TEXT ? 't'.repeat(length) : payload, mask: masked });
           const input = ownBuffer(frame);
           const rec = new Recorder();
@@ -1016,7 +1295,7 @@ describe('FrameParser: round trip with encodeFrame', () => {
 
   function randomText(rng: () => number, byteLength: number): string {
     const parts: string[] = [];
-    for (let bytes = 0; bytes < byteLength; ) {
+    for (let bytes = 0; bytes < byteLength;) {
       const c = CHARS[Math.floor(rng() * CHARS.length)];
       parts.push(c);
       bytes += Buffer.byteLength(c);
@@ -1028,7 +1307,10 @@ describe('FrameParser: round trip with encodeFrame', () => {
     return Array.isArray(encoded) ? Buffer.concat(encoded) : encoded;
   }
 
-  for (const [side, options, mask] of [['server (mask: true)', SERVER, true], ['client (mask: false)', CLIENT, false]] as const) {
+  for (const [side, options, mask] of [
+    ['server (mask: true)', SERVER, true],
+    ['client (mask: false)', CLIENT, false],
+  ] as const) {
     it(`random messages in random fragments with pings, ${side}, yield the original messages in order`, () => {
       const rng = seededRandom(mask ? 0xd0e7 : 0x5eed);
       const int = (n: number): number => Math.floor(rng() * n);
@@ -1041,7 +1323,8 @@ describe('FrameParser: round trip with encodeFrame', () => {
           const isBinary = rng() < 0.5;
           const roll = rng();
           // One message over 64 KiB (64-bit length when unfragmented); the rest small or 16-bit.
-          const size = iteration === 0 && k === 0 ? 65536 + int(3000) : roll < 0.1 ? 0 : roll < 0.8 ? int(200) : 126 + int(3000);
+          const size =
+            iteration === 0 && k === 0 ? 65536 + int(3000) : roll < 0.1 ? 0 : roll < 0.8 ? int(200) : 126 + int(3000);
           const payload = isBinary ? randomPayload(size, int(1e9)) : Buffer.from(randomText(rng, size));
           largest = Math.max(largest, payload.length);
           const pieces = 1 + int(5);
@@ -1054,7 +1337,9 @@ describe('FrameParser: round trip with encodeFrame', () => {
               expected.push(ping(p));
             }
             const opcode = i > 0 ? CONTINUATION : isBinary ? BINARY : TEXT;
-            wire.push(flatten(encodeFrame(opcode, payload.subarray(bounds[i], bounds[i + 1]), { fin: i === pieces - 1, mask })));
+            wire.push(
+              flatten(encodeFrame(opcode, payload.subarray(bounds[i], bounds[i + 1]), { fin: i === pieces - 1, mask })),
+            );
           }
           expected.push(isBinary ? binary(payload) : text(payload));
         }
@@ -1123,8 +1408,13 @@ function feedBytewiseInWorker(bytes: Buffer, options: FrameParserOptions, deadli
 
 describe('FrameParser: RSV1 with permessage-deflate negotiated', () => {
   const DEFLATE: FrameParserOptions = { expectMasked: true, maxPayload: 0, allowCompressed: true };
-  type Got = { data: string; binary: boolean; compressed: boolean } | { error: string; closeCode: number } | { control: string };
-  function run(input: Buffer, options: FrameParserOptions = DEFLATE, onMessage?: (parser: FrameParser) => void): { got: Got[]; parser: FrameParser } {
+  type Got =
+    { data: string; binary: boolean; compressed: boolean } | { error: string; closeCode: number } | { control: string };
+  function run(
+    input: Buffer,
+    options: FrameParserOptions = DEFLATE,
+    onMessage?: (parser: FrameParser) => void,
+  ): { got: Got[]; parser: FrameParser } {
     const got: Got[] = [];
     let parser: FrameParser;
     const handler: FrameParserHandler = {
@@ -1163,7 +1453,10 @@ describe('FrameParser: RSV1 with permessage-deflate negotiated', () => {
       clientFrame({ opcode: PING, payload: 'p' }),
       clientFrame({ opcode: CONTINUATION, payload: invalidUtf8.subarray(1), fin: true }),
     ]);
-    assert.deepEqual(run(input).got, [{ control: 'ping:p' }, { data: hex(invalidUtf8), binary: false, compressed: true }]);
+    assert.deepEqual(run(input).got, [
+      { control: 'ping:p' },
+      { data: hex(invalidUtf8), binary: false, compressed: true },
+    ]);
   });
 
   it('RSV1 on a continuation or a control frame is still 1002, and so is RSV1 when not negotiated', () => {
@@ -1173,15 +1466,24 @@ describe('FrameParser: RSV1 with permessage-deflate negotiated', () => {
     ]);
     assert.deepEqual(run(continuation).got, [{ error: 'WS_ERR_UNEXPECTED_RSV_1', closeCode: 1002 }]);
     for (const opcode of [PING, PONG, CLOSE]) {
-      assert.deepEqual(run(clientFrame({ opcode, payload: '', rsv: 4 })).got, [{ error: 'WS_ERR_UNEXPECTED_RSV_1', closeCode: 1002 }]);
+      assert.deepEqual(run(clientFrame({ opcode, payload: '', rsv: 4 })).got, [
+        { error: 'WS_ERR_UNEXPECTED_RSV_1', closeCode: 1002 },
+      ]);
     }
-    assert.deepEqual(run(clientFrame({ opcode: TEXT, payload: 'x', rsv: 4 }), SERVER).got, [{ error: 'WS_ERR_UNEXPECTED_RSV_1', closeCode: 1002 }]);
+    assert.deepEqual(run(clientFrame({ opcode: TEXT, payload: 'x', rsv: 4 }), SERVER).got, [
+      { error: 'WS_ERR_UNEXPECTED_RSV_1', closeCode: 1002 },
+    ]);
     // RSV2 and RSV3 stay reserved.
-    assert.deepEqual(run(clientFrame({ opcode: TEXT, payload: 'x', rsv: 6 })).got, [{ error: 'WS_ERR_UNEXPECTED_RSV_2_3', closeCode: 1002 }]);
+    assert.deepEqual(run(clientFrame({ opcode: TEXT, payload: 'x', rsv: 6 })).got, [
+      { error: 'WS_ERR_UNEXPECTED_RSV_2_3', closeCode: 1002 },
+    ]);
   });
 
   it('maxPayload applies to the compressed bytes on the wire as well', () => {
-    const got = run(clientFrame({ opcode: BINARY, payload: Buffer.alloc(200), rsv: 4 }), { ...DEFLATE, maxPayload: 100 }).got;
+    const got = run(clientFrame({ opcode: BINARY, payload: Buffer.alloc(200), rsv: 4 }), {
+      ...DEFLATE,
+      maxPayload: 100,
+    }).got;
     assert.deepEqual(got, [{ error: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', closeCode: 1009 }]);
   });
 });

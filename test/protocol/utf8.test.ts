@@ -84,7 +84,11 @@ function assertFeed(
     }
     start = end;
   }
-  assert.equal(validator.complete, valid, `${label}: complete (input ${Buffer.from(bytes).toString('hex')}, cuts ${cuts.join(',')})`);
+  assert.equal(
+    validator.complete,
+    valid,
+    `${label}: complete (input ${Buffer.from(bytes).toString('hex')}, cuts ${cuts.join(',')})`,
+  );
 }
 
 /** Piece boundaries mixing tiny pieces (byte loop) and pieces over 16 bytes (native fast path), with some empty ones. */
@@ -108,7 +112,8 @@ function assertEverySplit(bytes: Uint8Array, firstInvalid: number | null, valid:
   assertFeed(bytes, range(1, bytes.length), firstInvalid, valid, 'byte at a time');
   for (let cut = 0; cut <= bytes.length; cut++) assertFeed(bytes, [cut], firstInvalid, valid, `split at ${cut}`);
   const rng = mulberry32(seed);
-  for (let i = 0; i < 30; i++) assertFeed(bytes, randomCuts(rng, bytes.length), firstInvalid, valid, `random split ${i}`);
+  for (let i = 0; i < 30; i++)
+    assertFeed(bytes, randomCuts(rng, bytes.length), firstInvalid, valid, `random split ${i}`);
 }
 
 interface Case {
@@ -321,7 +326,9 @@ function randomCodePoint(rng: Rng): number {
 }
 
 /** Bytes that sit on the edges of Table 3-7 ranges. */
-const edgeBytes = [0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff];
+const edgeBytes = [
+  0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff,
+];
 
 function randomHighByte(rng: Rng): number {
   return rng() < 0.5 ? randomInt(rng, 0x80, 0xff) : pick(rng, edgeBytes);

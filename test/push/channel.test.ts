@@ -73,7 +73,8 @@ class Client {
     const deadline = Date.now() + ms;
     while (!cond()) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; inbox: ${JSON.stringify(this.inbox).slice(0, 400)}`);
+      if (left <= 0)
+        throw new Error(`timed out waiting for ${what}; inbox: ${JSON.stringify(this.inbox).slice(0, 400)}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.wake = () => {
@@ -99,7 +100,11 @@ class Client {
   async expectError(message: object | string, code: string): Promise<Msg> {
     this.send(message);
     const reply = await this.next();
-    assert.equal(reply.type, 'error', `expected error ${code} for ${JSON.stringify(message)}, got ${JSON.stringify(reply)}`);
+    assert.equal(
+      reply.type,
+      'error',
+      `expected error ${code} for ${JSON.stringify(message)}, got ${JSON.stringify(reply)}`,
+    );
     assert.equal(reply.code, code, `for ${JSON.stringify(message)}: ${reply.message}`);
     assert.equal(typeof reply.message, 'string');
     return reply;
@@ -166,7 +171,11 @@ async function channelServer(options: ChannelOptions, serverOptions: Parameters<
   };
 }
 
-const CHAT: ChannelOptions = { topics: { chat: { history: { size: 100 } }, ticker: { history: { size: 100 }, publish: false } }, rateLimit: false, maxErrors: 1000 };
+const CHAT: ChannelOptions = {
+  topics: { chat: { history: { size: 100 } }, ticker: { history: { size: 100 }, publish: false } },
+  rateLimit: false,
+  maxErrors: 1000,
+};
 
 function seqs(messages: Msg[]): number[] {
   return messages.map((m) => {
@@ -251,7 +260,13 @@ describe('channel protocol: messages', () => {
       // Publishing does not need a subscription (nor a hello: then `from` has no nick).
       carol.send({ type: 'publish', topic: 'chat', data: 'from carol' });
       const fromCarol = await bob.next();
-      assert.deepEqual(fromCarol, { type: 'message', topic: 'chat', seq: 2, from: { id: fromCarol.from!.id }, data: 'from carol' });
+      assert.deepEqual(fromCarol, {
+        type: 'message',
+        topic: 'chat',
+        seq: 2,
+        from: { id: fromCarol.from!.id },
+        data: 'from carol',
+      });
       assert.equal(typeof fromCarol.from.id, 'string');
       assert.notEqual(fromCarol.from.id, me.id);
       assert.deepEqual(await carol.drain(), []);
@@ -268,7 +283,12 @@ describe('channel protocol: messages', () => {
       const raw = await RawClient.connect(s.port, upgradeRequest('/channel'));
       assert.equal(raw.status, 101);
       const text = (value: object): Buffer => clientFrame({ opcode: 0x1, payload: JSON.stringify(value) });
-      raw.write(Buffer.concat([text({ type: 'subscribe', topic: 'chat', since: 0, epoch }), text({ type: 'publish', topic: 'chat', data: 'mine' })]));
+      raw.write(
+        Buffer.concat([
+          text({ type: 'subscribe', topic: 'chat', since: 0, epoch }),
+          text({ type: 'publish', topic: 'chat', data: 'mine' }),
+        ]),
+      );
       await raw.until(() => raw.frames().length >= 3);
       const got = raw.frames().map((f) => JSON.parse(f.payload.toString()) as Msg);
       assert.equal(typeof got[2]?.from?.id, 'string');
@@ -327,7 +347,8 @@ describe('channel protocol: messages', () => {
       c.ws.close(1000);
       await c.closed();
       const deadline = Date.now() + WAIT_MS;
-      while (s.channel.subscriberCount('chat') + s.channel.subscriberCount('ticker') > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      while (s.channel.subscriberCount('chat') + s.channel.subscriberCount('ticker') > 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 10));
       assert.equal(s.channel.subscriberCount('chat'), 0);
       assert.equal(s.channel.subscriberCount('ticker'), 0);
     } finally {
@@ -354,7 +375,10 @@ describe('channel protocol: recovery', () => {
       assert.deepEqual(again, { type: 'subscribed', topic: 'chat', epoch: sub.epoch, seq: 8, recovered: true });
       const missed = await b.take(5);
       assert.deepEqual(seqs(missed), [4, 5, 6, 7, 8]);
-      assert.deepEqual(missed.map((m) => m.data), [{ n: 4 }, { n: 5 }, { n: 6 }, { n: 7 }, { n: 8 }]);
+      assert.deepEqual(
+        missed.map((m) => m.data),
+        [{ n: 4 }, { n: 5 }, { n: 6 }, { n: 7 }, { n: 8 }],
+      );
       // Replayed from history as published: byte for byte what live subscribers got.
       await watcher.take(8);
       assert.deepEqual(b.raw.slice(1), watcher.raw.slice(4, 9));
@@ -451,7 +475,11 @@ describe('channel protocol: recovery', () => {
   it('no gap and no duplicate when clients reconnect and recover while publishes continue', T, async () => {
     // No recovery budget: on a slow machine a client can fall further behind than the default
     // budget covers; this test is about gaps and duplicates, not the budget (tested below).
-    const s = await channelServer({ topics: { feed: { history: { size: 100_000 } } }, rateLimit: false, recoveryBudget: false });
+    const s = await channelServer({
+      topics: { feed: { history: { size: 100_000 } } },
+      rateLimit: false,
+      recoveryBudget: false,
+    });
     const TOTAL = 3000;
     let published = 0;
     let stopped = false;
@@ -471,7 +499,10 @@ describe('channel protocol: recovery', () => {
         let position: { epoch: string; seq: number } | undefined;
         for (let round = 0; round < rounds; round++) {
           const c = await Client.open(s.port);
-          const sub = position === undefined ? await c.subscribe('feed') : await c.subscribe('feed', position.seq, position.epoch);
+          const sub =
+            position === undefined
+              ? await c.subscribe('feed')
+              : await c.subscribe('feed', position.seq, position.epoch);
           if (position !== undefined) assert.equal(sub.recovered, true, `round ${round}`);
           // Nothing between the subscribe position and what follows is missing.
           if (position === undefined) seen.push(sub.seq!);
@@ -540,7 +571,8 @@ describe('channel protocol: errors', () => {
       await c.expectError({ type: 'publish', topic: 'chat', data: 1, nick: 'x' }, 'identity');
       // hello
       await c.expectError({ type: 'hello' }, 'bad_message');
-      for (const nick of [5, null, '', '   ', 'a\nb', 'tab\there', '\u0085', 'x'.repeat(65)]) await c.expectError({ type: 'hello', nick }, 'bad_message');
+      for (const nick of [5, null, '', '   ', 'a\nb', 'tab\there', '\u0085', 'x'.repeat(65)])
+        await c.expectError({ type: 'hello', nick }, 'bad_message');
       // ping
       await c.expectError({ type: 'ping', id: { a: 1 } }, 'bad_message');
       await c.expectError({ type: 'ping', id: [1] }, 'bad_message');
@@ -654,7 +686,11 @@ describe('channel protocol: errors', () => {
       c.send({ type: 'ping' });
       assert.equal(await c.closed(), 1008);
       assert.equal(c.closeReason, 'too many errors');
-      assert.deepEqual(c.inbox.map((m) => m.code), ['bad_json'], 'the third error is answered, nothing after it');
+      assert.deepEqual(
+        c.inbox.map((m) => m.code),
+        ['bad_json'],
+        'the third error is answered, nothing after it',
+      );
     } finally {
       await s.close();
     }
@@ -673,7 +709,10 @@ describe('channel protocol: errors', () => {
         replies.map((m) => m.type),
         ['pong', 'pong', 'pong', 'error', 'error'],
       );
-      assert.deepEqual(replies.slice(3).map((m) => m.code), ['rate_limited', 'rate_limited']);
+      assert.deepEqual(
+        replies.slice(3).map((m) => m.code),
+        ['rate_limited', 'rate_limited'],
+      );
       // However long the real wait, no time passed for the bucket: still empty.
       await new Promise((r) => setTimeout(r, 50));
       c.send({ type: 'ping', id: 'no time passed' });
@@ -682,7 +721,10 @@ describe('channel protocol: errors', () => {
       t.mock.timers.tick(420);
       for (let i = 0; i < 2; i++) c.send({ type: 'ping', id: i });
       const later = await c.take(2);
-      assert.deepEqual(later.map((m) => m.code ?? m.type), ['pong', 'rate_limited']);
+      assert.deepEqual(
+        later.map((m) => m.code ?? m.type),
+        ['pong', 'rate_limited'],
+      );
       // 0.4 token left; 200 ms more make it over one.
       t.mock.timers.tick(200);
       c.send({ type: 'ping', id: 'refilled' });
@@ -715,7 +757,10 @@ describe('channel protocol: errors', () => {
       await good.subscribe('chat');
       await bad.subscribe('chat');
       bad.send({ type: 'publish', topic: 'chat', data: 'before' });
-      for (let i = 0; i < 10; i++) bad.send(i % 2 === 0 ? '{"type":"publish","topic":"chat","data":' : Buffer.from([1, 2, 3]).toString('latin1') + '{');
+      for (let i = 0; i < 10; i++)
+        bad.send(
+          i % 2 === 0 ? '{"type":"publish","topic":"chat","data":' : Buffer.from([1, 2, 3]).toString('latin1') + '{',
+        );
       assert.equal(await bad.closed(), 1008);
       good.send({ type: 'publish', topic: 'chat', data: 'after' });
       const got = await good.drain();
@@ -734,102 +779,128 @@ describe('channel protocol: errors', () => {
 describe('channel protocol: identity', () => {
   const GUARDED = ['id', 'nick', 'from'];
   const ROOM: ChannelOptions = {
-    topics: { chat: { history: { size: 100 }, identityFields: GUARDED }, presence: { history: false, identityFields: GUARDED } },
+    topics: {
+      chat: { history: { size: 100 }, identityFields: GUARDED },
+      presence: { history: false, identityFields: GUARDED },
+    },
     rateLimit: false,
     maxErrors: 1000,
   };
 
-  it('hello: each connection gets an id from the server, stamped with its nick as `from` on what it publishes', T, async () => {
-    const s = await channelServer(ROOM);
-    try {
-      const [ada, grace] = await Promise.all([s.client(), s.client()]);
-      await ada.subscribe('chat');
-      await grace.subscribe('chat');
-      const a = await ada.hello('ada');
-      const g = await grace.hello('grace');
-      assert.equal(a.nick, 'ada');
-      assert.match(a.id, /^[A-Za-z0-9_-]{12}$/);
-      assert.notEqual(a.id, g.id);
+  it(
+    'hello: each connection gets an id from the server, stamped with its nick as `from` on what it publishes',
+    T,
+    async () => {
+      const s = await channelServer(ROOM);
+      try {
+        const [ada, grace] = await Promise.all([s.client(), s.client()]);
+        await ada.subscribe('chat');
+        await grace.subscribe('chat');
+        const a = await ada.hello('ada');
+        const g = await grace.hello('grace');
+        assert.equal(a.nick, 'ada');
+        assert.match(a.id, /^[A-Za-z0-9_-]{12}$/);
+        assert.notEqual(a.id, g.id);
 
-      ada.send({ type: 'publish', topic: 'chat', data: { text: 'hi' } });
-      const expected = { type: 'message', topic: 'chat', seq: 1, from: { id: a.id, nick: 'ada' }, data: { text: 'hi' } };
-      assert.deepEqual(await grace.next(), expected);
-      assert.deepEqual(await ada.next(), expected);
-      assert.equal(grace.raw.at(-1), `{"type":"message","topic":"chat","seq":1,"from":{"id":"${a.id}","nick":"ada"},"data":{"text":"hi"}}`);
+        ada.send({ type: 'publish', topic: 'chat', data: { text: 'hi' } });
+        const expected = {
+          type: 'message',
+          topic: 'chat',
+          seq: 1,
+          from: { id: a.id, nick: 'ada' },
+          data: { text: 'hi' },
+        };
+        assert.deepEqual(await grace.next(), expected);
+        assert.deepEqual(await ada.next(), expected);
+        assert.equal(
+          grace.raw.at(-1),
+          `{"type":"message","topic":"chat","seq":1,"from":{"id":"${a.id}","nick":"ada"},"data":{"text":"hi"}}`,
+        );
 
-      // A second hello changes the nick, not the id; what follows carries the new one.
-      assert.deepEqual(await ada.hello('Ada Lovelace'), { id: a.id, nick: 'Ada Lovelace' });
-      ada.send({ type: 'publish', topic: 'chat', data: { text: 'again' } });
-      assert.deepEqual((await grace.next()).from, { id: a.id, nick: 'Ada Lovelace' });
-      await ada.take(1);
+        // A second hello changes the nick, not the id; what follows carries the new one.
+        assert.deepEqual(await ada.hello('Ada Lovelace'), { id: a.id, nick: 'Ada Lovelace' });
+        ada.send({ type: 'publish', topic: 'chat', data: { text: 'again' } });
+        assert.deepEqual((await grace.next()).from, { id: a.id, nick: 'Ada Lovelace' });
+        await ada.take(1);
 
-      // The server's own messages have no sender; it may speak for a connection it accepted.
-      s.channel.publish('chat', 'from the server');
-      assert.deepEqual(await grace.next(), { type: 'message', topic: 'chat', seq: 3, data: 'from the server' });
-      const [adaSide] = [...s.wss.clients!].filter((ws) => s.channel.identity(ws)!.id === a.id);
-      assert.deepEqual(s.channel.identity(adaSide), { id: a.id, nick: 'Ada Lovelace' });
-      s.channel.publish('chat', { left: true }, { from: adaSide });
-      assert.deepEqual(await grace.next(), { type: 'message', topic: 'chat', seq: 4, from: { id: a.id, nick: 'Ada Lovelace' }, data: { left: true } });
+        // The server's own messages have no sender; it may speak for a connection it accepted.
+        s.channel.publish('chat', 'from the server');
+        assert.deepEqual(await grace.next(), { type: 'message', topic: 'chat', seq: 3, data: 'from the server' });
+        const [adaSide] = [...s.wss.clients!].filter((ws) => s.channel.identity(ws)!.id === a.id);
+        assert.deepEqual(s.channel.identity(adaSide), { id: a.id, nick: 'Ada Lovelace' });
+        s.channel.publish('chat', { left: true }, { from: adaSide });
+        assert.deepEqual(await grace.next(), {
+          type: 'message',
+          topic: 'chat',
+          seq: 4,
+          from: { id: a.id, nick: 'Ada Lovelace' },
+          data: { left: true },
+        });
 
-      // Recovery replays the sender as it was stamped.
-      const late = await s.client();
-      const { epoch } = s.channel.position('chat');
-      await late.subscribe('chat', 0, epoch);
-      assert.deepEqual(
-        (await late.take(4)).map((m) => m.from?.nick ?? null),
-        ['ada', 'Ada Lovelace', null, 'Ada Lovelace'],
-      );
-    } finally {
-      await s.close();
-    }
-  });
-
-  it('a client cannot join, leave or speak for another connection: such publishes are refused with `identity`', T, async () => {
-    const s = await channelServer(ROOM);
-    try {
-      const [ada, mallory] = await Promise.all([s.client(), s.client()]);
-      for (const c of [ada, mallory]) {
-        await c.subscribe('chat');
-        await c.subscribe('presence');
+        // Recovery replays the sender as it was stamped.
+        const late = await s.client();
+        const { epoch } = s.channel.position('chat');
+        await late.subscribe('chat', 0, epoch);
+        assert.deepEqual(
+          (await late.take(4)).map((m) => m.from?.nick ?? null),
+          ['ada', 'Ada Lovelace', null, 'Ada Lovelace'],
+        );
+      } finally {
+        await s.close();
       }
-      const a = await ada.hello('ada');
-      const m = await mallory.hello('mallory');
-      const ADA = { id: a.id, nick: 'ada' };
-      const attempts: object[] = [
-        // Presence entries naming someone else, in the data or beside it.
-        { type: 'publish', topic: 'presence', data: { ...ADA, state: 'leave' } },
-        { type: 'publish', topic: 'presence', data: { id: a.id, state: 'join' } },
-        { type: 'publish', topic: 'presence', data: { state: 'leave' }, from: ADA },
-        { type: 'publish', topic: 'presence', data: { state: 'leave' }, id: a.id },
-        // Chat under another nick or id.
-        { type: 'publish', topic: 'chat', data: { nick: 'ada', text: 'I am ada' } },
-        { type: 'publish', topic: 'chat', data: { from: ADA, text: 'I am ada' } },
-        { type: 'publish', topic: 'chat', data: { text: 'I am ada' }, nick: 'ada' },
-        { type: 'publish', topic: 'chat', data: { text: 'I am ada' }, from: ADA },
-      ];
-      for (const attempt of attempts) {
-        const error = await mallory.expectError(attempt, 'identity');
-        assert.equal(error.topic, (attempt as { topic: string }).topic);
-      }
-      // None of it reached anyone.
-      assert.deepEqual(await ada.drain(), []);
-      assert.equal(s.channel.position('chat').seq, 0);
+    },
+  );
 
-      // What mallory may say goes out as mallory's, whatever else the data holds.
-      mallory.send({ type: 'publish', topic: 'presence', data: { state: 'leave' } });
-      mallory.send({ type: 'publish', topic: 'chat', data: { text: 'hello', user: 'ada' } });
-      const got = await ada.take(2);
-      assert.deepEqual(got, [
-        { type: 'message', topic: 'presence', seq: 1, from: m, data: { state: 'leave' } },
-        { type: 'message', topic: 'chat', seq: 1, from: m, data: { text: 'hello', user: 'ada' } },
-      ]);
-      // Arrays and other values are not objects with fields: nothing to claim there.
-      mallory.send({ type: 'publish', topic: 'chat', data: ['nick', 'ada'] });
-      assert.deepEqual((await ada.next()).from, m);
-    } finally {
-      await s.close();
-    }
-  });
+  it(
+    'a client cannot join, leave or speak for another connection: such publishes are refused with `identity`',
+    T,
+    async () => {
+      const s = await channelServer(ROOM);
+      try {
+        const [ada, mallory] = await Promise.all([s.client(), s.client()]);
+        for (const c of [ada, mallory]) {
+          await c.subscribe('chat');
+          await c.subscribe('presence');
+        }
+        const a = await ada.hello('ada');
+        const m = await mallory.hello('mallory');
+        const ADA = { id: a.id, nick: 'ada' };
+        const attempts: object[] = [
+          // Presence entries naming someone else, in the data or beside it.
+          { type: 'publish', topic: 'presence', data: { ...ADA, state: 'leave' } },
+          { type: 'publish', topic: 'presence', data: { id: a.id, state: 'join' } },
+          { type: 'publish', topic: 'presence', data: { state: 'leave' }, from: ADA },
+          { type: 'publish', topic: 'presence', data: { state: 'leave' }, id: a.id },
+          // Chat under another nick or id.
+          { type: 'publish', topic: 'chat', data: { nick: 'ada', text: 'I am ada' } },
+          { type: 'publish', topic: 'chat', data: { from: ADA, text: 'I am ada' } },
+          { type: 'publish', topic: 'chat', data: { text: 'I am ada' }, nick: 'ada' },
+          { type: 'publish', topic: 'chat', data: { text: 'I am ada' }, from: ADA },
+        ];
+        for (const attempt of attempts) {
+          const error = await mallory.expectError(attempt, 'identity');
+          assert.equal(error.topic, (attempt as { topic: string }).topic);
+        }
+        // None of it reached anyone.
+        assert.deepEqual(await ada.drain(), []);
+        assert.equal(s.channel.position('chat').seq, 0);
+
+        // What mallory may say goes out as mallory's, whatever else the data holds.
+        mallory.send({ type: 'publish', topic: 'presence', data: { state: 'leave' } });
+        mallory.send({ type: 'publish', topic: 'chat', data: { text: 'hello', user: 'ada' } });
+        const got = await ada.take(2);
+        assert.deepEqual(got, [
+          { type: 'message', topic: 'presence', seq: 1, from: m, data: { state: 'leave' } },
+          { type: 'message', topic: 'chat', seq: 1, from: m, data: { text: 'hello', user: 'ada' } },
+        ]);
+        // Arrays and other values are not objects with fields: nothing to claim there.
+        mallory.send({ type: 'publish', topic: 'chat', data: ['nick', 'ada'] });
+        assert.deepEqual((await ada.next()).from, m);
+      } finally {
+        await s.close();
+      }
+    },
+  );
 
   it('checks its arguments: publish({ from }) takes a connection of this channel', T, async () => {
     const s = await channelServer(ROOM);
@@ -849,69 +920,88 @@ describe('channel protocol: identity', () => {
 });
 
 describe('channel protocol: recovery budget', () => {
-  it('a hostile client spamming full-history subscribes gets a bounded number of bytes (default limits)', { timeout: 30_000 }, async (t) => {
-    // Default rate limit and recovery budget, both refilled by Date.now(), which here moves only
-    // when the test ticks it: each request goes once the server answered the one before, 55 ms
-    // later by that clock. In real time one read delayed by over 5 ms on a busy machine made a
-    // request arrive early for the bucket (rate_limited).
-    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
-    // `small` keeps a full history that fits the budget once (about 24 KB); `big`'s (about
-    // 110 KB) never does.
-    const s = await channelServer({ topics: { small: { history: { size: 100 } }, big: { history: { size: 100 } } } });
-    try {
-      for (let i = 0; i < 100; i++) {
-        s.channel.publish('small', { text: 'x'.repeat(180) });
-        s.channel.publish('big', { text: 'x'.repeat(1000) });
-      }
-      const epochs = { small: s.channel.position('small').epoch, big: s.channel.position('big').epoch };
-      const raw = await RawClient.connect(s.port, upgradeRequest('/channel'));
-      assert.equal(raw.status, 101);
-      const request = (topic: 'small' | 'big'): Buffer => clientFrame({ opcode: 0x1, payload: JSON.stringify({ type: 'subscribe', topic, since: 0, epoch: epochs[topic] }) });
-      /** Requests answered so far: each gets one subscribed or one error. */
-      const answered = (): number =>
-        raw.frames().filter((f) => {
-          const type = (JSON.parse(f.payload.toString()) as Msg).type;
-          return type === 'subscribed' || type === 'error';
-        }).length;
-      // As fast as the rate limit lets it (a burst of 20, then 20 a second), so it is never
-      // closed for flooding: 100 requests, half for each topic.
-      const REQUESTS = 100;
-      for (let i = 0; i < REQUESTS; i++) {
-        if (i >= 20) t.mock.timers.tick(55);
-        raw.write(request(i % 2 === 0 ? 'small' : 'big'));
-        if (i >= 19) await raw.until(() => answered() > i, 10_000);
-      }
-      t.mock.timers.tick(55);
-      raw.write(clientFrame({ opcode: 0x1, payload: '{"type":"ping","id":"end"}' }));
-      await raw.until(() => raw.received.includes('"id":"end"'), 10_000);
-      const replies = raw.frames().map((f) => JSON.parse(f.payload.toString()) as Msg);
-      const sent = raw.socket.bytesWritten;
-      const received = raw.socket.bytesRead;
-      raw.destroy();
+  it(
+    'a hostile client spamming full-history subscribes gets a bounded number of bytes (default limits)',
+    { timeout: 30_000 },
+    async (t) => {
+      // Default rate limit and recovery budget, both refilled by Date.now(), which here moves only
+      // when the test ticks it: each request goes once the server answered the one before, 55 ms
+      // later by that clock. In real time one read delayed by over 5 ms on a busy machine made a
+      // request arrive early for the bucket (rate_limited).
+      t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+      // `small` keeps a full history that fits the budget once (about 24 KB); `big`'s (about
+      // 110 KB) never does.
+      const s = await channelServer({ topics: { small: { history: { size: 100 } }, big: { history: { size: 100 } } } });
+      try {
+        for (let i = 0; i < 100; i++) {
+          s.channel.publish('small', { text: 'x'.repeat(180) });
+          s.channel.publish('big', { text: 'x'.repeat(1000) });
+        }
+        const epochs = { small: s.channel.position('small').epoch, big: s.channel.position('big').epoch };
+        const raw = await RawClient.connect(s.port, upgradeRequest('/channel'));
+        assert.equal(raw.status, 101);
+        const request = (topic: 'small' | 'big'): Buffer =>
+          clientFrame({
+            opcode: 0x1,
+            payload: JSON.stringify({ type: 'subscribe', topic, since: 0, epoch: epochs[topic] }),
+          });
+        /** Requests answered so far: each gets one subscribed or one error. */
+        const answered = (): number =>
+          raw.frames().filter((f) => {
+            const type = (JSON.parse(f.payload.toString()) as Msg).type;
+            return type === 'subscribed' || type === 'error';
+          }).length;
+        // As fast as the rate limit lets it (a burst of 20, then 20 a second), so it is never
+        // closed for flooding: 100 requests, half for each topic.
+        const REQUESTS = 100;
+        for (let i = 0; i < REQUESTS; i++) {
+          if (i >= 20) t.mock.timers.tick(55);
+          raw.write(request(i % 2 === 0 ? 'small' : 'big'));
+          if (i >= 19) await raw.until(() => answered() > i, 10_000);
+        }
+        t.mock.timers.tick(55);
+        raw.write(clientFrame({ opcode: 0x1, payload: '{"type":"ping","id":"end"}' }));
+        await raw.until(() => raw.received.includes('"id":"end"'), 10_000);
+        const replies = raw.frames().map((f) => JSON.parse(f.payload.toString()) as Msg);
+        const sent = raw.socket.bytesWritten;
+        const received = raw.socket.bytesRead;
+        raw.destroy();
 
-      const ratio = received / sent;
-      console.log(`# spam: ${sent} bytes of requests (handshake included), ${received} bytes back: ${ratio.toFixed(1)}x`);
-      // Without a budget: 6.5 MB back, about 900x.
-      assert.ok(ratio < 10, `amplification ${ratio.toFixed(1)}x (${sent} bytes in, ${received} out)`);
-      // The first small recovery came whole; the big one never replays (it cannot fit the budget).
-      const subscribed = replies.filter((m) => m.type === 'subscribed');
-      assert.equal(subscribed[0].topic, 'small');
-      assert.equal(subscribed[0].recovered, true);
-      assert.deepEqual(seqs(replies.slice(1, 101)), range(1, 100));
-      assert.ok(subscribed.filter((m) => m.topic === 'big').every((m) => m.recovered === false));
-      // The rest of the small ones were refused with a time to come back, and not counted as
-      // errors: the connection was never closed.
-      const limited = replies.filter((m) => m.type === 'error');
-      assert.ok(limited.length > 0 && limited.every((m) => m.code === 'recovery_limited' && m.topic === 'small' && m.retryAfter! > 0), JSON.stringify(limited.slice(0, 3)));
-      assert.equal(replies.filter((m) => m.type === 'error' && m.code !== 'recovery_limited').length, 0);
-      assert.equal(raw.frames().filter((f) => f.opcode === 0x8).length, 0);
-    } finally {
-      await s.close();
-    }
-  });
+        const ratio = received / sent;
+        console.log(
+          `# spam: ${sent} bytes of requests (handshake included), ${received} bytes back: ${ratio.toFixed(1)}x`,
+        );
+        // Without a budget: 6.5 MB back, about 900x.
+        assert.ok(ratio < 10, `amplification ${ratio.toFixed(1)}x (${sent} bytes in, ${received} out)`);
+        // The first small recovery came whole; the big one never replays (it cannot fit the budget).
+        const subscribed = replies.filter((m) => m.type === 'subscribed');
+        assert.equal(subscribed[0].topic, 'small');
+        assert.equal(subscribed[0].recovered, true);
+        assert.deepEqual(seqs(replies.slice(1, 101)), range(1, 100));
+        assert.ok(subscribed.filter((m) => m.topic === 'big').every((m) => m.recovered === false));
+        // The rest of the small ones were refused with a time to come back, and not counted as
+        // errors: the connection was never closed.
+        const limited = replies.filter((m) => m.type === 'error');
+        assert.ok(
+          limited.length > 0 &&
+            limited.every((m) => m.code === 'recovery_limited' && m.topic === 'small' && m.retryAfter! > 0),
+          JSON.stringify(limited.slice(0, 3)),
+        );
+        assert.equal(replies.filter((m) => m.type === 'error' && m.code !== 'recovery_limited').length, 0);
+        assert.equal(raw.frames().filter((f) => f.opcode === 0x8).length, 0);
+      } finally {
+        await s.close();
+      }
+    },
+  );
 
   it('recovery fits the budget at once, is refused with retryAfter when spent, and succeeds after it', T, async () => {
-    const s = await channelServer({ ...CHAT, topics: { chat: { history: { size: 100 } } }, maxErrors: 2, recoveryBudget: { bytes: 4000, perMs: 2000 } });
+    const s = await channelServer({
+      ...CHAT,
+      topics: { chat: { history: { size: 100 } } },
+      maxErrors: 2,
+      recoveryBudget: { bytes: 4000, perMs: 2000 },
+    });
     try {
       // 40 messages of about 130 bytes: 20 of them fit the budget, all 40 do not.
       for (let i = 0; i < 40; i++) s.channel.publish('chat', { n: i, text: 'x'.repeat(80) });
@@ -928,7 +1018,10 @@ describe('channel protocol: recovery budget', () => {
         assert.equal(refusal.topic, 'chat');
         assert.ok(refusal.retryAfter! > 0 && refusal.retryAfter! <= 2000, String(refusal.retryAfter));
       }
-      const { retryAfter } = await c.expectError({ type: 'subscribe', topic: 'chat', since: 20, epoch }, 'recovery_limited');
+      const { retryAfter } = await c.expectError(
+        { type: 'subscribe', topic: 'chat', since: 20, epoch },
+        'recovery_limited',
+      );
       await new Promise((r) => setTimeout(r, retryAfter! + 20));
       const again = await c.subscribe('chat', 20, epoch);
       assert.equal(again.recovered, true);
@@ -998,51 +1091,80 @@ describe('channel: server-side API', () => {
 });
 
 describe('recovery under the drop policy', () => {
-  it('a recovery asked by a client that stopped reading (backlog from earlier turns over the limit) closes with 1013 instead of answering with a hole', { timeout: 30_000 }, async () => {
-    const srv = await channelServer({ topics: { t: { history: { size: 50 } }, bulk: {} }, rateLimit: false }, { slowConsumer: 'drop', maxBufferedAmount: 1000, heartbeat: false });
-    try {
-      for (let i = 0; i < 50; i++) srv.channel.publish('t', 'x'.repeat(200));
-      const { epoch } = srv.channel.position('t');
-      const serverSide = new Promise<WebSocket>((resolve) => srv.wss.once('connection', resolve));
-      const c = await RawClient.connect(srv.port);
-      const ws = await serverSide;
-      c.write(clientFrame({ opcode: 0x1, payload: JSON.stringify({ type: 'subscribe', topic: 'bulk' }) }));
-      await c.until(() => c.frames().some((f) => f.opcode === 0x1));
-      // The client stops reading; bulk publishes fill the kernel's buffers, then the server's,
-      // in separate turns, until bytes from earlier turns wait beyond maxBufferedAmount.
-      c.socket.pause();
-      for (let i = 0; i < 2000 && ws.bufferedAmount <= 1000; i++) {
-        srv.channel.publish('bulk', 'y'.repeat(64 * 1024));
-        await new Promise((r) => setTimeout(r, 1));
+  it(
+    'a recovery asked by a client that stopped reading (backlog from earlier turns over the limit) closes with 1013 instead of answering with a hole',
+    { timeout: 30_000 },
+    async () => {
+      const srv = await channelServer(
+        { topics: { t: { history: { size: 50 } }, bulk: {} }, rateLimit: false },
+        { slowConsumer: 'drop', maxBufferedAmount: 1000, heartbeat: false },
+      );
+      try {
+        for (let i = 0; i < 50; i++) srv.channel.publish('t', 'x'.repeat(200));
+        const { epoch } = srv.channel.position('t');
+        const serverSide = new Promise<WebSocket>((resolve) => srv.wss.once('connection', resolve));
+        const c = await RawClient.connect(srv.port);
+        const ws = await serverSide;
+        c.write(clientFrame({ opcode: 0x1, payload: JSON.stringify({ type: 'subscribe', topic: 'bulk' }) }));
+        await c.until(() => c.frames().some((f) => f.opcode === 0x1));
+        // The client stops reading; bulk publishes fill the kernel's buffers, then the server's,
+        // in separate turns, until bytes from earlier turns wait beyond maxBufferedAmount.
+        c.socket.pause();
+        for (let i = 0; i < 2000 && ws.bufferedAmount <= 1000; i++) {
+          srv.channel.publish('bulk', 'y'.repeat(64 * 1024));
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        assert.ok(ws.bufferedAmount > 1000, `backlog ${ws.bufferedAmount}`);
+        c.write(
+          clientFrame({ opcode: 0x1, payload: JSON.stringify({ type: 'subscribe', topic: 't', since: 0, epoch }) }),
+        );
+        c.socket.resume();
+        await c.until(() => c.frames().some((f) => f.opcode === 0x8), 20_000);
+        const close = c.frames().find((f) => f.opcode === 0x8)!;
+        assert.equal(close.payload.readUInt16BE(0), 1013);
+        c.destroy();
+        const messages = c
+          .frames()
+          .filter((f) => f.opcode === 0x1)
+          .map((f) => JSON.parse(f.payload.toString()) as { type: string; topic?: string });
+        assert.ok(
+          messages.filter((m) => m.type === 'message' && m.topic === 't').length < 50,
+          'the replay was cut by the policy',
+        );
+      } finally {
+        await srv.close();
       }
-      assert.ok(ws.bufferedAmount > 1000, `backlog ${ws.bufferedAmount}`);
-      c.write(clientFrame({ opcode: 0x1, payload: JSON.stringify({ type: 'subscribe', topic: 't', since: 0, epoch }) }));
-      c.socket.resume();
-      await c.until(() => c.frames().some((f) => f.opcode === 0x8), 20_000);
-      const close = c.frames().find((f) => f.opcode === 0x8)!;
-      assert.equal(close.payload.readUInt16BE(0), 1013);
-      c.destroy();
-      const messages = c.frames().filter((f) => f.opcode === 0x1).map((f) => JSON.parse(f.payload.toString()) as { type: string; topic?: string });
-      assert.ok(messages.filter((m) => m.type === 'message' && m.topic === 't').length < 50, 'the replay was cut by the policy');
-    } finally {
-      await srv.close();
-    }
-  });
+    },
+  );
 
-  it("a reading client's recovery of a whole history in one turn is answered in full (one turn's burst is not judged)", T, async () => {
-    const srv = await channelServer({ topics: { t: { history: { size: 50 } } }, rateLimit: false }, { slowConsumer: 'drop', maxBufferedAmount: 1000 });
-    try {
-      for (let i = 0; i < 50; i++) srv.channel.publish('t', 'x'.repeat(200));
-      const { epoch } = srv.channel.position('t');
-      const c = await RawClient.connect(srv.port);
-      c.write(clientFrame({ opcode: 0x1, payload: JSON.stringify({ type: 'subscribe', topic: 't', since: 0, epoch }) }));
-      const replayed = (): number => c.frames().filter((f) => f.opcode === 0x1 && (JSON.parse(f.payload.toString()) as { type: string }).type === 'message').length;
-      await c.until(() => replayed() === 50 || c.frames().some((f) => f.opcode === 0x8));
-      assert.equal(replayed(), 50);
-      assert.ok(!c.frames().some((f) => f.opcode === 0x8), 'not closed');
-      c.destroy();
-    } finally {
-      await srv.close();
-    }
-  });
+  it(
+    "a reading client's recovery of a whole history in one turn is answered in full (one turn's burst is not judged)",
+    T,
+    async () => {
+      const srv = await channelServer(
+        { topics: { t: { history: { size: 50 } } }, rateLimit: false },
+        { slowConsumer: 'drop', maxBufferedAmount: 1000 },
+      );
+      try {
+        for (let i = 0; i < 50; i++) srv.channel.publish('t', 'x'.repeat(200));
+        const { epoch } = srv.channel.position('t');
+        const c = await RawClient.connect(srv.port);
+        c.write(
+          clientFrame({ opcode: 0x1, payload: JSON.stringify({ type: 'subscribe', topic: 't', since: 0, epoch }) }),
+        );
+        const replayed = (): number =>
+          c
+            .frames()
+            .filter(
+              (f) => f.opcode === 0x1 && (JSON.parse(f.payload.toString()) as { type: string }).type === 'message',
+            ).length;
+        await c.until(() => replayed() === 50 || c.frames().some((f) => f.opcode === 0x8));
+        assert.equal(replayed(), 50);
+        assert.ok(!c.frames().some((f) => f.opcode === 0x8), 'not closed');
+        c.destroy();
+      } finally {
+        await srv.close();
+      }
+    },
+  );
 });

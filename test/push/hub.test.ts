@@ -48,7 +48,7 @@ function topicsKept(hub: Hub): number {
 }
 
 describe('Hub subscriptions', () => {
-  it('owns each subscriber\'s topics: topicsOf in join order, isSubscribed, unsubscribeAll leaves every topic', () => {
+  it("owns each subscriber's topics: topicsOf in join order, isSubscribed, unsubscribeAll leaves every topic", () => {
     const hub = new Hub();
     const [a, b] = fakes(2);
     assert.deepEqual(hub.topicsOf(a), []);
@@ -122,7 +122,10 @@ describe('Hub subscriptions', () => {
     hub.publish('t', 'two');
     const r = hub.recover('t', 0, before.epoch);
     assert.equal(r.recovered, true);
-    assert.deepEqual(r.messages.map((m) => m.payload.toString()), ['one', 'two']);
+    assert.deepEqual(
+      r.messages.map((m) => m.payload.toString()),
+      ['one', 'two'],
+    );
   });
 
   it('publishing to a topic nobody subscribes to (no history) keeps no state', () => {
@@ -144,7 +147,10 @@ describe('Hub publish', () => {
     hub.subscribe(other, 'elsewhere');
     assert.equal(hub.publish('t', 'hello'), 3);
     assert.ok(subs.every((s) => s.frames.length === 1));
-    assert.ok(subs.every((s) => s.frames[0] === subs[0].frames[0]), 'one encoded frame shared by all');
+    assert.ok(
+      subs.every((s) => s.frames[0] === subs[0].frames[0]),
+      'one encoded frame shared by all',
+    );
     assert.deepEqual(subs[0].messages(), [{ opcode: 0x1, text: 'hello' }]);
     assert.equal(other.frames.length, 0, 'other topics get nothing');
   });
@@ -281,7 +287,10 @@ describe('Hub history and recover()', () => {
     assert.equal(r.epoch, epoch);
     assert.equal(r.seq, 8);
     assert.deepEqual(texts(r), ['m6', 'm7', 'm8']);
-    assert.deepEqual(r.messages.map((m) => m.seq), [6, 7, 8]);
+    assert.deepEqual(
+      r.messages.map((m) => m.seq),
+      [6, 7, 8],
+    );
   });
 
   it('nothing missed: recovered with no messages', () => {

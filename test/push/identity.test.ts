@@ -17,7 +17,16 @@ describe('channel identity', () => {
     assert.equal(nickProblem('ada'), undefined);
     assert.equal(nickProblem('a'.repeat(MAX_NICK_LENGTH)), undefined);
     assert.equal(nickProblem('Grace Hopper ✓'), undefined, 'spaces inside and non-ASCII are fine');
-    for (const bad of ['', 'a'.repeat(MAX_NICK_LENGTH + 1), '   ', 'line\nbreak', 'tab\there', 'bell\u0007', 'c1\u0085', 'del\u007f']) {
+    for (const bad of [
+      '',
+      'a'.repeat(MAX_NICK_LENGTH + 1),
+      '   ',
+      'line\nbreak',
+      'tab\there',
+      'bell\u0007',
+      'c1\u0085',
+      'del\u007f',
+    ]) {
       assert.equal(typeof nickProblem(bad), 'string', JSON.stringify(bad));
     }
     for (const notString of [undefined, null, 42, { nick: 'x' }, ['ada']]) {

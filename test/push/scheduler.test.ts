@@ -46,7 +46,8 @@ class FakeClock implements SchedulerClock {
     for (;;) {
       let next: FakeTimer | undefined;
       for (const t of this.timers) {
-        if (t.at <= end && (next === undefined || t.at < next.at || (t.at === next.at && t.order < next.order))) next = t;
+        if (t.at <= end && (next === undefined || t.at < next.at || (t.at === next.at && t.order < next.order)))
+          next = t;
       }
       if (next === undefined) break;
       this.timers = this.timers.filter((t) => t !== next);
@@ -89,7 +90,10 @@ describe('Scheduler', () => {
     clock.advance(1000);
     job.cancel();
     // Re-arming a period after each run ended would drift by the run time: 50, 120, 190, ...
-    assert.deepEqual(runs, Array.from({ length: 20 }, (_, i) => [i + 1, (i + 1) * period]));
+    assert.deepEqual(
+      runs,
+      Array.from({ length: 20 }, (_, i) => [i + 1, (i + 1) * period]),
+    );
   });
 
   it('timers that fire late do not make the lateness add up', () => {
@@ -101,7 +105,10 @@ describe('Scheduler', () => {
     clock.advance(500);
     job.cancel();
     // Each run 15 ms after its slot, the last one too (aimed at the grid, not at the last run).
-    assert.deepEqual(runs, Array.from({ length: 9 }, (_, i) => [i + 1, (i + 1) * 50 + 15]));
+    assert.deepEqual(
+      runs,
+      Array.from({ length: 9 }, (_, i) => [i + 1, (i + 1) * 50 + 15]),
+    );
   });
 
   it('skips slots missed by a long run instead of firing a burst', () => {

@@ -56,11 +56,18 @@ function declarationFiles(dir: string): string[] {
 /** Compile one fixture project as a user would (`tsc -p`); returns tsc's exit code and output. */
 async function compile(project: string): Promise<{ code: number; output: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [tsc, '-p', join(fixtures, project, 'tsconfig.json'), '--pretty', 'false'], { cwd: root, maxBuffer: 16 << 20 });
+    const { stdout, stderr } = await run(
+      process.execPath,
+      [tsc, '-p', join(fixtures, project, 'tsconfig.json'), '--pretty', 'false'],
+      { cwd: root, maxBuffer: 16 << 20 },
+    );
     return { code: 0, output: stdout + stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, output: `${e.stdout ?? ''}${e.stderr ?? ''}` || String(err) };
+    return {
+      code: typeof e.code === 'number' ? e.code : -1,
+      output: `${e.stdout ?? ''}${e.stderr ?? ''}` || String(err),
+    };
   }
 }
 
@@ -87,8 +94,12 @@ describe('the published .d.ts files', () => {
   });
 
   it('every entry point in package.json "exports" is used by a fixture', () => {
-    const sources = ['node', 'browser'].map((project) => readFileSync(join(fixtures, project, 'consumer.ts'), 'utf8')).join('\n');
-    const unused = [...entryTypes().keys()].map((subpath) => (subpath === '.' ? 'duet' : `duet/${subpath.slice(2)}`)).filter((name) => !sources.includes(`from '${name}'`));
+    const sources = ['node', 'browser']
+      .map((project) => readFileSync(join(fixtures, project, 'consumer.ts'), 'utf8'))
+      .join('\n');
+    const unused = [...entryTypes().keys()]
+      .map((subpath) => (subpath === '.' ? 'duet' : `duet/${subpath.slice(2)}`))
+      .filter((name) => !sources.includes(`from '${name}'`));
     assert.deepEqual(unused, [], 'add a use of these entry points to a consumer in test/types/fixtures');
   });
 
@@ -114,6 +125,10 @@ describe('the published .d.ts files', () => {
     const found = declarationFiles(join(root, 'dist'))
       .filter((file) => readFileSync(file, 'utf8').includes('@internal'))
       .map((file) => relative(root, file));
-    assert.deepEqual(found, [], 'these .d.ts files still carry @internal members: is stripInternal on in the tsconfig that built them?');
+    assert.deepEqual(
+      found,
+      [],
+      'these .d.ts files still carry @internal members: is stripInternal on in the tsconfig that built them?',
+    );
   });
 });
