@@ -127,6 +127,10 @@ export function resolveOptions(options: DuetClientOptions): ResolvedOptions {
   if (options.shouldReconnect !== undefined && typeof options.shouldReconnect !== 'function') {
     throw new TypeError('shouldReconnect must be a function');
   }
+  // Checked here: it is first called at the first reconnect, inside the socket's close event.
+  if (options.random !== undefined && typeof options.random !== 'function') {
+    throw new TypeError('random must be a function');
+  }
   return {
     protocols: options.protocols,
     channel: options.channel ?? true,
