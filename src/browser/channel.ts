@@ -152,7 +152,7 @@ export class ChannelSession {
       this.host.error(new DuetError('WS_ERR_INVALID_CHANNEL_MESSAGE', 'a channel message that is not JSON'));
       return;
     }
-    if (typeof msg !== 'object' || msg === null) {
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) {
       this.host.error(new DuetError('WS_ERR_INVALID_CHANNEL_MESSAGE', 'a channel message that is not a JSON object'));
       return;
     }
