@@ -24,11 +24,14 @@ const FLOORS = {
   protocol: { lines: 100, branches: 100 },
   node: { lines: 98, branches: 94 },
   push: { lines: 99, branches: 96 },
-  browser: { lines: 93, branches: 91 },
+  // Raised from 93 / 91 when every browser/ module got its own test file (94.67 / 95.62).
+  browser: { lines: 94, branches: 95 },
   // cli/ is covered through child processes (duet serve/connect/exec): 78.5 % of branches when
   // the floors were set, a margin of one branch, so the floor is a point lower to keep CI from
   // failing on a branch that only some timings reach. Raise it with tests, not by luck.
-  cli: { lines: 92, branches: 77 },
+  // Raised from 77 to 80 when cli/options.ts and cli/endpoints.ts got in-process tests (81.16
+  // in two runs; the same point of margin).
+  cli: { lines: 92, branches: 80 },
 };
 
 const root = new URL('..', import.meta.url).pathname;
