@@ -18,8 +18,14 @@ function exec(script: string, options: string[] = []): Promise<Listening> {
   return startDuet(['exec', '--port', '0', ...options, '--', process.execPath, '-e', script]);
 }
 
+/**
+ * Open a connection; what it receives is recorded from the start (see `record`): a program's
+ * first line can come in the same read as the 101 answer, and then its 'message' is emitted
+ * before an `await open()` returns.
+ */
 function open(url: string, options?: WS.ClientOptions): Promise<WS> {
   const ws = new WS(url, options);
+  recordings.set(ws, startRecording(ws));
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
@@ -41,14 +47,30 @@ async function openWhenRoom(url: string): Promise<WS> {
   return opened!;
 }
 
-/** Collects text messages and the close. */
-function record(ws: WS): { messages: string[]; closed: Promise<{ code: number; reason: string }> } {
+interface Recording {
+  messages: string[];
+  /** Whether each message was binary. */
+  binary: boolean[];
+  closed: Promise<{ code: number; reason: string }>;
+}
+const recordings = new WeakMap<WS, Recording>();
+
+function startRecording(ws: WS): Recording {
   const messages: string[] = [];
-  ws.on('message', (data: Buffer) => messages.push(data.toString('utf8')));
+  const binary: boolean[] = [];
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    messages.push(data.toString('utf8'));
+    binary.push(isBinary);
+  });
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>
     ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })),
   );
-  return { messages, closed };
+  return { messages, binary, closed };
+}
+
+/** The text messages and the close of `ws`: since it was made, for a connection from `open`. */
+function record(ws: WS): Recording {
+  return recordings.get(ws) ?? startRecording(ws);
 }
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
@@ -465,11 +487,9 @@ test(
       assert.notEqual(new URL(url).port, '9');
       const ws = await open(url);
       const rec = record(ws);
-      let binary: boolean | undefined;
-      ws.once('message', (_d: Buffer, isBinary: boolean) => (binary = isBinary));
       assert.deepEqual(await rec.closed, { code: 1000, reason: '' });
       assert.deepEqual(rec.messages, ['--binary --port 9']);
-      assert.equal(binary, false);
+      assert.deepEqual(rec.binary, [false]);
     } finally {
       await env.stop();
     }
