@@ -76,19 +76,29 @@ export default defineConfig(
     files: ['src/browser/**', 'demo/src/**'],
     languageOptions: { globals: { ...globals.browser } },
   },
-  // The layers of docs/design.md: imports point downward only (cli -> push -> node ->
-  // protocol), the browser client stands alone, and protocol/ does no I/O.
+  // The layers of docs/design.md: imports point downward only (cli -> redis -> push -> node ->
+  // protocol), the browser client stands alone, protocol/ does no I/O, and only redis/ (an
+  // entry point of its own) imports the Redis client, an optional peer dependency.
   layer(
     'src/protocol/**',
-    ['../node/*', '../push/*', '../cli/*', '../browser/*'],
+    ['../node/*', '../push/*', '../redis/*', '../cli/*', '../browser/*', 'ioredis'],
     'protocol/ is the bottom layer: it imports nothing else from src/.',
   ),
   layer(
     'src/node/**',
-    ['../push/*', '../cli/*', '../browser/*'],
+    ['../push/*', '../redis/*', '../cli/*', '../browser/*', 'ioredis'],
     'node/ imports protocol/ only (push/ uses node/, not the other way).',
   ),
-  layer('src/push/**', ['../cli/*', '../browser/*'], 'push/ imports node/ and protocol/ only.'),
+  layer(
+    'src/push/**',
+    ['../redis/*', '../cli/*', '../browser/*', 'ioredis'],
+    'push/ imports node/ and protocol/ only (and no Redis client: that is duet/redis).',
+  ),
+  layer(
+    'src/redis/**',
+    ['../cli/*', '../browser/*'],
+    'redis/ (the duet/redis entry) imports push/, node/ and protocol/; only it imports ioredis.',
+  ),
   layer(
     'src/browser/**',
     ['../*', 'node:*'],

@@ -32,6 +32,14 @@ const FLOORS = {
   // Raised from 77 to 80 when cli/options.ts and cli/endpoints.ts got in-process tests (81.16
   // in two runs; the same point of margin).
   cli: { lines: 92, branches: 80 },
+  // redis/ (duet/redis) is covered by test/redis/ against a real Redis on 127.0.0.1:6379:
+  // measured with the Redis tests running, 96.41 / 87.87 and 97.39 / 88.16 in two full runs
+  // when the floor was set (the lower one rounded down, as for the others). Without a
+  // Redis they skip and this floor fails (CI runs with REQUIRE_REDIS=1). Branches a point
+  // lower, as for cli/: some are reached or not by the Redis's state and by timing (the EVAL
+  // fallback only on a Redis that has not cached the scripts yet; which of the two connections
+  // is ready first after a reconnection).
+  redis: { lines: 96, branches: 86 },
 };
 
 const root = new URL('..', import.meta.url).pathname;

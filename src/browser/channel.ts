@@ -191,7 +191,11 @@ export class ChannelSession {
       case 'error': {
         const code = typeof msg.code === 'string' ? msg.code : 'WS_ERR_INVALID_CHANNEL_MESSAGE';
         if (code === 'rate_limited') this.retryPending();
-        else if (code === 'recovery_limited' && topic !== undefined) this.defer(topic, msg.retryAfter);
+        // Both name a time to come back: the recovery budget, or the server's broker (Redis)
+        // being away. A pending subscribe goes out again then; a publish refused as
+        // `unavailable` (no subscribe pending) is only reported.
+        else if ((code === 'recovery_limited' || code === 'unavailable') && topic !== undefined)
+          this.defer(topic, msg.retryAfter);
         else if (topic !== undefined) {
           // A refused subscribe must not block the next one (nor be retried).
           this.waitingTopics.delete(topic);

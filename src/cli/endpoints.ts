@@ -41,8 +41,18 @@ export const PRESENCE_EXPIRY_MS = 16_000;
 /** Fields of `chat` and `presence` data that would name a sender: the server's `from` does. */
 const IDENTITY_FIELDS = ['id', 'nick', 'from'];
 
+/** How the endpoints run when several processes serve them. */
+export interface EndpointOptions {
+  /**
+   * Several processes share the topics (a broker over Redis or the cluster's primary): each
+   * second, the ticker publishes only if this resolves true (a lease one process holds), so
+   * clients get one tick a second in all, not one per process.
+   */
+  tickerLeader?: () => Promise<boolean>;
+}
+
 /** Wire the endpoints to `wss` and start the ticker. Returns the /channel handler. */
-export function attachEndpoints(wss: WebSocketServer): Channel {
+export function attachEndpoints(wss: WebSocketServer, options: EndpointOptions = {}): Channel {
   const channel = new Channel(wss, {
     topics: {
       chat: { history: { size: 100 }, identityFields: IDENTITY_FIELDS },
@@ -84,12 +94,25 @@ export function attachEndpoints(wss: WebSocketServer): Channel {
   });
 
   let value = 100;
-  wss.every(1000, (seq) => {
+  const tick = (seq: number): void => {
     // A random walk, rounded to cents, that never goes below 1.
     value = Math.max(1, Math.round((value + (Math.random() - 0.5) * 2) * 100) / 100);
-    const tick: Tick = { type: 'tick', seq, time: new Date().toISOString(), value };
-    wss.publish('ticker', JSON.stringify(tick));
-    channel.publish('ticker', tick);
+    const message: Tick = { type: 'tick', seq, time: new Date().toISOString(), value };
+    wss.publish('ticker', JSON.stringify(message));
+    channel.publish('ticker', message);
+  };
+  const leader = options.tickerLeader;
+  wss.every(1000, (run) => {
+    if (leader === undefined) tick(run);
+    else {
+      // Not the leader, or the broker unreachable (reported by the broker): no tick from here.
+      leader().then(
+        (held) => {
+          if (held && !shuttingDown) tick(run);
+        },
+        () => undefined,
+      );
+    }
   });
   return channel;
 }

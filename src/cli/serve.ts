@@ -6,6 +6,7 @@
  *   /      the Vue demo (dist/demo, see static.ts), or the test page when it is not built
  *   /test  a small HTML page to try /echo and /chat from a browser
  */
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -18,6 +19,7 @@ import { WEBSOCKET_PATHS, attachEndpoints, pathOf } from './endpoints.js';
 import { listeningLine, portNumber, wholeNumber } from './options.js';
 import { demoHandler, sendText, withDemoHint } from './static.js';
 import { TEST_PAGE } from './test-page.js';
+import { runPrimary, sharedTopics, MAX_WORKERS, TICKER_LEASE_MS } from './workers.js';
 
 const HELP = `Usage: duet serve [options]
 
@@ -31,12 +33,32 @@ Options:
   --max-inflated-payload N
                     with --deflate: largest size a compressed message may inflate to, in
                     bytes (default 1048576; past it the connection closes with 1009)
+  --redis URL       share topics, history and recovery with every duet serve using the
+                    same Redis (e.g. redis://127.0.0.1:6379); needs the ioredis package
+  --redis-prefix P  prefix of duet's Redis keys (default duet:serve:)
+  --workers N       run N processes on the one port (node:cluster); they share topics
+                    through Redis with --redis, else through the primary process
   -h, --help        show this help
 
-Prints "LISTENING ws://HOST:PORT" once ready. Ctrl-C or SIGTERM closes every connection
-with 1001 (Going Away) and exits 0.`;
+Prints "LISTENING ws://HOST:PORT" once ready (with --workers, once all are). Ctrl-C or
+SIGTERM closes every connection with 1001 (Going Away) and exits 0.`;
 
 export async function runServe(argv: string[]): Promise<number> {
+  if (!cluster.isWorker) return serve(argv);
+  // A worker of --workers: its channel to the primary keeps it alive, and closing that
+  // channel makes node:cluster exit with 0, so it exits itself, with its own code (stderr is
+  // written synchronously to a pipe or terminal, so the reason is not lost).
+  let code: number;
+  try {
+    code = await serve(argv);
+  } catch (err) {
+    console.error(`duet: ${err instanceof Error ? err.message : String(err)}`);
+    code = 1;
+  }
+  process.exit(code);
+}
+
+async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -47,6 +69,9 @@ export async function runServe(argv: string[]): Promise<number> {
       'tls-key': { type: 'string' },
       deflate: { type: 'boolean' },
       'max-inflated-payload': { type: 'string' },
+      redis: { type: 'string' },
+      'redis-prefix': { type: 'string' },
+      workers: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -69,8 +94,16 @@ export async function runServe(argv: string[]): Promise<number> {
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
     throw new Error('--tls-cert and --tls-key go together');
   }
-
+  const workers = wholeNumber('workers', values.workers, 1);
+  if (workers < 1 || workers > MAX_WORKERS) throw new Error(`--workers must be 1-${MAX_WORKERS}, got ${workers}`);
+  if (values['redis-prefix'] !== undefined && values.redis === undefined)
+    throw new Error('--redis-prefix goes with --redis');
   const tls = values['tls-cert'] !== undefined;
+  if (workers > 1 && cluster.isPrimary) {
+    return runPrimary({ workers, redis: values.redis !== undefined, scheme: tls ? 'wss' : 'ws', host, port });
+  }
+  // One process, or one of --workers' processes: where its topics live.
+  const shared = await sharedTopics(values.redis, values['redis-prefix'], workers > 1);
   const demo = demoHandler();
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
@@ -101,8 +134,12 @@ export async function runServe(argv: string[]): Promise<number> {
     maxPayload,
     shutdownTimeout: 2000,
     perMessageDeflate: values.deflate === true && { maxInflatedPayload },
+    ...(shared ? { broker: shared.broker } : {}),
   });
-  attachEndpoints(wss);
+  // The broker's troubles (Redis gone, reconnecting) are reported here, once per outage;
+  // connections stay up meanwhile.
+  wss.on('error', (err: Error) => console.error(`duet: ${err.message}`));
+  attachEndpoints(wss, shared ? { tickerLeader: () => shared.broker.lease('ticker', TICKER_LEASE_MS) } : {});
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if ((WEBSOCKET_PATHS as readonly string[]).includes(pathOf(req))) {
@@ -124,9 +161,11 @@ export async function runServe(argv: string[]): Promise<number> {
     // The port is taken (or not ours to use): stop the ticker and everything else the
     // endpoints started, so the process ends with the error instead of hanging.
     await new Promise<void>((resolve) => wss.close(() => resolve()));
+    await shared?.broker.close();
     throw err;
   }
-  console.log(listeningLine(tls ? 'wss' : 'ws', host, server.address(), port));
+  // A worker of --workers: the primary prints the line once every worker listens.
+  if (!cluster.isWorker) console.log(listeningLine(tls ? 'wss' : 'ws', host, server.address(), port));
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -135,7 +174,13 @@ export async function runServe(argv: string[]): Promise<number> {
       stopping = true;
       let pending = 2;
       const done = (): void => {
-        if (--pending === 0) resolve(0);
+        if (--pending > 0) return;
+        if (shared === undefined) resolve(0);
+        else
+          void Promise.resolve(shared.broker.close()).then(
+            () => resolve(0),
+            () => resolve(0),
+          );
       };
       // 1001 to everyone; peers that never answer are terminated after shutdownTimeout.
       wss.close(done);

@@ -199,6 +199,24 @@ export const ERROR_CODES = {
     class: 'DuetError',
     meaning: 'close(cb) on a server that is already closed, or a job scheduled on a closed push server',
   },
+  WS_ERR_BROKER_UNAVAILABLE: {
+    class: 'DuetError',
+    meaning:
+      'the broker (Redis, the cluster primary) cannot be reached: a publish, recovery or position that failed, or the connection lost; nothing was published',
+  },
+  WS_ERR_BROKER_BACKLOG: {
+    class: 'DuetError',
+    meaning: 'more publishes wait for the broker than maxPendingPublishes: this one was refused (not published)',
+  },
+  WS_ERR_BROKER_MESSAGE: {
+    class: 'DuetError',
+    meaning: 'a malformed or foreign message on the broker channel: counted and skipped',
+  },
+  WS_ERR_BROKER_ASYNC: {
+    class: 'TypeError',
+    meaning:
+      'a synchronous call (recover, position, a payload function) on a hub whose broker answers asynchronously: use the *Async method',
+  },
 
   // Wrong arguments, thrown to (or reported to) the caller as TypeError / RangeError with a code.
   WS_ERR_INVALID_HEADER: {

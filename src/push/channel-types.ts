@@ -22,6 +22,10 @@ export const CHANNEL_ERROR_CODES = {
   too_big: { meaning: 'the message is over maxMessageBytes' },
   rate_limited: { meaning: 'too many messages in the rate-limit window; the message was dropped' },
   recovery_limited: { meaning: 'the recovery asked for does not fit the recovery budget now; see retryAfter' },
+  unavailable: {
+    meaning:
+      'the server cannot reach its broker (Redis) now: the subscribe or publish was not done; send it again after retryAfter',
+  },
   binary: { meaning: 'a binary frame: the protocol is JSON text only' },
   internal: { meaning: 'the server failed while handling the message (a bug; see the warning)' },
 } as const satisfies Record<string, { readonly meaning: string }>;
@@ -132,7 +136,7 @@ export interface ChannelError {
   code: ChannelErrorCode;
   message: string;
   topic?: string;
-  /** `recovery_limited`: milliseconds until the same subscribe fits the budget. */
+  /** `recovery_limited`: milliseconds until the same subscribe fits the budget; `unavailable`: until it is worth trying again. */
   retryAfter?: number;
 }
 /** Every message the server sends on a channel connection. */

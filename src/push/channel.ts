@@ -20,6 +20,7 @@ import type {
   ChannelServerMessage,
 } from './channel-types.js';
 import type { Recovery } from './history.js';
+import type { OutgoingMessage } from './broker.js';
 import type { Hub } from './hub.js';
 import { newConnectionId, nickProblem, senderJson } from './identity.js';
 import { refilled, waitFor, type BucketRate } from './token-bucket.js';
@@ -57,6 +58,9 @@ const DEFAULT_MAX_ERRORS = 5;
 // (20 x 70 bytes a second) to well under 10 bytes out per byte in after the first seconds.
 const DEFAULT_RECOVERY_BUDGET: ChannelRecoveryBudget = { bytes: 32 * 1024, perMs: 30_000 };
 
+// A subscribe refused because the broker cannot be reached is worth trying again this much later.
+const UNAVAILABLE_RETRY_MS = 1000;
+
 /** Keys of a publish request that would name a sender: only the server stamps that (`from`). */
 const SENDER_KEYS = ['from', 'id', 'nick'] as const;
 
@@ -90,7 +94,7 @@ class ClientError extends Error {
     readonly code: ChannelErrorCode,
     message: string,
     readonly topic?: string,
-    /** `recovery_limited`: when to come back. */
+    /** `recovery_limited`, `unavailable`: when to come back. */
     readonly retryAfter?: number,
   ) {
     super(message);
@@ -137,6 +141,24 @@ export class Channel {
     this.maxErrors = options.maxErrors ?? DEFAULT_MAX_ERRORS;
     if (!(this.maxMessageBytes > 0)) throw new RangeError('maxMessageBytes must be positive');
     if (!(this.maxErrors >= 1)) throw new RangeError('maxErrors must be at least 1');
+    // A topic whose numbering moved on without the messages in between (an asynchronous broker
+    // lost its log or could not fill a gap): its subscribers are answered as a subscribe with
+    // nothing recovered would be, so clients reload the topic's state.
+    this.hub.onReset((hubTopic, position, subscribers) => {
+      if (!hubTopic.startsWith(CHANNEL_TOPIC_PREFIX)) return;
+      const topic = hubTopic.slice(CHANNEL_TOPIC_PREFIX.length);
+      const reset = JSON.stringify({
+        type: 'subscribed',
+        topic,
+        epoch: position.epoch,
+        seq: position.seq,
+        recovered: false,
+      });
+      for (const subscriber of subscribers) {
+        const ws = subscriber as WebSocket;
+        if (this.connections.has(ws) && ws.readyState === ws.OPEN) ws.send(reset);
+      }
+    });
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the listener's own `this` is the socket
     const channel = this;
     this.listener = function (this: WebSocket, data: RawData, isBinary: boolean): void {
@@ -186,7 +208,9 @@ export class Channel {
       if (state === undefined) throw new TypeError('publish({ from }) takes a connection this channel accepted');
       fromJson = this.fromJsonOf(state);
     }
-    return this.publishJson(topic, this.topics.get(topic)?.json ?? JSON.stringify(topic), stringify(data), fromJson);
+    return this.hub.publishMessage(
+      this.envelope(topic, this.topics.get(topic)?.json ?? JSON.stringify(topic), stringify(data), fromJson),
+    );
   }
 
   /**
@@ -198,9 +222,17 @@ export class Channel {
     return state === undefined ? undefined : this.senderOf(state);
   }
 
-  /** The topic's epoch and last seq: hand it out with a state snapshot, so clients subscribe `since` it. */
+  /**
+   * The topic's epoch and last seq: hand it out with a state snapshot, so clients subscribe
+   * `since` it. In-memory broker only (`WS_ERR_BROKER_ASYNC` otherwise): see `positionAsync`.
+   */
   position(topic: string): { epoch: string; seq: number } {
     return this.hub.position(CHANNEL_TOPIC_PREFIX + topic);
+  }
+
+  /** `position`, with any broker (Redis: read from Redis). */
+  positionAsync(topic: string): Promise<{ epoch: string; seq: number }> {
+    return this.hub.positionAsync(CHANNEL_TOPIC_PREFIX + topic);
   }
 
   /** Connections subscribed to `topic` through the channel. */
@@ -208,10 +240,11 @@ export class Channel {
     return this.hub.subscriberCount(CHANNEL_TOPIC_PREFIX + topic);
   }
 
-  private publishJson(topic: string, topicJson: string, dataJson: string, fromJson?: string): number {
+  /** A `message` envelope, its seq put in where the broker numbers it. */
+  private envelope(topic: string, topicJson: string, dataJson: string, fromJson?: string): OutgoingMessage {
     const head = `{"type":"message","topic":${topicJson},"seq":`;
     const tail = fromJson === undefined ? `,"data":${dataJson}}` : `,"from":${fromJson},"data":${dataJson}}`;
-    return this.hub.publish(CHANNEL_TOPIC_PREFIX + topic, (seq) => head + seq + tail);
+    return { topic: CHANNEL_TOPIC_PREFIX + topic, payload: head, tail, binary: false };
   }
 
   private senderOf(state: ConnectionState): ChannelSender {
@@ -328,20 +361,51 @@ export class Channel {
     }
     if (epoch !== undefined && typeof epoch !== 'string')
       throw new ClientError('bad_message', '"epoch" must be a string', topic);
-    const hubTopic = CHANNEL_TOPIC_PREFIX + topic;
     // A repeated subscribe is answered like a first one (`subscribed`, then what it asks to
     // recover); the subscription itself stays as it is.
-    let recovery: Recovery =
-      since !== undefined && epoch !== undefined
-        ? this.hub.recover(hubTopic, since, epoch)
-        : { ...this.hub.position(hubTopic), recovered: false, messages: [] };
-    if (recovery.messages.length > 0) recovery = this.chargeRecovery(state, recovery, topic);
-    // No gap and no duplicate between recovery and live delivery: `recover` took the
-    // position (epoch, seq) and the history up to seq, and from here to `ws.subscribe` the
-    // code is synchronous, so no publish can run in between (the Hub and the memory broker
-    // deliver in the publisher's call stack, one process, one thread). Every publish after
-    // this function has seq > recovery.seq and reaches the client live, after the replay,
-    // because all writes to one socket go out in call order.
+    this.hub.subscribeRecovering(
+      ws,
+      CHANNEL_TOPIC_PREFIX + topic,
+      since !== undefined && epoch !== undefined ? { seq: since, epoch } : undefined,
+      (result) => this.answerSubscribe(ws, state, topic, result),
+    );
+  }
+
+  /**
+   * Answer a subscribe with its recovery; returns whether the subscription goes ahead.
+   *
+   * No gap and no duplicate between recovery and live delivery: the Hub subscribes the
+   * connection only after this answer and the replay were written, and every message with a
+   * seq after the recovery's reaches it live, after them (with the in-memory broker nothing
+   * can be published in between: it is one synchronous call; with an asynchronous one the
+   * Hub holds what arrives meanwhile and sends it after the replay). All writes to one socket
+   * go out in call order.
+   */
+  private answerSubscribe(ws: WebSocket, state: ConnectionState, topic: string, result: Recovery | Error): boolean {
+    if (ws.readyState !== ws.OPEN) return false;
+    if (result instanceof Error) {
+      this.fail(
+        ws,
+        state,
+        new ClientError(
+          'unavailable',
+          'the server cannot reach its broker now; subscribe again later',
+          topic,
+          UNAVAILABLE_RETRY_MS,
+        ),
+      );
+      return false;
+    }
+    let recovery = result;
+    if (recovery.messages.length > 0) {
+      try {
+        recovery = this.chargeRecovery(state, recovery, topic);
+      } catch (err) {
+        if (!(err instanceof ClientError)) throw err;
+        this.fail(ws, state, err);
+        return false;
+      }
+    }
     const droppedBefore = ws.droppedMessages;
     sendJson(ws, {
       type: 'subscribed',
@@ -356,9 +420,9 @@ export class Channel {
       // The slow-consumer policy skipped part of the answer: a recovery with a hole would be a
       // silent gap, so the client is told to come back later instead (1013).
       ws.close(1013, 'recovery did not fit the send buffer');
-      return;
+      return false;
     }
-    ws.subscribe(hubTopic);
+    return true;
   }
 
   /**
@@ -422,15 +486,34 @@ export class Channel {
       throw new ClientError('bad_message', '"data" is nested too deeply', topic);
     }
     // To every subscriber, the sender included: it sees its message with its seq.
-    this.publishJson(topic, config?.json ?? JSON.stringify(topic), dataJson, this.fromJsonOf(state));
+    const message = this.envelope(topic, config?.json ?? JSON.stringify(topic), dataJson, this.fromJsonOf(state));
+    if (this.hub.synchronous) {
+      this.hub.publishMessage(message);
+      return;
+    }
+    // A broker that cannot take it (Redis away, its backlog full): the sender is told it was
+    // not published, never left to believe it was.
+    this.hub.publishMessageAsync(message).catch(() => {
+      if (ws.readyState !== ws.OPEN) return;
+      this.fail(
+        ws,
+        state,
+        new ClientError(
+          'unavailable',
+          'not published: the server cannot reach its broker now',
+          topic,
+          UNAVAILABLE_RETRY_MS,
+        ),
+      );
+    });
   }
 
   private fail(ws: WebSocket, state: ConnectionState, err: ClientError): void {
     const error: ChannelError = { type: 'error', code: err.code, message: err.message };
     if (err.topic !== undefined) error.topic = err.topic;
     if (err.retryAfter !== undefined) error.retryAfter = err.retryAfter;
-    // Waiting for the recovery budget is no misbehaviour (and its answer is small): not counted.
-    if (err.code !== 'recovery_limited') state.errors++;
+    // Waiting for the recovery budget or for the broker is no misbehaviour: not counted.
+    if (err.code !== 'recovery_limited' && err.code !== 'unavailable') state.errors++;
     sendJson(ws, error);
     if (state.errors >= this.maxErrors) ws.close(CloseCode.POLICY_VIOLATION, 'too many errors');
   }

@@ -1,9 +1,18 @@
 export { WebSocketServer } from './server.js';
 export type { ServerOptions } from './server.js';
 export { Hub } from './hub.js';
-export type { HubOptions, PublishData } from './hub.js';
-export { MemoryBroker } from './broker.js';
-export type { Broker, BrokerMessage } from './broker.js';
+export type { HubOptions, PublishData, ResetListener, RecoveryAnswer } from './hub.js';
+export { MemoryBroker, newEpoch, messageBytes } from './broker.js';
+export type {
+  Broker,
+  BrokerHost,
+  BrokerMessage,
+  OutgoingMessage,
+  TopicPosition,
+  SynchronousBroker,
+  AsynchronousBroker,
+  MemoryBrokerOptions,
+} from './broker.js';
 export type { HistoryOptions, HistoryEntry, Recovery } from './history.js';
 export type { Job } from './scheduler.js';
 export { Channel, CHANNEL_ERROR_CODES, CHANNEL_TOPIC_PREFIX, MAX_TOPIC_LENGTH } from './channel.js';

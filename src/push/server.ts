@@ -8,7 +8,7 @@ import type { PublishOptions } from '../node/host.js';
 import { WebSocketServer as NodeWebSocketServer } from '../node/server.js';
 import type { ServerOptions as NodeServerOptions } from '../node/server-options.js';
 import { createError } from '../protocol/errors.js';
-import type { Broker } from './broker.js';
+import type { Broker, TopicPosition } from './broker.js';
 import type { HistoryOptions, Recovery } from './history.js';
 import { Hub, type PublishData } from './hub.js';
 import { Scheduler, type Job } from './scheduler.js';
@@ -17,7 +17,11 @@ import { Scheduler, type Job } from './scheduler.js';
 export interface ServerOptions extends NodeServerOptions {
   /** Keep recent messages of every topic for recovery (`{ size, ttl }`); off by default. */
   history?: HistoryOptions | false;
-  /** Connect several processes (default: in-memory, this process only). */
+  /**
+   * Where topics' sequence numbers, epochs and history live, and how messages reach other
+   * processes: in memory, this process only, by default; `RedisBroker` from duet/redis for
+   * several processes or machines (docs/scaling.md).
+   */
   broker?: Broker;
   /** Most topics kept; beyond it the oldest topic without subscribers is forgotten (default 10,000). */
   maxTopics?: number;
@@ -38,16 +42,18 @@ export class WebSocketServer extends NodeWebSocketServer {
   /** Exactly one of `port`, `server` or `noServer`; `callback` runs once a created server listens. */
   constructor(options: ServerOptions = {}, callback?: () => void) {
     super(options, callback);
-    this.hub = new Hub({
-      history: options.history ?? false,
-      ...(options.broker ? { broker: options.broker } : {}),
-      ...(options.maxTopics !== undefined ? { maxTopics: options.maxTopics } : {}),
-    });
-    this.pubsub = this.hub;
-    this.scheduler = new Scheduler((err) => {
+    const report = (err: unknown): void => {
       if (this.listenerCount('error') > 0) this.emit('error', err);
       else process.emitWarning(err instanceof Error ? err : String(err));
+    };
+    this.hub = new Hub({
+      ...(options.history !== undefined ? { history: options.history } : {}),
+      ...(options.broker ? { broker: options.broker } : {}),
+      ...(options.maxTopics !== undefined ? { maxTopics: options.maxTopics } : {}),
+      onError: report,
     });
+    this.pubsub = this.hub;
+    this.scheduler = new Scheduler(report);
     this.on('shutdown', () => {
       this.closing = true;
       this.scheduler.stopAll();
@@ -63,14 +69,32 @@ export class WebSocketServer extends NodeWebSocketServer {
     return this.hub.publish(topic, data, options);
   }
 
+  /**
+   * `publish`, waiting for the broker: resolves with the message's `{ epoch, seq }` once it is
+   * numbered and stored (at once with the in-memory broker; after Redis answered with
+   * duet/redis). Rejects with a DuetError (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`)
+   * when the message was not published. See docs/scaling.md.
+   */
+  publishAsync(topic: string, data: PublishData, options?: PublishOptions): Promise<TopicPosition> {
+    return this.hub.publishAsync(topic, data, options);
+  }
+
   /** Subscribers of `topic`. */
   subscriberCount(topic: string): number {
     return this.hub.subscriberCount(topic);
   }
 
-  /** What a client that last saw (epoch, seq) on `topic` missed (see docs/push.md). */
+  /**
+   * What a client that last saw (epoch, seq) on `topic` missed (see docs/push.md). With an
+   * asynchronous broker (Redis) this throws `WS_ERR_BROKER_ASYNC`: use `recoverAsync`.
+   */
   recover(topic: string, since: number, epoch: string): Recovery {
     return this.hub.recover(topic, since, epoch);
+  }
+
+  /** `recover` with any broker (an asynchronous one, such as Redis, reads its history). */
+  recoverAsync(topic: string, since: number, epoch: string): Promise<Recovery> {
+    return this.hub.recoverAsync(topic, since, epoch);
   }
 
   /**

@@ -396,6 +396,23 @@ describe('ChannelSession: refusals and retries', () => {
     assert.equal(clock.pending, 0);
   });
 
+  it('unavailable (the server cannot reach its broker) defers a pending subscribe like recovery_limited; for a topic with no subscribe pending (a refused publish) it is only reported', () => {
+    const { session, receive, host, sent, clock, codes } = setup();
+    session.subscribe('chat', noop);
+    host.written.length = 0;
+    receive({ type: 'error', code: 'unavailable', message: 'later', topic: 'chat', retryAfter: 1000 });
+    assert.deepEqual(codes(), ['unavailable chat']);
+    assert.deepEqual(clock.pendingDelays(), [1000]);
+    clock.advance(1000);
+    assert.equal(host.resumes, 1);
+    assert.equal(session.sendNext(), true);
+    assert.deepEqual(sent(), [{ type: 'subscribe', topic: 'chat' }]);
+    receive({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    receive({ type: 'error', code: 'unavailable', message: 'not published', topic: 'chat', retryAfter: 1000 });
+    assert.equal(clock.pending, 0, 'nothing to retry for a topic already subscribed');
+    assert.deepEqual(codes(), ['unavailable chat', 'unavailable chat']);
+  });
+
   it('recovery_limited without a usable retryAfter waits 1000 ms', () => {
     for (const retryAfter of [undefined, -1, 'soon', null]) {
       const { session, receive, clock } = setup();

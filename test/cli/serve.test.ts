@@ -391,6 +391,33 @@ test('bad arguments exit 1 with a one-line reason', async () => {
   assert.match(err, /--port must be a whole number/);
 });
 
+test('--workers and --redis: bad values and a Redis that does not answer exit 1 with the reason', async () => {
+  const run = async (args: string[]): Promise<{ code: number | null; err: string }> => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    return { code, err };
+  };
+  const cases: Array<[string[], RegExp]> = [
+    [['--workers', '0'], /--workers must be 1-64, got 0/],
+    [['--workers', '65'], /--workers must be 1-64, got 65/],
+    [['--workers', 'two'], /--workers must be a whole number/],
+    [['--redis-prefix', 'x:'], /--redis-prefix goes with --redis/],
+    // Nothing listens on port 1: the broker cannot connect, serve says so and fails.
+    [['--redis', 'redis://127.0.0.1:1'], /cannot reach Redis at 127\.0\.0\.1:1/],
+    // The same in workers: the primary stops the other worker and fails too.
+    [['--workers', '2', '--redis', 'redis://127.0.0.1:1'], /a worker exited before listening \(code 1\); stopping/],
+  ];
+  for (const [args, reason] of cases) {
+    const { code, err } = await run(args);
+    assert.equal(code, 1, args.join(' '));
+    assert.match(err, reason, args.join(' '));
+  }
+});
+
 test('--tls-cert/--tls-key serve wss:// (echo over TLS)', async () => {
   const { cert, key } = selfSignedCert();
   const dir = mkdtempSync(join(tmpdir(), 'duet-cli-tls-'));

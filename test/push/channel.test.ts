@@ -1,14 +1,24 @@
 /**
  * The JSON channel protocol (src/push/channel.ts, docs/protocol.md) over real connections: a
  * duet server on 127.0.0.1:0 with a Channel, driven by `ws` clients (an independent
- * implementation) that speak the protocol as any client would.
+ * implementation) that speak the protocol as any client would; the last block on an
+ * asynchronous broker of the test's own (answers in a later turn, failures on demand, resets).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import WS from 'ws';
 import { Channel, type ChannelOptions, type WebSocket } from '../../src/index.js';
-import { HOST, RawClient, clientFrame, startServer, upgradeRequest } from '../helpers.js';
+import {
+  messageBytes,
+  type AsynchronousBroker,
+  type BrokerHost,
+  type OutgoingMessage,
+  type TopicPosition,
+} from '../../src/push/broker.js';
+import type { HistoryEntry, Recovery } from '../../src/push/history.js';
+import { createError } from '../../src/protocol/errors.js';
+import { HOST, RawClient, clientFrame, startServer, upgradeRequest, waitFor } from '../helpers.js';
 
 const T = { timeout: 10_000 };
 const WAIT_MS = 3000;
@@ -1164,6 +1174,291 @@ describe('recovery under the drop policy', () => {
         c.destroy();
       } finally {
         await srv.close();
+      }
+    },
+  );
+});
+
+/**
+ * An asynchronous broker in this process (as a networked one behaves, without the network):
+ * each topic's whole log kept in an array, every publish, recover and position answered in a
+ * later turn. `down`: each of them fails (the broker cannot be reached). `readGate`: a
+ * recovery or position read takes its snapshot at once but answers only when the gate opens
+ * (what is published meanwhile arrives before the answer). `gate`: every call waits for it
+ * before anything else (`calls` counts the calls made).
+ */
+class LoopbackBroker implements AsynchronousBroker {
+  readonly synchronous = false;
+  readonly epoch = 'E1';
+  down = false;
+  readGate: Promise<void> | undefined;
+  gate: Promise<void> | undefined;
+  calls = 0;
+  private host: BrokerHost | undefined;
+  private readonly logs = new Map<string, HistoryEntry[]>();
+
+  attach(host: BrokerHost): void {
+    this.host = host;
+  }
+  setDefaultHistory(): void {}
+  configureTopic(): void {}
+  watch(): Promise<void> {
+    return Promise.resolve();
+  }
+  unwatch(): void {}
+  topicCount(): number {
+    return this.logs.size;
+  }
+  close(): void {}
+
+  /** The topic's numbering moved on without the messages in between (as a feed reports it). */
+  reset(topic: string, position: TopicPosition): void {
+    this.host!.reset(topic, position);
+  }
+
+  private log(topic: string): HistoryEntry[] {
+    let log = this.logs.get(topic);
+    if (log === undefined) this.logs.set(topic, (log = []));
+    return log;
+  }
+
+  private async reachable(): Promise<void> {
+    this.calls++;
+    await Promise.resolve();
+    await this.gate;
+    if (this.down) throw createError('WS_ERR_BROKER_UNAVAILABLE', 'the broker is down (this test says so)');
+  }
+
+  async publish(message: OutgoingMessage, exclude?: unknown): Promise<TopicPosition> {
+    await this.reachable();
+    const log = this.log(message.topic);
+    const seq = log.length + 1;
+    const payload = messageBytes(message, seq);
+    log.push({ seq, payload, binary: message.binary, time: 0 });
+    this.host?.deliver({ topic: message.topic, payload, binary: message.binary, seq, epoch: this.epoch }, exclude);
+    return { epoch: this.epoch, seq };
+  }
+
+  async recover(topic: string, since: number, epoch: string): Promise<Recovery> {
+    await this.reachable();
+    const log = this.log(topic);
+    const recovered = epoch === this.epoch && since <= log.length;
+    const answer = { epoch: this.epoch, seq: log.length, recovered, messages: recovered ? log.slice(since) : [] };
+    await this.readGate;
+    return answer;
+  }
+
+  async position(topic: string): Promise<TopicPosition> {
+    await this.reachable();
+    const answer = { epoch: this.epoch, seq: this.log(topic).length };
+    await this.readGate;
+    return answer;
+  }
+}
+
+describe('channel protocol: with an asynchronous broker', () => {
+  it(
+    'subscribe is answered after the broker; what is published during the read follows the replay, once',
+    T,
+    async () => {
+      const broker = new LoopbackBroker();
+      const s = await channelServer(CHAT, { broker });
+      try {
+        assert.throws(() => s.channel.position('chat'), { name: 'TypeError', code: 'WS_ERR_BROKER_ASYNC' });
+        const a = await s.client();
+        assert.deepEqual(await a.subscribe('chat'), {
+          type: 'subscribed',
+          topic: 'chat',
+          epoch: 'E1',
+          seq: 0,
+          recovered: false,
+        });
+        const me = await a.hello('alice');
+        a.send({ type: 'publish', topic: 'chat', data: 'one' });
+        assert.deepEqual(await a.next(), { type: 'message', topic: 'chat', seq: 1, from: me, data: 'one' });
+        assert.equal(s.channel.publish('chat', 'two'), 0, 'not written yet: the broker answers later');
+        assert.deepEqual(seqs(await a.take(1)), [2]);
+        assert.deepEqual(await s.channel.positionAsync('chat'), { epoch: 'E1', seq: 2 });
+
+        let open!: () => void;
+        broker.readGate = new Promise<void>((resolve) => (open = resolve));
+        const b = await s.client();
+        b.send({ type: 'subscribe', topic: 'chat', since: 1, epoch: 'E1' });
+        await waitFor(
+          () => s.channel.subscriberCount('chat') === 2,
+          WAIT_MS,
+          () => 'the subscribe to reach the server',
+        );
+        s.channel.publish('chat', 'three'); // after the read's snapshot, before its answer
+        assert.deepEqual(seqs(await a.take(1)), [3]);
+        open();
+        assert.deepEqual(await b.next(), { type: 'subscribed', topic: 'chat', epoch: 'E1', seq: 2, recovered: true });
+        assert.deepEqual(seqs(await b.drain()), [2, 3]);
+        s.channel.publish('chat', 'four');
+        assert.deepEqual(seqs(await b.drain()), [4]);
+        assert.deepEqual(seqs(await a.drain()), [4]);
+      } finally {
+        await s.close();
+      }
+    },
+  );
+
+  it(
+    'a subscribe whose recovery cannot be read, or a publish not taken, gets unavailable with retryAfter, not counted toward maxErrors',
+    T,
+    async () => {
+      const broker = new LoopbackBroker();
+      const s = await channelServer({ ...CHAT, maxErrors: 1 }, { broker });
+      try {
+        const c = await s.client();
+        broker.down = true;
+        const unavailable = {
+          type: 'error',
+          code: 'unavailable',
+          message: 'the server cannot reach its broker now; subscribe again later',
+          topic: 'chat',
+          retryAfter: 1000,
+        };
+        c.send({ type: 'subscribe', topic: 'chat', since: 0, epoch: 'E1' });
+        assert.deepEqual(await c.next(), unavailable);
+        assert.equal(
+          c.raw.at(-1),
+          '{"type":"error","code":"unavailable","message":"the server cannot reach its broker now; subscribe again later","topic":"chat","retryAfter":1000}',
+        );
+        c.send({ type: 'subscribe', topic: 'chat' });
+        assert.deepEqual(await c.next(), unavailable);
+        c.send({ type: 'publish', topic: 'chat', data: 'lost' });
+        assert.deepEqual(await c.next(), {
+          type: 'error',
+          code: 'unavailable',
+          message: 'not published: the server cannot reach its broker now',
+          topic: 'chat',
+          retryAfter: 1000,
+        });
+        assert.deepEqual(await c.drain(), [], 'still open (maxErrors is 1)');
+        assert.equal(s.channel.subscriberCount('chat'), 0, 'nothing subscribed');
+        broker.down = false;
+        assert.equal((await c.subscribe('chat')).recovered, false);
+        assert.equal(s.channel.subscriberCount('chat'), 1);
+        // A counted error still counts.
+        c.send('not json');
+        assert.equal((await c.next()).code, 'bad_json');
+        assert.equal(await c.closed(), 1008);
+      } finally {
+        await s.close();
+      }
+    },
+  );
+
+  it(
+    'a reset reaches channel subscribers of the topic as subscribed with recovered: false; raw subscribers get nothing',
+    T,
+    async () => {
+      const broker = new LoopbackBroker();
+      const server = await startServer({ broker });
+      const channel = new Channel(server.wss, CHAT);
+      const raws: WebSocket[] = [];
+      server.wss.on('connection', (ws: WebSocket, req: { url?: string }) => {
+        if (req.url === '/channel') channel.accept(ws);
+        else raws.push(ws);
+      });
+      const clients: Client[] = [];
+      try {
+        const a = await Client.open(server.port);
+        const other = await Client.open(server.port);
+        const raw = await Client.open(server.port, '/raw');
+        clients.push(a, other, raw);
+        await a.subscribe('chat');
+        await other.subscribe('ticker');
+        await waitFor(
+          () => raws.length === 1,
+          WAIT_MS,
+          () => 'the raw connection',
+        );
+        raws[0].subscribe('channel:chat'); // the channel's topic, but not a channel connection
+        raws[0].subscribe('chat');
+        broker.reset('channel:chat', { epoch: 'E2', seq: 0 });
+        broker.reset('chat', { epoch: 'E2', seq: 5 }); // a raw topic: not the channel's
+        await a.until(() => a.inbox.length > 0, 'the reset');
+        assert.deepEqual(a.raw, [
+          '{"type":"subscribed","topic":"chat","epoch":"E1","seq":0,"recovered":false}',
+          '{"type":"subscribed","topic":"chat","epoch":"E2","seq":0,"recovered":false}',
+        ]);
+        a.inbox.length = 0;
+        assert.deepEqual(await a.drain(), []);
+        assert.deepEqual(await other.drain(), []);
+        // The raw connection's first message is the one published after the resets.
+        server.wss.publish('chat', '{"type":"after"}');
+        assert.deepEqual(await raw.next(), { type: 'after' });
+        assert.deepEqual(raw.raw, ['{"type":"after"}']);
+      } finally {
+        for (const c of clients) c.close();
+        await server.close();
+      }
+    },
+  );
+});
+
+describe('channel protocol: with an asynchronous broker, connections that leave and errors', () => {
+  it(
+    'a client gone before the broker answers is sent nothing: not its recovery, not its failed publish',
+    T,
+    async () => {
+      const broker = new LoopbackBroker();
+      const s = await channelServer(CHAT, { broker });
+      try {
+        const serverSide = once(s.wss, 'connection') as Promise<[WebSocket]>;
+        const c = await s.client();
+        const [ws] = await serverSide;
+        await c.subscribe('chat');
+        let open!: () => void;
+        broker.gate = new Promise<void>((resolve) => (open = resolve));
+        const before = broker.calls;
+        c.send({ type: 'subscribe', topic: 'chat', since: 0, epoch: 'E1' }); // already subscribed: read at once
+        c.send({ type: 'publish', topic: 'chat', data: 'x' });
+        await waitFor(
+          () => broker.calls === before + 2,
+          WAIT_MS,
+          () => 'the subscribe and the publish to reach the broker',
+        );
+        const sent: unknown[] = [];
+        ws.send = (...args: unknown[]) => void sent.push(args);
+        c.close();
+        await waitFor(
+          () => s.channel.subscriberCount('chat') === 0,
+          WAIT_MS,
+          () => 'the server to see the close',
+        );
+        broker.down = true;
+        open();
+        // The broker's failures settle in promise callbacks, which all run before the next turn.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        assert.equal(broker.calls, before + 2);
+        assert.deepEqual(sent, []);
+      } finally {
+        await s.close();
+      }
+    },
+  );
+
+  it(
+    "a server publish the broker refuses is reported: on 'error' when listened to, else as a process warning",
+    T,
+    async () => {
+      const broker = new LoopbackBroker();
+      const s = await channelServer(CHAT, { broker });
+      try {
+        broker.down = true;
+        const warned = once(process, 'warning') as Promise<[Error]>;
+        assert.equal(s.channel.publish('chat', 'lost'), 0);
+        const [warning] = await warned;
+        assert.equal((warning as Error & { code?: string }).code, 'WS_ERR_BROKER_UNAVAILABLE');
+        const reported = once(s.wss, 'error') as Promise<[Error]>;
+        s.wss.publish('raw', 'lost too');
+        const [err] = await reported;
+        assert.equal((err as Error & { code?: string }).code, 'WS_ERR_BROKER_UNAVAILABLE');
+      } finally {
+        await s.close();
       }
     },
   );

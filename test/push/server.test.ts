@@ -998,3 +998,47 @@ describe('drop listeners', () => {
     },
   );
 });
+
+describe('publishAsync and recoverAsync (in-memory broker)', () => {
+  it(
+    'publishAsync resolves with the position once delivered; recoverAsync gives what recover gives',
+    { timeout: 10_000 },
+    async () => {
+      const srv = await startServer({ heartbeat: false, history: { size: 10 }, maxTopics: 100 });
+      srv.wss.on('connection', (ws: WebSocket) => ws.subscribe('t'));
+      try {
+        const { client, texts } = await textClient(srv.port);
+        await waitFor(
+          () => srv.wss.subscriberCount('t') === 1,
+          3000,
+          () => 'the subscription',
+        );
+        const first = await srv.wss.publishAsync('t', 'one');
+        assert.equal(first.seq, 1);
+        assert.equal(typeof first.epoch, 'string');
+        assert.deepEqual(await srv.wss.publishAsync('t', Buffer.from('two'), { binary: false }), {
+          epoch: first.epoch,
+          seq: 2,
+        });
+        await waitFor(
+          () => texts.length === 2,
+          3000,
+          () => `both messages, got ${JSON.stringify(texts)}`,
+        );
+        assert.deepEqual(texts, ['one', 'two']);
+        const recovered = await srv.wss.recoverAsync('t', 1, first.epoch);
+        assert.deepEqual(recovered, srv.wss.recover('t', 1, first.epoch));
+        assert.equal(recovered.recovered, true);
+        assert.equal(recovered.seq, 2);
+        assert.deepEqual(
+          recovered.messages.map((m) => m.payload.toString()),
+          ['two'],
+        );
+        assert.equal((await srv.wss.recoverAsync('t', 0, 'another epoch')).recovered, false);
+        client.destroy();
+      } finally {
+        await srv.close();
+      }
+    },
+  );
+});

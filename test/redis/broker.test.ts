@@ -1,0 +1,381 @@
+/**
+ * RedisBroker against a real Redis, several brokers (as several processes would have) in this
+ * process: one topic space, order and exactly-once delivery, the sender excluded, recovery
+ * with publishes racing it, gaps after a lost connection filled from history or announced,
+ * Redis losing its data (a new epoch, announced), publishes refused while Redis is away or
+ * the backlog is full, malformed messages skipped, topic names kept out of each other's keys,
+ * and leases. Each test has its own key prefix and deletes its keys.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Redis } from 'ioredis';
+import { RedisBroker, type RedisBrokerOptions } from '../../src/redis/index.js';
+import { Hub } from '../../src/push/hub.js';
+import { DuetError } from '../../src/protocol/errors.js';
+import type { Recovery } from '../../src/push/history.js';
+import {
+  Recorder,
+  adminClient,
+  assertOrderedWithAnnouncedGaps,
+  deleteKeys,
+  killConnections,
+  skipWithoutRedis,
+  testPrefix,
+  until,
+  REDIS_URL,
+} from './redis-helpers.js';
+
+const skip = await skipWithoutRedis();
+
+describe('RedisBroker', { skip }, () => {
+  let admin: Redis;
+  const opened: RedisBroker[] = [];
+  const prefixes: string[] = [];
+
+  before(() => {
+    admin = adminClient();
+  });
+  after(async () => {
+    await Promise.all(opened.map((b) => b.close()));
+    for (const prefix of prefixes) await deleteKeys(admin, prefix);
+    admin.disconnect();
+  });
+
+  /** `n` brokers on one new prefix, each with a Hub that records errors and resets. */
+  async function fleet(
+    name: string,
+    n: number,
+    options: RedisBrokerOptions = {},
+  ): Promise<{ brokers: RedisBroker[]; hubs: Hub[]; errors: Error[]; prefix: string; recorders: Recorder[] }> {
+    const prefix = testPrefix(name);
+    prefixes.push(prefix);
+    const errors: Error[] = [];
+    const brokers: RedisBroker[] = [];
+    const hubs: Hub[] = [];
+    const recorders: Recorder[] = [];
+    for (let i = 0; i < n; i++) {
+      const broker = await RedisBroker.connect({ url: REDIS_URL, prefix, ...options });
+      opened.push(broker);
+      brokers.push(broker);
+      const hub = new Hub({ broker, onError: (err) => errors.push(err) });
+      hub.onReset((_topic, position, subscribers) => {
+        for (const s of subscribers) if (s instanceof Recorder) s.got.push({ reset: position });
+      });
+      hubs.push(hub);
+    }
+    return { brokers, hubs, errors, prefix, recorders };
+  }
+
+  /** Subscribe a new recorder to `topic` on `hub` and wait until Redis feeds it. */
+  async function follow(hub: Hub, topic: string): Promise<Recorder> {
+    const recorder = new Recorder();
+    let answered: Recovery | Error | undefined;
+    hub.subscribeRecovering(recorder, topic, undefined, (result) => {
+      answered = result;
+      return true;
+    });
+    await until(() => answered !== undefined, 'the subscription');
+    assert.ok(!(answered instanceof Error), answered instanceof Error ? answered.message : '');
+    return recorder;
+  }
+
+  it('three brokers share one topic space: every subscriber gets every message once, in seq order', async () => {
+    const { hubs, errors } = await fleet('share', 3);
+    const recorders = await Promise.all(hubs.flatMap((hub) => [follow(hub, 'room'), follow(hub, 'room')]));
+    // 60 publishes from the three processes, interleaved, awaited together.
+    const acks = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => hubs[i % 3].publishAsync('room', `p${i % 3}-${i}`)),
+    );
+    const seqs = acks.map((a) => a.seq).sort((x, y) => x - y);
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: 60 }, (_, i) => i + 1),
+      'one number per publish, no hole',
+    );
+    assert.equal(new Set(acks.map((a) => a.epoch)).size, 1);
+    await until(() => recorders.every((r) => r.got.length === 60), 'every delivery');
+    // Everyone saw the same order: the seq order.
+    const bySeq = new Map(acks.map((a, i) => [a.seq, `p${i % 3}-${i}`]));
+    const expected = [...bySeq.keys()].sort((x, y) => x - y).map((s) => bySeq.get(s));
+    for (const r of recorders) assert.deepEqual(r.texts(), expected);
+    assert.deepEqual(errors, []);
+  });
+
+  it('a publish excludes its local sender, here and not elsewhere', async () => {
+    const { hubs } = await fleet('exclude', 2);
+    const [sender, neighbour] = [await follow(hubs[0], 't'), await follow(hubs[0], 't')];
+    const remote = await follow(hubs[1], 't');
+    await hubs[0].publishAsync('t', 'hello', undefined, sender);
+    await until(() => neighbour.got.length === 1 && remote.got.length === 1, 'the deliveries');
+    await hubs[0].publishAsync('t', 'again'); // one more, to be sure the first was never sent to `sender`
+    await until(() => neighbour.got.length === 2, 'the second delivery');
+    assert.deepEqual(sender.texts(), ['again']);
+    assert.deepEqual(remote.texts(), ['hello', 'again']);
+  });
+
+  it('a publish made with no subscriber anywhere reaches nobody and, without history, leaves no key', async () => {
+    const { hubs, prefix } = await fleet('nobody', 1);
+    const ack = await hubs[0].publishAsync('user:42', 'offline');
+    assert.equal(ack.seq, 1);
+    assert.deepEqual(await admin.keys(`${prefix}*`), []);
+  });
+
+  it('recovery while others keep publishing: no gap and no duplicate between the replay and live messages', async () => {
+    const { hubs } = await fleet('recover', 2, { history: { size: 1000 } });
+    let n = 0;
+    let stop = false;
+    const publisher = (async () => {
+      while (!stop) await hubs[0].publishAsync('feed', String(++n));
+    })();
+    await until(() => n >= 20, 'some history');
+    const joined: Array<{ recorder: Recorder; since: number }> = [];
+    for (let i = 0; i < 8; i++) {
+      // Each joins from a point in the past, while the publisher keeps going.
+      const since = Math.max(0, n - 10 - i);
+      const { epoch } = await hubs[1].positionAsync('feed');
+      const recorder = new Recorder();
+      hubs[1].subscribeRecovering(recorder, 'feed', { seq: since, epoch }, (result) => {
+        assert.ok(!(result instanceof Error));
+        assert.equal(result.recovered, true);
+        for (const m of result.messages) recorder.got.push({ text: m.payload.toString() });
+        return true;
+      });
+      joined.push({ recorder, since });
+      await until(() => recorder.got.length > 0, 'the replay');
+    }
+    const target = n + 30;
+    await until(() => n >= target, 'more publishes');
+    stop = true;
+    await publisher;
+    await until(() => joined.every((j) => Number(j.recorder.texts().at(-1)) === n), 'the last message everywhere');
+    for (const [i, { recorder, since }] of joined.entries()) {
+      const numbers = assertOrderedWithAnnouncedGaps(recorder.got, `subscriber ${i}`, since);
+      assert.deepEqual(
+        numbers,
+        Array.from({ length: n - since }, (_, k) => since + 1 + k),
+        `subscriber ${i} (since ${since}) misses or repeats a message`,
+      );
+      assert.ok(!recorder.got.some((x) => 'reset' in x), 'no reset');
+    }
+  });
+
+  it('a lost subscriber connection: the messages published meanwhile are filled from history, in order', async () => {
+    const { brokers, hubs, errors } = await fleet('gap', 2, { history: { size: 500 } });
+    const recorder = await follow(hubs[1], 'g');
+    for (let i = 1; i <= 10; i++) await hubs[0].publishAsync('g', String(i));
+    await until(() => recorder.got.length === 10, 'the first ten');
+    assert.equal(await killConnections(admin, `duet:${brokers[1].id}:subscriber`), 1);
+    // Published while broker 1 cannot hear them (it reconnects after 200 ms at the earliest).
+    await Promise.all(Array.from({ length: 40 }, (_, i) => hubs[0].publishAsync('g', String(11 + i))));
+    await until(() => recorder.got.length === 50, 'the missed forty', 30_000);
+    const numbers = assertOrderedWithAnnouncedGaps(recorder.got, 'after the drop');
+    assert.deepEqual(
+      numbers,
+      Array.from({ length: 50 }, (_, i) => i + 1),
+    );
+    assert.ok(brokers[1].stats().gapsFilled >= 1, 'filled from history');
+    assert.equal(brokers[1].stats().resets, 0);
+    assert.ok(
+      errors.some((e) => e instanceof DuetError && e.code === 'WS_ERR_BROKER_UNAVAILABLE'),
+      'the lost connection was reported',
+    );
+    // Live delivery goes on after it.
+    await hubs[0].publishAsync('g', '51');
+    await until(() => recorder.got.length === 51, 'a live message after the gap');
+  });
+
+  it('a gap the history no longer covers is announced with a reset, never silent', async () => {
+    const { brokers, hubs } = await fleet('reset', 2, { history: { size: 5 } });
+    const recorder = await follow(hubs[1], 'r');
+    await hubs[0].publishAsync('r', '1');
+    await until(() => recorder.got.length === 1, 'the first');
+    await killConnections(admin, `duet:${brokers[1].id}:subscriber`);
+    await Promise.all(Array.from({ length: 30 }, (_, i) => hubs[0].publishAsync('r', String(2 + i))));
+    await until(() => recorder.got.some((x) => 'reset' in x), 'the reset', 30_000);
+    // Live delivery goes on after the position the reset announced.
+    await hubs[0].publishAsync('r', '32');
+    await until(() => recorder.texts().at(-1) === '32', 'a live message after the reset', 30_000);
+    assertOrderedWithAnnouncedGaps(recorder.got, 'after a long gap');
+    assert.ok(
+      recorder.got.some((x) => 'reset' in x),
+      'a reset was announced',
+    );
+    assert.ok(brokers[1].stats().resets >= 1);
+  });
+
+  it('Redis loses its data: a new epoch, subscribers told, numbering from 1, recovery in the old epoch refused', async () => {
+    const { hubs, prefix } = await fleet('flush', 2, { history: { size: 10 } });
+    const recorder = await follow(hubs[1], 'f');
+    const before = await hubs[0].publishAsync('f', 'old');
+    await until(() => recorder.got.length === 1, 'the first');
+    assert.ok((await deleteKeys(admin, prefix)) >= 1); // as FLUSHALL would, for this prefix only
+    const afterFlush = await hubs[0].publishAsync('f', 'new');
+    assert.notEqual(afterFlush.epoch, before.epoch);
+    assert.equal(afterFlush.seq, 1);
+    await until(() => recorder.texts().includes('new'), 'the new message');
+    const reset = recorder.got[1];
+    assert.ok(reset !== undefined && 'reset' in reset, 'a reset came before the new message');
+    assert.deepEqual(reset.reset, { epoch: afterFlush.epoch, seq: 0 });
+    const r = await hubs[1].recoverAsync('f', before.seq, before.epoch);
+    assert.equal(r.recovered, false);
+    assert.equal(r.epoch, afterFlush.epoch);
+  });
+
+  it('Redis away: publishAsync rejects with WS_ERR_BROKER_UNAVAILABLE (not published); after it returns, publishes go through', async () => {
+    const { brokers, hubs, errors } = await fleet('down', 1);
+    await killConnections(admin, `duet:${brokers[0].id}:commands`);
+    await until(() => errors.length > 0, 'the lost connection reported');
+    await assert.rejects(hubs[0].publishAsync('d', 'x'), (err: unknown) => {
+      assert.ok(err instanceof DuetError);
+      assert.equal(err.code, 'WS_ERR_BROKER_UNAVAILABLE');
+      return true;
+    });
+    let ok = false;
+    const deadline = Date.now() + 20_000;
+    while (!ok && Date.now() < deadline) {
+      ok = await hubs[0].publishAsync('d', 'y').then(
+        () => true,
+        () => false,
+      );
+      if (!ok) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(ok, 'publishing works again once Redis is back');
+    assert.ok(brokers[0].stats().failed >= 1);
+  });
+
+  it('no Redis at start-up: connect() rejects with a clear WS_ERR_BROKER_UNAVAILABLE', async () => {
+    await assert.rejects(RedisBroker.connect({ url: 'redis://127.0.0.1:1', connectTimeout: 3000 }), (err: unknown) => {
+      assert.ok(err instanceof DuetError);
+      assert.equal(err.code, 'WS_ERR_BROKER_UNAVAILABLE');
+      assert.match(err.message, /cannot reach Redis at 127\.0\.0\.1:1/);
+      return true;
+    });
+  });
+
+  it('more publishes waiting than maxPendingPublishes: the rest are refused with WS_ERR_BROKER_BACKLOG', async () => {
+    const { hubs, brokers } = await fleet('backlog', 1, { maxPendingPublishes: 5 });
+    const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => hubs[0].publishAsync('b', `${i}`)));
+    const refused = results.filter(
+      (r) => r.status === 'rejected' && r.reason instanceof DuetError && r.reason.code === 'WS_ERR_BROKER_BACKLOG',
+    );
+    const accepted = results.filter((r) => r.status === 'fulfilled');
+    assert.equal(accepted.length, 5, 'five in flight at once');
+    assert.equal(refused.length, 45);
+    assert.equal(brokers[0].stats().pending, 0);
+    // A plain publish() that fails reports to onError rather than throwing.
+  });
+
+  it('a malformed message on a topic channel is counted and skipped; delivery goes on', async () => {
+    const { brokers, hubs, errors, prefix } = await fleet('malformed', 1);
+    const recorder = await follow(hubs[0], 'm');
+    const channel = `${prefix}{m}:msg`;
+    for (const junk of ['', 'hello', 'duet1 x y tt -\nz', 'duet1 1 e zz -\nz', 'duet1 1\nshort'])
+      await admin.publish(channel, junk);
+    await hubs[0].publishAsync('m', 'real');
+    await until(() => recorder.got.length === 1, 'the real message');
+    assert.deepEqual(recorder.texts(), ['real']);
+    assert.equal(brokers[0].stats().malformed, 5);
+    assert.equal(errors.filter((e) => e instanceof DuetError && e.code === 'WS_ERR_BROKER_MESSAGE').length, 5);
+  });
+
+  it("topic names are percent-encoded into keys: no name reaches another topic's keys", async () => {
+    const { hubs, prefix } = await fleet('names', 1, { history: { size: 3 } });
+    const names = ['a', 'a}:log', '{a}', 'a:hist', 'a b*?', 'ü', '*'];
+    for (const name of names) await hubs[0].publishAsync(name, name);
+    const keys = (await admin.keys(`${prefix}*`)).sort();
+    assert.equal(keys.length, names.length * 2, keys.join(' '));
+    for (const key of keys) assert.match(key.slice(prefix.length), /^\{[A-Za-z0-9%\-_.!~*'()]+\}:(log|hist)$/);
+    for (const name of names) {
+      const r = await hubs[0].recoverAsync(name, 0, (await hubs[0].positionAsync(name)).epoch);
+      assert.deepEqual(
+        r.messages.map((m) => m.payload.toString()),
+        [name],
+      );
+    }
+  });
+
+  it('history size and ttl are kept in Redis as in memory', async () => {
+    const { hubs } = await fleet('history', 1, { history: { size: 3 } });
+    for (let i = 1; i <= 5; i++) await hubs[0].publishAsync('h', `m${i}`);
+    const { epoch } = await hubs[0].positionAsync('h');
+    const ok = await hubs[0].recoverAsync('h', 2, epoch);
+    assert.deepEqual(
+      [ok.recovered, ok.seq, ok.messages.map((m) => m.payload.toString())],
+      [true, 5, ['m3', 'm4', 'm5']],
+    );
+    assert.equal((await hubs[0].recoverAsync('h', 1, epoch)).recovered, false, 'older than the history');
+    assert.equal((await hubs[0].recoverAsync('h', 6, epoch)).recovered, false, 'ahead of the topic');
+    assert.equal((await hubs[0].recoverAsync('h', 5, 'other')).recovered, false, 'another epoch');
+    const nothing = await hubs[0].recoverAsync('h', 5, epoch);
+    assert.deepEqual([nothing.recovered, nothing.messages.length], [true, 0]);
+    const { hubs: ttlHubs } = await fleet('ttl', 1, { history: { size: 10, ttl: 200 } });
+    await ttlHubs[0].publishAsync('h', 'soon old');
+    const at = await ttlHubs[0].positionAsync('h');
+    assert.equal((await ttlHubs[0].recoverAsync('h', 0, at.epoch)).recovered, true);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal((await ttlHubs[0].recoverAsync('h', 0, at.epoch)).recovered, false, 'older than the ttl');
+  });
+
+  it('synchronous calls on a Redis hub throw WS_ERR_BROKER_ASYNC', async () => {
+    const { hubs } = await fleet('sync', 1);
+    for (const call of [() => hubs[0].position('x'), () => hubs[0].recover('x', 0, 'e')]) {
+      assert.throws(
+        call,
+        (err: unknown) => err instanceof TypeError && (err as DuetError).code === 'WS_ERR_BROKER_ASYNC',
+      );
+    }
+    await assert.rejects(
+      hubs[0].publishAsync('x', () => 'fn'),
+      { code: 'WS_ERR_BROKER_ASYNC' },
+    );
+  });
+
+  it('a lease is held by one broker at a time and passes on when it is not renewed', async () => {
+    const { brokers } = await fleet('lease', 2);
+    assert.equal(await brokers[0].lease('job', 300), true);
+    assert.equal(await brokers[1].lease('job', 300), false, 'held by the other');
+    assert.equal(await brokers[0].lease('job', 300), true, 'renewed by its holder');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(await brokers[1].lease('job', 300), true, 'taken once it expired');
+    assert.equal(await brokers[0].lease('job', 300), false);
+  });
+});
+
+describe('RedisBroker against a Redis that stops answering', () => {
+  it('a command waiting longer than commandTimeout fails with WS_ERR_BROKER_UNAVAILABLE (the stuck connection is dropped)', async () => {
+    // A fake Redis: it answers what ioredis sends when it connects (HELLO 3, CLIENT SETNAME,
+    // two CLIENT SETINFO, in one write) and then never again.
+    const sockets = new Set<import('node:net').Socket>();
+    const { createServer } = await import('node:net');
+    const fake = createServer((socket) => {
+      sockets.add(socket);
+      let answered = false;
+      socket.on('data', () => {
+        if (!answered) socket.write('%2\r\n+server\r\n+redis\r\n+proto\r\n:3\r\n+OK\r\n+OK\r\n+OK\r\n');
+        answered = true;
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const port = (fake.address() as import('node:net').AddressInfo).port;
+    const broker = await RedisBroker.connect({
+      url: `redis://127.0.0.1:${port}`,
+      commandTimeout: 200,
+      redis: { enableReadyCheck: false },
+    });
+    const errors: Error[] = [];
+    const hub = new Hub({ broker, onError: (err) => errors.push(err) });
+    try {
+      await assert.rejects(hub.publishAsync('t', 'never answered'), (err: unknown) => {
+        assert.ok(err instanceof DuetError);
+        assert.equal(err.code, 'WS_ERR_BROKER_UNAVAILABLE');
+        return true;
+      });
+      assert.equal(broker.stats().pending, 0);
+    } finally {
+      await broker.close();
+      for (const s of sockets) s.destroy();
+      fake.close();
+    }
+  });
+});
