@@ -23,6 +23,16 @@ export type { PublishOptions, SlowConsumerPolicy } from './node/host.js';
 export { WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from './node/events.js';
 // The server applications use: node/'s server with the push layer (topics, history, jobs).
 export { WebSocketServer, Hub, MemoryBroker } from './push/index.js';
+// Several processes of one machine (node:cluster) sharing topics through the primary.
+export { ClusterBroker, serveClusterBroker, TopicFeeds } from './push/index.js';
+export type { FeedSource, FeedMessage, FeedStats } from './push/index.js';
+export type {
+  ClusterBrokerOptions,
+  ClusterBrokerStats,
+  ClusterBrokerPrimary,
+  ClusterBrokerPrimaryOptions,
+  ClusterBrokerPrimaryStats,
+} from './push/index.js';
 export type {
   ServerOptions,
   HubOptions,

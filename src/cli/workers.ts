@@ -4,7 +4,8 @@
  *
  * With `--redis`, every process (workers, or separate `duet serve`s on other machines) keeps
  * its topics in Redis (duet/redis). With `--workers` and no Redis, the workers share topics
- * through the primary process (ClusterBroker). Either way the ticker publishes from one
+ * through the primary process (ClusterBroker in each worker, serveClusterBroker in the
+ * primary). Either way the ticker publishes from one
  * process only: each second, the process that holds the `ticker` lease.
  */
 import cluster from 'node:cluster';
@@ -48,7 +49,10 @@ export async function sharedTopics(
     const broker = await redis.RedisBroker.connect({ url: redisUrl, prefix: keys, redis: { connectionName } });
     return { broker };
   }
-  if (worker) throw new Error('--workers needs --redis for now');
+  if (worker) {
+    const { ClusterBroker } = await import('../push/cluster-broker.js');
+    return { broker: new ClusterBroker() };
+  }
   return undefined;
 }
 
@@ -68,7 +72,21 @@ export interface PrimaryOptions {
  * once all listen, start a worker again when one dies, and on SIGINT/SIGTERM stop them all.
  * Resolves with the exit code: 0 after a stop, 1 when a worker could not start.
  */
-export function runPrimary(options: PrimaryOptions): Promise<number> {
+export async function runPrimary(options: PrimaryOptions): Promise<number> {
+  // Without Redis the workers' topics, numbering, history and leases live here; advanced
+  // serialization passes payloads as bytes over IPC (docs/push.md has the measurements).
+  cluster.setupPrimary({ serialization: 'advanced' });
+  let primary: { close(): void } | undefined;
+  if (!options.redis) {
+    const { serveClusterBroker } = await import('../push/cluster-primary.js');
+    primary = serveClusterBroker({ onError: (err) => console.error(`duet: ${err.message}`) });
+  }
+  const code = await workers(options);
+  primary?.close();
+  return code;
+}
+
+function workers(options: PrimaryOptions): Promise<number> {
   return new Promise<number>((resolve) => {
     let alive = 0;
     let listening = 0;

@@ -418,6 +418,62 @@ test('--workers and --redis: bad values and a Redis that does not answer exit 1 
   }
 });
 
+test('--workers 2 without Redis: /chat and /channel across the workers through the primary, one ticker, SIGTERM stops all', async () => {
+  const s = await serve(['--workers', '2']);
+  const clients: WS[] = [];
+  try {
+    const until = async (check: () => boolean, what: string): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (!check()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    // The cluster hands connections to the workers in turn: six land on both.
+    const chats = await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const ws = await open(`${s.url}/chat`);
+        clients.push(ws);
+        const got: string[] = [];
+        ws.on('message', (d: Buffer) => got.push(d.toString()));
+        return { ws, got };
+      }),
+    );
+    for (let i = 0; i < 12; i++) chats[i % 6].ws.send(`m${i}`);
+    await until(() => chats.every((c) => c.got.length === 12), 'every chat message on every client');
+    assert.equal(new Set(chats.map((c) => c.got.join(','))).size, 1, 'one order for all');
+    // The channel: subscribe on every connection, publish from one, numbered once for all.
+    const channel = await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const ws = await open(`${s.url}/channel`);
+        clients.push(ws);
+        const got: Array<{ type: string; seq?: number; data?: unknown }> = [];
+        ws.on('message', (d: Buffer) => got.push(JSON.parse(d.toString()) as { type: string }));
+        ws.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
+        return { ws, got };
+      }),
+    );
+    await until(() => channel.every((c) => c.got.some((m) => m.type === 'subscribed')), 'the subscriptions');
+    channel[0].ws.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text: 'hi' } }));
+    await until(() => channel.every((c) => c.got.some((m) => m.type === 'message')), 'the channel message');
+    const seqs = channel.map((c) => c.got.find((m) => m.type === 'message')!.seq);
+    assert.equal(new Set(seqs).size, 1, `one seq for everyone: ${seqs.join(', ')}`);
+    // One process ticks (the lease holder): its run numbers follow each other.
+    const ticks: number[] = [];
+    const ticker = await open(`${s.url}/ticker`);
+    clients.push(ticker);
+    ticker.on('message', (d: Buffer) => ticks.push((JSON.parse(d.toString()) as { seq: number }).seq));
+    await until(() => ticks.length >= 3, 'three ticks');
+    for (let k = 1; k < ticks.length; k++) assert.equal(ticks[k], ticks[k - 1] + 1, `ticks ${ticks.join(', ')}`);
+    const exited = once(s.child, 'exit');
+    s.child.kill('SIGTERM');
+    assert.equal(((await exited) as [number | null])[0], 0);
+  } finally {
+    for (const ws of clients) ws.terminate();
+    await s.stop();
+  }
+});
+
 test('--tls-cert/--tls-key serve wss:// (echo over TLS)', async () => {
   const { cert, key } = selfSignedCert();
   const dir = mkdtempSync(join(tmpdir(), 'duet-cli-tls-'));
