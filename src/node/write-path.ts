@@ -421,8 +421,13 @@ export abstract class WritePath extends ConnectionCore {
     const slot = this.batchSlot;
     if (slot === undefined || slot.frames.length === 0) return;
     const frames = slot.frames;
-    const data = frames.length === 1 ? frames[0] : Buffer.concat(frames, slot.bytes);
-    frames.length = 0;
+    let data: Buffer;
+    // One frame a turn is the common case (a fan-out): pop is cheaper than setting the length.
+    if (frames.length === 1) data = frames.pop()!;
+    else {
+      data = Buffer.concat(frames, slot.bytes);
+      frames.length = 0;
+    }
     const socket = this.socket;
     // Header bytes are counted since the socket's buffer was last empty (see bufferedAmount).
     if (socket !== undefined && socket.writableLength === 0) this.headerBytes = 0;
