@@ -135,6 +135,11 @@ export function messageBytes(message: OutgoingMessage, seq: number): Buffer {
   return Buffer.concat([payload, Buffer.from(seq + tail, 'utf8')]);
 }
 
+function sameHistory(a: HistoryOptions | false, b: HistoryOptions | false): boolean {
+  if (a === false || b === false) return a === b;
+  return Math.floor(a.size) === Math.floor(b.size) && (a.ttl ?? 0) === (b.ttl ?? 0);
+}
+
 /** Options of the in-memory broker. */
 export interface MemoryBrokerOptions {
   /** History for every topic (off by default); per topic with `configureTopic`. */
@@ -185,7 +190,10 @@ export class MemoryBroker implements SynchronousBroker {
   }
 
   configureTopic(topic: string, history: HistoryOptions | false): void {
+    const before = this.historyFor(topic);
     this.historyByTopic.set(topic, history);
+    // The same settings again (a second Channel, every worker at start): what is kept stays.
+    if (sameHistory(before, history)) return;
     const log = this.logs.get(topic);
     if (log) log.history = history ? new TopicHistory(history) : undefined;
   }

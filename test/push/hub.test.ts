@@ -1072,6 +1072,13 @@ describe('MemoryBroker', () => {
       ['kept'],
     );
     assert.equal(hub.recover('t', 0, epoch).recovered, false, 'the first came before the history');
+    // The same settings again (a second Channel, or every cluster worker at start) keep it.
+    hub.configureTopic('t', { history: { size: 5, ttl: 0 } });
+    assert.deepEqual(
+      hub.recover('t', 1, epoch).messages.map((m) => m.payload.toString()),
+      ['kept'],
+      'configured again with the same settings: the history stays',
+    );
     hub.configureTopic('t', { history: false });
     assert.equal(hub.recover('t', 1, epoch).recovered, false, 'history off: gone');
     broker.unwatch('never watched'); // nothing to do
