@@ -23,6 +23,10 @@
  * connections. On top of that each connection has an inflate budget (`maxInflateRate`): past
  * it, its next compressed message waits (and its socket stays paused) until the budget has
  * refilled, so one connection cannot keep the pool busy for everyone else.
+ *
+ * Why one file of ~430 lines: both directions of one connection's compression share the
+ * stream ownership rules above (pooled or owned, the zlib queue, the budget); split, each half
+ * would need the other's state to release its streams on close.
  */
 import * as zlib from 'node:zlib';
 import { CloseCode } from '../protocol/close-codes.js';

@@ -14,6 +14,10 @@
  *
  * Codes follow `ws` where `ws` has the same condition (`WS_ERR_INVALID_UTF8`), and the same
  * `WS_ERR_*` style where it has none. `ABORT_ERR` is Node's own code for an aborted operation.
+ *
+ * Why one file of ~420 lines: most of it is the catalogue, one row per code; the table, the
+ * types derived from it and the classes createError builds from it change together (and
+ * test/protocol/errors.test.ts compares the table with docs/errors.md).
  */
 import type { HeaderFields } from './header-fields.js';
 

@@ -4,9 +4,14 @@
  * level, all as JSON text messages with a `type` field. A reusable handler for any duet
  * WebSocketServer: `wss.on('connection', (ws) => channel.accept(ws))`.
  *
- * Each channel message is published through the Hub with a payload function, so its JSON
- * envelope is built once per publish (with the Hub's seq), framed once for every subscriber,
- * and kept as those same bytes in the topic's history, from which recovery replays it.
+ * Each channel message is published through the Hub as an envelope whose seq is put in where
+ * the broker numbers it (`payload` + seq + `tail`), so its JSON is built once per publish,
+ * framed once for every subscriber, and kept as those same bytes in the topic's history, from
+ * which recovery replays it.
+ *
+ * Why one file of ~550 lines: one handler per message type of the protocol, over one
+ * per-connection state (rate limit, recovery budget, identity); the wire shapes are in
+ * channel-types.ts.
  */
 import type { RawData, WebSocket } from '../node/connection.js';
 import { CloseCode } from '../protocol/close-codes.js';

@@ -10,6 +10,9 @@
  * queue its deliveries without end; past `maxWorkerBacklog` bytes its deliveries are dropped,
  * and once it has read what was queued it is told to resync: it fills the gap from history
  * or resets the topic, as a Redis subscriber does after a lost connection.
+ *
+ * Why one file of ~440 lines: one request handler per item the workers send, over one state
+ * (watchers, leases, backlogs); reading it top to bottom is reading the protocol's primary side.
  */
 import cluster from 'node:cluster';
 import { createError } from '../protocol/errors.js';
