@@ -439,9 +439,17 @@ test('--workers 2 without Redis: /chat and /channel across the workers through t
         return { ws, got };
       }),
     );
+    // With a broker between the workers, a subscription takes effect once the worker's
+    // watch of the topic reached the broker (a round trip): probe until every client hears.
+    for (let probe = 0; !chats.every((c) => c.got.some((m) => m.startsWith('probe'))); probe++) {
+      assert.ok(probe < 200, 'the subscriptions never took effect');
+      chats[0].ws.send(`probe${probe}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const real = (c: { got: string[] }): string[] => c.got.filter((m) => !m.startsWith('probe'));
     for (let i = 0; i < 12; i++) chats[i % 6].ws.send(`m${i}`);
-    await until(() => chats.every((c) => c.got.length === 12), 'every chat message on every client');
-    assert.equal(new Set(chats.map((c) => c.got.join(','))).size, 1, 'one order for all');
+    await until(() => chats.every((c) => real(c).length === 12), 'every chat message on every client');
+    assert.equal(new Set(chats.map((c) => real(c).join(','))).size, 1, 'one order for all');
     // The channel: subscribe on every connection, publish from one, numbered once for all.
     const channel = await Promise.all(
       Array.from({ length: 4 }, async () => {

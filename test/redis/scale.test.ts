@@ -280,9 +280,17 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
         return { ws, got };
       }),
     );
+    // A subscription takes effect once the worker's Redis subscription is active (a round
+    // trip): probe until every client hears.
+    for (let probe = 0; !chats.every((c) => c.got.some((m) => m.startsWith('probe'))); probe++) {
+      assert.ok(probe < 200, 'the subscriptions never took effect');
+      chats[0].ws.send(`probe${probe}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const real = (c: { got: string[] }): string[] => c.got.filter((m) => !m.startsWith('probe'));
     for (let i = 0; i < 12; i++) chats[i % 6].ws.send(`m${i}`);
-    await until(() => chats.every((c) => c.got.length === 12), 'every chat message');
-    assert.equal(new Set(chats.map((c) => c.got.join(','))).size, 1, 'one order for all');
+    await until(() => chats.every((c) => real(c).length === 12), 'every chat message');
+    assert.equal(new Set(chats.map((c) => real(c).join(','))).size, 1, 'one order for all');
     const followers = followMany([url], 6);
     await until(() => followers.every((f) => f.subscribed), 'the channel subscriptions');
     followers[0].client.publish('chat', { p: 9, i: 1 });
