@@ -20,7 +20,7 @@
 import { randomBytes } from 'node:crypto';
 import { arg } from './proc.mjs';
 import { Histogram, monoUs } from './hist.mjs';
-import { connect, maskedFrame, closeFrame, handshakeKey } from './wire.mjs';
+import { connect, maskedFrame, closeFrame, handshakeKey, readDigits, writeDigits } from './wire.mjs';
 
 const port = Number(arg('port'));
 const kind = arg('kind');
@@ -206,18 +206,6 @@ const FROM_AT = TEMPLATE.indexOf('"from":') + 7;
 const SEQ_AT = TEMPLATE.indexOf('"seq":') + 6;
 const T_AT = TEMPLATE.indexOf('"t":') + 4;
 const TAIL_AT = T_AT + 15;
-
-function writeDigits(buf, at, width, value) {
-  for (let i = at + width - 1; i >= at; i--) {
-    buf[i] = 48 + (value % 10);
-    value = Math.floor(value / 10);
-  }
-}
-function readDigits(buf, at, width) {
-  let v = 0;
-  for (let i = at; i < at + width; i++) v = v * 10 + (buf[i] - 48);
-  return v;
-}
 
 async function chat() {
   const senders = Number(arg('senders', '0')); // senders in this process (its first connections)

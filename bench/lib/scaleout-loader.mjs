@@ -29,7 +29,7 @@
  */
 import { arg } from './proc.mjs';
 import { Histogram, monoUs } from './hist.mjs';
-import { connect, maskedFrame } from './wire.mjs';
+import { connect, maskedFrame, readDigits, writeDigits } from './wire.mjs';
 
 const protocol = arg('protocol', 'duet');
 if (protocol !== 'duet' && protocol !== 'socketio') throw new Error(`--protocol=duet|socketio, not ${protocol}`);
@@ -81,18 +81,6 @@ const SIO_CONNECT = maskedFrame(1, Buffer.from('40'));
 const SIO_JOIN = maskedFrame(1, Buffer.from('420["join","chat"]'));
 const SIO_JOINED = Buffer.from('430[true]');
 const SIO_PONG = maskedFrame(1, Buffer.from('3'));
-
-function writeDigits(buf, at, width, value) {
-  for (let i = at + width - 1; i >= at; i--) {
-    buf[i] = 48 + (value % 10);
-    value = Math.floor(value / 10);
-  }
-}
-function readDigits(buf, at, width) {
-  let v = 0;
-  for (let i = at; i < at + width; i++) v = v * 10 + (buf[i] - 48);
-  return v;
-}
 
 // ---- receiving -----------------------------------------------------------------------------
 

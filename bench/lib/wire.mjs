@@ -258,3 +258,18 @@ function endFrame(c, h) {
     h.close(c, code);
   } else if (c.op !== 0xa) h.fail(c, `unknown opcode ${c.op}`);
 }
+
+/** Write `value` as `width` decimal digits at buf[at] (the loaders' fixed-width message fields). */
+export function writeDigits(buf, at, width, value) {
+  for (let i = at + width - 1; i >= at; i--) {
+    buf[i] = 48 + (value % 10);
+    value = Math.floor(value / 10);
+  }
+}
+
+/** Read `width` decimal digits at buf[at]. */
+export function readDigits(buf, at, width) {
+  let v = 0;
+  for (let i = at; i < at + width; i++) v = v * 10 + (buf[i] - 48);
+  return v;
+}
