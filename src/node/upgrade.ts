@@ -26,7 +26,7 @@ import {
   type ExtensionOffer,
 } from '../protocol/handshake.js';
 import type { HeaderFields } from '../protocol/header-fields.js';
-import { WebSocket, type ConnectionOptions } from './connection.js';
+import type { WebSocket, ConnectionOptions } from './connection.js';
 import { deadlines } from './deadlines.js';
 import { MessageDeflate, type DeflateSettings } from './deflate.js';
 import type { ResolvedServerOptions, VerifyClientInfo } from './server-options.js';
@@ -103,6 +103,10 @@ function socketOnHandshakeError(this: Duplex): void {
   this.destroy();
 }
 
+/** Marks a socket a handshake was started on: handleUpgrade must not take it twice. */
+const kUpgradeStarted = Symbol('duetUpgradeStarted');
+type UpgradeSocket = Duplex & { [kUpgradeStarted]?: true };
+
 /** Normalize an origin for comparison: lower-case, no trailing slash. */
 export function normalizeOrigin(origin: string): string {
   const s = origin.trim().toLowerCase();
@@ -177,13 +181,27 @@ export class UpgradeHandler {
     });
   }
 
-  /** WebSocketServer#handleUpgrade: check the request, ask verifyClient, then complete. */
+  /**
+   * WebSocketServer#handleUpgrade: check the request, ask verifyClient, then complete. Throws
+   * (WS_ERR_UPGRADE_TWICE) when a handshake was already started on `socket`, by this server or
+   * another, before touching it: a misconfiguration (two servers taking one request), as ws
+   * reports it.
+   */
   handle(
     req: http.IncomingMessage,
     socket: Duplex,
     head: Buffer,
     cb: (ws: WebSocket, req: http.IncomingMessage) => void,
   ): void {
+    const marked = socket as UpgradeSocket;
+    if (marked[kUpgradeStarted] === true) {
+      throw createError(
+        'WS_ERR_UPGRADE_TWICE',
+        'handleUpgrade() was called more than once with the same socket: two servers (or two calls) took one ' +
+          'upgrade request. Give each server its own `path`, or route requests in shouldHandle or your upgrade listener',
+      );
+    }
+    marked[kUpgradeStarted] = true;
     socket.on('error', socketOnHandshakeError);
 
     if (this.server.shuttingDown) {
@@ -341,10 +359,23 @@ export class UpgradeHandler {
       this.applicationFault(req, socket, err as Error);
       return;
     }
+    // The application's class (the WebSocket option) is made before the 101 goes out, so a
+    // constructor that throws is answered 500 like any other application fault.
+    let ws: WebSocket;
+    try {
+      ws = new server.options.WebSocket();
+    } catch (thrown) {
+      const err = createError(
+        'WS_ERR_UNEXPECTED_CONDITION',
+        `the WebSocket class's constructor threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
+        { cause: thrown },
+      );
+      this.applicationFault(req, socket, err);
+      return;
+    }
     socket.write(response);
     socket.removeListener('error', socketOnHandshakeError);
 
-    const ws = new WebSocket();
     if (protocol !== undefined) ws.protocol = protocol;
     if (agreed) ws.extensions = agreed.response;
     ws.setSocket(

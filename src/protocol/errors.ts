@@ -197,6 +197,11 @@ export const ERROR_CODES = {
   },
   WS_ERR_DEFLATE: { class: 'DuetError', closeCode: 1011, meaning: 'zlib failed to compress an outgoing message' },
   WS_ERR_BLOB_READ: { class: 'DuetError', closeCode: 1011, meaning: 'a Blob given to send() could not be read' },
+  WS_ERR_UPGRADE_TWICE: {
+    class: 'DuetError',
+    meaning:
+      'handleUpgrade() was called a second time with the same socket (two servers took one upgrade request); thrown',
+  },
   WS_ERR_NO_PUBSUB: {
     class: 'DuetError',
     meaning: 'subscribe/publish on a connection not accepted by a duet WebSocketServer',
