@@ -27,6 +27,8 @@ import {
   normalizeOrigin,
   plainAnswer,
   UpgradeHandler,
+  upgradeStarted,
+  upgradeTwiceError,
   type HandshakeRefusal,
   type ServerDeflate,
 } from './upgrade.js';
@@ -205,17 +207,17 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
           abortHandshake(socket, 404, 'No WebSocket endpoint at this path');
           return;
         }
-        try {
-          this.handleUpgrade(req, socket, head, this.emitConnection);
-        } catch (err) {
-          // WS_ERR_UPGRADE_TWICE: another server on this HTTP server took the request first.
-          // handleUpgrade throws it to its caller, as ws does; here the caller is the HTTP
-          // server's event, where a throw would crash the process at a client's request:
-          // the misconfiguration is reported instead, and the first server keeps the socket.
-          if ((err as { code?: unknown }).code !== 'WS_ERR_UPGRADE_TWICE') throw err;
+        if (upgradeStarted(socket)) {
+          // Another server on this HTTP server took the request first. handleUpgrade would
+          // throw WS_ERR_UPGRADE_TWICE to its caller, as ws does; here the caller is the HTTP
+          // server's event, where a throw would crash the process at a client's request: the
+          // misconfiguration is reported instead, and the first server keeps the socket.
+          const err = upgradeTwiceError();
           if (this.listenerCount('error') > 0) this.emit('error', err);
-          else process.emitWarning(err as Error);
+          else process.emitWarning(err);
+          return;
         }
+        this.handleUpgrade(req, socket, head, this.emitConnection);
       };
       server.on('listening', onListening);
       server.on('error', onError);

@@ -17,7 +17,7 @@ import type { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { acceptDeflateOffer, type DeflateOptions } from '../protocol/deflate-negotiation.js';
-import { createError, type HandshakeErrorCode } from '../protocol/errors.js';
+import { createError, type DuetError, type HandshakeErrorCode } from '../protocol/errors.js';
 import {
   acceptResponseLines,
   buildErrorResponse,
@@ -107,6 +107,20 @@ function socketOnHandshakeError(this: Duplex): void {
 const kUpgradeStarted = Symbol('duetUpgradeStarted');
 type UpgradeSocket = Duplex & { [kUpgradeStarted]?: true };
 
+/** Whether a duet server already started a handshake on `socket`. */
+export function upgradeStarted(socket: Duplex): boolean {
+  return (socket as UpgradeSocket)[kUpgradeStarted] === true;
+}
+
+/** The error for a second handleUpgrade() with one socket (ws throws one too). */
+export function upgradeTwiceError(): DuetError {
+  return createError(
+    'WS_ERR_UPGRADE_TWICE',
+    'handleUpgrade() was called more than once with the same socket: two servers (or two calls) took one ' +
+      'upgrade request. Give each server its own `path`, or route requests in shouldHandle or your upgrade listener',
+  );
+}
+
 /** Normalize an origin for comparison: lower-case, no trailing slash. */
 export function normalizeOrigin(origin: string): string {
   const s = origin.trim().toLowerCase();
@@ -193,15 +207,8 @@ export class UpgradeHandler {
     head: Buffer,
     cb: (ws: WebSocket, req: http.IncomingMessage) => void,
   ): void {
-    const marked = socket as UpgradeSocket;
-    if (marked[kUpgradeStarted] === true) {
-      throw createError(
-        'WS_ERR_UPGRADE_TWICE',
-        'handleUpgrade() was called more than once with the same socket: two servers (or two calls) took one ' +
-          'upgrade request. Give each server its own `path`, or route requests in shouldHandle or your upgrade listener',
-      );
-    }
-    marked[kUpgradeStarted] = true;
+    if (upgradeStarted(socket)) throw upgradeTwiceError();
+    (socket as UpgradeSocket)[kUpgradeStarted] = true;
     socket.on('error', socketOnHandshakeError);
 
     if (this.server.shuttingDown) {

@@ -99,6 +99,7 @@ describe('resolveRedirect', () => {
     const unix = parseWebSocketUrl('ws+unix:/s:/a');
     assert.throws(() => resolveRedirect('/x#y', unix), syntaxError);
     assert.throws(() => resolveRedirect('/x#', unix), syntaxError);
+    assert.throws(() => resolveRedirect('http://[', unix), syntaxError);
   });
 });
 

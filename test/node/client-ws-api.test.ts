@@ -556,6 +556,19 @@ describe('followRedirects: the redirect event, credentials, schemes', () => {
     }
   });
 
+  it('a Location that is not a WebSocket URL fails with WS_ERR_INVALID_REDIRECT', T, async () => {
+    const srv = await answeringServer(() => ({ status: 301, headers: { Location: 'ftp://files.example/x' } }));
+    try {
+      const ws = new WebSocket(url(srv.port), { followRedirects: true });
+      const seen = events(ws);
+      assert.equal(await within(seen.closed), 1006);
+      assert.equal(seen.error?.code, 'WS_ERR_INVALID_REDIRECT');
+      assert.match(seen.error.message, /ftp:\/\/files\.example\/x/);
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('close() in a redirect listener stops there: the next request is never sent', T, async () => {
     const srv = await answeringServer(() => ({ status: 302, headers: { Location: url(target.port, '/never') } }));
     try {
@@ -656,6 +669,14 @@ describe('Basic credentials: the auth option and user:pass@ in the URL', () => {
     assert.equal(s.requests.at(-1)!.headers.authorization, 'Bearer token');
     await closeClient(a);
     await closeClient(b);
+  });
+
+  it('an option node:http refuses (a localAddress that is no IP): WS_ERR_CONNECT, close 1006', T, async () => {
+    const ws = new WebSocket(url(s.port), { localAddress: 'not an address' });
+    const seen = events(ws);
+    assert.equal(await within(seen.closed), 1006);
+    assert.equal(seen.error?.code, 'WS_ERR_CONNECT');
+    assert.match(seen.error.message, /^Could not make the request: /);
   });
 
   it('errors never show the credentials', T, async () => {

@@ -586,6 +586,35 @@ describe('WebSocketServer: handleUpgrade twice with one socket', () => {
       }
     },
   );
+
+  it('...and as a process warning when the second has no error listener', T, async () => {
+    const httpServer = track(http.createServer());
+    const first = new WebSocketServer({ server: httpServer });
+    const second = new WebSocketServer({ server: httpServer });
+    echo(first);
+    const warnings: Array<Error & { code?: string }> = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w);
+    };
+    process.on('warning', onWarning);
+    httpServer.listen(0, HOST);
+    await once(httpServer, 'listening');
+    try {
+      const client = await open(wsUrl(portOf(httpServer)));
+      assert.equal(await roundTrip(client, 'still the first'), 'still the first');
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(
+        warnings.map((w) => w.code),
+        ['WS_ERR_UPGRADE_TWICE'],
+      );
+      client.terminate();
+    } finally {
+      process.off('warning', onWarning);
+      await closeWss(first);
+      await closeWss(second);
+      await closeHttp(httpServer);
+    }
+  });
 });
 
 describe('WebSocketServer: path', () => {

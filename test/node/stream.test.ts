@@ -339,6 +339,26 @@ describe('createWebSocketStream: end, close, destroy and errors', () => {
     assert.equal((await within(serverClosed))[0], 1006);
   });
 
+  it('end() before open: the connection opens, the writes go out, then it closes', T, async () => {
+    const received: string[] = [];
+    const serverClose = new Promise<number>((resolve) =>
+      s.wss.once('connection', (ws: WebSocket) => {
+        ws.on('message', (d: Buffer) => received.push(d.toString()));
+        ws.on('close', (code: number) => resolve(code));
+      }),
+    );
+    const client = new WebSocket(url(s.port));
+    const stream = createWebSocketStream(client);
+    const seen = streamEvents(stream);
+    stream.resume();
+    stream.end('last words');
+    assert.equal(client.readyState, WebSocket.CONNECTING);
+    await within(seen.closed);
+    assert.equal(await within(serverClose), 1005);
+    assert.deepEqual(received, ['last words']);
+    assert.equal(seen.names.at(-1), 'close');
+  });
+
   it('destroy() while connecting abandons the attempt: close, no error', T, async () => {
     const client = new WebSocket(url(s.port));
     const stream = createWebSocketStream(client);
