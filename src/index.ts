@@ -43,6 +43,8 @@ export type {
   BrokerHost,
   BrokerMessage,
   OutgoingMessage,
+  PublishDedup,
+  PublishResult,
   TopicPosition,
   SynchronousBroker,
   AsynchronousBroker,
