@@ -13,8 +13,9 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PER_MESSAGE_DEFLATE_DEFAULTS } from '../node/deflate.js';
 import { abortHandshake } from '../node/server.js';
+import type { Channel } from '../push/channel.js';
 import { WebSocketServer } from '../push/server.js';
-import { WEBSOCKET_PATHS, attachEndpoints, pathOf } from './endpoints.js';
+import { RECENT_PATH, WEBSOCKET_PATHS, attachEndpoints, pathOf, recentPosition } from './endpoints.js';
 import { listeningLine, openLine, parseCommandLine, portNumber, wholeNumber } from './options.js';
 import { demoHandler, sendText, withDemoHint } from './static.js';
 import { TEST_PAGE } from './test-page.js';
@@ -115,8 +116,27 @@ async function serve(argv: string[]): Promise<number> {
   // One process, or one of --workers' processes: where its topics live.
   const shared = await sharedTopics(values.redis, values['redis-prefix'], workers > 1);
   const demo = demoHandler();
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload,
+    shutdownTimeout: 2000,
+    perMessageDeflate: values.deflate === true && { maxInflatedPayload },
+    ...(shared ? { broker: shared.broker } : {}),
+  });
+  // The broker's troubles (Redis gone, reconnecting) are reported here, once per outage;
+  // connections stay up meanwhile.
+  wss.on('error', (err: Error) => console.error(`duet: ${err.message}`));
+  const channel = attachEndpoints(
+    wss,
+    shared ? { tickerLeader: () => shared.broker.lease('ticker', TICKER_LEASE_MS) } : {},
+  );
+
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
+    if (path === RECENT_PATH) {
+      void answerRecent(channel, req, res);
+      return;
+    }
     if ((path === '/test' || (path === '/' && demo === null)) && (req.method === 'GET' || req.method === 'HEAD')) {
       sendText(res, 200, path === '/' ? withDemoHint(TEST_PAGE) : TEST_PAGE, 'text/html; charset=utf-8');
       return;
@@ -135,18 +155,6 @@ async function serve(argv: string[]): Promise<number> {
   const server = tlsFiles
     ? https.createServer({ ...timeouts, ...tlsFiles }, onRequest)
     : http.createServer(timeouts, onRequest);
-
-  const wss = new WebSocketServer({
-    noServer: true,
-    maxPayload,
-    shutdownTimeout: 2000,
-    perMessageDeflate: values.deflate === true && { maxInflatedPayload },
-    ...(shared ? { broker: shared.broker } : {}),
-  });
-  // The broker's troubles (Redis gone, reconnecting) are reported here, once per outage;
-  // connections stay up meanwhile.
-  wss.on('error', (err: Error) => console.error(`duet: ${err.message}`));
-  attachEndpoints(wss, shared ? { tickerLeader: () => shared.broker.lease('ticker', TICKER_LEASE_MS) } : {});
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if ((WEBSOCKET_PATHS as readonly string[]).includes(pathOf(req))) {
@@ -206,4 +214,29 @@ async function serve(argv: string[]): Promise<number> {
     process.once('SIGTERM', stop);
     if (exitWithParent) watchParent(stop);
   });
+}
+
+/**
+ * `GET /channel/recent?topic=T`: JSON `{ topic, epoch, seq, since }` (endpoints.ts
+ * recentPosition), 404 for a topic /channel does not have, 503 when the broker cannot say.
+ */
+async function answerRecent(channel: Channel, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const json = (status: number, body: unknown): void =>
+    sendText(res, status, JSON.stringify(body) + '\n', 'application/json; charset=utf-8');
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    sendText(res, 405, 'GET or HEAD\n', 'text/plain; charset=utf-8', { Allow: 'GET, HEAD' });
+    return;
+  }
+  const topic = new URL(req.url ?? '/', 'http://x').searchParams.get('topic');
+  if (topic === null) {
+    json(400, { error: 'say which topic: /channel/recent?topic=chat' });
+    return;
+  }
+  try {
+    const recent = await recentPosition(channel, topic);
+    if (recent === undefined) json(404, { error: `no topic "${topic}" on /channel` });
+    else json(200, recent);
+  } catch (err) {
+    json(503, { error: (err as Error).message });
+  }
 }

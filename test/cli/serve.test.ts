@@ -275,6 +275,71 @@ test('/channel: chat keeps history, so a client that reconnects recovers exactly
   }
 });
 
+interface RecentAnswer {
+  topic: string;
+  epoch: string;
+  seq: number;
+  since: number;
+}
+
+test('GET /channel/recent?topic=chat: where to subscribe from for the chat kept so far; a page opened later gets it', async () => {
+  const s = await serve();
+  const http = s.url.replace('ws://', 'http://');
+  const clients: WS[] = [];
+  try {
+    const writer = await open(`${s.url}/channel`);
+    clients.push(writer);
+    const seen: Array<{ type: string; seq?: number; data?: unknown }> = [];
+    writer.on('message', (d: Buffer) => seen.push(JSON.parse(d.toString()) as { type: string }));
+    writer.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
+    for (const text of ['one', 'two', 'three'])
+      writer.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text } }));
+    for (let i = 0; i < 500 && seen.filter((m) => m.type === 'message').length < 3; i++)
+      await new Promise((r) => setTimeout(r, 10));
+
+    const res = await fetch(`${http}/channel/recent?topic=chat`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal(res.headers.get('cache-control'), 'no-cache');
+    const recent = (await res.json()) as RecentAnswer;
+    assert.deepEqual({ ...recent, epoch: typeof recent.epoch }, { topic: 'chat', epoch: 'string', seq: 3, since: 0 });
+
+    // A later client subscribing from there gets the three, then live messages.
+    const later = await open(`${s.url}/channel`);
+    clients.push(later);
+    const got: Array<{ type: string; seq?: number; recovered?: boolean; data?: { text: string } }> = [];
+    later.on('message', (d: Buffer) => got.push(JSON.parse(d.toString()) as { type: string }));
+    later.send(JSON.stringify({ type: 'subscribe', topic: 'chat', since: recent.since, epoch: recent.epoch }));
+    for (let i = 0; i < 500 && got.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(got[0].type, 'subscribed');
+    assert.equal(got[0].recovered, true);
+    assert.deepEqual(
+      got.slice(1).map((m) => m.data?.text),
+      ['one', 'two', 'three'],
+    );
+
+    for (const [query, status, body] of [
+      ['?topic=nope', 404, /^\{"error":"no topic \\"nope\\" on \/channel"\}\n$/],
+      ['', 400, /say which topic/],
+    ] as const) {
+      const answer = await fetch(`${http}/channel/recent${query}`);
+      assert.equal(answer.status, status, query);
+      assert.match(await answer.text(), body, query);
+    }
+    // Presence keeps no history: its since is its seq (nothing to replay).
+    const presence = (await (await fetch(`${http}/channel/recent?topic=presence`)).json()) as RecentAnswer;
+    assert.equal(presence.since, presence.seq);
+    const post = await fetch(`${http}/channel/recent?topic=chat`, { method: 'POST' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET, HEAD');
+    await post.arrayBuffer();
+  } finally {
+    for (const ws of clients) ws.terminate();
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+  }
+});
+
 test('/channel: the server stamps who sent chat and presence; nobody can speak, join or leave for another; a closed connection is said to leave', async () => {
   const s = await serve();
   try {
