@@ -30,8 +30,10 @@ const FLOORS = {
   // the floors were set, a margin of one branch, so the floor is a point lower to keep CI from
   // failing on a branch that only some timings reach. Raise it with tests, not by luck.
   // Raised from 77 to 80 when cli/options.ts and cli/endpoints.ts got in-process tests (81.16
-  // in two runs; the same point of margin).
-  cli: { lines: 92, branches: 80 },
+  // in two runs; the same point of margin). Raised to 95 / 89 with the in-process tests of
+  // explain.ts, tls-files.ts and program.ts and the CLI's newcomer tests (95.92 / 90.1 and
+  // 95.92 / 90.07 in two full runs; the same point of margin on branches).
+  cli: { lines: 95, branches: 89 },
   // redis/ (duet/redis) is covered by test/redis/ against a real Redis on 127.0.0.1:6379:
   // measured with the Redis tests running, 96.41 / 87.87 and 97.39 / 88.16 in two full runs
   // when the floor was set (the lower one rounded down, as for the others). Without a

@@ -1,8 +1,15 @@
 /**
  * The chat room on topic `chat`: messages from everyone plus notices about the connection.
  * A line's nick is the `from` the server stamped, never something inside the message.
+ *
+ * A page opened later shows the recent chat too: a fresh subscribe gets only live messages,
+ * so the page first asks `duet serve` where the chat's kept history starts (GET
+ * /channel/recent?topic=chat) and subscribes from there; the server replays those messages,
+ * then live ones follow, with no gap and none twice. Without that answer (another server, an
+ * error) it subscribes fresh.
  */
-import { ref, watch } from 'vue';
+import { effectScope, getCurrentScope, ref, watch } from 'vue';
+import type { TopicHandler, TopicPosition } from 'duet/client';
 import { clockTime, type Duet } from './duet-types';
 import type { Identity } from './identity';
 import { trackRecovery } from './recovery';
@@ -36,12 +43,29 @@ function readText(data: unknown): string {
   return typeof data === 'string' ? data : JSON.stringify(data);
 }
 
+/** Where the chat's kept history starts, from the page's server; null when it cannot say. */
+export async function recentStart(topic: string, url = '/channel/recent'): Promise<TopicPosition | null> {
+  try {
+    const res = await fetch(`${url}?topic=${encodeURIComponent(topic)}`, { cache: 'no-store' });
+    if (!res.ok) return null;
+    const body = (await res.json()) as { epoch?: unknown; since?: unknown };
+    return typeof body.epoch === 'string' && typeof body.since === 'number'
+      ? { epoch: body.epoch, seq: body.since }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
 export function useChat(duet: Duet, identity: Identity) {
   const lines = ref<ChatLine[]>([]);
   let counter = 0;
+  // The subscribe waits for the start position: in the caller's scope still, so that it ends
+  // with the component.
+  const scope = getCurrentScope() ?? effectScope();
 
-  function push(line: Omit<ChatLine, 'key' | 'time'>): void {
-    lines.value.push({ ...line, key: `l${++counter}`, time: clockTime() });
+  function push(line: Omit<ChatLine, 'key' | 'time'>, time = clockTime()): void {
+    lines.value.push({ ...line, key: `l${++counter}`, time });
     if (lines.value.length > MAX_LINES) lines.value.splice(0, lines.value.length - MAX_LINES);
   }
   function notice(text: string, tone: ChatLine['tone'], testid: string): void {
@@ -49,6 +73,11 @@ export function useChat(duet: Duet, identity: Identity) {
   }
 
   const recovery = trackRecovery(duet, 'chat', {
+    history(count) {
+      if (count === null) notice('Earlier messages could not be loaded; new ones follow.', 'info', 'notice-history');
+      else if (count > 0)
+        notice(`The last ${count === 1 ? 'message' : `${count} messages`} before you came:`, 'info', 'notice-history');
+    },
     recovered(missed) {
       notice(
         missed === 0
@@ -69,12 +98,20 @@ export function useChat(duet: Duet, identity: Identity) {
     },
   });
 
-  duet.subscribe('chat', (data, meta) => {
+  const show: TopicHandler = (data, meta) => {
     const recovered = recovery.seen(meta.seq, meta.epoch);
     // No `from`: the server itself published it.
     const nick = meta.from === undefined ? 'server' : (meta.from.nick ?? 'anonymous');
-    push({ kind: 'message', text: readText(data), nick, mine: identity.isMe(meta.from?.id), recovered });
-  });
+    // A message from before the page came has no time we know (the arrival time would mislead).
+    const time = recovery.fromHistory(meta.seq) ? 'earlier' : undefined;
+    push({ kind: 'message', text: readText(data), nick, mine: identity.isMe(meta.from?.id), recovered }, time);
+  };
+  void recentStart('chat').then((start) =>
+    scope.run(() => {
+      if (start !== null) recovery.startFrom(start);
+      duet.subscribe('chat', show, start ?? undefined);
+    }),
+  );
 
   watch(duet.status, (status, before) => {
     if (status === 'reconnecting' && before === 'open') notice('Connection lost; reconnecting…', 'info', 'notice-lost');

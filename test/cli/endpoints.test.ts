@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import WS from 'ws';
-import { attachEndpoints, pathOf, type Tick } from '../../src/cli/endpoints.js';
+import { CHANNEL_HISTORY, attachEndpoints, pathOf, recentPosition, type Tick } from '../../src/cli/endpoints.js';
 import type { WebSocket } from '../../src/index.js';
 import { startServer, waitFor } from '../helpers.js';
 
@@ -374,6 +374,42 @@ describe('attachEndpoints: presence leave', () => {
       assert.deepEqual(calls, []);
     } finally {
       if (!closed) await e.close();
+    }
+  });
+});
+
+describe('recentPosition: where to subscribe from to get what a /channel topic keeps', () => {
+  it('chat and ticker: the seq before their oldest kept message (0 until they keep 100); presence keeps none', async (t) => {
+    const e = await endpoints(t);
+    try {
+      const empty = await recentPosition(e.channel, 'chat');
+      assert.deepEqual(empty, { topic: 'chat', epoch: e.channel.position('chat').epoch, seq: 0, since: 0 });
+      for (let i = 1; i <= 30; i++) e.channel.publish('chat', { text: `m${i}` });
+      assert.equal((await recentPosition(e.channel, 'chat'))!.since, 0);
+      for (let i = 31; i <= 150; i++) e.channel.publish('chat', { text: `m${i}` });
+      const full = await recentPosition(e.channel, 'chat');
+      assert.deepEqual(full, { topic: 'chat', epoch: e.channel.position('chat').epoch, seq: 150, since: 50 });
+      assert.equal(CHANNEL_HISTORY.chat, 100);
+      e.channel.publish('presence', { state: 'here' });
+      const presence = await recentPosition(e.channel, 'presence');
+      assert.equal(presence!.since, presence!.seq);
+      assert.equal(await recentPosition(e.channel, 'nope'), undefined);
+      assert.equal(await recentPosition(e.channel, 'toString'), undefined);
+
+      // A subscribe from there gets exactly the 100 kept messages, recovered, then live ones.
+      const { ws, got } = await e.open('/channel');
+      send(ws, { type: 'subscribe', topic: 'chat', since: full.since, epoch: full.epoch });
+      const answer = await json(got, 101);
+      assert.deepEqual(answer[0], { type: 'subscribed', topic: 'chat', epoch: full.epoch, seq: 150, recovered: true });
+      assert.deepEqual(
+        answer.slice(1).map((m) => m.seq),
+        Array.from({ length: 100 }, (_, i) => 51 + i),
+      );
+      e.channel.publish('chat', { text: 'live' });
+      const next = await json(got, 102);
+      assert.equal(next[101].seq, 151);
+    } finally {
+      await e.close();
     }
   });
 });

@@ -6,16 +6,24 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import WS from 'ws';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { selfSignedCert } from '../tls-helpers.js';
 import { CLI, startDuet, type Listening } from './cli-process.js';
 
 type Served = Listening;
 
+const DEMO_INDEX = fileURLToPath(new URL('../../dist/demo/index.html', import.meta.url));
+
 function serve(args: string[] = []): Promise<Served> {
   return startDuet(['serve', '--port', '0', ...args]);
+}
+
+/** Wait (bounded) until the command printed `text` on stdout. */
+async function waitForOutput(s: Served, text: string): Promise<void> {
+  for (let i = 0; i < 500 && !s.stdout().includes(text); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
 function open(url: string, options?: WS.ClientOptions): Promise<WS> {
@@ -52,11 +60,16 @@ function nextMessage(ws: WS): Promise<{ data: Buffer; isBinary: boolean }> {
   return new Promise((resolve) => ws.once('message', (data, isBinary) => resolve({ data: data as Buffer, isBinary })));
 }
 
-test('prints LISTENING with the real port on 127.0.0.1 by default', async () => {
+test('prints LISTENING with the real port on 127.0.0.1 by default, then where to open the demo', async () => {
   const s = await serve();
   try {
     assert.match(s.url, /^ws:\/\/127\.0\.0\.1:\d+$/);
     assert.notEqual(s.url, 'ws://127.0.0.1:0');
+    const port = s.url.split(':').pop()!;
+    // The LISTENING line stays as it always was (tools parse it); the browser's line follows.
+    await waitForOutput(s, 'open ');
+    const what = existsSync(DEMO_INDEX) ? 'the demo' : 'the test page (npm run build:demo builds the demo)';
+    assert.equal(s.stdout(), `LISTENING ws://127.0.0.1:${port}\nopen http://127.0.0.1:${port}/ for ${what}\n`);
   } finally {
     s.child.kill('SIGTERM');
     await once(s.child, 'exit');
@@ -276,6 +289,71 @@ test('/channel: chat keeps history, so a client that reconnects recovers exactly
   }
 });
 
+interface RecentAnswer {
+  topic: string;
+  epoch: string;
+  seq: number;
+  since: number;
+}
+
+test('GET /channel/recent?topic=chat: where to subscribe from for the chat kept so far; a page opened later gets it', async () => {
+  const s = await serve();
+  const http = s.url.replace('ws://', 'http://');
+  const clients: WS[] = [];
+  try {
+    const writer = await open(`${s.url}/channel`);
+    clients.push(writer);
+    const seen: Array<{ type: string; seq?: number; data?: unknown }> = [];
+    writer.on('message', (d: Buffer) => seen.push(JSON.parse(d.toString()) as { type: string }));
+    writer.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
+    for (const text of ['one', 'two', 'three'])
+      writer.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text } }));
+    for (let i = 0; i < 500 && seen.filter((m) => m.type === 'message').length < 3; i++)
+      await new Promise((r) => setTimeout(r, 10));
+
+    const res = await fetch(`${http}/channel/recent?topic=chat`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal(res.headers.get('cache-control'), 'no-cache');
+    const recent = (await res.json()) as RecentAnswer;
+    assert.deepEqual({ ...recent, epoch: typeof recent.epoch }, { topic: 'chat', epoch: 'string', seq: 3, since: 0 });
+
+    // A later client subscribing from there gets the three, then live messages.
+    const later = await open(`${s.url}/channel`);
+    clients.push(later);
+    const got: Array<{ type: string; seq?: number; recovered?: boolean; data?: { text: string } }> = [];
+    later.on('message', (d: Buffer) => got.push(JSON.parse(d.toString()) as { type: string }));
+    later.send(JSON.stringify({ type: 'subscribe', topic: 'chat', since: recent.since, epoch: recent.epoch }));
+    for (let i = 0; i < 500 && got.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(got[0].type, 'subscribed');
+    assert.equal(got[0].recovered, true);
+    assert.deepEqual(
+      got.slice(1).map((m) => m.data?.text),
+      ['one', 'two', 'three'],
+    );
+
+    for (const [query, status, body] of [
+      ['?topic=nope', 404, /^\{"error":"no topic \\"nope\\" on \/channel"\}\n$/],
+      ['', 400, /say which topic/],
+    ] as const) {
+      const answer = await fetch(`${http}/channel/recent${query}`);
+      assert.equal(answer.status, status, query);
+      assert.match(await answer.text(), body, query);
+    }
+    // Presence keeps no history: its since is its seq (nothing to replay).
+    const presence = (await (await fetch(`${http}/channel/recent?topic=presence`)).json()) as RecentAnswer;
+    assert.equal(presence.since, presence.seq);
+    const post = await fetch(`${http}/channel/recent?topic=chat`, { method: 'POST' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET, HEAD');
+    await post.arrayBuffer();
+  } finally {
+    for (const ws of clients) ws.terminate();
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+  }
+});
+
 test('/channel: the server stamps who sent chat and presence; nobody can speak, join or leave for another; a closed connection is said to leave', async () => {
   const s = await serve();
   try {
@@ -394,13 +472,19 @@ test('--deflate: a compressed message may inflate to --max-inflated-payload byte
   assert.match(err, /--max-inflated-payload must be a whole number/);
 });
 
-test('bad arguments exit 1 with a one-line reason', async () => {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', 'abc'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  assert.equal(code, 1);
-  assert.match(err, /--port must be a whole number/);
+test('bad arguments exit 1 with a one-line reason: --port abc or -1, an unknown option', async () => {
+  for (const [args, reason] of <Array<[string[], string]>>[
+    [['--port', 'abc'], 'duet: --port "abc" is not a valid port: use 0-65535 (0 picks a free one)\n'],
+    [['--port', '-1'], 'duet: --port "-1" is not a valid port: use 0-65535 (0 picks a free one)\n'],
+    [['--prot', '80'], `duet: Unknown option '--prot'\n("duet help serve" lists the options)\n`],
+  ]) {
+    const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(code, 1, args.join(' '));
+    assert.ok(err.startsWith(reason), `${args.join(' ')}: ${err}`);
+  }
 });
 
 test('--workers and --redis: bad values and a Redis that does not answer exit 1 with the reason', async () => {
@@ -529,13 +613,46 @@ test('--tls-cert/--tls-key serve wss:// (echo over TLS)', async () => {
   }
 });
 
-test('--tls-cert without --tls-key is refused', async () => {
-  const child = spawn(process.execPath, [CLI, 'serve', '--tls-cert', 'x.pem'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  assert.equal(code, 1);
-  assert.match(err, /--tls-cert and --tls-key go together/);
+test('--tls-cert without --tls-key, swapped or unreadable files: exit 1 with one line naming the file', async () => {
+  const { cert, key } = selfSignedCert();
+  const dir = mkdtempSync(join(tmpdir(), 'duet-cli-tls-'));
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  writeFileSync(certFile, cert);
+  writeFileSync(keyFile, key);
+  try {
+    for (const [args, reason] of <Array<[string[], string]>>[
+      [['--tls-cert', 'x.pem'], 'duet: --tls-cert and --tls-key go together\n'],
+      [
+        ['--tls-cert', keyFile, '--tls-key', certFile],
+        `duet: --tls-cert and --tls-key look swapped: ${keyFile} holds a private key and ${certFile} a certificate; try --tls-cert ${certFile} --tls-key ${keyFile}\n`,
+      ],
+      [
+        ['--tls-cert', join(dir, 'missing.pem'), '--tls-key', keyFile],
+        `duet: --tls-cert ${join(dir, 'missing.pem')}: cannot read it: no such file (ENOENT)\n`,
+      ],
+      // With --workers the primary checks them before starting any worker.
+      [
+        ['--workers', '2', '--tls-cert', keyFile, '--tls-key', certFile],
+        `duet: --tls-cert and --tls-key look swapped: `,
+      ],
+    ]) {
+      const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let err = '';
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const [code] = (await once(child, 'exit')) as [number | null];
+      assert.equal(code, 1, args.join(' '));
+      assert.ok(err.startsWith(reason), `${args.join(' ')}: ${err}`);
+      assert.equal(err.split('\n').length, 2, 'one line');
+      assert.equal(out, '');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('an upgrade to an unknown path gets 404 and its socket is freed: SIGTERM still exits promptly', async () => {
