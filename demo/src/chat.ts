@@ -85,7 +85,7 @@ export function useChat(duet: Duet, identity: Identity) {
     if (trimmed === '') return false;
     const payload: ChatPayload = { text: trimmed.slice(0, 2000) };
     // Queued by the client while the connection is down, sent once it is back.
-    duet.publish('chat', payload);
+    void duet.publish('chat', payload);
     return true;
   }
 
