@@ -41,6 +41,8 @@ export type {
   BrokerHost,
   BrokerMessage,
   OutgoingMessage,
+  PublishDedup,
+  PublishResult,
   TopicPosition,
   SynchronousBroker,
   AsynchronousBroker,

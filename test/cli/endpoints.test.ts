@@ -28,6 +28,8 @@ async function endpoints(t: TestContext) {
   // Registered after attachEndpoints' own listener, so it runs after it.
   server.wss.on('connection', (ws: WebSocket, req: IncomingMessage) => connections.push({ ws, path: pathOf(req) }));
   const clients: WS[] = [];
+  /** The `limits` message each /channel connection got first (taken out of its `got`). */
+  const limits: Record<string, unknown>[] = [];
   const open = async (path: string): Promise<{ ws: WS; got: { data: Buffer; isBinary: boolean }[] }> => {
     const before = connections.length;
     const ws = new WS(`ws://127.0.0.1:${server.port}${path}`);
@@ -40,13 +42,19 @@ async function endpoints(t: TestContext) {
       5000,
       () => `the server side of ${path}`,
     );
+    if (path === '/channel') {
+      const [first] = await json(got, 1);
+      assert.equal(first.type, 'limits');
+      limits.push(first);
+      got.shift();
+    }
     return { ws, got };
   };
   const close = async (): Promise<void> => {
     for (const ws of clients) ws.terminate();
     await server.close();
   };
-  return { server, wss: server.wss, channel, jobs, connections, open, close };
+  return { server, wss: server.wss, channel, jobs, connections, open, close, limits };
 }
 
 /** Wait until `got` holds `n` messages (a generous bound), then return them as JSON objects. */
@@ -247,6 +255,35 @@ describe('attachEndpoints: /channel topics', () => {
           ['message', 'presence'],
         ],
       );
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('/channel announces its limits first, and acknowledges and deduplicates publishes with an id', async (t) => {
+    const e = await endpoints(t);
+    try {
+      const c = await e.open('/channel');
+      const d = await e.open('/channel');
+      const scope = e.limits[0].dedupScope;
+      assert.equal(typeof scope, 'string');
+      assert.deepEqual(e.limits, [
+        {
+          type: 'limits',
+          rate: { messages: 20, perMs: 1000 },
+          maxMessageBytes: 16384,
+          maxBatch: 50,
+          dedupMs: 120000,
+          dedupScope: scope,
+        },
+        e.limits[0],
+      ]);
+      send(c.ws, { type: 'publish', topic: 'chat', data: { text: 'once' }, id: 'page.1' });
+      assert.deepEqual(await json(c.got, 1), [{ type: 'ack', id: 'page.1', topic: 'chat', seq: 1 }]);
+      // The page reconnected and sent it again: answered, not published twice.
+      send(d.ws, { type: 'publish', topic: 'chat', data: { text: 'once' }, id: 'page.1' });
+      assert.deepEqual(await json(d.got, 1), [{ type: 'ack', id: 'page.1', topic: 'chat', seq: 1, duplicate: true }]);
+      assert.equal(e.channel.position('chat').seq, 1);
     } finally {
       await e.close();
     }
