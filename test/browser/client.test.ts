@@ -1274,7 +1274,7 @@ describe('against a real duet server', () => {
     }
   });
 
-  it('more subscribes and queued messages than the rate limit reach a default Channel whole with the default pacing (all at once: closed with 1013)', async () => {
+  it('more subscribes and publishes than the rate limit reach a default Channel whole, paced or not; a raw flood gets 1013 and a later reconnect', async () => {
     const server = await startServer();
     // 25 more topics than `chat`: their subscribes alone are more than the server's burst.
     const others = Array.from({ length: 25 }, (_, i) => `t${i}`);
@@ -1282,38 +1282,58 @@ describe('against a real duet server', () => {
     const channel = new Channel(server.wss, { topics });
     server.wss.on('connection', (ws) => channel.accept(ws));
     const url = `ws://127.0.0.1:${server.port}/channel`;
-    const run = async (options: DuetClientOptions) => {
+    const run = async (options: DuetClientOptions, flood = 0) => {
       const client = new DuetClient(url, { WebSocket, autoOpen: false, ...options });
       const got: unknown[] = [];
       const codes: string[] = [];
+      const closes: { code: number; reason: string }[] = [];
       client.on('error', (e) => codes.push((e as { code?: string }).code ?? e.message));
+      client.on('close', ({ code, reason }) => closes.push({ code, reason }));
       for (const topic of others) client.subscribe(topic, () => {});
       client.subscribe('chat', (data) => got.push(data));
-      for (let i = 0; i < 20; i++) void client.publish('chat', i);
+      // Raw messages need no limits to go out: at the default pace, or all at once with flushInterval 0.
+      for (let i = 0; i < flood; i++) client.send(JSON.stringify({ type: 'ping', id: `flood ${i}` }));
+      const acks = Array.from({ length: 20 }, (_, i) => client.publish('chat', i));
       client.open();
       const subscribed = () => others.every((topic) => client.position(topic) !== undefined);
-      for (
-        let i = 0;
-        i < 800 && !(got.length === 20 && subscribed()) && client.status !== 'closed' && client.lastClose === null;
-        i++
-      )
+      for (let i = 0; i < 1500 && !(got.length === 20 && subscribed()); i++)
         await new Promise((r) => setTimeout(r, 10));
+      const seqs = await Promise.all(acks);
       client.close();
-      return { got, codes, lastClose: client.lastClose, subscribed: subscribed() };
+      return { got, codes, closes, seqs, subscribed: subscribed() };
     };
     try {
+      // Unpaced until the limits arrive: the subscribes beyond the burst are refused and sent
+      // again after retryAfter; the publishes wait for the limits, then go as one batch.
       const burst = await run({ flushInterval: 0 });
-      // The server closes a client that keeps sending past its limit with 1013 (try again later).
-      assert.equal(burst.lastClose?.code, 1013, 'what the unpaced flush gets');
-      assert.match(burst.lastClose.reason, /^rate limited; retry after \d+ ms$/);
-      assert.ok(burst.codes.includes('rate_limited'));
+      assert.ok(burst.codes.includes('rate_limited'), 'some subscribes were refused');
+      assert.deepEqual(burst.closes, [], 'but the connection stayed');
+      assert.deepEqual(
+        burst.got,
+        Array.from({ length: 20 }, (_, i) => i),
+      );
+      assert.ok(burst.subscribed, 'every topic got its subscribed');
+      assert.deepEqual(
+        burst.seqs,
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      // The default pace: nothing refused at all.
       const paced = await run({});
       assert.deepEqual(
         paced.got,
         Array.from({ length: 20 }, (_, i) => i),
       );
       assert.deepEqual(paced.codes, []);
+      assert.deepEqual(paced.closes, []);
       assert.ok(paced.subscribed, 'every topic got its subscribed');
+      // 60 raw messages at once on a client told not to pace: more than twice the server's
+      // burst, so the server closes with 1013 and a delay; the client comes back after it, and
+      // its publishes and subscribes (not sent before the close, or sent again) arrive whole.
+      const flooded = await run({ flushInterval: 0, minDelay: 10 }, 60);
+      assert.equal(flooded.closes[0]?.code, 1013, 'what a flood gets');
+      assert.match(flooded.closes[0].reason, /^rate limited; retry after \d+ ms$/);
+      assert.ok(flooded.subscribed, 'every topic got its subscribed after the reconnect');
+      assert.equal(flooded.got.length, 20);
     } finally {
       await server.close();
     }
