@@ -51,7 +51,11 @@ export async function sharedTopics(
   }
   if (worker) {
     const { ClusterBroker } = await import('../push/cluster-broker.js');
-    return { broker: new ClusterBroker() };
+    const broker = new ClusterBroker();
+    // The primary's answer names its memory of publish ids, which /channel announces from its
+    // first connection on (without it, clients would be told not to resend).
+    await broker.ready();
+    return { broker };
   }
   return undefined;
 }

@@ -26,6 +26,28 @@ function open(url: string, options?: WS.ClientOptions): Promise<WS> {
   });
 }
 
+/**
+ * A /channel connection: every message parsed into `got` from the first on (listening before
+ * `open`, since the server's first message may come with the handshake's answer), the `limits`
+ * message it starts with taken out into `limits`.
+ */
+async function openChannel<M = Record<string, unknown>>(
+  url: string,
+): Promise<{ ws: WS; got: M[]; limits: Record<string, unknown> }> {
+  const ws = new WS(`${url}/channel`);
+  const got: M[] = [];
+  ws.on('message', (d: Buffer) => got.push(JSON.parse(d.toString()) as M));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  const deadline = Date.now() + 5000;
+  while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const limits = got.shift() as Record<string, unknown> | undefined;
+  if (limits?.type !== 'limits') throw new Error(`the first message is not limits: ${JSON.stringify(limits)}`);
+  return { ws, got, limits };
+}
+
 function nextMessage(ws: WS): Promise<{ data: Buffer; isBinary: boolean }> {
   return new Promise((resolve) => ws.once('message', (data, isBinary) => resolve({ data: data as Buffer, isBinary })));
 }
@@ -213,18 +235,12 @@ test('/ticker pushes one JSON tick a second to every client, the same tick to al
 test('/channel: chat keeps history, so a client that reconnects recovers exactly what it missed', async () => {
   const s = await serve();
   try {
-    const inbox = (ws: WS): unknown[] => {
-      const got: unknown[] = [];
-      ws.on('message', (d) => got.push(JSON.parse((d as Buffer).toString())));
-      return got;
-    };
     const waitFor = async (got: unknown[], n: number): Promise<void> => {
       const deadline = Date.now() + 5000;
       while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       assert.ok(got.length >= n, `expected ${n} messages, got ${JSON.stringify(got)}`);
     };
-    const a = await open(`${s.url}/channel`);
-    const gotA = inbox(a);
+    const { ws: a, got: gotA } = await openChannel(s.url);
     a.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
     for (const text of ['one', 'two']) a.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text } }));
     await waitFor(gotA, 3);
@@ -233,14 +249,12 @@ test('/channel: chat keeps history, so a client that reconnects recovers exactly
     a.close();
     await once(a, 'close');
 
-    const b = await open(`${s.url}/channel`);
-    const gotB = inbox(b);
+    const { ws: b, got: gotB } = await openChannel(s.url);
     b.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
     for (const text of ['three', 'four']) b.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text } }));
     await waitFor(gotB, 3);
 
-    const again = await open(`${s.url}/channel`);
-    const gotAgain = inbox(again);
+    const { ws: again, got: gotAgain } = await openChannel(s.url);
     again.send(JSON.stringify({ type: 'subscribe', topic: 'chat', since: last.seq, epoch: subscribed.epoch }));
     await waitFor(gotAgain, 3);
     assert.deepEqual(gotAgain[0], {
@@ -274,9 +288,7 @@ test('/channel: the server stamps who sent chat and presence; nobody can speak, 
       data?: unknown;
     }
     const client = async (): Promise<{ ws: WS; got: In[]; next(): Promise<In> }> => {
-      const ws = await open(`${s.url}/channel`);
-      const got: In[] = [];
-      ws.on('message', (d) => got.push(JSON.parse((d as Buffer).toString()) as In));
+      const { ws, got } = await openChannel<In>(s.url);
       let read = 0;
       return {
         ws,
@@ -453,19 +465,31 @@ test('--workers 2 without Redis: /chat and /channel across the workers through t
     // The channel: subscribe on every connection, publish from one, numbered once for all.
     const channel = await Promise.all(
       Array.from({ length: 4 }, async () => {
-        const ws = await open(`${s.url}/channel`);
-        clients.push(ws);
-        const got: Array<{ type: string; seq?: number; data?: unknown }> = [];
-        ws.on('message', (d: Buffer) => got.push(JSON.parse(d.toString()) as { type: string }));
-        ws.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
-        return { ws, got };
+        const c = await openChannel<{ type: string; seq?: number; data?: unknown; duplicate?: boolean }>(s.url);
+        clients.push(c.ws);
+        c.ws.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
+        return c;
       }),
     );
+    // Every worker knows the primary's memory of publish ids before it serves anyone.
+    assert.equal(typeof channel[0].limits.dedupScope, 'string');
+    assert.equal(channel[0].limits.dedupMs, 120000);
+    assert.equal(new Set(channel.map((c) => c.limits.dedupScope)).size, 1, 'one scope in every worker');
     await until(() => channel.every((c) => c.got.some((m) => m.type === 'subscribed')), 'the subscriptions');
     channel[0].ws.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text: 'hi' } }));
     await until(() => channel.every((c) => c.got.some((m) => m.type === 'message')), 'the channel message');
     const seqs = channel.map((c) => c.got.find((m) => m.type === 'message')!.seq);
     assert.equal(new Set(seqs).size, 1, `one seq for everyone: ${seqs.join(', ')}`);
+    // A publish id resent on every connection (both workers): published once, the rest answered
+    // with the first ack and duplicate: true.
+    for (const c of channel) c.ws.send(JSON.stringify({ type: 'publish', topic: 'chat', data: 'x', id: 'once.1' }));
+    await until(() => channel.every((c) => c.got.some((m) => m.type === 'ack')), 'the acks');
+    const acks = channel.map((c) => c.got.find((m) => m.type === 'ack')!);
+    assert.equal(new Set(acks.map((a) => a.seq)).size, 1, 'one seq');
+    assert.equal(acks.filter((a) => a.duplicate !== true).length, 1, 'published once');
+    channel[0].ws.send(JSON.stringify({ type: 'publish', topic: 'chat', data: 'marker' }));
+    await until(() => channel.every((c) => c.got.some((m) => m.data === 'marker')), 'the marker');
+    assert.equal(channel[1].got.filter((m) => m.data === 'x').length, 1, 'delivered once');
     // One process ticks (the lease holder): its run numbers follow each other.
     const ticks: number[] = [];
     const ticker = await open(`${s.url}/ticker`);
