@@ -6,16 +6,20 @@
  * on a path that never fails, checks page to page that every publish arrived exactly once,
  * by seq and by content. The clients run in Node with duet's WebSocket; chromium-delivery
  * runs the burst and the black hole in a real browser. Short heartbeats (bound 2 s) instead of
- * the default 30 s.
+ * the default 30 s. The restart runs twice: with the in-memory broker (a new memory: what was
+ * unacknowledged is rejected as outcome unknown) and with Redis (the same memory: resent and
+ * published once).
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { once } from 'node:events';
 import { DuetClient, type DuetClientOptions, type DuetCloseInfo } from '../../src/browser/client.js';
-import { Channel, WebSocket } from '../../src/index.js';
+import { Channel, WebSocket, type ServerOptions } from '../../src/index.js';
+import { RedisBroker } from '../../src/redis/index.js';
 import { FaultProxy } from '../fault-proxy.js';
 import { startServer, waitFor } from '../helpers.js';
+import { REDIS_URL, adminClient, deleteKeys, skipWithoutRedis, testPrefix } from '../redis/redis-helpers.js';
 
 const WAIT = 20_000;
 /** Quick reconnects and a 2 s bound on a dead path (heartbeat 500 + timeout 1500). */
@@ -35,8 +39,8 @@ interface World {
   close: () => Promise<void>;
 }
 
-async function serve(): Promise<World> {
-  const server = await startServer();
+async function serve(options: ServerOptions = {}): Promise<World> {
+  const server = await startServer(options);
   const channel = new Channel(server.wss, {
     topics: { chat: { history: { size: 1000 } }, ticker: { history: { size: 1000 }, publish: false } },
   });
@@ -433,5 +437,85 @@ describe('publishes through a failing network, checked page to page', () => {
       sender.got.map((g) => g.data),
       values,
     );
+  });
+});
+
+const redisSkip = await skipWithoutRedis();
+
+describe('with the Redis broker', { skip: redisSkip }, () => {
+  it('a server restart with publishes unacknowledged: the new process remembers their ids, so each is published exactly once', async () => {
+    const prefix = testPrefix('delivery');
+    const admin = adminClient();
+    const brokers: RedisBroker[] = [];
+    const start = async () => {
+      const broker = await RedisBroker.connect({ url: REDIS_URL, prefix });
+      brokers.push(broker);
+      return serve({ broker });
+    };
+    const first = await start();
+    const proxy = await FaultProxy.start(first.port);
+    const clean = await FaultProxy.start(first.port);
+    const sender = follow(proxy.port, FAST, null);
+    const receiver = follow(clean.port, FAST);
+    let second: World | undefined;
+    cleanup.push(
+      () => sender.client.close(),
+      () => receiver.client.close(),
+      () => proxy.close(),
+      () => clean.close(),
+      () => first.close(),
+      () => second?.close(),
+      async () => {
+        for (const broker of brokers) await broker.close();
+        await deleteKeys(admin, prefix);
+        admin.disconnect();
+      },
+    );
+    await waitFor(
+      () => sender.client.limits !== undefined && receiver.client.position('chat') !== undefined,
+      WAIT,
+      () => 'both connected',
+    );
+    const scope = sender.client.limits?.dedupScope;
+    assert.equal(typeof scope, 'string');
+    const acked = ['r0', 'r1', 'r2'].map((v) => sender.client.publish('chat', v));
+    await within(Promise.all(acked), WAIT, 'the first three');
+    proxy.blackhole('down');
+    const unacked = ['u0', 'u1', 'u2', 'u3'].map((v) => sender.client.publish('chat', v));
+    await waitFor(
+      () => receiver.got.length === 7,
+      WAIT,
+      () => `${receiver.got.length} delivered`,
+    );
+    await first.close();
+    await brokers[0].close();
+    await waitFor(
+      () => sender.client.status === 'reconnecting',
+      WAIT,
+      () => 'the sender saw the server go',
+    );
+    const fresh = ['f0', 'f1', 'f2'].map((v) => sender.client.publish('chat', v));
+    second = await start();
+    clean.targetPort = second.port;
+    await waitFor(
+      () => receiver.client.status === 'open',
+      WAIT,
+      () => 'the receiver on the new process',
+    );
+    proxy.targetPort = second.port;
+    proxy.heal();
+    const results = await within(outcomes([...acked, ...unacked, ...fresh]), WAIT, 'every publish settled');
+    assert.equal(sender.client.limits?.dedupScope, scope, 'the same memory');
+    await waitFor(
+      () => receiver.got.length >= 10,
+      WAIT,
+      () => `${receiver.got.length} delivered`,
+    );
+    await sleep(100);
+    const values = ['r0', 'r1', 'r2', 'u0', 'u1', 'u2', 'u3', 'f0', 'f1', 'f2'];
+    assertExactlyOnce(receiver.got, values, results);
+    assert.equal(receiver.got.length, 10, 'nothing twice');
+    assert.equal(receiver.resets.length, 1, 'the history lives in Redis: the receiver recovered, no reset');
+    assert.ok(!sender.errors.includes('WS_ERR_OUTCOME_UNKNOWN'), sender.errors.join(', '));
   });
 });
