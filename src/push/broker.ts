@@ -14,6 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { TopicHistory, type HistoryEntry, type HistoryOptions, type Recovery } from './history.js';
+import { PublishIds } from './publish-ids.js';
 
 /** Where a topic stands: the epoch of its numbering and its last sequence number. */
 export interface TopicPosition {
@@ -200,25 +201,8 @@ interface TopicLog {
   history: TopicHistory | undefined;
   /** This process has subscribers of the topic. */
   watched: boolean;
-  /**
-   * Publish ids remembered (OutgoingMessage.dedup), oldest first (a Map keeps insertion
-   * order, which is time order): made on the first publish with an id.
-   */
-  ids: Map<string, RememberedId> | undefined;
-}
-
-/** A remembered publish id: the seq it was published as, and when (Date.now()). */
-interface RememberedId {
-  seq: number;
-  at: number;
-}
-
-/** Forget the ids older than `ttlMs` (the oldest come first) and, past `size`, the oldest. */
-function pruneIds(ids: Map<string, RememberedId>, now: number, ttlMs: number, size: number): void {
-  for (const [id, remembered] of ids) {
-    if (now - remembered.at <= ttlMs && ids.size < size) return;
-    ids.delete(id);
-  }
+  /** Publish ids remembered (OutgoingMessage.dedup): made on the first publish with an id. */
+  ids: PublishIds | undefined;
 }
 
 /**
@@ -309,19 +293,12 @@ export class MemoryBroker implements SynchronousBroker {
     let now = 0;
     if (dedup !== undefined) {
       now = Date.now();
-      if (log.ids !== undefined) {
-        pruneIds(log.ids, now, dedup.ttlMs, Infinity);
-        const remembered = log.ids.get(dedup.id);
-        if (remembered !== undefined) return { epoch: log.epoch, seq: remembered.seq, duplicate: true };
-      }
+      const first = log.ids?.get(dedup.id, now, dedup.ttlMs);
+      if (first !== undefined) return { epoch: log.epoch, seq: first, duplicate: true };
     }
     const seq = ++log.seq;
     const payload = messageBytes(message, seq);
-    if (dedup !== undefined) {
-      const ids = (log.ids ??= new Map<string, RememberedId>());
-      pruneIds(ids, now, dedup.ttlMs, dedup.size);
-      ids.set(dedup.id, { seq, at: now });
-    }
+    if (dedup !== undefined) (log.ids ??= new PublishIds()).add(dedup.id, seq, now, dedup.ttlMs, dedup.size);
     // History keeps its own copy: a received message may be a view into a whole socket read.
     if (log.history) {
       const copy = payload === message.payload ? Buffer.from(payload) : payload;

@@ -1,17 +1,20 @@
 /**
  * The JSON channel protocol (docs/protocol.md): clients subscribe to named topics, publish to
  * them, recover what they missed after a reconnect (epoch + seq) and ping at the application
- * level, all as JSON text messages with a `type` field. A reusable handler for any duet
- * WebSocketServer: `wss.on('connection', (ws) => channel.accept(ws))`.
+ * level, all as JSON text messages with a `type` field; a publish with an `id` is acknowledged
+ * and, by (topic, id), published once however often it is sent (the broker remembers the ids
+ * with the topic). A reusable handler for any duet WebSocketServer:
+ * `wss.on('connection', (ws) => channel.accept(ws))`.
  *
  * Each channel message is published through the Hub as an envelope whose seq is put in where
  * the broker numbers it (`payload` + seq + `tail`), so its JSON is built once per publish,
  * framed once for every subscriber, and kept as those same bytes in the topic's history, from
  * which recovery replays it.
  *
- * Why one file of ~550 lines: one handler per message type of the protocol, over one
- * per-connection state (rate limit, recovery budget, identity); the wire shapes are in
- * channel-types.ts.
+ * Why one file of ~750 lines: one handler per message type of the protocol (subscribe,
+ * publish, batch, hello, ping), over one per-connection state (rate limit, recovery budget,
+ * identity) and the limits it announces; the wire shapes are in channel-types.ts, reading
+ * and answering messages in channel-wire.ts.
  */
 import type { RawData, WebSocket } from '../node/connection.js';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -19,16 +22,29 @@ import type {
   ChannelAckEntry,
   ChannelDedupOptions,
   ChannelError,
-  ChannelErrorCode,
   ChannelLimits,
   ChannelOptions,
   ChannelRateLimit,
   ChannelRecoveryBudget,
   ChannelSender,
-  ChannelServerMessage,
 } from './channel-types.js';
 import type { Recovery } from './history.js';
 import type { OutgoingMessage, PublishResult } from './broker.js';
+import {
+  ack,
+  ackEntry,
+  badPublishId,
+  ClientError,
+  counts,
+  isPublishId,
+  notPublished,
+  parse,
+  refused,
+  sendJson,
+  stringify,
+  UNAVAILABLE_RETRY_MS,
+  type Fields,
+} from './channel-wire.js';
 import type { Hub } from './hub.js';
 import { newConnectionId, nickProblem, senderJson } from './identity.js';
 import { refilled, waitFor, type BucketRate } from './token-bucket.js';
@@ -71,8 +87,6 @@ const DEFAULT_MAX_ERRORS = 5;
 // (20 x 70 bytes a second) to well under 10 bytes out per byte in after the first seconds.
 const DEFAULT_RECOVERY_BUDGET: ChannelRecoveryBudget = { bytes: 32 * 1024, perMs: 30_000 };
 
-// A subscribe refused because the broker cannot be reached is worth trying again this much later.
-const UNAVAILABLE_RETRY_MS = 1000;
 // Two minutes outlast a client noticing a dead connection (its heartbeat bound, 30 s) and
 // reconnecting through a few backoff steps; 10,000 ids per topic are two minutes of 80
 // publishes a second on one topic, a few MB at most, and what bounds memory at any rate.
@@ -80,9 +94,6 @@ const DEFAULT_DEDUP: Required<ChannelDedupOptions> = { ttlMs: 120_000, size: 10_
 // 50 chat-sized publishes fit the default 16 KiB frame; a client's queue of 1,000 drains in
 // 20 messages, one second of the default rate.
 const DEFAULT_MAX_BATCH = 50;
-
-/** Longest publish `id`, in UTF-16 code units (the client library's are about 20). */
-export const MAX_PUBLISH_ID_LENGTH = 128;
 
 /** Keys of a publish request that would name a sender: only the server stamps that (`from`). */
 const SENDER_KEYS = ['from', 'nick'] as const;
@@ -111,28 +122,6 @@ interface TopicConfig {
   json: string;
   publish: boolean;
   identityFields: readonly string[] | undefined;
-}
-
-type Fields = Record<string, unknown>;
-
-class ClientError extends Error {
-  /** The `id` of the publish it refuses, when it had one. */
-  id: string | undefined;
-
-  constructor(
-    readonly code: ChannelErrorCode,
-    message: string,
-    readonly topic?: string,
-    /** `rate_limited`, `recovery_limited`, `unavailable`: when to come back. */
-    readonly retryAfter?: number,
-  ) {
-    super(message);
-  }
-}
-
-/** Errors a connection may cause without misbehaving: not counted toward `maxErrors`. */
-function counts(code: ChannelErrorCode): boolean {
-  return code !== 'rate_limited' && code !== 'recovery_limited' && code !== 'unavailable';
 }
 
 /**
@@ -761,65 +750,7 @@ export class Channel {
   }
 }
 
-/** A publish `id`: a string of 1 to MAX_PUBLISH_ID_LENGTH characters. */
-function isPublishId(id: unknown): id is string {
-  return typeof id === 'string' && id.length >= 1 && id.length <= MAX_PUBLISH_ID_LENGTH;
-}
-
-function badPublishId(): ClientError {
-  return new ClientError('bad_message', `"id" must be a string of 1 to ${MAX_PUBLISH_ID_LENGTH} characters`);
-}
-
-/** The broker could not take a publish: it was not published. */
-function notPublished(topic: string): ClientError {
-  return new ClientError(
-    'unavailable',
-    'not published: the server cannot reach its broker now',
-    topic,
-    UNAVAILABLE_RETRY_MS,
-  );
-}
-
-function ack(id: string, topic: string, result: PublishResult): ChannelServerMessage {
-  return result.duplicate === true
-    ? { type: 'ack', id, topic, seq: result.seq, duplicate: true }
-    : { type: 'ack', id, topic, seq: result.seq };
-}
-
-function ackEntry(id: string, topic: string, result: PublishResult): ChannelAckEntry {
-  return result.duplicate === true ? { id, topic, seq: result.seq, duplicate: true } : { id, topic, seq: result.seq };
-}
-
-function refused(id: string, topic: string, err: ClientError): ChannelAckEntry {
-  const entry: ChannelAckEntry = { id, topic, code: err.code, message: err.message };
-  if (err.retryAfter !== undefined) entry.retryAfter = err.retryAfter;
-  return entry;
-}
-
 function checkTopicName(name: string): void {
   if (name.length === 0 || name.length > MAX_TOPIC_LENGTH)
     throw new RangeError(`topic names are 1 to ${MAX_TOPIC_LENGTH} characters: ${JSON.stringify(name)}`);
-}
-
-function parse(bytes: Buffer): Fields {
-  let value: unknown;
-  try {
-    value = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new ClientError('bad_json', 'the message is not valid JSON');
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new ClientError('bad_message', 'a message is a JSON object');
-  return value as Fields;
-}
-
-function stringify(data: unknown): string {
-  const json = JSON.stringify(data);
-  if (typeof json !== 'string')
-    throw new TypeError('channel data must be a JSON value (not undefined, a function or a symbol)');
-  return json;
-}
-
-function sendJson(ws: WebSocket, message: ChannelServerMessage): void {
-  ws.send(JSON.stringify(message));
 }
