@@ -814,12 +814,20 @@ describe('channel protocol: errors', () => {
     try {
       const c = await s.client();
       for (let round = 0; round < 3; round++) {
-        // Twice the rate: 3 answered, 3 refused, every window.
-        for (let i = 0; i < 6; i++) c.send({ type: 'ping', id: i });
+        // Twice the rate: 3 answered, 3 refused, every window. A refused message is not read
+        // beyond what names a publish: invalid JSON is refused for the rate, not as bad_json.
+        for (let i = 0; i < 3; i++) c.send({ type: 'ping', id: i });
+        c.send('not json');
+        c.send({ type: 'publish', topic: 'chat', data: round, id: `r${round}` });
+        c.send({ type: 'publish', topic: 'chat', data: round }); // no id: none in the error
         const replies = await c.take(6);
         assert.deepEqual(
           replies.map((m) => m.code ?? m.type),
           ['pong', 'pong', 'pong', 'rate_limited', 'rate_limited', 'rate_limited'],
+        );
+        assert.deepEqual(
+          replies.slice(3).map((m) => m.id),
+          [undefined, `r${round}`, undefined],
         );
         t.mock.timers.tick(900);
       }
