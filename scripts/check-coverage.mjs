@@ -24,8 +24,10 @@ const FLOORS = {
   protocol: { lines: 100, branches: 100 },
   node: { lines: 98, branches: 94 },
   push: { lines: 99, branches: 96 },
-  // Raised from 93 / 91 when every browser/ module got its own test file (94.67 / 95.62).
-  browser: { lines: 94, branches: 95 },
+  // Raised from 93 / 91 when every browser/ module got its own test file (94.67 / 95.62), and
+  // to 96 / 96 with issue 16's sender, pacer, ids and limits and their tests (96.38 / 96.73 in
+  // two full runs).
+  browser: { lines: 96, branches: 96 },
   // cli/ is covered through child processes (duet serve/connect/exec): 78.5 % of branches when
   // the floors were set, a margin of one branch, so the floor is a point lower to keep CI from
   // failing on a branch that only some timings reach. Raise it with tests, not by luck.

@@ -4,7 +4,8 @@
  * advances, a page that loses its connection gets back every missed message exactly once, a
  * page opened later shows the chat kept so far (GET /channel/recent), a server restart is
  * reported as unrecoverable history instead of silently missing messages, a page that drops
- * while the chat is empty still says what it recovered,
+ * while the chat is empty still says what it recovered, a line sent while disconnected shows
+ * as pending until the server acknowledges it,
  * and the plain-WebSocket panel walks through every readyState. Skips with a printed reason
  * when Chromium is absent, unless REQUIRE_BROWSER=1 (CI sets it), where absence fails.
  * Screenshots go to test-results/.
@@ -206,10 +207,12 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     await a.waitForTimeout(300);
     assert.notEqual(await a.getAttribute('[data-testid=badge]', 'data-status'), 'open');
     assert.deepEqual(await chatTexts(a), ['hello from ada', 'hi ada, grace here']);
+    assert.ok(parseInt((await a.textContent('[data-testid=retries]')) ?? '', 10) >= 1, 'the badge counts the retries');
     await ctxA.setOffline(false);
 
     await waitForStatus(a, 'open');
-    assert.ok(parseInt((await a.textContent('[data-testid=retries]')) ?? '', 10) >= 1, 'the badge counts the retries');
+    // Confirmed (limits in, every topic subscribed again): the backoff starts over at once.
+    await waitFor(a, `document.querySelector('[data-testid=retries]')?.textContent === '0 retries'`);
     await waitForTexts(a, missed);
     await a.waitForSelector('[data-testid=notice-recovered]', { timeout: WAIT });
     assert.match((await a.textContent('[data-testid=notice-recovered]')) ?? '', /recovered 5 missed messages/);
@@ -268,6 +271,35 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
       await ctxC.close();
     }
     await waitForTexts(a, ['hello linus']);
+  });
+
+  it('a line sent while the connection is down is marked pending, then sent; dropping the connection while typing loses nothing', async () => {
+    await ctxA.setOffline(true);
+    await a.fill('[data-testid=chat-input]', 'typed before the drop');
+    await a.click('[data-testid=drop]');
+    await a.waitForSelector('[data-testid=badge]:not([data-status=open])', { timeout: WAIT });
+    assert.equal(await a.inputValue('[data-testid=chat-input]'), 'typed before the drop', 'the draft is still there');
+    await a.click('[data-testid=chat-send]');
+    await say(a, 'and one more');
+    const lines = ['typed before the drop', 'and one more'];
+    const states = (): Promise<(string | null)[]> =>
+      a.$$eval('[data-testid=chat-message]', (els: PageElement[]) =>
+        els.slice(-2).map((e) => e.getAttribute('data-state')),
+      );
+    assert.deepEqual(await states(), ['pending', 'pending']);
+    assert.deepEqual((await chatTexts(a)).slice(-2), lines);
+    assert.match((await a.textContent('[data-testid=pending-count]')) ?? '', /^\s*2 messages waiting/);
+    await a.screenshot({ path: `${RESULTS}demo-pending.png` });
+    await ctxA.setOffline(false);
+    await waitForStatus(a, 'open');
+    await waitFor(a, `document.querySelectorAll('[data-testid=chat-message][data-state=pending]').length === 0`);
+    assert.deepEqual(await states(), ['sent', 'sent']);
+    assert.equal(await a.locator('[data-testid=pending-count]').count(), 0);
+    await waitForTexts(b, lines);
+    for (const page of [a, b]) {
+      const texts = await chatTexts(page);
+      for (const line of lines) assert.equal(texts.filter((t) => t === line).length, 1, `${line} once`);
+    }
   });
 
   it('after a server restart both pages reconnect by themselves and say history was lost', async () => {

@@ -51,7 +51,7 @@ function follow(url: string, options: ConstructorParameters<typeof DuetClient>[1
 /** Publish `count` chat messages `{ p, i }` from `client`, one every `ms` (under the channel's 20/s limit). */
 async function publishSlowly(client: DuetClient, p: number, count: number, ms: number): Promise<void> {
   for (let i = 1; i <= count; i++) {
-    client.publish('chat', { p, i });
+    void client.publish('chat', { p, i });
     await new Promise((resolve) => setTimeout(resolve, ms));
   }
 }
@@ -249,7 +249,7 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
     // A last message, sent until it is through, marks the end.
     for (let tries = 0; !publisher.got.some((g) => g.data.i === 99); tries++) {
       assert.ok(tries < 200, 'Redis never came back for the publisher');
-      publisher.client.publish('chat', { p: 0, i: 99 });
+      void publisher.client.publish('chat', { p: 0, i: 99 });
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const sent = publisher.got.map((g) => g.data.i);
@@ -271,7 +271,7 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
     }
     // Now Redis loses this application's data.
     await deleteKeys(admin, prefix);
-    publisher.client.publish('chat', { p: 0, i: 100 });
+    void publisher.client.publish('chat', { p: 0, i: 100 });
     await until(() => followers.every((f) => f.got.some((g) => g.data.i === 100)), 'the message after the loss');
     for (const [k, f] of followers.entries()) {
       assert.equal(f.resets, 2, `client ${k} was told the topic started over`);
@@ -354,7 +354,7 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
     assert.equal(new Set(chats.map((c) => real(c).join(','))).size, 1, 'one order for all');
     const followers = followMany([url], 6);
     await until(() => followers.every((f) => f.subscribed), 'the channel subscriptions');
-    followers[0].client.publish('chat', { p: 9, i: 1 });
+    void followers[0].client.publish('chat', { p: 9, i: 1 });
     await until(() => followers.every((f) => f.got.length === 1), 'the channel message everywhere');
     const ticks: number[] = [];
     const ticker = new WS(`${url}/ticker`);
