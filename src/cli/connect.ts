@@ -6,7 +6,7 @@
 import * as readline from 'node:readline';
 import { WebSocket } from '../node/connection.js';
 import type { ClientOptions } from '../node/client.js';
-import { closeCodeMeaning, explainFailure } from './explain.js';
+import { closeCodeMeaning, displayUrl, explainFailure } from './explain.js';
 import { parseCommandLine, wholeNumber } from './options.js';
 
 export const CONNECT_HELP = `Usage: duet connect URL [options]
@@ -142,7 +142,7 @@ export async function runConnect(argv: string[]): Promise<number> {
       opened = true;
       if (interactive) {
         process.stdout.write(
-          `connected to ${ws.url}${ws.protocol ? ` (subprotocol ${ws.protocol})` : ''}; Ctrl-D closes\n`,
+          `connected to ${displayUrl(ws.url)}${ws.protocol ? ` (subprotocol ${ws.protocol})` : ''}; Ctrl-D closes\n`,
         );
         rl.setPrompt('> ');
         rl.prompt();

@@ -32,11 +32,29 @@ export function closeCodeMeaning(code: number): string {
   return 'unknown code';
 }
 
-/** `URL` with its scheme switched between ws: and wss:. */
+/**
+ * `url` as it may be printed: without the `user:password@` part (credentials given in the URL
+ * must not end up in a terminal's scrollback or a log). Anything that does not parse is
+ * returned as it is.
+ */
+export function displayUrl(url: string | URL): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return String(url);
+  }
+  if (parsed.username === '' && parsed.password === '') return parsed.href;
+  parsed.username = '';
+  parsed.password = '';
+  return parsed.href;
+}
+
+/** `URL` with its scheme switched between ws: and wss: (credentials left out). */
 function otherScheme(url: URL): string {
   const switched = new URL(url.href);
   switched.protocol = url.protocol === 'wss:' ? 'ws:' : 'wss:';
-  return switched.href;
+  return displayUrl(switched);
 }
 
 /**

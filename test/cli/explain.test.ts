@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as https from 'node:https';
 import * as net from 'node:net';
-import { closeCodeMeaning, explainFailure, speaksTls } from '../../src/cli/explain.js';
+import { closeCodeMeaning, displayUrl, explainFailure, speaksTls } from '../../src/cli/explain.js';
 import { HOST } from '../helpers.js';
 import { selfSignedCert } from '../tls-helpers.js';
 
@@ -101,6 +101,22 @@ describe('explainFailure', () => {
       'Opening handshake timed out after 500 ms (--handshake-timeout MS waits longer)',
     );
     assert.equal(await explainFailure(undefined, 'ws://h:9/', never), 'connection failed');
+  });
+});
+
+describe('displayUrl', () => {
+  it('leaves credentials out of a URL that is printed; other URLs and non-URLs as they are', async () => {
+    assert.equal(displayUrl('ws://ada:s3cret@h:9/chat?x=1'), 'ws://h:9/chat?x=1');
+    assert.equal(displayUrl(new URL('wss://token@h/')), 'wss://h/');
+    assert.equal(displayUrl('ws://h:9/'), 'ws://h:9/');
+    assert.equal(displayUrl('not a url'), 'not a url');
+    // The wrong-scheme advice builds the other URL from the one given: no credentials in it either.
+    const err = failure('EPROTO', 'Could not connect: wrong version number');
+    const advice = await explainFailure(err, 'wss://ada:s3cret@127.0.0.1:9/echo', () => Promise.resolve(false));
+    assert.equal(
+      advice,
+      '127.0.0.1:9 answered in plain text, not TLS: it is a ws:// server, not wss://; try ws://127.0.0.1:9/echo',
+    );
   });
 });
 
