@@ -50,7 +50,7 @@ export interface ClientOptions extends Pick<
   auth?: string;
   /** The `Origin` header to send (browsers always send one; Node sends none by default). Checked as `headers` are. */
   origin?: string;
-  /** Milliseconds for the whole opening handshake, connect included (default 30000). */
+  /** Milliseconds for the whole opening handshake, connect included (default 30000; 0: no timeout, as in ws). */
   handshakeTimeout?: number;
   /** Largest incoming message in bytes; larger ones close the connection with 1009 (default 100 MiB). */
   maxPayload?: number;

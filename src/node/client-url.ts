@@ -35,7 +35,8 @@ export function parseWebSocketUrl(input: string | URL, base?: string): WebSocket
   try {
     url = new URL(String(input), base);
   } catch {
-    throw syntaxError(`Invalid URL: ${String(input)}`);
+    // Credentials in a URL that does not parse are still credentials: not in the message.
+    throw syntaxError(`Invalid URL: ${String(input).replace(/\/\/[^/?#@]*@/, '//***@')}`);
   }
   if (url.protocol === 'http:') url.protocol = 'ws:';
   else if (url.protocol === 'https:') url.protocol = 'wss:';

@@ -106,6 +106,13 @@ export function openClient(
   options: ClientOptions,
 ): () => void {
   const opts = { ...CLIENT_DEFAULTS, ...options };
+  // undefined: the default; 0: no timeout (as in ws); anything else must be a duration.
+  const handshakeTimeout = opts.handshakeTimeout ?? CLIENT_DEFAULTS.handshakeTimeout;
+  if (typeof handshakeTimeout !== 'number' || !(handshakeTimeout >= 0) || !Number.isFinite(handshakeTimeout)) {
+    throw new RangeError(
+      `handshakeTimeout must be a number of milliseconds >= 0 (0: no timeout), got ${String(handshakeTimeout)}`,
+    );
+  }
   // Checked before anything starts, so a bad header throws from the constructor (as in ws,
   // where node:http throws) and no request, timer or listener is left behind.
   const userHeaders = headerFieldList(opts.headers);
@@ -125,10 +132,10 @@ export function openClient(
 
   const timer = {
     expire(): void {
-      fail(createError('WS_ERR_HANDSHAKE_TIMEOUT', `Opening handshake timed out after ${opts.handshakeTimeout} ms`));
+      fail(createError('WS_ERR_HANDSHAKE_TIMEOUT', `Opening handshake timed out after ${handshakeTimeout} ms`));
     },
   };
-  deadlines.add(timer, opts.handshakeTimeout);
+  if (handshakeTimeout > 0) deadlines.add(timer, handshakeTimeout);
 
   const onAbort = (): void => fail(createError('ABORT_ERR', 'The connection attempt was aborted'));
   if (opts.signal) {

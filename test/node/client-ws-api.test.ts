@@ -819,3 +819,46 @@ describe('ws+unix: URLs (a duet server on a Unix domain socket)', () => {
     await within(closed);
   });
 });
+
+describe('handshakeTimeout and bad URLs (ws semantics, nothing secret in messages)', () => {
+  it('handshakeTimeout 0 means no timeout (as in ws): a server that answers late is still reached', T, async () => {
+    // An HTTP server that waits 200 ms before completing each upgrade: with a 1 ms timeout
+    // the client gives up, with 0 it waits and opens.
+    const wss = new WebSocketServer({ noServer: true });
+    const late = http.createServer();
+    late.on('upgrade', (req: http.IncomingMessage, sock: net.Socket, rest: Buffer) => {
+      setTimeout(() => {
+        if (!sock.destroyed) wss.handleUpgrade(req, sock, rest, () => {});
+        else sock.destroy();
+      }, 200);
+    });
+    late.listen(0, HOST);
+    await once(late, 'listening');
+    const port = (late.address() as AddressInfo).port;
+    try {
+      const quick = new WebSocket(url(port), { handshakeTimeout: 1 });
+      const failed = events(quick);
+      assert.equal(await within(failed.closed), 1006);
+      assert.equal(failed.error?.code, 'WS_ERR_HANDSHAKE_TIMEOUT');
+      const patient = new WebSocket(url(port), { handshakeTimeout: 0 });
+      await within(once(patient, 'open'));
+      patient.terminate();
+    } finally {
+      late.close();
+      wss.close();
+    }
+  });
+
+  it('a handshakeTimeout that is not a duration throws a RangeError from the constructor', () => {
+    for (const bad of [-1, Number.NaN, Infinity, '5' as unknown as number]) {
+      assert.throws(() => new WebSocket('ws://127.0.0.1:9/', { handshakeTimeout: bad }), RangeError, String(bad));
+    }
+  });
+
+  it('an invalid URL with credentials: the SyntaxError does not repeat them', () => {
+    assert.throws(
+      () => new WebSocket('ws://ada:s3cr3t@127.0.0.1:99999/'),
+      (err: Error) => err.name === 'SyntaxError' && err.message.includes('//***@') && !err.message.includes('s3cr3t'),
+    );
+  });
+});
