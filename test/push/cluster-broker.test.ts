@@ -35,6 +35,7 @@ import type { SharedMessage } from '../../src/node/shared-message.js';
 import { HOST, waitFor } from '../helpers.js';
 import { NOISE, type PrimaryCommand, type WorkerCommand } from './fixtures/cluster-protocol.js';
 import { fakeCluster, type Serialization } from './fixtures/cluster-wire.js';
+import { DEDUP_SWEEP_MS } from '../../src/push/broker.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/cluster-app.ts', import.meta.url));
 const WAIT_MS = 30_000;
@@ -746,6 +747,31 @@ describe('ClusterBroker in one process (fake IPC channels)', () => {
     a.broker.close();
     b.broker.close();
     cluster.primary!.close();
+  });
+
+  it('the primary releases publish ids after their ttl, and the logs of topics nobody follows with them', async (t) => {
+    // The primary's sweep runs on a mocked interval and clock; the IPC (setImmediate) stays real.
+    t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000 });
+    const cluster = fakeCluster();
+    const a = cluster.worker();
+    const hub = hubOf(a.broker);
+    try {
+      await a.broker.ready();
+      for (let i = 0; i < 20; i++) {
+        await hub.publishMessageAsync({
+          topic: `idle${i}`,
+          payload: 'x',
+          binary: false,
+          dedup: { id: 'once', ttlMs: 30_000, size: 10 },
+        });
+      }
+      assert.equal(cluster.primary!.stats().logs, 20, 'each kept for its id (nobody follows these topics)');
+      t.mock.timers.tick(30_000 + DEDUP_SWEEP_MS);
+      assert.equal(cluster.primary!.stats().logs, 0, 'released without any further publish');
+    } finally {
+      a.broker.close();
+      cluster.primary!.close();
+    }
   });
 
   it('more requests waiting than maxPendingPublishes are refused; a closed channel fails those waiting', async () => {

@@ -306,6 +306,21 @@ describe('RedisBroker', { skip }, () => {
     assert.ok(republished >= ttlMs - 5, `forgotten after ${republished} ms, not before ${ttlMs}`);
   });
 
+  it('the ids of a topic nobody publishes to any more leave Redis after the dedup ttl (the keys expire)', async () => {
+    const { hubs, prefix } = await fleet('dedup-idle', 1);
+    assert.equal((await hubs[0].publishMessageAsync(withId('quiet', 'x', 'q.1', { ttlMs: 300 }))).seq, 1);
+    const keys = [`${prefix}{quiet}:ids`, `${prefix}{quiet}:idt`];
+    assert.equal(await admin.exists(...keys), 2);
+    // Redis expires them on its own (no publish needed); polled, with a generous bound.
+    const deadline = Date.now() + 20_000;
+    while ((await admin.exists(...keys)) > 0) {
+      assert.ok(Date.now() < deadline, 'the ids never left Redis');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const again = await hubs[0].publishMessageAsync(withId('quiet', 'x', 'q.1', { ttlMs: 300 }));
+    assert.deepEqual([again.seq, again.duplicate], [2, undefined], 'forgotten: published again');
+  });
+
   it('the dedup scope is kept in Redis: a Redis that lost it (flushed) gives a new one, to every process', async () => {
     const { hubs, brokers, prefix } = await fleet('dedup-flush', 2);
     const before = brokers[0].dedupScope()!;
