@@ -626,8 +626,11 @@ export class Channel {
     try {
       message = this.preparePublish(ws, state, msg);
     } catch (err) {
-      if (err instanceof ClientError) err.id = id;
-      throw err;
+      // Whatever failed (an allowPublish that threw included), the answer names the publish:
+      // a client waits for the answer to its id.
+      const refusal = refusalOf(err, msg.topic);
+      refusal.id = id;
+      throw refusal;
     }
     const topic = msg.topic as string;
     if (id === undefined) {
@@ -647,7 +650,15 @@ export class Channel {
     if (this.hub.synchronous) {
       // Numbered and delivered in this call (to the sender too, if subscribed: its `message`
       // comes before the ack), so the ack keeps its place among the connection's answers.
-      sendJson(ws, ack(id, topic, this.hub.publishMessageSync(message)));
+      let result: PublishResult;
+      try {
+        result = this.hub.publishMessageSync(message);
+      } catch (err) {
+        const refusal = refusalOf(err, topic);
+        refusal.id = id;
+        throw refusal;
+      }
+      sendJson(ws, ack(id, topic, result));
       return;
     }
     this.publishOnce(topic, id, message).then(
@@ -707,19 +718,19 @@ export class Channel {
       const id = entry.id as string;
       const topic = entry.topic as string;
       let message: OutgoingMessage;
+      let result: PublishResult | undefined;
       try {
         message = this.preparePublish(ws, state, entry);
+        if (this.dedup !== false) message.dedup = { id, ttlMs: this.dedup.ttlMs, size: this.dedup.size };
+        if (synchronous) result = this.hub.publishMessageSync(message);
       } catch (err) {
-        const refusal =
-          err instanceof ClientError ? err : new ClientError('internal', 'the server could not handle this publish');
-        if (refusal !== err) process.emitWarning(err instanceof Error ? err : String(err));
+        const refusal = refusalOf(err, topic);
         if (counts(refusal.code)) state.errors++;
         answers.push(refused(id, topic.slice(0, MAX_TOPIC_LENGTH), refusal));
         continue;
       }
-      if (this.dedup !== false) message.dedup = { id, ttlMs: this.dedup.ttlMs, size: this.dedup.size };
-      if (synchronous) {
-        answers.push(ackEntry(id, topic, this.hub.publishMessageSync(message)));
+      if (result !== undefined) {
+        answers.push(ackEntry(id, topic, result));
       } else {
         answers.push(
           this.publishOnce(topic, id, message).then(
@@ -748,6 +759,21 @@ export class Channel {
     sendJson(ws, error);
     if (state.errors >= this.maxErrors) ws.close(CloseCode.POLICY_VIOLATION, 'too many errors');
   }
+}
+
+/**
+ * The refusal of a publish that failed with `err`: a ClientError as it is; anything else (a
+ * bug, an application callback or a custom broker that threw) is reported as a warning and
+ * refused as `internal`, naming the publish's topic.
+ */
+function refusalOf(err: unknown, topic: unknown): ClientError {
+  if (err instanceof ClientError) return err;
+  process.emitWarning(err instanceof Error ? err : String(err));
+  return new ClientError(
+    'internal',
+    'the server could not handle this publish',
+    typeof topic === 'string' ? topic.slice(0, MAX_TOPIC_LENGTH) : undefined,
+  );
 }
 
 function checkTopicName(name: string): void {

@@ -379,9 +379,9 @@ export class Hub implements PubSub {
   /** `publishMessage`, waiting for the broker as `publishAsync` does (and with its `duplicate`). */
   publishMessageAsync(message: OutgoingMessage, exclude?: Subscriber): Promise<PublishResult> {
     const broker = this.broker;
-    if (!broker.synchronous) return broker.publish(message, exclude);
+    // A broker's failure is always a rejection, even one that throws instead (a custom broker).
     try {
-      return Promise.resolve(broker.publish(message, exclude));
+      return broker.synchronous ? Promise.resolve(broker.publish(message, exclude)) : broker.publish(message, exclude);
     } catch (err) {
       return Promise.reject(asError(err));
     }

@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import WS from 'ws';
 import { Channel, type ChannelOptions, type WebSocket } from '../../src/index.js';
 import {
+  MemoryBroker,
   messageBytes,
   type AsynchronousBroker,
   type BrokerHost,
@@ -710,6 +711,13 @@ describe('channel protocol: errors', () => {
       assert.match(warning.message, /boom in allowPublish/);
       c.send({ type: 'ping' });
       assert.deepEqual(await c.next(), { type: 'pong' });
+      // A publish with an id: the answer names it, so the client's promise settles.
+      const named = await c.expectError({ type: 'publish', topic: 'chat', data: 2, id: 'p.1' }, 'internal');
+      assert.deepEqual(
+        { id: named.id, topic: named.topic },
+        { id: 'p.1', topic: 'chat' },
+        `the internal error names the publish: ${JSON.stringify(named)}`,
+      );
     } finally {
       await s.close();
     }
@@ -1605,6 +1613,8 @@ class LoopbackBroker implements AsynchronousBroker {
   readonly synchronous = false;
   readonly epoch = 'E1';
   down = false;
+  /** publish() throws instead of returning a promise (a custom broker's bug). */
+  throwAtOnce = false;
   readGate: Promise<void> | undefined;
   gate: Promise<void> | undefined;
   calls = 0;
@@ -1650,7 +1660,13 @@ class LoopbackBroker implements AsynchronousBroker {
     if (this.down) throw createError('WS_ERR_BROKER_UNAVAILABLE', 'the broker is down (this test says so)');
   }
 
-  async publish(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
+  publish(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
+    // A custom broker may throw instead of rejecting.
+    if (this.throwAtOnce) throw new Error('the broker failed before returning (this test says so)');
+    return this.publishLater(message, exclude);
+  }
+
+  private async publishLater(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
     this.publishes++;
     await this.reachable();
     const key = message.dedup === undefined ? undefined : JSON.stringify([message.topic, message.dedup.id]);
@@ -2020,4 +2036,74 @@ describe('channel protocol: with an asynchronous broker, connections that leave 
       }
     },
   );
+});
+
+/** The in-memory broker, whose publish throws while `failing` (a bug, or a custom broker's). */
+class FailingMemoryBroker extends MemoryBroker {
+  failing = false;
+
+  override publish(message: OutgoingMessage, exclude?: unknown): PublishResult {
+    if (this.failing) throw new Error('the broker failed (this test says so)');
+    return super.publish(message, exclude);
+  }
+}
+
+describe('channel protocol: every answer to a publish with an id names it', () => {
+  it(
+    'a synchronous broker that throws: internal with the id and topic, for a publish and a batch entry',
+    T,
+    async () => {
+      const warnings: unknown[] = [];
+      const onWarning = (w: unknown): number => warnings.push(w);
+      process.on('warning', onWarning);
+      const broker = new FailingMemoryBroker();
+      const s = await channelServer(CHAT, { broker });
+      try {
+        const c = await s.client();
+        broker.failing = true;
+        const error = await c.expectError({ type: 'publish', topic: 'chat', data: 1, id: 'f.1' }, 'internal');
+        assert.deepEqual({ id: error.id, topic: error.topic }, { id: 'f.1', topic: 'chat' });
+        c.send({ type: 'batch', publishes: [{ topic: 'chat', data: 2, id: 'f.2' }] });
+        const acks = await c.next();
+        assert.equal(acks.type, 'acks', JSON.stringify(acks));
+        assert.deepEqual(
+          acks.acks!.map((a) => [a.id, a.topic, a.code]),
+          [['f.2', 'chat', 'internal']],
+        );
+        broker.failing = false;
+        c.send({ type: 'publish', topic: 'chat', data: 3, id: 'f.3' });
+        assert.deepEqual(await c.next(), { type: 'ack', id: 'f.3', topic: 'chat', seq: 1 });
+        await waitFor(
+          () => warnings.length === 2,
+          WAIT_MS,
+          () => 'a warning for each failure',
+        );
+      } finally {
+        process.off('warning', onWarning);
+        await s.close();
+      }
+    },
+  );
+
+  it('an asynchronous broker whose publish throws at once: an error with the id, never an id-less one', T, async () => {
+    const broker = new LoopbackBroker();
+    const s = await channelServer(CHAT, { broker });
+    try {
+      const c = await s.client();
+      broker.throwAtOnce = true;
+      c.send({ type: 'publish', topic: 'chat', data: 1, id: 't.1' });
+      const error = await c.next();
+      assert.equal(error.type, 'error', JSON.stringify(error));
+      assert.deepEqual({ id: error.id, topic: error.topic }, { id: 't.1', topic: 'chat' });
+      c.send({ type: 'batch', publishes: [{ topic: 'chat', data: 2, id: 't.2' }] });
+      const acks = await c.next();
+      assert.deepEqual(
+        acks.acks!.map((a) => [a.id, a.topic, typeof a.code]),
+        [['t.2', 'chat', 'string']],
+      );
+      assert.equal(c.closeCode, undefined);
+    } finally {
+      await s.close();
+    }
+  });
 });
