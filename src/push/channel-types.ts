@@ -175,8 +175,11 @@ export interface ChannelError {
   code: ChannelErrorCode;
   message: string;
   topic?: string;
-  /** The `id` of the refused publish, when it had one. */
-  id?: string;
+  /**
+   * The `id` of the refused publish, when it had one; with `rate_limited` and `too_big`, also
+   * of a refused ping (a string or a number, as the ping had it).
+   */
+  id?: string | number;
   /**
    * `rate_limited`: milliseconds until the connection may send one more message;
    * `recovery_limited`: until the same subscribe fits the budget; `unavailable`: until it is

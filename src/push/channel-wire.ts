@@ -19,8 +19,8 @@ export const UNAVAILABLE_RETRY_MS = 1000;
 
 /** A client message refused: what the `error` (or the `acks` entry) says. */
 export class ClientError extends Error {
-  /** The `id` of the publish it refuses, when it had one. */
-  id: string | undefined;
+  /** The `id` of the publish (or ping) it refuses, when it had one. */
+  id: string | number | undefined;
 
   constructor(
     readonly code: ChannelErrorCode,

@@ -95,6 +95,13 @@ const DEFAULT_DEDUP: Required<ChannelDedupOptions> = { ttlMs: 120_000, size: 10_
 // 20 messages, one second of the default rate.
 const DEFAULT_MAX_BATCH = 50;
 
+/**
+ * A refusal of a message up to this many times `maxMessageBytes` (`too_big`, `rate_limited`)
+ * names the publish or ping it refuses: parsing a message of 64 KiB (the default limit x 4)
+ * costs well under a millisecond; beyond, the message is not read.
+ */
+const NAMED_UP_TO = 4;
+
 /** Keys of a publish request that would name a sender: only the server stamps that (`from`). */
 const SENDER_KEYS = ['from', 'nick'] as const;
 
@@ -343,8 +350,13 @@ export class Channel {
       if (isBinary) throw new ClientError('binary', 'binary messages are not part of the protocol; send JSON text');
       const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : undefined;
       if (bytes === undefined) throw new ClientError('binary', 'text messages only');
-      if (bytes.length > this.maxMessageBytes)
-        throw new ClientError('too_big', `messages are limited to ${this.maxMessageBytes} bytes`);
+      if (bytes.length > this.maxMessageBytes) {
+        // Named, so the client can match the refusal to its publish or ping.
+        const named = this.named(bytes);
+        const err = new ClientError('too_big', `messages are limited to ${this.maxMessageBytes} bytes`, named?.topic);
+        err.id = named?.id;
+        throw err;
+      }
       this.handle(ws, state, parse(bytes));
     } catch (err) {
       if (err instanceof ClientError) this.fail(ws, state, err);
@@ -370,8 +382,10 @@ export class Channel {
 
   /**
    * A message over the rate limit: dropped, and answered `rate_limited` with `retryAfter` (the
-   * milliseconds until one token is back) and, for a publish, its `id` and `topic`, so the
-   * client can send it again then; not counted toward `maxErrors`. A connection refused more
+   * milliseconds until one token is back) and, for a publish or a ping with an id, its `id`
+   * (and the publish's `topic`), so the client can send it again then (a client that misses
+   * the pong of a refused ping would take its connection for dead); not counted toward
+   * `maxErrors`. A connection refused more
    * than `rate.messages` times within one `rate.perMs` window (it sends at over about twice
    * the rate, ignoring `retryAfter`) is closed with 1013 and the time until its bucket is full.
    */
@@ -390,21 +404,24 @@ export class Channel {
       message: `too many messages; send again in ${retryAfter} ms`,
       retryAfter,
     };
-    const publish = isBinary ? undefined : this.publishNamed(data);
-    if (publish !== undefined) {
-      error.topic = publish.topic;
-      error.id = publish.id;
-    }
+    const named = isBinary ? undefined : this.named(data);
+    if (named?.topic !== undefined) error.topic = named.topic;
+    if (named !== undefined) error.id = named.id;
     sendJson(ws, error);
     if (state.limited > rate.capacity) {
       ws.close(CloseCode.TRY_AGAIN_LATER, `rate limited; retry after ${waitFor(state.tokens, rate.capacity, rate)} ms`);
     }
   }
 
-  /** The topic and id of a publish with an id (parsed only for this), else undefined. */
-  private publishNamed(data: RawData): { topic: string; id: string } | undefined {
+  /**
+   * The id (and topic) of a refused message that a client waits for an answer to: a publish
+   * with an id, or a ping with one (parsed only for this); else undefined. Messages over
+   * NAMED_UP_TO x `maxMessageBytes` are not parsed (a client that keeps within the limit it
+   * was told never sends one).
+   */
+  private named(data: RawData): { id: string | number; topic?: string } | undefined {
     const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : undefined;
-    if (bytes === undefined || bytes.length > this.maxMessageBytes) return undefined;
+    if (bytes === undefined || bytes.length > NAMED_UP_TO * this.maxMessageBytes) return undefined;
     let msg: Fields;
     try {
       msg = parse(bytes);
@@ -412,6 +429,7 @@ export class Channel {
       return undefined;
     }
     const { type, topic, id } = msg;
+    if (type === 'ping') return isPingId(id) ? { id } : undefined;
     if (type !== 'publish' || typeof topic !== 'string' || !isPublishId(id)) return undefined;
     return { topic: topic.slice(0, MAX_TOPIC_LENGTH), id };
   }
@@ -447,8 +465,7 @@ export class Channel {
       case 'ping': {
         const id = msg.id;
         if (id === undefined || id === null) sendJson(ws, { type: 'pong' });
-        else if (typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)))
-          sendJson(ws, { type: 'pong', id });
+        else if (isPingId(id)) sendJson(ws, { type: 'pong', id });
         else throw new ClientError('bad_message', 'ping "id" must be a string or a number');
         return;
       }
@@ -774,6 +791,11 @@ function refusalOf(err: unknown, topic: unknown): ClientError {
     'the server could not handle this publish',
     typeof topic === 'string' ? topic.slice(0, MAX_TOPIC_LENGTH) : undefined,
   );
+}
+
+/** A ping's `id`: a string or a finite number, echoed in its `pong`. */
+function isPingId(id: unknown): id is string | number {
+  return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id));
 }
 
 function checkTopicName(name: string): void {

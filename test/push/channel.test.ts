@@ -849,6 +849,45 @@ describe('channel protocol: errors', () => {
     }
   });
 
+  it('a refused ping or publish with an id is named: rate_limited and too_big carry its id', T, async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const s = await channelServer({ ...CHAT, rateLimit: { messages: 3, perMs: 1000 }, maxMessageBytes: 200 });
+    try {
+      const c = await s.client();
+      for (let i = 1; i <= 3; i++) c.send({ type: 'ping', id: i });
+      // The bucket is empty (three refusals in the window: not enough to be closed): a client waits for the answer to its own ping (and would reconnect
+      // without one), so the refusal names it, a number or a string as sent.
+      c.send({ type: 'ping', id: 7 });
+      c.send({ type: 'ping', id: 'beat-8' });
+      c.send({ type: 'ping' });
+      const replies = await c.take(6);
+      assert.deepEqual(
+        replies.map((m) => [m.type, m.code, m.id, m.topic]),
+        [
+          ['pong', undefined, 1, undefined],
+          ['pong', undefined, 2, undefined],
+          ['pong', undefined, 3, undefined],
+          ['error', 'rate_limited', 7, undefined],
+          ['error', 'rate_limited', 'beat-8', undefined],
+          ['error', 'rate_limited', undefined, undefined],
+        ],
+      );
+      t.mock.timers.tick(1000);
+      // Over maxMessageBytes: refused too_big, and named too (up to 4 x the limit).
+      const padding = 'x'.repeat(300);
+      const big = await c.expectError({ type: 'publish', topic: 'chat', data: padding, id: 'b.1' }, 'too_big');
+      assert.deepEqual({ id: big.id, topic: big.topic }, { id: 'b.1', topic: 'chat' });
+      const bigPing = await c.expectError({ type: 'ping', id: 9, padding }, 'too_big');
+      assert.equal(bigPing.id, 9);
+      t.mock.timers.tick(1000);
+      const huge = await c.expectError({ type: 'ping', id: 10, padding: 'x'.repeat(800) }, 'too_big');
+      assert.equal(huge.id, undefined, 'over 4 x maxMessageBytes the message is not read');
+      assert.equal(s.channel.position('chat').seq, 0, 'nothing refused was published');
+    } finally {
+      await s.close();
+    }
+  });
+
   it('one misbehaving client does not affect the others', T, async () => {
     const s = await channelServer({ topics: { chat: { history: { size: 10 } } }, maxErrors: 5 });
     try {
