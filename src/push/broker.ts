@@ -154,7 +154,9 @@ export interface AsynchronousBroker extends BrokerBase {
   /**
    * Number the message, keep it in history and send it to every process, in one atomic step.
    * Resolves with its position once stored; rejects with a DuetError when it cannot be
-   * (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`): then it was not published.
+   * (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`): then it was not published; or with
+   * `WS_ERR_BROKER_OUTCOME_UNKNOWN` when it was handed over and no answer came back (it may
+   * have been published). Any other rejection is taken as an unknown outcome too.
    * A remembered `dedup` id (see OutgoingMessage) is checked and recorded in the same atomic
    * step: a repeat resolves with the first publish's position and `duplicate: true`.
    */

@@ -37,7 +37,7 @@ import {
   ClientError,
   counts,
   isPublishId,
-  notPublished,
+  brokerRefusal,
   parse,
   refused,
   sendJson,
@@ -658,8 +658,8 @@ export class Channel {
       }
       // A broker that cannot take it (Redis away, its backlog full): the sender is told it was
       // not published, never left to believe it was.
-      this.hub.publishMessageAsync(message).catch(() => {
-        if (ws.readyState === ws.OPEN) this.fail(ws, state, notPublished(topic));
+      this.hub.publishMessageAsync(message).catch((err: unknown) => {
+        if (ws.readyState === ws.OPEN) this.fail(ws, state, brokerRefusal(topic, err));
       });
       return;
     }
@@ -671,8 +671,10 @@ export class Channel {
       try {
         result = this.hub.publishMessageSync(message);
       } catch (err) {
+        // Failed while publishing: it may have been numbered (and its id remembered) first.
         const refusal = refusalOf(err, topic);
         refusal.id = id;
+        refusal.outcome = 'unknown';
         throw refusal;
       }
       sendJson(ws, ack(id, topic, result));
@@ -682,9 +684,9 @@ export class Channel {
       (result) => {
         if (ws.readyState === ws.OPEN) sendJson(ws, ack(id, topic, result));
       },
-      () => {
+      (failure: unknown) => {
         if (ws.readyState !== ws.OPEN) return;
-        const err = notPublished(topic);
+        const err = brokerRefusal(topic, failure);
         err.id = id;
         this.fail(ws, state, err);
       },
@@ -734,7 +736,7 @@ export class Channel {
     for (const entry of entries as Fields[]) {
       const id = entry.id as string;
       const topic = entry.topic as string;
-      let message: OutgoingMessage;
+      let message: OutgoingMessage | undefined;
       let result: PublishResult | undefined;
       try {
         message = this.preparePublish(ws, state, entry);
@@ -742,6 +744,8 @@ export class Channel {
         if (synchronous) result = this.hub.publishMessageSync(message);
       } catch (err) {
         const refusal = refusalOf(err, topic);
+        // Failed while publishing (not while checking it): it may have been published.
+        if (message !== undefined) refusal.outcome = 'unknown';
         if (counts(refusal.code)) state.errors++;
         answers.push(refused(id, topic.slice(0, MAX_TOPIC_LENGTH), refusal));
         continue;
@@ -752,7 +756,7 @@ export class Channel {
         answers.push(
           this.publishOnce(topic, id, message).then(
             (result) => ackEntry(id, topic, result),
-            () => refused(id, topic, notPublished(topic)),
+            (failure: unknown) => refused(id, topic, brokerRefusal(topic, failure)),
           ),
         );
       }
@@ -771,6 +775,7 @@ export class Channel {
     if (err.topic !== undefined) error.topic = err.topic;
     if (err.id !== undefined) error.id = err.id;
     if (err.retryAfter !== undefined) error.retryAfter = err.retryAfter;
+    if (err.outcome !== undefined) error.outcome = err.outcome;
     // Waiting for the recovery budget or for the broker is no misbehaviour: not counted.
     if (counts(err.code)) state.errors++;
     sendJson(ws, error);

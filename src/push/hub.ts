@@ -334,7 +334,8 @@ export class Hub implements PubSub {
   /**
    * Publish and wait for the broker: resolves with the message's position (`{ epoch, seq }`)
    * once it is numbered and stored (at once with the in-memory broker); rejects with a
-   * DuetError (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`) when it was not published.
+   * DuetError (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`) when it was not published,
+   * `WS_ERR_BROKER_OUTCOME_UNKNOWN` when the broker got it but its answer never came.
    */
   publishAsync(
     topic: string,

@@ -39,6 +39,7 @@ interface Msg {
   code?: string;
   message?: string;
   retryAfter?: number;
+  outcome?: string;
   duplicate?: boolean;
   acks?: Array<Record<string, unknown>>;
   rate?: unknown;
@@ -714,8 +715,8 @@ describe('channel protocol: errors', () => {
       // A publish with an id: the answer names it, so the client's promise settles.
       const named = await c.expectError({ type: 'publish', topic: 'chat', data: 2, id: 'p.1' }, 'internal');
       assert.deepEqual(
-        { id: named.id, topic: named.topic },
-        { id: 'p.1', topic: 'chat' },
+        { id: named.id, topic: named.topic, outcome: named.outcome },
+        { id: 'p.1', topic: 'chat', outcome: undefined },
         `the internal error names the publish: ${JSON.stringify(named)}`,
       );
     } finally {
@@ -1654,6 +1655,8 @@ class LoopbackBroker implements AsynchronousBroker {
   down = false;
   /** publish() throws instead of returning a promise (a custom broker's bug). */
   throwAtOnce = false;
+  /** Every call fails with this (after `gate`), e.g. WS_ERR_BROKER_OUTCOME_UNKNOWN. */
+  failWith: Error | undefined;
   readGate: Promise<void> | undefined;
   gate: Promise<void> | undefined;
   calls = 0;
@@ -1697,6 +1700,7 @@ class LoopbackBroker implements AsynchronousBroker {
     await Promise.resolve();
     await this.gate;
     if (this.down) throw createError('WS_ERR_BROKER_UNAVAILABLE', 'the broker is down (this test says so)');
+    if (this.failWith !== undefined) throw this.failWith;
   }
 
   publish(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
@@ -2100,14 +2104,18 @@ describe('channel protocol: every answer to a publish with an id names it', () =
       try {
         const c = await s.client();
         broker.failing = true;
+        // It failed while publishing: it may have been numbered first, so the outcome is unknown.
         const error = await c.expectError({ type: 'publish', topic: 'chat', data: 1, id: 'f.1' }, 'internal');
-        assert.deepEqual({ id: error.id, topic: error.topic }, { id: 'f.1', topic: 'chat' });
+        assert.deepEqual(
+          { id: error.id, topic: error.topic, outcome: error.outcome },
+          { id: 'f.1', topic: 'chat', outcome: 'unknown' },
+        );
         c.send({ type: 'batch', publishes: [{ topic: 'chat', data: 2, id: 'f.2' }] });
         const acks = await c.next();
         assert.equal(acks.type, 'acks', JSON.stringify(acks));
         assert.deepEqual(
-          acks.acks!.map((a) => [a.id, a.topic, a.code]),
-          [['f.2', 'chat', 'internal']],
+          acks.acks!.map((a) => [a.id, a.topic, a.code, a.outcome]),
+          [['f.2', 'chat', 'internal', 'unknown']],
         );
         broker.failing = false;
         c.send({ type: 'publish', topic: 'chat', data: 3, id: 'f.3' });
@@ -2145,4 +2153,66 @@ describe('channel protocol: every answer to a publish with an id names it', () =
       await s.close();
     }
   });
+
+  it(
+    'a broker that got the publish but never answered: unavailable with "outcome": "unknown", to the repeat too',
+    T,
+    async () => {
+      const broker = new LoopbackBroker();
+      const s = await channelServer({ ...CHAT, maxErrors: 1 }, { broker });
+      try {
+        const [a, b] = await Promise.all([s.client(), s.client()]);
+        let open!: () => void;
+        broker.gate = new Promise<void>((resolve) => (open = resolve));
+        broker.failWith = createError('WS_ERR_BROKER_OUTCOME_UNKNOWN', 'no answer (this test says so)');
+        a.send({ type: 'publish', topic: 'chat', data: 'maybe', id: 'u.1' });
+        await waitFor(
+          () => broker.publishes === 1,
+          WAIT_MS,
+          () => 'the publish to reach the broker',
+        );
+        b.send({ type: 'publish', topic: 'chat', data: 'maybe', id: 'u.1' }); // a resend while in flight
+        a.send({ type: 'batch', publishes: [{ topic: 'chat', data: 'maybe too', id: 'u.2' }] });
+        await waitFor(
+          () => broker.publishes === 2,
+          WAIT_MS,
+          () => 'the batch to reach the broker (the repeat does not)',
+        );
+        open();
+        const expected = {
+          type: 'error',
+          code: 'unavailable',
+          message: 'no answer from the broker: this publish may or may not have been published',
+          topic: 'chat',
+          id: 'u.1',
+          retryAfter: 1000,
+          outcome: 'unknown',
+        };
+        assert.deepEqual(await b.next(), expected, 'the repeat gets the same answer');
+        const [single, batch] = await a.take(2);
+        assert.deepEqual(single, expected);
+        assert.deepEqual(batch.acks, [
+          {
+            id: 'u.2',
+            topic: 'chat',
+            code: 'unavailable',
+            message: 'no answer from the broker: this publish may or may not have been published',
+            retryAfter: 1000,
+            outcome: 'unknown',
+          },
+        ]);
+        // Not counted toward maxErrors (1): still open.
+        assert.deepEqual(await a.drain(), []);
+        assert.equal(a.closeCode, undefined);
+        // A broker that says it could not take it: not published, and no outcome field.
+        broker.gate = undefined;
+        broker.failWith = createError('WS_ERR_BROKER_BACKLOG', 'full (this test says so)');
+        a.send({ type: 'publish', topic: 'chat', data: 'no', id: 'u.3' });
+        const refused = await a.next();
+        assert.deepEqual([refused.code, refused.id, refused.outcome], ['unavailable', 'u.3', undefined]);
+      } finally {
+        await s.close();
+      }
+    },
+  );
 });

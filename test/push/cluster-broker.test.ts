@@ -783,7 +783,7 @@ describe('ClusterBroker in one process (fake IPC channels)', () => {
     const results = Array.from({ length: 50 }, (_, i) => hub.publishAsync('b', `${i}`));
     await Promise.all(results.slice(5).map((p) => assert.rejects(p, isCode('WS_ERR_BROKER_BACKLOG'))));
     assert.deepEqual([broker.stats().pending, broker.stats().failed], [5, 45]);
-    fake.exit(); // the IPC channel closes: the primary died
+    fake.exit(); // the IPC channel closes (the primary died) before they left: not published
     await Promise.all(results.slice(0, 5).map((p) => assert.rejects(p, isCode('WS_ERR_BROKER_UNAVAILABLE'))));
     await assert.rejects(hub.publishAsync('b', 'after'), isCode('WS_ERR_BROKER_UNAVAILABLE'));
     await assert.rejects(broker.lease('job', 1000), isCode('WS_ERR_BROKER_UNAVAILABLE'));
@@ -795,6 +795,23 @@ describe('ClusterBroker in one process (fake IPC channels)', () => {
     );
     assert.match(errors[0].message, /IPC channel to the cluster primary closed/);
     broker.close();
+  });
+
+  it('a publish that left for the primary and got no answer fails with its outcome unknown; a read does not', async () => {
+    for (const end of ['exit', 'close'] as const) {
+      const { fake, broker } = fakeCluster({ primary: false }).worker(); // nobody answers
+      fake.channel.emit('message', fromPrimary(broker, { op: 'reply', id: 1, value: 'the-primary-scope' })); // the hello
+      const hub = hubOf(broker);
+      const published = hub.publishAsync('t', 'x');
+      const position = hub.positionAsync('t');
+      await new Promise((resolve) => setImmediate(resolve)); // the turn's requests leave in one IPC message
+      if (end === 'exit') fake.exit();
+      else broker.close();
+      await assert.rejects(published, isCode('WS_ERR_BROKER_OUTCOME_UNKNOWN'), end);
+      await assert.rejects(position, isCode('WS_ERR_BROKER_UNAVAILABLE'), end);
+      assert.equal(broker.stats().failed, 1);
+      broker.close();
+    }
   });
 
   it('a primary that never answers: each request fails after requestTimeout; the missing primary is reported', async (t) => {
@@ -816,8 +833,12 @@ describe('ClusterBroker in one process (fake IPC channels)', () => {
     assert.equal(failure, undefined, 'the publish still has time');
     t.mock.timers.tick(50);
     await new Promise((resolve) => setImmediate(resolve));
-    assert.ok(isCode('WS_ERR_BROKER_UNAVAILABLE')(failure));
-    assert.match(String(failure), /no answer from the cluster primary within 100 ms/);
+    // The publish left for the primary: a slow one may have published it.
+    assert.ok(isCode('WS_ERR_BROKER_OUTCOME_UNKNOWN')(failure), String(failure));
+    assert.match(
+      String(failure),
+      /no answer from the cluster primary within 100 ms: the publish may have been published/,
+    );
     broker.close();
   });
 

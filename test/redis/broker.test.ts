@@ -360,6 +360,19 @@ describe('RedisBroker', { skip }, () => {
     assert.ok(brokers[0].stats().failed >= 1);
   });
 
+  it('a publish Redis answers with an error (the script did not run) is not published: WS_ERR_BROKER_UNAVAILABLE', async () => {
+    const { hubs, prefix } = await fleet('reply-error', 1);
+    // Something else holds the topic's log key with another type: the script's first command fails.
+    await admin.set(`${prefix}{taken}:log`, 'not a hash');
+    await assert.rejects(hubs[0].publishAsync('taken', 'x'), (err: unknown) => {
+      assert.ok(err instanceof DuetError);
+      assert.equal(err.code, 'WS_ERR_BROKER_UNAVAILABLE');
+      assert.match(err.message, /not published.*WRONGTYPE/);
+      return true;
+    });
+    assert.equal(await admin.get(`${prefix}{taken}:log`), 'not a hash', 'nothing was written');
+  });
+
   it('no Redis at start-up: connect() rejects with a clear WS_ERR_BROKER_UNAVAILABLE', async () => {
     await assert.rejects(RedisBroker.connect({ url: 'redis://127.0.0.1:1', connectTimeout: 3000 }), (err: unknown) => {
       assert.ok(err instanceof DuetError);
@@ -459,17 +472,23 @@ describe('RedisBroker', { skip }, () => {
 });
 
 describe('RedisBroker against a Redis that stops answering', () => {
-  it('a command waiting longer than commandTimeout fails with WS_ERR_BROKER_UNAVAILABLE (the stuck connection is dropped)', async () => {
+  it('a command waiting longer than commandTimeout fails (the stuck connection is dropped); a publish, with its outcome unknown', async () => {
     // A fake Redis: it answers what ioredis sends when it connects (HELLO 3, CLIENT SETNAME,
-    // two CLIENT SETINFO, in one write) and then never again.
+    // two CLIENT SETINFO, in one write) and the broker's first read of its dedup scope (so the
+    // broker starts with a ready connection), and then never again.
     const sockets = new Set<import('node:net').Socket>();
     const { createServer } = await import('node:net');
     const fake = createServer((socket) => {
       sockets.add(socket);
       let answered = false;
-      socket.on('data', () => {
-        if (!answered) socket.write('%2\r\n+server\r\n+redis\r\n+proto\r\n:3\r\n+OK\r\n+OK\r\n+OK\r\n');
+      let scoped = false;
+      socket.on('data', (chunk: Buffer) => {
+        let reply = '';
+        if (!answered) reply += '%2\r\n+server\r\n+redis\r\n+proto\r\n:3\r\n+OK\r\n+OK\r\n+OK\r\n';
         answered = true;
+        if (!scoped && chunk.includes('dedup-scope')) reply += '$10\r\nfake-scope\r\n';
+        scoped ||= chunk.includes('dedup-scope');
+        if (reply !== '') socket.write(reply);
       });
       socket.on('error', () => undefined);
     });
@@ -483,12 +502,20 @@ describe('RedisBroker against a Redis that stops answering', () => {
     const errors: Error[] = [];
     const hub = new Hub({ broker, onError: (err) => errors.push(err) });
     try {
-      await assert.rejects(hub.publishAsync('t', 'never answered'), (err: unknown) => {
-        assert.ok(err instanceof DuetError);
-        assert.equal(err.code, 'WS_ERR_BROKER_UNAVAILABLE');
-        return true;
-      });
-      assert.equal(broker.stats().pending, 0);
+      assert.equal(broker.dedupScope(), 'fake-scope', 'connected, and answered once');
+      const code = (err: unknown): string | undefined => (err instanceof DuetError ? err.code : undefined);
+      const [published, position] = await Promise.allSettled([
+        hub.publishAsync('t', 'never answered'),
+        hub.positionAsync('t'),
+      ]);
+      // The publish script was sent: Redis may have run it before it stopped answering.
+      assert.equal(published.status, 'rejected');
+      assert.equal(code(published.reason), 'WS_ERR_BROKER_OUTCOME_UNKNOWN', String(published.reason));
+      assert.match(String(published.reason), /no answer from Redis .*it may have been published/);
+      // A read that failed did nothing: the broker could not be reached.
+      assert.equal(position.status, 'rejected');
+      assert.equal(code(position.reason), 'WS_ERR_BROKER_UNAVAILABLE');
+      assert.deepEqual([broker.stats().pending, broker.stats().failed], [0, 1]);
     } finally {
       await broker.close();
       for (const s of sockets) s.destroy();
