@@ -11,7 +11,7 @@
  * framed once for every subscriber, and kept as those same bytes in the topic's history, from
  * which recovery replays it.
  *
- * Why one file of ~750 lines: one handler per message type of the protocol (subscribe,
+ * Why one file of ~800 lines: one handler per message type of the protocol (subscribe,
  * publish, batch, hello, ping), over one per-connection state (rate limit, recovery budget,
  * identity) and the limits it announces; the wire shapes are in channel-types.ts, reading
  * and answering messages in channel-wire.ts.

@@ -10,7 +10,7 @@
  * that). Commands never wait in a queue while Redis is away (`enableOfflineQueue: false`): a
  * publish fails at once with WS_ERR_BROKER_UNAVAILABLE instead of being reported as sent.
  *
- * Why one file of ~550 lines: every method is one script call or one connection event over the
+ * Why one file of ~600 lines: every method is one script call or one connection event over the
  * same two connections and counters; the Lua itself is in scripts.ts, the ordering in
  * push/topic-feed.ts.
  */
