@@ -136,6 +136,11 @@ export class WebSocketServer extends EventEmitter {
       throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
     }
     this.options = { ...SERVER_DEFAULTS, ...options };
+    const writeDelay = this.options.writeDelay ?? 0;
+    if (!(Number.isInteger(writeDelay) && writeDelay >= 0 && writeDelay <= 1000))
+      throw new RangeError(
+        `writeDelay must be a whole number of milliseconds from 0 to 1000, got ${String(writeDelay)}`,
+      );
     this.clients = this.options.clientTracking ? this.connections : undefined;
     this.maxBufferedAmount = this.options.maxBufferedAmount;
     this.slowConsumer = this.options.slowConsumer;
