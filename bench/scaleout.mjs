@@ -57,6 +57,20 @@ const VARIANTS = {
   'duet-memory-1': { server: 'duet', broker: 'memory', procs: 1, title: 'duet, in-memory broker, 1 process' },
   'duet-redis-1': { server: 'duet', broker: 'redis', procs: 1, title: 'duet, RedisBroker, 1 process' },
   'duet-redis-2': { server: 'duet', broker: 'redis', procs: 2, title: 'duet, RedisBroker, 2 processes' },
+  'duet-redis-1-wd5': {
+    server: 'duet',
+    broker: 'redis',
+    procs: 1,
+    writeDelay: 5,
+    title: 'duet, RedisBroker, 1 process, writeDelay 5 ms',
+  },
+  'duet-redis-2-wd5': {
+    server: 'duet',
+    broker: 'redis',
+    procs: 2,
+    writeDelay: 5,
+    title: 'duet, RedisBroker, 2 processes, writeDelay 5 ms',
+  },
   'socketio-redis-1': {
     server: 'socketio',
     broker: 'redis',
@@ -172,7 +186,9 @@ function serverProcs(v, prefix) {
     ? process.env.SCALEOUT_SERVER_NODE_ARGS.split(/\s+/).filter(Boolean)
     : [];
   const args =
-    v.server === 'duet' ? [`--broker=${v.broker}`, `--prefix=${prefix}`] : [`--adapter=${v.broker}`, `--key=${prefix}`];
+    v.server === 'duet'
+      ? [`--broker=${v.broker}`, `--prefix=${prefix}`, `--write-delay=${v.writeDelay ?? 0}`]
+      : [`--adapter=${v.broker}`, `--key=${prefix}`];
   return Array.from({ length: v.procs }, (_, i) =>
     child(SERVERS[v.server], args, { core: 0, pin: PIN, nodeArgs, name: `${v.server} server ${i}` }),
   );

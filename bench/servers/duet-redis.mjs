@@ -7,6 +7,7 @@
  *   node bench/servers/duet-redis.mjs --broker=redis --prefix=P  RedisBroker from duet/redis
  *        (dist/redis/index.js, REDIS_URL or redis://127.0.0.1:6379): every process started with
  *        the same prefix shares the topic, so a publish in one reaches the subscribers of all
+ *   --write-delay=MS                                             the server's writeDelay option (default 0)
  *
  * Harness plumbing over IPC, not application code: `listening {port}` once it listens (after
  * Redis answered); `count` -> `count {n, ready, errors}`: the topic's local subscribers,
@@ -27,7 +28,8 @@ if (mode === 'redis') {
   broker = await RedisBroker.connect({ prefix: arg('prefix', 'duet-bench:') });
 }
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, ...(broker ? { broker } : {}) });
+const writeDelay = Number(arg('write-delay', '0'));
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, writeDelay, ...(broker ? { broker } : {}) });
 let errors = 0;
 wss.on('error', (err) => {
   if (errors++ < 5) console.error(`duet server (${mode}): ${err?.message ?? err}`);

@@ -43,6 +43,8 @@ export interface ConnectionOptions {
   closeTimeout: number;
   /** Answer pings with pongs automatically. */
   autoPong: boolean;
+  /** Milliseconds small frames may wait to be written together (server option `writeDelay`); 0 or absent: end of turn. */
+  writeDelay?: number;
 }
 
 /** Until a socket is attached (never read: every path that uses options has a socket). */

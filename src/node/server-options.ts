@@ -104,6 +104,14 @@ export interface ServerOptions<T extends typeof WebSocket = typeof WebSocket> {
   /** How long close() waits for closing handshakes before terminating the rest (ms). */
   shutdownTimeout?: number;
   /**
+   * Milliseconds a connection's small frames may wait so that they leave in one write (default
+   * 0: written at the end of the event-loop turn they were sent in). Under a steady fan-out
+   * (a message every few ms to many connections) each socket then costs one system call per
+   * `writeDelay` instead of one per message, at the price of up to `writeDelay` ms of added
+   * latency. At most 1000. See docs/server.md, "Write coalescing".
+   */
+  writeDelay?: number;
+  /**
    * permessage-deflate (RFC 7692): `true` for the defaults, an object to tune it (see
    * docs/compression.md), `false` (the default, as in ws) to decline every offer.
    */
@@ -152,6 +160,8 @@ export const SERVER_DEFAULTS = {
   slowConsumer: 'close' as SlowConsumerPolicy,
   // Long enough for a close handshake over a slow link, short enough for a deploy.
   shutdownTimeout: 5_000,
+  // Lowest latency: frames leave at the end of the turn they were sent in.
+  writeDelay: 0,
   // Off, as in ws: compression costs CPU and memory per connection; turn it on knowingly.
   perMessageDeflate: false as boolean | PerMessageDeflateOptions,
   // WebSocket: duet's own class, as in ws. Filled in by the server's constructor, not here:

@@ -149,6 +149,11 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
       throw new TypeError("The WebSocket option must be duet's WebSocket class or a subclass of it");
     }
     this.options = { ...SERVER_DEFAULTS, ...options, WebSocket: connectionClass as T };
+    const writeDelay = this.options.writeDelay ?? 0;
+    if (!(Number.isInteger(writeDelay) && writeDelay >= 0 && writeDelay <= 1000))
+      throw new RangeError(
+        `writeDelay must be a whole number of milliseconds from 0 to 1000, got ${String(writeDelay)}`,
+      );
     this.clients = this.options.clientTracking ? (this.connections as Set<InstanceType<T>>) : undefined;
     this.maxBufferedAmount = this.options.maxBufferedAmount;
     this.slowConsumer = this.options.slowConsumer;

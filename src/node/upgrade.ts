@@ -192,6 +192,7 @@ export class UpgradeHandler {
       maxFragments: options.maxFragments,
       closeTimeout: options.closeTimeout,
       autoPong: options.autoPong,
+      writeDelay: options.writeDelay,
     });
   }
 
@@ -402,12 +403,13 @@ export class UpgradeHandler {
    */
   private currentConnectionOptions(): ConnectionOptions {
     const shared = this.connectionOptions;
-    const { maxPayload, maxFragments, closeTimeout, autoPong } = this.server.options;
+    const { maxPayload, maxFragments, closeTimeout, autoPong, writeDelay } = this.server.options;
     if (
       shared.maxPayload === maxPayload &&
       shared.maxFragments === maxFragments &&
       shared.closeTimeout === closeTimeout &&
-      shared.autoPong === autoPong
+      shared.autoPong === autoPong &&
+      shared.writeDelay === writeDelay
     )
       return shared;
     return (this.connectionOptions = Object.freeze({
@@ -416,6 +418,7 @@ export class UpgradeHandler {
       maxFragments,
       closeTimeout,
       autoPong,
+      writeDelay,
     }));
   }
 

@@ -6,6 +6,10 @@
  * connection sends in one turn leave in one write: a turn with many sends (fan-out, pipelined
  * echoes) costs one system call per socket instead of one per frame, and a connection with
  * nothing to write holds no batch state at all (one field, `batchSlot`, empty between turns).
+ *
+ * A server with `writeDelay` (ms) trades latency for system calls: its connections' slots wait
+ * in a delayed batch, flushed by one timer per delay value, so a steady fan-out (a message every
+ * few ms) leaves in one write per socket per `writeDelay` instead of one per message.
  */
 import type { Callback } from './connection-types.js';
 
@@ -38,27 +42,45 @@ export interface BatchOwner {
 }
 
 /**
- * This turn's slots. Two arrays, swapped at each flush (a fan-out turn holds a slot per
- * subscriber: growing a new array to hundreds of entries every turn showed in profiles); a
+ * Slots waiting for one flush. Two arrays, swapped at each flush (a fan-out turn holds a slot
+ * per subscriber: growing a new array to hundreds of entries every turn showed in profiles); a
  * slot taken while the batch is being flushed (a write callback that sends) lands in the other.
  */
-let pending: BatchSlot[] = [];
-let flushing: BatchSlot[] = [];
-/** Slots of earlier turns, reused. */
-const spare: BatchSlot[] = [];
-let scheduled = false;
+class Batch {
+  private pending: BatchSlot[] = [];
+  private flushing: BatchSlot[] = [];
+  private scheduled = false;
+  private readonly flushNow = (): void => this.flush();
 
-function flush(): void {
-  const batch = pending;
-  pending = flushing;
-  flushing = batch;
-  scheduled = false;
-  try {
-    flushSlots(batch);
-  } finally {
-    batch.length = 0;
+  /** delay 0: at the end of the event-loop turn (setImmediate); else after `delay` ms. */
+  constructor(private readonly delay: number) {}
+
+  add(slot: BatchSlot): void {
+    this.pending.push(slot);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    if (this.delay === 0) setImmediate(this.flushNow);
+    else setTimeout(this.flushNow, this.delay);
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = this.flushing;
+    this.flushing = batch;
+    this.scheduled = false;
+    try {
+      flushSlots(batch);
+    } finally {
+      batch.length = 0;
+    }
   }
 }
+
+/** The end-of-turn batch, and the delayed ones by delay (few: one per distinct `writeDelay`). */
+const turnBatch = new Batch(0);
+const delayedBatches = new Map<number, Batch>();
+/** Slots of earlier turns, reused. */
+const spare: BatchSlot[] = [];
 
 function flushSlots(batch: BatchSlot[]): void {
   for (let i = 0; i < batch.length; i++) {
@@ -79,8 +101,11 @@ function flushSlots(batch: BatchSlot[]): void {
   }
 }
 
-/** `owner`'s slot in this turn's batch (made on its first write of the turn). */
-export function batchSlotOf(owner: BatchOwner): BatchSlot {
+/**
+ * `owner`'s slot in this turn's batch (made on its first write of the turn); with `delay` > 0,
+ * in the batch flushed `delay` ms after its first slot was taken.
+ */
+export function batchSlotOf(owner: BatchOwner, delay = 0): BatchSlot {
   let slot = owner.batchSlot;
   if (slot !== undefined) return slot;
   slot = spare.pop();
@@ -90,10 +115,11 @@ export function batchSlotOf(owner: BatchOwner): BatchSlot {
     (slot as { owner: BatchOwner }).owner = owner;
   }
   owner.batchSlot = slot;
-  pending.push(slot);
-  if (!scheduled) {
-    scheduled = true;
-    setImmediate(flush);
+  if (delay === 0) turnBatch.add(slot);
+  else {
+    let batch = delayedBatches.get(delay);
+    if (batch === undefined) delayedBatches.set(delay, (batch = new Batch(delay)));
+    batch.add(slot);
   }
   return slot;
 }

@@ -409,7 +409,7 @@ export abstract class WritePath extends ConnectionCore {
       if (cb !== undefined) this.notOpen(cb);
       return;
     }
-    const slot = batchSlotOf(this);
+    const slot = batchSlotOf(this, this.options.writeDelay ?? 0);
     slot.frames.push(frame);
     slot.bytes += frame.length;
     slot.payloadBytes += payloadLength;
@@ -456,7 +456,7 @@ export abstract class WritePath extends ConnectionCore {
     this.flushSmall();
     const socket = this.socket!;
     if (socket.writableLength === 0) this.headerBytes = 0;
-    const slot = batchSlotOf(this);
+    const slot = batchSlotOf(this, this.options.writeDelay ?? 0);
     if (!slot.socketCorked) {
       slot.socketCorked = true;
       socket.cork();
