@@ -83,6 +83,8 @@ export class DuetClient {
   private current: WebSocketLike | null = null;
   /** Between open() and close() or giving up: the client wants to be connected. */
   private active = false;
+  /** Why the client stopped (close() or giving up), until the next open(); null before the first open() too. */
+  private stopped: string | null = null;
   private waitingForNetwork = false;
 
   private reconnectTimer: unknown = null;
@@ -195,6 +197,7 @@ export class DuetClient {
   open(): void {
     if (this.active) return;
     this.active = true;
+    this.stopped = null;
     this.setRetries(0);
     this.network.watch(true);
     this.setStatus('connecting');
@@ -203,14 +206,16 @@ export class DuetClient {
 
   /**
    * User close: no reconnect afterwards, every timer cleared. Unacknowledged publishes are
-   * rejected (WS_ERR_PUBLISH_CANCELLED); raw messages of send() stay queued for a later open().
+   * rejected (WS_ERR_PUBLISH_CANCELLED), and so are publishes made afterwards until open();
+   * raw messages of send() stay queued for a later open().
    */
   close(code = 1000, reason = ''): void {
     if (code !== 1000 && (!Number.isInteger(code) || code < 3000 || code > 4999)) {
       throw new RangeError(`close code must be 1000 or 3000-4999, got ${code}`);
     }
     this.active = false;
-    this.sender.cancel('close() was called', false);
+    this.stopped = 'close() was called';
+    this.sender.cancel(this.stopped, false);
     this.network.watch(false);
     this.clearTimer('reconnectTimer');
     this.waitingForNetwork = false;
@@ -251,19 +256,21 @@ export class DuetClient {
 
   /**
    * Publish `data` (any JSON value) to a topic (channel mode). Resolves with the message's
-   * `seq` once the server acknowledged it; queued while not open, and sent again after a
-   * reconnect (same id: the server publishes it once) until acknowledged. Rejects only when
-   * it can never be sent: dropped by the queue's policy (WS_ERR_PUBLISH_DROPPED), close(),
-   * clearQueue() or giving up (WS_ERR_PUBLISH_CANCELLED), refused by the server (its code,
-   * e.g. `forbidden`), too big (WS_ERR_PUBLISH_TOO_BIG), or sent to a server that can no
-   * longer tell whether it was published (WS_ERR_OUTCOME_UNKNOWN). Ignoring the promise is
-   * fine: a rejection is never reported as unhandled.
+   * `seq` once the server acknowledged it; queued while not open (also before the first
+   * open() of a client made with `autoOpen: false`), and sent again after a reconnect (same
+   * id: the server publishes it once) until acknowledged. Rejects only when it can never be
+   * sent: dropped by the queue's policy (WS_ERR_PUBLISH_DROPPED), close(), clearQueue() or
+   * giving up (WS_ERR_PUBLISH_CANCELLED; at once for a publish made after them, until the
+   * next open()), refused by the server (its code, e.g. `forbidden`), too big
+   * (WS_ERR_PUBLISH_TOO_BIG), or sent to a server that can no longer tell whether it was
+   * published (WS_ERR_OUTCOME_UNKNOWN). Ignoring the promise is fine: a rejection is never
+   * reported as unhandled.
    */
   publish(topic: string, data: unknown): Promise<number> {
     this.requireChannel('publish');
     checkTopic(topic);
     if (data === undefined) throw new TypeError('publish data must be a JSON value (undefined is not)');
-    return this.sender.publish(topic, data);
+    return this.sender.publish(topic, data, this.stopped);
   }
 
   /**
@@ -449,12 +456,11 @@ export class DuetClient {
   private giveUp(): void {
     this.active = false;
     const last = this.lastCloseInfo;
-    this.sender.cancel(
+    this.stopped =
       last === null
         ? 'the client gave up connecting'
-        : `the client stopped reconnecting after close ${last.code}${last.reason ? ` '${last.reason}'` : ''}`,
-      false,
-    );
+        : `the client stopped reconnecting after close ${last.code}${last.reason ? ` '${last.reason}'` : ''}`;
+    this.sender.cancel(this.stopped, false);
     this.network.watch(false);
     this.clearTimer('reconnectTimer');
     this.waitingForNetwork = false;

@@ -26,7 +26,7 @@ export const CLIENT_ERROR_CODES = {
   },
   WS_ERR_PUBLISH_CANCELLED: {
     meaning:
-      "publish's promise: close(), clearQueue() or giving up reconnecting ended it before it was acknowledged; it is not sent again",
+      "publish's promise: close(), clearQueue() or giving up reconnecting ended it before it was acknowledged, or publish() came after close() or giving up (call open() first); it is not sent again",
   },
   WS_ERR_OUTCOME_UNKNOWN: {
     meaning:

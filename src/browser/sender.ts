@@ -110,10 +110,19 @@ export class Sender {
     this.pump();
   }
 
-  /** A publish with an id; the promise settles with its ack (see DuetClient.publish). */
-  publish(topic: string, data: unknown): Promise<number> {
+  /**
+   * A publish with an id; the promise settles with its ack (see DuetClient.publish).
+   * `stopped`: why the client will not connect again until open() (close(), giving up): the
+   * promise rejects at once, as nothing would send it.
+   */
+  publish(topic: string, data: unknown, stopped: string | null = null): Promise<number> {
     const dataJson = JSON.stringify(data);
     if (typeof dataJson !== 'string') throw new TypeError('publish data must be a JSON value');
+    if (stopped !== null) {
+      const refused = Promise.reject(cancelled(topic, `${stopped}; call open() first`));
+      refused.catch(() => {});
+      return refused;
+    }
     const id = this.ids.next();
     const entry = `{"topic":${JSON.stringify(topic)},"data":${dataJson},"id":${JSON.stringify(id)}}`;
     let settle!: PublishItem['settle'];
@@ -196,7 +205,7 @@ export class Sender {
     for (const item of items) {
       if (item.kind !== 'publish') continue;
       if (!all) this.queue.remove(item);
-      this.settle(item, new DuetError('WS_ERR_PUBLISH_CANCELLED', `publish to "${item.topic}" cancelled: ${reason}`));
+      this.settle(item, cancelled(item.topic, reason));
     }
   }
 
@@ -437,6 +446,10 @@ export class Sender {
     this.clock.clearTimeout(this.timer);
     this.timer = null;
   }
+}
+
+function cancelled(topic: string, reason: string): DuetError {
+  return new DuetError('WS_ERR_PUBLISH_CANCELLED', `publish to "${topic}" cancelled: ${reason}`, topic);
 }
 
 function retryMs(retryAfter: unknown): number {

@@ -1039,27 +1039,59 @@ describe('acknowledged publishes', () => {
     client.close();
   });
 
-  it('close() rejects what is not acknowledged (raw messages stay); giving up after 1008 too; later publishes wait for open()', async () => {
+  it('close() rejects what is not acknowledged (raw messages stay); giving up after 1008 too; a publish after either rejects at once until open()', async () => {
     const { client } = setup({ heartbeatInterval: 0 });
     client.send('raw');
     const beforeClose = client.publish('chat', 1);
     client.close();
     await assert.rejects(beforeClose, { code: 'WS_ERR_PUBLISH_CANCELLED', message: /close\(\) was called/ });
     assert.equal(client.queued, 1);
-    const afterClose = client.publish('chat', 2);
+    // Nothing would ever send it: it must not wait in the queue forever.
+    await assert.rejects(client.publish('chat', 2), {
+      code: 'WS_ERR_PUBLISH_CANCELLED',
+      topic: 'chat',
+      message: 'publish to "chat" cancelled: close() was called; call open() first',
+    });
+    assert.equal(client.pending, 0);
+    assert.throws(() => client.publish('chat', () => {}), TypeError, 'bad data still throws');
     client.open();
+    const afterOpen = client.publish('chat', 3);
     const socket = FakeWebSocket.last;
     socket.open();
     socket.message(LIMITS);
     assert.deepEqual(socket.sent[0], 'raw');
-    assert.equal((JSON.parse(socket.sent[1] as string) as { data: unknown }).data, 2);
+    assert.equal((JSON.parse(socket.sent[1] as string) as { data: unknown }).data, 3);
     socket.serverClose(1008, 'too many errors');
     assert.equal(client.status, 'closed');
-    await assert.rejects(afterClose, {
+    const gaveUp = 'publish to "chat" cancelled: the client stopped reconnecting after close 1008 \'too many errors\'';
+    await assert.rejects(afterOpen, { code: 'WS_ERR_PUBLISH_CANCELLED', message: gaveUp });
+    await assert.rejects(client.publish('chat', 4), {
       code: 'WS_ERR_PUBLISH_CANCELLED',
-      message: 'publish to "chat" cancelled: the client stopped reconnecting after close 1008 \'too many errors\'',
+      message: `${gaveUp}; call open() first`,
     });
     assert.equal(client.pending, 0);
+  });
+
+  it('a client never opened (autoOpen false) queues publishes for its first open(); after maxRetries they reject at once', async () => {
+    const { client, clock } = setup({ heartbeatInterval: 0, autoOpen: false, maxRetries: 1 });
+    const early = client.publish('chat', 'early');
+    assert.equal(client.pending, 1);
+    client.open();
+    let socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    assert.equal(socket.sentJson[0].data, 'early');
+    socket.message({ type: 'ack', id: socket.sentJson[0].id, topic: 'chat', seq: 1 });
+    assert.equal(await early, 1);
+    socket.serverClose(1006);
+    clock.advance(250);
+    socket = FakeWebSocket.last;
+    socket.serverClose(1006); // the one retry failed too
+    assert.equal(client.status, 'closed');
+    await assert.rejects(client.publish('chat', 'late'), {
+      code: 'WS_ERR_PUBLISH_CANCELLED',
+      message: 'publish to "chat" cancelled: the client stopped reconnecting after close 1006; call open() first',
+    });
   });
 
   it('a refused publish rejects with the server code and is reported; clearQueue() rejects the rest', async () => {
