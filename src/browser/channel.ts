@@ -113,6 +113,11 @@ export class ChannelSession {
     for (const topic of this.topics.names()) this.waitingTopics.add(topic);
   }
 
+  /** Whether the client is subscribed to any topic. */
+  get subscribed(): boolean {
+    return !this.topics.names().next().done;
+  }
+
   /** Whether a topic waits for its subscribe. */
   get waiting(): boolean {
     return this.waitingTopics.size > 0;

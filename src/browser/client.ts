@@ -92,6 +92,8 @@ export class DuetClient {
   private stableTimer: unknown = null;
   /** The current connection has not been confirmed yet (see confirm()). */
   private confirming = false;
+  /** The current connection is confirmed by the answer to a ping sent as it opened (no topics to confirm it). */
+  private confirmByPing = false;
 
   /** @param url a ws:// or wss:// URL. */
   constructor(url: string, options: DuetClientOptions = {}) {
@@ -374,23 +376,26 @@ export class DuetClient {
     // The retry counter starts over when the connection is confirmed (channel: the server's
     // limits and every subscription answered), or, with nothing to confirm, after stableAfter.
     this.confirming = this.options.channel;
+    this.confirmByPing = this.options.channel && this.heartbeat.enabled && !this.channel.subscribed;
     this.stableTimer = this.clock.setTimeout(() => {
       this.stableTimer = null;
       this.confirming = false;
       this.setRetries(0);
     }, this.options.stableAfter);
-    this.heartbeat.start();
+    this.heartbeat.start(this.confirmByPing);
     this.confirm();
   }
 
   /**
    * Start the backoff over once this connection proved itself: the server spoke first
-   * (`limits`, or any message from a server that sends none) and answered every subscribe.
-   * A connection that dies before that keeps the delay growing, so a server that accepts
-   * and drops at once is not hammered.
+   * (`limits`, or any message from a server that sends none) and answered every subscribe,
+   * or, with no topic to subscribe, the ping sent as the connection opened. A connection
+   * that dies before that keeps the delay growing, so a server that accepts and drops at
+   * once (its `limits` come before any application check) is not hammered.
    */
   private confirm(): void {
     if (!this.confirming || !this.sender.limitsKnown || !this.channel.settled) return;
+    if (this.confirmByPing && !this.heartbeat.proven) return;
     this.confirming = false;
     this.clearTimer('stableTimer');
     this.setRetries(0);

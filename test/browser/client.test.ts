@@ -15,7 +15,7 @@ import {
   type DuetStatus,
 } from '../../src/browser/client.js';
 import { Channel, WebSocket } from '../../src/index.js';
-import { startServer } from '../helpers.js';
+import { startServer, waitFor } from '../helpers.js';
 import { FakeClock, FakeEnvironment, FakeWebSocket } from './fakes.js';
 
 const URL_ = 'ws://127.0.0.1:1/channel';
@@ -322,14 +322,16 @@ describe('network and visibility', () => {
 describe('heartbeat', () => {
   it('pings every heartbeatInterval, reports latency, and replaces a socket that does not answer', () => {
     const { client, clock } = setup({ heartbeatInterval: 1000, heartbeatTimeout: 500 });
+    client.subscribe('chat', () => {});
     const latencies: number[] = [];
     client.on('latency', (ms) => latencies.push(ms));
     const socket = FakeWebSocket.last;
     socket.open();
+    assert.deepEqual(socket.sentJson, [{ type: 'subscribe', topic: 'chat' }]);
     clock.advance(999);
-    assert.equal(socket.sent.length, 0);
+    assert.equal(socket.sent.length, 1);
     clock.advance(1);
-    assert.deepEqual(socket.sentJson, [{ type: 'ping', id: 1 }]);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 1 });
     clock.advance(40);
     socket.message({ type: 'pong', id: 1 });
     assert.deepEqual(latencies, [40]);
@@ -348,6 +350,21 @@ describe('heartbeat', () => {
     assert.deepEqual(socket.closeCalls, [[4000, 'heartbeat timeout']]);
     clock.advance(250);
     assert.equal(FakeWebSocket.instances.length, 2);
+    client.close();
+  });
+
+  it('with no topic, the first ping goes as the connection opens (its pong confirms it), then one per interval', () => {
+    const { client, clock } = setup({ heartbeatInterval: 1000, heartbeatTimeout: 500 });
+    const socket = FakeWebSocket.last;
+    socket.open();
+    assert.deepEqual(socket.sentJson, [{ type: 'ping', id: 1 }]);
+    clock.advance(20);
+    socket.message({ type: 'pong', id: 1 });
+    assert.equal(client.latency, 20);
+    clock.advance(999);
+    assert.equal(socket.sent.length, 1);
+    clock.advance(1);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 2 });
     client.close();
   });
 
@@ -731,7 +748,7 @@ describe('subscribe and recovery', () => {
   });
 
   it('unsubscribe sends unsubscribe after the last handler; errors and handler exceptions become error events', () => {
-    const { client, errors } = setup();
+    const { client, errors } = setup({ heartbeatInterval: 0 });
     const socket = FakeWebSocket.last;
     socket.open();
     const offA = client.subscribe('chat', () => {
@@ -1190,6 +1207,28 @@ describe('liveness and backoff', () => {
     client.close();
   });
 
+  it('with no topic, a server that accepts and closes at once keeps the delay growing; the pong of the ping sent on open confirms', () => {
+    const { client, clock } = setup({ minDelay: 100, maxDelay: 100_000 });
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const socket = FakeWebSocket.last;
+      socket.open();
+      socket.message(LIMITS); // a Channel sends limits in accept(), before any check of the application
+      socket.serverClose(1011, 'authentication failed');
+      delays.push(clock.pendingDelays()[0]);
+      clock.advance(delays.at(-1)!);
+    }
+    assert.deepEqual(delays, [50, 100, 200, 400, 800, 1600]);
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    assert.equal(client.retries, 6);
+    assert.deepEqual(socket.sentJson, [{ type: 'ping', id: 7 }], 'one ping on each connection');
+    socket.message({ type: 'pong', id: 7 });
+    assert.equal(client.retries, 0, 'the server answered what this client sent');
+    client.close();
+  });
+
   it('a flapping link (confirmed, then dropped, again and again) keeps the first delay', () => {
     const { client, clock } = setup({ heartbeatInterval: 0, minDelay: 100, stableAfter: 5000 });
     client.subscribe('a', () => {});
@@ -1227,6 +1266,7 @@ describe('liveness and backoff', () => {
 
   it('a ping refused for the rate limit (the error names its id) counts as answered', () => {
     const { client, clock } = setup({ heartbeatInterval: 1000, heartbeatTimeout: 500 });
+    client.subscribe('chat', () => {});
     const socket = FakeWebSocket.last;
     socket.open();
     socket.message(LIMITS);
@@ -1302,6 +1342,36 @@ describe('against a real duet server', () => {
     } finally {
       reader.close();
       writer.close();
+      await server.close();
+    }
+  });
+
+  it('a Channel server that accepts and closes at once (no topic subscribed): every attempt backs off further, no hot loop', async () => {
+    const server = await startServer();
+    const channel = new Channel(server.wss, { topics: { chat: {} } });
+    // accept() sends limits at once; the application's own check then refuses the connection.
+    server.wss.on('connection', (ws) => {
+      channel.accept(ws);
+      ws.close(1011, 'authentication failed');
+    });
+    const client = new DuetClient(`ws://127.0.0.1:${server.port}/channel`, {
+      WebSocket,
+      minDelay: 20,
+      maxDelay: 60_000,
+      random: () => 0.99,
+    });
+    const retries: number[] = [];
+    client.on('retries', (n) => retries.push(n));
+    try {
+      await waitFor(
+        () => retries.length >= 6,
+        20_000,
+        () => `retries ${retries.join(', ')}`,
+      );
+      assert.deepEqual(retries.slice(0, 6), [1, 2, 3, 4, 5, 6], 'the counter never started over');
+      assert.equal(client.lastClose?.code, 1011);
+    } finally {
+      client.close();
       await server.close();
     }
   });
