@@ -40,8 +40,8 @@ export interface ChannelHost {
   ack(id: unknown, seq: unknown): void;
   /** A publish was refused; true when it will be sent again (and the refusal is not reported). */
   refused(id: unknown, code: string, message: string, topic: string | undefined, retryAfter: unknown): boolean;
-  /** A message without an id was refused for the rate limit. */
-  rateLimited(retryAfter: unknown): void;
+  /** A message without a publish id was refused for the rate limit (`ping`: the heartbeat's, named by its id). */
+  rateLimited(retryAfter: unknown, ping: boolean): void;
   /** For the one timer of deferred recoveries (cleared when the connection ends). */
   readonly clock: DuetClock;
 }
@@ -240,9 +240,11 @@ export class ChannelSession {
           // About a publish of ours: sent again (rate limit, broker away) or refused for good.
           if (this.host.refused(msg.id, code, text, topic, msg.retryAfter)) return;
         } else if (code === 'rate_limited') {
-          if (msg.id !== undefined) this.host.pingAnswered(msg.id);
-          this.host.rateLimited(msg.retryAfter);
-          this.retryPending();
+          // A ping's refusal names it: then no subscribe (nor batch) was refused.
+          const ping = msg.id !== undefined && msg.id !== null;
+          if (ping) this.host.pingAnswered(msg.id);
+          this.host.rateLimited(msg.retryAfter, ping);
+          if (!ping) this.retryPending();
         }
         // Both name a time to come back: the recovery budget, or the server's broker (Redis)
         // being away. A pending subscribe goes out again then.

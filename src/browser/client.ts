@@ -140,7 +140,7 @@ export class DuetClient {
       noLimits: () => this.sender.noLimits(),
       ack: (id, seq) => this.sender.ack(id, seq),
       refused: (id, code, message, topic, retryAfter) => this.sender.refused(id, code, message, topic, retryAfter),
-      rateLimited: (retryAfter) => this.sender.rateLimited(retryAfter),
+      rateLimited: (retryAfter, ping) => this.sender.rateLimited(retryAfter, ping),
       clock: this.clock,
     });
     this.sender = new Sender(this.clock, this.options, {

@@ -43,6 +43,12 @@ export interface SenderOptions {
 
 /** When a `rate_limited` or `unavailable` refusal carries no usable `retryAfter`. */
 const DEFAULT_RETRY_MS = 1000;
+/**
+ * A publish sent before is sent again only within this share of `dedupMs` from its first
+ * sending: the server's memory of its id runs from when it published it, but the resend
+ * still has to cross the network, and a late one would be published a second time.
+ */
+const DEDUP_SHARE = 0.9;
 /** `{"type":"publish",` + the entry without its `{`. */
 const PUBLISH_HEAD = '{"type":"publish",';
 const BATCH_HEAD = '{"type":"batch","publishes":[';
@@ -225,19 +231,29 @@ export class Sender {
   }
 
   /**
-   * An `error` naming a publish id (or a refused entry of `acks`). Returns true when the
-   * publish will be sent again (`rate_limited`, `unavailable`), false when it was refused
-   * for good (its promise rejects) or the id is not one waiting here.
+   * An `error` naming a publish id (or a refused entry of `acks`). Returns true when it is
+   * handled here: the publish will be sent again (`rate_limited`: refused before it was
+   * published; `unavailable` where the server remembers ids), or it rejects as outcome
+   * unknown (`unavailable` where it does not: the broker may have published it), reported
+   * as such. False when it was refused for good (its promise rejects with the server's
+   * code, for the caller to report) or the id is not one waiting here.
    */
   refused(id: unknown, code: string, message: string, topic: string | undefined, retryAfter: unknown): boolean {
     const item = typeof id === 'string' ? this.byId.get(id) : undefined;
     if (item === undefined) return false;
     const wait = retryMs(retryAfter);
-    if (code === 'rate_limited' || code === 'unavailable') {
+    if (code === 'rate_limited' || (code === 'unavailable' && this.dedup(item))) {
       item.inFlight = false;
       if (code === 'rate_limited') this.pacer.pause(wait);
       else this.holdUntil = Math.max(this.holdUntil, this.clock.now() + wait);
       this.pump();
+      return true;
+    }
+    if (code === 'unavailable') {
+      this.unknown(
+        item,
+        `the server's broker failed (${message}) and may have published it; this server keeps no publish ids, so a resend could publish it twice`,
+      );
       return true;
     }
     this.queue.remove(item);
@@ -246,13 +262,17 @@ export class Sender {
   }
 
   /**
-   * A `rate_limited` refusal without an id: a ping, hello, subscribe or a whole `batch`. Pause
-   * for `retryAfter`, and send the publishes of batches still unanswered again (their ids
-   * make a repeat harmless: the server answers it with the original ack).
+   * A `rate_limited` refusal without an id: a hello, subscribe, unsubscribe, raw message or a
+   * whole `batch` (a `ping`'s names its id: `ping` true). Pause for `retryAfter`; unless it
+   * was the ping, send the publishes of batches still unanswered again: the refused one was
+   * not published, and a repeat of one that was is harmless (batches go out only where the
+   * server remembers ids, and it answers a repeat with the original ack).
    */
-  rateLimited(retryAfter: unknown): void {
+  rateLimited(retryAfter: unknown, ping = false): void {
     this.pacer.pause(retryMs(retryAfter));
-    for (const item of this.queue.all()) if (item.kind === 'publish' && item.batched) item.inFlight = false;
+    if (!ping)
+      for (const item of this.queue.all())
+        if (item.kind === 'publish' && item.batched && this.dedup(item)) item.inFlight = false;
     this.pump();
   }
 
@@ -334,6 +354,10 @@ export class Sender {
         );
         return;
       }
+      if (item.sent && !this.resendable(item)) {
+        this.unknown(item, this.whyNot(item, limits));
+        continue;
+      }
       if (limits.maxMessageBytes > 0 && item.bytes + PUBLISH_HEAD.length - 1 > limits.maxMessageBytes) {
         this.queue.remove(item);
         this.settle(
@@ -363,18 +387,24 @@ export class Sender {
     }
   }
 
-  /** Waiting publishes from `index` on that fit one `batch` (up to maxBatch, within maxMessageBytes), in order. */
+  /**
+   * Waiting publishes from `index` on that fit one `batch` (up to maxBatch, within
+   * maxMessageBytes), in order. Only where the server remembers ids: a `rate_limited` of a
+   * batch names no id, and only there is sending a batch again harmless whichever message
+   * that refusal was about. Elsewhere each publish goes alone, and its refusal names it.
+   */
   private pack(index: number, limits: ServerLimits): PublishItem[] {
     const all = this.queue.all();
     const first = all[index] as PublishItem;
     const batch = [first];
-    if (limits.maxBatch < 2) return batch;
+    if (limits.maxBatch < 2 || limits.dedupMs <= 0 || limits.dedupScope === undefined) return batch;
     const max = limits.maxMessageBytes > 0 ? limits.maxMessageBytes : Infinity;
     let bytes = BATCH_HEAD.length + first.bytes + BATCH_TAIL.length;
     for (let i = index + 1; i < all.length && batch.length < limits.maxBatch; i++) {
       const item = all[i];
       if (item.inFlight) continue;
       if (item.kind === 'raw') break; // it goes after the publishes before it
+      if (item.sent && !this.resendable(item)) break; // rejected when its turn comes
       if (bytes + 1 + item.bytes > max) break;
       bytes += 1 + item.bytes;
       batch.push(item);
@@ -385,36 +415,46 @@ export class Sender {
   /**
    * A new connection's limits (or their absence) decide what happens to publishes that went
    * out before and were not acknowledged: sent again with the same id when this server still
-   * remembers ids from the connection they went out on, else rejected as outcome unknown
-   * (they may have been published; a resend might publish them twice).
+   * remembers ids from the connection they went out on (checked again as each goes out),
+   * else rejected as outcome unknown (they may have been published; a resend might publish
+   * them twice).
    */
   private checkResends(limits: ServerLimits | null): void {
-    const now = this.clock.now();
     for (const item of [...this.queue.all()]) {
-      if (item.kind !== 'publish' || !item.sent) continue;
-      if (
-        limits !== null &&
-        limits.dedupMs > 0 &&
-        item.scope !== undefined &&
-        limits.dedupScope === item.scope &&
-        now - item.firstSentAt < limits.dedupMs
-      )
-        continue;
-      this.queue.remove(item);
-      const why =
-        limits === null
-          ? 'this server does not acknowledge publishes'
-          : limits.dedupMs > 0 && limits.dedupScope === item.scope
-            ? `it went out ${Math.round(now - item.firstSentAt)} ms ago, longer than the server remembers ids (${limits.dedupMs} ms)`
-            : 'the server no longer remembers the ids of the connection it went out on (a restart, or another process)';
-      const err = new DuetError(
-        'WS_ERR_OUTCOME_UNKNOWN',
-        `publish to "${item.topic}" was sent but not acknowledged, and is not sent again: ${why}; it may or may not have been published`,
-        item.topic,
-      );
-      this.settle(item, err);
-      this.host.error(err);
+      if (item.kind !== 'publish' || !item.sent || this.resendable(item)) continue;
+      this.unknown(item, this.whyNot(item, limits));
     }
+  }
+
+  /** The current connection's server remembers the ids of the connection `item` last went out on. */
+  private dedup(item: PublishItem): boolean {
+    const limits = this.limits;
+    return !!limits && limits.dedupMs > 0 && limits.dedupScope !== undefined && limits.dedupScope === item.scope;
+  }
+
+  /** `item` went out before, and sending it again now cannot publish it twice. */
+  private resendable(item: PublishItem): boolean {
+    return this.dedup(item) && this.clock.now() - item.firstSentAt < this.limits!.dedupMs * DEDUP_SHARE;
+  }
+
+  private whyNot(item: PublishItem, limits: ServerLimits | null): string {
+    return limits === null
+      ? 'this server does not acknowledge publishes'
+      : this.dedup(item)
+        ? `it first went out ${Math.round(this.clock.now() - item.firstSentAt)} ms ago, too long for the server's memory of ids (dedupMs ${limits.dedupMs})`
+        : 'the server no longer remembers the ids of the connection it went out on (a restart, another process, or no dedup)';
+  }
+
+  /** Reject a publish that may have been published: out of the queue, not sent again. */
+  private unknown(item: PublishItem, why: string): void {
+    this.queue.remove(item);
+    const err = new DuetError(
+      'WS_ERR_OUTCOME_UNKNOWN',
+      `publish to "${item.topic}" was sent but not acknowledged, and is not sent again: ${why}; it may or may not have been published`,
+      item.topic,
+    );
+    this.settle(item, err);
+    this.host.error(err);
   }
 
   private settle(item: PublishItem, error: Error | null, seq?: number): void {

@@ -42,7 +42,7 @@ function setup({ open = true } = {}) {
       host.calls.push(['refused', id, code, message, topic, retryAfter]);
       return host.retry;
     },
-    rateLimited: (retryAfter) => void host.calls.push(['rateLimited', retryAfter]),
+    rateLimited: (retryAfter, ping) => void host.calls.push(['rateLimited', retryAfter, ping]),
     clock,
   });
   /** Write the next waiting subscribe, as the client's pacer does; false when none waits. */
@@ -591,15 +591,24 @@ describe('ChannelSession: limits, acks and refusals of publishes', () => {
     ]);
   });
 
-  it('rate_limited without a publish id pauses the sender; with a numeric id it also answers that ping', () => {
-    const { receive, host, codes } = setup();
-    receive({ type: 'error', code: 'rate_limited', message: 'slow', retryAfter: 30 });
+  it('rate_limited without a publish id pauses the sender; with a numeric id it answers that ping, and nothing else is retried', () => {
+    const { session, receive, host, codes, drain } = setup();
+    session.subscribe('a', noop);
+    drain();
+    host.resumes = 0;
     receive({ type: 'error', code: 'rate_limited', message: 'slow', id: 3, retryAfter: 40 });
-    assert.deepEqual(host.calls.slice(1), [
-      ['rateLimited', 30],
-      ['pingAnswered', 3],
-      ['rateLimited', 40],
-    ]);
+    assert.equal(session.waiting, false, 'the ping was refused, not the subscribe: it is not sent again');
+    assert.equal(host.resumes, 0);
+    receive({ type: 'error', code: 'rate_limited', message: 'slow', retryAfter: 30 });
+    assert.equal(session.waiting, true, 'an unnamed one may have been the subscribe');
+    assert.deepEqual(
+      host.calls.filter((c) => c[0] === 'pingAnswered' || c[0] === 'rateLimited'),
+      [
+        ['pingAnswered', 3],
+        ['rateLimited', 40, true],
+        ['rateLimited', 30, false],
+      ],
+    );
     assert.deepEqual(codes(), ['rate_limited', 'rate_limited']);
   });
 

@@ -210,6 +210,29 @@ describe('Sender: batches', () => {
     assert.equal(sender.queued, 5);
   });
 
+  it('no batch where the server keeps no ids (dedupMs 0 or no scope): one publish per message, each refusal naming its id', () => {
+    for (const limits of [
+      { ...LIMITS, dedupMs: 0 },
+      { ...LIMITS, dedupScope: undefined },
+    ]) {
+      const { sender, sent, connect, publish, clock } = setup();
+      for (const label of ['a', 'b', 'c']) void publish(label);
+      connect(limits);
+      assert.deepEqual(
+        sent().map((m) => [m.type, m.data]),
+        [
+          ['publish', 'a'],
+          ['publish', 'b'],
+          ['publish', 'c'],
+        ],
+      );
+      // An unnamed rate_limited (a subscribe, a hello...) sends nothing again: no batch is in flight.
+      sender.rateLimited(100);
+      clock.advance(10_000);
+      assert.equal(sent().length, 3);
+    }
+  });
+
   it('a long queue drains within the rate: 1000 publishes in 20 batches of maxBatch, in order', () => {
     const { sender, host, sent, connect, publish, clock } = setup();
     for (let i = 0; i < 1000; i++) void publish(`p${i}`, i);
@@ -320,6 +343,27 @@ describe('Sender: refusals', () => {
     assert.deepEqual(ids()[2], [id, ids()[2][1]], 'a then b, in one batch');
   });
 
+  it('unavailable where the server keeps no ids: the broker may have published it, so it rejects as outcome unknown, once reported', async () => {
+    for (const limits of [
+      { ...LIMITS, dedupMs: 0 },
+      { ...LIMITS, dedupScope: undefined },
+    ]) {
+      const { sender, ids, publish, connect, clock, host, outcomes } = setup();
+      connect(limits);
+      void publish('a');
+      void publish('b');
+      const [a] = ids()[0];
+      assert.equal(sender.refused(a, 'unavailable', 'Redis timed out', 'chat', 100), true, 'handled here');
+      await settled();
+      assert.equal(outcomes.get('a'), 'WS_ERR_OUTCOME_UNKNOWN');
+      assert.match(host.errors[0]?.message ?? '', /Redis timed out.*may have published it/);
+      assert.equal(host.errors.length, 1);
+      clock.advance(10_000);
+      assert.equal(ids().length, 2, 'not sent again');
+      assert.equal(sender.pending, 1, 'b waits for its own answer');
+    }
+  });
+
   it('rate_limited without an id (a batch, a ping...): a pause, and batches still unanswered go again', () => {
     const { sender, ids, publish, connect, clock } = setup();
     connect();
@@ -341,6 +385,16 @@ describe('Sender: refusals', () => {
     assert.equal(ids2().length, 1);
     clock2.advance(1 + 56);
     assert.deepEqual(ids2()[1], batch, 'the batch again, same ids');
+  });
+
+  it("a rate_limited naming the heartbeat's ping sends no batch again (the ping was the refused message)", () => {
+    const { sender, ids, publish, connect, clock } = setup();
+    for (const label of ['x', 'y']) void publish(label);
+    connect();
+    assert.equal(ids()[0].length, 2, 'one batch in flight');
+    sender.rateLimited(200, true);
+    clock.advance(10_000);
+    assert.equal(ids().length, 1);
   });
 
   it('an id that is not waiting here is not handled (the error is reported as usual)', () => {
@@ -422,6 +476,61 @@ describe('Sender: after a reconnect (the resend rules)', () => {
     connect();
     await settled();
     assert.equal(outcomes.get('a'), 'WS_ERR_OUTCOME_UNKNOWN', '120 s after the first send');
+  });
+});
+
+describe('Sender: the dedup window, checked as each resend goes out', () => {
+  it('a publish held by unavailable past the window is not sent again: outcome unknown when its turn comes', async () => {
+    const { sender, ids, publish, connect, clock, outcomes, host } = setup();
+    connect();
+    void publish('a');
+    const [a] = ids()[0];
+    clock.advance(100_000); // its answer took long: within dedupMs (120 s) still
+    assert.equal(sender.refused(a, 'unavailable', 'broker away', 'chat', 10_000), true);
+    void publish('b');
+    clock.advance(9_999);
+    assert.equal(ids().length, 1, 'held');
+    clock.advance(1);
+    await settled();
+    assert.equal(outcomes.get('a'), 'WS_ERR_OUTCOME_UNKNOWN', '110 s after it first went: past 90 % of dedupMs');
+    assert.match(host.errors[0]?.message ?? '', /first went out 110000 ms ago/);
+    assert.deepEqual(
+      host.written.map((d) => (JSON.parse(d as string) as { data: unknown }).data),
+      ['a', 'b'],
+      'b went, a did not go again',
+    );
+  });
+
+  it('a resend allowed when limits arrive but held by the pacer past the window is rejected, not sent', async () => {
+    const { sender, ids, publish, connect, drop, clock, outcomes } = setup();
+    connect();
+    void publish('a');
+    drop();
+    clock.advance(107_000);
+    connect(); // 107 s: inside the window when limits arrive, so a is kept
+    // ... but something else took the bucket: a rate_limited pauses the client for 2 s.
+    assert.equal(ids().length, 2, 'sent again at once');
+    const resent = ids()[1][0];
+    assert.equal(sender.refused(resent, 'rate_limited', 'slow', 'chat', 2000), true);
+    clock.advance(2000 + 100);
+    await settled();
+    assert.equal(outcomes.get('a'), 'WS_ERR_OUTCOME_UNKNOWN');
+    assert.equal(ids().length, 2, 'not sent a third time, at 109 s');
+  });
+
+  it('within 90 % of dedupMs it goes again; from there on it does not', () => {
+    for (const [waited, expected] of [
+      [107_999, 2],
+      [108_000, 1],
+    ] as const) {
+      const { publish, connect, drop, clock, ids } = setup();
+      connect();
+      void publish('a');
+      drop();
+      clock.advance(waited);
+      connect();
+      assert.equal(ids().length, expected, `after ${waited} ms`);
+    }
   });
 });
 
