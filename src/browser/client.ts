@@ -133,8 +133,12 @@ export class DuetClient {
       write: (text) => this.sender.sendControl(text),
       emit: (event, payload) => this.emit(event, payload),
       error: (err, loud) => this.emitError(err, loud),
-      pong: (id) => this.heartbeat.pong(id),
-      pingAnswered: (id) => this.heartbeat.answered(id),
+      pong: (id) => {
+        if (this.heartbeat.pong(id)) this.sender.pingAnswered();
+      },
+      pingAnswered: (id) => {
+        if (this.heartbeat.answered(id)) this.sender.pingAnswered();
+      },
       resume: () => this.sender.pump(),
       limits: (limits) => this.sender.announce(limits),
       noLimits: () => this.sender.noLimits(),
@@ -145,6 +149,7 @@ export class DuetClient {
     });
     this.sender = new Sender(this.clock, this.options, {
       writable: () => this.current !== null && this.current.readyState === OPEN,
+      buffered: () => this.current?.bufferedAmount ?? 0,
       write: (data) => this.write(data),
       nextSubscribe: () => this.channel.nextSubscribe(),
       subscribesWaiting: () => this.channel.waiting,

@@ -70,9 +70,11 @@ export class Heartbeat {
     this.pending = null;
   }
 
-  /** A pong with this id arrived. */
-  pong(id: unknown): void {
-    if (this.answered(id)) this.host.latency(this.clock.now() - this.sentAt);
+  /** A pong with this id arrived; returns whether it answered the ping waiting for one. */
+  pong(id: unknown): boolean {
+    if (!this.answered(id)) return false;
+    this.host.latency(this.clock.now() - this.sentAt);
+    return true;
   }
 
   /**

@@ -28,6 +28,8 @@ export interface PublishItem {
   inFlight: boolean;
   /** Written inside a `batch` (a `rate_limited` refusal of a batch names no id). */
   batched: boolean;
+  /** The message it was last written in (a number per message of the connection): answered once all of its entries are. */
+  frame: number;
   /** Written at least once, on this connection or an earlier one. */
   sent: boolean;
   /** The `dedupScope` of the connection it was last written on (undefined: that server keeps no ids). */

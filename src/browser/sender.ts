@@ -2,14 +2,15 @@
  * Everything a DuetClient sends, through one pacer, in this order of priority: the heartbeat's
  * ping, control messages (hello, unsubscribe, a subscribe after a gap), the paced subscribes
  * of a new connection, then the queue (raw messages and publishes, in the order they were
- * made). Publishes carry an id and stay queued until the server acknowledges them; after a
+ * made). Nothing goes while the socket keeps unsent bytes (a stalled network), and each
+ * publish message and ping counts against the pacer until its answer (see pacer.ts). Publishes carry an id and stay queued until the server acknowledges them; after a
  * reconnect they go out again with the same id when the server still remembers ids from the
  * connection they went out on (the same `dedupScope`), so each is published once.
  *
- * Why one file of ~450 lines: the lanes, the pacer's timer, batching and the publishes' life
- * (ack, refusal, resend or outcome unknown) all decide, together, what the next message on the
- * wire is; split apart, each part would need the others' state. What stands alone has its own
- * file (pacer, send-queue, ids, limits).
+ * Why one file of ~590 lines: the lanes, the pacer's timer, batching and the publishes' life
+ * (ack, refusal, resend or outcome unknown, the answers the pacer waits for) all decide,
+ * together, what the next message on the wire is; split apart, each part would need the
+ * others' state. What stands alone has its own file (pacer, send-queue, ids, limits).
  */
 import { DuetError } from './errors.js';
 import { PublishIds } from './ids.js';
@@ -22,6 +23,8 @@ import type { DuetClock, QueuePolicy, SendData } from './types.js';
 export interface SenderHost {
   /** The current socket is open and may take a message. */
   writable(): boolean;
+  /** Bytes the current socket holds, not yet handed to the network (its `bufferedAmount`). */
+  buffered(): number;
   write(data: SendData): void;
   /** Channel mode: the next waiting subscribe's text (marking it sent), or undefined. */
   nextSubscribe(): string | undefined;
@@ -49,6 +52,12 @@ const DEFAULT_RETRY_MS = 1000;
  * still has to cross the network, and a late one would be published a second time.
  */
 const DEDUP_SHARE = 0.9;
+/**
+ * How long the socket may hold unsent bytes before the client stops writing, and how often it
+ * looks again: bytes still there after this long mean a network that stopped taking them, and
+ * what is written now would reach the server in one burst when it recovers.
+ */
+const BUFFER_CHECK_MS = 50;
 /** `{"type":"publish",` + the entry without its `{`. */
 const PUBLISH_HEAD = '{"type":"publish",';
 const BATCH_HEAD = '{"type":"batch","publishes":[';
@@ -70,6 +79,13 @@ export class Sender {
   private holdUntil = 0;
   private timer: unknown = null;
   private pumping = false;
+  /** Publish messages of this connection not answered yet: message number -> entries not answered. */
+  private readonly frames = new Map<number, number>();
+  private frameCount = 0;
+  /** The heartbeat's ping was written and not answered yet. */
+  private pingOut = false;
+  /** Since when the socket has held unsent bytes (-1: it held none when last looked at). */
+  private bufferedSince = -1;
 
   constructor(clock: DuetClock, options: SenderOptions, host: SenderHost) {
     this.clock = clock;
@@ -145,6 +161,7 @@ export class Sender {
       bytes: utf8Length(entry),
       inFlight: false,
       batched: false,
+      frame: 0,
       sent: false,
       scope: undefined,
       firstSentAt: 0,
@@ -161,6 +178,14 @@ export class Sender {
   /** The heartbeat's ping: first in line. */
   sendPing(text: string): void {
     this.ping = text;
+    this.pump();
+  }
+
+  /** The ping was answered (its pong, or refused with its id): it no longer counts against the pacer. */
+  pingAnswered(): void {
+    if (!this.pingOut) return;
+    this.pingOut = false;
+    this.pacer.answered();
     this.pump();
   }
 
@@ -185,6 +210,9 @@ export class Sender {
     this.ping = null;
     this.control = [];
     this.limits = undefined;
+    this.frames.clear();
+    this.pingOut = false;
+    this.bufferedSince = -1;
     for (const item of this.queue.all()) item.inFlight = false;
   }
 
@@ -210,6 +238,7 @@ export class Sender {
     const items = all ? this.queue.clear() : this.queue.all().filter((item) => item.kind === 'publish');
     for (const item of items) {
       if (item.kind !== 'publish') continue;
+      this.landed(item);
       if (!all) this.queue.remove(item);
       this.settle(item, cancelled(item.topic, reason));
     }
@@ -226,8 +255,10 @@ export class Sender {
   ack(id: unknown, seq: unknown): void {
     const item = typeof id === 'string' ? this.byId.get(id) : undefined;
     if (item === undefined || typeof seq !== 'number') return;
+    const answered = this.landed(item);
     this.queue.remove(item);
     this.settle(item, null, seq);
+    if (answered) this.pump();
   }
 
   /**
@@ -243,7 +274,7 @@ export class Sender {
     if (item === undefined) return false;
     const wait = retryMs(retryAfter);
     if (code === 'rate_limited' || (code === 'unavailable' && this.dedup(item))) {
-      item.inFlight = false;
+      this.landed(item);
       if (code === 'rate_limited') this.pacer.pause(wait);
       else this.holdUntil = Math.max(this.holdUntil, this.clock.now() + wait);
       this.pump();
@@ -256,8 +287,10 @@ export class Sender {
       );
       return true;
     }
+    const answered = this.landed(item);
     this.queue.remove(item);
     this.settle(item, new DuetError(code, message, topic));
+    if (answered) this.pump();
     return false;
   }
 
@@ -272,7 +305,7 @@ export class Sender {
     this.pacer.pause(retryMs(retryAfter));
     if (!ping)
       for (const item of this.queue.all())
-        if (item.kind === 'publish' && item.batched && this.dedup(item)) item.inFlight = false;
+        if (item.kind === 'publish' && item.batched && this.dedup(item)) this.landed(item);
     this.pump();
   }
 
@@ -286,7 +319,14 @@ export class Sender {
         const next = this.next();
         if (next === 'none') return;
         if (typeof next === 'number') return this.wake(next);
-        if (!this.pacer.take()) return this.wake(this.pacer.wait());
+        const stalled = this.stalled();
+        if (stalled > 0) return this.wake(stalled);
+        if (!this.pacer.take()) {
+          const wait = this.pacer.wait();
+          // -1: every token is out with a message not answered yet; an answer pumps again.
+          if (wait >= 0) this.wake(wait);
+          return;
+        }
         this.write(next);
       }
     } finally {
@@ -314,6 +354,8 @@ export class Sender {
       case 'ping':
         this.host.write(this.ping!);
         this.ping = null;
+        this.pacer.sent();
+        this.pingOut = true;
         return;
       case 'control':
         this.host.write(this.control.shift()!);
@@ -371,7 +413,11 @@ export class Sender {
       }
       const batch = this.pack(index, limits);
       const now = this.clock.now();
+      const frame = ++this.frameCount;
+      this.frames.set(frame, batch.length);
+      this.pacer.sent();
       for (const entry of batch) {
+        entry.frame = frame;
         entry.inFlight = true;
         entry.batched = batch.length > 1;
         entry.scope = limits.dedupScope;
@@ -445,8 +491,43 @@ export class Sender {
         : 'the server no longer remembers the ids of the connection it went out on (a restart, another process, or no dedup)';
   }
 
+  /**
+   * `item`, written on this connection, got its answer (or will not: sent again, given up).
+   * Returns true when that was the last entry of its message waiting for one: the message
+   * is answered and no longer counts against the pacer.
+   */
+  private landed(item: PublishItem): boolean {
+    if (!item.inFlight) return false;
+    item.inFlight = false;
+    const left = (this.frames.get(item.frame) ?? 1) - 1;
+    if (left > 0) {
+      this.frames.set(item.frame, left);
+      return false;
+    }
+    this.frames.delete(item.frame);
+    this.pacer.answered();
+    return true;
+  }
+
+  /**
+   * ms to wait before writing: the socket has held unsent bytes for BUFFER_CHECK_MS (as far
+   * as seen), so the network is not taking them. 0: write. When it drains, the pacer starts
+   * from an empty bucket: what sat in the buffers reaches the server late, and together.
+   */
+  private stalled(): number {
+    const now = this.clock.now();
+    if (this.host.buffered() <= 0) {
+      if (this.bufferedSince >= 0 && now - this.bufferedSince >= BUFFER_CHECK_MS) this.pacer.pause(0);
+      this.bufferedSince = -1;
+      return 0;
+    }
+    if (this.bufferedSince < 0) this.bufferedSince = now;
+    return now - this.bufferedSince >= BUFFER_CHECK_MS ? BUFFER_CHECK_MS : 0;
+  }
+
   /** Reject a publish that may have been published: out of the queue, not sent again. */
   private unknown(item: PublishItem, why: string): void {
+    this.landed(item);
     this.queue.remove(item);
     const err = new DuetError(
       'WS_ERR_OUTCOME_UNKNOWN',

@@ -1168,6 +1168,42 @@ describe('acknowledged publishes', () => {
   });
 });
 
+describe('a stalled network', () => {
+  it("the socket's bufferedAmount holds the sending while it stays; the pong of the ping frees its room in the pacer", () => {
+    const { client, clock } = setup({ heartbeatInterval: 1000, heartbeatTimeout: 60_000 });
+    client.subscribe('chat', () => {});
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    const sent = () => socket.sentJson.filter((m) => m.type === 'publish' || m.type === 'batch').length;
+    socket.bufferedAmount = 100;
+    void client.publish('chat', 1);
+    clock.advance(50);
+    void client.publish('chat', 2);
+    assert.equal(sent(), 1, 'bytes unsent for 50 ms: held');
+    clock.advance(200);
+    socket.bufferedAmount = 0;
+    clock.advance(50 + 56);
+    assert.equal(sent(), 2);
+    // 18 more publishes fill the room (20), the ping included; its pong frees one.
+    clock.advance(700); // the ping goes at 1000
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 1 });
+    for (let i = 0; i < 17; i++) {
+      clock.advance(60);
+      void client.publish('chat', i);
+    }
+    clock.advance(60);
+    void client.publish('chat', 'last');
+    clock.advance(5000);
+    assert.equal(sent(), 19, 'the ping and 19 publishes: no room left until an answer');
+    socket.message({ type: 'pong', id: 1 });
+    clock.advance(56);
+    assert.equal(sent(), 20);
+    client.close();
+  });
+});
+
 describe('liveness and backoff', () => {
   it('the retry counter starts over when the connection is confirmed: limits in and every subscribe answered', () => {
     const { client, clock } = setup({ heartbeatInterval: 0, minDelay: 100, maxDelay: 10_000 });

@@ -37,6 +37,10 @@ interface World {
   channel: Channel;
   port: number;
   close: () => Promise<void>;
+  /** The code of every refusal the server sent (an `error`, or a refused entry of `acks`), in order. */
+  refusals: string[];
+  /** The close codes the server sent (1013 for a client it rate-limited, ...). */
+  serverCloses: number[];
 }
 
 async function serve(options: ServerOptions = {}): Promise<World> {
@@ -44,8 +48,26 @@ async function serve(options: ServerOptions = {}): Promise<World> {
   const channel = new Channel(server.wss, {
     topics: { chat: { history: { size: 1000 } }, ticker: { history: { size: 1000 }, publish: false } },
   });
-  server.wss.on('connection', (ws) => channel.accept(ws));
-  return { channel, port: server.port, close: server.close };
+  const world: World = { channel, port: server.port, close: server.close, refusals: [], serverCloses: [] };
+  server.wss.on('connection', (ws) => {
+    // What the server answers, seen where it is sent: a refusal the client handles quietly
+    // (a rate_limited it retries) is counted all the same.
+    const send = ws.send.bind(ws);
+    ws.send = (data: unknown, ...rest: unknown[]) => {
+      if (typeof data === 'string' && (data.startsWith('{"type":"error"') || data.startsWith('{"type":"acks"'))) {
+        const msg = JSON.parse(data) as { code?: string; acks?: { code?: string }[] };
+        for (const entry of msg.acks ?? [msg]) if (entry.code !== undefined) world.refusals.push(entry.code);
+      }
+      return (send as (...args: unknown[]) => void)(data, ...rest);
+    };
+    const close = ws.close.bind(ws);
+    ws.close = (code?: number, reason?: string) => {
+      if (code !== undefined) world.serverCloses.push(code);
+      close(code, reason);
+    };
+    channel.accept(ws);
+  });
+  return world;
 }
 
 /** A client and what it saw: deliveries of `chat`, closes, errors. */
@@ -101,6 +123,21 @@ function assertExactlyOnce(got: { seq: number; data: unknown }[], values: unknow
     const delivered = got.find((g) => g.data === value);
     assert.equal(seqs[i], `seq ${delivered?.seq}`, `the ack of ${String(value)} names the seq it was delivered with`);
   }
+}
+
+/**
+ * Wait until anything `client` published before now has reached `got` if it ever will: a
+ * marker published now (its ack awaited) comes after them in the topic's order, so once the
+ * marker is delivered, a duplicate of an earlier publish would have been delivered before it.
+ */
+async function barrier(client: DuetClient, got: { data: unknown }[]): Promise<void> {
+  const marker = `barrier ${Math.random()}`;
+  await within(client.publish('chat', marker), WAIT, 'the barrier acknowledged');
+  await waitFor(
+    () => got.some((g) => g.data === marker),
+    WAIT,
+    () => 'the barrier delivered',
+  );
 }
 
 const cleanup: (() => unknown)[] = [];
@@ -209,6 +246,49 @@ describe('publishes through a failing network, checked page to page', () => {
     assert.deepEqual(sender.errors, [], 'nothing was refused (no rate_limited)');
     assert.equal(sender.client.status, 'open');
     assert.equal(proxy.accepted, 1);
+  });
+
+  it('publishing at the allowed rate through a 3 s stall of the client-to-server path: when it ends nothing is refused, no 1013, each publish once', async () => {
+    const world = await serve();
+    const proxy = await FaultProxy.start(world.port);
+    // The default heartbeat (20 s + 10 s): the stall is not a dead connection.
+    const sender = follow(proxy.port, { WebSocket }, null);
+    const receiver = follow(world.port, { WebSocket });
+    cleanup.push(
+      () => sender.client.close(),
+      () => receiver.client.close(),
+      () => proxy.close(),
+      () => world.close(),
+    );
+    await waitFor(
+      () => sender.client.limits !== undefined && receiver.client.position('chat') !== undefined,
+      WAIT,
+      () => 'both connected',
+    );
+    const values: string[] = [];
+    const promises: Promise<number>[] = [];
+    // One publish every 60 ms: 16.7 a second, inside the pacer's 18 (90 % of the server's 20).
+    const publishFor = async (ms: number) => {
+      for (const end = Date.now() + ms; Date.now() < end;) {
+        const value = `stall ${values.length}`;
+        values.push(value);
+        promises.push(sender.client.publish('chat', value));
+        await sleep(60);
+      }
+    };
+    await publishFor(1000);
+    proxy.stall('up');
+    await publishFor(3000);
+    proxy.heal();
+    await publishFor(1000);
+    const seqs = await within(outcomes(promises), WAIT, 'the acknowledgements');
+    await barrier(sender.client, receiver.got);
+    assertExactlyOnce(receiver.got, values, seqs);
+    assert.ok(values.length > 60, `${values.length} publishes`);
+    assert.deepEqual(world.refusals, [], 'the server refused nothing');
+    assert.deepEqual(world.serverCloses, [], 'and closed nothing');
+    assert.deepEqual(sender.closes, []);
+    assert.deepEqual(sender.errors, []);
   });
 
   it('a path dead in one direction (the other still carrying a ticker) is found by the heartbeat within its bound, and replaced', async () => {

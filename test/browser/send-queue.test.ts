@@ -172,6 +172,7 @@ function publish(id: string, inFlight = false): PublishItem {
     bytes: 0,
     inFlight,
     batched: false,
+    frame: 0,
     sent: inFlight,
     scope: undefined,
     firstSentAt: 0,

@@ -27,6 +27,7 @@ function setup(options: Partial<SenderOptions> = {}) {
   const clock = new FakeClock();
   const host = {
     open: true,
+    buffered: 0,
     written: [] as SendData[],
     subscribes: [] as string[],
     errors: [] as Error[],
@@ -37,6 +38,7 @@ function setup(options: Partial<SenderOptions> = {}) {
     { channel: true, queueLimit: 1000, queuePolicy: 'drop-oldest', flushBurst: 10, flushInterval: 100, ...options },
     {
       writable: () => host.open,
+      buffered: () => host.buffered,
       write: (data) => void host.written.push(data),
       nextSubscribe: () => host.subscribes.shift(),
       subscribesWaiting: () => host.subscribes.length > 0,
@@ -531,6 +533,65 @@ describe('Sender: the dedup window, checked as each resend goes out', () => {
       connect();
       assert.equal(ids().length, expected, `after ${waited} ms`);
     }
+  });
+});
+
+describe('Sender: a stalled network', () => {
+  it('publish messages not answered count against the pacer: through a 10 s silence no more than a bucketful goes, then it restarts from empty', () => {
+    const { sender, ids, publish, connect, clock } = setup();
+    connect(); // 10 tokens left of the default bucket, and room for 20 (the server's)
+    for (let i = 0; i < 10; i++) void publish(`a${i}`);
+    assert.equal(ids().length, 10);
+    clock.advance(10_000); // no answer: the 10 may sit in a stalled network
+    for (let i = 0; i < 15; i++) void publish(`b${i}`);
+    assert.equal(ids().length, 20, 'the bucket refilled only up to the room the 10 leave');
+    clock.advance(10_000);
+    assert.equal(ids().length, 20, 'nothing more until an answer');
+    for (const [id] of ids()) sender.ack(id, 1);
+    assert.equal(ids().length, 20, 'the server just counted 20: the bucket starts empty');
+    clock.advance(56);
+    assert.deepEqual(
+      ids()
+        .slice(20)
+        .map((batch) => batch.length),
+      [5],
+      'the rest, one batch',
+    );
+  });
+
+  it('the ping counts too, until its answer', () => {
+    const { sender, publish, connect, clock, host } = setup();
+    connect();
+    sender.sendPing('{"type":"ping","id":1}');
+    for (let i = 0; i < 9; i++) void publish(`a${i}`);
+    clock.advance(10_000);
+    for (let i = 0; i < 11; i++) void publish(`b${i}`);
+    assert.equal(host.written.length, 20, 'the ping and 19 publishes');
+    clock.advance(10_000);
+    assert.equal(host.written.length, 20);
+    sender.pingAnswered();
+    sender.pingAnswered(); // once only
+    clock.advance(56);
+    assert.equal(host.written.length, 21);
+    clock.advance(10_000);
+    assert.equal(host.written.length, 21);
+  });
+
+  it('a socket that holds unsent bytes for 50 ms stops the writing, looks again every 50 ms, and starts from an empty bucket once they are gone', () => {
+    const { host, ids, publish, connect, clock } = setup();
+    connect();
+    host.buffered = 500;
+    void publish('a'); // bytes there for 0 ms: a burst in one turn is not held
+    clock.advance(50);
+    void publish('b');
+    assert.equal(ids().length, 1, 'still there after 50 ms: held');
+    clock.advance(500);
+    assert.equal(ids().length, 1, 'held while they stay');
+    host.buffered = 0;
+    clock.advance(50);
+    assert.equal(ids().length, 1, 'gone: the bucket starts empty');
+    clock.advance(56);
+    assert.equal(ids().length, 2);
   });
 });
 
