@@ -18,7 +18,7 @@ import { DuetClient, type DuetClientOptions, type DuetCloseInfo } from '../../sr
 import { Channel, WebSocket, type ServerOptions } from '../../src/index.js';
 import { RedisBroker } from '../../src/redis/index.js';
 import { FaultProxy } from '../fault-proxy.js';
-import { startServer, waitFor } from '../helpers.js';
+import { recordRefusals, startServer, waitFor } from '../helpers.js';
 import { REDIS_URL, adminClient, deleteKeys, skipWithoutRedis, testPrefix } from '../redis/redis-helpers.js';
 
 const WAIT = 20_000;
@@ -32,6 +32,8 @@ const FAST: DuetClientOptions = {
   connectTimeout: 2000,
 };
 const BOUND = 2000;
+/** Timers late on a busy machine: half the bound. */
+const SLACK = 1000;
 
 interface World {
   channel: Channel;
@@ -50,21 +52,7 @@ async function serve(options: ServerOptions = {}): Promise<World> {
   });
   const world: World = { channel, port: server.port, close: server.close, refusals: [], serverCloses: [] };
   server.wss.on('connection', (ws) => {
-    // What the server answers, seen where it is sent: a refusal the client handles quietly
-    // (a rate_limited it retries) is counted all the same.
-    const send = ws.send.bind(ws);
-    ws.send = (data: unknown, ...rest: unknown[]) => {
-      if (typeof data === 'string' && (data.startsWith('{"type":"error"') || data.startsWith('{"type":"acks"'))) {
-        const msg = JSON.parse(data) as { code?: string; acks?: { code?: string }[] };
-        for (const entry of msg.acks ?? [msg]) if (entry.code !== undefined) world.refusals.push(entry.code);
-      }
-      return (send as (...args: unknown[]) => void)(data, ...rest);
-    };
-    const close = ws.close.bind(ws);
-    ws.close = (code?: number, reason?: string) => {
-      if (code !== undefined) world.serverCloses.push(code);
-      close(code, reason);
-    };
+    recordRefusals(ws, world.refusals, world.serverCloses);
     channel.accept(ws);
   });
   return world;
@@ -131,13 +119,20 @@ function assertExactlyOnce(got: { seq: number; data: unknown }[], values: unknow
  * marker is delivered, a duplicate of an earlier publish would have been delivered before it.
  */
 async function barrier(client: DuetClient, got: { data: unknown }[]): Promise<void> {
-  const marker = `barrier ${Math.random()}`;
+  const marker = `${BARRIER} ${Math.random()}`;
   await within(client.publish('chat', marker), WAIT, 'the barrier acknowledged');
   await waitFor(
     () => got.some((g) => g.data === marker),
     WAIT,
     () => 'the barrier delivered',
   );
+}
+
+const BARRIER = 'barrier';
+
+/** What `got` holds besides the barriers' markers. */
+function withoutBarriers<T extends { data: unknown }>(got: T[]): T[] {
+  return got.filter((g) => !(typeof g.data === 'string' && g.data.startsWith(BARRIER)));
 }
 
 const cleanup: (() => unknown)[] = [];
@@ -172,7 +167,11 @@ describe('the fault proxy', () => {
     // Up: the echo server never gets it, so nothing comes back.
     proxy.blackhole('up');
     a.socket.write('lost');
-    await sleep(100);
+    await waitFor(
+      () => proxy.droppedUp === 4,
+      WAIT,
+      () => `${proxy.droppedUp} bytes dropped`,
+    );
     proxy.heal();
     a.socket.write('back');
     await waitFor(
@@ -183,7 +182,11 @@ describe('the fault proxy', () => {
     // Down: the server gets it, the answer is dropped.
     proxy.blackhole('down');
     a.socket.write('dropped');
-    await sleep(100);
+    await waitFor(
+      () => proxy.droppedDown === 7,
+      WAIT,
+      () => `${proxy.droppedDown} bytes dropped`,
+    );
     proxy.heal();
     a.socket.write('!');
     await waitFor(
@@ -195,9 +198,31 @@ describe('the fault proxy', () => {
     proxy.blackhole('both', { newConnections: true });
     const b = await connect();
     b.socket.write('x');
-    await sleep(100);
-    assert.deepEqual(b.seen, []);
+    await waitFor(
+      () => proxy.droppedUp === 5,
+      WAIT,
+      () => `${proxy.droppedUp} bytes dropped`,
+    );
+    assert.deepEqual(b.seen, [], 'the echo server never saw it: nothing can come back');
     proxy.heal();
+    // A stall holds the bytes (of the connections open now) and delivers them at heal().
+    proxy.stall('up');
+    a.socket.write('held');
+    // A round trip on a new connection, written after 'held': by then the proxy had read it.
+    const d = await connect();
+    d.socket.write('later');
+    await waitFor(
+      () => d.seen.join('') === 'later',
+      WAIT,
+      () => `d: ${d.seen.join('')}`,
+    );
+    assert.equal(a.seen.join(''), 'pingback!', 'held: the echo server did not get it yet');
+    proxy.heal();
+    await waitFor(
+      () => a.seen.join('') === 'pingback!held',
+      WAIT,
+      () => a.seen.join(''),
+    );
     // FIN: a clean end; RST: a reset.
     const ended = once(a.socket, 'end');
     proxy.cut('fin');
@@ -209,6 +234,7 @@ describe('the fault proxy', () => {
     assert.equal(err.code, 'ECONNRESET');
     a.socket.destroy();
     b.socket.destroy();
+    d.socket.destroy();
     assert.equal(proxy.open, 0);
   });
 });
@@ -236,14 +262,12 @@ describe('publishes through a failing network, checked page to page', () => {
       WAIT,
       'the acknowledgements',
     );
-    await waitFor(
-      () => receiver.got.length >= 100,
-      WAIT,
-      () => `${receiver.got.length} delivered`,
-    );
+    await barrier(sender.client, receiver.got);
     assertExactlyOnce(receiver.got, values, seqs);
+    assert.equal(withoutBarriers(receiver.got).length, 100, 'nothing twice');
     assert.deepEqual(sender.closes, [], 'the sender never lost its connection');
-    assert.deepEqual(sender.errors, [], 'nothing was refused (no rate_limited)');
+    assert.deepEqual(world.refusals, [], 'the server refused nothing (no rate_limited, also none retried quietly)');
+    assert.deepEqual(sender.errors, []);
     assert.equal(sender.client.status, 'open');
     assert.equal(proxy.accepted, 1);
   });
@@ -320,8 +344,11 @@ describe('publishes through a failing network, checked page to page', () => {
       );
       const noticed = Date.now() - start;
       assert.deepEqual(sender.closes.at(-1), { code: 1006, reason: 'heartbeat timeout', wasClean: false });
-      // Generous slack for a busy machine; the unit tests pin the bound on a fake clock.
-      assert.ok(noticed <= BOUND + 5000, `${direction}: noticed after ${noticed} ms`);
+      // The bound runs from the last pong, which came before the hole: so at most BOUND, plus
+      // the heartbeat's two timers firing late. SLACK covers that on a slow, busy machine
+      // (measured: 1.80-1.96 s, also beside two processes spinning on both cores); the unit
+      // tests pin the bound exactly on a fake clock.
+      assert.ok(noticed <= BOUND + SLACK, `${direction}: noticed after ${noticed} ms`);
       if (direction === 'up') assert.ok(sender.got.length > ticksBefore + 5, 'ticks kept arriving meanwhile');
       // A new connection (the proxy kept the hole on the old one only) works at once.
       await waitFor(
@@ -384,9 +411,9 @@ describe('publishes through a failing network, checked page to page', () => {
         WAIT,
         () => `${receiver.got.length} delivered`,
       );
-      await sleep(100); // a duplicate would arrive now
+      await barrier(sender.client, receiver.got);
       assertExactlyOnce(receiver.got, values, seqs);
-      assert.equal(receiver.got.length, 30, `${direction}: nothing twice`);
+      assert.equal(withoutBarriers(receiver.got).length, 30, `${direction}: nothing twice`);
       assert.deepEqual(receiver.resets.length, 1, 'the receiver never lost anything either');
     }
   });
@@ -450,14 +477,9 @@ describe('publishes through a failing network, checked page to page', () => {
       results.slice(7).every((r) => r.startsWith('seq ')),
       `the never-sent ones were published: ${results.join(', ')}`,
     );
-    await waitFor(
-      () => receiver.got.length >= 10,
-      WAIT,
-      () => `${receiver.got.length} delivered`,
-    );
-    await sleep(100);
+    await barrier(sender.client, receiver.got);
     assert.deepEqual(
-      receiver.got.map((g) => g.data),
+      withoutBarriers(receiver.got).map((g) => g.data),
       ['r0', 'r1', 'r2', 'u0', 'u1', 'u2', 'u3', 'f0', 'f1', 'f2'],
       'each once: the unknown ones from the first server, the fresh ones from the second',
     );
@@ -499,12 +521,9 @@ describe('publishes through a failing network, checked page to page', () => {
       proxy.cut(cut % 2 === 0 ? 'fin' : 'rst');
     }
     const seqs = await within(outcomes(promises), WAIT, 'the acknowledgements');
-    await waitFor(
-      () => receiver.got.length >= values.length,
-      WAIT,
-      () => `${receiver.got.length} delivered`,
-    );
+    await barrier(sender.client, receiver.got);
     assertExactlyOnce(receiver.got, values, seqs);
+    assert.equal(withoutBarriers(receiver.got).length, values.length, 'nothing twice');
     await waitFor(
       () => sender.closes.length === 4 && sender.client.status === 'open' && sender.client.retries === 0,
       WAIT,
@@ -514,7 +533,7 @@ describe('publishes through a failing network, checked page to page', () => {
     assert.equal(Math.max(...retries), 1, `retries went ${retries.join(', ')}: every connection was confirmed`);
     // The sender's own copy of the chat lost nothing across the cuts either.
     assert.deepEqual(
-      sender.got.map((g) => g.data),
+      withoutBarriers(sender.got).map((g) => g.data),
       values,
     );
   });
@@ -586,15 +605,10 @@ describe('with the Redis broker', { skip: redisSkip }, () => {
     proxy.heal();
     const results = await within(outcomes([...acked, ...unacked, ...fresh]), WAIT, 'every publish settled');
     assert.equal(sender.client.limits?.dedupScope, scope, 'the same memory');
-    await waitFor(
-      () => receiver.got.length >= 10,
-      WAIT,
-      () => `${receiver.got.length} delivered`,
-    );
-    await sleep(100);
+    await barrier(sender.client, receiver.got);
     const values = ['r0', 'r1', 'r2', 'u0', 'u1', 'u2', 'u3', 'f0', 'f1', 'f2'];
     assertExactlyOnce(receiver.got, values, results);
-    assert.equal(receiver.got.length, 10, 'nothing twice');
+    assert.equal(withoutBarriers(receiver.got).length, 10, 'nothing twice');
     assert.equal(receiver.resets.length, 1, 'the history lives in Redis: the receiver recovered, no reset');
     assert.ok(!sender.errors.includes('WS_ERR_OUTCOME_UNKNOWN'), sender.errors.join(', '));
   });
