@@ -215,6 +215,11 @@ export const ERROR_CODES = {
     meaning:
       'the broker (Redis, the cluster primary) cannot be reached: a publish, recovery or position that failed, or the connection lost; nothing was published',
   },
+  WS_ERR_BROKER_OUTCOME_UNKNOWN: {
+    class: 'DuetError',
+    meaning:
+      'a publish was handed to the broker but its answer never came (a command timeout, the connection lost while it waited): it may or may not have been published',
+  },
   WS_ERR_BROKER_BACKLOG: {
     class: 'DuetError',
     meaning: 'more publishes wait for the broker than maxPendingPublishes: this one was refused (not published)',

@@ -154,7 +154,9 @@ export interface AsynchronousBroker extends BrokerBase {
   /**
    * Number the message, keep it in history and send it to every process, in one atomic step.
    * Resolves with its position once stored; rejects with a DuetError when it cannot be
-   * (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`): then it was not published.
+   * (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`): then it was not published; or with
+   * `WS_ERR_BROKER_OUTCOME_UNKNOWN` when it was handed over and no answer came back (it may
+   * have been published). Any other rejection is taken as an unknown outcome too.
    * A remembered `dedup` id (see OutgoingMessage) is checked and recorded in the same atomic
    * step: a repeat resolves with the first publish's position and `duplicate: true`.
    */
@@ -206,12 +208,22 @@ interface TopicLog {
 }
 
 /**
+ * How often MemoryBroker forgets expired publish ids of topics nobody publishes to (a topic
+ * that is published to forgets them on each publish): an id is released at most this long
+ * after its ttl. One timer for the whole broker, running only while some topic has ids; a
+ * sweep visits each topic once (10,000 topics: well under a millisecond).
+ */
+export const DEDUP_SWEEP_MS = 10_000;
+
+/**
  * One process, no network (the default): each topic's log is held here, and a publish is
  * delivered to the Hub before `publish` returns. A topic nobody follows, without history
  * and without remembered publish ids is not kept at all (its numbering starts over, with a
  * new epoch, when it is next used). Publish ids (OutgoingMessage.dedup) live in their topic's
- * log: at most `dedup.size` per topic, and the topics themselves are bounded by `maxTopics`
- * (a topic forgotten past it forgets its ids too).
+ * log: at most `dedup.size` per topic, each until its ttl has passed (released within
+ * DEDUP_SWEEP_MS after that, by a sweep, on a topic nobody publishes to any more; its log goes
+ * with its last id when nothing else keeps it), and the topics themselves are bounded by
+ * `maxTopics` (a topic forgotten past it forgets its ids too).
  */
 export class MemoryBroker implements SynchronousBroker {
   readonly synchronous = true;
@@ -221,6 +233,8 @@ export class MemoryBroker implements SynchronousBroker {
   private readonly historyByTopic = new Map<string, HistoryOptions | false>();
   private readonly maxTopics: number;
   private readonly scope = randomBytes(12).toString('base64url');
+  /** The sweep of expired publish ids, while some topic has ids (see DEDUP_SWEEP_MS). */
+  private sweeper: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: MemoryBrokerOptions = {}) {
     this.historyDefault = options.history ?? false;
@@ -293,12 +307,18 @@ export class MemoryBroker implements SynchronousBroker {
     let now = 0;
     if (dedup !== undefined) {
       now = Date.now();
-      const first = log.ids?.get(dedup.id, now, dedup.ttlMs);
+      const first = log.ids?.get(dedup.id, now);
       if (first !== undefined) return { epoch: log.epoch, seq: first, duplicate: true };
     }
     const seq = ++log.seq;
     const payload = messageBytes(message, seq);
-    if (dedup !== undefined) (log.ids ??= new PublishIds()).add(dedup.id, seq, now, dedup.ttlMs, dedup.size);
+    if (dedup !== undefined) {
+      if (log.ids === undefined) {
+        log.ids = new PublishIds();
+        this.sweepLater();
+      }
+      log.ids.add(dedup.id, seq, now, dedup.ttlMs, dedup.size);
+    }
     // History keeps its own copy: a received message may be a view into a whole socket read.
     if (log.history) {
       const copy = payload === message.payload ? Buffer.from(payload) : payload;
@@ -340,6 +360,35 @@ export class MemoryBroker implements SynchronousBroker {
     return this.logs.size;
   }
 
+  /** Start the sweep of expired ids, unless it runs (it does not keep the process alive). */
+  private sweepLater(): void {
+    if (this.sweeper !== undefined) return;
+    this.sweeper = setInterval(() => this.sweep(), DEDUP_SWEEP_MS);
+    this.sweeper.unref();
+  }
+
+  /**
+   * Forget expired publish ids everywhere, and the logs left with nothing to keep (no ids,
+   * no history, nobody following: as unwatch does). Stops when no topic has ids left.
+   */
+  private sweep(): void {
+    const now = Date.now();
+    let remembering = false;
+    for (const [topic, log] of this.logs) {
+      if (log.ids === undefined) continue;
+      if (log.ids.sweep(now) > 0) {
+        remembering = true;
+        continue;
+      }
+      log.ids = undefined;
+      if (!log.watched && log.history === undefined) this.logs.delete(topic);
+    }
+    if (!remembering) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
   /**
    * Too many topics: forget the oldest one nobody subscribes to (its history goes with it, so
    * a later recovery on it reports `recovered: false`). Topics with subscribers are kept.
@@ -353,5 +402,9 @@ export class MemoryBroker implements SynchronousBroker {
     }
   }
 
-  close(): void {}
+  /** Stop the sweep of expired ids (what is kept stays usable; a publish with an id starts it again). */
+  close(): void {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
 }

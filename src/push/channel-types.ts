@@ -26,7 +26,7 @@ export const CHANNEL_ERROR_CODES = {
   recovery_limited: { meaning: 'the recovery asked for does not fit the recovery budget now; see retryAfter' },
   unavailable: {
     meaning:
-      'the server cannot reach its broker (Redis) now: the subscribe or publish was not done; send it again after retryAfter',
+      'the server cannot reach its broker (Redis) now: the subscribe or publish was not done (with "outcome":"unknown": the publish may have been done); send it again after retryAfter',
   },
   binary: { meaning: 'a binary frame: the protocol is JSON text only' },
   internal: { meaning: 'the server failed while handling the message (a bug; see the warning)' },
@@ -175,14 +175,26 @@ export interface ChannelError {
   code: ChannelErrorCode;
   message: string;
   topic?: string;
-  /** The `id` of the refused publish, when it had one. */
-  id?: string;
+  /**
+   * The `id` of the refused publish, when it had one; with `rate_limited` and `too_big`, also
+   * of a refused ping (a string or a number, as the ping had it).
+   */
+  id?: string | number;
   /**
    * `rate_limited`: milliseconds until the connection may send one more message;
    * `recovery_limited`: until the same subscribe fits the budget; `unavailable`: until it is
    * worth trying again.
    */
   retryAfter?: number;
+  /**
+   * `'unknown'` on the refusal of a publish (`unavailable`, `internal`) that may have been
+   * published all the same: the broker took it and its answer never came (a Redis command
+   * timeout, a lost connection), or the server failed while publishing it. Without it, a
+   * refused publish was not published. With dedup (`limits.dedupMs` > 0, the same
+   * `dedupScope`), sending it again with the same `id` is safe either way: a repeat of a
+   * published id is answered with its `ack` and `duplicate: true`.
+   */
+  outcome?: 'unknown';
 }
 /** The first message on every channel connection: the limits the server holds it to. */
 export interface ChannelLimits {
@@ -210,7 +222,15 @@ export interface ChannelAck {
 /** One entry of an `acks` answer: the entry's ack, or why it was refused. */
 export type ChannelAckEntry =
   | { id: string; topic: string; seq: number; duplicate?: true }
-  | { id: string; topic: string; code: ChannelErrorCode; message: string; retryAfter?: number };
+  | {
+      id: string;
+      topic: string;
+      code: ChannelErrorCode;
+      message: string;
+      retryAfter?: number;
+      /** It may have been published all the same: see ChannelError.outcome. */
+      outcome?: 'unknown';
+    };
 /** The answer to a `batch`: one entry per publish, in the batch's order. */
 export interface ChannelAcks {
   type: 'acks';

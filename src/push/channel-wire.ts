@@ -19,8 +19,13 @@ export const UNAVAILABLE_RETRY_MS = 1000;
 
 /** A client message refused: what the `error` (or the `acks` entry) says. */
 export class ClientError extends Error {
-  /** The `id` of the publish it refuses, when it had one. */
-  id: string | undefined;
+  /** The `id` of the publish (or ping) it refuses, when it had one. */
+  id: string | number | undefined;
+  /**
+   * `'unknown'`: the publish it refuses may have been published all the same (the broker took
+   * it and its answer never came, or the server failed while publishing it).
+   */
+  outcome: 'unknown' | undefined;
 
   constructor(
     readonly code: ChannelErrorCode,
@@ -48,14 +53,29 @@ export function badPublishId(): ClientError {
   return new ClientError('bad_message', `"id" must be a string of 1 to ${MAX_PUBLISH_ID_LENGTH} characters`);
 }
 
-/** The broker could not take a publish: it was not published. */
-export function notPublished(topic: string): ClientError {
-  return new ClientError(
+/**
+ * The refusal of a publish the broker failed (`err`, how it rejected): `unavailable`, worth
+ * sending again after `retryAfter`. When the broker could not take it (WS_ERR_BROKER_UNAVAILABLE,
+ * WS_ERR_BROKER_BACKLOG) it was not published; otherwise (WS_ERR_BROKER_OUTCOME_UNKNOWN: it was
+ * handed over and no answer came; or anything unexpected) it may have been: `outcome: 'unknown'`.
+ */
+export function brokerRefusal(topic: string, err: unknown): ClientError {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  if (code === 'WS_ERR_BROKER_UNAVAILABLE' || code === 'WS_ERR_BROKER_BACKLOG')
+    return new ClientError(
+      'unavailable',
+      'not published: the server cannot reach its broker now',
+      topic,
+      UNAVAILABLE_RETRY_MS,
+    );
+  const refusal = new ClientError(
     'unavailable',
-    'not published: the server cannot reach its broker now',
+    'no answer from the broker: this publish may or may not have been published',
     topic,
     UNAVAILABLE_RETRY_MS,
   );
+  refusal.outcome = 'unknown';
+  return refusal;
 }
 
 /** The `ack` of a publish with an id. */
@@ -74,6 +94,7 @@ export function ackEntry(id: string, topic: string, result: PublishResult): Chan
 export function refused(id: string, topic: string, err: ClientError): ChannelAckEntry {
   const entry: ChannelAckEntry = { id, topic, code: err.code, message: err.message };
   if (err.retryAfter !== undefined) entry.retryAfter = err.retryAfter;
+  if (err.outcome !== undefined) entry.outcome = err.outcome;
   return entry;
 }
 

@@ -11,7 +11,7 @@
  * framed once for every subscriber, and kept as those same bytes in the topic's history, from
  * which recovery replays it.
  *
- * Why one file of ~750 lines: one handler per message type of the protocol (subscribe,
+ * Why one file of ~800 lines: one handler per message type of the protocol (subscribe,
  * publish, batch, hello, ping), over one per-connection state (rate limit, recovery budget,
  * identity) and the limits it announces; the wire shapes are in channel-types.ts, reading
  * and answering messages in channel-wire.ts.
@@ -37,7 +37,7 @@ import {
   ClientError,
   counts,
   isPublishId,
-  notPublished,
+  brokerRefusal,
   parse,
   refused,
   sendJson,
@@ -94,6 +94,13 @@ const DEFAULT_DEDUP: Required<ChannelDedupOptions> = { ttlMs: 120_000, size: 10_
 // 50 chat-sized publishes fit the default 16 KiB frame; a client's queue of 1,000 drains in
 // 20 messages, one second of the default rate.
 const DEFAULT_MAX_BATCH = 50;
+
+/**
+ * A refusal of a message up to this many times `maxMessageBytes` (`too_big`, `rate_limited`)
+ * names the publish or ping it refuses: parsing a message of 64 KiB (the default limit x 4)
+ * costs well under a millisecond; beyond, the message is not read.
+ */
+const NAMED_UP_TO = 4;
 
 /** Keys of a publish request that would name a sender: only the server stamps that (`from`). */
 const SENDER_KEYS = ['from', 'nick'] as const;
@@ -343,8 +350,13 @@ export class Channel {
       if (isBinary) throw new ClientError('binary', 'binary messages are not part of the protocol; send JSON text');
       const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : undefined;
       if (bytes === undefined) throw new ClientError('binary', 'text messages only');
-      if (bytes.length > this.maxMessageBytes)
-        throw new ClientError('too_big', `messages are limited to ${this.maxMessageBytes} bytes`);
+      if (bytes.length > this.maxMessageBytes) {
+        // Named, so the client can match the refusal to its publish or ping.
+        const named = this.named(bytes);
+        const err = new ClientError('too_big', `messages are limited to ${this.maxMessageBytes} bytes`, named?.topic);
+        err.id = named?.id;
+        throw err;
+      }
       this.handle(ws, state, parse(bytes));
     } catch (err) {
       if (err instanceof ClientError) this.fail(ws, state, err);
@@ -370,8 +382,10 @@ export class Channel {
 
   /**
    * A message over the rate limit: dropped, and answered `rate_limited` with `retryAfter` (the
-   * milliseconds until one token is back) and, for a publish, its `id` and `topic`, so the
-   * client can send it again then; not counted toward `maxErrors`. A connection refused more
+   * milliseconds until one token is back) and, for a publish or a ping with an id, its `id`
+   * (and the publish's `topic`), so the client can send it again then (a client that misses
+   * the pong of a refused ping would take its connection for dead); not counted toward
+   * `maxErrors`. A connection refused more
    * than `rate.messages` times within one `rate.perMs` window (it sends at over about twice
    * the rate, ignoring `retryAfter`) is closed with 1013 and the time until its bucket is full.
    */
@@ -390,21 +404,24 @@ export class Channel {
       message: `too many messages; send again in ${retryAfter} ms`,
       retryAfter,
     };
-    const publish = isBinary ? undefined : this.publishNamed(data);
-    if (publish !== undefined) {
-      error.topic = publish.topic;
-      error.id = publish.id;
-    }
+    const named = isBinary ? undefined : this.named(data);
+    if (named?.topic !== undefined) error.topic = named.topic;
+    if (named !== undefined) error.id = named.id;
     sendJson(ws, error);
     if (state.limited > rate.capacity) {
       ws.close(CloseCode.TRY_AGAIN_LATER, `rate limited; retry after ${waitFor(state.tokens, rate.capacity, rate)} ms`);
     }
   }
 
-  /** The topic and id of a publish with an id (parsed only for this), else undefined. */
-  private publishNamed(data: RawData): { topic: string; id: string } | undefined {
+  /**
+   * The id (and topic) of a refused message that a client waits for an answer to: a publish
+   * with an id, or a ping with one (parsed only for this); else undefined. Messages over
+   * NAMED_UP_TO x `maxMessageBytes` are not parsed (a client that keeps within the limit it
+   * was told never sends one).
+   */
+  private named(data: RawData): { id: string | number; topic?: string } | undefined {
     const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : undefined;
-    if (bytes === undefined || bytes.length > this.maxMessageBytes) return undefined;
+    if (bytes === undefined || bytes.length > NAMED_UP_TO * this.maxMessageBytes) return undefined;
     let msg: Fields;
     try {
       msg = parse(bytes);
@@ -412,6 +429,7 @@ export class Channel {
       return undefined;
     }
     const { type, topic, id } = msg;
+    if (type === 'ping') return isPingId(id) ? { id } : undefined;
     if (type !== 'publish' || typeof topic !== 'string' || !isPublishId(id)) return undefined;
     return { topic: topic.slice(0, MAX_TOPIC_LENGTH), id };
   }
@@ -447,8 +465,7 @@ export class Channel {
       case 'ping': {
         const id = msg.id;
         if (id === undefined || id === null) sendJson(ws, { type: 'pong' });
-        else if (typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)))
-          sendJson(ws, { type: 'pong', id });
+        else if (isPingId(id)) sendJson(ws, { type: 'pong', id });
         else throw new ClientError('bad_message', 'ping "id" must be a string or a number');
         return;
       }
@@ -626,8 +643,11 @@ export class Channel {
     try {
       message = this.preparePublish(ws, state, msg);
     } catch (err) {
-      if (err instanceof ClientError) err.id = id;
-      throw err;
+      // Whatever failed (an allowPublish that threw included), the answer names the publish:
+      // a client waits for the answer to its id.
+      const refusal = refusalOf(err, msg.topic);
+      refusal.id = id;
+      throw refusal;
     }
     const topic = msg.topic as string;
     if (id === undefined) {
@@ -638,8 +658,8 @@ export class Channel {
       }
       // A broker that cannot take it (Redis away, its backlog full): the sender is told it was
       // not published, never left to believe it was.
-      this.hub.publishMessageAsync(message).catch(() => {
-        if (ws.readyState === ws.OPEN) this.fail(ws, state, notPublished(topic));
+      this.hub.publishMessageAsync(message).catch((err: unknown) => {
+        if (ws.readyState === ws.OPEN) this.fail(ws, state, brokerRefusal(topic, err));
       });
       return;
     }
@@ -647,16 +667,26 @@ export class Channel {
     if (this.hub.synchronous) {
       // Numbered and delivered in this call (to the sender too, if subscribed: its `message`
       // comes before the ack), so the ack keeps its place among the connection's answers.
-      sendJson(ws, ack(id, topic, this.hub.publishMessageSync(message)));
+      let result: PublishResult;
+      try {
+        result = this.hub.publishMessageSync(message);
+      } catch (err) {
+        // Failed while publishing: it may have been numbered (and its id remembered) first.
+        const refusal = refusalOf(err, topic);
+        refusal.id = id;
+        refusal.outcome = 'unknown';
+        throw refusal;
+      }
+      sendJson(ws, ack(id, topic, result));
       return;
     }
     this.publishOnce(topic, id, message).then(
       (result) => {
         if (ws.readyState === ws.OPEN) sendJson(ws, ack(id, topic, result));
       },
-      () => {
+      (failure: unknown) => {
         if (ws.readyState !== ws.OPEN) return;
-        const err = notPublished(topic);
+        const err = brokerRefusal(topic, failure);
         err.id = id;
         this.fail(ws, state, err);
       },
@@ -706,25 +736,27 @@ export class Channel {
     for (const entry of entries as Fields[]) {
       const id = entry.id as string;
       const topic = entry.topic as string;
-      let message: OutgoingMessage;
+      let message: OutgoingMessage | undefined;
+      let result: PublishResult | undefined;
       try {
         message = this.preparePublish(ws, state, entry);
+        if (this.dedup !== false) message.dedup = { id, ttlMs: this.dedup.ttlMs, size: this.dedup.size };
+        if (synchronous) result = this.hub.publishMessageSync(message);
       } catch (err) {
-        const refusal =
-          err instanceof ClientError ? err : new ClientError('internal', 'the server could not handle this publish');
-        if (refusal !== err) process.emitWarning(err instanceof Error ? err : String(err));
+        const refusal = refusalOf(err, topic);
+        // Failed while publishing (not while checking it): it may have been published.
+        if (message !== undefined) refusal.outcome = 'unknown';
         if (counts(refusal.code)) state.errors++;
         answers.push(refused(id, topic.slice(0, MAX_TOPIC_LENGTH), refusal));
         continue;
       }
-      if (this.dedup !== false) message.dedup = { id, ttlMs: this.dedup.ttlMs, size: this.dedup.size };
-      if (synchronous) {
-        answers.push(ackEntry(id, topic, this.hub.publishMessageSync(message)));
+      if (result !== undefined) {
+        answers.push(ackEntry(id, topic, result));
       } else {
         answers.push(
           this.publishOnce(topic, id, message).then(
             (result) => ackEntry(id, topic, result),
-            () => refused(id, topic, notPublished(topic)),
+            (failure: unknown) => refused(id, topic, brokerRefusal(topic, failure)),
           ),
         );
       }
@@ -743,11 +775,32 @@ export class Channel {
     if (err.topic !== undefined) error.topic = err.topic;
     if (err.id !== undefined) error.id = err.id;
     if (err.retryAfter !== undefined) error.retryAfter = err.retryAfter;
+    if (err.outcome !== undefined) error.outcome = err.outcome;
     // Waiting for the recovery budget or for the broker is no misbehaviour: not counted.
     if (counts(err.code)) state.errors++;
     sendJson(ws, error);
     if (state.errors >= this.maxErrors) ws.close(CloseCode.POLICY_VIOLATION, 'too many errors');
   }
+}
+
+/**
+ * The refusal of a publish that failed with `err`: a ClientError as it is; anything else (a
+ * bug, an application callback or a custom broker that threw) is reported as a warning and
+ * refused as `internal`, naming the publish's topic.
+ */
+function refusalOf(err: unknown, topic: unknown): ClientError {
+  if (err instanceof ClientError) return err;
+  process.emitWarning(err instanceof Error ? err : String(err));
+  return new ClientError(
+    'internal',
+    'the server could not handle this publish',
+    typeof topic === 'string' ? topic.slice(0, MAX_TOPIC_LENGTH) : undefined,
+  );
+}
+
+/** A ping's `id`: a string or a finite number, echoed in its `pong`. */
+function isPingId(id: unknown): id is string | number {
+  return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id));
 }
 
 function checkTopicName(name: string): void {

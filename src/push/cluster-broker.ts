@@ -159,7 +159,8 @@ export interface ClusterBrokerOptions {
   /**
    * Milliseconds a request may wait for the primary's answer before it fails with
    * WS_ERR_BROKER_UNAVAILABLE (default 5000, as RedisBroker's `commandTimeout`). A publish
-   * that timed out may still be published if the primary was only slow.
+   * that timed out may still be published if the primary was only slow: it fails with
+   * WS_ERR_BROKER_OUTCOME_UNKNOWN.
    */
   requestTimeout?: number;
   /** @internal The IPC channel (default `process`); tests pass a stand-in. */
@@ -195,6 +196,10 @@ interface Pending {
   /** The reply's value checked, or undefined when malformed. */
   parse(value: unknown): unknown;
   deadline: number;
+  /** A publish: once sent, a failure without the primary's answer leaves its outcome unknown. */
+  publish: boolean;
+  /** It left for the primary (in an IPC message). */
+  sent: boolean;
 }
 
 type Request = WorkerItem extends infer I ? (I extends { id: number } ? Omit<I, 'id'> : never) : never;
@@ -336,7 +341,9 @@ export class ClusterBroker implements AsynchronousBroker {
    * Have the primary number the message, keep it in history and send it to every worker that
    * watches its topic (here without `exclude`). Resolves with its position (the first one's,
    * with `duplicate`, for a publish id the primary remembers); rejects with
-   * WS_ERR_BROKER_BACKLOG or WS_ERR_BROKER_UNAVAILABLE when it was not published.
+   * WS_ERR_BROKER_BACKLOG or WS_ERR_BROKER_UNAVAILABLE when it was not published, and with
+   * WS_ERR_BROKER_OUTCOME_UNKNOWN when it was sent but no answer came (a timeout, the IPC
+   * channel closed, this broker closed): the primary may have published it.
    */
   async publish(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
     const item: Request & { op: 'publish' } = { op: 'publish', topic: message.topic, binary: message.binary };
@@ -409,7 +416,8 @@ export class ClusterBroker implements AsynchronousBroker {
 
   /**
    * Stop: the primary forgets this worker's topics and leases, requests still waiting fail
-   * with WS_ERR_BROKER_UNAVAILABLE, and the IPC listeners are removed.
+   * with WS_ERR_BROKER_UNAVAILABLE (publishes sent: WS_ERR_BROKER_OUTCOME_UNKNOWN), and the
+   * IPC listeners are removed.
    */
   close(): void {
     if (this.closed) return;
@@ -419,7 +427,7 @@ export class ClusterBroker implements AsynchronousBroker {
       this.outbox.push({ op: 'bye' });
       this.flush();
     }
-    this.failAll(unavailable('the cluster broker is closed'));
+    this.failAll('the cluster broker is closed');
     if (this.flushing !== undefined) clearImmediate(this.flushing);
     this.channel.off('message', this.onMessage);
     this.channel.off('disconnect', this.onDisconnect);
@@ -446,6 +454,8 @@ export class ClusterBroker implements AsynchronousBroker {
         reject,
         parse,
         deadline: Date.now() + this.timeout,
+        publish: item.op === 'publish',
+        sent: false,
       });
       this.send({ ...item, id });
       this.timer ??= this.arm();
@@ -464,6 +474,12 @@ export class ClusterBroker implements AsynchronousBroker {
     if (this.outbox.length === 0 || this.channel.connected === false) return;
     const items = this.outbox;
     this.outbox = [];
+    for (const item of items) {
+      if ('id' in item) {
+        const p = this.pending.get(item.id);
+        if (p !== undefined) p.sent = true;
+      }
+    }
     // With a callback, a send on a channel that just closed does not throw an 'error' event
     // at the process: 'disconnect' follows, and fails what waits.
     this.channel.send!({ duet: CLUSTER_TAG, broker: this.id, items }, undefined, undefined, ignore);
@@ -479,7 +495,7 @@ export class ClusterBroker implements AsynchronousBroker {
         const now = Date.now();
         for (const [id, p] of this.pending) {
           if (p.deadline > now) break; // in id order, and so in deadline order
-          this.settle(id, p, unavailable(`no answer from the cluster primary within ${this.timeout} ms`));
+          this.settle(id, p, this.unanswered(p, `no answer from the cluster primary within ${this.timeout} ms`));
         }
         this.timer = this.arm();
       },
@@ -494,8 +510,9 @@ export class ClusterBroker implements AsynchronousBroker {
     else p.resolve(result.value);
   }
 
-  private failAll(err: DuetError): void {
-    for (const [id, p] of this.pending) this.settle(id, p, err);
+  /** Fail every request waiting, for `reason` (the primary did not answer them). */
+  private failAll(reason: string): void {
+    for (const [id, p] of this.pending) this.settle(id, p, this.unanswered(p, reason));
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -563,11 +580,21 @@ export class ClusterBroker implements AsynchronousBroker {
   /** The channel closed (it closes once; close() removes this listener first). */
   private readonly onDisconnect = (): void => {
     this.disconnected = true;
-    const err = unavailable('the IPC channel to the cluster primary closed');
+    const reason = 'the IPC channel to the cluster primary closed';
     this.feeds.close();
-    this.failAll(err);
-    this.report(err);
+    this.failAll(reason);
+    this.report(unavailable(reason));
   };
+
+  /**
+   * The error of a request the primary did not answer: a publish that left for it may have
+   * been published (WS_ERR_BROKER_OUTCOME_UNKNOWN); anything else did not happen.
+   */
+  private unanswered(p: Pending, reason: string): DuetError {
+    return p.publish && p.sent
+      ? createError('WS_ERR_BROKER_OUTCOME_UNKNOWN', `${reason}: the publish may have been published`)
+      : unavailable(reason);
+  }
 
   private report(err: Error): void {
     if (!this.closed) this.host?.error(err);

@@ -334,7 +334,8 @@ export class Hub implements PubSub {
   /**
    * Publish and wait for the broker: resolves with the message's position (`{ epoch, seq }`)
    * once it is numbered and stored (at once with the in-memory broker); rejects with a
-   * DuetError (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`) when it was not published.
+   * DuetError (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`) when it was not published,
+   * `WS_ERR_BROKER_OUTCOME_UNKNOWN` when the broker got it but its answer never came.
    */
   publishAsync(
     topic: string,
@@ -379,9 +380,9 @@ export class Hub implements PubSub {
   /** `publishMessage`, waiting for the broker as `publishAsync` does (and with its `duplicate`). */
   publishMessageAsync(message: OutgoingMessage, exclude?: Subscriber): Promise<PublishResult> {
     const broker = this.broker;
-    if (!broker.synchronous) return broker.publish(message, exclude);
+    // A broker's failure is always a rejection, even one that throws instead (a custom broker).
     try {
-      return Promise.resolve(broker.publish(message, exclude));
+      return broker.synchronous ? Promise.resolve(broker.publish(message, exclude)) : broker.publish(message, exclude);
     } catch (err) {
       return Promise.reject(asError(err));
     }

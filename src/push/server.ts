@@ -77,7 +77,8 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
    * `publish`, waiting for the broker: resolves with the message's `{ epoch, seq }` once it is
    * numbered and stored (at once with the in-memory broker; after Redis answered with
    * duet/redis). Rejects with a DuetError (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`)
-   * when the message was not published. See docs/scaling.md.
+   * when the message was not published, `WS_ERR_BROKER_OUTCOME_UNKNOWN` when the broker got it
+   * but its answer never came (it may have been published). See docs/scaling.md.
    */
   publishAsync(topic: string, data: PublishData, options?: PublishOptions): Promise<TopicPosition> {
     return this.hub.publishAsync(topic, data, options);

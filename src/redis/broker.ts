@@ -10,7 +10,7 @@
  * that). Commands never wait in a queue while Redis is away (`enableOfflineQueue: false`): a
  * publish fails at once with WS_ERR_BROKER_UNAVAILABLE instead of being reported as sent.
  *
- * Why one file of ~550 lines: every method is one script call or one connection event over the
+ * Why one file of ~600 lines: every method is one script call or one connection event over the
  * same two connections and counters; the Lua itself is in scripts.ts, the ordering in
  * push/topic-feed.ts.
  */
@@ -57,7 +57,7 @@ export interface RedisBrokerOptions {
 export interface RedisBrokerStats {
   /** Publishes Redis acknowledged. */
   published: number;
-  /** Publishes that failed (not published). */
+  /** Publishes that failed: not published (WS_ERR_BROKER_UNAVAILABLE, _BACKLOG), or not known (WS_ERR_BROKER_OUTCOME_UNKNOWN). */
   failed: number;
   /** Publishes waiting for Redis now. */
   pending: number;
@@ -328,6 +328,14 @@ export class RedisBroker implements AsynchronousBroker {
       this.feeds.expect(message.topic, n, exclude);
     }
     const dedup = message.dedup;
+    if (this.commands.status !== 'ready') {
+      // Nothing was sent (commands never wait in a queue): certainly not published.
+      this.counters.failed++;
+      throw unavailable(
+        `publish to ${JSON.stringify(message.topic.slice(0, 64))} failed: not published`,
+        new Error(`the connection is ${this.commands.status}`),
+      );
+    }
     this.counters.pending++;
     try {
       const reply = await this.run(
@@ -358,7 +366,17 @@ export class RedisBroker implements AsynchronousBroker {
       return { seq: Number(seq), epoch: epoch.toString('latin1') };
     } catch (err) {
       this.counters.failed++;
-      throw unavailable(`publish to ${JSON.stringify(message.topic.slice(0, 64))} failed: not published`, err);
+      const topic = JSON.stringify(message.topic.slice(0, 64));
+      // Redis answered with an error: the script did not run (or stopped at its first command).
+      if (err instanceof Error && err.name === 'ReplyError')
+        throw unavailable(`publish to ${topic} failed: not published`, err);
+      // Sent, and no answer came (the connection dropped, or was dropped as stuck): the script
+      // may have run.
+      throw createError(
+        'WS_ERR_BROKER_OUTCOME_UNKNOWN',
+        `publish to ${topic}: no answer from Redis (${err instanceof Error ? err.message : String(err)}); it may have been published`,
+        { cause: err },
+      );
     } finally {
       this.counters.pending--;
     }

@@ -8,15 +8,16 @@ import assert from 'node:assert/strict';
 import {
   ack,
   ackEntry,
+  brokerRefusal,
   ClientError,
   counts,
   isPublishId,
   MAX_PUBLISH_ID_LENGTH,
-  notPublished,
   parse,
   refused,
   stringify,
 } from '../../src/push/channel-wire.js';
+import { createError } from '../../src/protocol/errors.js';
 
 describe('channel wire', () => {
   it('parse: a JSON object, else bad_json or bad_message', () => {
@@ -58,7 +59,8 @@ describe('channel wire', () => {
       duplicate: true,
     });
     assert.deepEqual(ackEntry('i', 't', { epoch: 'e', seq: 4, duplicate: false }), { id: 'i', topic: 't', seq: 4 });
-    assert.deepEqual(refused('i', 't', notPublished('t')), {
+    const unreachable = createError('WS_ERR_BROKER_UNAVAILABLE', 'down');
+    assert.deepEqual(refused('i', 't', brokerRefusal('t', unreachable)), {
       id: 'i',
       topic: 't',
       code: 'unavailable',
@@ -71,6 +73,27 @@ describe('channel wire', () => {
       code: 'forbidden',
       message: 'no',
     });
+  });
+
+  it('a broker failure: unavailable; "outcome": "unknown" unless the broker says it was not published', () => {
+    const notPublished = ['WS_ERR_BROKER_UNAVAILABLE', 'WS_ERR_BROKER_BACKLOG'] as const;
+    for (const code of notPublished) {
+      const refusal = brokerRefusal('t', createError(code, 'x'));
+      assert.deepEqual([refusal.code, refusal.outcome, refusal.retryAfter], ['unavailable', undefined, 1000], code);
+    }
+    const unknown = [createError('WS_ERR_BROKER_OUTCOME_UNKNOWN', 'x'), new Error('a custom broker'), 'thrown text'];
+    for (const failure of unknown) {
+      const refusal = brokerRefusal('t', failure);
+      assert.deepEqual([refusal.code, refusal.outcome, refusal.retryAfter], ['unavailable', 'unknown', 1000]);
+      assert.deepEqual(refused('i', 't', refusal), {
+        id: 'i',
+        topic: 't',
+        code: 'unavailable',
+        message: 'no answer from the broker: this publish may or may not have been published',
+        retryAfter: 1000,
+        outcome: 'unknown',
+      });
+    }
   });
 
   it('waiting (rate, recovery budget, broker) is not misbehaviour; the other refusals count', () => {

@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import WS from 'ws';
 import { Channel, type ChannelOptions, type WebSocket } from '../../src/index.js';
 import {
+  MemoryBroker,
   messageBytes,
   type AsynchronousBroker,
   type BrokerHost,
@@ -38,6 +39,7 @@ interface Msg {
   code?: string;
   message?: string;
   retryAfter?: number;
+  outcome?: string;
   duplicate?: boolean;
   acks?: Array<Record<string, unknown>>;
   rate?: unknown;
@@ -710,6 +712,13 @@ describe('channel protocol: errors', () => {
       assert.match(warning.message, /boom in allowPublish/);
       c.send({ type: 'ping' });
       assert.deepEqual(await c.next(), { type: 'pong' });
+      // A publish with an id: the answer names it, so the client's promise settles.
+      const named = await c.expectError({ type: 'publish', topic: 'chat', data: 2, id: 'p.1' }, 'internal');
+      assert.deepEqual(
+        { id: named.id, topic: named.topic, outcome: named.outcome },
+        { id: 'p.1', topic: 'chat', outcome: undefined },
+        `the internal error names the publish: ${JSON.stringify(named)}`,
+      );
     } finally {
       await s.close();
     }
@@ -836,6 +845,45 @@ describe('channel protocol: errors', () => {
       for (let i = 0; i < 7; i++) c.send({ type: 'ping', id: i });
       assert.equal(await c.closed(), 1013);
       assert.match(c.closeReason, /^rate limited; retry after \d+ ms$/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a refused ping or publish with an id is named: rate_limited and too_big carry its id', T, async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const s = await channelServer({ ...CHAT, rateLimit: { messages: 3, perMs: 1000 }, maxMessageBytes: 200 });
+    try {
+      const c = await s.client();
+      for (let i = 1; i <= 3; i++) c.send({ type: 'ping', id: i });
+      // The bucket is empty (three refusals in the window: not enough to be closed): a client waits for the answer to its own ping (and would reconnect
+      // without one), so the refusal names it, a number or a string as sent.
+      c.send({ type: 'ping', id: 7 });
+      c.send({ type: 'ping', id: 'beat-8' });
+      c.send({ type: 'ping' });
+      const replies = await c.take(6);
+      assert.deepEqual(
+        replies.map((m) => [m.type, m.code, m.id, m.topic]),
+        [
+          ['pong', undefined, 1, undefined],
+          ['pong', undefined, 2, undefined],
+          ['pong', undefined, 3, undefined],
+          ['error', 'rate_limited', 7, undefined],
+          ['error', 'rate_limited', 'beat-8', undefined],
+          ['error', 'rate_limited', undefined, undefined],
+        ],
+      );
+      t.mock.timers.tick(1000);
+      // Over maxMessageBytes: refused too_big, and named too (up to 4 x the limit).
+      const padding = 'x'.repeat(300);
+      const big = await c.expectError({ type: 'publish', topic: 'chat', data: padding, id: 'b.1' }, 'too_big');
+      assert.deepEqual({ id: big.id, topic: big.topic }, { id: 'b.1', topic: 'chat' });
+      const bigPing = await c.expectError({ type: 'ping', id: 9, padding }, 'too_big');
+      assert.equal(bigPing.id, 9);
+      t.mock.timers.tick(1000);
+      const huge = await c.expectError({ type: 'ping', id: 10, padding: 'x'.repeat(800) }, 'too_big');
+      assert.equal(huge.id, undefined, 'over 4 x maxMessageBytes the message is not read');
+      assert.equal(s.channel.position('chat').seq, 0, 'nothing refused was published');
     } finally {
       await s.close();
     }
@@ -1605,6 +1653,10 @@ class LoopbackBroker implements AsynchronousBroker {
   readonly synchronous = false;
   readonly epoch = 'E1';
   down = false;
+  /** publish() throws instead of returning a promise (a custom broker's bug). */
+  throwAtOnce = false;
+  /** Every call fails with this (after `gate`), e.g. WS_ERR_BROKER_OUTCOME_UNKNOWN. */
+  failWith: Error | undefined;
   readGate: Promise<void> | undefined;
   gate: Promise<void> | undefined;
   calls = 0;
@@ -1648,9 +1700,16 @@ class LoopbackBroker implements AsynchronousBroker {
     await Promise.resolve();
     await this.gate;
     if (this.down) throw createError('WS_ERR_BROKER_UNAVAILABLE', 'the broker is down (this test says so)');
+    if (this.failWith !== undefined) throw this.failWith;
   }
 
-  async publish(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
+  publish(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
+    // A custom broker may throw instead of rejecting.
+    if (this.throwAtOnce) throw new Error('the broker failed before returning (this test says so)');
+    return this.publishLater(message, exclude);
+  }
+
+  private async publishLater(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
     this.publishes++;
     await this.reachable();
     const key = message.dedup === undefined ? undefined : JSON.stringify([message.topic, message.dedup.id]);
@@ -2015,6 +2074,142 @@ describe('channel protocol: with an asynchronous broker, connections that leave 
         s.wss.publish('raw', 'lost too');
         const [err] = await reported;
         assert.equal((err as Error & { code?: string }).code, 'WS_ERR_BROKER_UNAVAILABLE');
+      } finally {
+        await s.close();
+      }
+    },
+  );
+});
+
+/** The in-memory broker, whose publish throws while `failing` (a bug, or a custom broker's). */
+class FailingMemoryBroker extends MemoryBroker {
+  failing = false;
+
+  override publish(message: OutgoingMessage, exclude?: unknown): PublishResult {
+    if (this.failing) throw new Error('the broker failed (this test says so)');
+    return super.publish(message, exclude);
+  }
+}
+
+describe('channel protocol: every answer to a publish with an id names it', () => {
+  it(
+    'a synchronous broker that throws: internal with the id and topic, for a publish and a batch entry',
+    T,
+    async () => {
+      const warnings: unknown[] = [];
+      const onWarning = (w: unknown): number => warnings.push(w);
+      process.on('warning', onWarning);
+      const broker = new FailingMemoryBroker();
+      const s = await channelServer(CHAT, { broker });
+      try {
+        const c = await s.client();
+        broker.failing = true;
+        // It failed while publishing: it may have been numbered first, so the outcome is unknown.
+        const error = await c.expectError({ type: 'publish', topic: 'chat', data: 1, id: 'f.1' }, 'internal');
+        assert.deepEqual(
+          { id: error.id, topic: error.topic, outcome: error.outcome },
+          { id: 'f.1', topic: 'chat', outcome: 'unknown' },
+        );
+        c.send({ type: 'batch', publishes: [{ topic: 'chat', data: 2, id: 'f.2' }] });
+        const acks = await c.next();
+        assert.equal(acks.type, 'acks', JSON.stringify(acks));
+        assert.deepEqual(
+          acks.acks!.map((a) => [a.id, a.topic, a.code, a.outcome]),
+          [['f.2', 'chat', 'internal', 'unknown']],
+        );
+        broker.failing = false;
+        c.send({ type: 'publish', topic: 'chat', data: 3, id: 'f.3' });
+        assert.deepEqual(await c.next(), { type: 'ack', id: 'f.3', topic: 'chat', seq: 1 });
+        await waitFor(
+          () => warnings.length === 2,
+          WAIT_MS,
+          () => 'a warning for each failure',
+        );
+      } finally {
+        process.off('warning', onWarning);
+        await s.close();
+      }
+    },
+  );
+
+  it('an asynchronous broker whose publish throws at once: an error with the id, never an id-less one', T, async () => {
+    const broker = new LoopbackBroker();
+    const s = await channelServer(CHAT, { broker });
+    try {
+      const c = await s.client();
+      broker.throwAtOnce = true;
+      c.send({ type: 'publish', topic: 'chat', data: 1, id: 't.1' });
+      const error = await c.next();
+      assert.equal(error.type, 'error', JSON.stringify(error));
+      assert.deepEqual({ id: error.id, topic: error.topic }, { id: 't.1', topic: 'chat' });
+      c.send({ type: 'batch', publishes: [{ topic: 'chat', data: 2, id: 't.2' }] });
+      const acks = await c.next();
+      assert.deepEqual(
+        acks.acks!.map((a) => [a.id, a.topic, typeof a.code]),
+        [['t.2', 'chat', 'string']],
+      );
+      assert.equal(c.closeCode, undefined);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it(
+    'a broker that got the publish but never answered: unavailable with "outcome": "unknown", to the repeat too',
+    T,
+    async () => {
+      const broker = new LoopbackBroker();
+      const s = await channelServer({ ...CHAT, maxErrors: 1 }, { broker });
+      try {
+        const [a, b] = await Promise.all([s.client(), s.client()]);
+        let open!: () => void;
+        broker.gate = new Promise<void>((resolve) => (open = resolve));
+        broker.failWith = createError('WS_ERR_BROKER_OUTCOME_UNKNOWN', 'no answer (this test says so)');
+        a.send({ type: 'publish', topic: 'chat', data: 'maybe', id: 'u.1' });
+        await waitFor(
+          () => broker.publishes === 1,
+          WAIT_MS,
+          () => 'the publish to reach the broker',
+        );
+        b.send({ type: 'publish', topic: 'chat', data: 'maybe', id: 'u.1' }); // a resend while in flight
+        a.send({ type: 'batch', publishes: [{ topic: 'chat', data: 'maybe too', id: 'u.2' }] });
+        await waitFor(
+          () => broker.publishes === 2,
+          WAIT_MS,
+          () => 'the batch to reach the broker (the repeat does not)',
+        );
+        open();
+        const expected = {
+          type: 'error',
+          code: 'unavailable',
+          message: 'no answer from the broker: this publish may or may not have been published',
+          topic: 'chat',
+          id: 'u.1',
+          retryAfter: 1000,
+          outcome: 'unknown',
+        };
+        assert.deepEqual(await b.next(), expected, 'the repeat gets the same answer');
+        const [single, batch] = await a.take(2);
+        assert.deepEqual(single, expected);
+        assert.deepEqual(batch.acks, [
+          {
+            id: 'u.2',
+            topic: 'chat',
+            code: 'unavailable',
+            message: 'no answer from the broker: this publish may or may not have been published',
+            retryAfter: 1000,
+            outcome: 'unknown',
+          },
+        ]);
+        // Not counted toward maxErrors (1): still open.
+        assert.deepEqual(await a.drain(), []);
+        assert.equal(a.closeCode, undefined);
+        // A broker that says it could not take it: not published, and no outcome field.
+        broker.gate = undefined;
+        broker.failWith = createError('WS_ERR_BROKER_BACKLOG', 'full (this test says so)');
+        a.send({ type: 'publish', topic: 'chat', data: 'no', id: 'u.3' });
+        const refused = await a.next();
+        assert.deepEqual([refused.code, refused.id, refused.outcome], ['unavailable', 'u.3', undefined]);
       } finally {
         await s.close();
       }

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Hub } from '../../src/push/hub.js';
 import {
+  DEDUP_SWEEP_MS,
   MemoryBroker,
   messageBytes,
   type AsynchronousBroker,
@@ -1092,5 +1093,31 @@ describe('MemoryBroker', () => {
     hub.publish('t', 'plain', { compress: false });
     hub.publish('t', 'default');
     assert.deepEqual(got, [false, true]);
+  });
+
+  it('publish ids of a topic nobody publishes to any more are released after their ttl, and its log with them', (t) => {
+    t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000 });
+    const broker = new MemoryBroker();
+    const hub = new Hub({ broker });
+    const withId = (topic: string, id: string, ttlMs: number) =>
+      hub.publishMessageSync({ topic, payload: id, binary: false, dedup: { id, ttlMs, size: 100 } });
+    try {
+      // 1,000 idle topics (nobody follows them), each with one id; one kept by its history.
+      for (let i = 0; i < 1000; i++) withId(`idle${i}`, 'x', 30_000);
+      hub.configureTopic('kept', { history: { size: 5 } });
+      withId('kept', 'x', 30_000);
+      withId('longer', 'y', 60_000);
+      assert.equal(broker.topicCount(), 1002);
+      // No publish comes again: the sweep alone releases them, within DEDUP_SWEEP_MS after the ttl.
+      t.mock.timers.tick(30_000 + DEDUP_SWEEP_MS);
+      assert.equal(broker.topicCount(), 2, 'the idle topics went with their ids; history keeps "kept"');
+      assert.equal(withId('kept', 'x', 30_000).duplicate, undefined, 'its id is forgotten: published again');
+      assert.equal(withId('longer', 'y', 60_000).duplicate, true, 'a longer ttl: still remembered');
+      t.mock.timers.tick(60_000 + DEDUP_SWEEP_MS);
+      assert.equal(broker.topicCount(), 1);
+      assert.equal(withId('longer', 'y', 60_000).duplicate, undefined);
+    } finally {
+      broker.close();
+    }
   });
 });

@@ -306,6 +306,21 @@ describe('RedisBroker', { skip }, () => {
     assert.ok(republished >= ttlMs - 5, `forgotten after ${republished} ms, not before ${ttlMs}`);
   });
 
+  it('the ids of a topic nobody publishes to any more leave Redis after the dedup ttl (the keys expire)', async () => {
+    const { hubs, prefix } = await fleet('dedup-idle', 1);
+    assert.equal((await hubs[0].publishMessageAsync(withId('quiet', 'x', 'q.1', { ttlMs: 300 }))).seq, 1);
+    const keys = [`${prefix}{quiet}:ids`, `${prefix}{quiet}:idt`];
+    assert.equal(await admin.exists(...keys), 2);
+    // Redis expires them on its own (no publish needed); polled, with a generous bound.
+    const deadline = Date.now() + 20_000;
+    while ((await admin.exists(...keys)) > 0) {
+      assert.ok(Date.now() < deadline, 'the ids never left Redis');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const again = await hubs[0].publishMessageAsync(withId('quiet', 'x', 'q.1', { ttlMs: 300 }));
+    assert.deepEqual([again.seq, again.duplicate], [2, undefined], 'forgotten: published again');
+  });
+
   it('the dedup scope is kept in Redis: a Redis that lost it (flushed) gives a new one, to every process', async () => {
     const { hubs, brokers, prefix } = await fleet('dedup-flush', 2);
     const before = brokers[0].dedupScope()!;
@@ -343,6 +358,19 @@ describe('RedisBroker', { skip }, () => {
     }
     assert.ok(ok, 'publishing works again once Redis is back');
     assert.ok(brokers[0].stats().failed >= 1);
+  });
+
+  it('a publish Redis answers with an error (the script did not run) is not published: WS_ERR_BROKER_UNAVAILABLE', async () => {
+    const { hubs, prefix } = await fleet('reply-error', 1);
+    // Something else holds the topic's log key with another type: the script's first command fails.
+    await admin.set(`${prefix}{taken}:log`, 'not a hash');
+    await assert.rejects(hubs[0].publishAsync('taken', 'x'), (err: unknown) => {
+      assert.ok(err instanceof DuetError);
+      assert.equal(err.code, 'WS_ERR_BROKER_UNAVAILABLE');
+      assert.match(err.message, /not published.*WRONGTYPE/);
+      return true;
+    });
+    assert.equal(await admin.get(`${prefix}{taken}:log`), 'not a hash', 'nothing was written');
   });
 
   it('no Redis at start-up: connect() rejects with a clear WS_ERR_BROKER_UNAVAILABLE', async () => {
@@ -444,17 +472,23 @@ describe('RedisBroker', { skip }, () => {
 });
 
 describe('RedisBroker against a Redis that stops answering', () => {
-  it('a command waiting longer than commandTimeout fails with WS_ERR_BROKER_UNAVAILABLE (the stuck connection is dropped)', async () => {
+  it('a command waiting longer than commandTimeout fails (the stuck connection is dropped); a publish, with its outcome unknown', async () => {
     // A fake Redis: it answers what ioredis sends when it connects (HELLO 3, CLIENT SETNAME,
-    // two CLIENT SETINFO, in one write) and then never again.
+    // two CLIENT SETINFO, in one write) and the broker's first read of its dedup scope (so the
+    // broker starts with a ready connection), and then never again.
     const sockets = new Set<import('node:net').Socket>();
     const { createServer } = await import('node:net');
     const fake = createServer((socket) => {
       sockets.add(socket);
       let answered = false;
-      socket.on('data', () => {
-        if (!answered) socket.write('%2\r\n+server\r\n+redis\r\n+proto\r\n:3\r\n+OK\r\n+OK\r\n+OK\r\n');
+      let scoped = false;
+      socket.on('data', (chunk: Buffer) => {
+        let reply = '';
+        if (!answered) reply += '%2\r\n+server\r\n+redis\r\n+proto\r\n:3\r\n+OK\r\n+OK\r\n+OK\r\n';
         answered = true;
+        if (!scoped && chunk.includes('dedup-scope')) reply += '$10\r\nfake-scope\r\n';
+        scoped ||= chunk.includes('dedup-scope');
+        if (reply !== '') socket.write(reply);
       });
       socket.on('error', () => undefined);
     });
@@ -468,12 +502,20 @@ describe('RedisBroker against a Redis that stops answering', () => {
     const errors: Error[] = [];
     const hub = new Hub({ broker, onError: (err) => errors.push(err) });
     try {
-      await assert.rejects(hub.publishAsync('t', 'never answered'), (err: unknown) => {
-        assert.ok(err instanceof DuetError);
-        assert.equal(err.code, 'WS_ERR_BROKER_UNAVAILABLE');
-        return true;
-      });
-      assert.equal(broker.stats().pending, 0);
+      assert.equal(broker.dedupScope(), 'fake-scope', 'connected, and answered once');
+      const code = (err: unknown): string | undefined => (err instanceof DuetError ? err.code : undefined);
+      const [published, position] = await Promise.allSettled([
+        hub.publishAsync('t', 'never answered'),
+        hub.positionAsync('t'),
+      ]);
+      // The publish script was sent: Redis may have run it before it stopped answering.
+      assert.equal(published.status, 'rejected');
+      assert.equal(code(published.reason), 'WS_ERR_BROKER_OUTCOME_UNKNOWN', String(published.reason));
+      assert.match(String(published.reason), /no answer from Redis .*it may have been published/);
+      // A read that failed did nothing: the broker could not be reached.
+      assert.equal(position.status, 'rejected');
+      assert.equal(code(position.reason), 'WS_ERR_BROKER_UNAVAILABLE');
+      assert.deepEqual([broker.stats().pending, broker.stats().failed], [0, 1]);
     } finally {
       await broker.close();
       for (const s of sockets) s.destroy();
