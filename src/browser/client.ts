@@ -143,7 +143,8 @@ export class DuetClient {
       limits: (limits) => this.sender.announce(limits),
       noLimits: () => this.sender.noLimits(),
       ack: (id, seq) => this.sender.ack(id, seq),
-      refused: (id, code, message, topic, retryAfter) => this.sender.refused(id, code, message, topic, retryAfter),
+      refused: (id, code, message, topic, retryAfter, outcome) =>
+        this.sender.refused(id, code, message, topic, retryAfter, outcome),
       rateLimited: (retryAfter, ping) => this.sender.rateLimited(retryAfter, ping),
       clock: this.clock,
     });

@@ -30,7 +30,7 @@ export const CLIENT_ERROR_CODES = {
   },
   WS_ERR_OUTCOME_UNKNOWN: {
     meaning:
-      "publish's promise: it was sent but not acknowledged, and the server can no longer tell whether it was published (its dedupScope changed, dedupMs passed, it does not acknowledge publishes, or its broker failed and it keeps no ids); not sent again, so never published twice",
+      "publish's promise: it was sent but not acknowledged, and the server can no longer tell whether it was published (its dedupScope changed, dedupMs passed, it does not acknowledge publishes, or its broker may have published it and a resend would not be recognised); not sent again, so never published twice",
   },
   WS_ERR_PUBLISH_TOO_BIG: {
     meaning: "publish's promise: the message is larger than the server's maxMessageBytes; it was not sent",

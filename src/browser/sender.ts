@@ -163,6 +163,7 @@ export class Sender {
       batched: false,
       frame: 0,
       sent: false,
+      sentBefore: false,
       scope: undefined,
       firstSentAt: 0,
       settle,
@@ -263,28 +264,38 @@ export class Sender {
 
   /**
    * An `error` naming a publish id (or a refused entry of `acks`). Returns true when it is
-   * handled here: the publish will be sent again (`rate_limited`: refused before it was
-   * published; `unavailable` where the server remembers ids), or it rejects as outcome
-   * unknown (`unavailable` where it does not: the broker may have published it), reported
-   * as such. False when it was refused for good (its promise rejects with the server's
+   * handled here: the publish will be sent again, or it rejects as outcome unknown (reported
+   * as such). False when it was refused for good (its promise rejects with the server's
    * code, for the caller to report) or the id is not one waiting here.
+   *
+   * `rate_limited`, and `unavailable` without `outcome`, come before anything was published:
+   * sent again after `retryAfter`, whatever the server remembers. With `outcome: "unknown"`
+   * (`unavailable`, `internal`) it may have been published: sent again only where a repeat is
+   * answered with the first ack (the same dedupScope, within the window), else rejected.
    */
-  refused(id: unknown, code: string, message: string, topic: string | undefined, retryAfter: unknown): boolean {
+  refused(
+    id: unknown,
+    code: string,
+    message: string,
+    topic: string | undefined,
+    retryAfter: unknown,
+    outcome?: unknown,
+  ): boolean {
     const item = typeof id === 'string' ? this.byId.get(id) : undefined;
     if (item === undefined) return false;
     const wait = retryMs(retryAfter);
-    if (code === 'rate_limited' || (code === 'unavailable' && this.dedup(item))) {
+    const maybe = outcome === 'unknown' && (code === 'unavailable' || code === 'internal');
+    if (code === 'rate_limited' || (code === 'unavailable' && !maybe) || (maybe && this.resendable(item))) {
       this.landed(item);
+      // Not published by this attempt: only an earlier one (on a lost connection) may have.
+      if (!maybe) item.sent = item.sentBefore;
       if (code === 'rate_limited') this.pacer.pause(wait);
       else this.holdUntil = Math.max(this.holdUntil, this.clock.now() + wait);
       this.pump();
       return true;
     }
-    if (code === 'unavailable') {
-      this.unknown(
-        item,
-        `the server's broker failed (${message}) and may have published it; this server keeps no publish ids, so a resend could publish it twice`,
-      );
+    if (maybe) {
+      this.unknown(item, `${message} (${code}), and ${this.whyNot(item, this.limits ?? null)}`);
       return true;
     }
     const answered = this.landed(item);
@@ -422,6 +433,7 @@ export class Sender {
         entry.batched = batch.length > 1;
         entry.scope = limits.dedupScope;
         if (!entry.sent) entry.firstSentAt = now;
+        entry.sentBefore = entry.sent;
         entry.sent = true;
       }
       this.host.write(

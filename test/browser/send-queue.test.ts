@@ -173,6 +173,7 @@ function publish(id: string, inFlight = false): PublishItem {
     inFlight,
     batched: false,
     frame: 0,
+    sentBefore: false,
     sent: inFlight,
     scope: undefined,
     firstSentAt: 0,

@@ -345,7 +345,7 @@ describe('Sender: refusals', () => {
     assert.deepEqual(ids()[2], [id, ids()[2][1]], 'a then b, in one batch');
   });
 
-  it('unavailable where the server keeps no ids: the broker may have published it, so it rejects as outcome unknown, once reported', async () => {
+  it('unavailable with outcome unknown where the server keeps no ids: it may have been published, so it rejects as outcome unknown, once reported', async () => {
     for (const limits of [
       { ...LIMITS, dedupMs: 0 },
       { ...LIMITS, dedupScope: undefined },
@@ -355,15 +355,68 @@ describe('Sender: refusals', () => {
       void publish('a');
       void publish('b');
       const [a] = ids()[0];
-      assert.equal(sender.refused(a, 'unavailable', 'Redis timed out', 'chat', 100), true, 'handled here');
+      assert.equal(sender.refused(a, 'unavailable', 'Redis timed out', 'chat', 100, 'unknown'), true, 'handled here');
       await settled();
       assert.equal(outcomes.get('a'), 'WS_ERR_OUTCOME_UNKNOWN');
-      assert.match(host.errors[0]?.message ?? '', /Redis timed out.*may have published it/);
+      assert.match(host.errors[0]?.message ?? '', /Redis timed out \(unavailable\)/);
       assert.equal(host.errors.length, 1);
       clock.advance(10_000);
       assert.equal(ids().length, 2, 'not sent again');
       assert.equal(sender.pending, 1, 'b waits for its own answer');
     }
+  });
+
+  it('rate_limited, and unavailable without outcome, were not published: sent again after retryAfter also where the server keeps no ids', async () => {
+    for (const code of ['rate_limited', 'unavailable']) {
+      const { sender, ids, publish, connect, clock, host, outcomes } = setup();
+      connect({ ...LIMITS, dedupMs: 0 });
+      void publish('a');
+      const [a] = ids()[0];
+      assert.equal(sender.refused(a, code, 'later', 'chat', 300), true);
+      clock.advance(300 + 56);
+      assert.deepEqual(ids()[1], [a], `${code}: the same id again`);
+      sender.ack(a, 7);
+      await settled();
+      assert.equal(outcomes.get('a'), 'seq 7');
+      assert.deepEqual(host.errors, []);
+    }
+  });
+
+  it('internal with outcome unknown: sent again where a repeat is answered with the first ack; internal alone is a refusal', async () => {
+    const { sender, ids, publish, connect, clock, outcomes } = setup();
+    connect();
+    void publish('a');
+    void publish('b');
+    const [a] = ids()[0];
+    const [b] = ids()[1];
+    assert.equal(
+      sender.refused(a, 'internal', 'the server failed while publishing', 'chat', undefined, 'unknown'),
+      true,
+    );
+    assert.equal(sender.refused(b, 'internal', 'allowPublish threw', 'chat', undefined), false);
+    clock.advance(1000 + 56);
+    assert.deepEqual(ids()[2], [a]);
+    await settled();
+    assert.equal(outcomes.get('b'), 'internal');
+  });
+
+  it('a publish sent on a lost connection stays maybe-published when its resend is refused as not published', async () => {
+    const { sender, ids, publish, connect, drop, clock, outcomes } = setup();
+    connect();
+    void publish('a');
+    drop(); // no answer: it may have been published
+    clock.advance(100_000);
+    connect();
+    const [a] = ids()[1];
+    assert.equal(sender.refused(a, 'unavailable', 'Redis away', 'chat', 10_000), true);
+    clock.advance(10_000);
+    await settled();
+    assert.equal(
+      outcomes.get('a'),
+      'WS_ERR_OUTCOME_UNKNOWN',
+      'the first attempt may have published it: 110 s is past the window',
+    );
+    assert.equal(ids().length, 2);
   });
 
   it('rate_limited without an id (a batch, a ping...): a pause, and batches still unanswered go again', () => {
@@ -482,13 +535,13 @@ describe('Sender: after a reconnect (the resend rules)', () => {
 });
 
 describe('Sender: the dedup window, checked as each resend goes out', () => {
-  it('a publish held by unavailable past the window is not sent again: outcome unknown when its turn comes', async () => {
+  it('a publish held by unavailable (outcome unknown) past the window is not sent again: outcome unknown when its turn comes', async () => {
     const { sender, ids, publish, connect, clock, outcomes, host } = setup();
     connect();
     void publish('a');
     const [a] = ids()[0];
     clock.advance(100_000); // its answer took long: within dedupMs (120 s) still
-    assert.equal(sender.refused(a, 'unavailable', 'broker away', 'chat', 10_000), true);
+    assert.equal(sender.refused(a, 'unavailable', 'no answer from Redis', 'chat', 10_000, 'unknown'), true);
     void publish('b');
     clock.advance(9_999);
     assert.equal(ids().length, 1, 'held');
