@@ -1,9 +1,11 @@
 /**
  * A TCP proxy for tests that break the network on purpose, between a client and a server on
- * 127.0.0.1: cut every connection with FIN (a clean end) or RST (a reset), or black-hole one
+ * 127.0.0.1: cut every connection with FIN (a clean end) or RST (a reset), black-hole one
  * direction (bytes are accepted and dropped, so the sender's TCP sees nothing wrong: the way a
  * dead NAT mapping or a stuck middlebox looks), on the connections open now and, if asked, on
- * new ones too. The target can change (a server restarted on another port).
+ * new ones too, or stall one direction (bytes wait, then arrive all at once: a link that
+ * stopped delivering and recovers, as TCP retransmits what it held). The target can change (a
+ * server restarted on another port).
  */
 import * as net from 'node:net';
 import { once } from 'node:events';
@@ -30,6 +32,9 @@ export class FaultProxy {
   private newDownDead = false;
   /** Connections accepted so far. */
   accepted = 0;
+  /** Bytes dropped by black holes so far: client to server, server to client. */
+  droppedUp = 0;
+  droppedDown = 0;
 
   private constructor(targetPort: number) {
     this.targetPort = targetPort;
@@ -85,10 +90,27 @@ export class FaultProxy {
     }
   }
 
-  /** Every black hole ends: bytes flow again both ways (those dropped meanwhile stay lost). */
+  /**
+   * Stop passing on the bytes going one way (or both) on every open connection: the proxy
+   * stops reading them, so they wait in the sender's and the proxy's socket buffers (and,
+   * once those are full, in the sender's own, its `bufferedAmount`), to arrive together at
+   * heal().
+   */
+  stall(direction: Direction): void {
+    for (const pair of this.pairs) {
+      if (direction !== 'down') pair.client.pause();
+      if (direction !== 'up') pair.server.pause();
+    }
+  }
+
+  /** Every black hole and stall ends: bytes flow again both ways (those dropped meanwhile stay lost, those held arrive now). */
   heal(): void {
     this.newUpDead = this.newDownDead = false;
-    for (const pair of this.pairs) pair.upDead = pair.downDead = false;
+    for (const pair of this.pairs) {
+      pair.upDead = pair.downDead = false;
+      pair.client.resume();
+      pair.server.resume();
+    }
   }
 
   async close(): Promise<void> {
@@ -103,9 +125,11 @@ export class FaultProxy {
     this.pairs.add(pair);
     client.on('data', (chunk: Buffer) => {
       if (!pair.upDead) server.write(chunk);
+      else this.droppedUp += chunk.length;
     });
     server.on('data', (chunk: Buffer) => {
       if (!pair.downDead) client.write(chunk);
+      else this.droppedDown += chunk.length;
     });
     // A clean end on one side is passed on as a clean end; anything else ends both at once.
     client.on('end', () => server.end());

@@ -297,3 +297,24 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Record what a channel server refuses on this connection, where it is sent: the code of each
+ * `error` and of each refused entry of an `acks` (so a refusal the client handles quietly, a
+ * `rate_limited` it retries, is counted all the same), and each close code it sends.
+ */
+export function recordRefusals(ws: WebSocket, refusals: string[], closes: number[]): void {
+  const send = ws.send.bind(ws);
+  ws.send = (data: unknown, ...rest: unknown[]) => {
+    if (typeof data === 'string' && (data.startsWith('{"type":"error"') || data.startsWith('{"type":"acks"'))) {
+      const msg = JSON.parse(data) as { code?: string; acks?: { code?: string }[] };
+      for (const entry of msg.acks ?? [msg]) if (entry.code !== undefined) refusals.push(entry.code);
+    }
+    return (send as (...args: unknown[]) => void)(data, ...rest);
+  };
+  const close = ws.close.bind(ws);
+  ws.close = (code?: number, reason?: string) => {
+    if (code !== undefined) closes.push(code);
+    close(code, reason);
+  };
+}

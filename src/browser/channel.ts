@@ -38,10 +38,17 @@ export interface ChannelHost {
   noLimits(): void;
   /** A publish was acknowledged. */
   ack(id: unknown, seq: unknown): void;
-  /** A publish was refused; true when it will be sent again (and the refusal is not reported). */
-  refused(id: unknown, code: string, message: string, topic: string | undefined, retryAfter: unknown): boolean;
-  /** A message without an id was refused for the rate limit. */
-  rateLimited(retryAfter: unknown): void;
+  /** A publish was refused; true when it is handled there (sent again, or reported as outcome unknown). */
+  refused(
+    id: unknown,
+    code: string,
+    message: string,
+    topic: string | undefined,
+    retryAfter: unknown,
+    outcome: unknown,
+  ): boolean;
+  /** A message without a publish id was refused for the rate limit (`ping`: the heartbeat's, named by its id). */
+  rateLimited(retryAfter: unknown, ping: boolean): void;
   /** For the one timer of deferred recoveries (cleared when the connection ends). */
   readonly clock: DuetClock;
 }
@@ -111,6 +118,11 @@ export class ChannelSession {
     this.deferredTopics.clear();
     this.stopRetry();
     for (const topic of this.topics.names()) this.waitingTopics.add(topic);
+  }
+
+  /** Whether the client is subscribed to any topic. */
+  get subscribed(): boolean {
+    return !this.topics.names().next().done;
   }
 
   /** Whether a topic waits for its subscribe. */
@@ -233,11 +245,13 @@ export class ChannelSession {
         const text = typeof msg.message === 'string' ? msg.message : code;
         if (typeof msg.id === 'string') {
           // About a publish of ours: sent again (rate limit, broker away) or refused for good.
-          if (this.host.refused(msg.id, code, text, topic, msg.retryAfter)) return;
+          if (this.host.refused(msg.id, code, text, topic, msg.retryAfter, msg.outcome)) return;
         } else if (code === 'rate_limited') {
-          if (msg.id !== undefined) this.host.pingAnswered(msg.id);
-          this.host.rateLimited(msg.retryAfter);
-          this.retryPending();
+          // A ping's refusal names it: then no subscribe (nor batch) was refused.
+          const ping = msg.id !== undefined && msg.id !== null;
+          if (ping) this.host.pingAnswered(msg.id);
+          this.host.rateLimited(msg.retryAfter, ping);
+          if (!ping) this.retryPending();
         }
         // Both name a time to come back: the recovery budget, or the server's broker (Redis)
         // being away. A pending subscribe goes out again then.
@@ -257,14 +271,14 @@ export class ChannelSession {
   /** One entry of an `acks` message: an ack, or a refusal with a code. */
   private entry(entry: unknown): void {
     if (typeof entry !== 'object' || entry === null) return;
-    const { id, seq, code, message, topic, retryAfter } = entry as Record<string, unknown>;
+    const { id, seq, code, message, topic, retryAfter, outcome } = entry as Record<string, unknown>;
     if (typeof code !== 'string') {
       this.host.ack(id, seq);
       return;
     }
     const name = typeof topic === 'string' ? topic : undefined;
     const text = typeof message === 'string' ? message : code;
-    if (!this.host.refused(id, code, text, name, retryAfter)) this.host.error(new DuetError(code, text, name));
+    if (!this.host.refused(id, code, text, name, retryAfter, outcome)) this.host.error(new DuetError(code, text, name));
   }
 
   /**

@@ -83,6 +83,8 @@ export class DuetClient {
   private current: WebSocketLike | null = null;
   /** Between open() and close() or giving up: the client wants to be connected. */
   private active = false;
+  /** Why the client stopped (close() or giving up), until the next open(); null before the first open() too. */
+  private stopped: string | null = null;
   private waitingForNetwork = false;
 
   private reconnectTimer: unknown = null;
@@ -90,6 +92,8 @@ export class DuetClient {
   private stableTimer: unknown = null;
   /** The current connection has not been confirmed yet (see confirm()). */
   private confirming = false;
+  /** The current connection is confirmed by the answer to a ping sent as it opened (no topics to confirm it). */
+  private confirmByPing = false;
 
   /** @param url a ws:// or wss:// URL. */
   constructor(url: string, options: DuetClientOptions = {}) {
@@ -129,18 +133,24 @@ export class DuetClient {
       write: (text) => this.sender.sendControl(text),
       emit: (event, payload) => this.emit(event, payload),
       error: (err, loud) => this.emitError(err, loud),
-      pong: (id) => this.heartbeat.pong(id),
-      pingAnswered: (id) => this.heartbeat.answered(id),
+      pong: (id) => {
+        if (this.heartbeat.pong(id)) this.sender.pingAnswered();
+      },
+      pingAnswered: (id) => {
+        if (this.heartbeat.answered(id)) this.sender.pingAnswered();
+      },
       resume: () => this.sender.pump(),
       limits: (limits) => this.sender.announce(limits),
       noLimits: () => this.sender.noLimits(),
       ack: (id, seq) => this.sender.ack(id, seq),
-      refused: (id, code, message, topic, retryAfter) => this.sender.refused(id, code, message, topic, retryAfter),
-      rateLimited: (retryAfter) => this.sender.rateLimited(retryAfter),
+      refused: (id, code, message, topic, retryAfter, outcome) =>
+        this.sender.refused(id, code, message, topic, retryAfter, outcome),
+      rateLimited: (retryAfter, ping) => this.sender.rateLimited(retryAfter, ping),
       clock: this.clock,
     });
     this.sender = new Sender(this.clock, this.options, {
       writable: () => this.current !== null && this.current.readyState === OPEN,
+      buffered: () => this.current?.bufferedAmount ?? 0,
       write: (data) => this.write(data),
       nextSubscribe: () => this.channel.nextSubscribe(),
       subscribesWaiting: () => this.channel.waiting,
@@ -195,6 +205,7 @@ export class DuetClient {
   open(): void {
     if (this.active) return;
     this.active = true;
+    this.stopped = null;
     this.setRetries(0);
     this.network.watch(true);
     this.setStatus('connecting');
@@ -203,14 +214,16 @@ export class DuetClient {
 
   /**
    * User close: no reconnect afterwards, every timer cleared. Unacknowledged publishes are
-   * rejected (WS_ERR_PUBLISH_CANCELLED); raw messages of send() stay queued for a later open().
+   * rejected (WS_ERR_PUBLISH_CANCELLED), and so are publishes made afterwards until open();
+   * raw messages of send() stay queued for a later open().
    */
   close(code = 1000, reason = ''): void {
     if (code !== 1000 && (!Number.isInteger(code) || code < 3000 || code > 4999)) {
       throw new RangeError(`close code must be 1000 or 3000-4999, got ${code}`);
     }
     this.active = false;
-    this.sender.cancel('close() was called', false);
+    this.stopped = 'close() was called';
+    this.sender.cancel(this.stopped, false);
     this.network.watch(false);
     this.clearTimer('reconnectTimer');
     this.waitingForNetwork = false;
@@ -251,19 +264,21 @@ export class DuetClient {
 
   /**
    * Publish `data` (any JSON value) to a topic (channel mode). Resolves with the message's
-   * `seq` once the server acknowledged it; queued while not open, and sent again after a
-   * reconnect (same id: the server publishes it once) until acknowledged. Rejects only when
-   * it can never be sent: dropped by the queue's policy (WS_ERR_PUBLISH_DROPPED), close(),
-   * clearQueue() or giving up (WS_ERR_PUBLISH_CANCELLED), refused by the server (its code,
-   * e.g. `forbidden`), too big (WS_ERR_PUBLISH_TOO_BIG), or sent to a server that can no
-   * longer tell whether it was published (WS_ERR_OUTCOME_UNKNOWN). Ignoring the promise is
-   * fine: a rejection is never reported as unhandled.
+   * `seq` once the server acknowledged it; queued while not open (also before the first
+   * open() of a client made with `autoOpen: false`), and sent again after a reconnect (same
+   * id: the server publishes it once) until acknowledged. Rejects only when it can never be
+   * sent: dropped by the queue's policy (WS_ERR_PUBLISH_DROPPED), close(), clearQueue() or
+   * giving up (WS_ERR_PUBLISH_CANCELLED; at once for a publish made after them, until the
+   * next open()), refused by the server (its code, e.g. `forbidden`), too big
+   * (WS_ERR_PUBLISH_TOO_BIG), or sent to a server that can no longer tell whether it was
+   * published (WS_ERR_OUTCOME_UNKNOWN). Ignoring the promise is fine: a rejection is never
+   * reported as unhandled.
    */
   publish(topic: string, data: unknown): Promise<number> {
     this.requireChannel('publish');
     checkTopic(topic);
     if (data === undefined) throw new TypeError('publish data must be a JSON value (undefined is not)');
-    return this.sender.publish(topic, data);
+    return this.sender.publish(topic, data, this.stopped);
   }
 
   /**
@@ -367,23 +382,26 @@ export class DuetClient {
     // The retry counter starts over when the connection is confirmed (channel: the server's
     // limits and every subscription answered), or, with nothing to confirm, after stableAfter.
     this.confirming = this.options.channel;
+    this.confirmByPing = this.options.channel && this.heartbeat.enabled && !this.channel.subscribed;
     this.stableTimer = this.clock.setTimeout(() => {
       this.stableTimer = null;
       this.confirming = false;
       this.setRetries(0);
     }, this.options.stableAfter);
-    this.heartbeat.start();
+    this.heartbeat.start(this.confirmByPing);
     this.confirm();
   }
 
   /**
    * Start the backoff over once this connection proved itself: the server spoke first
-   * (`limits`, or any message from a server that sends none) and answered every subscribe.
-   * A connection that dies before that keeps the delay growing, so a server that accepts
-   * and drops at once is not hammered.
+   * (`limits`, or any message from a server that sends none) and answered every subscribe,
+   * or, with no topic to subscribe, the ping sent as the connection opened. A connection
+   * that dies before that keeps the delay growing, so a server that accepts and drops at
+   * once (its `limits` come before any application check) is not hammered.
    */
   private confirm(): void {
     if (!this.confirming || !this.sender.limitsKnown || !this.channel.settled) return;
+    if (this.confirmByPing && !this.heartbeat.proven) return;
     this.confirming = false;
     this.clearTimer('stableTimer');
     this.setRetries(0);
@@ -449,12 +467,11 @@ export class DuetClient {
   private giveUp(): void {
     this.active = false;
     const last = this.lastCloseInfo;
-    this.sender.cancel(
+    this.stopped =
       last === null
         ? 'the client gave up connecting'
-        : `the client stopped reconnecting after close ${last.code}${last.reason ? ` '${last.reason}'` : ''}`,
-      false,
-    );
+        : `the client stopped reconnecting after close ${last.code}${last.reason ? ` '${last.reason}'` : ''}`;
+    this.sender.cancel(this.stopped, false);
     this.network.watch(false);
     this.clearTimer('reconnectTimer');
     this.waitingForNetwork = false;

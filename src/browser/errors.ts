@@ -26,11 +26,11 @@ export const CLIENT_ERROR_CODES = {
   },
   WS_ERR_PUBLISH_CANCELLED: {
     meaning:
-      "publish's promise: close(), clearQueue() or giving up reconnecting ended it before it was acknowledged; it is not sent again",
+      "publish's promise: close(), clearQueue() or giving up reconnecting ended it before it was acknowledged, or publish() came after close() or giving up (call open() first); it is not sent again",
   },
   WS_ERR_OUTCOME_UNKNOWN: {
     meaning:
-      "publish's promise: it was sent but not acknowledged, and the server can no longer tell whether it was published (its dedupScope changed, dedupMs passed, or it does not acknowledge publishes); not sent again, so never published twice",
+      "publish's promise: it was sent but not acknowledged, and the server can no longer tell whether it was published (its dedupScope changed, dedupMs passed, it does not acknowledge publishes, or its broker may have published it and a resend would not be recognised); not sent again, so never published twice",
   },
   WS_ERR_PUBLISH_TOO_BIG: {
     meaning: "publish's promise: the message is larger than the server's maxMessageBytes; it was not sent",

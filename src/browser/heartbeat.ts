@@ -31,6 +31,8 @@ export class Heartbeat {
   private lastId = 0;
   private pending: number | null = null;
   private sentAt = 0;
+  /** A ping of this connection was answered: the server reads what this client sends. */
+  private answeredOnce = false;
 
   /** `interval` 0 turns it off. */
   constructor(clock: DuetClock, interval: number, timeout: number, host: HeartbeatHost) {
@@ -44,10 +46,20 @@ export class Heartbeat {
     return this.interval > 0;
   }
 
-  /** A connection opened: the first ping goes out after one interval. */
-  start(): void {
+  /**
+   * A connection opened: the first ping goes out after one interval, or at once with `now`
+   * (its answer, {@link proven}, then confirms the connection).
+   */
+  start(now = false): void {
     this.stop();
-    this.schedule();
+    this.answeredOnce = false;
+    if (now && this.enabled) this.ping();
+    else this.schedule();
+  }
+
+  /** A ping of the current connection was answered (a pong, or refused with its id). */
+  get proven(): boolean {
+    return this.answeredOnce;
   }
 
   /** The connection ended: no timers remain. */
@@ -58,9 +70,11 @@ export class Heartbeat {
     this.pending = null;
   }
 
-  /** A pong with this id arrived. */
-  pong(id: unknown): void {
-    if (this.answered(id)) this.host.latency(this.clock.now() - this.sentAt);
+  /** A pong with this id arrived; returns whether it answered the ping waiting for one. */
+  pong(id: unknown): boolean {
+    if (!this.answered(id)) return false;
+    this.host.latency(this.clock.now() - this.sentAt);
+    return true;
   }
 
   /**
@@ -71,6 +85,7 @@ export class Heartbeat {
   answered(id: unknown): boolean {
     if (id !== this.pending || id === null) return false;
     this.pending = null;
+    this.answeredOnce = true;
     if (this.pongTimer !== null) this.clock.clearTimeout(this.pongTimer);
     this.pongTimer = null;
     this.schedule();

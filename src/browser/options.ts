@@ -22,8 +22,9 @@ export interface DuetClientOptions {
   /**
    * ms after which an open connection resets the retry counter even if it was never
    * confirmed. Channel mode resets it sooner, as soon as the connection is confirmed (the
-   * server's `limits` arrived and every subscribe was answered); plain endpoints have nothing
-   * to confirm. Default 5000, so a server that accepts and drops at once still gets backed off.
+   * server's `limits` arrived and every subscribe was answered; with no topic, the ping sent
+   * as it opened); plain endpoints have nothing to confirm. Default 5000, so a server that
+   * accepts and drops at once still gets backed off.
    */
   stableAfter?: number;
   /** Return false to stop reconnecting after this close. Default: no retry after 1002, 1003, 1007, 1008, 1009, 1010 (the server refused what this client sends; retrying would repeat it). After 1013 the client waits at least the delay the reason names (`retry after N ms`). */

@@ -4,6 +4,13 @@
  * that limit in its first message, `limits`; a client that stays inside the same bucket is
  * never refused. Until the announcement arrives the client uses a conservative bucket of
  * its own (`flushBurst`, one token per `flushInterval`).
+ *
+ * A message the server has not answered yet may not have reached it: a stalled network holds
+ * what the client sends and then delivers it all at once, when the server's bucket, full
+ * after the silence, holds `capacity` tokens and no more. So each message that gets an answer
+ * (a publish, a batch, a ping) counts against the bucket until its answer comes, tokens plus
+ * such messages never exceed `capacity`, and the bucket refills only from the answer on: a
+ * stall ends with at most a bucketful arriving, and the client starting again from empty.
  */
 import type { DuetClock } from './types.js';
 
@@ -29,6 +36,8 @@ export class Pacer {
   private spent = 0;
   /** No token before this time (a `rate_limited` answer said when). */
   private pausedUntil = 0;
+  /** Messages sent whose answer has not come (see the top of this file). */
+  private unanswered = 0;
 
   constructor(clock: DuetClock) {
     this.clock = clock;
@@ -44,6 +53,7 @@ export class Pacer {
     this.tokens = this.capacity;
     this.spent = 0;
     this.pausedUntil = 0;
+    this.unanswered = 0;
   }
 
   /**
@@ -58,7 +68,19 @@ export class Pacer {
     }
     const current = this.available();
     this.set(rate.messages, rate.perMs / rate.messages / SERVER_RATE_SHARE);
-    this.tokens = Math.max(0, Math.min(current, this.capacity - this.spent));
+    this.tokens = Math.max(0, Math.min(current, this.capacity - this.spent, this.capacity - this.unanswered));
+  }
+
+  /** The message just taken a token for will be answered: it counts against the bucket until then. */
+  sent(): void {
+    this.unanswered++;
+  }
+
+  /** An answer came: the bucket refills up to now with the message still counted, then lets it go. */
+  answered(): void {
+    if (this.unanswered === 0) return;
+    this.available();
+    this.unanswered--;
   }
 
   /** Take a token if there is one now. */
@@ -69,10 +91,11 @@ export class Pacer {
     return true;
   }
 
-  /** ms until take() can succeed (0: now). */
+  /** ms until take() can succeed (0: now); -1: not before an answer comes. */
   wait(): number {
     const paused = Math.max(0, this.pausedUntil - this.clock.now());
     if (this.capacity === Infinity) return paused;
+    if (this.capacity - this.unanswered < 1 - EPSILON) return -1;
     // During a pause the bucket is empty, and it refills from the pause's end.
     const tokens = paused > 0 ? this.tokens : this.available();
     return paused + (tokens >= 1 - EPSILON ? 0 : Math.ceil((1 - tokens) * this.msPerToken - EPSILON));
@@ -100,7 +123,9 @@ export class Pacer {
     if (now < this.pausedUntil) return 0;
     if (this.capacity === Infinity) return Infinity;
     if (now > this.at) {
-      this.tokens = Math.min(this.capacity, this.tokens + (now - this.at) / this.msPerToken);
+      // Up to the room the unanswered messages leave (tokens + unanswered <= capacity).
+      const room = this.capacity - this.unanswered;
+      if (this.tokens < room) this.tokens = Math.min(room, this.tokens + (now - this.at) / this.msPerToken);
       this.at = now;
     }
     return this.tokens;

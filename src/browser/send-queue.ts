@@ -28,8 +28,12 @@ export interface PublishItem {
   inFlight: boolean;
   /** Written inside a `batch` (a `rate_limited` refusal of a batch names no id). */
   batched: boolean;
-  /** Written at least once, on this connection or an earlier one. */
+  /** The message it was last written in (a number per message of the connection): answered once all of its entries are. */
+  frame: number;
+  /** Written, and maybe published: on this connection or an earlier one, with no answer saying it was not. */
   sent: boolean;
+  /** `sent` before the current connection's write (restored when the answer says not published). */
+  sentBefore: boolean;
   /** The `dedupScope` of the connection it was last written on (undefined: that server keeps no ids). */
   scope: string | undefined;
   /** When it was first written (clock ms): the server keeps its id at least `dedupMs` from then. */

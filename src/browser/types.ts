@@ -33,6 +33,8 @@ export interface SocketEventLike {
 export interface WebSocketLike {
   /** 0 CONNECTING, 1 OPEN, 2 CLOSING, 3 CLOSED. */
   readonly readyState: number;
+  /** Bytes sent but not yet handed to the network (the client holds back while they stay). */
+  readonly bufferedAmount?: number;
   binaryType?: string;
   send(data: SendData): void;
   close(code?: number, reason?: string): void;

@@ -38,11 +38,11 @@ function setup({ open = true } = {}) {
     limits: (limits) => void host.calls.push(['limits', limits]),
     noLimits: () => void host.calls.push(['noLimits']),
     ack: (id, seq) => void host.calls.push(['ack', id, seq]),
-    refused: (id, code, message, topic, retryAfter) => {
-      host.calls.push(['refused', id, code, message, topic, retryAfter]);
+    refused: (id, code, message, topic, retryAfter, outcome) => {
+      host.calls.push(['refused', id, code, message, topic, retryAfter, outcome]);
       return host.retry;
     },
-    rateLimited: (retryAfter) => void host.calls.push(['rateLimited', retryAfter]),
+    rateLimited: (retryAfter, ping) => void host.calls.push(['rateLimited', retryAfter, ping]),
     clock,
   });
   /** Write the next waiting subscribe, as the client's pacer does; false when none waits. */
@@ -559,6 +559,7 @@ describe('ChannelSession: limits, acks and refusals of publishes', () => {
         { id: 'S.3', topic: 'chat', seq: 3, duplicate: true },
         { id: 'S.4', topic: 'x', code: 'forbidden', message: 'no' },
         { id: 'S.5', code: 'rate_limited', retryAfter: 50 },
+        { id: 'S.7', topic: 'chat', code: 'unavailable', message: 'timed out', retryAfter: 1000, outcome: 'unknown' },
         null,
         7,
       ],
@@ -568,13 +569,14 @@ describe('ChannelSession: limits, acks and refusals of publishes', () => {
       ['ack', 'S.1', 4],
       ['ack', 'S.2', 5],
       ['ack', 'S.3', 3],
-      ['refused', 'S.4', 'forbidden', 'no', 'x', undefined],
-      ['refused', 'S.5', 'rate_limited', 'rate_limited', undefined, 50],
+      ['refused', 'S.4', 'forbidden', 'no', 'x', undefined, undefined],
+      ['refused', 'S.5', 'rate_limited', 'rate_limited', undefined, 50, undefined],
+      ['refused', 'S.7', 'unavailable', 'timed out', 'chat', 1000, 'unknown'],
     ]);
-    assert.deepEqual(codes(), ['forbidden x', 'rate_limited']);
+    assert.deepEqual(codes(), ['forbidden x', 'rate_limited', 'unavailable chat']);
     host.retry = true;
     receive({ type: 'acks', acks: [{ id: 'S.6', code: 'unavailable', retryAfter: 9 }] });
-    assert.equal(codes().length, 2, 'a refusal the sender retries is not reported');
+    assert.equal(codes().length, 3, 'a refusal the sender retries is not reported');
   });
 
   it('an error with a publish id: the host decides (retried: not reported; refused: reported with its topic)', () => {
@@ -585,21 +587,32 @@ describe('ChannelSession: limits, acks and refusals of publishes', () => {
     host.retry = false;
     receive({ type: 'error', code: 'forbidden', message: 'no', topic: 'ticker', id: 'S.2' });
     assert.deepEqual(codes(), ['forbidden ticker']);
+    receive({ type: 'error', code: 'internal', message: 'failed', topic: 'chat', id: 'S.3', outcome: 'unknown' });
     assert.deepEqual(host.calls.slice(1), [
-      ['refused', 'S.1', 'rate_limited', 'slow', undefined, 20],
-      ['refused', 'S.2', 'forbidden', 'no', 'ticker', undefined],
+      ['refused', 'S.1', 'rate_limited', 'slow', undefined, 20, undefined],
+      ['refused', 'S.2', 'forbidden', 'no', 'ticker', undefined, undefined],
+      ['refused', 'S.3', 'internal', 'failed', 'chat', undefined, 'unknown'],
     ]);
   });
 
-  it('rate_limited without a publish id pauses the sender; with a numeric id it also answers that ping', () => {
-    const { receive, host, codes } = setup();
-    receive({ type: 'error', code: 'rate_limited', message: 'slow', retryAfter: 30 });
+  it('rate_limited without a publish id pauses the sender; with a numeric id it answers that ping, and nothing else is retried', () => {
+    const { session, receive, host, codes, drain } = setup();
+    session.subscribe('a', noop);
+    drain();
+    host.resumes = 0;
     receive({ type: 'error', code: 'rate_limited', message: 'slow', id: 3, retryAfter: 40 });
-    assert.deepEqual(host.calls.slice(1), [
-      ['rateLimited', 30],
-      ['pingAnswered', 3],
-      ['rateLimited', 40],
-    ]);
+    assert.equal(session.waiting, false, 'the ping was refused, not the subscribe: it is not sent again');
+    assert.equal(host.resumes, 0);
+    receive({ type: 'error', code: 'rate_limited', message: 'slow', retryAfter: 30 });
+    assert.equal(session.waiting, true, 'an unnamed one may have been the subscribe');
+    assert.deepEqual(
+      host.calls.filter((c) => c[0] === 'pingAnswered' || c[0] === 'rateLimited'),
+      [
+        ['pingAnswered', 3],
+        ['rateLimited', 40, true],
+        ['rateLimited', 30, false],
+      ],
+    );
     assert.deepEqual(codes(), ['rate_limited', 'rate_limited']);
   });
 

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { Channel } from '../../src/index.js';
 import { FaultProxy } from '../fault-proxy.js';
-import { startServer } from '../helpers.js';
+import { recordRefusals, startServer } from '../helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const DIST = fileURLToPath(new URL('../../dist/browser/', import.meta.url));
@@ -103,6 +103,17 @@ async function until(page: Page, ok: (s: PageState) => boolean, what: string): P
   }
 }
 
+/**
+ * Publish a marker from the sender once everything before it is settled, and wait until the
+ * receiver has it: it comes after them in the topic's order, so a duplicate of any of them
+ * would have arrived before it. Returns the receiver's state then.
+ */
+async function barrier(sender: Page, receiver: Page): Promise<PageState> {
+  await sender.evaluate(`window.publish(['barrier'])`);
+  await until(sender, (s) => s.outcomes.every((o) => o.result !== null), 'the barrier acknowledged');
+  return until(receiver, (s) => s.got.some((g) => g.data === 'barrier'), 'the barrier at the receiver');
+}
+
 /** Each value once at the receiver, in order, with the seq its ack named at the sender. */
 function assertExactlyOnce(receiver: PageState, sender: PageState, values: string[]): void {
   assert.deepEqual(
@@ -143,7 +154,12 @@ describe(
     async function setup(senderOptions: Record<string, unknown>) {
       const server = await startServer();
       const channel = new Channel(server.wss, { topics: { chat: { history: { size: 1000 } } } });
-      server.wss.on('connection', (ws) => channel.accept(ws));
+      const refusals: string[] = [];
+      const serverCloses: number[] = [];
+      server.wss.on('connection', (ws) => {
+        recordRefusals(ws, refusals, serverCloses);
+        channel.accept(ws);
+      });
       const proxy = await FaultProxy.start(server.port);
       const [sender, receiver] = await Promise.all([browser.newPage(), browser.newPage()]);
       cleanup.push(
@@ -163,18 +179,21 @@ describe(
       await receiver.evaluate(`window.start(${JSON.stringify(`ws://127.0.0.1:${server.port}/channel`)}, {}, 'chat')`);
       await until(sender, (s) => s.limits, 'the sender connected');
       await until(receiver, (s) => s.subscribed, 'the receiver subscribed');
-      return { proxy, sender, receiver, problems };
+      return { proxy, sender, receiver, problems, refusals, serverCloses };
     }
 
     it('a burst of 100 publishes: every one acknowledged and received once on the other page; the sender stays open', async () => {
-      const { proxy, sender, receiver, problems } = await setup({});
+      const { proxy, sender, receiver, problems, refusals, serverCloses } = await setup({});
       const values = Array.from({ length: 100 }, (_, i) => `burst ${i}`);
       await sender.evaluate(`window.publish(${JSON.stringify(values)})`);
       const sent = await until(sender, (s) => s.outcomes.every((o) => o.result !== null), 'every ack');
-      const got = await until(receiver, (s) => s.got.length >= 100, 'every message at the receiver');
+      const got = await barrier(sender, receiver);
       assertExactlyOnce(got, sent, values);
+      assert.equal(got.got.length, 101, 'nothing twice (100 and the barrier)');
       assert.deepEqual(sent.closes, [], 'the sender never lost its connection');
-      assert.deepEqual(sent.errors, [], 'nothing refused');
+      assert.deepEqual(refusals, [], 'the server refused nothing (no rate_limited, also none retried quietly)');
+      assert.deepEqual(serverCloses, []);
+      assert.deepEqual(sent.errors, []);
       assert.equal(sent.status, 'open');
       assert.equal(proxy.accepted, 1);
       assert.deepEqual(problems, []);
@@ -206,10 +225,9 @@ describe(
       );
       proxy.heal();
       const sent = await until(sender, (s) => s.outcomes.every((o) => o.result !== null), 'every ack after the hole');
-      const got = await until(receiver, (s) => s.got.length >= 20, 'every message at the receiver');
-      await new Promise((resolve) => setTimeout(resolve, 100)); // a duplicate would arrive now
-      assertExactlyOnce(await read(receiver), sent, values);
-      assert.equal((await read(receiver)).got.length, 20, 'nothing twice');
+      const got = await barrier(sender, receiver);
+      assertExactlyOnce(got, sent, values);
+      assert.equal(got.got.length, 21, 'nothing twice (20 and the barrier)');
       assert.equal(got.closes.length, 0);
       assert.deepEqual(problems, []);
     });

@@ -15,7 +15,7 @@ import {
   type DuetStatus,
 } from '../../src/browser/client.js';
 import { Channel, WebSocket } from '../../src/index.js';
-import { startServer } from '../helpers.js';
+import { startServer, waitFor } from '../helpers.js';
 import { FakeClock, FakeEnvironment, FakeWebSocket } from './fakes.js';
 
 const URL_ = 'ws://127.0.0.1:1/channel';
@@ -322,14 +322,16 @@ describe('network and visibility', () => {
 describe('heartbeat', () => {
   it('pings every heartbeatInterval, reports latency, and replaces a socket that does not answer', () => {
     const { client, clock } = setup({ heartbeatInterval: 1000, heartbeatTimeout: 500 });
+    client.subscribe('chat', () => {});
     const latencies: number[] = [];
     client.on('latency', (ms) => latencies.push(ms));
     const socket = FakeWebSocket.last;
     socket.open();
+    assert.deepEqual(socket.sentJson, [{ type: 'subscribe', topic: 'chat' }]);
     clock.advance(999);
-    assert.equal(socket.sent.length, 0);
+    assert.equal(socket.sent.length, 1);
     clock.advance(1);
-    assert.deepEqual(socket.sentJson, [{ type: 'ping', id: 1 }]);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 1 });
     clock.advance(40);
     socket.message({ type: 'pong', id: 1 });
     assert.deepEqual(latencies, [40]);
@@ -348,6 +350,21 @@ describe('heartbeat', () => {
     assert.deepEqual(socket.closeCalls, [[4000, 'heartbeat timeout']]);
     clock.advance(250);
     assert.equal(FakeWebSocket.instances.length, 2);
+    client.close();
+  });
+
+  it('with no topic, the first ping goes as the connection opens (its pong confirms it), then one per interval', () => {
+    const { client, clock } = setup({ heartbeatInterval: 1000, heartbeatTimeout: 500 });
+    const socket = FakeWebSocket.last;
+    socket.open();
+    assert.deepEqual(socket.sentJson, [{ type: 'ping', id: 1 }]);
+    clock.advance(20);
+    socket.message({ type: 'pong', id: 1 });
+    assert.equal(client.latency, 20);
+    clock.advance(999);
+    assert.equal(socket.sent.length, 1);
+    clock.advance(1);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 2 });
     client.close();
   });
 
@@ -731,7 +748,7 @@ describe('subscribe and recovery', () => {
   });
 
   it('unsubscribe sends unsubscribe after the last handler; errors and handler exceptions become error events', () => {
-    const { client, errors } = setup();
+    const { client, errors } = setup({ heartbeatInterval: 0 });
     const socket = FakeWebSocket.last;
     socket.open();
     const offA = client.subscribe('chat', () => {
@@ -1039,27 +1056,59 @@ describe('acknowledged publishes', () => {
     client.close();
   });
 
-  it('close() rejects what is not acknowledged (raw messages stay); giving up after 1008 too; later publishes wait for open()', async () => {
+  it('close() rejects what is not acknowledged (raw messages stay); giving up after 1008 too; a publish after either rejects at once until open()', async () => {
     const { client } = setup({ heartbeatInterval: 0 });
     client.send('raw');
     const beforeClose = client.publish('chat', 1);
     client.close();
     await assert.rejects(beforeClose, { code: 'WS_ERR_PUBLISH_CANCELLED', message: /close\(\) was called/ });
     assert.equal(client.queued, 1);
-    const afterClose = client.publish('chat', 2);
+    // Nothing would ever send it: it must not wait in the queue forever.
+    await assert.rejects(client.publish('chat', 2), {
+      code: 'WS_ERR_PUBLISH_CANCELLED',
+      topic: 'chat',
+      message: 'publish to "chat" cancelled: close() was called; call open() first',
+    });
+    assert.equal(client.pending, 0);
+    assert.throws(() => client.publish('chat', () => {}), TypeError, 'bad data still throws');
     client.open();
+    const afterOpen = client.publish('chat', 3);
     const socket = FakeWebSocket.last;
     socket.open();
     socket.message(LIMITS);
     assert.deepEqual(socket.sent[0], 'raw');
-    assert.equal((JSON.parse(socket.sent[1] as string) as { data: unknown }).data, 2);
+    assert.equal((JSON.parse(socket.sent[1] as string) as { data: unknown }).data, 3);
     socket.serverClose(1008, 'too many errors');
     assert.equal(client.status, 'closed');
-    await assert.rejects(afterClose, {
+    const gaveUp = 'publish to "chat" cancelled: the client stopped reconnecting after close 1008 \'too many errors\'';
+    await assert.rejects(afterOpen, { code: 'WS_ERR_PUBLISH_CANCELLED', message: gaveUp });
+    await assert.rejects(client.publish('chat', 4), {
       code: 'WS_ERR_PUBLISH_CANCELLED',
-      message: 'publish to "chat" cancelled: the client stopped reconnecting after close 1008 \'too many errors\'',
+      message: `${gaveUp}; call open() first`,
     });
     assert.equal(client.pending, 0);
+  });
+
+  it('a client never opened (autoOpen false) queues publishes for its first open(); after maxRetries they reject at once', async () => {
+    const { client, clock } = setup({ heartbeatInterval: 0, autoOpen: false, maxRetries: 1 });
+    const early = client.publish('chat', 'early');
+    assert.equal(client.pending, 1);
+    client.open();
+    let socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    assert.equal(socket.sentJson[0].data, 'early');
+    socket.message({ type: 'ack', id: socket.sentJson[0].id, topic: 'chat', seq: 1 });
+    assert.equal(await early, 1);
+    socket.serverClose(1006);
+    clock.advance(250);
+    socket = FakeWebSocket.last;
+    socket.serverClose(1006); // the one retry failed too
+    assert.equal(client.status, 'closed');
+    await assert.rejects(client.publish('chat', 'late'), {
+      code: 'WS_ERR_PUBLISH_CANCELLED',
+      message: 'publish to "chat" cancelled: the client stopped reconnecting after close 1006; call open() first',
+    });
   });
 
   it('a refused publish rejects with the server code and is reported; clearQueue() rejects the rest', async () => {
@@ -1119,6 +1168,42 @@ describe('acknowledged publishes', () => {
   });
 });
 
+describe('a stalled network', () => {
+  it("the socket's bufferedAmount holds the sending while it stays; the pong of the ping frees its room in the pacer", () => {
+    const { client, clock } = setup({ heartbeatInterval: 1000, heartbeatTimeout: 60_000 });
+    client.subscribe('chat', () => {});
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
+    const sent = () => socket.sentJson.filter((m) => m.type === 'publish' || m.type === 'batch').length;
+    socket.bufferedAmount = 100;
+    void client.publish('chat', 1);
+    clock.advance(50);
+    void client.publish('chat', 2);
+    assert.equal(sent(), 1, 'bytes unsent for 50 ms: held');
+    clock.advance(200);
+    socket.bufferedAmount = 0;
+    clock.advance(50 + 56);
+    assert.equal(sent(), 2);
+    // 18 more publishes fill the room (20), the ping included; its pong frees one.
+    clock.advance(700); // the ping goes at 1000
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 1 });
+    for (let i = 0; i < 17; i++) {
+      clock.advance(60);
+      void client.publish('chat', i);
+    }
+    clock.advance(60);
+    void client.publish('chat', 'last');
+    clock.advance(5000);
+    assert.equal(sent(), 19, 'the ping and 19 publishes: no room left until an answer');
+    socket.message({ type: 'pong', id: 1 });
+    clock.advance(56);
+    assert.equal(sent(), 20);
+    client.close();
+  });
+});
+
 describe('liveness and backoff', () => {
   it('the retry counter starts over when the connection is confirmed: limits in and every subscribe answered', () => {
     const { client, clock } = setup({ heartbeatInterval: 0, minDelay: 100, maxDelay: 10_000 });
@@ -1155,6 +1240,28 @@ describe('liveness and backoff', () => {
     }
     assert.deepEqual(delays, [50, 100, 200, 400, 800, 1600]);
     assert.equal(client.retries, 6);
+    client.close();
+  });
+
+  it('with no topic, a server that accepts and closes at once keeps the delay growing; the pong of the ping sent on open confirms', () => {
+    const { client, clock } = setup({ minDelay: 100, maxDelay: 100_000 });
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const socket = FakeWebSocket.last;
+      socket.open();
+      socket.message(LIMITS); // a Channel sends limits in accept(), before any check of the application
+      socket.serverClose(1011, 'authentication failed');
+      delays.push(clock.pendingDelays()[0]);
+      clock.advance(delays.at(-1)!);
+    }
+    assert.deepEqual(delays, [50, 100, 200, 400, 800, 1600]);
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    assert.equal(client.retries, 6);
+    assert.deepEqual(socket.sentJson, [{ type: 'ping', id: 7 }], 'one ping on each connection');
+    socket.message({ type: 'pong', id: 7 });
+    assert.equal(client.retries, 0, 'the server answered what this client sent');
     client.close();
   });
 
@@ -1195,6 +1302,7 @@ describe('liveness and backoff', () => {
 
   it('a ping refused for the rate limit (the error names its id) counts as answered', () => {
     const { client, clock } = setup({ heartbeatInterval: 1000, heartbeatTimeout: 500 });
+    client.subscribe('chat', () => {});
     const socket = FakeWebSocket.last;
     socket.open();
     socket.message(LIMITS);
@@ -1270,6 +1378,36 @@ describe('against a real duet server', () => {
     } finally {
       reader.close();
       writer.close();
+      await server.close();
+    }
+  });
+
+  it('a Channel server that accepts and closes at once (no topic subscribed): every attempt backs off further, no hot loop', async () => {
+    const server = await startServer();
+    const channel = new Channel(server.wss, { topics: { chat: {} } });
+    // accept() sends limits at once; the application's own check then refuses the connection.
+    server.wss.on('connection', (ws) => {
+      channel.accept(ws);
+      ws.close(1011, 'authentication failed');
+    });
+    const client = new DuetClient(`ws://127.0.0.1:${server.port}/channel`, {
+      WebSocket,
+      minDelay: 20,
+      maxDelay: 60_000,
+      random: () => 0.99,
+    });
+    const retries: number[] = [];
+    client.on('retries', (n) => retries.push(n));
+    try {
+      await waitFor(
+        () => retries.length >= 6,
+        20_000,
+        () => `retries ${retries.join(', ')}`,
+      );
+      assert.deepEqual(retries.slice(0, 6), [1, 2, 3, 4, 5, 6], 'the counter never started over');
+      assert.equal(client.lastClose?.code, 1011);
+    } finally {
+      client.close();
       await server.close();
     }
   });

@@ -23,6 +23,8 @@ export class FakeWebSocket {
   readonly protocols: string | string[] | undefined;
   readyState = 0;
   binaryType = 'blob';
+  /** What the test says the socket still holds unsent. */
+  bufferedAmount = 0;
   readonly sent: SendData[] = [];
   /** close() calls by the client: [code, reason]. */
   readonly closeCalls: [number | undefined, string | undefined][] = [];

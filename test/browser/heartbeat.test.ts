@@ -2,7 +2,8 @@
  * The browser client's Heartbeat on its own, on the FakeClock of fakes.ts (time moves only when
  * the test says): first ping one interval after start, the next one interval after each pong,
  * latency, death when the ping's own answer does not arrive within the timeout (nothing else
- * counts), answered() for a ping the server refused, probe(), stop().
+ * counts), answered() for a ping the server refused, start(true) pinging at once (proven), probe(),
+ * stop().
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,6 +38,27 @@ describe('Heartbeat: pings and pongs', () => {
     assert.deepEqual(log, []);
     clock.advance(1);
     assert.deepEqual(log, [`ping 1 at ${INTERVAL}`]);
+  });
+
+  it('start(true) pings at once; proven turns true with its answer and false again at the next start()', () => {
+    const { clock, heartbeat, log, latencies } = setup();
+    heartbeat.start(true);
+    assert.deepEqual(log, ['ping 1 at 0']);
+    assert.equal(heartbeat.proven, false);
+    clock.advance(40);
+    heartbeat.pong(1);
+    assert.equal(heartbeat.proven, true);
+    assert.deepEqual(latencies, [40]);
+    clock.advance(INTERVAL);
+    assert.deepEqual(log, ['ping 1 at 0', `ping 2 at ${INTERVAL + 40}`]);
+    heartbeat.start(true);
+    assert.equal(heartbeat.proven, false);
+    heartbeat.answered(3);
+    assert.equal(heartbeat.proven, true, 'a ping refused with its id is an answer too');
+    const off = setup(0);
+    off.heartbeat.start(true);
+    assert.deepEqual(off.log, [], 'interval 0: no ping at all');
+    assert.equal(off.clock.pending, 0);
   });
 
   it('a pong reports the round trip and schedules the next ping one interval later; ids count up', () => {

@@ -3,7 +3,8 @@
  * the default pace until the server announces its limit, then 90 % of the announced rate with
  * what was spent since the connection opened taken off, pauses for `rate_limited`, no limit.
  * And the property that matters: a client taking tokens as fast as the pacer gives them never
- * overdraws a server bucket of the announced size, even when each message arrives early.
+ * overdraws a server bucket of the announced size, even when each message arrives early, or
+ * when a stalled network delivers everything not yet answered at once.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -161,5 +162,69 @@ describe('Pacer: pause()', () => {
     assert.equal(pacer.take(), false);
     clock.advance(56);
     assert.equal(pacer.take(), true);
+  });
+});
+
+describe('Pacer: messages not answered yet', () => {
+  /** A connection with the server's bucket of 20 a second announced, full. */
+  function announced() {
+    const clock = new FakeClock();
+    const pacer = new Pacer(clock);
+    pacer.reset(20, 50);
+    pacer.announce({ messages: 20, perMs: 1000 });
+    return { clock, pacer };
+  }
+  const PER_TOKEN = Math.ceil(1000 / 20 / SERVER_RATE_SHARE);
+
+  it('count against the bucket until answered: through a long silence no more than a bucketful goes, then it refills from the answers', () => {
+    const { clock, pacer } = announced();
+    for (let i = 0; i < 20; i++) {
+      assert.ok(pacer.take());
+      pacer.sent();
+    }
+    clock.advance(10_000);
+    assert.equal(pacer.take(), false, 'no refill while all 20 may still be on their way');
+    assert.equal(pacer.wait(), -1, 'only an answer helps');
+    for (let i = 0; i < 20; i++) pacer.answered();
+    assert.equal(pacer.take(), false, 'the server just counted 20: the bucket starts empty');
+    assert.equal(pacer.wait(), PER_TOKEN);
+    clock.advance(PER_TOKEN);
+    assert.equal(takeAll(pacer), 1);
+    pacer.answered(); // more answers than messages: ignored
+    clock.advance(PER_TOKEN - 1);
+    assert.equal(pacer.take(), false);
+  });
+
+  it('tokens plus unanswered messages never exceed the bucket: 5 out leave room for 15', () => {
+    const { clock, pacer } = announced();
+    for (let i = 0; i < 5; i++) {
+      pacer.take();
+      pacer.sent();
+    }
+    clock.advance(60_000);
+    assert.equal(takeAll(pacer), 15);
+    pacer.answered();
+    assert.equal(pacer.take(), false, 'an answer frees room, not a token');
+    clock.advance(PER_TOKEN);
+    assert.equal(takeAll(pacer), 1);
+  });
+
+  it('reset() (a new connection) forgets them; announce() leaves room for those already out', () => {
+    const { clock, pacer } = announced();
+    for (let i = 0; i < 20; i++) {
+      pacer.take();
+      pacer.sent();
+    }
+    pacer.reset(10, 100);
+    assert.equal(takeAll(pacer), 10);
+    const fresh = new Pacer(clock);
+    fresh.reset(10, 100);
+    for (let i = 0; i < 4; i++) {
+      fresh.take();
+      fresh.sent();
+    }
+    clock.advance(10_000);
+    fresh.announce({ messages: 5, perMs: 1000 });
+    assert.equal(takeAll(fresh), 1, 'a bucket of 5 with 4 out');
   });
 });

@@ -172,6 +172,8 @@ function publish(id: string, inFlight = false): PublishItem {
     bytes: 0,
     inFlight,
     batched: false,
+    frame: 0,
+    sentBefore: false,
     sent: inFlight,
     scope: undefined,
     firstSentAt: 0,

@@ -27,6 +27,7 @@ function setup(options: Partial<SenderOptions> = {}) {
   const clock = new FakeClock();
   const host = {
     open: true,
+    buffered: 0,
     written: [] as SendData[],
     subscribes: [] as string[],
     errors: [] as Error[],
@@ -37,6 +38,7 @@ function setup(options: Partial<SenderOptions> = {}) {
     { channel: true, queueLimit: 1000, queuePolicy: 'drop-oldest', flushBurst: 10, flushInterval: 100, ...options },
     {
       writable: () => host.open,
+      buffered: () => host.buffered,
       write: (data) => void host.written.push(data),
       nextSubscribe: () => host.subscribes.shift(),
       subscribesWaiting: () => host.subscribes.length > 0,
@@ -210,6 +212,29 @@ describe('Sender: batches', () => {
     assert.equal(sender.queued, 5);
   });
 
+  it('no batch where the server keeps no ids (dedupMs 0 or no scope): one publish per message, each refusal naming its id', () => {
+    for (const limits of [
+      { ...LIMITS, dedupMs: 0 },
+      { ...LIMITS, dedupScope: undefined },
+    ]) {
+      const { sender, sent, connect, publish, clock } = setup();
+      for (const label of ['a', 'b', 'c']) void publish(label);
+      connect(limits);
+      assert.deepEqual(
+        sent().map((m) => [m.type, m.data]),
+        [
+          ['publish', 'a'],
+          ['publish', 'b'],
+          ['publish', 'c'],
+        ],
+      );
+      // An unnamed rate_limited (a subscribe, a hello...) sends nothing again: no batch is in flight.
+      sender.rateLimited(100);
+      clock.advance(10_000);
+      assert.equal(sent().length, 3);
+    }
+  });
+
   it('a long queue drains within the rate: 1000 publishes in 20 batches of maxBatch, in order', () => {
     const { sender, host, sent, connect, publish, clock } = setup();
     for (let i = 0; i < 1000; i++) void publish(`p${i}`, i);
@@ -320,6 +345,80 @@ describe('Sender: refusals', () => {
     assert.deepEqual(ids()[2], [id, ids()[2][1]], 'a then b, in one batch');
   });
 
+  it('unavailable with outcome unknown where the server keeps no ids: it may have been published, so it rejects as outcome unknown, once reported', async () => {
+    for (const limits of [
+      { ...LIMITS, dedupMs: 0 },
+      { ...LIMITS, dedupScope: undefined },
+    ]) {
+      const { sender, ids, publish, connect, clock, host, outcomes } = setup();
+      connect(limits);
+      void publish('a');
+      void publish('b');
+      const [a] = ids()[0];
+      assert.equal(sender.refused(a, 'unavailable', 'Redis timed out', 'chat', 100, 'unknown'), true, 'handled here');
+      await settled();
+      assert.equal(outcomes.get('a'), 'WS_ERR_OUTCOME_UNKNOWN');
+      assert.match(host.errors[0]?.message ?? '', /Redis timed out \(unavailable\)/);
+      assert.equal(host.errors.length, 1);
+      clock.advance(10_000);
+      assert.equal(ids().length, 2, 'not sent again');
+      assert.equal(sender.pending, 1, 'b waits for its own answer');
+    }
+  });
+
+  it('rate_limited, and unavailable without outcome, were not published: sent again after retryAfter also where the server keeps no ids', async () => {
+    for (const code of ['rate_limited', 'unavailable']) {
+      const { sender, ids, publish, connect, clock, host, outcomes } = setup();
+      connect({ ...LIMITS, dedupMs: 0 });
+      void publish('a');
+      const [a] = ids()[0];
+      assert.equal(sender.refused(a, code, 'later', 'chat', 300), true);
+      clock.advance(300 + 56);
+      assert.deepEqual(ids()[1], [a], `${code}: the same id again`);
+      sender.ack(a, 7);
+      await settled();
+      assert.equal(outcomes.get('a'), 'seq 7');
+      assert.deepEqual(host.errors, []);
+    }
+  });
+
+  it('internal with outcome unknown: sent again where a repeat is answered with the first ack; internal alone is a refusal', async () => {
+    const { sender, ids, publish, connect, clock, outcomes } = setup();
+    connect();
+    void publish('a');
+    void publish('b');
+    const [a] = ids()[0];
+    const [b] = ids()[1];
+    assert.equal(
+      sender.refused(a, 'internal', 'the server failed while publishing', 'chat', undefined, 'unknown'),
+      true,
+    );
+    assert.equal(sender.refused(b, 'internal', 'allowPublish threw', 'chat', undefined), false);
+    clock.advance(1000 + 56);
+    assert.deepEqual(ids()[2], [a]);
+    await settled();
+    assert.equal(outcomes.get('b'), 'internal');
+  });
+
+  it('a publish sent on a lost connection stays maybe-published when its resend is refused as not published', async () => {
+    const { sender, ids, publish, connect, drop, clock, outcomes } = setup();
+    connect();
+    void publish('a');
+    drop(); // no answer: it may have been published
+    clock.advance(100_000);
+    connect();
+    const [a] = ids()[1];
+    assert.equal(sender.refused(a, 'unavailable', 'Redis away', 'chat', 10_000), true);
+    clock.advance(10_000);
+    await settled();
+    assert.equal(
+      outcomes.get('a'),
+      'WS_ERR_OUTCOME_UNKNOWN',
+      'the first attempt may have published it: 110 s is past the window',
+    );
+    assert.equal(ids().length, 2);
+  });
+
   it('rate_limited without an id (a batch, a ping...): a pause, and batches still unanswered go again', () => {
     const { sender, ids, publish, connect, clock } = setup();
     connect();
@@ -341,6 +440,16 @@ describe('Sender: refusals', () => {
     assert.equal(ids2().length, 1);
     clock2.advance(1 + 56);
     assert.deepEqual(ids2()[1], batch, 'the batch again, same ids');
+  });
+
+  it("a rate_limited naming the heartbeat's ping sends no batch again (the ping was the refused message)", () => {
+    const { sender, ids, publish, connect, clock } = setup();
+    for (const label of ['x', 'y']) void publish(label);
+    connect();
+    assert.equal(ids()[0].length, 2, 'one batch in flight');
+    sender.rateLimited(200, true);
+    clock.advance(10_000);
+    assert.equal(ids().length, 1);
   });
 
   it('an id that is not waiting here is not handled (the error is reported as usual)', () => {
@@ -422,6 +531,120 @@ describe('Sender: after a reconnect (the resend rules)', () => {
     connect();
     await settled();
     assert.equal(outcomes.get('a'), 'WS_ERR_OUTCOME_UNKNOWN', '120 s after the first send');
+  });
+});
+
+describe('Sender: the dedup window, checked as each resend goes out', () => {
+  it('a publish held by unavailable (outcome unknown) past the window is not sent again: outcome unknown when its turn comes', async () => {
+    const { sender, ids, publish, connect, clock, outcomes, host } = setup();
+    connect();
+    void publish('a');
+    const [a] = ids()[0];
+    clock.advance(100_000); // its answer took long: within dedupMs (120 s) still
+    assert.equal(sender.refused(a, 'unavailable', 'no answer from Redis', 'chat', 10_000, 'unknown'), true);
+    void publish('b');
+    clock.advance(9_999);
+    assert.equal(ids().length, 1, 'held');
+    clock.advance(1);
+    await settled();
+    assert.equal(outcomes.get('a'), 'WS_ERR_OUTCOME_UNKNOWN', '110 s after it first went: past 90 % of dedupMs');
+    assert.match(host.errors[0]?.message ?? '', /first went out 110000 ms ago/);
+    assert.deepEqual(
+      host.written.map((d) => (JSON.parse(d as string) as { data: unknown }).data),
+      ['a', 'b'],
+      'b went, a did not go again',
+    );
+  });
+
+  it('a resend allowed when limits arrive but held by the pacer past the window is rejected, not sent', async () => {
+    const { sender, ids, publish, connect, drop, clock, outcomes } = setup();
+    connect();
+    void publish('a');
+    drop();
+    clock.advance(107_000);
+    connect(); // 107 s: inside the window when limits arrive, so a is kept
+    // ... but something else took the bucket: a rate_limited pauses the client for 2 s.
+    assert.equal(ids().length, 2, 'sent again at once');
+    const resent = ids()[1][0];
+    assert.equal(sender.refused(resent, 'rate_limited', 'slow', 'chat', 2000), true);
+    clock.advance(2000 + 100);
+    await settled();
+    assert.equal(outcomes.get('a'), 'WS_ERR_OUTCOME_UNKNOWN');
+    assert.equal(ids().length, 2, 'not sent a third time, at 109 s');
+  });
+
+  it('within 90 % of dedupMs it goes again; from there on it does not', () => {
+    for (const [waited, expected] of [
+      [107_999, 2],
+      [108_000, 1],
+    ] as const) {
+      const { publish, connect, drop, clock, ids } = setup();
+      connect();
+      void publish('a');
+      drop();
+      clock.advance(waited);
+      connect();
+      assert.equal(ids().length, expected, `after ${waited} ms`);
+    }
+  });
+});
+
+describe('Sender: a stalled network', () => {
+  it('publish messages not answered count against the pacer: through a 10 s silence no more than a bucketful goes, then it restarts from empty', () => {
+    const { sender, ids, publish, connect, clock } = setup();
+    connect(); // 10 tokens left of the default bucket, and room for 20 (the server's)
+    for (let i = 0; i < 10; i++) void publish(`a${i}`);
+    assert.equal(ids().length, 10);
+    clock.advance(10_000); // no answer: the 10 may sit in a stalled network
+    for (let i = 0; i < 15; i++) void publish(`b${i}`);
+    assert.equal(ids().length, 20, 'the bucket refilled only up to the room the 10 leave');
+    clock.advance(10_000);
+    assert.equal(ids().length, 20, 'nothing more until an answer');
+    for (const [id] of ids()) sender.ack(id, 1);
+    assert.equal(ids().length, 20, 'the server just counted 20: the bucket starts empty');
+    clock.advance(56);
+    assert.deepEqual(
+      ids()
+        .slice(20)
+        .map((batch) => batch.length),
+      [5],
+      'the rest, one batch',
+    );
+  });
+
+  it('the ping counts too, until its answer', () => {
+    const { sender, publish, connect, clock, host } = setup();
+    connect();
+    sender.sendPing('{"type":"ping","id":1}');
+    for (let i = 0; i < 9; i++) void publish(`a${i}`);
+    clock.advance(10_000);
+    for (let i = 0; i < 11; i++) void publish(`b${i}`);
+    assert.equal(host.written.length, 20, 'the ping and 19 publishes');
+    clock.advance(10_000);
+    assert.equal(host.written.length, 20);
+    sender.pingAnswered();
+    sender.pingAnswered(); // once only
+    clock.advance(56);
+    assert.equal(host.written.length, 21);
+    clock.advance(10_000);
+    assert.equal(host.written.length, 21);
+  });
+
+  it('a socket that holds unsent bytes for 50 ms stops the writing, looks again every 50 ms, and starts from an empty bucket once they are gone', () => {
+    const { host, ids, publish, connect, clock } = setup();
+    connect();
+    host.buffered = 500;
+    void publish('a'); // bytes there for 0 ms: a burst in one turn is not held
+    clock.advance(50);
+    void publish('b');
+    assert.equal(ids().length, 1, 'still there after 50 ms: held');
+    clock.advance(500);
+    assert.equal(ids().length, 1, 'held while they stay');
+    host.buffered = 0;
+    clock.advance(50);
+    assert.equal(ids().length, 1, 'gone: the bucket starts empty');
+    clock.advance(56);
+    assert.equal(ids().length, 2);
   });
 });
 

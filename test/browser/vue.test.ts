@@ -31,11 +31,11 @@ describe('useDuet', () => {
     const { scope, duet, clock } = inScope({ heartbeatInterval: 1000 });
     assert.ok(duet.client);
     assert.equal(duet.status.value, 'connecting');
+    const got: unknown[] = [];
+    duet.subscribe('chat', (d) => got.push(d));
     let socket = FakeWebSocket.last;
     socket.open();
     assert.equal(duet.status.value, 'open');
-    const got: unknown[] = [];
-    duet.subscribe('chat', (d) => got.push(d));
     socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
     socket.message({ type: 'message', topic: 'chat', seq: 1, data: { text: 'hi' } });
     assert.deepEqual(duet.data.value, { text: 'hi' });
@@ -74,7 +74,7 @@ describe('useDuet', () => {
   });
 
   it('a subscribe made in a child scope ends with it; scope.stop() leaves no socket, timer or listener', () => {
-    const { scope, duet, clock, env } = inScope();
+    const { scope, duet, clock, env } = inScope({ heartbeatInterval: 0 });
     const socket = FakeWebSocket.last;
     socket.open();
     const child = scope.run(() => effectScope())!;
