@@ -69,7 +69,8 @@ function valueText(name: string, value: unknown): string {
     // Where and which character, not the value: it may be a token (Authorization, Cookie).
     const chars = [...text];
     const at = chars.findIndex((c) => !isHeaderValueText(c));
-    const code = (chars[at] ?? '').codePointAt(0) ?? 0;
+    // Some character failed the test above, so `at` finds it.
+    const code = chars[at].codePointAt(0)!;
     throw invalidHeaderError(
       `Invalid value for header "${name}": its character ${at + 1} (U+${code.toString(16).toUpperCase().padStart(4, '0')}) cannot be sent ` +
         '(CR, LF, NUL and other control characters, and non-ASCII characters, are refused)',

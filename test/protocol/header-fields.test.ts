@@ -156,6 +156,12 @@ describe('headerFieldList / headerLines', () => {
       () => headerFieldList({ Authorization: secret }),
       (err: Error) => !err.message.includes('s3cr3t'),
     );
+    // A refused name is quoted (a name is no secret), cut after 60 characters.
+    throwsInvalid(
+      () => headerFieldList({ [`${'n'.repeat(70)} x`]: 'v' }),
+      new RegExp(`^Invalid header name "${'n'.repeat(60)}\\.\\.\\.": it must be an HTTP token`),
+      'long name',
+    );
     throwsInvalid(
       () => headerFieldList({ 'X-A': 'a\u00e9b' }),
       /^Invalid value for header "X-A": its character 2 \(U\+00E9\) cannot be sent/,
