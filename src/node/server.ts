@@ -101,8 +101,11 @@ export interface WebSocketServer {
  */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
 export class WebSocketServer extends EventEmitter {
-  /** Open connections (a Set), when `clientTracking` is on. */
-  readonly clients: Set<WebSocket> | undefined;
+  /**
+   * Open connections, when `clientTracking` is on (the default); undefined when it is off. Typed
+   * as a Set, as ws's types declare it, so that ws code (`wss.clients.forEach(...)`) compiles.
+   */
+  readonly clients: Set<WebSocket>;
   /** The resolved options, defaults filled in. */
   readonly options: ResolvedServerOptions;
   /** Counters reported by stats(). @internal */
@@ -136,7 +139,8 @@ export class WebSocketServer extends EventEmitter {
       throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
     }
     this.options = { ...SERVER_DEFAULTS, ...options };
-    this.clients = this.options.clientTracking ? this.connections : undefined;
+    // As ws: no Set without clientTracking (the declared type is ws's, see above).
+    this.clients = this.options.clientTracking ? this.connections : (undefined as unknown as Set<WebSocket>);
     this.maxBufferedAmount = this.options.maxBufferedAmount;
     this.slowConsumer = this.options.slowConsumer;
     // permessage-deflate: what we accept, and how we compress (undefined: declined).
