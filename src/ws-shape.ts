@@ -1,0 +1,148 @@
+/**
+ * ws's export shape. In ws, `require('ws')` and `import WebSocket from 'ws'` give the
+ * WebSocket class, and the class carries the rest of the API as statics
+ * (`WebSocket.Server`, `WebSocket.WebSocketServer`, `WebSocket.WebSocket`), with ws's type
+ * names in a namespace merged with it (`WebSocket.Data`, `WebSocket.ServerOptions`, ...).
+ * duet's entry point (index.ts) exports `WebSocket` from here: as its named export, its
+ * default export, and what `require('duet')` returns. The statics are added to the one
+ * connection class (node/connection.ts), so there is one class whichever way it is reached:
+ * `require('duet') === (await import('duet')).default === (await import('duet')).WebSocket`.
+ *
+ * Every runtime export of 'duet' is also a static here, so that `const { WebSocketServer, Hub }
+ * = require('duet')` works as `const { WebSocketServer } = require('ws')` does
+ * (test/ws-shape.test.ts checks that the two lists agree).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo as NetAddressInfo } from 'node:net';
+import type { ClientOptions as DuetClientOptions } from './node/client.js';
+import { WebSocket as Connection, type RawData as DuetRawData } from './node/connection.js';
+import type { PerMessageDeflateOptions as DuetPerMessageDeflateOptions } from './node/deflate.js';
+import type { AddEventListenerOptions, WsEventMap } from './node/event-target.js';
+import { WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from './node/events.js';
+import type { VerifyClientDone } from './node/server-options.js';
+import { CloseCode, closeCodeIsValid } from './protocol/close-codes.js';
+import {
+  ConnectionClosedError,
+  DuetError,
+  ERROR_CODES,
+  HandshakeError,
+  LimitExceededError,
+  ProtocolError,
+} from './protocol/errors.js';
+import {
+  CHANNEL_ERROR_CODES,
+  Channel,
+  ClusterBroker,
+  Hub,
+  MemoryBroker,
+  TopicFeeds,
+  WebSocketServer as ServerClass,
+  serveClusterBroker,
+  type ServerOptions as DuetServerOptions,
+} from './push/index.js';
+
+/** The statics `WebSocket` carries besides the readyState constants: ws's, then the rest of duet's exports. */
+export interface WebSocketStatics {
+  /** ws's name for the server class (`new WebSocket.Server({ port })`): WebSocketServer itself. */
+  readonly Server: typeof ServerClass;
+  readonly WebSocketServer: typeof ServerClass;
+  /** The class itself, as in ws (`const { WebSocket } = require('duet')`). */
+  readonly WebSocket: typeof Connection & WebSocketStatics;
+  readonly WsEvent: typeof WsEvent;
+  readonly WsMessageEvent: typeof WsMessageEvent;
+  readonly WsCloseEvent: typeof WsCloseEvent;
+  readonly WsErrorEvent: typeof WsErrorEvent;
+  readonly Hub: typeof Hub;
+  readonly MemoryBroker: typeof MemoryBroker;
+  readonly ClusterBroker: typeof ClusterBroker;
+  readonly serveClusterBroker: typeof serveClusterBroker;
+  readonly TopicFeeds: typeof TopicFeeds;
+  readonly Channel: typeof Channel;
+  readonly CHANNEL_ERROR_CODES: typeof CHANNEL_ERROR_CODES;
+  readonly CloseCode: typeof CloseCode;
+  readonly closeCodeIsValid: typeof closeCodeIsValid;
+  readonly DuetError: typeof DuetError;
+  readonly HandshakeError: typeof HandshakeError;
+  readonly ProtocolError: typeof ProtocolError;
+  readonly LimitExceededError: typeof LimitExceededError;
+  readonly ConnectionClosedError: typeof ConnectionClosedError;
+  readonly ERROR_CODES: typeof ERROR_CODES;
+}
+
+const statics: Omit<WebSocketStatics, 'WebSocket'> = {
+  Server: ServerClass,
+  WebSocketServer: ServerClass,
+  WsEvent,
+  WsMessageEvent,
+  WsCloseEvent,
+  WsErrorEvent,
+  Hub,
+  MemoryBroker,
+  ClusterBroker,
+  serveClusterBroker,
+  TopicFeeds,
+  Channel,
+  CHANNEL_ERROR_CODES,
+  CloseCode,
+  closeCodeIsValid,
+  DuetError,
+  HandshakeError,
+  ProtocolError,
+  LimitExceededError,
+  ConnectionClosedError,
+  ERROR_CODES,
+};
+
+type WebSocketClass = typeof Connection & WebSocketStatics;
+
+/**
+ * A WebSocket connection (see node/connection.ts), carrying ws's statics: `WebSocket.Server`,
+ * `WebSocket.WebSocketServer`, `WebSocket.WebSocket`, the readyState constants, and the rest
+ * of duet's exports.
+ */
+export const WebSocket = Object.assign(Connection, statics, { WebSocket: Connection }) as WebSocketClass;
+/** A WebSocket connection, server side or client side (see docs/server.md, docs/client.md). */
+export type WebSocket = Connection;
+
+/**
+ * ws's type names (as @types/ws declares them on its class), mapped to duet's types, so that
+ * code written against `ws` types (`WebSocket.Data`, `WebSocket.ServerOptions`) compiles.
+ */
+// eslint-disable-next-line @typescript-eslint/no-namespace -- ws's shape: its type names under the class's name
+export declare namespace WebSocket {
+  /** What a `message` listener receives (`Buffer`, `ArrayBuffer`, `Buffer[]`, or `Blob` per binaryType). */
+  type RawData = DuetRawData;
+  /** ws's older name for message data: a string too. */
+  type Data = string | DuetRawData;
+  /** The client's options (`new WebSocket(url, protocols, options)`). */
+  type ClientOptions = DuetClientOptions;
+  /** The server's options (`new WebSocketServer(options)`). */
+  type ServerOptions = DuetServerOptions;
+  /** permessage-deflate's options (docs/compression.md). */
+  type PerMessageDeflateOptions = DuetPerMessageDeflateOptions;
+  /** `verifyClient`, synchronous form: return true to accept. */
+  type VerifyClientCallbackSync<Request extends IncomingMessage = IncomingMessage> = (info: {
+    origin: string;
+    secure: boolean;
+    req: Request;
+  }) => boolean;
+  /** `verifyClient`, asynchronous form: `callback(true)` accepts, `callback(false, status?, message?, headers?)` refuses. */
+  type VerifyClientCallbackAsync<Request extends IncomingMessage = IncomingMessage> = (
+    info: { origin: string; secure: boolean; req: Request },
+    callback: VerifyClientDone,
+  ) => void;
+  /** The WHATWG events' objects (`onopen`, `addEventListener`). */
+  type Event = WsEvent;
+  type MessageEvent = WsMessageEvent;
+  type CloseEvent = WsCloseEvent;
+  type ErrorEvent = WsErrorEvent;
+  type WebSocketEventMap = WsEventMap;
+  type EventListenerOptions = AddEventListenerOptions;
+  /** What `server.address()` returns when listening on TCP. */
+  type AddressInfo = NetAddressInfo;
+  /** The server class (`WebSocket.Server` is WebSocketServer). */
+  type Server = ServerClass;
+  type WebSocketServer = ServerClass;
+  /** The connection class, `WebSocket.WebSocket` as in ws. */
+  type WebSocket = Connection;
+}
