@@ -31,11 +31,11 @@ const root = join(dirname(new URL(import.meta.url).pathname), '..');
 const GENERICS = {
   WsEventListener: ['E = M.WsEvent', 'E'],
   ErrorFor: ['C extends M.DuetErrorCode', 'C'],
-  'WebSocket.VerifyClientCallbackSync': [
+  VerifyClientCallbackSync: [
     "Request extends import('node:http').IncomingMessage = import('node:http').IncomingMessage",
     'Request',
   ],
-  'WebSocket.VerifyClientCallbackAsync': [
+  VerifyClientCallbackAsync: [
     "Request extends import('node:http').IncomingMessage = import('node:http').IncomingMessage",
     'Request',
   ],

@@ -15,6 +15,19 @@ export default WebSocket;
 // What require('duet') returns on Node 20.19+ and 22.12+ (require of an ES module): the class,
 // as require('ws') does.
 export { WebSocket as 'module.exports' };
+// ws's type names that @types/ws exports by name (they are on the class too: WebSocket.Data).
+export type {
+  Data,
+  VerifyClientCallbackSync,
+  VerifyClientCallbackAsync,
+  PerMessageDeflateOptions,
+  Event,
+  MessageEvent,
+  CloseEvent,
+  ErrorEvent,
+  EventListenerOptions,
+  AddressInfo,
+} from './ws-shape.js';
 export type { BinaryType, CodedError, RawData, SendData, SendOptions, WebSocketEvents } from './node/connection.js';
 export type { ClientOptions } from './node/client.js';
 export type { AddEventListenerOptions, WsEventListener, WsEventMap } from './node/event-target.js';

@@ -104,8 +104,43 @@ export const WebSocket = Object.assign(Connection, statics, { WebSocket: Connect
 /** A WebSocket connection, server side or client side (see docs/server.md, docs/client.md). */
 export type WebSocket = Connection;
 
+// ws's type names, as @types/ws declares them: on the class (`WebSocket.Data`) and, for those
+// @types/ws also exports by name, as named exports of 'duet' (`import type { Data } from
+// 'duet'`, re-exported by index.ts). Declared once here under names of their own, since the
+// namespace's members would shadow top-level types of the same name.
+
+/** ws's name for what a `message` listener receives, or a string: `string | RawData`. */
+type MessageData = string | DuetRawData;
+/** `verifyClient`, synchronous form (ws's name): return true to accept. */
+type VerifySync<Request extends IncomingMessage = IncomingMessage> = (info: {
+  origin: string;
+  secure: boolean;
+  req: Request;
+}) => boolean;
 /**
- * ws's type names (as @types/ws declares them on its class), mapped to duet's types, so that
+ * `verifyClient`, asynchronous form (ws's name): `callback(true)` accepts,
+ * `callback(false, status?, message?, headers?)` refuses.
+ */
+type VerifyAsync<Request extends IncomingMessage = IncomingMessage> = (
+  info: { origin: string; secure: boolean; req: Request },
+  callback: VerifyClientDone,
+) => void;
+
+export type {
+  MessageData as Data,
+  VerifySync as VerifyClientCallbackSync,
+  VerifyAsync as VerifyClientCallbackAsync,
+  DuetPerMessageDeflateOptions as PerMessageDeflateOptions,
+  WsEvent as Event,
+  WsMessageEvent as MessageEvent,
+  WsCloseEvent as CloseEvent,
+  WsErrorEvent as ErrorEvent,
+  AddEventListenerOptions as EventListenerOptions,
+  NetAddressInfo as AddressInfo,
+};
+
+/**
+ * ws's type names on the class (as @types/ws declares them), mapped to duet's types, so that
  * code written against `ws` types (`WebSocket.Data`, `WebSocket.ServerOptions`) compiles.
  */
 // eslint-disable-next-line @typescript-eslint/no-namespace -- ws's shape: its type names under the class's name
@@ -113,7 +148,7 @@ export declare namespace WebSocket {
   /** What a `message` listener receives (`Buffer`, `ArrayBuffer`, `Buffer[]`, or `Blob` per binaryType). */
   type RawData = DuetRawData;
   /** ws's older name for message data: a string too. */
-  type Data = string | DuetRawData;
+  type Data = MessageData;
   /** The client's options (`new WebSocket(url, protocols, options)`). */
   type ClientOptions = DuetClientOptions;
   /** The server's options (`new WebSocketServer(options)`). */
@@ -121,16 +156,9 @@ export declare namespace WebSocket {
   /** permessage-deflate's options (docs/compression.md). */
   type PerMessageDeflateOptions = DuetPerMessageDeflateOptions;
   /** `verifyClient`, synchronous form: return true to accept. */
-  type VerifyClientCallbackSync<Request extends IncomingMessage = IncomingMessage> = (info: {
-    origin: string;
-    secure: boolean;
-    req: Request;
-  }) => boolean;
+  type VerifyClientCallbackSync<Request extends IncomingMessage = IncomingMessage> = VerifySync<Request>;
   /** `verifyClient`, asynchronous form: `callback(true)` accepts, `callback(false, status?, message?, headers?)` refuses. */
-  type VerifyClientCallbackAsync<Request extends IncomingMessage = IncomingMessage> = (
-    info: { origin: string; secure: boolean; req: Request },
-    callback: VerifyClientDone,
-  ) => void;
+  type VerifyClientCallbackAsync<Request extends IncomingMessage = IncomingMessage> = VerifyAsync<Request>;
   /** The WHATWG events' objects (`onopen`, `addEventListener`). */
   type Event = WsEvent;
   type MessageEvent = WsMessageEvent;
