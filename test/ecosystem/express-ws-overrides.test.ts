@@ -82,10 +82,12 @@ function lockSubset(lock: Lockfile, names: string[], leaveOut: string): Record<s
 async function npm(args: string[], cwd: string): Promise<string> {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
-    if (key === 'NODE_V8_COVERAGE' || key === 'NODE_OPTIONS') continue;
     if (/^npm_/i.test(key) && !/^npm_config_(cache|userconfig|globalconfig)$/i.test(key)) continue;
     env[key] = value;
   }
+  // Empty, not absent: Node copies its own NODE_V8_COVERAGE into a child's environment that lacks it.
+  env.NODE_V8_COVERAGE = '';
+  env.NODE_OPTIONS = '';
   const execPath = process.env.npm_execpath;
   const [file, argv] =
     execPath !== undefined && execPath.endsWith('.js') ? [process.execPath, [execPath, ...args]] : ['npm', args];
@@ -155,6 +157,9 @@ describe("npm overrides: express-ws's require('ws') gets duet", () => {
     }
 
     writeFileSync(join(project, 'app.js'), APP);
+    // No coverage: the duet it runs is the packed copy in the project, not this repository's
+    // files. Empty, not absent: Node copies its own NODE_V8_COVERAGE into a child's
+    // environment that lacks the variable.
     app = spawn(process.execPath, ['app.js'], {
       cwd: project,
       stdio: ['ignore', 'pipe', 'pipe'],
