@@ -24,14 +24,18 @@ const FLOORS = {
   protocol: { lines: 100, branches: 100 },
   node: { lines: 98, branches: 94 },
   push: { lines: 99, branches: 96 },
-  // Raised from 93 / 91 when every browser/ module got its own test file (94.67 / 95.62).
-  browser: { lines: 94, branches: 95 },
+  // Raised from 93 / 91 when every browser/ module got its own test file (94.67 / 95.62), and
+  // to 96 / 96 with issue 16's sender, pacer, ids and limits and their tests (96.38 / 96.73 in
+  // two full runs).
+  browser: { lines: 96, branches: 96 },
   // cli/ is covered through child processes (duet serve/connect/exec): 78.5 % of branches when
   // the floors were set, a margin of one branch, so the floor is a point lower to keep CI from
   // failing on a branch that only some timings reach. Raise it with tests, not by luck.
   // Raised from 77 to 80 when cli/options.ts and cli/endpoints.ts got in-process tests (81.16
-  // in two runs; the same point of margin).
-  cli: { lines: 92, branches: 80 },
+  // in two runs; the same point of margin). Raised to 95 / 89 with the in-process tests of
+  // explain.ts, tls-files.ts and program.ts and the CLI's newcomer tests (95.92 / 90.1 and
+  // 95.92 / 90.07 in two full runs; the same point of margin on branches).
+  cli: { lines: 95, branches: 89 },
   // redis/ (duet/redis) is covered by test/redis/ against a real Redis on 127.0.0.1:6379:
   // measured with the Redis tests running, 96.41 / 87.87 and 97.39 / 88.16 in two full runs
   // when the floor was set (the lower one rounded down, as for the others). Without a

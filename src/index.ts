@@ -30,6 +30,8 @@ export type {
 } from './ws-shape.js';
 export type { BinaryType, CodedError, RawData, SendData, SendOptions, WebSocketEvents } from './node/connection.js';
 export type { ClientOptions } from './node/client.js';
+// A connection as a Node Duplex stream, as ws's function of that name.
+export { createWebSocketStream } from './node/stream.js';
 export type { AddEventListenerOptions, WsEventListener, WsEventMap } from './node/event-target.js';
 export type {
   VerifyClientInfo,
@@ -63,6 +65,8 @@ export type {
   BrokerHost,
   BrokerMessage,
   OutgoingMessage,
+  PublishDedup,
+  PublishResult,
   TopicPosition,
   SynchronousBroker,
   AsynchronousBroker,

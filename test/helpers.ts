@@ -5,15 +5,15 @@
 import * as net from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { WebSocketServer, type ServerOptions } from '../src/index.js';
+import { WebSocketServer, type ServerOptions, type WebSocket } from '../src/index.js';
 
 export const HOST = '127.0.0.1';
 
 /** Start a WebSocketServer on 127.0.0.1 with a free port. */
-export async function startServer(
-  options: ServerOptions = {},
-): Promise<{ wss: WebSocketServer; port: number; close: () => Promise<void> }> {
-  const wss = new WebSocketServer({ port: 0, host: HOST, ...options });
+export async function startServer<T extends typeof WebSocket = typeof WebSocket>(
+  options: ServerOptions<T> = {},
+): Promise<{ wss: WebSocketServer<T>; port: number; close: () => Promise<void> }> {
+  const wss = new WebSocketServer<T>({ port: 0, host: HOST, ...options });
   await once(wss, 'listening');
   const address = wss.address();
   if (address === null || typeof address === 'string') throw new Error('no port');

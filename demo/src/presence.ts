@@ -37,7 +37,7 @@ export function usePresence(duet: Duet, me: { nick: Ref<string> }, identity: Ide
 
   function announce(state: State): void {
     // Not queued while offline: stale announcements are worse than none.
-    if (duet.status.value === 'open') duet.publish('presence', { state });
+    if (duet.status.value === 'open') void duet.publish('presence', { state });
   }
   function prune(): void {
     const now = Date.now();

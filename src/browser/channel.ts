@@ -5,6 +5,7 @@
  * reconnects, timers) stays in DuetClient.
  */
 import type { DuetClientEvents } from './events.js';
+import { readLimits, type ServerLimits } from './limits.js';
 import { TopicTracker, type MessageMeta, type MessageSender, type TopicHandler } from './topics.js';
 import { DuetError } from './errors.js';
 import type { DuetClock, TopicPosition } from './types.js';
@@ -27,8 +28,20 @@ export interface ChannelHost {
   /** `loud`: print it when nobody listens (a handler's bug should not vanish). */
   error(err: unknown, loud?: boolean): void;
   pong(id: unknown): void;
-  /** Topics were added to those waiting for a paced subscribe (see {@link ChannelSession.sendNext}). */
+  /** The server refused the ping with this id (its rate limit): an answer all the same. */
+  pingAnswered(id: unknown): void;
+  /** Topics were added to those waiting for a paced subscribe (see {@link ChannelSession.nextSubscribe}). */
   resume(): void;
+  /** The connection's `limits` arrived. */
+  limits(limits: ServerLimits): void;
+  /** The connection's first message was not `limits`: the server acknowledges no publishes. */
+  noLimits(): void;
+  /** A publish was acknowledged. */
+  ack(id: unknown, seq: unknown): void;
+  /** A publish was refused; true when it will be sent again (and the refusal is not reported). */
+  refused(id: unknown, code: string, message: string, topic: string | undefined, retryAfter: unknown): boolean;
+  /** A message without an id was refused for the rate limit. */
+  rateLimited(retryAfter: unknown): void;
   /** For the one timer of deferred recoveries (cleared when the connection ends). */
   readonly clock: DuetClock;
 }
@@ -46,13 +59,18 @@ export class ChannelSession {
   /** Fires retryDeferred() at the earliest time a `recovery_limited` asked for. */
   private retryTimer: unknown = null;
   private retryAt = 0;
+  /** No message has arrived yet on this connection (the first one says whether `limits` come). */
+  private first = true;
 
   constructor(host: ChannelHost) {
     this.host = host;
   }
 
   subscribe(topic: string, handler: TopicHandler, from?: TopicPosition): () => void {
-    if (this.topics.add(topic, handler, from) && this.host.isOpen()) this.request(topic);
+    if (this.topics.add(topic, handler, from) && this.host.isOpen()) {
+      this.waitingTopics.add(topic);
+      this.host.resume();
+    }
     let subscribed = true;
     return () => {
       if (!subscribed) return;
@@ -82,11 +100,12 @@ export class ChannelSession {
   /**
    * A connection opened: `hello` goes first (so that everything published afterwards, the
    * queue included, carries the nick), then every topic must be subscribed again, from its
-   * position. The subscribes go out through the client's paced flush ({@link sendNext}),
+   * position. The subscribes go out through the client's pacer ({@link nextSubscribe}),
    * ahead of its queue, so that many topics do not overrun the server's rate limit either.
    */
   resubscribe(): void {
     this.me = null;
+    this.first = true;
     if (this.nick !== undefined) this.hello();
     this.waitingTopics.clear();
     this.deferredTopics.clear();
@@ -99,14 +118,21 @@ export class ChannelSession {
     return this.waitingTopics.size > 0;
   }
 
-  /** Send the subscribe of the next waiting topic; false when none waits. */
-  sendNext(): boolean {
+  /** The subscribe of the next waiting topic (now pending), or undefined when none waits. */
+  nextSubscribe(): string | undefined {
     for (const topic of this.waitingTopics) {
       this.waitingTopics.delete(topic);
-      this.request(topic);
-      return true;
+      return JSON.stringify(this.topics.request(topic));
     }
-    return false;
+    return undefined;
+  }
+
+  /**
+   * Every topic's subscribe of this connection was answered with `subscribed`, and none
+   * waits: the connection is confirmed (the client's backoff starts over).
+   */
+  get settled(): boolean {
+    return this.waitingTopics.size === 0 && this.deferredTopics.size === 0 && this.topics.pendingNames().length === 0;
   }
 
   /** The connection ended: answers to pending subscribes will not come. */
@@ -156,7 +182,12 @@ export class ChannelSession {
       this.host.error(new DuetError('WS_ERR_INVALID_CHANNEL_MESSAGE', 'a channel message that is not a JSON object'));
       return;
     }
-    this.handle(msg as Record<string, unknown>);
+    const fields = msg as Record<string, unknown>;
+    if (this.first) {
+      this.first = false;
+      if (fields.type !== 'limits') this.host.noLimits();
+    }
+    this.handle(fields);
     this.host.emit('message', msg);
   }
 
@@ -174,6 +205,15 @@ export class ChannelSession {
       case 'pong':
         this.host.pong(msg.id);
         return;
+      case 'limits':
+        this.host.limits(readLimits(msg));
+        return;
+      case 'ack':
+        this.host.ack(msg.id, msg.seq);
+        return;
+      case 'acks':
+        if (Array.isArray(msg.acks)) for (const entry of msg.acks as unknown[]) this.entry(entry);
+        return;
       case 'subscribed':
         if (topic !== undefined && typeof msg.epoch === 'string' && typeof msg.seq === 'number') {
           this.waitingTopics.delete(topic); // answered: a retry waiting for it is not needed
@@ -190,10 +230,17 @@ export class ChannelSession {
         return;
       case 'error': {
         const code = typeof msg.code === 'string' ? msg.code : 'WS_ERR_INVALID_CHANNEL_MESSAGE';
-        if (code === 'rate_limited') this.retryPending();
+        const text = typeof msg.message === 'string' ? msg.message : code;
+        if (typeof msg.id === 'string') {
+          // About a publish of ours: sent again (rate limit, broker away) or refused for good.
+          if (this.host.refused(msg.id, code, text, topic, msg.retryAfter)) return;
+        } else if (code === 'rate_limited') {
+          if (msg.id !== undefined) this.host.pingAnswered(msg.id);
+          this.host.rateLimited(msg.retryAfter);
+          this.retryPending();
+        }
         // Both name a time to come back: the recovery budget, or the server's broker (Redis)
-        // being away. A pending subscribe goes out again then; a publish refused as
-        // `unavailable` (no subscribe pending) is only reported.
+        // being away. A pending subscribe goes out again then.
         else if ((code === 'recovery_limited' || code === 'unavailable') && topic !== undefined)
           this.defer(topic, msg.retryAfter);
         else if (topic !== undefined) {
@@ -201,15 +248,28 @@ export class ChannelSession {
           this.waitingTopics.delete(topic);
           this.topics.unblock(topic);
         }
-        this.host.error(new DuetError(code, typeof msg.message === 'string' ? msg.message : code, topic));
+        this.host.error(new DuetError(code, text, topic));
         return;
       }
     }
   }
 
+  /** One entry of an `acks` message: an ack, or a refusal with a code. */
+  private entry(entry: unknown): void {
+    if (typeof entry !== 'object' || entry === null) return;
+    const { id, seq, code, message, topic, retryAfter } = entry as Record<string, unknown>;
+    if (typeof code !== 'string') {
+      this.host.ack(id, seq);
+      return;
+    }
+    const name = typeof topic === 'string' ? topic : undefined;
+    const text = typeof message === 'string' ? message : code;
+    if (!this.host.refused(id, code, text, name, retryAfter)) this.host.error(new DuetError(code, text, name));
+  }
+
   /**
    * A message was refused by the rate limit, and the error does not say which. A subscribe
-   * still unanswered may be it: send it again through the paced flush. Until then the topic
+   * still unanswered may be it: send it again through the pacer. Until then the topic
    * stays pending (its messages are ignored and come again with the replay): unblocking it
    * at once made every later message look like a gap, each gap sent a subscribe, each was
    * refused too, and the errors ended in a close with 1008.

@@ -1,28 +1,31 @@
 /**
  * `duet/client`: a WebSocket client that stays connected. It reconnects with backoff and
  * jitter, waits for the network to come back, detects dead connections with an application
- * ping, queues what is sent while offline, and (over duet's channel protocol, docs/protocol.md)
- * resubscribes after every reconnect so each topic's messages arrive exactly once.
+ * ping, queues what is sent while offline, paces what it sends to the server's announced
+ * rate, and (over duet's channel protocol, docs/protocol.md) resubscribes after every
+ * reconnect so each topic's messages arrive exactly once, and resends unacknowledged
+ * publishes with their ids so each is published exactly once.
  *
  *   const client = new DuetClient('wss://example.com/channel');
  *   client.subscribe('chat', (data, { seq }) => render(data));
- *   client.publish('chat', { text: 'hi' });
+ *   const seq = await client.publish('chat', { text: 'hi' });
  *
  * Runs in browsers and in Node (inject a WebSocket: `new DuetClient(url, { WebSocket })`).
  * It uses no DOM types and touches browser globals only after checking they exist.
  *
- * Why one file of ~500 lines: DuetClient is the state machine of one reconnecting connection
+ * Why one file of ~570 lines: DuetClient is the state machine of one reconnecting connection
  * (connecting, open, waiting, closed) and its public API; the parts that stand alone already
- * have their files (backoff, heartbeat, network, send-queue, topics, channel, flush, options).
+ * have their files (backoff, heartbeat, network, sender, pacer, send-queue, topics, channel,
+ * options).
  */
 import { backoffDelay } from './backoff.js';
 import { ChannelSession, type ChannelIdentity } from './channel.js';
 import { Emitter, type DuetClientEvents } from './events.js';
-import { PacedFlush } from './flush.js';
 import { Heartbeat } from './heartbeat.js';
+import type { ServerLimits } from './limits.js';
 import { NetworkWatcher } from './network.js';
-import { defaultClock, resolveOptions, type DuetClientOptions, type ResolvedOptions } from './options.js';
-import { SendQueue } from './send-queue.js';
+import { defaultClock, resolveOptions, retryHint, type DuetClientOptions, type ResolvedOptions } from './options.js';
+import { Sender } from './sender.js';
 import type { TopicHandler } from './topics.js';
 import { DuetError } from './errors.js';
 import {
@@ -39,7 +42,8 @@ import {
 
 export { CLIENT_ERROR_CODES, CLIENT_RENAMED_ERROR_CODES, DuetError } from './errors.js';
 export type { ClientErrorInfo, DuetClientErrorCode } from './errors.js';
-export { NO_RETRY_CODES, defaultShouldReconnect } from './options.js';
+export { NO_RETRY_CODES, defaultShouldReconnect, retryHint } from './options.js';
+export type { ServerLimits } from './limits.js';
 export { backoffCap, backoffDelay } from './backoff.js';
 export type { DuetClientOptions } from './options.js';
 export type { Delivery, DuetClientEvents } from './events.js';
@@ -68,8 +72,7 @@ export class DuetClient {
   private readonly network: NetworkWatcher;
   private readonly heartbeat: Heartbeat;
   private readonly clock: DuetClock;
-  private readonly queue: SendQueue;
-  private readonly flush: PacedFlush;
+  private readonly sender: Sender;
   private readonly channel: ChannelSession;
   private readonly events = new Emitter();
 
@@ -85,6 +88,8 @@ export class DuetClient {
   private reconnectTimer: unknown = null;
   private connectTimer: unknown = null;
   private stableTimer: unknown = null;
+  /** The current connection has not been confirmed yet (see confirm()). */
+  private confirming = false;
 
   /** @param url a ws:// or wss:// URL. */
   constructor(url: string, options: DuetClientOptions = {}) {
@@ -112,7 +117,7 @@ export class DuetClient {
     });
     const heartbeatInterval = this.options.channel ? this.options.heartbeatInterval : 0;
     this.heartbeat = new Heartbeat(this.clock, heartbeatInterval, this.options.heartbeatTimeout, {
-      ping: (id) => this.write(JSON.stringify({ type: 'ping', id })),
+      ping: (id) => this.sender.sendPing(JSON.stringify({ type: 'ping', id })),
       dead: () => this.drop({ code: 1006, reason: 'heartbeat timeout', wasClean: false }, 4000),
       latency: (ms) => {
         this.lastLatency = ms;
@@ -121,25 +126,26 @@ export class DuetClient {
     });
     this.channel = new ChannelSession({
       isOpen: () => this.isOpen(),
-      write: (text) => this.write(text),
+      write: (text) => this.sender.sendControl(text),
       emit: (event, payload) => this.emit(event, payload),
       error: (err, loud) => this.emitError(err, loud),
       pong: (id) => this.heartbeat.pong(id),
-      resume: () => this.flush.resume(),
+      pingAnswered: (id) => this.heartbeat.answered(id),
+      resume: () => this.sender.pump(),
+      limits: (limits) => this.sender.announce(limits),
+      noLimits: () => this.sender.noLimits(),
+      ack: (id, seq) => this.sender.ack(id, seq),
+      refused: (id, code, message, topic, retryAfter) => this.sender.refused(id, code, message, topic, retryAfter),
+      rateLimited: (retryAfter) => this.sender.rateLimited(retryAfter),
       clock: this.clock,
     });
-    this.queue = new SendQueue(this.options.queueLimit, this.options.queuePolicy);
-    this.flush = new PacedFlush(this.clock, this.options.flushInterval, {
+    this.sender = new Sender(this.clock, this.options, {
       writable: () => this.current !== null && this.current.readyState === OPEN,
-      waiting: () => this.channel.waiting || this.queue.length > 0,
-      // Subscribes first: they are state the server must have before anything else matters.
-      sendNext: () => {
-        if (this.channel.sendNext()) return true;
-        const data = this.queue.shift();
-        if (data === undefined) return false;
-        this.write(data);
-        return true;
-      },
+      write: (data) => this.write(data),
+      nextSubscribe: () => this.channel.nextSubscribe(),
+      subscribesWaiting: () => this.channel.waiting,
+      error: (err) => this.emitError(err),
+      pending: (count) => this.emit('pending', count),
     });
     if (this.options.autoOpen) this.open();
     this.constructing = false;
@@ -168,13 +174,21 @@ export class DuetClient {
   get socket(): WebSocketLike | null {
     return this.current;
   }
-  /** (extra) Messages waiting in the offline queue (or in a paced flush after a reconnect). */
+  /** (extra) Messages waiting to be sent: while not open, or paced after a reconnect or a burst. */
   get queued(): number {
-    return this.queue.length;
+    return this.sender.queued;
+  }
+  /** Publishes not yet acknowledged by the server (waiting, or sent and waiting for the `ack`). */
+  get pending(): number {
+    return this.sender.pending;
   }
   /** (extra) Messages the full queue discarded so far. */
   get dropped(): number {
-    return this.queue.dropped;
+    return this.sender.dropped;
+  }
+  /** The current connection's `limits` from the server; undefined before they arrive (or from a server that sends none). */
+  get limits(): ServerLimits | undefined {
+    return this.sender.serverLimits;
   }
 
   /** (Re)start after close() or after giving up; a no-op while active. */
@@ -187,12 +201,16 @@ export class DuetClient {
     this.connect();
   }
 
-  /** User close: no reconnect afterwards, every timer cleared. The queue is kept for a later open(). */
+  /**
+   * User close: no reconnect afterwards, every timer cleared. Unacknowledged publishes are
+   * rejected (WS_ERR_PUBLISH_CANCELLED); raw messages of send() stay queued for a later open().
+   */
   close(code = 1000, reason = ''): void {
     if (code !== 1000 && (!Number.isInteger(code) || code < 3000 || code > 4999)) {
       throw new RangeError(`close code must be 1000 or 3000-4999, got ${code}`);
     }
     this.active = false;
+    this.sender.cancel('close() was called', false);
     this.network.watch(false);
     this.clearTimer('reconnectTimer');
     this.waitingForNetwork = false;
@@ -223,23 +241,29 @@ export class DuetClient {
     else this.retryNow();
   }
 
-  /** Send a raw message; queued while not open, and behind the queue while it is still being flushed. */
+  /**
+   * Send a raw message. Channel mode: through the pacer, in order with publishes; plain mode:
+   * at once when open and nothing waits. Queued while not open.
+   */
   send(data: SendData): void {
-    // A socket that is already CLOSING would silently discard the message: queue it instead.
-    if (this.isOpen() && this.queue.length === 0) {
-      this.write(data);
-      return;
-    }
-    this.queue.push(data);
-    if (this.isOpen()) this.flush.resume();
+    this.sender.send(data);
   }
 
-  /** Publish `data` (any JSON value) to a topic (channel mode); queued while not open. */
-  publish(topic: string, data: unknown): void {
+  /**
+   * Publish `data` (any JSON value) to a topic (channel mode). Resolves with the message's
+   * `seq` once the server acknowledged it; queued while not open, and sent again after a
+   * reconnect (same id: the server publishes it once) until acknowledged. Rejects only when
+   * it can never be sent: dropped by the queue's policy (WS_ERR_PUBLISH_DROPPED), close(),
+   * clearQueue() or giving up (WS_ERR_PUBLISH_CANCELLED), refused by the server (its code,
+   * e.g. `forbidden`), too big (WS_ERR_PUBLISH_TOO_BIG), or sent to a server that can no
+   * longer tell whether it was published (WS_ERR_OUTCOME_UNKNOWN). Ignoring the promise is
+   * fine: a rejection is never reported as unhandled.
+   */
+  publish(topic: string, data: unknown): Promise<number> {
     this.requireChannel('publish');
     checkTopic(topic);
     if (data === undefined) throw new TypeError('publish data must be a JSON value (undefined is not)');
-    this.send(JSON.stringify({ type: 'publish', topic, data }));
+    return this.sender.publish(topic, data);
   }
 
   /**
@@ -281,9 +305,9 @@ export class DuetClient {
     return this.events.on(event, listener);
   }
 
-  /** (extra) Empty the offline queue. */
+  /** (extra) Empty the queue: raw messages are dropped, unacknowledged publishes rejected (WS_ERR_PUBLISH_CANCELLED). */
   clearQueue(): void {
-    this.queue.clear();
+    this.sender.cancel('clearQueue() was called', true);
   }
 
   // ---- connection lifecycle ----
@@ -331,19 +355,38 @@ export class DuetClient {
   private onOpen(socket: WebSocketLike): void {
     if (socket !== this.current) return;
     this.clearTimer('connectTimer');
-    // Resubscribes first, then the queue in order (a burst now, the rest paced), then the app
-    // hears 'open': whatever it sends from its listener goes after what was sent while offline.
+    // Resubscribes first, then the queue in order (as far as the pacer allows now), then the
+    // app hears 'open': whatever it sends from its listener goes after what was sent while offline.
+    this.sender.opened();
     if (this.options.channel) this.channel.resubscribe();
-    this.flush.start(this.options.flushBurst);
+    this.sender.pump();
     if (socket !== this.current) return;
     this.setStatus('open');
     this.emit('open', undefined);
     if (socket !== this.current) return;
+    // The retry counter starts over when the connection is confirmed (channel: the server's
+    // limits and every subscription answered), or, with nothing to confirm, after stableAfter.
+    this.confirming = this.options.channel;
     this.stableTimer = this.clock.setTimeout(() => {
       this.stableTimer = null;
+      this.confirming = false;
       this.setRetries(0);
     }, this.options.stableAfter);
     this.heartbeat.start();
+    this.confirm();
+  }
+
+  /**
+   * Start the backoff over once this connection proved itself: the server spoke first
+   * (`limits`, or any message from a server that sends none) and answered every subscribe.
+   * A connection that dies before that keeps the delay growing, so a server that accepts
+   * and drops at once is not hammered.
+   */
+  private confirm(): void {
+    if (!this.confirming || !this.sender.limitsKnown || !this.channel.settled) return;
+    this.confirming = false;
+    this.clearTimer('stableTimer');
+    this.setRetries(0);
   }
 
   /** Abandon the current socket at once (it may be dead: waiting for its close could take minutes). */
@@ -382,7 +425,8 @@ export class DuetClient {
       this.giveUp();
       return;
     }
-    const delay = backoffDelay(this.retryCount, this.options, this.options.random);
+    // A server closing with 1013 says when to come back ("retry after N ms"): no sooner.
+    const delay = Math.max(backoffDelay(this.retryCount, this.options, this.options.random), retryHint(info));
     this.setRetries(this.retryCount + 1);
     if (this.superseded()) return;
     this.setStatus('reconnecting');
@@ -404,6 +448,13 @@ export class DuetClient {
 
   private giveUp(): void {
     this.active = false;
+    const last = this.lastCloseInfo;
+    this.sender.cancel(
+      last === null
+        ? 'the client gave up connecting'
+        : `the client stopped reconnecting after close ${last.code}${last.reason ? ` '${last.reason}'` : ''}`,
+      false,
+    );
     this.network.watch(false);
     this.clearTimer('reconnectTimer');
     this.waitingForNetwork = false;
@@ -426,17 +477,19 @@ export class DuetClient {
   private stopConnectionTimers(): void {
     this.clearTimer('connectTimer');
     this.clearTimer('stableTimer');
+    this.confirming = false;
     this.heartbeat.stop();
-    this.flush.stop();
+    this.sender.lost();
   }
 
   // ---- messages ----
 
   private onMessage(socket: WebSocketLike, data: unknown): void {
     if (socket !== this.current) return;
-    this.heartbeat.received();
-    if (this.options.channel) this.channel.receive(data);
-    else this.emit('message', data);
+    if (this.options.channel) {
+      this.channel.receive(data);
+      if (socket === this.current) this.confirm();
+    } else this.emit('message', data);
   }
 
   // ---- helpers ----

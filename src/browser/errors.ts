@@ -20,6 +20,21 @@ export const CLIENT_ERROR_CODES = {
   WS_ERR_INVALID_URL: { meaning: 'the URL does not parse, or its scheme is not ws, wss, http or https' },
   WS_ERR_QUEUE_FULL: { meaning: "send or publish while offline with a full queue and queuePolicy 'error'" },
   WS_ERR_NOT_CHANNEL: { meaning: 'subscribe, publish or setNick on a client whose channel option is false' },
+  WS_ERR_PUBLISH_DROPPED: {
+    meaning:
+      "publish's promise: the full queue discarded it (queuePolicy 'drop-oldest' or 'drop-newest') before it was acknowledged",
+  },
+  WS_ERR_PUBLISH_CANCELLED: {
+    meaning:
+      "publish's promise: close(), clearQueue() or giving up reconnecting ended it before it was acknowledged; it is not sent again",
+  },
+  WS_ERR_OUTCOME_UNKNOWN: {
+    meaning:
+      "publish's promise: it was sent but not acknowledged, and the server can no longer tell whether it was published (its dedupScope changed, dedupMs passed, or it does not acknowledge publishes); not sent again, so never published twice",
+  },
+  WS_ERR_PUBLISH_TOO_BIG: {
+    meaning: "publish's promise: the message is larger than the server's maxMessageBytes; it was not sent",
+  },
 } as const satisfies Record<string, ClientErrorInfo>;
 
 /** The browser client's own error codes (the channel protocol's codes come from the server). */

@@ -30,6 +30,8 @@ export interface DuetClientEvents {
   deliver: Delivery;
   /** (extra) The retry counter changed. */
   retries: number;
+  /** The number of publishes not yet acknowledged changed (`client.pending`). */
+  pending: number;
 }
 
 type AnyListener = (payload: never) => void;

@@ -2,7 +2,12 @@
  * The application-level heartbeat of a channel connection. Browsers cannot send WebSocket
  * pings, and a connection through a dead network can look open for many minutes, so the
  * client pings in the channel protocol (`{"type":"ping","id":N}`) and replaces the socket
- * when nothing comes back in time.
+ * when the answer to that ping does not come back in time.
+ *
+ * Only the answer to its own ping counts, whatever else arrives: messages coming in prove
+ * that the server-to-client path works, not that what the client sends gets through. A path
+ * dead in one direction only (a NAT or proxy that lost half the mapping) is thus found
+ * within `interval + timeout` of its death.
  */
 import type { DuetClock } from './types.js';
 
@@ -10,7 +15,7 @@ import type { DuetClock } from './types.js';
 export interface HeartbeatHost {
   /** Send `{"type":"ping","id":id}`. */
   ping(id: number): void;
-  /** Nothing at all arrived within the timeout: the connection is dead. */
+  /** The ping went unanswered for the timeout: the connection is dead. */
   dead(): void;
   /** A pong came back after `ms`. */
   latency(ms: number): void;
@@ -26,7 +31,6 @@ export class Heartbeat {
   private lastId = 0;
   private pending: number | null = null;
   private sentAt = 0;
-  private heard = false;
 
   /** `interval` 0 turns it off. */
   constructor(clock: DuetClock, interval: number, timeout: number, host: HeartbeatHost) {
@@ -54,19 +58,23 @@ export class Heartbeat {
     this.pending = null;
   }
 
-  /** Something arrived: the connection is alive, whatever it was. */
-  received(): void {
-    this.heard = true;
-  }
-
   /** A pong with this id arrived. */
   pong(id: unknown): void {
-    if (id !== this.pending) return;
+    if (this.answered(id)) this.host.latency(this.clock.now() - this.sentAt);
+  }
+
+  /**
+   * The server answered the ping with this id some other way (refused it for its rate
+   * limit): the round trip works, so the next ping follows after the interval. Returns
+   * whether `id` was the ping waiting for its answer.
+   */
+  answered(id: unknown): boolean {
+    if (id !== this.pending || id === null) return false;
     this.pending = null;
     if (this.pongTimer !== null) this.clock.clearTimeout(this.pongTimer);
     this.pongTimer = null;
-    this.host.latency(this.clock.now() - this.sentAt);
     this.schedule();
+    return true;
   }
 
   /** Check now rather than at the next scheduled ping (network changed, tab woke up). */
@@ -89,13 +97,11 @@ export class Heartbeat {
   private ping(): void {
     this.pending = ++this.lastId;
     this.sentAt = this.clock.now();
-    this.heard = false;
+    // The deadline runs from now, even if the pacer holds the ping back a little.
     this.pongTimer = this.clock.setTimeout(() => {
       this.pongTimer = null;
-      // Anything received proves the connection alive (the pong may have been refused by the
-      // server's rate limit): ping again rather than drop a working connection.
-      if (this.heard) this.ping();
-      else this.host.dead();
+      this.pending = null;
+      this.host.dead();
     }, this.timeout);
     this.host.ping(this.pending);
   }

@@ -19,29 +19,37 @@ export interface DuetClientOptions {
   factor?: number;
   /** Reconnect attempts before giving up (status 'closed'). Default Infinity: a page should come back whenever the server does. */
   maxRetries?: number;
-  /** ms a connection must stay open before the retry counter resets. Default 5000, so a server that accepts and drops at once still gets backed off. */
+  /**
+   * ms after which an open connection resets the retry counter even if it was never
+   * confirmed. Channel mode resets it sooner, as soon as the connection is confirmed (the
+   * server's `limits` arrived and every subscribe was answered); plain endpoints have nothing
+   * to confirm. Default 5000, so a server that accepts and drops at once still gets backed off.
+   */
   stableAfter?: number;
-  /** Return false to stop reconnecting after this close. Default: no retry after 1002, 1003, 1007, 1008, 1009, 1010 (the server refused what this client sends; retrying would repeat it). */
+  /** Return false to stop reconnecting after this close. Default: no retry after 1002, 1003, 1007, 1008, 1009, 1010 (the server refused what this client sends; retrying would repeat it). After 1013 the client waits at least the delay the reason names (`retry after N ms`). */
   shouldReconnect?: (close: DuetCloseInfo) => boolean;
   /** ms between application pings (channel mode only); 0 = off. Default 20000: below the idle timeouts of common proxies (30-60 s). */
   heartbeatInterval?: number;
-  /** ms without a pong (and without any other message) before the socket is treated as dead and replaced. Default 10000. */
+  /**
+   * ms a ping may go unanswered (whatever else arrives) before the socket is treated as dead
+   * and replaced. Default 10000: with the interval, a connection dead in either direction is
+   * replaced within 30 s.
+   */
   heartbeatTimeout?: number;
   /** ms an opening handshake may take before the attempt is abandoned and retried. Default 10000 (extra option): browsers can wait minutes on a stalled TCP connect. */
   connectTimeout?: number;
-  /** Messages kept while not open (or waiting in a paced flush). Default 1000. */
+  /** Messages kept: raw ones not yet sent, publishes not yet acknowledged. Default 1000. */
   queueLimit?: number;
   /**
-   * Messages sent at once when a connection opens, the resubscribes included (they go first,
-   * then the queue); the rest follows one per `flushInterval`. Default 10: half of
-   * `duet serve`'s burst of 20, leaving room for pings, subscribes and what the app sends.
+   * The pacer's burst until the server announces its limits (channel mode), and always on a
+   * plain endpoint's queue: messages that may go at once when a connection opens. Default 10:
+   * half of `duet serve`'s burst of 20, safe against any server with a limit of 10 or more.
    */
   flushBurst?: number;
   /**
-   * ms between waiting messages (subscribes, then the queue) after the burst; 0 sends all
-   * at once. Default 100 (10 per second): half of `duet serve`'s 20 per second, so a long
-   * queue never runs the server's rate limit dry (rate_limited errors, then close 1008 and
-   * no reconnect).
+   * The pacer's ms per message until the server announces its limits, and always on a plain
+   * endpoint's queue; 0 = no pacing. Default 100 (10 per second), so that a client that knows
+   * nothing yet of the server stays under any common limit.
    */
   flushInterval?: number;
   /** What gives when the queue is full. Default 'drop-oldest': the newest state usually matters most. */
@@ -64,6 +72,21 @@ export const NO_RETRY_CODES: readonly number[] = [1002, 1003, 1007, 1008, 1009, 
 /** The default shouldReconnect. */
 export function defaultShouldReconnect(close: DuetCloseInfo): boolean {
   return !NO_RETRY_CODES.includes(close.code);
+}
+
+/** Try Again Later: the server is overloaded or this client sent too fast. */
+const TRY_AGAIN_LATER = 1013;
+/** The longest wait a close reason may ask for: beyond it, maxDelay's reasoning applies. */
+const MAX_HINT_MS = 300_000;
+
+/**
+ * The ms a close 1013 asks the client to wait (`retry after N ms` in its reason, as duet's
+ * channel sends when a connection kept sending past its rate limit); 0 for other closes.
+ */
+export function retryHint(close: DuetCloseInfo): number {
+  if (close.code !== TRY_AGAIN_LATER) return 0;
+  const match = /retry after (\d+) ms/.exec(close.reason);
+  return match ? Math.min(Number(match[1]), MAX_HINT_MS) : 0;
 }
 
 export interface ResolvedOptions {

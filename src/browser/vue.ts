@@ -22,6 +22,7 @@ import {
 } from 'vue';
 import {
   DuetClient,
+  DuetError,
   type DuetClientOptions,
   type DuetCloseInfo,
   type DuetStatus,
@@ -45,8 +46,11 @@ export interface UseDuet {
   retries: Ref<number>;
   latency: Ref<number | null>;
   lastClose: Ref<DuetCloseInfo | null>;
+  /** Publishes not yet acknowledged by the server (client.pending). */
+  pending: Ref<number>;
   send(data: SendData): void;
-  publish(topic: string, data: unknown): void;
+  /** The client's publish: resolves with the seq once acknowledged (see DuetClient.publish). */
+  publish(topic: string, data: unknown): Promise<number>;
   /** Auto-unsubscribed when the calling scope is disposed. */
   subscribe(topic: string, handler: TopicHandler, from?: TopicPosition): () => void;
   open(): void;
@@ -68,7 +72,8 @@ export function useDuet(url: string, options: DuetClientOptions = {}): UseDuet {
   const retries = ref(0);
   const latency = ref<number | null>(null);
   const lastClose = shallowRef<DuetCloseInfo | null>(null);
-  const refs = { status, data, error, retries, latency, lastClose };
+  const pending = ref(0);
+  const refs = { status, data, error, retries, latency, lastClose, pending };
 
   const globals = globalThis as { window?: unknown; WebSocket?: WebSocketConstructorLike };
   const WebSocketClass = options.WebSocket ?? (globals.window !== undefined ? globals.WebSocket : undefined);
@@ -78,7 +83,13 @@ export function useDuet(url: string, options: DuetClientOptions = {}): UseDuet {
       client: null,
       ...refs,
       send: nothing,
-      publish: nothing,
+      publish: () => {
+        const refused = Promise.reject<number>(
+          new DuetError('WS_ERR_NO_WEBSOCKET', 'no client here (server-side rendering, or Node without a WebSocket)'),
+        );
+        refused.catch(() => {});
+        return refused;
+      },
       subscribe: () => nothing,
       open: nothing,
       close: nothing,
@@ -94,12 +105,14 @@ export function useDuet(url: string, options: DuetClientOptions = {}): UseDuet {
     retries.value = client.retries;
     latency.value = client.latency;
     lastClose.value = client.lastClose;
+    pending.value = client.pending;
   };
   const offs = [
     client.on('status', sync),
     client.on('retries', sync),
     client.on('close', sync),
     client.on('latency', sync),
+    client.on('pending', sync),
     client.on('open', () => {
       error.value = null;
     }),

@@ -6,6 +6,8 @@
  *   /channel the JSON channel protocol (docs/protocol.md) with topics `chat` (clients publish)
  *            and `ticker` (server only), each keeping its last 100 messages for recovery, and
  *            `presence` (clients publish, no history): who is online, see PRESENCE below
+ *   GET /channel/recent?topic=T  (HTTP) where to subscribe from to receive what topic T keeps,
+ *            so that a page opened later shows the recent chat: see recentPosition
  * The ticker's value is a random walk, published once and framed once for all subscribers.
  */
 import type { IncomingMessage } from 'node:http';
@@ -15,6 +17,37 @@ import type { WebSocketServer } from '../push/server.js';
 
 /** Paths that speak WebSocket. */
 export const WEBSOCKET_PATHS = ['/echo', '/chat', '/ticker', '/channel'] as const;
+
+/** Messages each /channel topic keeps for recovery (0: none). */
+export const CHANNEL_HISTORY: Readonly<Record<string, number>> = { chat: 100, ticker: 100, presence: 0 };
+
+/** The HTTP path of recentPosition. */
+export const RECENT_PATH = '/channel/recent';
+
+/** The answer of `GET /channel/recent?topic=T`. */
+export interface RecentPosition {
+  topic: string;
+  /** The topic's epoch and last seq now. */
+  epoch: string;
+  seq: number;
+  /**
+   * The seq just before the oldest message the topic keeps: subscribe with this `since` (and
+   * `epoch`) to receive the kept messages, then live ones. Equal to `seq` for a topic that
+   * keeps none.
+   */
+  since: number;
+}
+
+/**
+ * Where to subscribe from to get a topic's recent history (the channel protocol replays only
+ * what a client asks for, and a fresh subscribe asks for nothing): its position and the seq
+ * before its oldest kept message. Undefined for a topic /channel does not have.
+ */
+export async function recentPosition(channel: Channel, topic: string): Promise<RecentPosition | undefined> {
+  if (!Object.hasOwn(CHANNEL_HISTORY, topic)) return undefined;
+  const { epoch, seq } = await channel.positionAsync(topic);
+  return { topic, epoch, seq, since: Math.max(0, seq - CHANNEL_HISTORY[topic]) };
+}
 
 export interface Tick {
   type: 'tick';
@@ -55,8 +88,8 @@ export interface EndpointOptions {
 export function attachEndpoints(wss: WebSocketServer, options: EndpointOptions = {}): Channel {
   const channel = new Channel(wss, {
     topics: {
-      chat: { history: { size: 100 }, identityFields: IDENTITY_FIELDS },
-      ticker: { history: { size: 100 }, publish: false },
+      chat: { history: { size: CHANNEL_HISTORY.chat }, identityFields: IDENTITY_FIELDS },
+      ticker: { history: { size: CHANNEL_HISTORY.ticker }, publish: false },
       // The protocol has no presence of its own; clients announce themselves here instead.
       presence: { history: false, identityFields: IDENTITY_FIELDS },
     },

@@ -5,14 +5,16 @@
  * received is written to its stdin as a line. The program's exit closes the connection; the
  * connection's end stops the program.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import type * as http from 'node:http';
-import { parseArgs } from 'node:util';
-import { WebSocket } from '../node/connection.js';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { WebSocket } from '../node/connection.js';
 import { WebSocketServer } from '../node/server.js';
-import { listeningLine, portNumber, wholeNumber } from './options.js';
+import { plainAnswer } from '../node/upgrade.js';
+import { listeningLine, parseCommandLine, portNumber, wholeNumber } from './options.js';
+import { checkProgram, programEnvironment, runProgram, type ExecOptions } from './program.js';
+import { readTlsFiles } from './tls-files.js';
 
-const HELP = `Usage: duet exec [options] -- COMMAND [ARGS...]
+export const EXEC_HELP = `Usage: duet exec [options] -- COMMAND [ARGS...]
 
 Runs COMMAND once per WebSocket connection (no shell). Each line it writes to stdout is
 sent as a text message; each text message received is written to its stdin as a line.
@@ -29,6 +31,8 @@ Options:
   --max-payload N     largest incoming message, and longest line sent, in bytes (default 1048576)
   --binary            raw bytes both ways as binary messages, instead of lines
   --kill-timeout MS   from SIGTERM to SIGKILL after the client left (default 2000)
+  --tls-cert FILE     serve wss:// with this PEM certificate (needs --tls-key)
+  --tls-key FILE      the PEM private key for --tls-cert
   -h, --help          show this help
 
 The program's environment is duet's plus, as CGI and websocketd set them: REMOTE_ADDR,
@@ -36,241 +40,10 @@ REMOTE_PORT, SERVER_NAME, SERVER_PORT, SERVER_PROTOCOL, SERVER_SOFTWARE, GATEWAY
 REQUEST_METHOD, REQUEST_URI, SCRIPT_NAME, PATH_INFO, QUERY_STRING and HTTP_<NAME> for each
 request header (except Proxy, so no HTTP_PROXY).
 
-Prints "LISTENING ws://HOST:PORT" once ready. Ctrl-C or SIGTERM closes every connection
+COMMAND is checked at start-up: a program that does not exist or is not executable makes
+duet exec exit 1 with the reason. Prints "LISTENING ws://HOST:PORT" (wss:// with TLS) once
+ready. Ctrl-C or SIGTERM closes every connection
 with 1001 (Going Away), stops every program and exits 0.`;
-
-/** What every connection's program is run with. */
-export interface ExecOptions {
-  command: string;
-  args: string[];
-  /** Lines (false) or raw bytes as binary messages (true). */
-  binary: boolean;
-  /** Longest line sent as one message; longer output is sent in pieces of this size. */
-  maxLine: number;
-  /** Milliseconds from SIGTERM to SIGKILL. */
-  killTimeout: number;
-}
-
-/** Bytes waiting to be written to a client before the program's stdout is paused. */
-const HIGH_WATER = 1024 * 1024;
-
-/**
- * The CGI-style variables for a connection's program. Header names are kept only when they
- * are plain letters, digits and dashes (so every name is a valid variable name), and Proxy
- * is left out: HTTP_PROXY would set the program's HTTP proxy ("httpoxy").
- */
-export function programEnvironment(
-  req: http.IncomingMessage,
-  serverPort: number,
-  base: NodeJS.ProcessEnv = process.env,
-): NodeJS.ProcessEnv {
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  const path = q === -1 ? url : url.slice(0, q);
-  const env: NodeJS.ProcessEnv = {
-    ...base,
-    REMOTE_ADDR: req.socket.remoteAddress ?? '',
-    REMOTE_PORT: String(req.socket.remotePort ?? ''),
-    SERVER_NAME: (req.headers.host ?? '').replace(/:\d+$/, ''),
-    SERVER_PORT: String(serverPort),
-    SERVER_PROTOCOL: `HTTP/${req.httpVersion}`,
-    SERVER_SOFTWARE: 'duet',
-    GATEWAY_INTERFACE: 'websocketd-CGI/0.1',
-    REQUEST_METHOD: req.method ?? 'GET',
-    REQUEST_URI: url,
-    SCRIPT_NAME: path,
-    PATH_INFO: '',
-    QUERY_STRING: q === -1 ? '' : url.slice(q + 1),
-  };
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (!/^[A-Za-z0-9-]+$/.test(name) || name.toLowerCase() === 'proxy' || value === undefined) continue;
-    env[`HTTP_${name.toUpperCase().replace(/-/g, '_')}`] = Array.isArray(value) ? value.join(', ') : value;
-  }
-  return env;
-}
-
-/**
- * Run the program for one open connection and connect the two. Resolves when both the
- * program and the connection have ended.
- */
-export function runProgram(
-  ws: WebSocket,
-  env: NodeJS.ProcessEnv,
-  options: ExecOptions,
-  log: (line: string) => void = (l) => console.error(l),
-): Promise<void> {
-  let child: ChildProcess;
-  try {
-    child = spawn(options.command, options.args, { stdio: ['pipe', 'pipe', 'inherit'], env });
-  } catch (err) {
-    log(`duet exec: cannot start ${options.command}: ${(err as Error).message}`);
-    ws.close(1011, 'cannot start the program');
-    return Promise.resolve();
-  }
-  if (!child.stdin || !child.stdout) {
-    // Out of file descriptors (EMFILE, ENFILE): Node reports it on 'error' and makes no pipes.
-    child.once('error', (err: NodeJS.ErrnoException) =>
-      log(`duet exec: cannot start ${options.command}: ${err.code ?? err.message}`),
-    );
-    ws.close(1011, 'cannot start the program');
-    return Promise.resolve();
-  }
-  let exited = false;
-  let killTimer: NodeJS.Timeout | undefined;
-  const stdin = child.stdin;
-  const stdout = child.stdout;
-  stdin.on('error', () => {
-    // The program closed its stdin (or exited): later messages have nowhere to go.
-  });
-
-  // stdout -> messages, pausing the program while the client is slow to read.
-  let waiting = false;
-  const sent = (): void => {
-    waiting = false;
-    stdout.resume();
-  };
-  const send = (data: Buffer | string): void => {
-    if (ws.readyState !== WebSocket.OPEN) return;
-    const length = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-    const crossing = !waiting && ws.bufferedAmount + length > HIGH_WATER;
-    if (crossing) {
-      waiting = true;
-      stdout.pause();
-      ws.send(data, { binary: options.binary }, sent);
-    } else {
-      ws.send(data, { binary: options.binary });
-    }
-  };
-  /**
-   * A line longer than a message may be goes in pieces of at most maxLine bytes, cut between
-   * characters (a character longer than the limit goes whole): sends every piece but the
-   * last, and returns the last.
-   */
-  const cut = (text: string): string => {
-    // Fast path: no UTF-16 unit takes more than 3 bytes of UTF-8.
-    if (text.length * 3 <= options.maxLine) return text;
-    const bytes = Buffer.from(text);
-    let at = 0;
-    while (bytes.length - at > options.maxLine) {
-      let end = at + options.maxLine;
-      while (end > at && (bytes[end] & 0xc0) === 0x80) end--;
-      if (end === at) for (end = at + 1; (bytes[end] & 0xc0) === 0x80;) end++;
-      send(bytes.toString('utf8', at, end));
-      at = end;
-    }
-    return at === 0 ? text : bytes.toString('utf8', at);
-  };
-  let partial = '';
-  /**
-   * UTF-8 bytes in `partial`, counted as it grows: measuring (or cutting) the whole of it on
-   * every chunk made a line of N bytes cost O(N^2) (17 MiB took ~20 s).
-   */
-  let partialBytes = 0;
-  if (options.binary) {
-    stdout.on('data', (chunk: Buffer) => {
-      for (let at = 0; at < chunk.length; at += options.maxLine) send(chunk.subarray(at, at + options.maxLine));
-    });
-  } else {
-    stdout.setEncoding('utf8');
-    stdout.on('data', (text: string) => {
-      let start = 0;
-      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
-        let line = partial + text.slice(start, nl);
-        partial = '';
-        partialBytes = 0;
-        if (line.endsWith('\r')) line = line.slice(0, -1);
-        send(cut(line));
-        start = nl + 1;
-      }
-      const rest = text.slice(start);
-      partial += rest;
-      partialBytes += Buffer.byteLength(rest);
-      // Only a line over the limit is cut: each cut sends at least one maxLine piece.
-      if (partialBytes > options.maxLine) {
-        partial = cut(partial);
-        partialBytes = Buffer.byteLength(partial);
-      }
-    });
-  }
-
-  // messages -> stdin, pausing the connection while the program is slow to read.
-  let stdinFull = false;
-  const stdinDrained = (): void => {
-    stdinFull = false;
-    ws.resume();
-  };
-  ws.on('message', (data: Buffer | ArrayBuffer | Buffer[] | Blob, isBinary: boolean) => {
-    if (exited || stdin.destroyed) return;
-    if (!options.binary && isBinary) {
-      ws.close(1003, 'this endpoint takes text messages');
-      return;
-    }
-    const bytes = data as Buffer;
-    const ok = options.binary ? stdin.write(bytes) : stdin.write(Buffer.concat([bytes, NEWLINE]));
-    if (!ok && !stdinFull) {
-      stdinFull = true;
-      ws.pause();
-      stdin.once('drain', stdinDrained);
-    }
-  });
-  // A program that exits (or closes its stdin) without reading what waits: read the client
-  // again, or its Close would go unread.
-  stdin.once('close', stdinDrained);
-
-  const programDone = new Promise<void>((resolve) => {
-    child.once('error', (err: NodeJS.ErrnoException) => {
-      exited = true;
-      log(`duet exec: cannot start ${options.command}: ${err.code ?? err.message}`);
-      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)
-        ws.close(1011, 'cannot start the program');
-      resolve();
-    });
-    // 'close': the program exited and its stdout is drained, so every line was sent.
-    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
-      exited = true;
-      if (killTimer !== undefined) clearTimeout(killTimer);
-      if (partial !== '') send(partial);
-      partial = '';
-      partialBytes = 0;
-      if (ws.readyState === WebSocket.OPEN) {
-        if (code === 0) ws.close(1000);
-        else ws.close(1011, code !== null ? `exit ${code}` : `signal ${signal}`);
-      }
-      resolve();
-    });
-  });
-
-  // After the client left, the program's output has nowhere to go: once the program itself
-  // has exited, stop waiting for the end of its stdout, which a process it started in the
-  // background may hold open for ever ('close' waits for it).
-  let clientGone = false;
-  child.once('exit', () => {
-    if (clientGone) stdout.destroy();
-  });
-
-  const connectionDone = new Promise<void>((resolve) => {
-    ws.once('close', () => {
-      clientGone = true;
-      if (!exited) {
-        stdin.end();
-        stdout.resume();
-        if (child.exitCode !== null || child.signalCode !== null) {
-          stdout.destroy();
-        } else {
-          child.kill('SIGTERM');
-          killTimer = setTimeout(() => {
-            if (!exited) child.kill('SIGKILL');
-          }, options.killTimeout);
-          killTimer.unref();
-        }
-      }
-      resolve();
-    });
-  });
-  return Promise.all([programDone, connectionDone]).then(() => undefined);
-}
-
-const NEWLINE = Buffer.from('\n');
 
 const OPTIONS = {
   port: { type: 'string' },
@@ -281,6 +54,8 @@ const OPTIONS = {
   'max-payload': { type: 'string' },
   binary: { type: 'boolean' },
   'kill-timeout': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -297,12 +72,13 @@ export async function runExec(argv: string[]): Promise<number> {
   let at = 0;
   while (at < argv.length && argv[at] !== '--' && argv[at].startsWith('-')) at += VALUED.has(argv[at]) ? 2 : 1;
   if (at < argv.length && argv[at] !== '--') argv = [...argv.slice(0, at), '--', ...argv.slice(at)];
-  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const { values, positionals } = parseCommandLine('exec', argv, OPTIONS, true);
   if (values.help) {
-    console.log(HELP);
+    console.log(EXEC_HELP);
     return 0;
   }
   if (positionals.length === 0) throw new Error('no program given: duet exec [options] -- COMMAND [ARGS...]');
+  const tlsFiles = readTlsFiles(values['tls-cert'], values['tls-key']);
   const port = portNumber(values.port, 8080);
   const host = values.host ?? '127.0.0.1';
   if (values.path !== undefined && !values.path.startsWith('/'))
@@ -321,12 +97,24 @@ export async function runExec(argv: string[]): Promise<number> {
   // setTimeout takes at most 2^31 - 1 ms (longer ones fire after 1 ms).
   if (options.killTimeout > 2 ** 31 - 1)
     throw new Error(`--kill-timeout must be at most ${2 ** 31 - 1}, got ${options.killTimeout}`);
+  const cannotRun = checkProgram(options.command);
+  if (cannotRun !== undefined) throw new Error(`cannot run ${cannotRun}`);
 
   const programs = new Set<Promise<void>>();
   let serverPort = port;
+  // With TLS, node:https listens and duet attaches to it; without, duet's own server does.
+  const tlsServer = tlsFiles
+    ? https.createServer(
+        { ...tlsFiles, headersTimeout: 10_000, requestTimeout: 15_000 },
+        (req: http.IncomingMessage, res: http.ServerResponse) => {
+          const [status, body, headers] = plainAnswer(req);
+          res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', ...headers });
+          res.end(body);
+        },
+      )
+    : undefined;
   const wss = new WebSocketServer({
-    port,
-    host,
+    ...(tlsServer ? { server: tlsServer } : { port, host }),
     path: values.path,
     maxPayload,
     allowOrigins: values.origin,
@@ -354,12 +142,13 @@ export async function runExec(argv: string[]): Promise<number> {
       resolve();
     });
     wss.once('error', reject);
+    tlsServer?.listen(port, host);
   });
   // After start-up a server error is reported, not fatal: the running programs go on.
   wss.on('error', (err: Error) => console.error(`duet exec: ${err.message}`));
   const address = wss.address();
   if (typeof address === 'object' && address !== null) serverPort = address.port;
-  console.log(listeningLine('ws', host, address, port));
+  console.log(listeningLine(tlsServer ? 'wss' : 'ws', host, address, port));
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -371,6 +160,9 @@ export async function runExec(argv: string[]): Promise<number> {
       wss.close(() => {
         void Promise.all(programs).then(() => resolve(0));
       });
+      // duet closes only a server it made itself.
+      tlsServer?.close();
+      tlsServer?.closeIdleConnections();
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

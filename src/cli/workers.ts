@@ -10,7 +10,8 @@
  */
 import cluster from 'node:cluster';
 import type { AsynchronousBroker } from '../push/broker.js';
-import { listeningLine } from './options.js';
+import { listeningLine, openLine } from './options.js';
+import { watchParent } from './parent.js';
 
 /** Most processes `--workers` starts. */
 export const MAX_WORKERS = 64;
@@ -51,7 +52,11 @@ export async function sharedTopics(
   }
   if (worker) {
     const { ClusterBroker } = await import('../push/cluster-broker.js');
-    return { broker: new ClusterBroker() };
+    const broker = new ClusterBroker();
+    // The primary's answer names its memory of publish ids, which /channel announces from its
+    // first connection on (without it, clients would be told not to resend).
+    await broker.ready();
+    return { broker };
   }
   return undefined;
 }
@@ -64,6 +69,10 @@ export interface PrimaryOptions {
   scheme: 'ws' | 'wss';
   host: string;
   port: number;
+  /** The demo is built (for the line saying where to open it). */
+  demo: boolean;
+  /** --exit-with-parent: stop the workers when the process that started this one ends. */
+  exitWithParent: boolean;
 }
 
 /**
@@ -107,6 +116,14 @@ function workers(options: PrimaryOptions): Promise<number> {
       ready = true;
       const bound = { address: address.address ?? options.host, family: '', port: address.port };
       console.log(listeningLine(options.scheme, options.host, bound, options.port));
+      console.log(
+        openLine(
+          options.scheme,
+          options.host,
+          address.port,
+          options.demo ? 'the demo' : 'the test page (npm run build:demo builds the demo)',
+        ),
+      );
     });
     cluster.on('exit', (worker, code, signal) => {
       alive--;
@@ -149,6 +166,7 @@ function workers(options: PrimaryOptions): Promise<number> {
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    if (options.exitWithParent) watchParent(stop);
     for (let i = 0; i < options.workers; i++) fork();
   });
 }

@@ -8,11 +8,14 @@
  * the typed events. The rest of the class is split by concern (see connection-core.ts):
  * write-path.ts, receive-path.ts, closing.ts.
  */
+import type * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCode } from '../protocol/close-codes.js';
 import { CLOSED, fail, initialState, opened, tcpClosed } from '../protocol/connection-state.js';
 import { FrameParser } from '../protocol/parser.js';
-import { openClient, parseProtocolsArgument, parseWebSocketUrl, type ClientOptions } from './client.js';
+import { openClient } from './client.js';
+import type { ClientOptions } from './client-options.js';
+import { clientArguments, parseWebSocketUrl } from './client-url.js';
 import { Closing } from './closing.js';
 import {
   codedError,
@@ -57,6 +60,25 @@ export interface WebSocketEvents {
   pong: [data: Buffer];
   /** Server side, slow-consumer policy 'drop': a message for this connection was skipped; `backlog` bytes wait. */
   drop: [backlog: number];
+  /**
+   * Client side: the server's 101 response arrived (read its headers, e.g. `set-cookie`),
+   * before it is checked; `open` follows if it is right. Closing here abandons the attempt.
+   */
+  upgrade: [response: http.IncomingMessage];
+  /**
+   * Client side: the server answered with another status than 101 (and no redirect was
+   * followed). With a listener, the response is yours to read (read it to the end or call
+   * `response.resume()`) and `request.destroy()` aborts it; the connection fails (`error`
+   * WS_ERR_UNEXPECTED_RESPONSE, `close` 1006) once the response is over, or at once when you
+   * call `close()`. Without one, it fails with the status and the start of the body.
+   */
+  'unexpected-response': [request: http.ClientRequest, response: http.IncomingMessage];
+  /**
+   * Client side, `followRedirects`: a redirect is being followed to `url` (already `ws.url`);
+   * `request` is the next request, its headers still open to change (`request.removeHeader`).
+   * While a listener is there, no header is left behind on its own, across hosts too.
+   */
+  redirect: [url: string, request: http.ClientRequest];
 }
 
 // Typed overloads for the ws-style events (merged into the class below). Any other event
@@ -102,20 +124,28 @@ export class WebSocket extends Closing {
 
   /**
    * `new WebSocket(url, protocols?, options?)` opens a client connection, as in browsers
-   * (`options` holds the Node extras: headers, TLS, timeouts). Throws a `SyntaxError`
-   * DOMException for a bad URL or bad/duplicate protocols. Server-side connections are made
-   * by WebSocketServer.
+   * (`options` holds the Node extras: headers, TLS, timeouts, redirects); `new WebSocket(url,
+   * options)` is ws's form of the same. Throws a `SyntaxError` DOMException for a bad URL or
+   * bad/duplicate protocols, a TypeError for options that are not an object or a header that
+   * cannot be sent. `url` may also be `ws+unix:/path/to/socket:/request/path` (a Unix domain
+   * socket). Server-side connections are made by WebSocketServer (`new WebSocket()`, no URL).
    */
-  constructor(url?: string | URL, protocols?: string | readonly string[], options?: ClientOptions) {
+  constructor(url: string | URL, options?: ClientOptions);
+  constructor(url?: string | URL, protocols?: string | readonly string[], options?: ClientOptions);
+  constructor(
+    url?: string | URL,
+    protocolsOrOptions?: string | readonly string[] | ClientOptions,
+    options?: ClientOptions,
+  ) {
     super();
     if (url === undefined) return;
     const parsed = parseWebSocketUrl(url);
-    const list = parseProtocolsArgument(protocols);
+    const args = clientArguments(protocolsOrOptions, options);
     this.whatwg = true;
     this.binary = 'blob';
     this.url = parsed.url.href;
     this.origin = parsed.url.origin;
-    this.cancelHandshake = openClient(this, parsed, list, options ?? {});
+    this.cancelHandshake = openClient(this, parsed, args.protocols, args.options);
   }
 
   /**

@@ -3,6 +3,7 @@
  */
 import type * as http from 'node:http';
 import type { HeaderFields } from '../protocol/header-fields.js';
+import type { WebSocket } from './connection.js';
 import type { PerMessageDeflateOptions } from './deflate.js';
 import type { SlowConsumerPolicy } from './host.js';
 import type { HeartbeatOptions } from './sweep.js';
@@ -36,8 +37,11 @@ export type VerifyClientDone = (ok: boolean, status?: number, message?: string, 
 /** Asynchronous form: call `done(true)` to accept, `done(false, status?, message?, headers?)` to refuse. */
 export type VerifyClientAsync = (info: VerifyClientInfo, done: VerifyClientDone) => void;
 
-/** WebSocketServer's options; every default is in SERVER_DEFAULTS below, with why. */
-export interface ServerOptions {
+/**
+ * WebSocketServer's options; every default is in SERVER_DEFAULTS below, with why. `T` is the
+ * class of the server's connections (the `WebSocket` option).
+ */
+export interface ServerOptions<T extends typeof WebSocket = typeof WebSocket> {
   /** Create an HTTP server listening on this port (0 picks a free port). */
   port?: number;
   /** Host to bind with `port` (default: all interfaces, like net.Server). */
@@ -104,6 +108,13 @@ export interface ServerOptions {
    * docs/compression.md), `false` (the default, as in ws) to decline every offer.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
+   * The class connections are made from (ws's option): duet's `WebSocket` (the default) or a
+   * subclass of it, constructed with no arguments, as duet makes a server-side connection.
+   * `connection` listeners and `handleUpgrade` callbacks get instances of it. Anything else
+   * makes the constructor throw a TypeError.
+   */
+  WebSocket?: T;
 }
 
 export const SERVER_DEFAULTS = {
@@ -143,9 +154,11 @@ export const SERVER_DEFAULTS = {
   shutdownTimeout: 5_000,
   // Off, as in ws: compression costs CPU and memory per connection; turn it on knowingly.
   perMessageDeflate: false as boolean | PerMessageDeflateOptions,
+  // WebSocket: duet's own class, as in ws. Filled in by the server's constructor, not here:
+  // this file is loaded (through the client's options) by the WebSocket class itself.
 };
 
 /** Options with every default filled in. */
-export type ResolvedServerOptions = ServerOptions & {
+export type ResolvedServerOptions<T extends typeof WebSocket = typeof WebSocket> = ServerOptions<T> & {
   [K in keyof typeof SERVER_DEFAULTS]: (typeof SERVER_DEFAULTS)[K];
-};
+} & { WebSocket: T };

@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { CloseCode, closeCodeIsSendable } from '../protocol/close-codes.js';
 import { acceptDeflateOffer } from '../protocol/deflate-negotiation.js';
 import { createError } from '../protocol/errors.js';
-import type { WebSocket } from './connection.js';
+import { WebSocket } from './connection.js';
 import { resolveDeflateSettings } from './deflate.js';
 import { newCounters, type PubSub, type PublishOptions, type ServerCounters, type SlowConsumerPolicy } from './host.js';
 import { SERVER_DEFAULTS, type ResolvedServerOptions, type ServerOptions } from './server-options.js';
@@ -27,6 +27,8 @@ import {
   normalizeOrigin,
   plainAnswer,
   UpgradeHandler,
+  upgradeStarted,
+  upgradeTwiceError,
   type HandshakeRefusal,
   type ServerDeflate,
 } from './upgrade.js';
@@ -58,10 +60,13 @@ export interface ServerStats extends ServerCounters {
   subscriptions: number;
 }
 
-/** The events of a WebSocketServer and the arguments their listeners get. */
-export interface ServerEvents {
+/**
+ * The events of a WebSocketServer and the arguments their listeners get (`W`: the class of its
+ * connections, the `WebSocket` option).
+ */
+export interface ServerEvents<W extends WebSocket = WebSocket> {
   /** A handshake completed: `ws` is open; `req` is the upgrade request. */
-  connection: [ws: WebSocket, req: http.IncomingMessage];
+  connection: [ws: W, req: http.IncomingMessage];
   /** The HTTP server duet created (or was given) is listening. */
   listening: [];
   /** Before the 101 response is written: push `'Name: value'` strings to `headers` to add headers. */
@@ -75,39 +80,40 @@ export interface ServerEvents {
   /** A handshake was refused; only when listened to, and the listener answers and closes `socket` itself. */
   wsClientError: [err: HandshakeRefusal, socket: Duplex, req: http.IncomingMessage];
 }
-type ServerListener<A extends unknown[]> = (this: WebSocketServer, ...args: A) => void;
+type ServerListener<S, A extends unknown[]> = (this: S, ...args: A) => void;
+type Events<T extends typeof WebSocket> = ServerEvents<InstanceType<T>>;
 
 // Typed overloads for the server's events (merged into the class below). Other event names
 // take a listener of any arguments, without `any`: an unannotated parameter is `unknown`.
-// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
-export interface WebSocketServer {
-  on<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
-  on<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
-  once<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
-  once<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
-  off<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
-  off<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
-  addListener<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
-  addListener<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
-  removeListener<K extends keyof ServerEvents>(event: K, listener: ServerListener<ServerEvents[K]>): this;
-  removeListener<A extends unknown[]>(event: string | symbol, listener: ServerListener<A>): this;
+export interface WebSocketServer<T extends typeof WebSocket = typeof WebSocket> {
+  on<K extends keyof ServerEvents>(event: K, listener: ServerListener<this, Events<T>[K]>): this;
+  on<A extends unknown[]>(event: string | symbol, listener: ServerListener<this, A>): this;
+  once<K extends keyof ServerEvents>(event: K, listener: ServerListener<this, Events<T>[K]>): this;
+  once<A extends unknown[]>(event: string | symbol, listener: ServerListener<this, A>): this;
+  off<K extends keyof ServerEvents>(event: K, listener: ServerListener<this, Events<T>[K]>): this;
+  off<A extends unknown[]>(event: string | symbol, listener: ServerListener<this, A>): this;
+  addListener<K extends keyof ServerEvents>(event: K, listener: ServerListener<this, Events<T>[K]>): this;
+  addListener<A extends unknown[]>(event: string | symbol, listener: ServerListener<this, A>): this;
+  removeListener<K extends keyof ServerEvents>(event: K, listener: ServerListener<this, Events<T>[K]>): this;
+  removeListener<A extends unknown[]>(event: string | symbol, listener: ServerListener<this, A>): this;
 }
 
 /**
  * The server side of node/: the opening handshake (on its own HTTP server, one it is given,
  * or `handleUpgrade` from any framework), its connections, heartbeat, slow consumers and a
  * graceful shutdown. Applications import push/'s subclass (`duet`'s WebSocketServer), which
- * adds topics, history and timed jobs. Options and events: docs/server.md.
+ * adds topics, history and timed jobs. Options and events: docs/server.md. `T` is the class
+ * of its connections (the `WebSocket` option).
  */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
-export class WebSocketServer extends EventEmitter {
+export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> extends EventEmitter {
   /**
    * Open connections, when `clientTracking` is on (the default); undefined when it is off. Typed
    * as a Set, as ws's types declare it, so that ws code (`wss.clients.forEach(...)`) compiles.
    */
-  readonly clients: Set<WebSocket>;
+  readonly clients: Set<InstanceType<T>>;
   /** The resolved options, defaults filled in. */
-  readonly options: ResolvedServerOptions;
+  readonly options: ResolvedServerOptions<T>;
   /** Counters reported by stats(). @internal */
   readonly counters: ServerCounters = newCounters();
   /** Topic routing; push/ installs its Hub here. @internal */
@@ -130,7 +136,7 @@ export class WebSocketServer extends EventEmitter {
    * Exactly one of `port` (duet creates the HTTP server), `server` (attach to yours) or
    * `noServer` (call `handleUpgrade` yourself). `callback` runs once a created server listens.
    */
-  constructor(options: ServerOptions = {}, callback?: () => void) {
+  constructor(options: ServerOptions<T> = {}, callback?: () => void) {
     super();
     const modes = [options.port !== undefined, options.server !== undefined, options.noServer === true].filter(
       Boolean,
@@ -138,9 +144,18 @@ export class WebSocketServer extends EventEmitter {
     if (modes !== 1) {
       throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified');
     }
-    this.options = { ...SERVER_DEFAULTS, ...options };
+    const connectionClass = options.WebSocket ?? WebSocket;
+    if (
+      connectionClass !== WebSocket &&
+      !(typeof connectionClass === 'function' && connectionClass.prototype instanceof WebSocket)
+    ) {
+      throw new TypeError("The WebSocket option must be duet's WebSocket class or a subclass of it");
+    }
+    this.options = { ...SERVER_DEFAULTS, ...options, WebSocket: connectionClass as T };
     // As ws: no Set without clientTracking (the declared type is ws's, see above).
-    this.clients = this.options.clientTracking ? this.connections : (undefined as unknown as Set<WebSocket>);
+    this.clients = this.options.clientTracking
+      ? (this.connections as Set<InstanceType<T>>)
+      : (undefined as unknown as Set<InstanceType<T>>);
     this.maxBufferedAmount = this.options.maxBufferedAmount;
     this.slowConsumer = this.options.slowConsumer;
     // permessage-deflate: what we accept, and how we compress (undefined: declined).
@@ -198,6 +213,16 @@ export class WebSocketServer extends EventEmitter {
           abortHandshake(socket, 404, 'No WebSocket endpoint at this path');
           return;
         }
+        if (upgradeStarted(socket)) {
+          // Another server on this HTTP server took the request first. handleUpgrade would
+          // throw WS_ERR_UPGRADE_TWICE to its caller, as ws does; here the caller is the HTTP
+          // server's event, where a throw would crash the process at a client's request: the
+          // misconfiguration is reported instead, and the first server keeps the socket.
+          const err = upgradeTwiceError();
+          if (this.listenerCount('error') > 0) this.emit('error', err);
+          else process.emitWarning(err);
+          return;
+        }
         this.handleUpgrade(req, socket, head, this.emitConnection);
       };
       server.on('listening', onListening);
@@ -215,7 +240,7 @@ export class WebSocketServer extends EventEmitter {
     }
   }
 
-  private readonly emitConnection = (ws: WebSocket, req: http.IncomingMessage): void => {
+  private readonly emitConnection = (ws: InstanceType<T>, req: http.IncomingMessage): void => {
     this.emit('connection', ws, req);
   };
 
@@ -245,9 +270,9 @@ export class WebSocketServer extends EventEmitter {
     req: http.IncomingMessage,
     socket: Duplex,
     head: Buffer,
-    cb: (ws: WebSocket, req: http.IncomingMessage) => void,
+    cb: (ws: InstanceType<T>, req: http.IncomingMessage) => void,
   ): void {
-    this.upgradeHandler.handle(req, socket, head, cb);
+    this.upgradeHandler.handle(req, socket, head, cb as (ws: WebSocket, req: http.IncomingMessage) => void);
   }
 
   /** Whether `close()` or `closeAll()` has started: no new connections. @internal */

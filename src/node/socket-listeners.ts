@@ -11,6 +11,7 @@ export interface SocketOwner {
   readonly parser: { push(chunk: Buffer): void } | undefined;
   readonly backlog: number;
   readonly queuedBytes: number;
+  readonly options: { readonly isServer: boolean };
   onListenerError(cause: unknown): void;
   resumeReading(): void;
   writesDrained(): void;
@@ -24,9 +25,11 @@ export interface OwnedSocket extends Duplex {
 }
 
 /**
- * Reading stops while this many bytes wait to be written to the peer, and resumes on
- * 'drain': a peer that sends (pings, messages an application echoes) but does not read
- * cannot make the server queue replies without bound.
+ * On the server, reading stops while this many bytes wait to be written to the peer, and
+ * resumes on 'drain': a peer that sends (pings, messages an application echoes) but does not
+ * read cannot make the server queue replies without bound. The client never stops reading
+ * for this: if both ends did, two endpoints sending to each other faster than they read
+ * (two large sends crossing, an echo of a long burst) would each wait for the other for good.
  */
 export const READ_PAUSE_BYTES = 1024 * 1024;
 
@@ -42,7 +45,7 @@ export function socketOnData(this: OwnedSocket, chunk: Buffer): void {
     ws.onListenerError(err);
   }
   // Replies waiting for compression count too: a peer must not make us queue them unboundedly.
-  if (ws.backlog + ws.queuedBytes > READ_PAUSE_BYTES && !this.isPaused()) {
+  if (ws.options.isServer && ws.backlog + ws.queuedBytes > READ_PAUSE_BYTES && !this.isPaused()) {
     this.pause();
     ws.readPausedForWrites = true;
   }

@@ -17,7 +17,7 @@ import type { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { acceptDeflateOffer, type DeflateOptions } from '../protocol/deflate-negotiation.js';
-import { createError, type HandshakeErrorCode } from '../protocol/errors.js';
+import { createError, type DuetError, type HandshakeErrorCode } from '../protocol/errors.js';
 import {
   acceptResponseLines,
   buildErrorResponse,
@@ -26,7 +26,7 @@ import {
   type ExtensionOffer,
 } from '../protocol/handshake.js';
 import type { HeaderFields } from '../protocol/header-fields.js';
-import { WebSocket, type ConnectionOptions } from './connection.js';
+import type { WebSocket, ConnectionOptions } from './connection.js';
 import { deadlines } from './deadlines.js';
 import { MessageDeflate, type DeflateSettings } from './deflate.js';
 import type { ResolvedServerOptions, VerifyClientInfo } from './server-options.js';
@@ -103,6 +103,24 @@ function socketOnHandshakeError(this: Duplex): void {
   this.destroy();
 }
 
+/** Marks a socket a handshake was started on: handleUpgrade must not take it twice. */
+const kUpgradeStarted = Symbol('duetUpgradeStarted');
+type UpgradeSocket = Duplex & { [kUpgradeStarted]?: true };
+
+/** Whether a duet server already started a handshake on `socket`. */
+export function upgradeStarted(socket: Duplex): boolean {
+  return (socket as UpgradeSocket)[kUpgradeStarted] === true;
+}
+
+/** The error for a second handleUpgrade() with one socket (ws throws one too). */
+export function upgradeTwiceError(): DuetError {
+  return createError(
+    'WS_ERR_UPGRADE_TWICE',
+    'handleUpgrade() was called more than once with the same socket: two servers (or two calls) took one ' +
+      'upgrade request. Give each server its own `path`, or route requests in shouldHandle or your upgrade listener',
+  );
+}
+
 /** Normalize an origin for comparison: lower-case, no trailing slash. */
 export function normalizeOrigin(origin: string): string {
   const s = origin.trim().toLowerCase();
@@ -177,13 +195,20 @@ export class UpgradeHandler {
     });
   }
 
-  /** WebSocketServer#handleUpgrade: check the request, ask verifyClient, then complete. */
+  /**
+   * WebSocketServer#handleUpgrade: check the request, ask verifyClient, then complete. Throws
+   * (WS_ERR_UPGRADE_TWICE) when a handshake was already started on `socket`, by this server or
+   * another, before touching it: a misconfiguration (two servers taking one request), as ws
+   * reports it.
+   */
   handle(
     req: http.IncomingMessage,
     socket: Duplex,
     head: Buffer,
     cb: (ws: WebSocket, req: http.IncomingMessage) => void,
   ): void {
+    if (upgradeStarted(socket)) throw upgradeTwiceError();
+    (socket as UpgradeSocket)[kUpgradeStarted] = true;
     socket.on('error', socketOnHandshakeError);
 
     if (this.server.shuttingDown) {
@@ -341,10 +366,23 @@ export class UpgradeHandler {
       this.applicationFault(req, socket, err as Error);
       return;
     }
+    // The application's class (the WebSocket option) is made before the 101 goes out, so a
+    // constructor that throws is answered 500 like any other application fault.
+    let ws: WebSocket;
+    try {
+      ws = new server.options.WebSocket();
+    } catch (thrown) {
+      const err = createError(
+        'WS_ERR_UNEXPECTED_CONDITION',
+        `the WebSocket class's constructor threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
+        { cause: thrown },
+      );
+      this.applicationFault(req, socket, err);
+      return;
+    }
     socket.write(response);
     socket.removeListener('error', socketOnHandshakeError);
 
-    const ws = new WebSocket();
     if (protocol !== undefined) ws.protocol = protocol;
     if (agreed) ws.extensions = agreed.response;
     ws.setSocket(

@@ -108,7 +108,8 @@ export const ERROR_CODES = {
   WS_ERR_TOO_MANY_REDIRECTS: { class: 'HandshakeError', meaning: 'more than maxRedirects redirects (followRedirects)' },
   WS_ERR_INVALID_REDIRECT: {
     class: 'HandshakeError',
-    meaning: 'a redirect to a Location that is not a ws, wss, http or https URL',
+    meaning:
+      'a redirect to a Location that is not a ws, wss, http, https or ws+unix URL (or has a fragment), or from a network URL to a ws+unix one',
   },
 
   // The peer broke RFC 6455: the connection is failed with the close code given.
@@ -191,10 +192,16 @@ export const ERROR_CODES = {
     class: 'DuetError',
     closeCode: 1011,
     status: 500,
-    meaning: 'an application callback threw (a listener, verifyClient, a headers listener); err.cause is what it threw',
+    meaning:
+      'an application callback threw (a listener, verifyClient, a headers listener, finishRequest); err.cause is what it threw',
   },
   WS_ERR_DEFLATE: { class: 'DuetError', closeCode: 1011, meaning: 'zlib failed to compress an outgoing message' },
   WS_ERR_BLOB_READ: { class: 'DuetError', closeCode: 1011, meaning: 'a Blob given to send() could not be read' },
+  WS_ERR_UPGRADE_TWICE: {
+    class: 'DuetError',
+    meaning:
+      'handleUpgrade() was called a second time with the same socket (two servers took one upgrade request); thrown',
+  },
   WS_ERR_NO_PUBSUB: {
     class: 'DuetError',
     meaning: 'subscribe/publish on a connection not accepted by a duet WebSocketServer',

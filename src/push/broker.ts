@@ -14,6 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { TopicHistory, type HistoryEntry, type HistoryOptions, type Recovery } from './history.js';
+import { PublishIds } from './publish-ids.js';
 
 /** Where a topic stands: the epoch of its numbering and its last sequence number. */
 export interface TopicPosition {
@@ -38,6 +39,35 @@ export interface OutgoingMessage {
   binary: boolean;
   /** false: the publisher asked for no compression. */
   compress?: boolean;
+  /**
+   * Remember this publish by (topic, `dedup.id`): a later publish of the same id on the same
+   * topic, while remembered, is not published again but answered with this one's position
+   * and `duplicate: true`. A broker without `dedupScope` ignores it.
+   */
+  dedup?: PublishDedup;
+}
+
+/**
+ * A publish id to remember, and for how long: at least `ttlMs`, while fewer than `size`
+ * newer ids of the same topic are remembered (oldest first out).
+ */
+export interface PublishDedup {
+  /** The publisher's id for this message (the channel protocol: 1-128 characters). */
+  id: string;
+  /** Milliseconds the id is remembered (at least; unless `size` pushes it out first). */
+  ttlMs: number;
+  /** Most ids remembered per topic. */
+  size: number;
+}
+
+/** Where a publish landed: its position, and whether it was a repeat of a remembered id. */
+export interface PublishResult extends TopicPosition {
+  /**
+   * The message carried a `dedup` id already remembered for its topic: nothing was published,
+   * and `epoch`/`seq` are those of the first publish with that id (`epoch` may be the topic's
+   * current one when the broker does not keep it with the id).
+   */
+  duplicate?: boolean;
 }
 
 /** A numbered message, as a broker hands it to each Hub. */
@@ -91,6 +121,15 @@ interface BrokerBase {
   unwatch(topic: string): void;
   /** Topics whose log this process holds (MemoryBroker), or watches (a networked broker). */
   topicCount(): number;
+  /**
+   * Implemented by a broker that keeps publish ids (`OutgoingMessage.dedup`) with its topics:
+   * an opaque name of the memory that holds them, the same for as long as the ids it has
+   * acknowledged are still remembered (a new one when that memory was lost: a restart, a
+   * flushed Redis). Undefined while not known yet (a ClusterBroker before the primary
+   * answered). A broker without it does not deduplicate: the channel protocol then announces
+   * no dedup (`dedupMs: 0`) and clients do not resend.
+   */
+  dedupScope?(): string | undefined;
   /** Stop: release connections and timers. */
   close(): void | Promise<void>;
 }
@@ -98,8 +137,11 @@ interface BrokerBase {
 /** A broker that answers at once and delivers inside `publish` (one process). */
 export interface SynchronousBroker extends BrokerBase {
   readonly synchronous: true;
-  /** Number the message, keep it in history, deliver it. Returns its position. */
-  publish(message: OutgoingMessage, exclude?: unknown): TopicPosition;
+  /**
+   * Number the message, keep it in history, deliver it. Returns its position (that of the
+   * first publish, with `duplicate: true`, for a remembered `dedup` id: see OutgoingMessage).
+   */
+  publish(message: OutgoingMessage, exclude?: unknown): PublishResult;
   /** Exactly the messages after (`epoch`, `since`), or `recovered: false`. */
   recover(topic: string, since: number, epoch: string): Recovery;
   /** The topic's epoch and last sequence number. */
@@ -113,8 +155,10 @@ export interface AsynchronousBroker extends BrokerBase {
    * Number the message, keep it in history and send it to every process, in one atomic step.
    * Resolves with its position once stored; rejects with a DuetError when it cannot be
    * (`WS_ERR_BROKER_UNAVAILABLE`, `WS_ERR_BROKER_BACKLOG`): then it was not published.
+   * A remembered `dedup` id (see OutgoingMessage) is checked and recorded in the same atomic
+   * step: a repeat resolves with the first publish's position and `duplicate: true`.
    */
-  publish(message: OutgoingMessage, exclude?: unknown): Promise<TopicPosition>;
+  publish(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult>;
   recover(topic: string, since: number, epoch: string): Promise<Recovery>;
   position(topic: string): Promise<TopicPosition>;
 }
@@ -157,12 +201,17 @@ interface TopicLog {
   history: TopicHistory | undefined;
   /** This process has subscribers of the topic. */
   watched: boolean;
+  /** Publish ids remembered (OutgoingMessage.dedup): made on the first publish with an id. */
+  ids: PublishIds | undefined;
 }
 
 /**
  * One process, no network (the default): each topic's log is held here, and a publish is
- * delivered to the Hub before `publish` returns. A topic nobody follows and without history
- * is not kept at all (its numbering starts over, with a new epoch, when it is next used).
+ * delivered to the Hub before `publish` returns. A topic nobody follows, without history
+ * and without remembered publish ids is not kept at all (its numbering starts over, with a
+ * new epoch, when it is next used). Publish ids (OutgoingMessage.dedup) live in their topic's
+ * log: at most `dedup.size` per topic, and the topics themselves are bounded by `maxTopics`
+ * (a topic forgotten past it forgets its ids too).
  */
 export class MemoryBroker implements SynchronousBroker {
   readonly synchronous = true;
@@ -171,6 +220,7 @@ export class MemoryBroker implements SynchronousBroker {
   private historyDefault: HistoryOptions | false;
   private readonly historyByTopic = new Map<string, HistoryOptions | false>();
   private readonly maxTopics: number;
+  private readonly scope = randomBytes(12).toString('base64url');
 
   constructor(options: MemoryBrokerOptions = {}) {
     this.historyDefault = options.history ?? false;
@@ -207,7 +257,13 @@ export class MemoryBroker implements SynchronousBroker {
     if (log === undefined) {
       if (this.logs.size >= this.maxTopics) this.evictIdleTopic();
       const history = this.historyFor(topic);
-      log = { seq: 0, epoch: newEpoch(), history: history ? new TopicHistory(history) : undefined, watched: false };
+      log = {
+        seq: 0,
+        epoch: newEpoch(),
+        history: history ? new TopicHistory(history) : undefined,
+        watched: false,
+        ids: undefined,
+      };
       this.logs.set(topic, log);
     }
     return log;
@@ -222,19 +278,27 @@ export class MemoryBroker implements SynchronousBroker {
     if (log === undefined) return;
     log.watched = false;
     // Nobody listening and nothing remembered: forgotten (its sequence, too).
-    if (log.history === undefined) this.logs.delete(topic);
+    if (log.history === undefined && log.ids === undefined) this.logs.delete(topic);
   }
 
-  publish(message: OutgoingMessage, exclude?: unknown): TopicPosition {
+  publish(message: OutgoingMessage, exclude?: unknown): PublishResult {
     const known = this.logs.get(message.topic);
-    if (known === undefined && !this.historyFor(message.topic)) {
+    const dedup = message.dedup;
+    if (known === undefined && dedup === undefined && !this.historyFor(message.topic)) {
       // Nobody follows this topic and nothing is remembered: no state is made (offline users'
       // notification topics, made-up names), and nobody is there to deliver to.
       return { epoch: '', seq: 0 };
     }
     const log = known ?? this.log(message.topic);
+    let now = 0;
+    if (dedup !== undefined) {
+      now = Date.now();
+      const first = log.ids?.get(dedup.id, now, dedup.ttlMs);
+      if (first !== undefined) return { epoch: log.epoch, seq: first, duplicate: true };
+    }
     const seq = ++log.seq;
     const payload = messageBytes(message, seq);
+    if (dedup !== undefined) (log.ids ??= new PublishIds()).add(dedup.id, seq, now, dedup.ttlMs, dedup.size);
     // History keeps its own copy: a received message may be a view into a whole socket read.
     if (log.history) {
       const copy = payload === message.payload ? Buffer.from(payload) : payload;
@@ -244,10 +308,15 @@ export class MemoryBroker implements SynchronousBroker {
       const delivered: BrokerMessage = { topic: message.topic, payload, binary: message.binary, seq, epoch: log.epoch };
       if (message.compress !== undefined) delivered.compress = message.compress;
       this.host?.deliver(delivered, exclude);
-    } else if (log.history === undefined) {
+    } else if (log.history === undefined && log.ids === undefined) {
       this.logs.delete(message.topic);
     }
     return { epoch: log.epoch, seq };
+  }
+
+  /** This broker's memory of publish ids: one random name per MemoryBroker (per process start). */
+  dedupScope(): string {
+    return this.scope;
   }
 
   position(topic: string): TopicPosition {

@@ -18,9 +18,11 @@ export const CHANNEL_ERROR_CODES = {
   unknown_type: { meaning: "`type` is not one of the protocol's" },
   unknown_topic: { meaning: 'the topic is not configured (and allowUnknownTopics is off)' },
   forbidden: { meaning: 'publishing to this topic is not allowed' },
-  identity: { meaning: 'a publish names its sender (from, id, nick), which only the server may do' },
+  identity: { meaning: 'a publish names its sender (from, nick), which only the server may do' },
   too_big: { meaning: 'the message is over maxMessageBytes' },
-  rate_limited: { meaning: 'too many messages in the rate-limit window; the message was dropped' },
+  rate_limited: {
+    meaning: 'too many messages in the rate-limit window; the message was dropped: send it again after retryAfter',
+  },
   recovery_limited: { meaning: 'the recovery asked for does not fit the recovery budget now; see retryAfter' },
   unavailable: {
     meaning:
@@ -67,6 +69,26 @@ export interface ChannelRecoveryBudget {
   perMs: number;
 }
 
+/**
+ * How long publish ids are remembered (the channel protocol's `publish` with `id`): a repeat
+ * of a remembered (topic, id) is answered with the first publish's `ack` and `duplicate: true`
+ * instead of being published again. The broker keeps them with the topic (in memory, in Redis,
+ * or in the cluster's primary), so a repeat that reaches another process is caught too.
+ */
+export interface ChannelDedupOptions {
+  /**
+   * Milliseconds an id is remembered at least (default 120000: longer than a client takes
+   * to notice a dead connection and reconnect, with margin), unless `size` newer ids of the
+   * same topic push it out first.
+   */
+  ttlMs?: number;
+  /**
+   * Most ids remembered per topic (default 10000: two minutes of 80 publishes a second on
+   * one topic), oldest first out: what bounds memory, whatever the publish rate.
+   */
+  size?: number;
+}
+
 /** Options of `new Channel(server, options)`: the topics and the per-connection limits. */
 export interface ChannelOptions {
   /** The topics clients may use, by name. */
@@ -81,11 +103,19 @@ export interface ChannelOptions {
    * topics allow it unless their `publish` is false; unknown topics do not.
    */
   allowPublish?: (ws: WebSocket, topic: string) => boolean;
-  /** Default `{ messages: 20, perMs: 1000 }`: generous for people, stops floods. `false`: no limit. */
+  /**
+   * Default `{ messages: 20, perMs: 1000 }`: generous for people, stops floods. `false`: no
+   * limit. A refused message is answered `rate_limited` with `retryAfter` (not an error
+   * toward `maxErrors`); a connection refused more than `messages` times within one `perMs`
+   * (sending at over about twice the rate) is closed with 1013 and a retry hint.
+   */
   rateLimit?: ChannelRateLimit | false;
   /** Largest message accepted, in bytes (default 16 KiB: chat-sized; bigger data belongs elsewhere). */
   maxMessageBytes?: number;
-  /** Errors one connection may cause before it is closed with 1008 (default 5). */
+  /**
+   * Errors one connection may cause before it is closed with 1008 (default 5); `rate_limited`,
+   * `recovery_limited` and `unavailable` do not count.
+   */
   maxErrors?: number;
   /**
    * Bytes of replayed history one connection may be sent (default `{ bytes: 32768, perMs:
@@ -94,6 +124,15 @@ export interface ChannelOptions {
    * now is refused with `recovery_limited` and `retryAfter`. `false`: no budget.
    */
   recoveryBudget?: ChannelRecoveryBudget | false;
+  /**
+   * Publish ids remembered per topic, so that a client resending an unacknowledged publish
+   * (after a reconnect) does not publish it twice (default `{ ttlMs: 120000, size: 10000 }`).
+   * `false`: publishes with an id are acknowledged but never deduplicated (and the `limits`
+   * message says `dedupMs: 0`, so clients do not resend).
+   */
+  dedup?: ChannelDedupOptions | false;
+  /** Most publishes in one `batch` message (default 50). */
+  maxBatch?: number;
 }
 
 // Message shapes, as the client receives them (docs/protocol.md).
@@ -136,9 +175,55 @@ export interface ChannelError {
   code: ChannelErrorCode;
   message: string;
   topic?: string;
-  /** `recovery_limited`: milliseconds until the same subscribe fits the budget; `unavailable`: until it is worth trying again. */
+  /** The `id` of the refused publish, when it had one. */
+  id?: string;
+  /**
+   * `rate_limited`: milliseconds until the connection may send one more message;
+   * `recovery_limited`: until the same subscribe fits the budget; `unavailable`: until it is
+   * worth trying again.
+   */
   retryAfter?: number;
+}
+/** The first message on every channel connection: the limits the server holds it to. */
+export interface ChannelLimits {
+  type: 'limits';
+  /** The connection's rate limit (every message costs one, a `batch` too); null: none. */
+  rate: { messages: number; perMs: number } | null;
+  /** The largest message accepted, a whole `batch` included. */
+  maxMessageBytes: number;
+  /** Most publishes in one `batch`. */
+  maxBatch: number;
+  /** Milliseconds a publish id is remembered at least; 0: publish ids are not deduplicated. */
+  dedupMs: number;
+  /** Names the memory holding publish ids (absent with `dedupMs: 0`); see docs/protocol.md. */
+  dedupScope?: string;
+}
+/** The answer to a `publish` with an `id`: published as `seq` (or, `duplicate`, earlier). */
+export interface ChannelAck {
+  type: 'ack';
+  id: string;
+  topic: string;
+  seq: number;
+  /** The id was remembered: this is the first publish's ack, and nothing was published again. */
+  duplicate?: true;
+}
+/** One entry of an `acks` answer: the entry's ack, or why it was refused. */
+export type ChannelAckEntry =
+  | { id: string; topic: string; seq: number; duplicate?: true }
+  | { id: string; topic: string; code: ChannelErrorCode; message: string; retryAfter?: number };
+/** The answer to a `batch`: one entry per publish, in the batch's order. */
+export interface ChannelAcks {
+  type: 'acks';
+  acks: ChannelAckEntry[];
 }
 /** Every message the server sends on a channel connection. */
 export type ChannelServerMessage =
-  ChannelMessage | ChannelWelcome | ChannelSubscribed | ChannelUnsubscribed | ChannelPong | ChannelError;
+  | ChannelMessage
+  | ChannelWelcome
+  | ChannelSubscribed
+  | ChannelUnsubscribed
+  | ChannelPong
+  | ChannelError
+  | ChannelLimits
+  | ChannelAck
+  | ChannelAcks;

@@ -1,39 +1,63 @@
 /**
  * The JSON channel protocol (docs/protocol.md): clients subscribe to named topics, publish to
  * them, recover what they missed after a reconnect (epoch + seq) and ping at the application
- * level, all as JSON text messages with a `type` field. A reusable handler for any duet
- * WebSocketServer: `wss.on('connection', (ws) => channel.accept(ws))`.
+ * level, all as JSON text messages with a `type` field; a publish with an `id` is acknowledged
+ * and, by (topic, id), published once however often it is sent (the broker remembers the ids
+ * with the topic). A reusable handler for any duet WebSocketServer:
+ * `wss.on('connection', (ws) => channel.accept(ws))`.
  *
  * Each channel message is published through the Hub as an envelope whose seq is put in where
  * the broker numbers it (`payload` + seq + `tail`), so its JSON is built once per publish,
  * framed once for every subscriber, and kept as those same bytes in the topic's history, from
  * which recovery replays it.
  *
- * Why one file of ~550 lines: one handler per message type of the protocol, over one
- * per-connection state (rate limit, recovery budget, identity); the wire shapes are in
- * channel-types.ts.
+ * Why one file of ~750 lines: one handler per message type of the protocol (subscribe,
+ * publish, batch, hello, ping), over one per-connection state (rate limit, recovery budget,
+ * identity) and the limits it announces; the wire shapes are in channel-types.ts, reading
+ * and answering messages in channel-wire.ts.
  */
 import type { RawData, WebSocket } from '../node/connection.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import type {
+  ChannelAckEntry,
+  ChannelDedupOptions,
   ChannelError,
-  ChannelErrorCode,
+  ChannelLimits,
   ChannelOptions,
   ChannelRateLimit,
   ChannelRecoveryBudget,
   ChannelSender,
-  ChannelServerMessage,
 } from './channel-types.js';
 import type { Recovery } from './history.js';
-import type { OutgoingMessage } from './broker.js';
+import type { OutgoingMessage, PublishResult } from './broker.js';
+import {
+  ack,
+  ackEntry,
+  badPublishId,
+  ClientError,
+  counts,
+  isPublishId,
+  notPublished,
+  parse,
+  refused,
+  sendJson,
+  stringify,
+  UNAVAILABLE_RETRY_MS,
+  type Fields,
+} from './channel-wire.js';
 import type { Hub } from './hub.js';
 import { newConnectionId, nickProblem, senderJson } from './identity.js';
 import { refilled, waitFor, type BucketRate } from './token-bucket.js';
 
 export { CHANNEL_ERROR_CODES } from './channel-types.js';
 export type {
+  ChannelAck,
+  ChannelAckEntry,
+  ChannelAcks,
+  ChannelDedupOptions,
   ChannelError,
   ChannelErrorCode,
+  ChannelLimits,
   ChannelMessage,
   ChannelOptions,
   ChannelPong,
@@ -63,17 +87,25 @@ const DEFAULT_MAX_ERRORS = 5;
 // (20 x 70 bytes a second) to well under 10 bytes out per byte in after the first seconds.
 const DEFAULT_RECOVERY_BUDGET: ChannelRecoveryBudget = { bytes: 32 * 1024, perMs: 30_000 };
 
-// A subscribe refused because the broker cannot be reached is worth trying again this much later.
-const UNAVAILABLE_RETRY_MS = 1000;
+// Two minutes outlast a client noticing a dead connection (its heartbeat bound, 30 s) and
+// reconnecting through a few backoff steps; 10,000 ids per topic are two minutes of 80
+// publishes a second on one topic, a few MB at most, and what bounds memory at any rate.
+const DEFAULT_DEDUP: Required<ChannelDedupOptions> = { ttlMs: 120_000, size: 10_000 };
+// 50 chat-sized publishes fit the default 16 KiB frame; a client's queue of 1,000 drains in
+// 20 messages, one second of the default rate.
+const DEFAULT_MAX_BATCH = 50;
 
 /** Keys of a publish request that would name a sender: only the server stamps that (`from`). */
-const SENDER_KEYS = ['from', 'id', 'nick'] as const;
+const SENDER_KEYS = ['from', 'nick'] as const;
 
 /** What the channel remembers per connection: one small object, no timers or closures. */
 interface ConnectionState {
   /** Token bucket: messages that may be sent now, refilled from `refilledAt` on each message. */
   tokens: number;
   refilledAt: number;
+  /** Messages refused by the rate limit in the window (of `rate.perMs`) that began at `limitedSince`. */
+  limited: number;
+  limitedSince: number;
   errors: number;
   /** Token bucket in bytes for recovery replies, refilled from `recoveryRefilledAt`. */
   recoveryBytes: number;
@@ -92,20 +124,6 @@ interface TopicConfig {
   identityFields: readonly string[] | undefined;
 }
 
-type Fields = Record<string, unknown>;
-
-class ClientError extends Error {
-  constructor(
-    readonly code: ChannelErrorCode,
-    message: string,
-    readonly topic?: string,
-    /** `recovery_limited`, `unavailable`: when to come back. */
-    readonly retryAfter?: number,
-  ) {
-    super(message);
-  }
-}
-
 /**
  * The JSON channel protocol (docs/protocol.md) on a server's connections: subscribe with
  * recovery, publish, hello/identity, ping, with per-connection limits. `channel.accept(ws)`
@@ -120,6 +138,17 @@ export class Channel {
   private readonly recoveryBudget: BucketRate | false;
   private readonly maxMessageBytes: number;
   private readonly maxErrors: number;
+  private readonly maxBatch: number;
+  private readonly dedup: Required<ChannelDedupOptions> | false;
+  /**
+   * Publishes with an id waiting for an asynchronous broker, by topic and id: a repeat that
+   * arrives meanwhile gets the same answer instead of a second publish. Each entry is a
+   * publish the broker holds (bounded by its `maxPendingPublishes`), gone when it answers.
+   */
+  private readonly inflight = new Map<string, Promise<PublishResult>>();
+  /** The `limits` message as sent, and the dedup scope it was made with. */
+  private limitsJson: string | undefined;
+  private limitsScope: string | undefined;
   private readonly connections = new WeakMap<WebSocket, ConnectionState>();
   /** One listener for every connection (it finds its connection as `this`). */
   private readonly listener: (this: WebSocket, data: RawData, isBinary: boolean) => void;
@@ -146,6 +175,17 @@ export class Channel {
     this.maxErrors = options.maxErrors ?? DEFAULT_MAX_ERRORS;
     if (!(this.maxMessageBytes > 0)) throw new RangeError('maxMessageBytes must be positive');
     if (!(this.maxErrors >= 1)) throw new RangeError('maxErrors must be at least 1');
+    this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+    if (!(Number.isSafeInteger(this.maxBatch) && this.maxBatch >= 1))
+      throw new RangeError('maxBatch must be an integer of at least 1');
+    const dedup = options.dedup ?? {};
+    this.dedup =
+      dedup === false ? false : { ttlMs: dedup.ttlMs ?? DEFAULT_DEDUP.ttlMs, size: dedup.size ?? DEFAULT_DEDUP.size };
+    if (
+      this.dedup !== false &&
+      !(this.dedup.ttlMs > 0 && Number.isSafeInteger(this.dedup.size) && this.dedup.size >= 1)
+    )
+      throw new RangeError('dedup needs ttlMs > 0 and an integer size >= 1');
     // A topic whose numbering moved on without the messages in between (an asynchronous broker
     // lost its log or could not fill a gap): its subscribers are answered as a subscribe with
     // nothing recovered would be, so clients reload the topic's state.
@@ -183,6 +223,8 @@ export class Channel {
     this.connections.set(ws, {
       tokens: this.rate === false ? 0 : this.rate.capacity,
       refilledAt: now,
+      limited: 0,
+      limitedSince: now,
       errors: 0,
       // A new connection may recover at once: that is what a reconnecting client needs.
       recoveryBytes: this.recoveryBudget === false ? 0 : this.recoveryBudget.capacity,
@@ -191,10 +233,35 @@ export class Channel {
       nick: undefined,
       fromJson: undefined,
     });
+    // Before anything else: what the connection may send (a client paces itself by it).
+    ws.send(this.limitsMessage());
     // The channel's replies (recovery replays above all) are push traffic: the server's
     // slow-consumer policy applies to them as to publishes.
     ws.slowConsumerSends = true;
     ws.on('message', this.listener);
+  }
+
+  /**
+   * The `limits` message: made once, and again when the broker's dedup scope changed (a
+   * Redis that lost its data, a cluster primary that answered).
+   */
+  private limitsMessage(): string {
+    const scope = this.dedup === false ? undefined : this.hub.dedupScope();
+    if (this.limitsJson === undefined || scope !== this.limitsScope) {
+      this.limitsScope = scope;
+      const rate = this.rate;
+      const limits: ChannelLimits = {
+        type: 'limits',
+        rate: rate === false ? null : { messages: rate.capacity, perMs: rate.perMs },
+        maxMessageBytes: this.maxMessageBytes,
+        maxBatch: this.maxBatch,
+        // A broker that keeps no ids (or does not know where yet): clients must not resend.
+        dedupMs: scope === undefined || this.dedup === false ? 0 : this.dedup.ttlMs,
+      };
+      if (scope !== undefined) limits.dedupScope = scope;
+      this.limitsJson = JSON.stringify(limits);
+    }
+    return this.limitsJson;
   }
 
   /**
@@ -268,8 +335,11 @@ export class Channel {
     if (ws.readyState !== ws.OPEN) return;
     const state = this.connections.get(ws);
     if (state === undefined) return;
+    if (!this.takeToken(state)) {
+      this.rateLimited(ws, state, data, isBinary);
+      return;
+    }
     try {
-      if (!this.takeToken(state)) throw new ClientError('rate_limited', 'too many messages; slow down');
       if (isBinary) throw new ClientError('binary', 'binary messages are not part of the protocol; send JSON text');
       const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : undefined;
       if (bytes === undefined) throw new ClientError('binary', 'text messages only');
@@ -298,6 +368,54 @@ export class Channel {
     return true;
   }
 
+  /**
+   * A message over the rate limit: dropped, and answered `rate_limited` with `retryAfter` (the
+   * milliseconds until one token is back) and, for a publish, its `id` and `topic`, so the
+   * client can send it again then; not counted toward `maxErrors`. A connection refused more
+   * than `rate.messages` times within one `rate.perMs` window (it sends at over about twice
+   * the rate, ignoring `retryAfter`) is closed with 1013 and the time until its bucket is full.
+   */
+  private rateLimited(ws: WebSocket, state: ConnectionState, data: RawData, isBinary: boolean): void {
+    const rate = this.rate as BucketRate;
+    const now = Date.now();
+    if (now - state.limitedSince >= rate.perMs) {
+      state.limitedSince = now;
+      state.limited = 0;
+    }
+    state.limited++;
+    const retryAfter = Math.max(1, waitFor(state.tokens, 1, rate));
+    const error: ChannelError = {
+      type: 'error',
+      code: 'rate_limited',
+      message: `too many messages; send again in ${retryAfter} ms`,
+      retryAfter,
+    };
+    const publish = isBinary ? undefined : this.publishNamed(data);
+    if (publish !== undefined) {
+      error.topic = publish.topic;
+      error.id = publish.id;
+    }
+    sendJson(ws, error);
+    if (state.limited > rate.capacity) {
+      ws.close(CloseCode.TRY_AGAIN_LATER, `rate limited; retry after ${waitFor(state.tokens, rate.capacity, rate)} ms`);
+    }
+  }
+
+  /** The topic and id of a publish with an id (parsed only for this), else undefined. */
+  private publishNamed(data: RawData): { topic: string; id: string } | undefined {
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : undefined;
+    if (bytes === undefined || bytes.length > this.maxMessageBytes) return undefined;
+    let msg: Fields;
+    try {
+      msg = parse(bytes);
+    } catch {
+      return undefined;
+    }
+    const { type, topic, id } = msg;
+    if (type !== 'publish' || typeof topic !== 'string' || !isPublishId(id)) return undefined;
+    return { topic: topic.slice(0, MAX_TOPIC_LENGTH), id };
+  }
+
   private handle(ws: WebSocket, state: ConnectionState, msg: Fields): void {
     const type = msg.type;
     if (typeof type !== 'string') throw new ClientError('bad_message', 'a message needs a string "type"');
@@ -314,6 +432,9 @@ export class Channel {
       }
       case 'publish':
         this.publishFrom(ws, state, msg);
+        return;
+      case 'batch':
+        this.batch(ws, state, msg);
         return;
       case 'hello': {
         const problem = nickProblem(msg.nick);
@@ -457,7 +578,11 @@ export class Channel {
     return recovery;
   }
 
-  private publishFrom(ws: WebSocket, state: ConnectionState, msg: Fields): void {
+  /**
+   * A client's publish, checked (topic, permission, identity, data) and made into its
+   * envelope; throws the ClientError that refuses it. Its topic is then `msg.topic`.
+   */
+  private preparePublish(ws: WebSocket, state: ConnectionState, msg: Fields): OutgoingMessage {
     const topic = this.topicOf(msg);
     if (!('data' in msg)) throw new ClientError('bad_message', 'publish needs "data"', topic);
     const config = this.topics.get(topic);
@@ -491,34 +616,135 @@ export class Channel {
       throw new ClientError('bad_message', '"data" is nested too deeply', topic);
     }
     // To every subscriber, the sender included: it sees its message with its seq.
-    const message = this.envelope(topic, config?.json ?? JSON.stringify(topic), dataJson, this.fromJsonOf(state));
-    if (this.hub.synchronous) {
-      this.hub.publishMessage(message);
+    return this.envelope(topic, config?.json ?? JSON.stringify(topic), dataJson, this.fromJsonOf(state));
+  }
+
+  private publishFrom(ws: WebSocket, state: ConnectionState, msg: Fields): void {
+    const id = msg.id ?? undefined;
+    if (id !== undefined && !isPublishId(id)) throw badPublishId();
+    let message: OutgoingMessage;
+    try {
+      message = this.preparePublish(ws, state, msg);
+    } catch (err) {
+      if (err instanceof ClientError) err.id = id;
+      throw err;
+    }
+    const topic = msg.topic as string;
+    if (id === undefined) {
+      // No id, no answer: the path every publish took before acknowledgements, unchanged.
+      if (this.hub.synchronous) {
+        this.hub.publishMessage(message);
+        return;
+      }
+      // A broker that cannot take it (Redis away, its backlog full): the sender is told it was
+      // not published, never left to believe it was.
+      this.hub.publishMessageAsync(message).catch(() => {
+        if (ws.readyState === ws.OPEN) this.fail(ws, state, notPublished(topic));
+      });
       return;
     }
-    // A broker that cannot take it (Redis away, its backlog full): the sender is told it was
-    // not published, never left to believe it was.
-    this.hub.publishMessageAsync(message).catch(() => {
+    if (this.dedup !== false) message.dedup = { id, ttlMs: this.dedup.ttlMs, size: this.dedup.size };
+    if (this.hub.synchronous) {
+      // Numbered and delivered in this call (to the sender too, if subscribed: its `message`
+      // comes before the ack), so the ack keeps its place among the connection's answers.
+      sendJson(ws, ack(id, topic, this.hub.publishMessageSync(message)));
+      return;
+    }
+    this.publishOnce(topic, id, message).then(
+      (result) => {
+        if (ws.readyState === ws.OPEN) sendJson(ws, ack(id, topic, result));
+      },
+      () => {
+        if (ws.readyState !== ws.OPEN) return;
+        const err = notPublished(topic);
+        err.id = id;
+        this.fail(ws, state, err);
+      },
+    );
+  }
+
+  /**
+   * Publish with an id through an asynchronous broker: a repeat of a publish still waiting for
+   * the broker (topic and id) is not sent again but answered with the same result when it comes
+   * (`duplicate: true`), or the same error. Once answered, the broker's own memory of ids
+   * answers repeats.
+   */
+  private publishOnce(topic: string, id: string, message: OutgoingMessage): Promise<PublishResult> {
+    if (this.dedup === false) return this.hub.publishMessageAsync(message);
+    const key = `${topic.length}:${topic}${id}`;
+    const first = this.inflight.get(key);
+    if (first !== undefined) return first.then(({ epoch, seq }) => ({ epoch, seq, duplicate: true }));
+    const pending = this.hub.publishMessageAsync(message);
+    this.inflight.set(key, pending);
+    const forget = (): void => {
+      this.inflight.delete(key);
+    };
+    pending.then(forget, forget);
+    return pending;
+  }
+
+  /**
+   * `batch`: several publishes with ids, published in order, answered by one `acks` with an
+   * entry each (its ack, or why it was refused). A malformed batch is one `bad_message` and
+   * nothing in it is published; a refused entry counts toward `maxErrors` as a refused
+   * publish does, and does not stop the others.
+   */
+  private batch(ws: WebSocket, state: ConnectionState, msg: Fields): void {
+    const entries = msg.publishes;
+    if (!Array.isArray(entries) || entries.length === 0 || entries.length > this.maxBatch)
+      throw new ClientError('bad_message', `"publishes" must be an array of 1 to ${this.maxBatch} publishes`);
+    for (const entry of entries as unknown[]) {
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+        throw new ClientError('bad_message', 'each of "publishes" is an object with "topic", "data" and "id"');
+      const { topic, id } = entry as Fields;
+      if (typeof topic !== 'string' || topic.length === 0 || !('data' in entry))
+        throw new ClientError('bad_message', 'each of "publishes" needs a non-empty string "topic" and "data"');
+      if (!isPublishId(id)) throw badPublishId();
+    }
+    const answers: Array<ChannelAckEntry | Promise<ChannelAckEntry>> = [];
+    const synchronous = this.hub.synchronous;
+    for (const entry of entries as Fields[]) {
+      const id = entry.id as string;
+      const topic = entry.topic as string;
+      let message: OutgoingMessage;
+      try {
+        message = this.preparePublish(ws, state, entry);
+      } catch (err) {
+        const refusal =
+          err instanceof ClientError ? err : new ClientError('internal', 'the server could not handle this publish');
+        if (refusal !== err) process.emitWarning(err instanceof Error ? err : String(err));
+        if (counts(refusal.code)) state.errors++;
+        answers.push(refused(id, topic.slice(0, MAX_TOPIC_LENGTH), refusal));
+        continue;
+      }
+      if (this.dedup !== false) message.dedup = { id, ttlMs: this.dedup.ttlMs, size: this.dedup.size };
+      if (synchronous) {
+        answers.push(ackEntry(id, topic, this.hub.publishMessageSync(message)));
+      } else {
+        answers.push(
+          this.publishOnce(topic, id, message).then(
+            (result) => ackEntry(id, topic, result),
+            () => refused(id, topic, notPublished(topic)),
+          ),
+        );
+      }
+    }
+    const answer = (acks: ChannelAckEntry[]): void => {
       if (ws.readyState !== ws.OPEN) return;
-      this.fail(
-        ws,
-        state,
-        new ClientError(
-          'unavailable',
-          'not published: the server cannot reach its broker now',
-          topic,
-          UNAVAILABLE_RETRY_MS,
-        ),
-      );
-    });
+      sendJson(ws, { type: 'acks', acks });
+      if (state.errors >= this.maxErrors) ws.close(CloseCode.POLICY_VIOLATION, 'too many errors');
+    };
+    if (synchronous) answer(answers as ChannelAckEntry[]);
+    else void Promise.all(answers.map(async (entry) => entry)).then(answer);
   }
 
   private fail(ws: WebSocket, state: ConnectionState, err: ClientError): void {
     const error: ChannelError = { type: 'error', code: err.code, message: err.message };
     if (err.topic !== undefined) error.topic = err.topic;
+    if (err.id !== undefined) error.id = err.id;
     if (err.retryAfter !== undefined) error.retryAfter = err.retryAfter;
     // Waiting for the recovery budget or for the broker is no misbehaviour: not counted.
-    if (err.code !== 'recovery_limited' && err.code !== 'unavailable') state.errors++;
+    if (counts(err.code)) state.errors++;
     sendJson(ws, error);
     if (state.errors >= this.maxErrors) ws.close(CloseCode.POLICY_VIOLATION, 'too many errors');
   }
@@ -527,27 +753,4 @@ export class Channel {
 function checkTopicName(name: string): void {
   if (name.length === 0 || name.length > MAX_TOPIC_LENGTH)
     throw new RangeError(`topic names are 1 to ${MAX_TOPIC_LENGTH} characters: ${JSON.stringify(name)}`);
-}
-
-function parse(bytes: Buffer): Fields {
-  let value: unknown;
-  try {
-    value = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new ClientError('bad_json', 'the message is not valid JSON');
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new ClientError('bad_message', 'a message is a JSON object');
-  return value as Fields;
-}
-
-function stringify(data: unknown): string {
-  const json = JSON.stringify(data);
-  if (typeof json !== 'string')
-    throw new TypeError('channel data must be a JSON value (not undefined, a function or a symbol)');
-  return json;
-}
-
-function sendJson(ws: WebSocket, message: ChannelServerMessage): void {
-  ws.send(JSON.stringify(message));
 }

@@ -23,7 +23,15 @@
  * (cluster-primary.ts) imports; a file of its own for it would take ~90 lines from here.
  */
 import { createError, type DuetError } from '../protocol/errors.js';
-import type { AsynchronousBroker, BrokerHost, BrokerMessage, OutgoingMessage, TopicPosition } from './broker.js';
+import type {
+  AsynchronousBroker,
+  BrokerHost,
+  BrokerMessage,
+  OutgoingMessage,
+  PublishDedup,
+  PublishResult,
+  TopicPosition,
+} from './broker.js';
 import type { HistoryEntry, HistoryOptions, Recovery } from './history.js';
 import { TopicFeeds, type FeedMessage } from './topic-feed.js';
 
@@ -49,6 +57,8 @@ export type WorkerItem =
       compress?: boolean;
       /** Set when the publish excludes a local subscriber (TopicFeeds.expect). */
       origin?: number;
+      /** The publish id the primary remembers (OutgoingMessage.dedup). */
+      dedup?: PublishDedup;
     }
   | { op: 'position'; id: number; topic: string }
   | { op: 'read'; id: number; topic: string; since: number; epoch: string; upTo: number }
@@ -56,6 +66,16 @@ export type WorkerItem =
   | { op: 'unwatch'; topic: string }
   | { op: 'lease'; id: number; name: string; ttl: number }
   | { op: 'bye' };
+
+/** `value` is a publish id to remember (OutgoingMessage.dedup), else undefined. @internal */
+export function asDedup(value: unknown): PublishDedup | undefined {
+  const v = asRecord(value);
+  if (v === undefined) return undefined;
+  const { id, ttlMs, size } = v;
+  return typeof id === 'string' && id.length > 0 && typeof ttlMs === 'number' && ttlMs > 0 && isCount(size) && size >= 1
+    ? { id, ttlMs, size }
+    : undefined;
+}
 
 /** What the primary sends a worker. @internal */
 export type PrimaryItem =
@@ -212,6 +232,9 @@ export class ClusterBroker implements AsynchronousBroker {
   readonly id = ++brokersMade;
   private closed = false;
   private disconnected = false;
+  /** The primary's dedup scope, from its answer to hello. */
+  private scope: string | undefined;
+  private readonly hello: Promise<void>;
 
   /**
    * Throws WS_ERR_BROKER_UNAVAILABLE when this process has no IPC channel (it is not a
@@ -245,10 +268,38 @@ export class ClusterBroker implements AsynchronousBroker {
     );
     this.channel.on('message', this.onMessage);
     this.channel.on('disconnect', this.onDisconnect);
-    this.request({ op: 'hello', raw: this.raw }, isTrue).catch((err: Error) =>
-      this.report(unavailable('the cluster primary did not say hello (is serveClusterBroker() called there?)', err)),
+    this.hello = this.request({ op: 'hello', raw: this.raw }, isString).then(
+      (scope) => {
+        this.scope = scope;
+      },
+      (err: Error) => {
+        const failed = unavailable(
+          'the cluster primary did not say hello (is serveClusterBroker() called there?)',
+          err,
+        );
+        this.report(failed);
+        throw failed;
+      },
     );
+    this.hello.catch(() => undefined); // reported above; ready() hands it to whoever waits
     if (options.history !== undefined) this.setDefaultHistory(options.history);
+  }
+
+  /**
+   * Resolves once the primary answered this worker's hello (and its dedup scope is known);
+   * rejects with WS_ERR_BROKER_UNAVAILABLE when it did not within `requestTimeout`. Await it
+   * before serving, so the channel protocol's first `limits` already names the scope.
+   */
+  ready(): Promise<void> {
+    return this.hello;
+  }
+
+  /**
+   * The primary's memory of publish ids (its MemoryBroker's scope): the same in every worker,
+   * new when the primary restarts. Undefined until the primary answered (see `ready`).
+   */
+  dedupScope(): string | undefined {
+    return this.scope;
   }
 
   /** Called once, by the Hub that uses this broker. */
@@ -283,23 +334,28 @@ export class ClusterBroker implements AsynchronousBroker {
 
   /**
    * Have the primary number the message, keep it in history and send it to every worker that
-   * watches its topic (here without `exclude`). Resolves with its position; rejects with
+   * watches its topic (here without `exclude`). Resolves with its position (the first one's,
+   * with `duplicate`, for a publish id the primary remembers); rejects with
    * WS_ERR_BROKER_BACKLOG or WS_ERR_BROKER_UNAVAILABLE when it was not published.
    */
-  async publish(message: OutgoingMessage, exclude?: unknown): Promise<TopicPosition> {
+  async publish(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
     const item: Request & { op: 'publish' } = { op: 'publish', topic: message.topic, binary: message.binary };
     if (typeof message.payload === 'string') item.text = message.payload;
     else item.payload = encodePayload(message.payload, this.raw);
     if (message.tail !== undefined) item.tail = message.tail;
     if (message.compress !== undefined) item.compress = message.compress;
+    if (message.dedup !== undefined) {
+      const { id, ttlMs, size } = message.dedup;
+      item.dedup = { id, ttlMs, size };
+    }
     if (exclude !== undefined && this.feeds.has(message.topic)) {
       item.origin = ++this.originCounter;
       this.feeds.expect(message.topic, item.origin, exclude);
     }
     try {
-      const position = await this.request(item, isPosition);
-      this.counters.published++;
-      return position;
+      const result = await this.request(item, isPublishResult);
+      if (result.duplicate !== true) this.counters.published++;
+      return result;
     } catch (err) {
       this.counters.failed++;
       throw err;
@@ -543,6 +599,12 @@ function parseRecovery(value: unknown): Recovery | undefined {
 }
 
 const isTrue = (value: unknown): true | undefined => (value === true ? value : undefined);
+const isString = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+const isPublishResult = (value: unknown): PublishResult | undefined => {
+  const position = isPosition(value);
+  if (position === undefined) return undefined;
+  return (value as { duplicate?: unknown }).duplicate === true ? { ...position, duplicate: true } : position;
+};
 const isBoolean = (value: unknown): boolean | undefined => (typeof value === 'boolean' ? value : undefined);
 const ignore = (): void => {};
 

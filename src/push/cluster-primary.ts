@@ -19,6 +19,7 @@ import { createError } from '../protocol/errors.js';
 import { MemoryBroker, type BrokerMessage, type OutgoingMessage } from './broker.js';
 import type { HistoryOptions } from './history.js';
 import {
+  asDedup,
   asRecord,
   CLUSTER_TAG,
   decodePayload,
@@ -242,7 +243,8 @@ class Primary {
     switch (item.op) {
       case 'hello':
         link.raw = item.raw === true;
-        return { value: true };
+        // The worker learns where publish ids are remembered: here, for the whole cluster.
+        return { value: this.memory.dedupScope() };
       case 'history': {
         const history = historyOf(item.history);
         if (history === undefined || (topic !== undefined && typeof topic !== 'string')) return undefined;
@@ -256,22 +258,27 @@ class Primary {
       case 'publish': {
         const payload = typeof item.text === 'string' ? item.text : decodePayload(item.payload);
         const { binary, compress, tail, origin } = item;
+        const dedup = item.dedup === undefined ? undefined : asDedup(item.dedup);
         if (
           typeof topic !== 'string' ||
           payload === undefined ||
           typeof binary !== 'boolean' ||
           (compress !== undefined && typeof compress !== 'boolean') ||
           (tail !== undefined && typeof tail !== 'string') ||
-          (origin !== undefined && !isCount(origin))
+          (origin !== undefined && !isCount(origin)) ||
+          (item.dedup !== undefined && dedup === undefined)
         ) {
           return undefined;
         }
         const message: OutgoingMessage = { topic, payload, binary };
         if (tail !== undefined) message.tail = tail;
         if (compress !== undefined) message.compress = compress;
-        const position = this.memory.publish(message, origin === undefined ? undefined : { link, origin });
-        this.counters.published++;
-        return { value: position };
+        // The ids live in the MemoryBroker's topic logs: one memory for every worker, checked
+        // and written in this one synchronous call, so a repeat from any worker is caught.
+        if (dedup !== undefined) message.dedup = dedup;
+        const result = this.memory.publish(message, origin === undefined ? undefined : { link, origin });
+        if (result.duplicate !== true) this.counters.published++;
+        return { value: result };
       }
       case 'position':
         return typeof topic === 'string' ? { value: this.memory.position(topic) } : undefined;

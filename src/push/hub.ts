@@ -23,6 +23,7 @@ import {
   type BrokerHost,
   type BrokerMessage,
   type OutgoingMessage,
+  type PublishResult,
   type TopicPosition,
 } from './broker.js';
 import type { HistoryOptions, Recovery } from './history.js';
@@ -364,8 +365,19 @@ export class Hub implements PubSub {
     return 0;
   }
 
-  /** `publishMessage`, waiting for the broker as `publishAsync` does. */
-  publishMessageAsync(message: OutgoingMessage, exclude?: Subscriber): Promise<TopicPosition> {
+  /**
+   * `publishMessage` returning where the message landed, at once: its position, or, for a
+   * `dedup` id the broker still remembers, the first publish's with `duplicate: true`.
+   * In-memory broker only (`WS_ERR_BROKER_ASYNC` otherwise): see `publishMessageAsync`.
+   */
+  publishMessageSync(message: OutgoingMessage, exclude?: Subscriber): PublishResult {
+    const broker = this.broker;
+    if (!broker.synchronous) throw asyncOnly('publishMessageSync()');
+    return broker.publish(message, exclude);
+  }
+
+  /** `publishMessage`, waiting for the broker as `publishAsync` does (and with its `duplicate`). */
+  publishMessageAsync(message: OutgoingMessage, exclude?: Subscriber): Promise<PublishResult> {
     const broker = this.broker;
     if (!broker.synchronous) return broker.publish(message, exclude);
     try {
@@ -490,6 +502,14 @@ export class Hub implements PubSub {
     return broker.synchronous
       ? Promise.resolve(broker.recover(topic, since, epoch))
       : broker.recover(topic, since, epoch);
+  }
+
+  /**
+   * The name of the memory where the broker keeps publish ids (`OutgoingMessage.dedup`), or
+   * undefined when it keeps none or does not know it yet (see `Broker.dedupScope`).
+   */
+  dedupScope(): string | undefined {
+    return this.broker.dedupScope?.();
   }
 
   /** Topics with at least one subscriber here, and subscriptions over all topics. */

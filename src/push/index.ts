@@ -8,6 +8,8 @@ export type {
   BrokerHost,
   BrokerMessage,
   OutgoingMessage,
+  PublishDedup,
+  PublishResult,
   TopicPosition,
   SynchronousBroker,
   AsynchronousBroker,

@@ -13,8 +13,11 @@ import type { HistoryOptions, Recovery } from './history.js';
 import { Hub, type PublishData } from './hub.js';
 import { Scheduler, type Job } from './scheduler.js';
 
-/** The server's options (docs/server.md) and the push layer's (docs/push.md). */
-export interface ServerOptions extends NodeServerOptions {
+/**
+ * The server's options (docs/server.md) and the push layer's (docs/push.md). `T` is the class
+ * of its connections (the `WebSocket` option).
+ */
+export interface ServerOptions<T extends typeof WebSocket = typeof WebSocket> extends NodeServerOptions<T> {
   /** Keep recent messages of every topic for recovery (`{ size, ttl }`); off by default. */
   history?: HistoryOptions | false;
   /**
@@ -31,16 +34,17 @@ export interface ServerOptions extends NodeServerOptions {
  * A WebSocket server with server push built in: `ws.subscribe(topic)`, `publish` (each message
  * framed once for every subscriber), per-topic history and recovery, timed jobs (`every`) that
  * stop when the server closes. Everything else (handshake, options, events, shutdown) is the
- * node/ server's; see docs/server.md and docs/push.md.
+ * node/ server's; see docs/server.md and docs/push.md. `T` is the class of its connections
+ * (the `WebSocket` option: duet's WebSocket or a subclass).
  */
-export class WebSocketServer extends NodeWebSocketServer {
+export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> extends NodeWebSocketServer<T> {
   /** Topics, publish and history. */
   readonly hub: Hub;
   private readonly scheduler: Scheduler;
   private closing = false;
 
   /** Exactly one of `port`, `server` or `noServer`; `callback` runs once a created server listens. */
-  constructor(options: ServerOptions = {}, callback?: () => void) {
+  constructor(options: ServerOptions<T> = {}, callback?: () => void) {
     super(options, callback);
     const report = (err: unknown): void => {
       if (this.listenerCount('error') > 0) this.emit('error', err);

@@ -18,10 +18,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { createError, DuetError } from '../protocol/errors.js';
 import { type AsynchronousBroker, type BrokerHost, type BrokerMessage } from '../push/broker.js';
-import type { OutgoingMessage, TopicPosition } from '../push/broker.js';
+import type { OutgoingMessage, PublishResult, TopicPosition } from '../push/broker.js';
 import type { HistoryEntry, HistoryOptions, Recovery } from '../push/history.js';
 import { TopicFeeds, type FeedMessage } from '../push/topic-feed.js';
-import { LEASE, POSITION, PUBLISH, RECOVER, type Script } from './scripts.js';
+import { DEDUP_SCOPE, LEASE, POSITION, PUBLISH, RECOVER, type Script } from './scripts.js';
 
 /** Options of a RedisBroker. */
 export interface RedisBrokerOptions {
@@ -85,6 +85,7 @@ const SCRIPTS = {
   position: compile(POSITION),
   recover: compile(RECOVER),
   lease: compile(LEASE),
+  dedupScope: compile(DEDUP_SCOPE),
 };
 
 /** Flags of a message on the wire: `b`/`t` (binary or text), then `c`/`n`/`-` (compress: yes, no, unset). */
@@ -136,6 +137,9 @@ export class RedisBroker implements AsynchronousBroker {
   private readonly sweep: ReturnType<typeof setInterval>;
   private closed = false;
   private everReady = false;
+  /** The dedup scope as last read from Redis (see dedupScope()). */
+  private scope: string | undefined;
+  private readingScope = false;
 
   constructor(options: RedisBrokerOptions = {}) {
     const url = options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -155,6 +159,8 @@ export class RedisBroker implements AsynchronousBroker {
         this.inflight.clear();
         this.commands.disconnect(true);
       }
+      // A Redis that lost its data (FLUSHALL, a restart without persistence) is noticed here.
+      this.readScope();
     }, 1000);
     this.sweep.unref();
     if (!(this.maxPending >= 1)) throw new RangeError('maxPendingPublishes must be at least 1');
@@ -214,7 +220,14 @@ export class RedisBroker implements AsynchronousBroker {
       timer = setTimeout(() => reject(new Error(`no answer within ${this.connectTimeout} ms`)), this.connectTimeout);
     });
     try {
-      await Promise.race([Promise.all([this.commands.connect(), this.subscriber.connect()]), timeout]);
+      await Promise.race([
+        // The dedup scope is read before any connection is served (so a channel announces it);
+        // a failure to read it is not fatal: it is read again every second.
+        Promise.all([this.commands.connect(), this.subscriber.connect()]).then(() =>
+          this.fetchScope().catch(() => undefined),
+        ),
+        timeout,
+      ]);
     } catch (err) {
       throw unavailable(`cannot reach Redis at ${describe(this.commands)}`, err);
     } finally {
@@ -239,9 +252,38 @@ export class RedisBroker implements AsynchronousBroker {
   }
 
   /** The keys of `topic` (its name percent-encoded, so no topic name can reach another's keys). */
-  private keys(topic: string): { log: string; hist: string; channel: string } {
+  private keys(topic: string): { log: string; hist: string; ids: string; idt: string; channel: string } {
     const base = `${this.prefix}{${encodeURIComponent(topic)}}`;
-    return { log: `${base}:log`, hist: `${base}:hist`, channel: `${base}:msg` };
+    return { log: `${base}:log`, hist: `${base}:hist`, ids: `${base}:ids`, idt: `${base}:idt`, channel: `${base}:msg` };
+  }
+
+  /**
+   * The name of the memory that holds publish ids: a random string kept in Redis under the
+   * prefix (`<prefix>dedup-scope`), the same for every process sharing it, made again when
+   * Redis lost it. Read at start, after every reconnection, and every second, so a Redis that
+   * was flushed while connected gives a new one within about a second.
+   */
+  dedupScope(): string | undefined {
+    return this.scope;
+  }
+
+  private async fetchScope(): Promise<void> {
+    const scope = (await this.run(
+      SCRIPTS.dedupScope,
+      [`${this.prefix}dedup-scope`],
+      [randomBytes(12).toString('base64url')],
+    )) as Buffer;
+    this.scope = scope.toString('latin1');
+  }
+
+  /** Read the scope again (once at a time; a failure is the connection's, reported there). */
+  private readScope(): void {
+    if (this.readingScope || this.closed || this.commands.status !== 'ready') return;
+    this.readingScope = true;
+    this.fetchScope().then(
+      () => (this.readingScope = false),
+      () => (this.readingScope = false),
+    );
   }
 
   watch(topic: string): Promise<void> {
@@ -268,7 +310,7 @@ export class RedisBroker implements AsynchronousBroker {
     if (this.subscriber.status === 'ready') this.subscriber.unsubscribe(channel).catch(() => undefined);
   }
 
-  async publish(message: OutgoingMessage, exclude?: unknown): Promise<TopicPosition> {
+  async publish(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
     if (this.closed) throw unavailable('the Redis broker is closed');
     if (this.counters.pending >= this.maxPending) {
       this.counters.failed++;
@@ -285,11 +327,12 @@ export class RedisBroker implements AsynchronousBroker {
       origin = `${this.id}:${n}`;
       this.feeds.expect(message.topic, n, exclude);
     }
+    const dedup = message.dedup;
     this.counters.pending++;
     try {
       const reply = await this.run(
         SCRIPTS.publish,
-        [keys.log, keys.hist],
+        [keys.log, keys.hist, keys.ids, keys.idt],
         [
           keys.channel,
           message.payload,
@@ -301,9 +344,16 @@ export class RedisBroker implements AsynchronousBroker {
           this.topicTtl,
           this.candidateEpoch(),
           origin,
+          dedup === undefined ? '' : dedup.id,
+          dedup === undefined ? 0 : Math.ceil(dedup.ttlMs),
+          dedup === undefined ? 0 : Math.floor(dedup.size),
         ],
       );
-      const [seq, epoch] = reply as [number, Buffer];
+      const [seq, epoch, duplicate] = reply as [number, Buffer, number];
+      if (Number(duplicate) === 1) {
+        // Published before (by this process or another): nothing was published now.
+        return { seq: Number(seq), epoch: epoch.toString('latin1'), duplicate: true };
+      }
       this.counters.published++;
       return { seq: Number(seq), epoch: epoch.toString('latin1') };
     } catch (err) {
@@ -502,6 +552,8 @@ export class RedisBroker implements AsynchronousBroker {
       this.everReady = true;
       return;
     }
+    // Redis may have restarted without its data: a new scope at once, not at the next sweep.
+    this.readScope();
     const channels = [...this.topicByChannel.keys()];
     const resubscribed = channels.length > 0 ? this.subscriber.subscribe(...channels) : Promise.resolve(0);
     resubscribed.then(

@@ -7,11 +7,18 @@
  *   K:log   hash  e = epoch, s = last seq
  *   K:hist  stream, one entry per message, id `<seq>-1`, fields f (flags), o (origin),
  *           t (time, ms, Redis's clock), p (payload); capped at the history size
+ *   K:ids   hash, publish id -> the seq it was published as (OutgoingMessage.dedup)
+ *   K:idt   sorted set, the same ids, each scored by when it was remembered (ms, Redis's
+ *           clock, nudged up by a microsecond to stay in arrival order): what ages them out,
+ *           oldest first; both capped at the dedup size and expiring after the dedup ttl
  * and the pub/sub channel `K:msg`, on which each message goes out as one line of header,
  * `duet1 <seq> <epoch> <flags> <origin>\n`, followed by its payload.
+ * Outside any topic: `<prefix>dedup-scope`, a random string naming this Redis's memory of
+ * publish ids (made when missing: a Redis that lost its data has a new one).
  *
  * A log that is missing (never made, expired, or Redis lost its data) is made again with a
  * new epoch, and the old history deleted with it: numbering starts over, and clients are told.
+ * Remembered ids stay (they expire on their own): they still name messages that were published.
  */
 
 /** A script and its SHA-1 (EVALSHA first; EVAL when Redis does not know it yet). */
@@ -34,28 +41,70 @@ end
 `;
 
 /**
- * Publish. KEYS: log, hist. ARGV: channel, payload (or its head), tail, has tail ('1'/'0'),
- * flags, history size, (unused), topic ttl ms, new epoch, origin.
- * Numbers the message, appends it to the history, publishes it; returns { seq, epoch }. A
- * topic without history that no process follows is forgotten at once (as in memory).
+ * Publish. KEYS: log, hist, ids, idt. ARGV: channel, payload (or its head), tail, has tail
+ * ('1'/'0'), flags, history size, (unused), topic ttl ms, new epoch, origin, publish id ('':
+ * none), dedup ttl ms, dedup size.
+ * With a publish id already remembered: nothing is published; returns { its seq, epoch, 1 }.
+ * Otherwise numbers the message, appends it to the history, remembers its id, publishes it;
+ * returns { seq, epoch, 0 }. A topic without history that no process follows is forgotten at
+ * once (as in memory), unless it remembers ids.
  */
 export const PUBLISH = `${ENSURE_LOG}
 local epoch = ensure(ARGV[9])
+local id = ARGV[11]
+if id ~= '' then
+  local first = redis.call('HGET', KEYS[3], id)
+  if first then return {tonumber(first), epoch, 1} end
+end
 local seq = redis.call('HINCRBY', KEYS[1], 's', 1)
 local body = ARGV[2]
 if ARGV[4] == '1' then body = body .. seq .. ARGV[3] end
 local size = tonumber(ARGV[6])
 local ttl = tonumber(ARGV[8])
-if size > 0 then
+local ms = 0
+if size > 0 or id ~= '' then
   local now = redis.call('TIME')
-  local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+  ms = now[1] * 1000 + math.floor(now[2] / 1000)
+end
+if size > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', size, seq .. '-1', 'f', ARGV[5], 'o', ARGV[10], 't', ms, 'p', body)
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
+if id ~= '' then
+  local idTtl = tonumber(ARGV[12])
+  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ms - idTtl, 'LIMIT', 0, 100)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[3], unpack(old))
+    redis.call('ZREM', KEYS[4], unpack(old))
+  end
+  local score = ms
+  local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+  if last[2] and tonumber(last[2]) >= score then score = tonumber(last[2]) + 0.001 end
+  redis.call('HSET', KEYS[3], id, seq)
+  redis.call('ZADD', KEYS[4], score, id)
+  local over = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[13])
+  if over > 0 then
+    local gone = redis.call('ZPOPMIN', KEYS[4], over)
+    for i = 1, #gone, 2 do redis.call('HDEL', KEYS[3], gone[i]) end
+  end
+  redis.call('PEXPIRE', KEYS[3], idTtl)
+  redis.call('PEXPIRE', KEYS[4], idTtl)
+end
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 local receivers = redis.call('PUBLISH', ARGV[1], 'duet1 ' .. seq .. ' ' .. epoch .. ' ' .. ARGV[5] .. ' ' .. ARGV[10] .. '\\n' .. body)
-if receivers == 0 and size == 0 then redis.call('DEL', KEYS[1]) end
-return {seq, epoch}
+if receivers == 0 and size == 0 and id == '' then redis.call('DEL', KEYS[1]) end
+return {seq, epoch, 0}
+`;
+
+/**
+ * Dedup scope. KEYS: the scope key. ARGV: a new scope. Returns the scope kept in Redis, made
+ * from ARGV[1] when there is none.
+ */
+export const DEDUP_SCOPE = `
+local scope = redis.call('GET', KEYS[1])
+if scope then return scope end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
 `;
 
 /** Position. KEYS: log, hist. ARGV: new epoch, topic ttl ms. Returns { epoch, seq }. */

@@ -22,6 +22,10 @@ function setup({ open = true } = {}) {
     errors: [] as { err: unknown; loud: boolean | undefined }[],
     pongs: [] as unknown[],
     resumes: 0,
+    /** Calls of the publish and pacing side of the host, in order: [name, ...arguments]. */
+    calls: [] as unknown[][],
+    /** What refused() answers (true: the publish will be sent again). */
+    retry: false,
   };
   const session = new ChannelSession({
     isOpen: () => host.open,
@@ -29,13 +33,34 @@ function setup({ open = true } = {}) {
     emit: (event, payload) => void host.events.push([event, payload]),
     error: (err, loud) => void host.errors.push({ err, loud }),
     pong: (id) => void host.pongs.push(id),
+    pingAnswered: (id) => void host.calls.push(['pingAnswered', id]),
     resume: () => void host.resumes++,
+    limits: (limits) => void host.calls.push(['limits', limits]),
+    noLimits: () => void host.calls.push(['noLimits']),
+    ack: (id, seq) => void host.calls.push(['ack', id, seq]),
+    refused: (id, code, message, topic, retryAfter) => {
+      host.calls.push(['refused', id, code, message, topic, retryAfter]);
+      return host.retry;
+    },
+    rateLimited: (retryAfter) => void host.calls.push(['rateLimited', retryAfter]),
     clock,
   });
+  /** Write the next waiting subscribe, as the client's pacer does; false when none waits. */
+  const next = (): boolean => {
+    const text = session.nextSubscribe();
+    if (text === undefined) return false;
+    host.written.push(text);
+    return true;
+  };
   return {
     clock,
     host,
     session,
+    next,
+    /** Write every waiting subscribe. */
+    drain: () => {
+      while (next());
+    },
     /** What was written, parsed. */
     sent: () => host.written.map((text) => JSON.parse(text) as Record<string, unknown>),
     /** A server message, as JSON text. */
@@ -58,6 +83,7 @@ function live(topic = 'chat', seq = 0) {
   const t = setup();
   const seen: unknown[] = [];
   t.session.subscribe(topic, (data, meta) => seen.push({ data, ...meta }));
+  t.drain();
   t.receive({ type: 'subscribed', topic, epoch: 'E', seq, recovered: false });
   t.host.written.length = 0;
   t.host.events.length = 0;
@@ -150,11 +176,14 @@ describe('ChannelSession.receive: what it refuses', () => {
 });
 
 describe('ChannelSession: subscribe and unsubscribe', () => {
-  it('on an open connection the first handler of a topic sends subscribe; later ones send nothing', () => {
-    const { session, sent } = setup();
+  it('on an open connection the first handler of a topic queues its subscribe for the pacer (resume); later ones nothing', () => {
+    const { session, sent, host, drain } = setup();
     session.subscribe('chat', noop);
     session.subscribe('chat', () => {});
     session.subscribe('ticker', noop, { epoch: 'E', seq: 41 });
+    assert.equal(host.resumes, 2);
+    assert.deepEqual(host.written, [], 'written when the pacer takes them');
+    drain();
     assert.deepEqual(sent(), [
       { type: 'subscribe', topic: 'chat' },
       { type: 'subscribe', topic: 'ticker', since: 41, epoch: 'E' },
@@ -188,33 +217,35 @@ describe('ChannelSession: subscribe and unsubscribe', () => {
   });
 
   it('the position goes with the last handler: a later subscribe starts fresh, without since', () => {
-    const { session, receive, sent, host } = setup();
+    const { session, receive, sent, host, drain } = setup();
     const off = session.subscribe('chat', noop);
+    drain();
     receive({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 5, recovered: false });
     assert.deepEqual(session.position('chat'), { epoch: 'E', seq: 5 });
     off();
     assert.equal(session.position('chat'), undefined);
     host.written.length = 0;
     session.subscribe('chat', noop);
+    drain();
     assert.deepEqual(sent(), [{ type: 'subscribe', topic: 'chat' }]);
   });
 });
 
 describe('ChannelSession: a new connection', () => {
-  it('resubscribe() queues every topic; sendNext() writes one subscribe per call, in subscription order, from its position', () => {
-    const { session, sent, host } = setup({ open: false });
+  it('resubscribe() queues every topic; nextSubscribe() gives one subscribe per call, in subscription order, from its position', () => {
+    const { session, sent, host, next } = setup({ open: false });
     session.subscribe('b', noop);
     session.subscribe('a', noop, { epoch: 'E', seq: 3 });
     session.subscribe('c', noop);
     host.open = true;
     session.resubscribe();
     assert.equal(session.waiting, true);
-    assert.deepEqual(host.written, [], 'nothing before the flush asks');
-    assert.equal(session.sendNext(), true);
-    assert.equal(session.sendNext(), true);
-    assert.equal(session.sendNext(), true);
+    assert.deepEqual(host.written, [], 'nothing before the pacer asks');
+    assert.equal(next(), true);
+    assert.equal(next(), true);
+    assert.equal(next(), true);
     assert.equal(session.waiting, false);
-    assert.equal(session.sendNext(), false);
+    assert.equal(next(), false);
     assert.deepEqual(sent(), [
       { type: 'subscribe', topic: 'b' },
       { type: 'subscribe', topic: 'a', since: 3, epoch: 'E' },
@@ -223,13 +254,13 @@ describe('ChannelSession: a new connection', () => {
   });
 
   it('a topic unsubscribed before its turn is not subscribed', () => {
-    const { session, sent, host } = setup({ open: false });
+    const { session, sent, host, drain } = setup({ open: false });
     session.subscribe('a', noop);
     const offB = session.subscribe('b', noop);
     host.open = true;
     session.resubscribe();
     offB();
-    while (session.sendNext());
+    drain();
     assert.deepEqual(sent(), [
       { type: 'unsubscribe', topic: 'b' },
       { type: 'subscribe', topic: 'a' },
@@ -237,14 +268,14 @@ describe('ChannelSession: a new connection', () => {
   });
 
   it('setNick: hello at once when open; otherwise first thing at resubscribe(), on every connection', () => {
-    const { session, sent, host } = setup({ open: false });
+    const { session, sent, host, next } = setup({ open: false });
     session.subscribe('chat', noop);
     session.setNick('ada');
     assert.deepEqual(host.written, []);
     host.open = true;
     session.resubscribe();
     assert.deepEqual(sent(), [{ type: 'hello', nick: 'ada' }], 'hello before any subscribe');
-    session.sendNext();
+    next();
     session.setNick('eve');
     session.resubscribe();
     assert.deepEqual(sent().slice(2), [
@@ -271,7 +302,7 @@ describe('ChannelSession: a new connection', () => {
 
 describe('ChannelSession: subscribed and message', () => {
   it('a first subscribed reports a reset; a recovered one does not; a malformed one changes nothing', () => {
-    const { session, receive, emitted } = setup();
+    const { session, receive, emitted, next } = setup();
     session.subscribe('chat', noop);
     receive({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 'x', recovered: false });
     receive({ type: 'subscribed', topic: 'chat', seq: 2, recovered: false });
@@ -281,7 +312,7 @@ describe('ChannelSession: subscribed and message', () => {
     receive({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 2, recovered: false });
     assert.deepEqual(emitted('reset'), [{ topic: 'chat', epoch: 'E', seq: 2, previous: null }]);
     session.resubscribe();
-    session.sendNext();
+    next();
     receive({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 9, recovered: true });
     assert.equal(emitted('reset').length, 1);
     assert.deepEqual(session.position('chat'), { epoch: 'E', seq: 2 }, 'the replay brings 3..9');
@@ -349,29 +380,33 @@ describe('ChannelSession: subscribed and message', () => {
 
 describe('ChannelSession: refusals and retries', () => {
   it('an error naming a topic ends its pending subscribe: no retry for it, and no subscribe from the resubscribe queue', () => {
-    const { session, receive, host, sent, codes } = setup();
+    const { session, receive, host, sent, codes, drain } = setup();
     session.subscribe('a', noop);
     session.subscribe('b', noop);
+    drain();
+    host.resumes = 0;
     receive({ type: 'error', code: 'unknown_topic', message: 'no topic "a"', topic: 'a' });
     assert.deepEqual(codes(), ['unknown_topic a']);
     receive({ type: 'error', code: 'rate_limited', message: 'slow down' });
     assert.equal(host.resumes, 1);
     host.written.length = 0;
-    while (session.sendNext());
+    drain();
     assert.deepEqual(sent(), [{ type: 'subscribe', topic: 'b' }], 'only the one still unanswered');
   });
 
   it('rate_limited: every unanswered subscribe waits to go out again, one resume(); none unanswered, no resume', () => {
-    const { session, receive, host, sent } = setup();
+    const { session, receive, host, sent, drain } = setup();
     session.subscribe('a', noop);
     session.subscribe('b', noop);
+    drain();
+    host.resumes = 0;
     receive({ type: 'subscribed', topic: 'b', epoch: 'E', seq: 0, recovered: false });
     host.written.length = 0;
     receive({ type: 'error', code: 'rate_limited', message: 'slow down' });
     receive({ type: 'error', code: 'rate_limited', message: 'slow down' });
     assert.equal(host.resumes, 2);
     assert.equal(session.waiting, true);
-    while (session.sendNext());
+    drain();
     assert.deepEqual(sent(), [{ type: 'subscribe', topic: 'a' }], 'once, however many errors');
     receive({ type: 'subscribed', topic: 'a', epoch: 'E', seq: 0, recovered: false });
     receive({ type: 'error', code: 'rate_limited', message: 'slow down' });
@@ -379,8 +414,10 @@ describe('ChannelSession: refusals and retries', () => {
   });
 
   it('recovery_limited: the subscribe waits retryAfter ms on the clock, then goes out through resume()', () => {
-    const { session, receive, host, sent, clock, codes } = setup();
+    const { session, receive, host, sent, clock, codes, next, drain } = setup();
     session.subscribe('chat', noop);
+    drain();
+    host.resumes = 0;
     host.written.length = 0;
     receive({ type: 'error', code: 'recovery_limited', message: 'later', topic: 'chat', retryAfter: 2500 });
     assert.deepEqual(codes(), ['recovery_limited chat']);
@@ -391,21 +428,23 @@ describe('ChannelSession: refusals and retries', () => {
     assert.equal(session.waiting, false);
     clock.advance(1);
     assert.equal(host.resumes, 1);
-    assert.equal(session.sendNext(), true);
+    assert.equal(next(), true);
     assert.deepEqual(sent(), [{ type: 'subscribe', topic: 'chat' }]);
     assert.equal(clock.pending, 0);
   });
 
   it('unavailable (the server cannot reach its broker) defers a pending subscribe like recovery_limited; for a topic with no subscribe pending (a refused publish) it is only reported', () => {
-    const { session, receive, host, sent, clock, codes } = setup();
+    const { session, receive, host, sent, clock, codes, next, drain } = setup();
     session.subscribe('chat', noop);
+    drain();
+    host.resumes = 0;
     host.written.length = 0;
     receive({ type: 'error', code: 'unavailable', message: 'later', topic: 'chat', retryAfter: 1000 });
     assert.deepEqual(codes(), ['unavailable chat']);
     assert.deepEqual(clock.pendingDelays(), [1000]);
     clock.advance(1000);
     assert.equal(host.resumes, 1);
-    assert.equal(session.sendNext(), true);
+    assert.equal(next(), true);
     assert.deepEqual(sent(), [{ type: 'subscribe', topic: 'chat' }]);
     receive({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
     receive({ type: 'error', code: 'unavailable', message: 'not published', topic: 'chat', retryAfter: 1000 });
@@ -415,16 +454,19 @@ describe('ChannelSession: refusals and retries', () => {
 
   it('recovery_limited without a usable retryAfter waits 1000 ms', () => {
     for (const retryAfter of [undefined, -1, 'soon', null]) {
-      const { session, receive, clock } = setup();
+      const { session, receive, clock, drain } = setup();
       session.subscribe('chat', noop);
+      drain();
       receive({ type: 'error', code: 'recovery_limited', message: 'later', topic: 'chat', retryAfter });
       assert.deepEqual(clock.pendingDelays(), [1000], String(retryAfter));
     }
   });
 
   it('one timer for every deferred topic, due at the earliest time asked for', () => {
-    const { session, receive, clock, sent, host } = setup();
+    const { session, receive, clock, sent, host, drain } = setup();
     for (const topic of ['a', 'b', 'c']) session.subscribe(topic, noop);
+    drain();
+    host.resumes = 0;
     host.written.length = 0;
     receive({ type: 'error', code: 'recovery_limited', topic: 'a', retryAfter: 3000 });
     receive({ type: 'error', code: 'recovery_limited', topic: 'b', retryAfter: 1000 });
@@ -432,7 +474,7 @@ describe('ChannelSession: refusals and retries', () => {
     assert.deepEqual(clock.pendingDelays(), [1000], 'the later ones do not add timers');
     clock.advance(1000);
     assert.equal(host.resumes, 1);
-    while (session.sendNext());
+    drain();
     assert.deepEqual(
       sent().map((m) => m.topic),
       ['a', 'b', 'c'],
@@ -441,9 +483,11 @@ describe('ChannelSession: refusals and retries', () => {
   });
 
   it('a deferred topic answered or unsubscribed meanwhile is not asked again; nothing left: no resume', () => {
-    const { session, receive, clock, host } = setup();
+    const { session, receive, clock, host, drain } = setup();
     session.subscribe('a', noop);
     const offB = session.subscribe('b', noop);
+    drain();
+    host.resumes = 0;
     receive({ type: 'error', code: 'recovery_limited', topic: 'a', retryAfter: 100 });
     receive({ type: 'error', code: 'recovery_limited', topic: 'b', retryAfter: 100 });
     receive({ type: 'subscribed', topic: 'a', epoch: 'E', seq: 0, recovered: false });
@@ -462,7 +506,7 @@ describe('ChannelSession: refusals and retries', () => {
   });
 
   it('lost(): the retry timer goes, nothing waits, and messages are no longer held for a pending subscribe', () => {
-    const { session, receive, clock, seen } = live('chat', 0);
+    const { session, receive, clock, seen, next } = live('chat', 0);
     session.subscribe('other', noop);
     receive({ type: 'message', topic: 'chat', seq: 2, data: 2 }); // a gap: chat is pending again
     receive({ type: 'error', code: 'recovery_limited', topic: 'chat', retryAfter: 500 });
@@ -470,12 +514,107 @@ describe('ChannelSession: refusals and retries', () => {
     session.lost();
     assert.equal(clock.pending, 0);
     assert.equal(session.waiting, false);
-    assert.equal(session.sendNext(), false);
+    assert.equal(next(), false);
     receive({ type: 'message', topic: 'chat', seq: 1, data: 1 });
     assert.deepEqual(
       seen.map((m) => (m as { seq: number }).seq),
       [1],
       'chat is no longer pending',
     );
+  });
+});
+
+describe('ChannelSession: limits, acks and refusals of publishes', () => {
+  it('limits as the first message goes to the host, read; any other first message means the server sends none', () => {
+    const a = setup();
+    a.receive({ type: 'limits', rate: { messages: 20, perMs: 1000 }, maxBatch: 50, dedupMs: 1, dedupScope: 'S' });
+    a.receive({ type: 'pong', id: 1 });
+    assert.deepEqual(a.host.calls, [
+      [
+        'limits',
+        { rate: { messages: 20, perMs: 1000 }, maxMessageBytes: 0, maxBatch: 50, dedupMs: 1, dedupScope: 'S' },
+      ],
+    ]);
+    const b = setup();
+    b.receive({ type: 'welcome', id: 'ID', nick: 'n' });
+    b.receive({ type: 'limits' });
+    assert.deepEqual(
+      b.host.calls.map(([name]) => name),
+      ['noLimits', 'limits'],
+      'a late limits is still handed on (the sender ignores it)',
+    );
+    b.session.resubscribe(); // a new connection: its first message counts again
+    b.receive({ type: 'limits' });
+    assert.equal(b.host.calls.at(-1)?.[0], 'limits');
+    assert.equal(b.host.calls.length, 3);
+  });
+
+  it('ack and every entry of acks go to the host; entries with a code are refusals, reported unless retried', () => {
+    const { receive, host, codes } = setup();
+    receive({ type: 'ack', id: 'S.1', topic: 'chat', seq: 4 });
+    receive({
+      type: 'acks',
+      acks: [
+        { id: 'S.2', topic: 'chat', seq: 5 },
+        { id: 'S.3', topic: 'chat', seq: 3, duplicate: true },
+        { id: 'S.4', topic: 'x', code: 'forbidden', message: 'no' },
+        { id: 'S.5', code: 'rate_limited', retryAfter: 50 },
+        null,
+        7,
+      ],
+    });
+    receive({ type: 'acks', acks: 'nope' });
+    assert.deepEqual(host.calls.slice(1), [
+      ['ack', 'S.1', 4],
+      ['ack', 'S.2', 5],
+      ['ack', 'S.3', 3],
+      ['refused', 'S.4', 'forbidden', 'no', 'x', undefined],
+      ['refused', 'S.5', 'rate_limited', 'rate_limited', undefined, 50],
+    ]);
+    assert.deepEqual(codes(), ['forbidden x', 'rate_limited']);
+    host.retry = true;
+    receive({ type: 'acks', acks: [{ id: 'S.6', code: 'unavailable', retryAfter: 9 }] });
+    assert.equal(codes().length, 2, 'a refusal the sender retries is not reported');
+  });
+
+  it('an error with a publish id: the host decides (retried: not reported; refused: reported with its topic)', () => {
+    const { receive, host, codes } = setup();
+    host.retry = true;
+    receive({ type: 'error', code: 'rate_limited', message: 'slow', id: 'S.1', retryAfter: 20 });
+    assert.deepEqual(codes(), []);
+    host.retry = false;
+    receive({ type: 'error', code: 'forbidden', message: 'no', topic: 'ticker', id: 'S.2' });
+    assert.deepEqual(codes(), ['forbidden ticker']);
+    assert.deepEqual(host.calls.slice(1), [
+      ['refused', 'S.1', 'rate_limited', 'slow', undefined, 20],
+      ['refused', 'S.2', 'forbidden', 'no', 'ticker', undefined],
+    ]);
+  });
+
+  it('rate_limited without a publish id pauses the sender; with a numeric id it also answers that ping', () => {
+    const { receive, host, codes } = setup();
+    receive({ type: 'error', code: 'rate_limited', message: 'slow', retryAfter: 30 });
+    receive({ type: 'error', code: 'rate_limited', message: 'slow', id: 3, retryAfter: 40 });
+    assert.deepEqual(host.calls.slice(1), [
+      ['rateLimited', 30],
+      ['pingAnswered', 3],
+      ['rateLimited', 40],
+    ]);
+    assert.deepEqual(codes(), ['rate_limited', 'rate_limited']);
+  });
+
+  it('settled: nothing waiting, pending or deferred', () => {
+    const { session, receive, drain, clock } = setup();
+    assert.equal(session.settled, true);
+    session.subscribe('a', noop);
+    assert.equal(session.settled, false, 'waiting');
+    drain();
+    assert.equal(session.settled, false, 'pending');
+    receive({ type: 'error', code: 'recovery_limited', topic: 'a', retryAfter: 10 });
+    assert.equal(session.settled, false, 'deferred');
+    clock.advance(10);
+    drain();
+    receive({ type: 'subscribed', topic: 'a', epoch: 'E', seq: 0, recovered: false });
+    assert.equal(session.settled, true);
   });
 });

@@ -112,7 +112,7 @@ describe(
       const got = [];
       await new Promise((resolve) => (ws.onopen = resolve));
       const done = new Promise((resolve) => {
-        ws.onmessage = (e) => { got.push(JSON.parse(e.data)); if (got.length === 3) resolve(); };
+        ws.onmessage = (e) => { got.push(JSON.parse(e.data)); if (got.length === 4) resolve(); };
       });
       ws.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
       ws.send(JSON.stringify({ type: 'publish', topic: 'chat', data: 'from the browser' }));
@@ -123,9 +123,9 @@ describe(
     })(${JSON.stringify(`ws://${base}/channel`)})`);
       assert.deepEqual(
         replies.map((m) => m.type),
-        ['subscribed', 'message', 'pong'],
+        ['limits', 'subscribed', 'message', 'pong'],
       );
-      assert.equal((replies[1] as unknown as { data: string }).data, 'from the browser');
+      assert.equal((replies[2] as unknown as { data: string }).data, 'from the browser');
     });
 
     it("permessage-deflate with Chromium's own implementation (duet serve --deflate): large and small, text and binary", async () => {

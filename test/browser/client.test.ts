@@ -9,6 +9,8 @@ import {
   DuetClient,
   backoffCap,
   backoffDelay,
+  retryHint,
+  type DuetError,
   type DuetClientOptions,
   type DuetStatus,
 } from '../../src/browser/client.js';
@@ -17,6 +19,21 @@ import { startServer } from '../helpers.js';
 import { FakeClock, FakeEnvironment, FakeWebSocket } from './fakes.js';
 
 const URL_ = 'ws://127.0.0.1:1/channel';
+
+/** A server's `limits` (docs/protocol.md): 20 messages/s, ids remembered 2 min in scope S1. */
+const LIMITS = {
+  type: 'limits',
+  rate: { messages: 20, perMs: 1000 },
+  maxMessageBytes: 16384,
+  maxBatch: 50,
+  dedupMs: 120_000,
+  dedupScope: 'S1',
+};
+
+/** The id of the publish the client wrote as message `index` of `socket`. */
+function idOf(socket: FakeWebSocket, index: number): string {
+  return (JSON.parse(socket.sent[index] as string) as { id: string }).id;
+}
 
 function setup(options: DuetClientOptions = {}) {
   FakeWebSocket.reset();
@@ -320,11 +337,12 @@ describe('heartbeat', () => {
     clock.advance(1000);
     assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 2 });
     clock.advance(300);
-    socket.message({ type: 'message', topic: 'other', seq: 1, data: null }); // traffic proves life
-    clock.advance(200);
-    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 3 }, 'pings again instead of dropping');
+    // Traffic from the server proves nothing about what this client sends: only the pong counts.
+    socket.message({ type: 'message', topic: 'other', seq: 1, data: null });
+    socket.message({ type: 'pong', id: 1 });
+    clock.advance(199);
     assert.equal(client.status, 'open');
-    clock.advance(500);
+    clock.advance(1);
     assert.equal(client.status, 'reconnecting');
     assert.deepEqual(client.lastClose, { code: 1006, reason: 'heartbeat timeout', wasClean: false });
     assert.deepEqual(socket.closeCalls, [[4000, 'heartbeat timeout']]);
@@ -349,7 +367,7 @@ describe('offline queue', () => {
   it('queues while not open and flushes in order after the resubscribes', () => {
     const { client, clock } = setup();
     client.send('a');
-    client.publish('chat', { n: 1 });
+    void client.publish('chat', { n: 1 });
     client.subscribe('chat', () => {});
     client.send('b');
     assert.equal(client.queued, 3);
@@ -360,13 +378,14 @@ describe('offline queue', () => {
       client.send('from open');
     });
     socket.open();
-    assert.deepEqual(order, [
-      '{"type":"subscribe","topic":"chat"}',
-      'a',
-      '{"type":"publish","topic":"chat","data":{"n":1}}',
+    assert.deepEqual(order, ['{"type":"subscribe","topic":"chat"}', 'a'], 'the publish waits for the limits');
+    assert.equal(client.queued, 3);
+    socket.message(LIMITS);
+    assert.deepEqual(socket.sent.slice(2), [
+      `{"type":"publish","topic":"chat","data":{"n":1},"id":"${idOf(socket, 2)}"}`,
       'b',
+      'from open',
     ]);
-    assert.equal(socket.sent.at(-1), 'from open');
     assert.equal(client.queued, 0);
     client.send('direct');
     assert.equal(socket.sent.at(-1), 'direct');
@@ -375,8 +394,15 @@ describe('offline queue', () => {
     assert.equal(client.queued, 1);
     socket.serverClose(1001);
     clock.advance(250);
-    FakeWebSocket.last.open();
-    assert.deepEqual(FakeWebSocket.last.sent, ['{"type":"subscribe","topic":"chat"}', 'late', 'from open']);
+    const again = FakeWebSocket.last;
+    again.open();
+    assert.deepEqual(
+      again.sent,
+      ['{"type":"subscribe","topic":"chat"}'],
+      'the unacknowledged publish is first in line',
+    );
+    again.message(LIMITS);
+    assert.deepEqual(again.sent.slice(1), [socket.sent[2], 'late', 'from open'], 'sent again with the same id');
     client.close();
   });
 
@@ -433,9 +459,10 @@ describe('paced flush of the queue', () => {
     clock.advance(100 * 13);
     assert.deepEqual(socket.sent.slice(2), [...Array.from({ length: 20 }, (_, i) => `m${i}`), 'from open', 'during']);
     assert.equal(client.queued, 0);
+    clock.advance(100); // a token back
     const pending = clock.pending;
     client.send('direct');
-    assert.equal(socket.sent.at(-1), 'direct', 'once the queue is empty, sends go straight out');
+    assert.equal(socket.sent.at(-1), 'direct', 'once the queue is empty and a token is there, sends go straight out');
     assert.equal(clock.pending, pending, 'and start no timer');
     client.close();
     assert.equal(clock.pending, 0);
@@ -509,10 +536,10 @@ describe('paced flush of the queue', () => {
     client.close();
   });
 
-  it('with more topics than the burst, the subscribes are paced too, ahead of the queue', () => {
+  it('with more topics than the burst, the subscribes are paced too, ahead of the queue; control messages go first', () => {
     const { client, clock } = setup({ flushBurst: 4, flushInterval: 50, heartbeatInterval: 0 });
     const offs = ['t0', 't1', 't2', 't3', 't4', 't5', 't6'].map((topic) => client.subscribe(topic, () => {}));
-    client.publish('t0', 'queued');
+    void client.publish('t0', 'queued');
     const socket = FakeWebSocket.last;
     socket.open();
     assert.deepEqual(
@@ -520,16 +547,33 @@ describe('paced flush of the queue', () => {
       ['t0', 't1', 't2', 't3'],
     );
     offs[5]?.(); // unsubscribed before its turn: no subscribe goes out for it
-    assert.deepEqual(socket.sentJson.at(-1), { type: 'unsubscribe', topic: 't5' });
-    clock.advance(50);
-    assert.deepEqual(socket.sentJson.at(-1), { type: 'subscribe', topic: 't4' });
-    clock.advance(50);
-    assert.deepEqual(socket.sentJson.at(-1), { type: 'subscribe', topic: 't6' });
-    clock.advance(50);
-    assert.deepEqual(socket.sentJson.at(-1), { type: 'publish', topic: 't0', data: 'queued' });
-    assert.equal(socket.sentJson.filter((m) => m.type === 'subscribe').length, 6);
+    socket.message({ ...LIMITS, rate: null }); // no limit at the server: everything may go now
+    assert.deepEqual(
+      socket.sentJson.slice(4).map((m) => [m.type, m.topic]),
+      [
+        ['unsubscribe', 't5'],
+        ['subscribe', 't4'],
+        ['subscribe', 't6'],
+        ['publish', 't0'],
+      ],
+    );
     clock.advance(1000);
     assert.equal(socket.sent.length, 8);
+    client.close();
+  });
+
+  it('before the limits arrive, the default pace holds for control messages too', () => {
+    const { client, clock } = setup({ flushBurst: 2, flushInterval: 50, heartbeatInterval: 0 });
+    const offs = ['t0', 't1', 't2'].map((topic) => client.subscribe(topic, () => {}));
+    const socket = FakeWebSocket.last;
+    socket.open();
+    assert.equal(socket.sent.length, 2);
+    offs[0]?.();
+    assert.equal(socket.sent.length, 2, 'the unsubscribe waits for a token');
+    clock.advance(50);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'unsubscribe', topic: 't0' }, 'ahead of the waiting subscribe');
+    clock.advance(50);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'subscribe', topic: 't2' });
     client.close();
   });
 
@@ -544,12 +588,14 @@ describe('paced flush of the queue', () => {
     const subscribes = () => socket.sentJson.filter((m) => m.type === 'subscribe');
     assert.equal(subscribes().length, 2);
     for (let seq = 4; seq < 10; seq++) {
-      socket.message({ type: 'error', code: 'rate_limited', message: 'slow down' });
+      socket.message({ type: 'error', code: 'rate_limited', message: 'slow down', retryAfter: 100 });
       socket.message({ type: 'message', topic: 'chat', seq, data: seq });
     }
     assert.equal(subscribes().length, 2, 'errors and live messages send no subscribe of their own');
-    clock.advance(100);
-    assert.equal(subscribes().length, 3, 'one retry after flushInterval');
+    clock.advance(199);
+    assert.equal(subscribes().length, 2, 'nothing during the pause, nor before a token is back');
+    clock.advance(1);
+    assert.equal(subscribes().length, 3, 'one retry after retryAfter and a token');
     assert.deepEqual(subscribes().at(-1), { type: 'subscribe', topic: 'chat', since: 1, epoch: 'E' });
     clock.advance(1000);
     assert.equal(subscribes().length, 3);
@@ -715,22 +761,29 @@ describe('subscribe and recovery', () => {
 });
 
 describe('identity', () => {
-  it('setNick: hello goes first on every connection (before the resubscribes and the queue); identity and meta.from come from the server', () => {
+  it('setNick: hello goes first on every connection (before the resubscribes and the queue); identity and meta.from come from the server', async () => {
     const { client } = setup({ heartbeatInterval: 0 });
     const got: unknown[] = [];
     client.subscribe('chat', (data, meta) => got.push({ data, from: meta.from }));
     client.setNick('ada');
-    client.publish('chat', { text: 'queued while connecting' });
+    const published = client.publish('chat', { text: 'queued while connecting' });
     let socket = FakeWebSocket.last;
     socket.open();
     assert.deepEqual(socket.sentJson, [
       { type: 'hello', nick: 'ada' },
       { type: 'subscribe', topic: 'chat' },
-      { type: 'publish', topic: 'chat', data: { text: 'queued while connecting' } },
     ]);
     assert.equal(client.identity, null, 'not before the welcome');
     socket.message({ type: 'welcome', id: 'ID1', nick: 'ada' });
     assert.deepEqual(client.identity, { id: 'ID1', nick: 'ada' });
+    // A server that sends no limits first acknowledges nothing: the publish goes out without
+    // an id (it would refuse one), and its promise says the outcome is unknown.
+    assert.deepEqual(socket.sentJson.at(-1), {
+      type: 'publish',
+      topic: 'chat',
+      data: { text: 'queued while connecting' },
+    });
+    await assert.rejects(published, { code: 'WS_ERR_OUTCOME_UNKNOWN' });
     socket.message({ type: 'subscribed', topic: 'chat', epoch: 'E', seq: 0, recovered: false });
     socket.message({ type: 'message', topic: 'chat', seq: 1, from: { id: 'ID1', nick: 'ada' }, data: 'mine' });
     socket.message({ type: 'message', topic: 'chat', seq: 2, data: 'from the server' });
@@ -893,7 +946,7 @@ describe('random sequences of calls and events', () => {
         else if (op === 'offline') env.goOffline();
         else if (op === 'hide') env.setVisibility('hidden');
         else if (op === 'show') env.setVisibility('visible');
-        else if (op === 'publish') client.publish('t', step);
+        else if (op === 'publish') void client.publish('t', step);
         else if (op === 'subscribe') offs.push(client.subscribe(pick(['a', 'b', 'c']), () => {}));
         else if (op === 'unsubscribe') offs.pop()?.();
         else if (op === 'subscribed' && open)
@@ -928,6 +981,230 @@ describe('random sequences of calls and events', () => {
       assert.equal(clock.pending, 0);
       assert.equal(env.listening, 0);
     }
+  });
+});
+
+describe('acknowledged publishes', () => {
+  it('resolve with the seq of their ack; pending counts them; a reconnect sends them again with the same id', async () => {
+    const { client, clock } = setup({ heartbeatInterval: 0 });
+    const counts: number[] = [];
+    client.on('pending', (n) => counts.push(n));
+    const first = client.publish('chat', 'one');
+    const second = client.publish('chat', 'two');
+    assert.equal(client.pending, 2);
+    let socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    const batch = socket.sentJson[0] as { type: string; publishes: { id: string; data: unknown }[] };
+    assert.equal(batch.type, 'batch', 'waiting together: one batch');
+    const [a, b] = batch.publishes.map((p) => p.id);
+    socket.message({ type: 'acks', acks: [{ id: a, topic: 'chat', seq: 7 }] });
+    assert.equal(await first, 7);
+    assert.equal(client.pending, 1);
+    socket.serverClose(1006); // b's ack is lost with the connection
+    clock.advance(250);
+    socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    assert.deepEqual(socket.sentJson, [{ type: 'publish', topic: 'chat', data: 'two', id: b }]);
+    socket.message({ type: 'ack', id: b, topic: 'chat', seq: 8, duplicate: true });
+    assert.equal(await second, 8);
+    assert.deepEqual(counts, [1, 2, 1, 0]);
+    client.close();
+  });
+
+  it('a server that restarted (another dedupScope): what was sent rejects as outcome unknown, with an error event', async () => {
+    const { client, clock, errors } = setup({ heartbeatInterval: 0 });
+    let socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    const sent = client.publish('chat', 'maybe published');
+    socket.serverClose(1006);
+    const queued = client.publish('chat', 'never sent');
+    clock.advance(250);
+    socket = FakeWebSocket.last;
+    socket.open();
+    socket.message({ ...LIMITS, dedupScope: 'S2' });
+    await assert.rejects(sent, { name: 'DuetError', code: 'WS_ERR_OUTCOME_UNKNOWN', topic: 'chat' });
+    assert.deepEqual(
+      errors.map((e) => (e as DuetError).code).filter((code) => code !== 'WS_ERR_SOCKET'),
+      ['WS_ERR_OUTCOME_UNKNOWN'],
+    );
+    assert.deepEqual(
+      socket.sentJson.map((m) => m.data),
+      ['never sent'],
+    );
+    socket.message({ type: 'ack', id: socket.sentJson[0].id, topic: 'chat', seq: 1 });
+    assert.equal(await queued, 1);
+    client.close();
+  });
+
+  it('close() rejects what is not acknowledged (raw messages stay); giving up after 1008 too; later publishes wait for open()', async () => {
+    const { client } = setup({ heartbeatInterval: 0 });
+    client.send('raw');
+    const beforeClose = client.publish('chat', 1);
+    client.close();
+    await assert.rejects(beforeClose, { code: 'WS_ERR_PUBLISH_CANCELLED', message: /close\(\) was called/ });
+    assert.equal(client.queued, 1);
+    const afterClose = client.publish('chat', 2);
+    client.open();
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    assert.deepEqual(socket.sent[0], 'raw');
+    assert.equal((JSON.parse(socket.sent[1] as string) as { data: unknown }).data, 2);
+    socket.serverClose(1008, 'too many errors');
+    assert.equal(client.status, 'closed');
+    await assert.rejects(afterClose, {
+      code: 'WS_ERR_PUBLISH_CANCELLED',
+      message: 'publish to "chat" cancelled: the client stopped reconnecting after close 1008 \'too many errors\'',
+    });
+    assert.equal(client.pending, 0);
+  });
+
+  it('a refused publish rejects with the server code and is reported; clearQueue() rejects the rest', async () => {
+    const { client, errors } = setup({ heartbeatInterval: 0 });
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    const refused = client.publish('ticker', 1);
+    socket.message({
+      type: 'error',
+      code: 'forbidden',
+      message: 'server only',
+      topic: 'ticker',
+      id: socket.sentJson[0].id,
+    });
+    await assert.rejects(refused, { code: 'forbidden', topic: 'ticker', message: 'server only' });
+    assert.equal(errors.length, 1);
+    socket.readyState = 2;
+    const cleared = client.publish('chat', 2);
+    client.clearQueue();
+    await assert.rejects(cleared, { code: 'WS_ERR_PUBLISH_CANCELLED' });
+    client.close();
+  });
+
+  it('a burst of 100 while open stays inside the server bucket and every promise resolves; the client stays open', async () => {
+    const { client, clock } = setup({ heartbeatInterval: 0 });
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    const promises = Array.from({ length: 100 }, (_, i) => client.publish('chat', i));
+    // A server bucket of 20 per second, checked at every frame; it acks what it accepts.
+    let tokens = 20;
+    let at = clock.now();
+    let counted = 0;
+    let seq = 0;
+    let refused = 0;
+    for (let step = 0; step < 500 && counted < 200; step++) {
+      for (const msg of socket.sentJson.slice(counted)) {
+        tokens = Math.min(20, tokens + ((clock.now() - at) * 20) / 1000) - 1;
+        at = clock.now();
+        if (tokens < 0) refused++;
+        const entries = msg.type === 'batch' ? (msg.publishes as { id: string }[]) : [msg as { id: string }];
+        socket.message({ type: 'acks', acks: entries.map((e) => ({ id: e.id, topic: 'chat', seq: ++seq })) });
+      }
+      counted = socket.sent.length;
+      if (client.pending === 0) break;
+      clock.advance(10);
+    }
+    assert.equal(refused, 0, 'the server bucket never ran dry');
+    assert.deepEqual(
+      await Promise.all(promises),
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+    assert.ok(socket.sent.length < 30, `${socket.sent.length} frames for 100 publishes`);
+    assert.equal(client.status, 'open');
+    client.close();
+  });
+});
+
+describe('liveness and backoff', () => {
+  it('the retry counter starts over when the connection is confirmed: limits in and every subscribe answered', () => {
+    const { client, clock } = setup({ heartbeatInterval: 0, minDelay: 100, maxDelay: 10_000 });
+    client.subscribe('a', () => {});
+    client.subscribe('b', () => {});
+    for (let i = 0; i < 3; i++) {
+      FakeWebSocket.last.serverClose(1006);
+      clock.advance(10_000);
+    }
+    assert.equal(client.retries, 3);
+    const socket = FakeWebSocket.last;
+    socket.open();
+    assert.equal(client.retries, 3, 'open alone is not enough');
+    socket.message(LIMITS);
+    socket.message({ type: 'subscribed', topic: 'a', epoch: 'E', seq: 0, recovered: false });
+    assert.equal(client.retries, 3, 'b is not answered yet');
+    socket.message({ type: 'subscribed', topic: 'b', epoch: 'E', seq: 0, recovered: false });
+    assert.equal(client.retries, 0);
+    socket.serverClose(1006);
+    assert.deepEqual(clock.pendingDelays(), [50], 'the backoff starts over');
+    client.close();
+  });
+
+  it('a connection that dies before it is confirmed keeps the delay growing (a server that accepts and drops)', () => {
+    const { client, clock } = setup({ heartbeatInterval: 0, minDelay: 100, maxDelay: 100_000 });
+    client.subscribe('a', () => {});
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      FakeWebSocket.last.open();
+      FakeWebSocket.last.message(LIMITS); // limits, but the subscribe is never answered
+      FakeWebSocket.last.serverClose(1006);
+      delays.push(clock.pendingDelays()[0]);
+      clock.advance(delays.at(-1)!);
+    }
+    assert.deepEqual(delays, [50, 100, 200, 400, 800, 1600]);
+    assert.equal(client.retries, 6);
+    client.close();
+  });
+
+  it('a flapping link (confirmed, then dropped, again and again) keeps the first delay', () => {
+    const { client, clock } = setup({ heartbeatInterval: 0, minDelay: 100, stableAfter: 5000 });
+    client.subscribe('a', () => {});
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const socket = FakeWebSocket.last;
+      socket.open();
+      socket.message(LIMITS);
+      socket.message({ type: 'subscribed', topic: 'a', epoch: 'E', seq: i, recovered: i > 0 });
+      clock.advance(2000);
+      socket.serverClose(1006);
+      delays.push(clock.pendingDelays()[0]);
+      clock.advance(delays.at(-1)!);
+    }
+    assert.deepEqual(delays, [50, 50, 50, 50, 50, 50]);
+    client.close();
+  });
+
+  it('close 1013 with "retry after N ms": the next attempt waits at least that long', () => {
+    const { client, clock } = setup({ heartbeatInterval: 0, minDelay: 100 });
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.serverClose(1013, 'rate limited; retry after 1234 ms');
+    assert.equal(client.status, 'reconnecting');
+    assert.deepEqual(clock.pendingDelays(), [1234]);
+    const before = FakeWebSocket.instances.length;
+    clock.advance(1233);
+    assert.equal(FakeWebSocket.instances.length, before);
+    clock.advance(1);
+    assert.equal(FakeWebSocket.instances.length, before + 1);
+    assert.equal(retryHint({ code: 1013, reason: 'busy', wasClean: true }), 0);
+    assert.equal(retryHint({ code: 1008, reason: 'retry after 10 ms', wasClean: true }), 0);
+    assert.equal(retryHint({ code: 1013, reason: 'retry after 99999999 ms', wasClean: true }), 300_000);
+    client.close();
+  });
+
+  it('a ping refused for the rate limit (the error names its id) counts as answered', () => {
+    const { client, clock } = setup({ heartbeatInterval: 1000, heartbeatTimeout: 500 });
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message(LIMITS);
+    clock.advance(1000);
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 1 });
+    socket.message({ type: 'error', code: 'rate_limited', message: 'slow', id: 1, retryAfter: 10 });
+    clock.advance(1000);
+    assert.equal(client.status, 'open', 'ping 1 would have timed out 500 ms after it went');
+    assert.deepEqual(socket.sentJson.at(-1), { type: 'ping', id: 2 });
+    client.close();
   });
 });
 
@@ -972,19 +1249,19 @@ describe('against a real duet server', () => {
       const echoed: unknown[] = [];
       writer.subscribe('chat', (data) => echoed.push(data));
       await waitFor(() => reader.position('chat') !== undefined && writer.position('chat') !== undefined, 'subscribed');
-      writer.publish('chat', 1);
-      writer.publish('chat', 2);
+      void writer.publish('chat', 1);
+      void writer.publish('chat', 2);
       await waitFor(() => got.length === 2, 'live messages');
       env.navigator.onLine = false;
       reader.reconnect();
       assert.equal(reader.status, 'reconnecting');
-      for (const n of [3, 4, 5]) writer.publish('chat', n);
+      for (const n of [3, 4, 5]) void writer.publish('chat', n);
       await waitFor(() => echoed.length === 5, 'the writer to see its messages');
       assert.equal(reader.status, 'reconnecting', 'the reader was away while they were published');
       assert.equal(reader.socket, null);
       env.goOnline();
       await waitFor(() => got.length >= 5 && reader.status === 'open', 'recovery');
-      writer.publish('chat', 6);
+      void writer.publish('chat', 6);
       await waitFor(() => got.length >= 6, 'live after recovery');
       await new Promise((r) => setTimeout(r, 50));
       assert.deepEqual(got, [1, 2, 3, 4, 5, 6]);
@@ -997,7 +1274,7 @@ describe('against a real duet server', () => {
     }
   });
 
-  it('more subscribes and queued messages than the rate limit reach a default Channel whole with the default pacing (all at once: 1008, given up)', async () => {
+  it('more subscribes and publishes than the rate limit reach a default Channel whole, paced or not; a raw flood gets 1013 and a later reconnect', async () => {
     const server = await startServer();
     // 25 more topics than `chat`: their subscribes alone are more than the server's burst.
     const others = Array.from({ length: 25 }, (_, i) => `t${i}`);
@@ -1005,36 +1282,58 @@ describe('against a real duet server', () => {
     const channel = new Channel(server.wss, { topics });
     server.wss.on('connection', (ws) => channel.accept(ws));
     const url = `ws://127.0.0.1:${server.port}/channel`;
-    const run = async (options: DuetClientOptions) => {
+    const run = async (options: DuetClientOptions, flood = 0) => {
       const client = new DuetClient(url, { WebSocket, autoOpen: false, ...options });
       const got: unknown[] = [];
       const codes: string[] = [];
+      const closes: { code: number; reason: string }[] = [];
       client.on('error', (e) => codes.push((e as { code?: string }).code ?? e.message));
+      client.on('close', ({ code, reason }) => closes.push({ code, reason }));
       for (const topic of others) client.subscribe(topic, () => {});
       client.subscribe('chat', (data) => got.push(data));
-      for (let i = 0; i < 20; i++) client.publish('chat', i);
+      // Raw messages need no limits to go out: at the default pace, or all at once with flushInterval 0.
+      for (let i = 0; i < flood; i++) client.send(JSON.stringify({ type: 'ping', id: `flood ${i}` }));
+      const acks = Array.from({ length: 20 }, (_, i) => client.publish('chat', i));
       client.open();
       const subscribed = () => others.every((topic) => client.position(topic) !== undefined);
-      for (let i = 0; i < 800 && !(got.length === 20 && subscribed()) && client.status !== 'closed'; i++)
+      for (let i = 0; i < 1500 && !(got.length === 20 && subscribed()); i++)
         await new Promise((r) => setTimeout(r, 10));
+      const seqs = await Promise.all(acks);
       client.close();
-      return { got, codes, lastClose: client.lastClose, subscribed: subscribed() };
+      return { got, codes, closes, seqs, subscribed: subscribed() };
     };
     try {
+      // Unpaced until the limits arrive: the subscribes beyond the burst are refused and sent
+      // again after retryAfter; the publishes wait for the limits, then go as one batch.
       const burst = await run({ flushInterval: 0 });
+      assert.ok(burst.codes.includes('rate_limited'), 'some subscribes were refused');
+      assert.deepEqual(burst.closes, [], 'but the connection stayed');
       assert.deepEqual(
-        burst.lastClose,
-        { code: 1008, reason: 'too many errors', wasClean: true },
-        'what the unpaced flush gets',
+        burst.got,
+        Array.from({ length: 20 }, (_, i) => i),
       );
-      assert.ok(burst.codes.includes('rate_limited'));
+      assert.ok(burst.subscribed, 'every topic got its subscribed');
+      assert.deepEqual(
+        burst.seqs,
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      // The default pace: nothing refused at all.
       const paced = await run({});
       assert.deepEqual(
         paced.got,
         Array.from({ length: 20 }, (_, i) => i),
       );
       assert.deepEqual(paced.codes, []);
+      assert.deepEqual(paced.closes, []);
       assert.ok(paced.subscribed, 'every topic got its subscribed');
+      // 60 raw messages at once on a client told not to pace: more than twice the server's
+      // burst, so the server closes with 1013 and a delay; the client comes back after it, and
+      // its publishes and subscribes (not sent before the close, or sent again) arrive whole.
+      const flooded = await run({ flushInterval: 0, minDelay: 10 }, 60);
+      assert.equal(flooded.closes[0]?.code, 1013, 'what a flood gets');
+      assert.match(flooded.closes[0].reason, /^rate limited; retry after \d+ ms$/);
+      assert.ok(flooded.subscribed, 'every topic got its subscribed after the reconnect');
+      assert.equal(flooded.got.length, 20);
     } finally {
       await server.close();
     }

@@ -2,7 +2,10 @@
  * The Vue demo end to end, in headless Chromium (Debian's /usr/bin/chromium via
  * playwright-core) against `duet serve`: two pages chat and see each other online, the ticker
  * advances, a page that loses its connection gets back every missed message exactly once, a
- * server restart is reported as unrecoverable history instead of silently missing messages,
+ * page opened later shows the chat kept so far (GET /channel/recent), a server restart is
+ * reported as unrecoverable history instead of silently missing messages, a page that drops
+ * while the chat is empty still says what it recovered, a line sent while disconnected shows
+ * as pending until the server acknowledges it,
  * and the plain-WebSocket panel walks through every readyState. Skips with a printed reason
  * when Chromium is absent, unless REQUIRE_BROWSER=1 (CI sets it), where absence fails.
  * Screenshots go to test-results/.
@@ -204,10 +207,12 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     await a.waitForTimeout(300);
     assert.notEqual(await a.getAttribute('[data-testid=badge]', 'data-status'), 'open');
     assert.deepEqual(await chatTexts(a), ['hello from ada', 'hi ada, grace here']);
+    assert.ok(parseInt((await a.textContent('[data-testid=retries]')) ?? '', 10) >= 1, 'the badge counts the retries');
     await ctxA.setOffline(false);
 
     await waitForStatus(a, 'open');
-    assert.ok(parseInt((await a.textContent('[data-testid=retries]')) ?? '', 10) >= 1, 'the badge counts the retries');
+    // Confirmed (limits in, every topic subscribed again): the backoff starts over at once.
+    await waitFor(a, `document.querySelector('[data-testid=retries]')?.textContent === '0 retries'`);
     await waitForTexts(a, missed);
     await a.waitForSelector('[data-testid=notice-recovered]', { timeout: WAIT });
     assert.match((await a.textContent('[data-testid=notice-recovered]')) ?? '', /recovered 5 missed messages/);
@@ -226,6 +231,77 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
     await a.screenshot({ path: `${RESULTS}demo-recovered.png` });
   });
 
+  it('a page opened later shows the recent chat (the server keeps 100 messages), then live ones, each once', async () => {
+    const before = await chatTexts(a);
+    assert.equal(before.length, 8);
+    const ctxC = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    try {
+      const c = await ctxC.newPage();
+      watch(c, 'C');
+      await c.goto(`http://127.0.0.1:${server.port}/?nick=linus&${QUERY}`);
+      await waitForStatus(c, 'open');
+      await waitForTexts(c, before);
+      assert.deepEqual(await chatTexts(c), before, 'every kept message, in order, once');
+      assert.equal(
+        await c.textContent('[data-testid=notice-history]'),
+        `${await c.textContent('[data-testid=notice-history] .time')} The last 8 messages before you came:`,
+      );
+      // History is not a recovery: nothing marked, no recovery notice.
+      const marks = await c.$$eval('[data-testid=chat-message]', (els: PageElement[]) =>
+        els.map((e) => e.getAttribute('data-recovered')),
+      );
+      assert.deepEqual(marks, Array(8).fill('false'));
+      assert.equal(await c.locator('[data-testid=notice-recovered], [data-testid=notice-reset]').count(), 0);
+      const nicks = await c.$$eval('[data-testid=chat-nick]', (els: PageElement[]) => els.map((e) => e.textContent));
+      assert.deepEqual(nicks.slice(0, 2), ['ada', 'grace'], 'the server-stamped senders come with the history');
+      // Their time on the page is not the time they were sent: shown as "earlier".
+      const times = await c.$$eval('[data-testid=chat-message] .time', (els: PageElement[]) =>
+        els.map((e) => e.textContent),
+      );
+      assert.deepEqual(times, Array(8).fill('earlier'));
+      await say(b, 'hello linus');
+      await waitForTexts(c, ['hello linus']);
+      assert.deepEqual(await chatTexts(c), [...before, 'hello linus']);
+      assert.match(
+        (await c.locator('[data-testid=chat-message] .time').last().textContent()) ?? '',
+        /^\d\d:\d\d:\d\d$/,
+      );
+      await c.screenshot({ path: `${RESULTS}demo-history.png` });
+    } finally {
+      await ctxC.close();
+    }
+    await waitForTexts(a, ['hello linus']);
+  });
+
+  it('a line sent while the connection is down is marked pending, then sent; dropping the connection while typing loses nothing', async () => {
+    await ctxA.setOffline(true);
+    await a.fill('[data-testid=chat-input]', 'typed before the drop');
+    await a.click('[data-testid=drop]');
+    await a.waitForSelector('[data-testid=badge]:not([data-status=open])', { timeout: WAIT });
+    assert.equal(await a.inputValue('[data-testid=chat-input]'), 'typed before the drop', 'the draft is still there');
+    await a.click('[data-testid=chat-send]');
+    await say(a, 'and one more');
+    const lines = ['typed before the drop', 'and one more'];
+    const states = (): Promise<(string | null)[]> =>
+      a.$$eval('[data-testid=chat-message]', (els: PageElement[]) =>
+        els.slice(-2).map((e) => e.getAttribute('data-state')),
+      );
+    assert.deepEqual(await states(), ['pending', 'pending']);
+    assert.deepEqual((await chatTexts(a)).slice(-2), lines);
+    assert.match((await a.textContent('[data-testid=pending-count]')) ?? '', /^\s*2 messages waiting/);
+    await a.screenshot({ path: `${RESULTS}demo-pending.png` });
+    await ctxA.setOffline(false);
+    await waitForStatus(a, 'open');
+    await waitFor(a, `document.querySelectorAll('[data-testid=chat-message][data-state=pending]').length === 0`);
+    assert.deepEqual(await states(), ['sent', 'sent']);
+    assert.equal(await a.locator('[data-testid=pending-count]').count(), 0);
+    await waitForTexts(b, lines);
+    for (const page of [a, b]) {
+      const texts = await chatTexts(page);
+      for (const line of lines) assert.equal(texts.filter((t) => t === line).length, 1, `${line} once`);
+    }
+  });
+
   it('after a server restart both pages reconnect by themselves and say history was lost', async () => {
     const port = server.port;
     await stopServer(server);
@@ -239,6 +315,22 @@ describe('the Vue demo in headless Chromium', { skip: available ? false : `Chrom
       assert.match((await page.textContent('[data-testid=notice-reset]')) ?? '', /could not be recovered.*new epoch/);
       await page.waitForSelector('[data-testid=ticker-reset]', { timeout: WAIT });
     }
+    // The chat of the new epoch is empty. A page that drops now and misses a message still
+    // gets the recovery notice (it knew the position 0 from its subscribe, having seen no message).
+    const notices = await a.locator('[data-testid=notice-recovered]').count();
+    await ctxA.setOffline(true);
+    await a.click('[data-testid=drop]');
+    await a.waitForSelector('[data-testid=badge]:not([data-status=open])', { timeout: WAIT });
+    await say(b, 'while ada was away');
+    await waitForTexts(b, ['while ada was away']);
+    await ctxA.setOffline(false);
+    await waitForStatus(a, 'open');
+    await waitForTexts(a, ['while ada was away']);
+    await waitFor(a, `document.querySelectorAll('[data-testid=notice-recovered]').length === ${notices + 1}`);
+    assert.match(
+      (await a.locator('[data-testid=notice-recovered]').last().textContent()) ?? '',
+      /Reconnected: recovered 1 missed message \(marked/,
+    );
     // Chat works in the new epoch, and the two see each other again.
     await say(b, 'after the restart');
     await waitForTexts(a, ['after the restart']);

@@ -1,8 +1,8 @@
 /**
  * The browser client's Heartbeat on its own, on the FakeClock of fakes.ts (time moves only when
  * the test says): first ping one interval after start, the next one interval after each pong,
- * latency, death when nothing at all arrives within the timeout, another ping instead when
- * something else did, probe(), stop().
+ * latency, death when the ping's own answer does not arrive within the timeout (nothing else
+ * counts), answered() for a ping the server refused, probe(), stop().
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -75,7 +75,7 @@ describe('Heartbeat: pings and pongs', () => {
 });
 
 describe('Heartbeat: a dead connection', () => {
-  it('nothing at all within the timeout after a ping: dead, once, and no timers remain', () => {
+  it('no pong within the timeout after a ping: dead, once, and no timers remain', () => {
     const { clock, heartbeat, log } = setup();
     heartbeat.start();
     clock.advance(INTERVAL + TIMEOUT - 1);
@@ -87,39 +87,43 @@ describe('Heartbeat: a dead connection', () => {
     assert.equal(log.length, 2);
   });
 
-  it('something else arrived but no pong (a server refusing pings, say): another ping instead of dead, then dead if that one hears nothing', () => {
-    const { clock, heartbeat, log } = setup();
+  it('only the answer to its own ping counts: a pong with another id on time is not one, dead at interval + timeout', () => {
+    const { clock, heartbeat, log, latencies } = setup();
     heartbeat.start();
     clock.advance(INTERVAL + 5);
-    heartbeat.received();
+    heartbeat.pong(7);
+    assert.equal(heartbeat.answered(7), false);
     clock.advance(TIMEOUT - 5);
-    assert.deepEqual(log, [`ping 1 at ${INTERVAL}`, `ping 2 at ${INTERVAL + TIMEOUT}`]);
-    clock.advance(TIMEOUT);
-    assert.deepEqual(log.at(-1), `dead at ${INTERVAL + 2 * TIMEOUT}`);
-  });
-
-  it('what arrived before the ping does not count for it', () => {
-    const { clock, heartbeat, log } = setup();
-    heartbeat.start();
-    clock.advance(INTERVAL - 1);
-    heartbeat.received();
-    clock.advance(1 + TIMEOUT);
     assert.deepEqual(log, [`ping 1 at ${INTERVAL}`, `dead at ${INTERVAL + TIMEOUT}`]);
+    assert.deepEqual(latencies, []);
+    heartbeat.pong(1); // too late: the connection was declared dead
+    assert.deepEqual(latencies, []);
+    assert.equal(clock.pending, 0);
   });
 
-  it('the pong of the repeated ping is the one that counts', () => {
-    const { clock, heartbeat, latencies, log } = setup();
+  it('answered(id) (the server refused the ping for its rate limit): alive, no latency, next ping one interval later', () => {
+    const { clock, heartbeat, log, latencies } = setup();
     heartbeat.start();
-    clock.advance(INTERVAL);
-    heartbeat.received();
-    clock.advance(TIMEOUT);
-    heartbeat.pong(1); // the first ping's pong, too late
+    clock.advance(INTERVAL + 100);
+    assert.equal(heartbeat.answered(1), true);
+    assert.equal(heartbeat.answered(1), false, 'once');
     assert.deepEqual(latencies, []);
-    clock.advance(50);
+    clock.advance(INTERVAL + TIMEOUT - 1);
+    assert.deepEqual(log, [`ping 1 at ${INTERVAL}`, `ping 2 at ${2 * INTERVAL + 100}`]);
     heartbeat.pong(2);
-    assert.deepEqual(latencies, [50]);
-    clock.advance(TIMEOUT);
     assert.ok(!log.some((l) => l.startsWith('dead')));
+    assert.equal(heartbeat.answered(null), false);
+  });
+
+  it('the bound: a path that dies right after a pong is declared dead interval + timeout later', () => {
+    const { clock, heartbeat, log } = setup(20_000, 10_000);
+    heartbeat.start();
+    clock.advance(20_000);
+    heartbeat.pong(1); // the last sign of life
+    clock.advance(30_000 - 1);
+    assert.ok(!log.some((l) => l.startsWith('dead')));
+    clock.advance(1);
+    assert.equal(log.at(-1), `dead at ${20_000 + 30_000}`);
   });
 });
 

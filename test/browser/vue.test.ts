@@ -210,7 +210,7 @@ describe('useDuet during SSR', () => {
         setup() {
           const duet = useDuet('ws://127.0.0.1:1/channel', options);
           duet.subscribe('chat', () => {});
-          duet.publish('chat', 'x');
+          void duet.publish('chat', 'x');
           results.push(duet);
           return () => h('p', `status: ${duet.status.value}`);
         },
@@ -224,11 +224,31 @@ describe('useDuet during SSR', () => {
     assert.equal(clock.pending, 0);
   });
 
-  it('outside a browser and without options.WebSocket it does nothing', () => {
+  it('outside a browser and without options.WebSocket it does nothing; publish rejects (WS_ERR_NO_WEBSOCKET)', async () => {
     const scope = effectScope();
     const duet = scope.run(() => useDuet('ws://127.0.0.1:1/channel'))!;
     assert.equal(duet.client, null);
     assert.equal(duet.status.value, 'closed');
+    assert.equal(duet.pending.value, 0);
+    await assert.rejects(duet.publish('chat', 1), { code: 'WS_ERR_NO_WEBSOCKET' });
     scope.stop();
+  });
+
+  it('publish returns the client promise (the seq of the ack); pending counts what is not acknowledged', async () => {
+    const { scope, duet } = inScope({ heartbeatInterval: 0 });
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.message({ type: 'limits', rate: null, maxBatch: 50, dedupMs: 1000, dedupScope: 'S' });
+    const first = duet.publish('chat', 'a');
+    const second = duet.publish('chat', 'b');
+    assert.equal(duet.pending.value, 2);
+    const [a, b] = socket.sentJson.map((m) => m.id);
+    socket.message({ type: 'ack', id: a, topic: 'chat', seq: 3 });
+    assert.equal(duet.pending.value, 1);
+    assert.equal(await first, 3);
+    scope.stop();
+    await assert.rejects(second, { code: 'WS_ERR_PUBLISH_CANCELLED' });
+    assert.equal(duet.pending.value, 0, 'close() on scope.stop() rejected it');
+    assert.notEqual(b, undefined);
   });
 });

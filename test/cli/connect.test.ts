@@ -6,9 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { WebSocketServer } from '../../src/index.js';
 import { startServer, HOST } from '../helpers.js';
+import { selfSignedCert } from '../tls-helpers.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/duet.js', import.meta.url));
 
@@ -91,20 +94,139 @@ test('-H headers and --subprotocol reach the server', async () => {
   }
 });
 
-test('a server close prints its code and reason on stderr (1001 exits 0, 4000 exits 1)', async () => {
-  for (const [code, exit] of [
-    [1001, 0],
-    [4000, 1],
+test('a server close prints its code, what it means and the reason on stderr (1001 exits 0, 4000 and 1009 exit 1)', async () => {
+  for (const [code, reason, exit, line] of [
+    [1001, 'bye now', 0, 'closed: 1001 going away (reason: bye now)'],
+    [4000, 'bye now', 1, 'closed: 4000 application code (reason: bye now)'],
+    [1009, '', 1, 'closed: 1009 message too big'],
   ] as const) {
     const s = await startServer();
-    s.wss.on('connection', (ws) => ws.on('message', () => ws.close(code, 'bye now')));
+    s.wss.on('connection', (ws) => ws.on('message', () => ws.close(code, reason)));
     try {
       const run = await connect([`ws://${HOST}:${s.port}/`], 'x\n', { keepOpen: true }).done;
       assert.equal(run.code, exit);
-      assert.equal(run.stderr, `closed: ${code} bye now\n`);
+      assert.equal(run.stderr, `${line}\n`);
     } finally {
       await s.close();
     }
+  }
+});
+
+test('--max-payload exceeded on the server: "closed: 1009 message too big" and exit 1', async () => {
+  const s = await startServer({ maxPayload: 10 });
+  try {
+    const run = await connect([`ws://${HOST}:${s.port}/`], 'more than ten bytes\n', { keepOpen: true }).done;
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /^closed: 1009 message too big\b/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('--wait SECONDS: after stdin ends, what arrives meanwhile is still printed; then 1000 and exit 0', async () => {
+  const s = await startServer();
+  const closes: number[] = [];
+  s.wss.on('connection', (ws) => {
+    ws.on('close', (code) => closes.push(code));
+    // Answers come well after stdin has ended: only --wait lets them be printed.
+    ws.on('message', (d) => {
+      const text = (d as Buffer).toString();
+      setTimeout(() => {
+        if (ws.readyState === ws.OPEN) ws.send(`late ${text}`);
+      }, 300);
+    });
+  });
+  try {
+    const waited = await connect(['--wait', '30', `ws://${HOST}:${s.port}/`], 'a\nb\n', {
+      onStdout: (out) => {
+        // Seen both: end the wait early by closing from the server, as a finished stream does.
+        if (out.includes('late b')) for (const ws of s.wss.clients!) ws.close(1000);
+      },
+    }).done;
+    assert.equal(waited.code, 0, waited.stderr);
+    assert.equal(waited.stdout, 'late a\nlate b\n');
+    // Without --wait the connection closes as stdin ends: the late answers are not printed.
+    const quick = await connect([`ws://${HOST}:${s.port}/`], 'c\n').done;
+    assert.equal(quick.code, 0, quick.stderr);
+    assert.equal(quick.stdout, '');
+    // A short --wait runs out by itself and closes with 1000.
+    const short = await connect(['-w', '0.2', `ws://${HOST}:${s.port}/`], '').done;
+    assert.equal(short.code, 0, short.stderr);
+    assert.equal(short.stderr, '');
+    for (let i = 0; i < 500 && closes.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(closes.length, 3);
+    assert.equal(closes[2], 1000, 'the --wait that ran out closed with 1000');
+  } finally {
+    await s.close();
+  }
+});
+
+test('--wait and --handshake-timeout refuse values that are not a duration', async () => {
+  for (const [args, message] of [
+    [['--wait', 'soon'], /--wait takes a number of seconds, 0 to 2147483, got "soon"/],
+    [['--wait', '-1'], /--wait takes a number of seconds, 0 to 2147483, got "-1"/],
+    [['--wait', '9999999'], /--wait takes a number of seconds/],
+    [['--handshake-timeout', '0'], /--handshake-timeout must be 1-2147483647 milliseconds, got 0/],
+    [['--handshake-timeout', '1s'], /--handshake-timeout must be a whole number, got "1s"/],
+  ] as const) {
+    const run = await connect([...args, `ws://${HOST}:1/`], '').done;
+    assert.equal(run.code, 1, args.join(' '));
+    assert.match(run.stderr, message, args.join(' '));
+  }
+});
+
+test('--handshake-timeout MS: a host that accepts TCP and never answers fails after MS, saying so', async () => {
+  const sockets: net.Socket[] = [];
+  const silent = net.createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+  });
+  silent.listen(0, HOST);
+  await once(silent, 'listening');
+  try {
+    const port = (silent.address() as net.AddressInfo).port;
+    const run = await connect(['--handshake-timeout', '300', `ws://${HOST}:${port}/`], '').done;
+    assert.equal(run.code, 1);
+    assert.equal(
+      run.stderr,
+      'duet connect: Opening handshake timed out after 300 ms (--handshake-timeout MS waits longer)\n',
+    );
+    assert.equal(sockets.length, 1, 'the TCP connection was accepted');
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  }
+});
+
+test('the wrong scheme: wss:// to a plain server and ws:// to a TLS server say so and give the other URL', async () => {
+  const plain = await startServer();
+  const { cert, key } = selfSignedCert();
+  const secureHttp = https.createServer({ cert, key });
+  const secure = new WebSocketServer({ server: secureHttp });
+  secureHttp.listen(0, HOST);
+  await once(secureHttp, 'listening');
+  const securePort = (secureHttp.address() as net.AddressInfo).port;
+  try {
+    const toPlain = await connect([`wss://${HOST}:${plain.port}/echo`], '').done;
+    assert.equal(toPlain.code, 1);
+    assert.equal(
+      toPlain.stderr,
+      `duet connect: ${HOST}:${plain.port} answered in plain text, not TLS: it is a ws:// server, not wss://; try ws://${HOST}:${plain.port}/echo\n`,
+    );
+    const toSecure = await connect([`ws://${HOST}:${securePort}/echo`], '').done;
+    assert.equal(toSecure.code, 1);
+    assert.equal(
+      toSecure.stderr,
+      `duet connect: ${HOST}:${securePort} speaks TLS: it is a wss:// server, not ws://; try wss://${HOST}:${securePort}/echo\n`,
+    );
+    // And the URL it suggests works.
+    const right = await connect(['--insecure', `wss://${HOST}:${securePort}/echo`], '').done;
+    assert.equal(right.code, 0, right.stderr);
+  } finally {
+    await plain.close();
+    await new Promise<void>((resolve) => secure.close(() => resolve()));
+    secureHttp.closeAllConnections();
+    secureHttp.close();
   }
 });
 

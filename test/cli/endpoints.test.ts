@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import WS from 'ws';
-import { attachEndpoints, pathOf, type Tick } from '../../src/cli/endpoints.js';
+import { CHANNEL_HISTORY, attachEndpoints, pathOf, recentPosition, type Tick } from '../../src/cli/endpoints.js';
 import type { WebSocket } from '../../src/index.js';
 import { startServer, waitFor } from '../helpers.js';
 
@@ -28,6 +28,8 @@ async function endpoints(t: TestContext) {
   // Registered after attachEndpoints' own listener, so it runs after it.
   server.wss.on('connection', (ws: WebSocket, req: IncomingMessage) => connections.push({ ws, path: pathOf(req) }));
   const clients: WS[] = [];
+  /** The `limits` message each /channel connection got first (taken out of its `got`). */
+  const limits: Record<string, unknown>[] = [];
   const open = async (path: string): Promise<{ ws: WS; got: { data: Buffer; isBinary: boolean }[] }> => {
     const before = connections.length;
     const ws = new WS(`ws://127.0.0.1:${server.port}${path}`);
@@ -40,13 +42,19 @@ async function endpoints(t: TestContext) {
       5000,
       () => `the server side of ${path}`,
     );
+    if (path === '/channel') {
+      const [first] = await json(got, 1);
+      assert.equal(first.type, 'limits');
+      limits.push(first);
+      got.shift();
+    }
     return { ws, got };
   };
   const close = async (): Promise<void> => {
     for (const ws of clients) ws.terminate();
     await server.close();
   };
-  return { server, wss: server.wss, channel, jobs, connections, open, close };
+  return { server, wss: server.wss, channel, jobs, connections, open, close, limits };
 }
 
 /** Wait until `got` holds `n` messages (a generous bound), then return them as JSON objects. */
@@ -252,6 +260,35 @@ describe('attachEndpoints: /channel topics', () => {
     }
   });
 
+  it('/channel announces its limits first, and acknowledges and deduplicates publishes with an id', async (t) => {
+    const e = await endpoints(t);
+    try {
+      const c = await e.open('/channel');
+      const d = await e.open('/channel');
+      const scope = e.limits[0].dedupScope;
+      assert.equal(typeof scope, 'string');
+      assert.deepEqual(e.limits, [
+        {
+          type: 'limits',
+          rate: { messages: 20, perMs: 1000 },
+          maxMessageBytes: 16384,
+          maxBatch: 50,
+          dedupMs: 120000,
+          dedupScope: scope,
+        },
+        e.limits[0],
+      ]);
+      send(c.ws, { type: 'publish', topic: 'chat', data: { text: 'once' }, id: 'page.1' });
+      assert.deepEqual(await json(c.got, 1), [{ type: 'ack', id: 'page.1', topic: 'chat', seq: 1 }]);
+      // The page reconnected and sent it again: answered, not published twice.
+      send(d.ws, { type: 'publish', topic: 'chat', data: { text: 'once' }, id: 'page.1' });
+      assert.deepEqual(await json(d.got, 1), [{ type: 'ack', id: 'page.1', topic: 'chat', seq: 1, duplicate: true }]);
+      assert.equal(e.channel.position('chat').seq, 1);
+    } finally {
+      await e.close();
+    }
+  });
+
   it('chat keeps its last 100 messages for recovery; presence keeps none', async (t) => {
     const e = await endpoints(t);
     try {
@@ -337,6 +374,42 @@ describe('attachEndpoints: presence leave', () => {
       assert.deepEqual(calls, []);
     } finally {
       if (!closed) await e.close();
+    }
+  });
+});
+
+describe('recentPosition: where to subscribe from to get what a /channel topic keeps', () => {
+  it('chat and ticker: the seq before their oldest kept message (0 until they keep 100); presence keeps none', async (t) => {
+    const e = await endpoints(t);
+    try {
+      const empty = await recentPosition(e.channel, 'chat');
+      assert.deepEqual(empty, { topic: 'chat', epoch: e.channel.position('chat').epoch, seq: 0, since: 0 });
+      for (let i = 1; i <= 30; i++) e.channel.publish('chat', { text: `m${i}` });
+      assert.equal((await recentPosition(e.channel, 'chat'))!.since, 0);
+      for (let i = 31; i <= 150; i++) e.channel.publish('chat', { text: `m${i}` });
+      const full = await recentPosition(e.channel, 'chat');
+      assert.deepEqual(full, { topic: 'chat', epoch: e.channel.position('chat').epoch, seq: 150, since: 50 });
+      assert.equal(CHANNEL_HISTORY.chat, 100);
+      e.channel.publish('presence', { state: 'here' });
+      const presence = await recentPosition(e.channel, 'presence');
+      assert.equal(presence!.since, presence!.seq);
+      assert.equal(await recentPosition(e.channel, 'nope'), undefined);
+      assert.equal(await recentPosition(e.channel, 'toString'), undefined);
+
+      // A subscribe from there gets exactly the 100 kept messages, recovered, then live ones.
+      const { ws, got } = await e.open('/channel');
+      send(ws, { type: 'subscribe', topic: 'chat', since: full.since, epoch: full.epoch });
+      const answer = await json(got, 101);
+      assert.deepEqual(answer[0], { type: 'subscribed', topic: 'chat', epoch: full.epoch, seq: 150, recovered: true });
+      assert.deepEqual(
+        answer.slice(1).map((m) => m.seq),
+        Array.from({ length: 100 }, (_, i) => 51 + i),
+      );
+      e.channel.publish('chat', { text: 'live' });
+      const next = await json(got, 102);
+      assert.equal(next[101].seq, 151);
+    } finally {
+      await e.close();
     }
   });
 });

@@ -6,9 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type * as http from 'node:http';
+import * as https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import WS from 'ws';
+import { selfSignedCert } from '../tls-helpers.js';
 import { CLI, listening, startDuet, type Listening } from './cli-process.js';
 
 const T = { timeout: 20_000 };
@@ -242,18 +246,110 @@ test('--binary passes raw bytes both ways; without it a binary message is refuse
   }
 });
 
-test('a program that cannot start: 1011 and a line on stderr; the server goes on serving', T, async () => {
-  const env = await startDuet(['exec', '--port', '0', '--', '/nonexistent/duet-test-program']);
+test('a program that cannot be run is refused at start-up: exit 1 with the reason, nothing listens', T, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'duet-exec-check-'));
+  const plain = join(dir, 'plain.sh');
+  writeFileSync(plain, '#!/bin/sh\necho hi\n', { mode: 0o644 });
+  try {
+    for (const [program, reason] of [
+      ['/nonexistent/duet-test-program', 'cannot run /nonexistent/duet-test-program: no such file'],
+      ['duet-no-such-program', 'cannot run duet-no-such-program: not found in PATH'],
+      [plain, `cannot run ${plain}: not executable (chmod +x ${plain}`],
+      [dir, `cannot run ${dir}: is a directory, not a program`],
+    ]) {
+      const child = spawn(process.execPath, [CLI, 'exec', '--port', '0', '--', program], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const [code] = (await once(child, 'exit')) as [number | null];
+      assert.equal(code, 1, program);
+      assert.ok(err.startsWith(`duet: ${reason}`), err);
+      assert.equal(err.split('\n').length, 2, 'one line');
+      assert.equal(out, '', 'no LISTENING line');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a program gone after start-up: 1011 and a line on stderr; the server goes on serving', T, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'duet-exec-gone-'));
+  const program = join(dir, 'gone.sh');
+  writeFileSync(program, '#!/bin/sh\necho hi\n', { mode: 0o755 });
+  const env = await startDuet(['exec', '--port', '0', '--', program]);
+  rmSync(dir, { recursive: true, force: true });
   try {
     for (let i = 0; i < 2; i++) {
       const rec = record(await open(env.url));
       assert.deepEqual(await rec.closed, { code: 1011, reason: 'cannot start the program' });
     }
-    assert.match(env.stderr(), /cannot start \/nonexistent\/duet-test-program: ENOENT/);
+    assert.match(env.stderr(), new RegExp(`cannot start ${program.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ENOENT`));
   } finally {
     await env.stop();
   }
 });
+
+test(
+  '--tls-cert/--tls-key serve wss://: lines both ways over TLS; plain HTTP gets 426; bad files exit 1 naming them',
+  T,
+  async () => {
+    const { cert, key } = selfSignedCert();
+    const dir = mkdtempSync(join(tmpdir(), 'duet-exec-tls-'));
+    writeFileSync(join(dir, 'cert.pem'), cert);
+    writeFileSync(join(dir, 'key.pem'), key);
+    const env = await exec(UPPERCASE_LINES, ['--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')]);
+    try {
+      assert.match(env.url, /^wss:\/\/127\.0\.0\.1:\d+$/);
+      const ws = await open(env.url, { rejectUnauthorized: false });
+      const rec = record(ws);
+      ws.send('over tls');
+      await until(() => rec.messages.length === 1);
+      assert.deepEqual(rec.messages, ['OVER TLS']);
+      const plain = await new Promise<number>((resolve, reject) => {
+        https
+          .get(env.url.replace('wss:', 'https:') + '/', { rejectUnauthorized: false }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          })
+          .on('error', reject);
+      });
+      assert.equal(plain, 426);
+      const closed = rec.closed;
+      env.child.kill('SIGTERM');
+      assert.equal((await closed).code, 1001);
+      const [exitCode] = (await once(env.child, 'exit')) as [number | null];
+      assert.equal(exitCode, 0);
+
+      const swapped = spawn(
+        process.execPath,
+        [
+          CLI,
+          'exec',
+          '--port',
+          '0',
+          '--tls-cert',
+          join(dir, 'key.pem'),
+          '--tls-key',
+          join(dir, 'cert.pem'),
+          '--',
+          process.execPath,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let err = '';
+      swapped.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const [code] = (await once(swapped, 'exit')) as [number | null];
+      assert.equal(code, 1);
+      assert.match(err, /^duet: --tls-cert and --tls-key look swapped: .*key\.pem holds a private key/);
+    } finally {
+      await env.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 test('SIGTERM: clients get 1001, every program is stopped, duet exec exits 0', T, async () => {
   const env = await exec(`console.log(process.pid); setInterval(() => {}, 1000);`);
@@ -560,12 +656,13 @@ test(
 );
 
 test(
-  'bad arguments exit 1 with a one-line reason: --path room, --port 70000, --max-processes 0, --max-payload 1k',
+  'bad arguments exit 1 with a one-line reason: --path room, --port 70000 or -1, --max-processes 0, --max-payload 1k',
   T,
   async () => {
     const cases: Array<[string[], RegExp]> = [
       [['--path', 'room'], /--path must start with "\/", got "room"/],
-      [['--port', '70000'], /--port must be 0-65535, got 70000/],
+      [['--port', '70000'], /--port "70000" is not a valid port: use 0-65535/],
+      [['--port', '-1'], /--port "-1" is not a valid port: use 0-65535/],
       [['--max-processes', '0'], /--max-processes must be at least 1/],
       [['--max-payload', '1k'], /--max-payload must be a whole number, got "1k"/],
     ];

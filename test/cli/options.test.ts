@@ -6,7 +6,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { listeningLine, portNumber, wholeNumber } from '../../src/cli/options.js';
+import { listeningLine, openLine, parseCommandLine, portNumber, wholeNumber } from '../../src/cli/options.js';
 
 describe('wholeNumber', () => {
   it('an absent option gives the fallback', () => {
@@ -46,14 +46,12 @@ describe('portNumber', () => {
     assert.equal(portNumber(undefined, 8080), 8080);
   });
 
-  it('past 65535: "--port must be 0-65535, got N"', () => {
-    assert.throws(() => portNumber('65536', 8080), { message: '--port must be 0-65535, got 65536' });
-    assert.throws(() => portNumber('99999999', 8080), { message: '--port must be 0-65535, got 99999999' });
-  });
-
-  it('not a whole number: the wholeNumber message, naming --port', () => {
-    assert.throws(() => portNumber('-1', 8080), { message: '--port must be a whole number, got "-1"' });
-    assert.throws(() => portNumber('http', 8080), { message: '--port must be a whole number, got "http"' });
+  it('past 65535, negative or not a number: "--port "V" is not a valid port: use 0-65535 ..."', () => {
+    for (const bad of ['65536', '99999999', '-1', 'http', '', '1.5']) {
+      assert.throws(() => portNumber(bad, 8080), {
+        message: `--port "${bad}" is not a valid port: use 0-65535 (0 picks a free one)`,
+      });
+    }
   });
 });
 
@@ -79,5 +77,50 @@ describe('listeningLine', () => {
   it('no address to read the port from (null, or a pipe path): the port given', () => {
     assert.equal(listeningLine('ws', '127.0.0.1', null, 8080), 'LISTENING ws://127.0.0.1:8080');
     assert.equal(listeningLine('ws', '127.0.0.1', '/tmp/duet.sock', 8080), 'LISTENING ws://127.0.0.1:8080');
+  });
+});
+
+describe('parseCommandLine', () => {
+  const options = { port: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } } as const;
+
+  it('a value starting with a dash and a digit goes to its option (--port -1), so its own check can explain it', () => {
+    assert.equal(parseCommandLine('serve', ['--port', '-1'], options).values.port, '-1');
+    assert.equal(parseCommandLine('serve', ['--port', '-80', '-v'], options).values.port, '-80');
+  });
+
+  it('anything else is node:util parseArgs as it is: strict, a boolean before a dash-digit word, "--" ends options', () => {
+    assert.deepEqual(
+      { ...parseCommandLine('serve', ['--port', '80', '-v'], options).values },
+      { port: '80', verbose: true },
+    );
+    const parsed = parseCommandLine('exec', ['-v', '--', '--port', '-1'], options, true);
+    assert.deepEqual({ ...parsed.values }, { verbose: true });
+    assert.deepEqual(parsed.positionals, ['--port', '-1']);
+    assert.throws(() => parseCommandLine('serve', ['-v', '-1'], options), /Unknown option '-1'/);
+  });
+
+  it('a parse error says where the options are listed', () => {
+    assert.throws(
+      () => parseCommandLine('connect', ['--bogus'], options),
+      (err: unknown) => {
+        assert.ok(err instanceof Error);
+        assert.match(err.message, /^Unknown option '--bogus'/);
+        assert.match(err.message, /\n\("duet help connect" lists the options\)$/);
+        return true;
+      },
+    );
+  });
+});
+
+describe('openLine', () => {
+  it('the page to open in a browser: http(s) for ws(s), the bound port', () => {
+    assert.equal(openLine('ws', '127.0.0.1', 8080, 'the demo'), 'open http://127.0.0.1:8080/ for the demo');
+    assert.equal(openLine('wss', 'localhost', 443, 'the demo'), 'open https://localhost:443/ for the demo');
+  });
+
+  it('a wildcard address shows its loopback; IPv6 in brackets', () => {
+    assert.equal(openLine('ws', '0.0.0.0', 1, 'x'), 'open http://127.0.0.1:1/ for x');
+    assert.equal(openLine('ws', '::', 1, 'x'), 'open http://[::1]:1/ for x');
+    assert.equal(openLine('ws', '::1', 1, 'x'), 'open http://[::1]:1/ for x');
   });
 });

@@ -6,16 +6,24 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import WS from 'ws';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { selfSignedCert } from '../tls-helpers.js';
 import { CLI, startDuet, type Listening } from './cli-process.js';
 
 type Served = Listening;
 
+const DEMO_INDEX = fileURLToPath(new URL('../../dist/demo/index.html', import.meta.url));
+
 function serve(args: string[] = []): Promise<Served> {
   return startDuet(['serve', '--port', '0', ...args]);
+}
+
+/** Wait (bounded) until the command printed `text` on stdout. */
+async function waitForOutput(s: Served, text: string): Promise<void> {
+  for (let i = 0; i < 500 && !s.stdout().includes(text); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
 function open(url: string, options?: WS.ClientOptions): Promise<WS> {
@@ -26,15 +34,42 @@ function open(url: string, options?: WS.ClientOptions): Promise<WS> {
   });
 }
 
+/**
+ * A /channel connection: every message parsed into `got` from the first on (listening before
+ * `open`, since the server's first message may come with the handshake's answer), the `limits`
+ * message it starts with taken out into `limits`.
+ */
+async function openChannel<M = Record<string, unknown>>(
+  url: string,
+): Promise<{ ws: WS; got: M[]; limits: Record<string, unknown> }> {
+  const ws = new WS(`${url}/channel`);
+  const got: M[] = [];
+  ws.on('message', (d: Buffer) => got.push(JSON.parse(d.toString()) as M));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  const deadline = Date.now() + 5000;
+  while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const limits = got.shift() as Record<string, unknown> | undefined;
+  if (limits?.type !== 'limits') throw new Error(`the first message is not limits: ${JSON.stringify(limits)}`);
+  return { ws, got, limits };
+}
+
 function nextMessage(ws: WS): Promise<{ data: Buffer; isBinary: boolean }> {
   return new Promise((resolve) => ws.once('message', (data, isBinary) => resolve({ data: data as Buffer, isBinary })));
 }
 
-test('prints LISTENING with the real port on 127.0.0.1 by default', async () => {
+test('prints LISTENING with the real port on 127.0.0.1 by default, then where to open the demo', async () => {
   const s = await serve();
   try {
     assert.match(s.url, /^ws:\/\/127\.0\.0\.1:\d+$/);
     assert.notEqual(s.url, 'ws://127.0.0.1:0');
+    const port = s.url.split(':').pop()!;
+    // The LISTENING line stays as it always was (tools parse it); the browser's line follows.
+    await waitForOutput(s, 'open ');
+    const what = existsSync(DEMO_INDEX) ? 'the demo' : 'the test page (npm run build:demo builds the demo)';
+    assert.equal(s.stdout(), `LISTENING ws://127.0.0.1:${port}\nopen http://127.0.0.1:${port}/ for ${what}\n`);
   } finally {
     s.child.kill('SIGTERM');
     await once(s.child, 'exit');
@@ -213,18 +248,12 @@ test('/ticker pushes one JSON tick a second to every client, the same tick to al
 test('/channel: chat keeps history, so a client that reconnects recovers exactly what it missed', async () => {
   const s = await serve();
   try {
-    const inbox = (ws: WS): unknown[] => {
-      const got: unknown[] = [];
-      ws.on('message', (d) => got.push(JSON.parse((d as Buffer).toString())));
-      return got;
-    };
     const waitFor = async (got: unknown[], n: number): Promise<void> => {
       const deadline = Date.now() + 5000;
       while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       assert.ok(got.length >= n, `expected ${n} messages, got ${JSON.stringify(got)}`);
     };
-    const a = await open(`${s.url}/channel`);
-    const gotA = inbox(a);
+    const { ws: a, got: gotA } = await openChannel(s.url);
     a.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
     for (const text of ['one', 'two']) a.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text } }));
     await waitFor(gotA, 3);
@@ -233,14 +262,12 @@ test('/channel: chat keeps history, so a client that reconnects recovers exactly
     a.close();
     await once(a, 'close');
 
-    const b = await open(`${s.url}/channel`);
-    const gotB = inbox(b);
+    const { ws: b, got: gotB } = await openChannel(s.url);
     b.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
     for (const text of ['three', 'four']) b.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text } }));
     await waitFor(gotB, 3);
 
-    const again = await open(`${s.url}/channel`);
-    const gotAgain = inbox(again);
+    const { ws: again, got: gotAgain } = await openChannel(s.url);
     again.send(JSON.stringify({ type: 'subscribe', topic: 'chat', since: last.seq, epoch: subscribed.epoch }));
     await waitFor(gotAgain, 3);
     assert.deepEqual(gotAgain[0], {
@@ -262,6 +289,78 @@ test('/channel: chat keeps history, so a client that reconnects recovers exactly
   }
 });
 
+interface RecentAnswer {
+  topic: string;
+  epoch: string;
+  seq: number;
+  since: number;
+}
+
+test('GET /channel/recent?topic=chat: where to subscribe from for the chat kept so far; a page opened later gets it', async () => {
+  const s = await serve();
+  const http = s.url.replace('ws://', 'http://');
+  const clients: WS[] = [];
+  try {
+    const writer = await open(`${s.url}/channel`);
+    clients.push(writer);
+    const seen: Array<{ type: string; seq?: number; data?: unknown }> = [];
+    // The limits message the server starts with may come before or after this listener.
+    writer.on('message', (d: Buffer) => {
+      const m = JSON.parse(d.toString()) as { type: string };
+      if (m.type !== 'limits') seen.push(m);
+    });
+    writer.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
+    for (const text of ['one', 'two', 'three'])
+      writer.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text } }));
+    for (let i = 0; i < 500 && seen.filter((m) => m.type === 'message').length < 3; i++)
+      await new Promise((r) => setTimeout(r, 10));
+
+    const res = await fetch(`${http}/channel/recent?topic=chat`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal(res.headers.get('cache-control'), 'no-cache');
+    const recent = (await res.json()) as RecentAnswer;
+    assert.deepEqual({ ...recent, epoch: typeof recent.epoch }, { topic: 'chat', epoch: 'string', seq: 3, since: 0 });
+
+    // A later client subscribing from there gets the three, then live messages.
+    const later = await open(`${s.url}/channel`);
+    clients.push(later);
+    const got: Array<{ type: string; seq?: number; recovered?: boolean; data?: { text: string } }> = [];
+    later.on('message', (d: Buffer) => {
+      const m = JSON.parse(d.toString()) as { type: string };
+      if (m.type !== 'limits') got.push(m);
+    });
+    later.send(JSON.stringify({ type: 'subscribe', topic: 'chat', since: recent.since, epoch: recent.epoch }));
+    for (let i = 0; i < 500 && got.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(got[0].type, 'subscribed');
+    assert.equal(got[0].recovered, true);
+    assert.deepEqual(
+      got.slice(1).map((m) => m.data?.text),
+      ['one', 'two', 'three'],
+    );
+
+    for (const [query, status, body] of [
+      ['?topic=nope', 404, /^\{"error":"no topic \\"nope\\" on \/channel"\}\n$/],
+      ['', 400, /say which topic/],
+    ] as const) {
+      const answer = await fetch(`${http}/channel/recent${query}`);
+      assert.equal(answer.status, status, query);
+      assert.match(await answer.text(), body, query);
+    }
+    // Presence keeps no history: its since is its seq (nothing to replay).
+    const presence = (await (await fetch(`${http}/channel/recent?topic=presence`)).json()) as RecentAnswer;
+    assert.equal(presence.since, presence.seq);
+    const post = await fetch(`${http}/channel/recent?topic=chat`, { method: 'POST' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET, HEAD');
+    await post.arrayBuffer();
+  } finally {
+    for (const ws of clients) ws.terminate();
+    s.child.kill('SIGTERM');
+    await once(s.child, 'exit');
+  }
+});
+
 test('/channel: the server stamps who sent chat and presence; nobody can speak, join or leave for another; a closed connection is said to leave', async () => {
   const s = await serve();
   try {
@@ -274,9 +373,7 @@ test('/channel: the server stamps who sent chat and presence; nobody can speak, 
       data?: unknown;
     }
     const client = async (): Promise<{ ws: WS; got: In[]; next(): Promise<In> }> => {
-      const ws = await open(`${s.url}/channel`);
-      const got: In[] = [];
-      ws.on('message', (d) => got.push(JSON.parse((d as Buffer).toString()) as In));
+      const { ws, got } = await openChannel<In>(s.url);
       let read = 0;
       return {
         ws,
@@ -382,13 +479,19 @@ test('--deflate: a compressed message may inflate to --max-inflated-payload byte
   assert.match(err, /--max-inflated-payload must be a whole number/);
 });
 
-test('bad arguments exit 1 with a one-line reason', async () => {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', 'abc'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  assert.equal(code, 1);
-  assert.match(err, /--port must be a whole number/);
+test('bad arguments exit 1 with a one-line reason: --port abc or -1, an unknown option', async () => {
+  for (const [args, reason] of <Array<[string[], string]>>[
+    [['--port', 'abc'], 'duet: --port "abc" is not a valid port: use 0-65535 (0 picks a free one)\n'],
+    [['--port', '-1'], 'duet: --port "-1" is not a valid port: use 0-65535 (0 picks a free one)\n'],
+    [['--prot', '80'], `duet: Unknown option '--prot'\n("duet help serve" lists the options)\n`],
+  ]) {
+    const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(code, 1, args.join(' '));
+    assert.ok(err.startsWith(reason), `${args.join(' ')}: ${err}`);
+  }
 });
 
 test('--workers and --redis: bad values and a Redis that does not answer exit 1 with the reason', async () => {
@@ -453,19 +556,31 @@ test('--workers 2 without Redis: /chat and /channel across the workers through t
     // The channel: subscribe on every connection, publish from one, numbered once for all.
     const channel = await Promise.all(
       Array.from({ length: 4 }, async () => {
-        const ws = await open(`${s.url}/channel`);
-        clients.push(ws);
-        const got: Array<{ type: string; seq?: number; data?: unknown }> = [];
-        ws.on('message', (d: Buffer) => got.push(JSON.parse(d.toString()) as { type: string }));
-        ws.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
-        return { ws, got };
+        const c = await openChannel<{ type: string; seq?: number; data?: unknown; duplicate?: boolean }>(s.url);
+        clients.push(c.ws);
+        c.ws.send(JSON.stringify({ type: 'subscribe', topic: 'chat' }));
+        return c;
       }),
     );
+    // Every worker knows the primary's memory of publish ids before it serves anyone.
+    assert.equal(typeof channel[0].limits.dedupScope, 'string');
+    assert.equal(channel[0].limits.dedupMs, 120000);
+    assert.equal(new Set(channel.map((c) => c.limits.dedupScope)).size, 1, 'one scope in every worker');
     await until(() => channel.every((c) => c.got.some((m) => m.type === 'subscribed')), 'the subscriptions');
     channel[0].ws.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { text: 'hi' } }));
     await until(() => channel.every((c) => c.got.some((m) => m.type === 'message')), 'the channel message');
     const seqs = channel.map((c) => c.got.find((m) => m.type === 'message')!.seq);
     assert.equal(new Set(seqs).size, 1, `one seq for everyone: ${seqs.join(', ')}`);
+    // A publish id resent on every connection (both workers): published once, the rest answered
+    // with the first ack and duplicate: true.
+    for (const c of channel) c.ws.send(JSON.stringify({ type: 'publish', topic: 'chat', data: 'x', id: 'once.1' }));
+    await until(() => channel.every((c) => c.got.some((m) => m.type === 'ack')), 'the acks');
+    const acks = channel.map((c) => c.got.find((m) => m.type === 'ack')!);
+    assert.equal(new Set(acks.map((a) => a.seq)).size, 1, 'one seq');
+    assert.equal(acks.filter((a) => a.duplicate !== true).length, 1, 'published once');
+    channel[0].ws.send(JSON.stringify({ type: 'publish', topic: 'chat', data: 'marker' }));
+    await until(() => channel.every((c) => c.got.some((m) => m.data === 'marker')), 'the marker');
+    assert.equal(channel[1].got.filter((m) => m.data === 'x').length, 1, 'delivered once');
     // One process ticks (the lease holder): its run numbers follow each other.
     const ticks: number[] = [];
     const ticker = await open(`${s.url}/ticker`);
@@ -505,13 +620,46 @@ test('--tls-cert/--tls-key serve wss:// (echo over TLS)', async () => {
   }
 });
 
-test('--tls-cert without --tls-key is refused', async () => {
-  const child = spawn(process.execPath, [CLI, 'serve', '--tls-cert', 'x.pem'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  assert.equal(code, 1);
-  assert.match(err, /--tls-cert and --tls-key go together/);
+test('--tls-cert without --tls-key, swapped or unreadable files: exit 1 with one line naming the file', async () => {
+  const { cert, key } = selfSignedCert();
+  const dir = mkdtempSync(join(tmpdir(), 'duet-cli-tls-'));
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  writeFileSync(certFile, cert);
+  writeFileSync(keyFile, key);
+  try {
+    for (const [args, reason] of <Array<[string[], string]>>[
+      [['--tls-cert', 'x.pem'], 'duet: --tls-cert and --tls-key go together\n'],
+      [
+        ['--tls-cert', keyFile, '--tls-key', certFile],
+        `duet: --tls-cert and --tls-key look swapped: ${keyFile} holds a private key and ${certFile} a certificate; try --tls-cert ${certFile} --tls-key ${keyFile}\n`,
+      ],
+      [
+        ['--tls-cert', join(dir, 'missing.pem'), '--tls-key', keyFile],
+        `duet: --tls-cert ${join(dir, 'missing.pem')}: cannot read it: no such file (ENOENT)\n`,
+      ],
+      // With --workers the primary checks them before starting any worker.
+      [
+        ['--workers', '2', '--tls-cert', keyFile, '--tls-key', certFile],
+        `duet: --tls-cert and --tls-key look swapped: `,
+      ],
+    ]) {
+      const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let err = '';
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const [code] = (await once(child, 'exit')) as [number | null];
+      assert.equal(code, 1, args.join(' '));
+      assert.ok(err.startsWith(reason), `${args.join(' ')}: ${err}`);
+      assert.equal(err.split('\n').length, 2, 'one line');
+      assert.equal(out, '');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('an upgrade to an unknown path gets 404 and its socket is freed: SIGTERM still exits promptly', async () => {

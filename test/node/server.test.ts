@@ -13,6 +13,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import WS, { WebSocketServer as WsServer } from 'ws';
 import {
+  DuetError,
   WebSocket,
   WebSocketServer,
   WsCloseEvent,
@@ -342,6 +343,275 @@ describe('WebSocketServer: noServer + handleUpgrade', () => {
       client.terminate();
     } finally {
       await closeWss(wss);
+      await closeHttp(httpServer);
+    }
+  });
+});
+
+/** duet's connection class with something of the application's, as ws users subclass ws's. */
+class TaggedWebSocket extends WebSocket {
+  readonly tag = 'tagged';
+  shout(text: string): void {
+    this.send(text.toUpperCase());
+  }
+}
+
+describe('WebSocketServer: the WebSocket option (the class connections are made from)', () => {
+  it("'connection' gets instances of it, typed as it (no cast); clients hold them; topics work", T, async () => {
+    const { wss, port, close } = await startServer({ WebSocket: TaggedWebSocket });
+    const made: TaggedWebSocket[] = [];
+    wss.on('connection', (ws) => {
+      made.push(ws);
+      ws.subscribe('news');
+      ws.on('message', (data: Buffer) => ws.shout(data.toString()));
+    });
+    try {
+      const client = await open(wsUrl(port));
+      assert.equal(await roundTrip(client, 'hello'), 'HELLO');
+      assert.ok(made[0] instanceof TaggedWebSocket);
+      assert.ok(made[0] instanceof WebSocket);
+      assert.equal(made[0].tag, 'tagged');
+      assert.equal(wss.options.WebSocket, TaggedWebSocket);
+      assert.deepEqual([...(wss.clients ?? [])], made);
+      const news = once(client, 'message') as Promise<[Buffer]>;
+      assert.equal(wss.publish('news', 'extra'), 1);
+      assert.equal(String((await news)[0]), 'extra');
+      client.terminate();
+    } finally {
+      await close();
+    }
+  });
+
+  it('handleUpgrade (noServer) hands its callback an instance too', T, async () => {
+    const wss = new WebSocketServer({ noServer: true, WebSocket: TaggedWebSocket });
+    const httpServer = track(http.createServer());
+    const made: TaggedWebSocket[] = [];
+    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        made.push(ws);
+        ws.shout('welcome');
+      });
+    });
+    httpServer.listen(0, HOST);
+    await once(httpServer, 'listening');
+    try {
+      const client = new WS(wsUrl(portOf(httpServer)));
+      const [data] = (await once(client, 'message')) as [Buffer];
+      assert.equal(String(data), 'WELCOME');
+      assert.ok(made[0] instanceof TaggedWebSocket);
+      client.terminate();
+    } finally {
+      await closeWss(wss);
+      await closeHttp(httpServer);
+    }
+  });
+
+  it("without it, connections are duet's WebSocket; a class that is not one throws TypeError", T, async () => {
+    const plain = new WebSocketServer({ noServer: true });
+    assert.equal(plain.options.WebSocket, WebSocket);
+    for (const bad of [WS, class Other {}, 5, 'WebSocket']) {
+      assert.throws(
+        () => new WebSocketServer({ noServer: true, WebSocket: bad as unknown as typeof WebSocket }),
+        /The WebSocket option must be duet's WebSocket class or a subclass of it/,
+        String(bad),
+      );
+    }
+    await closeWss(plain);
+  });
+
+  it('a constructor that throws: the handshake is answered 500 and reported; the server carries on', T, async () => {
+    let fail = true;
+    class Fragile extends WebSocket {
+      constructor() {
+        super();
+        if (fail) throw new Error('constructor bug');
+      }
+    }
+    const { wss, port, close } = await startServer({ WebSocket: Fragile });
+    const errors: Array<Error & { code?: string }> = [];
+    wss.on('error', (err: Error) => errors.push(err));
+    echo(wss);
+    try {
+      const refusal = await refused(wsUrl(port));
+      assert.equal(refusal.status, 500);
+      assert.equal(errors[0]?.code, 'WS_ERR_UNEXPECTED_CONDITION');
+      assert.match(errors[0].message, /constructor bug/);
+      fail = false;
+      const client = await open(wsUrl(port));
+      assert.equal(await roundTrip(client, 'still up'), 'still up');
+      client.terminate();
+    } finally {
+      await close();
+    }
+  });
+
+  it("ws's server does the same with its option (reference)", T, async () => {
+    class TaggedWs extends WS {
+      readonly tag = 'ws-tagged';
+    }
+    const wss = new WsServer({ port: 0, host: HOST, WebSocket: TaggedWs });
+    await once(wss, 'listening');
+    try {
+      const conn = once(wss, 'connection') as Promise<[TaggedWs]>;
+      const client = new WS(wsUrl(portOf(wss as unknown as net.Server)));
+      const [[ws]] = await Promise.all([conn, once(client, 'open')]);
+      assert.ok(ws instanceof TaggedWs);
+      client.terminate();
+    } finally {
+      wss.close();
+    }
+  });
+});
+
+describe('WebSocketServer: handleUpgrade twice with one socket', () => {
+  it('the second call throws (WS_ERR_UPGRADE_TWICE) before touching the socket; the first completes', T, async () => {
+    const first = new WebSocketServer({ noServer: true });
+    const second = new WebSocketServer({ noServer: true });
+    echo(first);
+    const httpServer = track(http.createServer());
+    const thrown: unknown[] = [];
+    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      first.handleUpgrade(req, socket, head, (ws, r) => first.emit('connection', ws, r));
+      try {
+        second.handleUpgrade(req, socket, head, () => assert.fail('the second server completed'));
+      } catch (err) {
+        thrown.push(err);
+      }
+      try {
+        first.handleUpgrade(req, socket, head, () => assert.fail('the same server completed twice'));
+      } catch (err) {
+        thrown.push(err);
+      }
+    });
+    httpServer.listen(0, HOST);
+    await once(httpServer, 'listening');
+    try {
+      const client = await open(wsUrl(portOf(httpServer)));
+      assert.equal(await roundTrip(client, 'once'), 'once');
+      assert.equal(thrown.length, 2);
+      for (const err of thrown) {
+        assert.ok(err instanceof DuetError);
+        assert.equal(err.code, 'WS_ERR_UPGRADE_TWICE');
+        assert.match((err as Error).message, /more than once with the same socket/);
+      }
+      client.terminate();
+    } finally {
+      await closeWss(first);
+      await closeWss(second);
+      await closeHttp(httpServer);
+    }
+  });
+
+  it('while the first is still in an async verifyClient, the second throws at once', T, async () => {
+    let decide: ((ok: boolean) => void) | undefined;
+    const wss = new WebSocketServer({
+      noServer: true,
+      verifyClient: (_info, done) => {
+        decide = done;
+      },
+    });
+    echo(wss);
+    const httpServer = track(http.createServer());
+    const thrown: unknown[] = [];
+    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      wss.handleUpgrade(req, socket, head, (ws, r) => wss.emit('connection', ws, r));
+      try {
+        wss.handleUpgrade(req, socket, head, () => assert.fail('completed twice'));
+      } catch (err) {
+        thrown.push(err);
+      }
+      decide?.(true);
+    });
+    httpServer.listen(0, HOST);
+    await once(httpServer, 'listening');
+    try {
+      const client = await open(wsUrl(portOf(httpServer)));
+      assert.equal(await roundTrip(client, 'verified once'), 'verified once');
+      assert.equal((thrown[0] as DuetError).code, 'WS_ERR_UPGRADE_TWICE');
+      client.terminate();
+    } finally {
+      await closeWss(wss);
+      await closeHttp(httpServer);
+    }
+  });
+
+  it('ws throws too (reference): its message says the same', T, async () => {
+    const wss = new WsServer({ noServer: true });
+    const httpServer = track(http.createServer());
+    const thrown: unknown[] = [];
+    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      wss.handleUpgrade(req, socket, head, () => {});
+      try {
+        wss.handleUpgrade(req, socket, head, () => {});
+      } catch (err) {
+        thrown.push(err);
+      }
+    });
+    httpServer.listen(0, HOST);
+    await once(httpServer, 'listening');
+    try {
+      const client = await open(wsUrl(portOf(httpServer)));
+      assert.match(String((thrown[0] as Error).message), /more than once with the same socket/);
+      client.terminate();
+    } finally {
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+      await closeHttp(httpServer);
+    }
+  });
+
+  it(
+    'two duet servers attached to one HTTP server without a path: the second reports it on error, no crash',
+    T,
+    async () => {
+      const httpServer = track(http.createServer());
+      const first = new WebSocketServer({ server: httpServer });
+      const second = new WebSocketServer({ server: httpServer });
+      echo(first);
+      const errors: Array<Error & { code?: string }> = [];
+      second.on('error', (err: Error) => errors.push(err));
+      httpServer.listen(0, HOST);
+      await once(httpServer, 'listening');
+      try {
+        const client = await open(wsUrl(portOf(httpServer)));
+        assert.equal(await roundTrip(client, 'first one'), 'first one');
+        assert.equal(errors.length, 1);
+        assert.equal(errors[0].code, 'WS_ERR_UPGRADE_TWICE');
+        assert.equal(second.clients?.size, 0);
+        client.terminate();
+      } finally {
+        await closeWss(first);
+        await closeWss(second);
+        await closeHttp(httpServer);
+      }
+    },
+  );
+
+  it('...and as a process warning when the second has no error listener', T, async () => {
+    const httpServer = track(http.createServer());
+    const first = new WebSocketServer({ server: httpServer });
+    const second = new WebSocketServer({ server: httpServer });
+    echo(first);
+    const warnings: Array<Error & { code?: string }> = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w);
+    };
+    process.on('warning', onWarning);
+    httpServer.listen(0, HOST);
+    await once(httpServer, 'listening');
+    try {
+      const client = await open(wsUrl(portOf(httpServer)));
+      assert.equal(await roundTrip(client, 'still the first'), 'still the first');
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(
+        warnings.map((w) => w.code),
+        ['WS_ERR_UPGRADE_TWICE'],
+      );
+      client.terminate();
+    } finally {
+      process.off('warning', onWarning);
+      await closeWss(first);
+      await closeWss(second);
       await closeHttp(httpServer);
     }
   });

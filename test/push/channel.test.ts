@@ -14,6 +14,7 @@ import {
   type AsynchronousBroker,
   type BrokerHost,
   type OutgoingMessage,
+  type PublishResult,
   type TopicPosition,
 } from '../../src/push/broker.js';
 import type { HistoryEntry, Recovery } from '../../src/push/history.js';
@@ -37,6 +38,11 @@ interface Msg {
   code?: string;
   message?: string;
   retryAfter?: number;
+  duplicate?: boolean;
+  acks?: Array<Record<string, unknown>>;
+  rate?: unknown;
+  dedupMs?: number;
+  dedupScope?: string;
 }
 
 /** A protocol client: every text message parsed and queued; `next()` takes them in order. */
@@ -68,10 +74,21 @@ class Client {
     ws.on('error', () => {});
   }
 
-  static async open(port: number, path = '/channel'): Promise<Client> {
+  /** The `limits` message the server sent first (taken out of the inbox by `open`). */
+  limits: Msg | undefined;
+
+  /** `channel`: the server speaks the channel protocol there (it sends `limits` first). */
+  static async open(port: number, path = '/channel', channel = true): Promise<Client> {
     const ws = new WS(`ws://${HOST}:${port}${path}`, { handshakeTimeout: WAIT_MS });
+    // Listening before `open`: the server's first message may come with the handshake's answer.
+    const client = new Client(ws);
     await once(ws, 'open');
-    return new Client(ws);
+    if (!channel) return client;
+    const first = await client.next();
+    assert.equal(first.type, 'limits', `the first message is limits: ${JSON.stringify(first)}`);
+    client.limits = first;
+    client.raw.shift();
+    return client;
   }
 
   send(message: object | string): void {
@@ -299,8 +316,9 @@ describe('channel protocol: messages', () => {
           text({ type: 'publish', topic: 'chat', data: 'mine' }),
         ]),
       );
-      await raw.until(() => raw.frames().length >= 3);
+      await raw.until(() => raw.frames().length >= 4);
       const got = raw.frames().map((f) => JSON.parse(f.payload.toString()) as Msg);
+      assert.equal(got.shift()?.type, 'limits');
       assert.equal(typeof got[2]?.from?.id, 'string');
       assert.deepEqual(got, [
         { type: 'subscribed', topic: 'chat', epoch, seq: 1, recovered: true },
@@ -577,8 +595,22 @@ describe('channel protocol: errors', () => {
       await c.expectError({ type: 'publish', topic: 'nope', data: 1 }, 'unknown_topic');
       await c.expectError({ type: 'publish', topic: 'ticker', data: 1 }, 'forbidden');
       await c.expectError({ type: 'publish', topic: 'chat', data: 1, from: { id: 'x' } }, 'identity');
-      await c.expectError({ type: 'publish', topic: 'chat', data: 1, id: 'x' }, 'identity');
       await c.expectError({ type: 'publish', topic: 'chat', data: 1, nick: 'x' }, 'identity');
+      for (const id of [5, '', 'x'.repeat(129), { a: 1 }, true])
+        await c.expectError({ type: 'publish', topic: 'chat', data: 1, id }, 'bad_message');
+      // An error about a publish with an id names the id.
+      const refused = await c.expectError({ type: 'publish', topic: 'ticker', data: 1, id: 'p1' }, 'forbidden');
+      assert.equal(refused.id, 'p1');
+      assert.equal(refused.topic, 'ticker');
+      // batch
+      await c.expectError({ type: 'batch' }, 'bad_message');
+      await c.expectError({ type: 'batch', publishes: {} }, 'bad_message');
+      await c.expectError({ type: 'batch', publishes: [] }, 'bad_message');
+      await c.expectError({ type: 'batch', publishes: [1] }, 'bad_message');
+      await c.expectError({ type: 'batch', publishes: [{ topic: 'chat', data: 1 }] }, 'bad_message');
+      await c.expectError({ type: 'batch', publishes: [{ topic: 'chat', id: 'a' }] }, 'bad_message');
+      await c.expectError({ type: 'batch', publishes: [{ data: 1, id: 'a' }] }, 'bad_message');
+      await c.expectError({ type: 'batch', publishes: [{ topic: '', data: 1, id: 'a' }] }, 'bad_message');
       // hello
       await c.expectError({ type: 'hello' }, 'bad_message');
       for (const nick of [5, null, '', '   ', 'a\nb', 'tab\there', '\u0085', 'x'.repeat(65)])
@@ -713,16 +745,16 @@ describe('channel protocol: errors', () => {
     const s = await channelServer({ ...CHAT, rateLimit: { messages: 3, perMs: 900 } });
     try {
       const c = await s.client();
-      for (let i = 0; i < 5; i++) c.send({ type: 'ping', id: i });
-      const replies = await c.take(5);
+      // Three refusals at most in one 900 ms window (more would close it: see the 1013 test).
+      for (let i = 0; i < 4; i++) c.send({ type: 'ping', id: i });
+      const replies = await c.take(4);
       assert.deepEqual(
         replies.map((m) => m.type),
-        ['pong', 'pong', 'pong', 'error', 'error'],
+        ['pong', 'pong', 'pong', 'error'],
       );
-      assert.deepEqual(
-        replies.slice(3).map((m) => m.code),
-        ['rate_limited', 'rate_limited'],
-      );
+      assert.equal(replies[3].code, 'rate_limited');
+      // One token comes back every 300 ms.
+      assert.equal(replies[3].retryAfter, 300);
       // However long the real wait, no time passed for the bucket: still empty.
       await new Promise((r) => setTimeout(r, 50));
       c.send({ type: 'ping', id: 'no time passed' });
@@ -744,17 +776,66 @@ describe('channel protocol: errors', () => {
     }
   });
 
-  it('a flooding client is closed with 1008 by the default limits', T, async () => {
-    const s = await channelServer({ topics: { chat: {} } });
+  it(
+    'a flooding client is closed with 1013 and a retry hint past twice the rate, not for errors (default limits)',
+    T,
+    async (t) => {
+      // Date stands still (the test ticks it): the whole flood lands in one instant for the bucket.
+      t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+      const s = await channelServer({ topics: { chat: {} } });
+      try {
+        const c = await s.client();
+        assert.deepEqual(c.limits!.rate, { messages: 20, perMs: 1000 });
+        for (let i = 0; i < 20; i++) c.send({ type: 'ping', id: i });
+        for (let i = 0; i < 80; i++) c.send({ type: 'publish', topic: 'chat', data: i, id: `p${i}` });
+        assert.equal(await c.closed(), 1013);
+        assert.equal(c.closeReason, 'rate limited; retry after 1000 ms');
+        assert.equal(c.inbox.filter((m) => m.type === 'pong').length, 20);
+        // 21 refusals (more than `messages` in one window) close it; each was answered, none
+        // counted toward maxErrors (5), so it was not closed with 1008 before.
+        const errors = c.inbox.filter((m) => m.type === 'error');
+        assert.equal(errors.length, 21);
+        errors.forEach((m, i) => {
+          assert.deepEqual(
+            { code: m.code, retryAfter: m.retryAfter, id: m.id, topic: m.topic },
+            { code: 'rate_limited', retryAfter: 50, id: `p${i}`, topic: 'chat' },
+          );
+        });
+        assert.equal(s.channel.position('chat').seq, 0, 'nothing refused was published');
+      } finally {
+        await s.close();
+      }
+    },
+  );
+
+  it('a client refused up to `messages` times per window stays open (the margin)', T, async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const s = await channelServer({ ...CHAT, rateLimit: { messages: 3, perMs: 900 }, maxErrors: 2 });
     try {
       const c = await s.client();
-      for (let i = 0; i < 100; i++) c.send({ type: 'ping', id: i });
-      assert.equal(await c.closed(), 1008);
-      const codes = c.inbox.filter((m) => m.type === 'error').map((m) => m.code);
-      assert.deepEqual(codes, ['rate_limited', 'rate_limited', 'rate_limited', 'rate_limited', 'rate_limited']);
-      // The burst of 20, plus at most a token refilled while the flood was being read.
-      const pongs = c.inbox.filter((m) => m.type === 'pong').length;
-      assert.ok(pongs >= 20 && pongs <= 21, `${pongs} pongs`);
+      for (let round = 0; round < 3; round++) {
+        // Twice the rate: 3 answered, 3 refused, every window. A refused message is not read
+        // beyond what names a publish: invalid JSON is refused for the rate, not as bad_json.
+        for (let i = 0; i < 3; i++) c.send({ type: 'ping', id: i });
+        c.send('not json');
+        c.send({ type: 'publish', topic: 'chat', data: round, id: `r${round}` });
+        c.send({ type: 'publish', topic: 'chat', data: round }); // no id: none in the error
+        const replies = await c.take(6);
+        assert.deepEqual(
+          replies.map((m) => m.code ?? m.type),
+          ['pong', 'pong', 'pong', 'rate_limited', 'rate_limited', 'rate_limited'],
+        );
+        assert.deepEqual(
+          replies.slice(3).map((m) => m.id),
+          [undefined, `r${round}`, undefined],
+        );
+        t.mock.timers.tick(900);
+      }
+      assert.equal(c.closeCode, undefined);
+      // One more refusal than that in a window, and it is closed.
+      for (let i = 0; i < 7; i++) c.send({ type: 'ping', id: i });
+      assert.equal(await c.closed(), 1013);
+      assert.match(c.closeReason, /^rate limited; retry after \d+ ms$/);
     } finally {
       await s.close();
     }
@@ -880,7 +961,6 @@ describe('channel protocol: identity', () => {
           { type: 'publish', topic: 'presence', data: { ...ADA, state: 'leave' } },
           { type: 'publish', topic: 'presence', data: { id: a.id, state: 'join' } },
           { type: 'publish', topic: 'presence', data: { state: 'leave' }, from: ADA },
-          { type: 'publish', topic: 'presence', data: { state: 'leave' }, id: a.id },
           // Chat under another nick or id.
           { type: 'publish', topic: 'chat', data: { nick: 'ada', text: 'I am ada' } },
           { type: 'publish', topic: 'chat', data: { from: ADA, text: 'I am ada' } },
@@ -906,6 +986,15 @@ describe('channel protocol: identity', () => {
         // Arrays and other values are not objects with fields: nothing to claim there.
         mallory.send({ type: 'publish', topic: 'chat', data: ['nick', 'ada'] });
         assert.deepEqual((await ada.next()).from, m);
+        // `id` beside `data` is the publish's own id (acknowledged), never a sender's.
+        mallory.send({ type: 'publish', topic: 'presence', data: { state: 'leave' }, id: a.id });
+        assert.deepEqual(await ada.next(), {
+          type: 'message',
+          topic: 'presence',
+          seq: 2,
+          from: m,
+          data: { state: 'leave' },
+        });
       } finally {
         await s.close();
       }
@@ -973,6 +1062,7 @@ describe('channel protocol: recovery budget', () => {
         raw.write(clientFrame({ opcode: 0x1, payload: '{"type":"ping","id":"end"}' }));
         await raw.until(() => raw.received.includes('"id":"end"'), 10_000);
         const replies = raw.frames().map((f) => JSON.parse(f.payload.toString()) as Msg);
+        assert.equal(replies.shift()?.type, 'limits');
         const sent = raw.socket.bytesWritten;
         const received = raw.socket.bytesRead;
         raw.destroy();
@@ -1050,6 +1140,324 @@ describe('channel protocol: recovery budget', () => {
   });
 });
 
+describe('channel protocol: limits, acknowledged publishes, dedup and batches', () => {
+  it('the first message of every connection is `limits`, from the real settings', T, async () => {
+    const s = await channelServer({ topics: { chat: {} } });
+    const custom = await channelServer({
+      topics: { chat: {} },
+      rateLimit: false,
+      maxMessageBytes: 4096,
+      maxBatch: 7,
+      dedup: false,
+    });
+    const short = await channelServer({
+      topics: { chat: {} },
+      rateLimit: { messages: 5, perMs: 2000 },
+      dedup: { ttlMs: 30_000 },
+    });
+    try {
+      const [a, b] = await Promise.all([s.client(), s.client()]);
+      assert.equal(typeof a.limits!.dedupScope, 'string');
+      assert.ok(a.limits!.dedupScope!.length >= 16, 'at least 96 random bits');
+      assert.deepEqual(a.limits, {
+        type: 'limits',
+        rate: { messages: 20, perMs: 1000 },
+        maxMessageBytes: 16384,
+        maxBatch: 50,
+        dedupMs: 120000,
+        dedupScope: a.limits!.dedupScope,
+      });
+      // One memory of ids per server (its broker): the same scope for every connection.
+      assert.deepEqual(b.limits, a.limits);
+      assert.deepEqual((await custom.client()).limits, {
+        type: 'limits',
+        rate: null,
+        maxMessageBytes: 4096,
+        maxBatch: 7,
+        dedupMs: 0,
+      });
+      const other = (await short.client()).limits!;
+      assert.deepEqual(other.rate, { messages: 5, perMs: 2000 });
+      assert.equal(other.dedupMs, 30000);
+      assert.notEqual(other.dedupScope, a.limits.dedupScope, 'another server, another memory');
+    } finally {
+      await Promise.all([s.close(), custom.close(), short.close()]);
+    }
+  });
+
+  it('a publish with an id is acked with its seq, after its message reached the sender', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      const [a, b] = await Promise.all([s.client(), s.client()]);
+      await a.subscribe('chat');
+      await b.subscribe('chat');
+      const me = await a.hello('ada');
+      a.send({ type: 'publish', topic: 'chat', data: 'one', id: 'Xk3_9aP2qLm0.1' });
+      assert.deepEqual(await a.take(2), [
+        { type: 'message', topic: 'chat', seq: 1, from: me, data: 'one' },
+        { type: 'ack', id: 'Xk3_9aP2qLm0.1', topic: 'chat', seq: 1 },
+      ]);
+      // The id is the publisher's business: subscribers see the message as always.
+      assert.deepEqual(await b.next(), { type: 'message', topic: 'chat', seq: 1, from: me, data: 'one' });
+      // Not subscribed: the ack alone. `null` counts as no id: no answer.
+      const c = await s.client();
+      c.send({ type: 'publish', topic: 'chat', data: 'two', id: 'c.1' });
+      assert.deepEqual(await c.next(), { type: 'ack', id: 'c.1', topic: 'chat', seq: 2 });
+      c.send({ type: 'publish', topic: 'chat', data: 'three', id: null });
+      assert.deepEqual(await c.drain(), []);
+      assert.deepEqual(seqs(await b.take(2)), [2, 3]);
+      // A topic without history or subscribers is numbered too when the publish has an id.
+      const lone = await channelServer({ ...CHAT, allowUnknownTopics: true, allowPublish: () => true });
+      try {
+        const d = await lone.client();
+        d.send({ type: 'publish', topic: 'nobody', data: 1, id: 'd.1' });
+        d.send({ type: 'publish', topic: 'nobody', data: 2, id: 'd.2' });
+        assert.deepEqual(
+          (await d.take(2)).map((m) => m.seq),
+          [1, 2],
+        );
+      } finally {
+        await lone.close();
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a repeated id is answered with the original ack and duplicate: true, and published once', T, async () => {
+    const s = await channelServer(CHAT);
+    try {
+      const [watcher, first, second] = await Promise.all([s.client(), s.client(), s.client()]);
+      await watcher.subscribe('chat');
+      first.send({ type: 'publish', topic: 'chat', data: 'hello', id: 'sess.1' });
+      assert.deepEqual(await first.next(), { type: 'ack', id: 'sess.1', topic: 'chat', seq: 1 });
+      s.channel.publish('chat', 'someone else');
+      // The same id again, on another connection (a client that reconnected and resent it).
+      second.send({ type: 'publish', topic: 'chat', data: 'hello', id: 'sess.1' });
+      assert.deepEqual(await second.next(), { type: 'ack', id: 'sess.1', topic: 'chat', seq: 1, duplicate: true });
+      first.send({ type: 'publish', topic: 'chat', data: 'hello', id: 'sess.1' });
+      assert.deepEqual(await first.next(), { type: 'ack', id: 'sess.1', topic: 'chat', seq: 1, duplicate: true });
+      assert.deepEqual(
+        (await watcher.drain()).map((m) => m.data),
+        ['hello', 'someone else'],
+      );
+      assert.equal(s.channel.position('chat').seq, 2);
+      // Keyed by topic and id: the same id on another topic is another publish.
+      const open = await channelServer({ ...CHAT, allowUnknownTopics: true, allowPublish: () => true });
+      try {
+        const c = await open.client();
+        c.send({ type: 'publish', topic: 'a', data: 1, id: 'same' });
+        c.send({ type: 'publish', topic: 'b', data: 1, id: 'same' });
+        assert.deepEqual(await c.take(2), [
+          { type: 'ack', id: 'same', topic: 'a', seq: 1 },
+          { type: 'ack', id: 'same', topic: 'b', seq: 1 },
+        ]);
+      } finally {
+        await open.close();
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('with dedup: false a publish with an id is acked but a repeat is published again', T, async () => {
+    const s = await channelServer({ ...CHAT, dedup: false });
+    try {
+      const c = await s.client();
+      c.send({ type: 'publish', topic: 'chat', data: 'x', id: 'a' });
+      c.send({ type: 'publish', topic: 'chat', data: 'x', id: 'a' });
+      assert.deepEqual(await c.take(2), [
+        { type: 'ack', id: 'a', topic: 'chat', seq: 1 },
+        { type: 'ack', id: 'a', topic: 'chat', seq: 2 },
+      ]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('ids are remembered per topic up to dedup.size, oldest first out', T, async () => {
+    const s = await channelServer({ ...CHAT, dedup: { size: 2 } });
+    try {
+      const c = await s.client();
+      const publish = async (id: string): Promise<Msg> => {
+        c.send({ type: 'publish', topic: 'chat', data: id, id });
+        return c.next();
+      };
+      assert.equal((await publish('a')).seq, 1);
+      assert.equal((await publish('b')).seq, 2);
+      assert.deepEqual(await publish('a'), { type: 'ack', id: 'a', topic: 'chat', seq: 1, duplicate: true });
+      assert.equal((await publish('c')).seq, 3); // `a` goes: the oldest
+      assert.deepEqual(await publish('a'), { type: 'ack', id: 'a', topic: 'chat', seq: 4 });
+      // Now `c` and `a` are remembered; `b` went when `a` came back.
+      assert.equal((await publish('c')).duplicate, true);
+      assert.equal((await publish('b')).seq, 5);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('ids are remembered for dedup.ttlMs', T, async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const s = await channelServer({ ...CHAT, dedup: { ttlMs: 1000 } });
+    try {
+      const c = await s.client();
+      assert.equal(c.limits!.dedupMs, 1000);
+      const publish = async (id: string): Promise<Msg> => {
+        c.send({ type: 'publish', topic: 'chat', data: id, id });
+        return c.next();
+      };
+      assert.equal((await publish('a')).seq, 1);
+      t.mock.timers.tick(600);
+      assert.equal((await publish('b')).seq, 2);
+      t.mock.timers.tick(400);
+      assert.deepEqual(await publish('a'), { type: 'ack', id: 'a', topic: 'chat', seq: 1, duplicate: true });
+      t.mock.timers.tick(1);
+      // 1001 ms after it: forgotten, so published again; `b` (401 ms old) is still known.
+      assert.deepEqual(await publish('a'), { type: 'ack', id: 'a', topic: 'chat', seq: 3 });
+      assert.equal((await publish('b')).duplicate, true);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a batch is published in order and answered by one acks, for one rate-limit token', T, async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const s = await channelServer({
+      topics: { chat: { history: { size: 100 } }, ticker: { publish: false } },
+      rateLimit: { messages: 2, perMs: 1000 },
+      maxErrors: 1000,
+    });
+    try {
+      const [watcher, c] = await Promise.all([s.client(), s.client()]);
+      await watcher.subscribe('chat'); // watcher's first token
+      c.send({ type: 'publish', topic: 'chat', data: 'before', id: 'p0' }); // c's first token
+      assert.equal((await c.next()).seq, 1);
+      const publishes: Array<{ topic: string; data: unknown; id: string }> = Array.from({ length: 10 }, (_, i) => ({
+        topic: 'chat',
+        data: { n: i },
+        id: `b${i}`,
+      }));
+      // A repeat of an earlier id, a refused entry and a repeat inside the batch itself.
+      publishes.splice(3, 0, { topic: 'chat', data: 'before', id: 'p0' });
+      publishes.splice(6, 0, { topic: 'ticker', data: 'no', id: 'bad' });
+      publishes.push({ topic: 'chat', data: { n: 1 }, id: 'b1' });
+      c.send({ type: 'batch', publishes }); // c's second token
+      const answer = await c.next();
+      assert.equal(answer.type, 'acks');
+      assert.deepEqual(answer.acks, [
+        { id: 'b0', topic: 'chat', seq: 2 },
+        { id: 'b1', topic: 'chat', seq: 3 },
+        { id: 'b2', topic: 'chat', seq: 4 },
+        { id: 'p0', topic: 'chat', seq: 1, duplicate: true },
+        { id: 'b3', topic: 'chat', seq: 5 },
+        { id: 'b4', topic: 'chat', seq: 6 },
+        { id: 'bad', topic: 'ticker', code: 'forbidden', message: 'publishing to "ticker" is not allowed' },
+        { id: 'b5', topic: 'chat', seq: 7 },
+        { id: 'b6', topic: 'chat', seq: 8 },
+        { id: 'b7', topic: 'chat', seq: 9 },
+        { id: 'b8', topic: 'chat', seq: 10 },
+        { id: 'b9', topic: 'chat', seq: 11 },
+        { id: 'b1', topic: 'chat', seq: 3, duplicate: true },
+      ]);
+      const got = await watcher.take(11);
+      assert.deepEqual(seqs(got), range(1, 11));
+      assert.deepEqual(
+        got.slice(1).map((m) => m.data),
+        Array.from({ length: 10 }, (_, i) => ({ n: i })),
+      );
+      // The batch took one token: the bucket is empty now.
+      c.send({ type: 'ping', id: 'after' });
+      assert.equal((await c.next()).code, 'rate_limited');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a malformed batch is one bad_message and publishes nothing; too many entries, too big', T, async () => {
+    const s = await channelServer({ ...CHAT, maxBatch: 3, maxMessageBytes: 400 });
+    try {
+      const c = await s.client();
+      const ok = (i: number): object => ({ topic: 'chat', data: i, id: `i${i}` });
+      await c.expectError({ type: 'batch', publishes: [ok(1), ok(2), { topic: 'chat', data: 3 }] }, 'bad_message');
+      await c.expectError({ type: 'batch', publishes: [ok(1), { topic: 'chat', data: 3, id: 7 }] }, 'bad_message');
+      await c.expectError({ type: 'batch', publishes: [ok(1), ok(2), ok(3), ok(4)] }, 'bad_message');
+      const big = await c.expectError(
+        { type: 'batch', publishes: [ok(1), { topic: 'chat', data: 'x'.repeat(400), id: 'big' }] },
+        'too_big',
+      );
+      assert.equal(big.id, undefined);
+      assert.equal(s.channel.position('chat').seq, 0, 'nothing was published');
+      c.send({ type: 'batch', publishes: [ok(1), ok(2), ok(3)] });
+      assert.deepEqual((await c.next()).acks, [
+        { id: 'i1', topic: 'chat', seq: 1 },
+        { id: 'i2', topic: 'chat', seq: 2 },
+        { id: 'i3', topic: 'chat', seq: 3 },
+      ]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('refused batch entries count toward maxErrors: the acks are sent, then the close', T, async () => {
+    const s = await channelServer({ ...CHAT, maxErrors: 3 });
+    try {
+      const c = await s.client();
+      await c.expectError({ type: 'publish', topic: 'ticker', data: 1 }, 'forbidden');
+      c.send({
+        type: 'batch',
+        publishes: [
+          { topic: 'ticker', data: 1, id: 'x' },
+          { topic: 'chat', data: 1, id: 'y' },
+          { topic: 'nope', data: 1, id: 'z' },
+        ],
+      });
+      assert.equal(await c.closed(), 1008);
+      assert.equal(c.closeReason, 'too many errors');
+      assert.deepEqual(
+        c.inbox[0].acks!.map((a) => a.code ?? a.seq),
+        ['forbidden', 1, 'unknown_topic'],
+      );
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('an allowPublish that throws refuses that entry of a batch with internal, not the others', T, async () => {
+    const warnings: unknown[] = [];
+    const onWarning = (w: unknown): number => warnings.push(w);
+    process.on('warning', onWarning);
+    const s = await channelServer({
+      ...CHAT,
+      allowPublish: (_ws, topic) => {
+        if (topic === 'ticker') throw new Error('the application failed');
+        return true;
+      },
+    });
+    try {
+      const c = await s.client();
+      c.send({
+        type: 'batch',
+        publishes: [
+          { topic: 'ticker', data: 1, id: 'x' },
+          { topic: 'chat', data: 1, id: 'y' },
+        ],
+      });
+      assert.deepEqual((await c.next()).acks, [
+        { id: 'x', topic: 'ticker', code: 'internal', message: 'the server could not handle this publish' },
+        { id: 'y', topic: 'chat', seq: 1 },
+      ]);
+      await waitFor(
+        () => warnings.length > 0,
+        WAIT_MS,
+        () => 'the warning',
+      );
+    } finally {
+      process.off('warning', onWarning);
+      await s.close();
+    }
+  });
+});
+
 describe('channel: server-side API', () => {
   it('checks its options and arguments', T, async () => {
     const s = await channelServer(CHAT);
@@ -1058,12 +1466,16 @@ describe('channel: server-side API', () => {
       assert.throws(() => new Channel(s.wss, { rateLimit: { messages: 0, perMs: 1000 } }), RangeError);
       assert.throws(() => new Channel(s.wss, { maxErrors: 0 }), RangeError);
       assert.throws(() => new Channel(s.wss, { maxMessageBytes: 0 }), RangeError);
+      assert.throws(() => new Channel(s.wss, { maxBatch: 0 }), RangeError);
+      assert.throws(() => new Channel(s.wss, { maxBatch: 1.5 }), RangeError);
+      assert.throws(() => new Channel(s.wss, { dedup: { ttlMs: 0 } }), RangeError);
+      assert.throws(() => new Channel(s.wss, { dedup: { size: 0 } }), RangeError);
       assert.throws(() => new Channel(s.wss, { topics: { '': {} } }), RangeError);
       assert.throws(() => s.channel.publish('chat', undefined), TypeError);
       assert.throws(() => s.channel.publish('chat', 10n), TypeError);
       // A connection of another server has another Hub.
       const conn = once(other.wss, 'connection') as Promise<[WebSocket]>;
-      const c = await Client.open(other.port);
+      const c = await Client.open(other.port, '/', false);
       const [foreign] = await conn;
       assert.throws(() => s.channel.accept(foreign), TypeError);
       c.close();
@@ -1185,7 +1597,9 @@ describe('recovery under the drop policy', () => {
  * later turn. `down`: each of them fails (the broker cannot be reached). `readGate`: a
  * recovery or position read takes its snapshot at once but answers only when the gate opens
  * (what is published meanwhile arrives before the answer). `gate`: every call waits for it
- * before anything else (`calls` counts the calls made).
+ * before anything else (`calls` counts the calls made, `publishes` the publish calls).
+ * Publish ids are remembered (without bounds) unless made with `keepsIds` false; then it has no
+ * `dedupScope`, as a broker that does not deduplicate.
  */
 class LoopbackBroker implements AsynchronousBroker {
   readonly synchronous = false;
@@ -1194,8 +1608,15 @@ class LoopbackBroker implements AsynchronousBroker {
   readGate: Promise<void> | undefined;
   gate: Promise<void> | undefined;
   calls = 0;
+  publishes = 0;
+  readonly dedupScope: (() => string) | undefined;
   private host: BrokerHost | undefined;
   private readonly logs = new Map<string, HistoryEntry[]>();
+  private readonly ids = new Map<string, number>();
+
+  constructor(keepsIds = true) {
+    this.dedupScope = keepsIds ? () => 'loopback-scope' : undefined;
+  }
 
   attach(host: BrokerHost): void {
     this.host = host;
@@ -1229,10 +1650,15 @@ class LoopbackBroker implements AsynchronousBroker {
     if (this.down) throw createError('WS_ERR_BROKER_UNAVAILABLE', 'the broker is down (this test says so)');
   }
 
-  async publish(message: OutgoingMessage, exclude?: unknown): Promise<TopicPosition> {
+  async publish(message: OutgoingMessage, exclude?: unknown): Promise<PublishResult> {
+    this.publishes++;
     await this.reachable();
+    const key = message.dedup === undefined ? undefined : JSON.stringify([message.topic, message.dedup.id]);
+    const known = key === undefined || this.dedupScope === undefined ? undefined : this.ids.get(key);
+    if (known !== undefined) return { epoch: this.epoch, seq: known, duplicate: true };
     const log = this.log(message.topic);
     const seq = log.length + 1;
+    if (key !== undefined) this.ids.set(key, seq);
     const payload = messageBytes(message, seq);
     log.push({ seq, payload, binary: message.binary, time: 0 });
     this.host?.deliver({ topic: message.topic, payload, binary: message.binary, seq, epoch: this.epoch }, exclude);
@@ -1366,7 +1792,7 @@ describe('channel protocol: with an asynchronous broker', () => {
       try {
         const a = await Client.open(server.port);
         const other = await Client.open(server.port);
-        const raw = await Client.open(server.port, '/raw');
+        const raw = await Client.open(server.port, '/raw', false);
         clients.push(a, other, raw);
         await a.subscribe('chat');
         await other.subscribe('ticker');
@@ -1397,6 +1823,138 @@ describe('channel protocol: with an asynchronous broker', () => {
       }
     },
   );
+});
+
+describe('channel protocol: acknowledged publishes with an asynchronous broker', () => {
+  it('acks come after the broker stored the publish; a repeat is answered by its memory of ids', T, async () => {
+    const broker = new LoopbackBroker();
+    const s = await channelServer(CHAT, { broker });
+    try {
+      const [a, b] = await Promise.all([s.client(), s.client()]);
+      assert.equal(a.limits!.dedupScope, 'loopback-scope');
+      a.send({ type: 'publish', topic: 'chat', data: 'one', id: 'a.1' });
+      assert.deepEqual(await a.next(), { type: 'ack', id: 'a.1', topic: 'chat', seq: 1 });
+      b.send({ type: 'publish', topic: 'chat', data: 'one', id: 'a.1' });
+      assert.deepEqual(await b.next(), { type: 'ack', id: 'a.1', topic: 'chat', seq: 1, duplicate: true });
+      assert.equal(broker.publishes, 2, 'the broker decided: the first was no longer in flight');
+      assert.equal((await s.channel.positionAsync('chat')).seq, 1);
+      // A batch through the broker: one acks, in order.
+      a.send({
+        type: 'batch',
+        publishes: [
+          { topic: 'chat', data: 2, id: 'a.2' },
+          { topic: 'ticker', data: 3, id: 'a.3' },
+          { topic: 'chat', data: 4, id: 'a.4' },
+          { topic: 'chat', data: 2, id: 'a.2' },
+        ],
+      });
+      assert.deepEqual((await a.next()).acks, [
+        { id: 'a.2', topic: 'chat', seq: 2 },
+        { id: 'a.3', topic: 'ticker', code: 'forbidden', message: 'publishing to "ticker" is not allowed' },
+        { id: 'a.4', topic: 'chat', seq: 3 },
+        { id: 'a.2', topic: 'chat', seq: 2, duplicate: true },
+      ]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a repeat that arrives while the original is in flight gets its answer: same seq, or same error', T, async () => {
+    const broker = new LoopbackBroker();
+    const s = await channelServer(CHAT, { broker });
+    try {
+      const [watcher, a, b] = await Promise.all([s.client(), s.client(), s.client()]);
+      await watcher.subscribe('chat');
+      let open!: () => void;
+      broker.gate = new Promise<void>((resolve) => (open = resolve));
+      a.send({ type: 'publish', topic: 'chat', data: 'once', id: 's.1' });
+      await waitFor(
+        () => broker.publishes === 1,
+        WAIT_MS,
+        () => 'the publish to reach the broker',
+      );
+      // The client reconnected (another connection) and resent it, and resent it again.
+      b.send({ type: 'publish', topic: 'chat', data: 'once', id: 's.1' });
+      b.send({ type: 'batch', publishes: [{ topic: 'chat', data: 'once', id: 's.1' }] });
+      assert.deepEqual(await b.drain(), [], 'nothing answered while the original is in flight');
+      open();
+      assert.deepEqual(await a.next(), { type: 'ack', id: 's.1', topic: 'chat', seq: 1 });
+      assert.deepEqual(await b.take(2), [
+        { type: 'ack', id: 's.1', topic: 'chat', seq: 1, duplicate: true },
+        { type: 'acks', acks: [{ id: 's.1', topic: 'chat', seq: 1, duplicate: true }] },
+      ]);
+      assert.equal(broker.publishes, 1, 'the repeats never reached the broker');
+      assert.deepEqual(
+        (await watcher.drain()).map((m) => m.data),
+        ['once'],
+      );
+
+      // The original fails (the broker is away): the repeat gets the same error, with its id.
+      broker.gate = new Promise<void>((resolve) => (open = resolve));
+      broker.down = true;
+      a.send({ type: 'publish', topic: 'chat', data: 'lost', id: 's.2' });
+      await waitFor(
+        () => broker.publishes === 2,
+        WAIT_MS,
+        () => 'the publish to reach the broker',
+      );
+      b.send({ type: 'publish', topic: 'chat', data: 'lost', id: 's.2' });
+      assert.deepEqual(await b.drain(), []);
+      open();
+      for (const c of [a, b]) {
+        const error = await c.next();
+        assert.deepEqual(
+          { type: error.type, code: error.code, id: error.id, topic: error.topic, retryAfter: error.retryAfter },
+          { type: 'error', code: 'unavailable', id: 's.2', topic: 'chat', retryAfter: 1000 },
+        );
+      }
+      assert.equal(broker.publishes, 2);
+      // Once it failed it is forgotten: sent again later, it is published.
+      broker.gate = undefined;
+      broker.down = false;
+      b.send({ type: 'publish', topic: 'chat', data: 'again', id: 's.2' });
+      assert.deepEqual(await b.next(), { type: 'ack', id: 's.2', topic: 'chat', seq: 2 });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a batch entry the broker cannot take is refused as unavailable, not counted as an error', T, async () => {
+    const broker = new LoopbackBroker();
+    const s = await channelServer({ ...CHAT, maxErrors: 1 }, { broker });
+    try {
+      const c = await s.client();
+      broker.down = true;
+      c.send({ type: 'batch', publishes: [{ topic: 'chat', data: 1, id: 'u' }] });
+      assert.deepEqual((await c.next()).acks, [
+        {
+          id: 'u',
+          topic: 'chat',
+          code: 'unavailable',
+          message: 'not published: the server cannot reach its broker now',
+          retryAfter: 1000,
+        },
+      ]);
+      assert.deepEqual(await c.drain(), []);
+      assert.equal(c.closeCode, undefined);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a broker that keeps no ids: limits say dedupMs 0 (clients must not resend); acks still come', T, async () => {
+    const broker = new LoopbackBroker(false);
+    const s = await channelServer(CHAT, { broker });
+    try {
+      const c = await s.client();
+      assert.equal(c.limits!.dedupMs, 0);
+      assert.equal(c.limits!.dedupScope, undefined);
+      c.send({ type: 'publish', topic: 'chat', data: 1, id: 'n.1' });
+      assert.deepEqual(await c.next(), { type: 'ack', id: 'n.1', topic: 'chat', seq: 1 });
+    } finally {
+      await s.close();
+    }
+  });
 });
 
 describe('channel protocol: with an asynchronous broker, connections that leave and errors', () => {

@@ -26,6 +26,7 @@ import {
   DuetError,
   Hub,
   serveClusterBroker,
+  type OutgoingMessage,
   type Recovery,
   type TopicPosition,
 } from '../../src/index.js';
@@ -263,6 +264,45 @@ for (const serialization of ['json', 'advanced'] as const) {
       });
       assert.deepEqual(stats.errors, []);
       assert.match(stats.primaryInWorker, /runs in the cluster primary, not in a worker/);
+    });
+
+    it('publish ids: every worker announces the primary’s dedup scope; a repeat through another worker gets the original ack', async () => {
+      const [w0, w1, w2] = app.workers;
+      const [a, b, watcher] = [await open(w0), await open(w1), await open(w2)];
+      await watcher.subscribe('ids');
+      const limits = [a, b].map((p) => p.got[0] as unknown as Record<string, unknown>);
+      assert.equal(limits[0].type, 'limits');
+      assert.equal(typeof limits[0].dedupScope, 'string');
+      assert.equal(limits[0].dedupMs, 120000);
+      assert.deepEqual(limits[1], limits[0], 'the same limits and scope in every worker');
+      const acks = (p: Peer): Array<Record<string, unknown>> =>
+        (p.got as unknown as Array<Record<string, unknown>>).filter((m) => m.type === 'ack');
+      const publish = { type: 'publish', topic: 'ids', data: { text: 'once' }, id: 'session.1' };
+      a.send(publish);
+      await waitFor(
+        () => acks(a).length === 1,
+        WAIT_MS,
+        () => 'the ack',
+      );
+      const [ack] = acks(a);
+      assert.deepEqual(ack, { type: 'ack', id: 'session.1', topic: 'ids', seq: ack.seq });
+      b.send(publish); // the client reconnected to another worker and resent it
+      await waitFor(
+        () => acks(b).length === 1,
+        WAIT_MS,
+        () => 'the second ack',
+      );
+      assert.deepEqual(acks(b), [{ ...ack, duplicate: true }]);
+      b.send({ type: 'publish', topic: 'ids', data: { text: 'next' }, id: 'session.2' });
+      await waitFor(
+        () => watcher.messages('ids').length === 2,
+        WAIT_MS,
+        () => 'the next message',
+      );
+      assert.deepEqual(
+        watcher.messages('ids').map((m) => m.data?.text),
+        ['once', 'next'],
+      );
     });
 
     it('a publish leaves out its sender, in its own worker only; binary payloads arrive byte for byte', async () => {
@@ -634,12 +674,86 @@ describe('ClusterBroker in one process (fake IPC channels)', () => {
     });
   }
 
+  it('publish ids are remembered by the primary: a repeat from another worker, in the same turn too, gets the first seq', async () => {
+    const errors: Error[] = [];
+    const cluster = fakeCluster({ primary: { onError: (err) => errors.push(err) } });
+    const [a, b] = [cluster.worker(), cluster.worker()];
+    assert.equal(a.broker.dedupScope(), undefined, 'not known before the primary answered');
+    await Promise.all([a.broker.ready(), b.broker.ready()]);
+    const scope = a.broker.dedupScope();
+    assert.equal(typeof scope, 'string');
+    assert.equal(b.broker.dedupScope(), scope, "the primary's, for every worker");
+    const [hubA, hubB] = [hubOf(a.broker, errors), hubOf(b.broker, errors)];
+    const recorder = await follow(hubA, 't');
+    const withId = (id: string, text = id): OutgoingMessage => ({
+      topic: 't',
+      payload: text,
+      binary: false,
+      dedup: { id, ttlMs: 60_000, size: 10 },
+    });
+    // Both in flight at once, from two workers: the primary takes them one after the other.
+    const [first, second] = await Promise.all([
+      hubA.publishMessageAsync(withId('i1', 'once')),
+      hubB.publishMessageAsync(withId('i1', 'once')),
+    ]);
+    assert.deepEqual(first, { epoch: first.epoch, seq: 1 });
+    assert.deepEqual(second, { epoch: first.epoch, seq: 1, duplicate: true });
+    assert.deepEqual((await hubB.publishMessageAsync(withId('i2'))).seq, 2);
+    assert.deepEqual(await hubA.publishMessageAsync(withId('i2')), { epoch: first.epoch, seq: 2, duplicate: true });
+    await waitFor(
+      () => recorder.got.length === 2,
+      WAIT_MS,
+      () => 'the deliveries',
+    );
+    await hubA.publishAsync('t', 'marker');
+    await waitFor(
+      () => recorder.got.length === 3,
+      WAIT_MS,
+      () => 'the marker',
+    );
+    assert.deepEqual(recorder.texts(), ['once', 'i2', 'marker']);
+    assert.deepEqual([a.broker.stats().published, b.broker.stats().published], [2, 1], 'duplicates not counted');
+    assert.equal(cluster.primary!.stats().published, 3);
+    // A malformed publish id is a malformed request: refused, nothing published.
+    const replies: Array<{ id?: number; error?: string }> = [];
+    b.fake.channel.on('message', (m: { items?: [] }) => replies.push(...(m.items ?? [])));
+    for (const [n, dedup] of [{ id: '', ttlMs: 1, size: 1 }, { id: 'x', ttlMs: 0, size: 1 }, 'x'].entries()) {
+      b.fake.channel.send(
+        {
+          duet: 'broker',
+          broker: b.broker.id,
+          items: [{ op: 'publish', id: 900 + n, topic: 't', text: 'no', binary: false, dedup }],
+        },
+        undefined,
+        undefined,
+        () => {},
+      );
+    }
+    await waitFor(
+      () => replies.filter((r) => r.id !== undefined && r.id >= 900).length === 3,
+      WAIT_MS,
+      () => 'the refusals',
+    );
+    assert.deepEqual(
+      replies.filter((r) => r.id !== undefined && r.id >= 900).map((r) => r.error),
+      ['malformed request', 'malformed request', 'malformed request'],
+    );
+    assert.equal(cluster.primary!.stats().published, 3);
+    assert.deepEqual(
+      errors.map((e) => (e as DuetError).code),
+      ['WS_ERR_BROKER_MESSAGE', 'WS_ERR_BROKER_MESSAGE', 'WS_ERR_BROKER_MESSAGE'],
+    );
+    a.broker.close();
+    b.broker.close();
+    cluster.primary!.close();
+  });
+
   it('more requests waiting than maxPendingPublishes are refused; a closed channel fails those waiting', async () => {
     const cluster = fakeCluster({ primary: false }); // nobody answers
     const { fake, broker } = cluster.worker({ maxPendingPublishes: 5 });
     const errors: Error[] = [];
     const hub = hubOf(broker, errors);
-    fake.channel.emit('message', fromPrimary(broker, { op: 'reply', id: 1, value: true })); // the hello
+    fake.channel.emit('message', fromPrimary(broker, { op: 'reply', id: 1, value: 'the-primary-scope' })); // the hello
     const results = Array.from({ length: 50 }, (_, i) => hub.publishAsync('b', `${i}`));
     await Promise.all(results.slice(5).map((p) => assert.rejects(p, isCode('WS_ERR_BROKER_BACKLOG'))));
     assert.deepEqual([broker.stats().pending, broker.stats().failed], [5, 45]);
@@ -662,6 +776,8 @@ describe('ClusterBroker in one process (fake IPC channels)', () => {
     const { broker } = fakeCluster({ primary: false }).worker({ requestTimeout: 100 }); // its hello: due at 100
     const errors: Error[] = [];
     const hub = hubOf(broker, errors);
+    let notReady: unknown;
+    broker.ready().catch((err: unknown) => (notReady = err));
     t.mock.timers.tick(60);
     let failure: unknown;
     hub.publishAsync('t', 'x').catch((err: unknown) => (failure = err)); // due at 160
@@ -669,6 +785,8 @@ describe('ClusterBroker in one process (fake IPC channels)', () => {
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(errors.length, 1, 'the hello timed out');
     assert.match(errors[0].message, /did not say hello .*serveClusterBroker\(\).*no answer .* within 100 ms/);
+    assert.ok(isCode('WS_ERR_BROKER_UNAVAILABLE')(notReady), 'ready() rejects with it');
+    assert.equal(broker.dedupScope(), undefined);
     assert.equal(failure, undefined, 'the publish still has time');
     t.mock.timers.tick(50);
     await new Promise((resolve) => setImmediate(resolve));
@@ -741,7 +859,7 @@ describe('ClusterBroker in one process (fake IPC channels)', () => {
     const recover = broker.recover('t', 0, 'e'); // 5
     const partial = broker.recover('t', 0, 'e'); // 6
     for (const message of [
-      fromPrimary(broker, { op: 'reply', id: 1, value: 'hello' }),
+      fromPrimary(broker, { op: 'reply', id: 1, value: 7 }), // the hello's answer is the primary's dedup scope
       fromPrimary(broker, { op: 'reply', id: 2, value: { epoch: 5 } }),
       fromPrimary(broker, { op: 'reply', id: 3, value: 'yes' }),
       fromPrimary(broker, { op: 'reply', id: 4, error: 'nope' }),

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import type { Redis } from 'ioredis';
 import { RedisBroker, type RedisBrokerOptions } from '../../src/redis/index.js';
 import { Hub } from '../../src/push/hub.js';
+import type { OutgoingMessage, PublishDedup } from '../../src/push/broker.js';
 import { DuetError } from '../../src/protocol/errors.js';
 import type { Recovery } from '../../src/push/history.js';
 import {
@@ -117,7 +118,8 @@ describe('RedisBroker', { skip }, () => {
     const { hubs, prefix } = await fleet('nobody', 1);
     const ack = await hubs[0].publishAsync('user:42', 'offline');
     assert.equal(ack.seq, 1);
-    assert.deepEqual(await admin.keys(`${prefix}*`), []);
+    // Only the memory's name (the dedup scope), made when the broker connected.
+    assert.deepEqual(await admin.keys(`${prefix}*`), [`${prefix}dedup-scope`]);
   });
 
   it('recovery while others keep publishing: no gap and no duplicate between the replay and live messages', async () => {
@@ -221,6 +223,106 @@ describe('RedisBroker', { skip }, () => {
     assert.equal(r.epoch, afterFlush.epoch);
   });
 
+  /** A text message with a publish id (what the channel protocol hands the broker). */
+  function withId(topic: string, text: string, id: string, dedup: Partial<PublishDedup> = {}): OutgoingMessage {
+    return { topic, payload: text, binary: false, dedup: { id, ttlMs: 60_000, size: 100, ...dedup } };
+  }
+
+  it('a publish id is remembered in Redis: a repeat through another broker gets the first seq and is not published', async () => {
+    const { hubs, brokers, prefix } = await fleet('dedup', 3);
+    const scope = brokers[0].dedupScope();
+    assert.equal(typeof scope, 'string');
+    assert.ok(scope!.length >= 16);
+    assert.deepEqual(
+      brokers.map((b) => b.dedupScope()),
+      [scope, scope, scope],
+      'one memory for every process',
+    );
+    const recorder = await follow(hubs[2], 'room');
+    const first = await hubs[0].publishMessageAsync(withId('room', 'hello', 'page.1'));
+    assert.deepEqual(first, { seq: 1, epoch: first.epoch });
+    const again = await hubs[1].publishMessageAsync(withId('room', 'hello', 'page.1'));
+    assert.deepEqual(again, { seq: 1, epoch: first.epoch, duplicate: true });
+    // Another id, and the same id on another topic, are publishes of their own.
+    assert.equal((await hubs[1].publishMessageAsync(withId('room', 'next', 'page.2'))).seq, 2);
+    assert.equal((await hubs[1].publishMessageAsync(withId('other', 'x', 'page.1'))).duplicate, undefined);
+    await until(() => recorder.got.length === 2, 'the deliveries');
+    await hubs[0].publishAsync('room', 'last'); // a marker: nothing else is on its way
+    await until(() => recorder.got.length === 3, 'the marker');
+    assert.deepEqual(recorder.texts(), ['hello', 'next', 'last']);
+    assert.equal(brokers[1].stats().published, 2, 'a duplicate is not counted as published');
+    // The ids live beside the topic's log, in its hash slot, and expire.
+    const ids = `${prefix}{room}:ids`;
+    assert.deepEqual(await admin.hgetall(ids), { 'page.1': '1', 'page.2': '2' });
+    assert.deepEqual(await admin.zrange(`${prefix}{room}:idt`, '0', '-1'), ['page.1', 'page.2']);
+    for (const key of [ids, `${prefix}{room}:idt`]) {
+      const ttl = await admin.pttl(key);
+      assert.ok(ttl > 0 && ttl <= 60_000, `${key} expires (${ttl} ms)`);
+    }
+  });
+
+  it('the same id published by two processes at once is published once', async () => {
+    const { hubs } = await fleet('dedup-race', 2);
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        hubs[i % 2].publishMessageAsync(withId('race', `m${i >> 1}`, `id${i >> 1}`)),
+      ),
+    );
+    for (let k = 0; k < 20; k++) {
+      const [a, b] = [results[2 * k], results[2 * k + 1]];
+      assert.equal(a.seq, b.seq, `id${k}: one seq`);
+      assert.equal([a.duplicate, b.duplicate].filter((d) => d === true).length, 1, `id${k}: one duplicate`);
+    }
+    assert.deepEqual(
+      [...new Set(results.map((r) => r.seq))].sort((x, y) => x - y),
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
+  });
+
+  it('ids are remembered up to the dedup size per topic, oldest first out, and for the dedup ttl', async () => {
+    const { hubs, prefix } = await fleet('dedup-bounds', 1);
+    const publish = (id: string, dedup: Partial<PublishDedup> = { size: 3 }) =>
+      hubs[0].publishMessageAsync(withId('b', id, id, dedup));
+    // Ids in reverse alphabetical order, most of them in the same millisecond: the oldest goes
+    // first all the same.
+    for (const id of ['z', 'y', 'x', 'w']) assert.equal((await publish(id)).duplicate, undefined);
+    assert.equal((await publish('y')).duplicate, true);
+    assert.equal(await admin.hlen(`${prefix}{b}:ids`), 3);
+    assert.deepEqual(await admin.zrange(`${prefix}{b}:idt`, '0', '-1'), ['y', 'x', 'w'], 'in arrival order');
+    const z = await publish('z'); // pushed out by `w`: published again, and `y` goes
+    assert.deepEqual([z.seq, z.duplicate], [5, undefined]);
+    assert.equal((await publish('y')).duplicate, undefined);
+    // By time: an id older than ttlMs is forgotten when the next id is remembered.
+    const ttlMs = 300;
+    const t0 = Date.now();
+    assert.equal((await publish('t', { ttlMs })).duplicate, undefined);
+    let republished: number | undefined;
+    for (let tries = 0; republished === undefined; tries++) {
+      assert.ok(tries < 500, 'the id was never forgotten');
+      const r = await publish('t', { ttlMs });
+      if (r.duplicate !== true) republished = Date.now() - t0;
+      else await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok(republished >= ttlMs - 5, `forgotten after ${republished} ms, not before ${ttlMs}`);
+  });
+
+  it('the dedup scope is kept in Redis: a Redis that lost it (flushed) gives a new one, to every process', async () => {
+    const { hubs, brokers, prefix } = await fleet('dedup-flush', 2);
+    const before = brokers[0].dedupScope()!;
+    assert.equal(await admin.get(`${prefix}dedup-scope`), before);
+    const first = await hubs[0].publishMessageAsync(withId('f', 'x', 'id1'));
+    assert.ok((await deleteKeys(admin, prefix)) >= 1); // as FLUSHALL would, for this prefix only
+    await until(() => brokers.every((b) => b.dedupScope() !== before), 'the brokers to see the new scope', 10_000);
+    const after = brokers[0].dedupScope();
+    assert.equal(brokers[1].dedupScope(), after, 'one new scope for every process');
+    assert.equal(await admin.get(`${prefix}dedup-scope`), after);
+    // The ids went with it: the same id is published again (a client told of the new scope
+    // does not resend it).
+    const again = await hubs[1].publishMessageAsync(withId('f', 'x', 'id1'));
+    assert.equal(again.duplicate, undefined);
+    assert.notEqual(again.epoch, first.epoch);
+  });
+
   it('Redis away: publishAsync rejects with WS_ERR_BROKER_UNAVAILABLE (not published); after it returns, publishes go through', async () => {
     const { brokers, hubs, errors } = await fleet('down', 1);
     await killConnections(admin, `duet:${brokers[0].id}:commands`);
@@ -282,7 +384,7 @@ describe('RedisBroker', { skip }, () => {
     const { hubs, prefix } = await fleet('names', 1, { history: { size: 3 } });
     const names = ['a', 'a}:log', '{a}', 'a:hist', 'a b*?', 'ü', '*'];
     for (const name of names) await hubs[0].publishAsync(name, name);
-    const keys = (await admin.keys(`${prefix}*`)).sort();
+    const keys = (await admin.keys(`${prefix}*`)).filter((key) => key !== `${prefix}dedup-scope`).sort();
     assert.equal(keys.length, names.length * 2, keys.join(' '));
     for (const key of keys) assert.match(key.slice(prefix.length), /^\{[A-Za-z0-9%\-_.!~*'()]+\}:(log|hist)$/);
     for (const name of names) {

@@ -51,9 +51,23 @@ function follow(url: string, options: ConstructorParameters<typeof DuetClient>[1
 /** Publish `count` chat messages `{ p, i }` from `client`, one every `ms` (under the channel's 20/s limit). */
 async function publishSlowly(client: DuetClient, p: number, count: number, ms: number): Promise<void> {
   for (let i = 1; i <= count; i++) {
-    client.publish('chat', { p, i });
+    void client.publish('chat', { p, i });
     await new Promise((resolve) => setTimeout(resolve, ms));
   }
+}
+
+/** A raw channel client (`ws`): every message parsed, in order; `limits` is the first. */
+async function channelClient(url: string): Promise<{ ws: WS; got: Array<Record<string, unknown>> }> {
+  const ws = new WS(`${url}/channel`);
+  const got: Array<Record<string, unknown>> = [];
+  ws.on('message', (d: Buffer) => got.push(JSON.parse(d.toString()) as Record<string, unknown>));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  await until(() => got.length > 0, 'the limits message');
+  assert.equal(got[0].type, 'limits');
+  return { ws, got };
 }
 
 /** Seqs strictly consecutive from the first (no gap, no repeat, in order). */
@@ -235,7 +249,7 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
     // A last message, sent until it is through, marks the end.
     for (let tries = 0; !publisher.got.some((g) => g.data.i === 99); tries++) {
       assert.ok(tries < 200, 'Redis never came back for the publisher');
-      publisher.client.publish('chat', { p: 0, i: 99 });
+      void publisher.client.publish('chat', { p: 0, i: 99 });
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const sent = publisher.got.map((g) => g.data.i);
@@ -257,11 +271,58 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
     }
     // Now Redis loses this application's data.
     await deleteKeys(admin, prefix);
-    publisher.client.publish('chat', { p: 0, i: 100 });
+    void publisher.client.publish('chat', { p: 0, i: 100 });
     await until(() => followers.every((f) => f.got.some((g) => g.data.i === 100)), 'the message after the loss');
     for (const [k, f] of followers.entries()) {
       assert.equal(f.resets, 2, `client ${k} was told the topic started over`);
       assert.equal(f.got.at(-1)!.seq, 1, 'numbering starts over');
+    }
+  });
+
+  it('a publish id sent again to another process is answered with the original ack, not published twice; a flushed Redis gives a new dedupScope', async () => {
+    const { urls, prefix } = await serve(2, 'dedup');
+    const [a, b] = [await channelClient(urls[0]), await channelClient(urls[1])];
+    try {
+      const scope = a.got[0].dedupScope;
+      assert.equal(typeof scope, 'string');
+      assert.deepEqual(b.got[0], a.got[0], 'the same limits and scope from both processes');
+      assert.equal(a.got[0].dedupMs, 120000);
+      const watcher = follow(`${urls[1]}/channel`);
+      clients.push(watcher.client);
+      await until(() => watcher.subscribed, 'the watcher');
+      const publish = { type: 'publish', topic: 'chat', data: { p: 1, i: 1 }, id: 'page-session.1' };
+      a.ws.send(JSON.stringify(publish));
+      await until(() => a.got.some((m) => m.type === 'ack'), 'the ack');
+      const ack = a.got.find((m) => m.type === 'ack')!;
+      assert.deepEqual(ack, { type: 'ack', id: 'page-session.1', topic: 'chat', seq: ack.seq });
+      // The page lost its connection before the ack and resent it through the other process.
+      b.ws.send(JSON.stringify(publish));
+      await until(() => b.got.some((m) => m.type === 'ack'), 'the second ack');
+      assert.deepEqual(
+        b.got.find((m) => m.type === 'ack'),
+        { ...ack, duplicate: true },
+      );
+      a.ws.send(JSON.stringify({ type: 'publish', topic: 'chat', data: { p: 1, i: 2 }, id: 'page-session.2' }));
+      await until(() => watcher.got.length === 2, 'the next message');
+      assert.deepEqual(
+        watcher.got.map((g) => g.data.i),
+        [1, 2],
+        'published once',
+      );
+      // Redis loses this application's data: new connections are told of a new memory.
+      await deleteKeys(admin, prefix);
+      let fresh: Record<string, unknown> | undefined;
+      for (let tries = 0; fresh === undefined; tries++) {
+        assert.ok(tries < 100, 'the scope never changed');
+        const c = await channelClient(urls[tries % 2]);
+        if (c.got[0].dedupScope !== scope) fresh = c.got[0];
+        c.ws.close();
+        if (fresh === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(typeof fresh.dedupScope, 'string');
+    } finally {
+      a.ws.close();
+      b.ws.close();
     }
   });
 
@@ -293,7 +354,7 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
     assert.equal(new Set(chats.map((c) => real(c).join(','))).size, 1, 'one order for all');
     const followers = followMany([url], 6);
     await until(() => followers.every((f) => f.subscribed), 'the channel subscriptions');
-    followers[0].client.publish('chat', { p: 9, i: 1 });
+    void followers[0].client.publish('chat', { p: 9, i: 1 });
     await until(() => followers.every((f) => f.got.length === 1), 'the channel message everywhere');
     const ticks: number[] = [];
     const ticker = new WS(`${url}/ticker`);
