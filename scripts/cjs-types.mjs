@@ -28,7 +28,14 @@ const root = join(dirname(new URL(import.meta.url).pathname), '..');
  * member of the `WebSocket` namespace as `WebSocket.Name`): the declaration, then the
  * arguments. `M.` stands for the ES module's namespace.
  */
+const CONNECTION_CLASS = ['T extends typeof M.WebSocket = typeof M.WebSocket', 'T'];
 const GENERICS = {
+  ServerEvents: ['W extends M.WebSocket = M.WebSocket', 'W'],
+  ServerOptions: CONNECTION_CLASS,
+  WebSocketServer: CONNECTION_CLASS,
+  'WebSocket.ServerOptions': CONNECTION_CLASS,
+  'WebSocket.Server': CONNECTION_CLASS,
+  'WebSocket.WebSocketServer': CONNECTION_CLASS,
   WsEventListener: ['E = M.WsEvent', 'E'],
   ErrorFor: ['C extends M.DuetErrorCode', 'C'],
   VerifyClientCallbackSync: [

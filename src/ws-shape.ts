@@ -40,6 +40,7 @@ import {
   serveClusterBroker,
   type ServerOptions as DuetServerOptions,
 } from './push/index.js';
+import { createWebSocketStream } from './node/stream.js';
 
 /** The statics `WebSocket` carries besides the readyState constants: ws's, then the rest of duet's exports. */
 export interface WebSocketStatics {
@@ -47,7 +48,9 @@ export interface WebSocketStatics {
   readonly Server: typeof ServerClass;
   readonly WebSocketServer: typeof ServerClass;
   /** The class itself, as in ws (`const { WebSocket } = require('duet')`). */
-  readonly WebSocket: typeof Connection & WebSocketStatics;
+  readonly WebSocket: typeof Connection;
+  /** ws's function: a connection as a Node Duplex stream (node/stream.ts). */
+  readonly createWebSocketStream: typeof createWebSocketStream;
   readonly WsEvent: typeof WsEvent;
   readonly WsMessageEvent: typeof WsMessageEvent;
   readonly WsCloseEvent: typeof WsCloseEvent;
@@ -67,6 +70,39 @@ export interface WebSocketStatics {
   readonly LimitExceededError: typeof LimitExceededError;
   readonly ConnectionClosedError: typeof ConnectionClosedError;
   readonly ERROR_CODES: typeof ERROR_CODES;
+}
+
+// The statics are declared on the connection class itself (a namespace merged with it), so that
+// `typeof WebSocket` is one type wherever it is written: the class 'duet' exports, the
+// constraint of `WebSocketServer<T extends typeof WebSocket>` and `ServerOptions<T>`, and
+// `typeof WebSocket` in code written for ws (where the class carries them too).
+declare module './node/connection.js' {
+  // eslint-disable-next-line @typescript-eslint/no-namespace -- merged with the class: its statics
+  namespace WebSocket {
+    const Server: WebSocketStatics['Server'];
+    const WebSocketServer: WebSocketStatics['WebSocketServer'];
+    const WsEvent: WebSocketStatics['WsEvent'];
+    const WsMessageEvent: WebSocketStatics['WsMessageEvent'];
+    const WsCloseEvent: WebSocketStatics['WsCloseEvent'];
+    const WsErrorEvent: WebSocketStatics['WsErrorEvent'];
+    const Hub: WebSocketStatics['Hub'];
+    const MemoryBroker: WebSocketStatics['MemoryBroker'];
+    const ClusterBroker: WebSocketStatics['ClusterBroker'];
+    const serveClusterBroker: WebSocketStatics['serveClusterBroker'];
+    const TopicFeeds: WebSocketStatics['TopicFeeds'];
+    const Channel: WebSocketStatics['Channel'];
+    const CHANNEL_ERROR_CODES: WebSocketStatics['CHANNEL_ERROR_CODES'];
+    const CloseCode: WebSocketStatics['CloseCode'];
+    const closeCodeIsValid: WebSocketStatics['closeCodeIsValid'];
+    const DuetError: WebSocketStatics['DuetError'];
+    const HandshakeError: WebSocketStatics['HandshakeError'];
+    const ProtocolError: WebSocketStatics['ProtocolError'];
+    const LimitExceededError: WebSocketStatics['LimitExceededError'];
+    const ConnectionClosedError: WebSocketStatics['ConnectionClosedError'];
+    const ERROR_CODES: WebSocketStatics['ERROR_CODES'];
+    const createWebSocketStream: WebSocketStatics['createWebSocketStream'];
+    const WebSocket: WebSocketStatics['WebSocket'];
+  }
 }
 
 const statics: Omit<WebSocketStatics, 'WebSocket'> = {
@@ -91,16 +127,16 @@ const statics: Omit<WebSocketStatics, 'WebSocket'> = {
   LimitExceededError,
   ConnectionClosedError,
   ERROR_CODES,
+  createWebSocketStream,
 };
-
-type WebSocketClass = typeof Connection & WebSocketStatics;
 
 /**
  * A WebSocket connection (see node/connection.ts), carrying ws's statics: `WebSocket.Server`,
  * `WebSocket.WebSocketServer`, `WebSocket.WebSocket`, the readyState constants, and the rest
  * of duet's exports.
  */
-export const WebSocket = Object.assign(Connection, statics, { WebSocket: Connection }) as WebSocketClass;
+export const WebSocket: typeof Connection = Object.assign(Connection, statics, { WebSocket: Connection });
+
 /** A WebSocket connection, server side or client side (see docs/server.md, docs/client.md). */
 export type WebSocket = Connection;
 
@@ -151,8 +187,8 @@ export declare namespace WebSocket {
   type Data = MessageData;
   /** The client's options (`new WebSocket(url, protocols, options)`). */
   type ClientOptions = DuetClientOptions;
-  /** The server's options (`new WebSocketServer(options)`). */
-  type ServerOptions = DuetServerOptions;
+  /** The server's options (`new WebSocketServer(options)`); `T` is the class of its connections (the `WebSocket` option). */
+  type ServerOptions<T extends typeof Connection = typeof Connection> = DuetServerOptions<T>;
   /** permessage-deflate's options (docs/compression.md). */
   type PerMessageDeflateOptions = DuetPerMessageDeflateOptions;
   /** `verifyClient`, synchronous form: return true to accept. */
@@ -169,8 +205,8 @@ export declare namespace WebSocket {
   /** What `server.address()` returns when listening on TCP. */
   type AddressInfo = NetAddressInfo;
   /** The server class (`WebSocket.Server` is WebSocketServer). */
-  type Server = ServerClass;
-  type WebSocketServer = ServerClass;
+  type Server<T extends typeof Connection = typeof Connection> = ServerClass<T>;
+  type WebSocketServer<T extends typeof Connection = typeof Connection> = ServerClass<T>;
   /** The connection class, `WebSocket.WebSocket` as in ws. */
   type WebSocket = Connection;
 }
