@@ -140,7 +140,7 @@ test('--wait SECONDS: after stdin ends, what arrives meanwhile is still printed;
     const waited = await connect(['--wait', '30', `ws://${HOST}:${s.port}/`], 'a\nb\n', {
       onStdout: (out) => {
         // Seen both: end the wait early by closing from the server, as a finished stream does.
-        if (out.includes('late b')) for (const ws of s.wss.clients!) ws.close(1000);
+        if (out.includes('late b')) for (const ws of s.wss.clients) ws.close(1000);
       },
     }).done;
     assert.equal(waited.code, 0, waited.stderr);
