@@ -122,6 +122,15 @@ describe('headerFieldList / headerLines', () => {
     }
   });
 
+  it('shows a long invalid name by its first 60 characters only', () => {
+    const name = `${'x'.repeat(60)} and the rest`;
+    throwsInvalid(
+      () => headerFieldList({ [name]: '1' }),
+      new RegExp(`^Invalid header name "${'x'.repeat(60)}\\.\\.\\."`),
+      'long name',
+    );
+  });
+
   it('refuses values holding CR, LF, NUL, other controls or non-ASCII text, whole or in a list', () => {
     const bad = [
       'x\r\nSet-Cookie: a=b',
