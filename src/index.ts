@@ -4,8 +4,30 @@
  *   import { WebSocketServer } from 'duet';
  *   const wss = new WebSocketServer({ port: 8080 });
  *   wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
+ *
+ * As in ws, the WebSocket class is also the default export and what `require('duet')`
+ * returns, and it carries the rest of the API as statics (`WebSocket.Server`, ...; see
+ * ws-shape.ts). A runtime export added here is added to the statics there too.
  */
-export { WebSocket } from './node/connection.js';
+import { WebSocket } from './ws-shape.js';
+export { WebSocket };
+export default WebSocket;
+// What require('duet') returns on Node 20.19+ and 22.12+ (require of an ES module): the class,
+// as require('ws') does.
+export { WebSocket as 'module.exports' };
+// ws's type names that @types/ws exports by name (they are on the class too: WebSocket.Data).
+export type {
+  Data,
+  VerifyClientCallbackSync,
+  VerifyClientCallbackAsync,
+  PerMessageDeflateOptions,
+  Event,
+  MessageEvent,
+  CloseEvent,
+  ErrorEvent,
+  EventListenerOptions,
+  AddressInfo,
+} from './ws-shape.js';
 export type { BinaryType, CodedError, RawData, SendData, SendOptions, WebSocketEvents } from './node/connection.js';
 export type { ClientOptions } from './node/client.js';
 // A connection as a Node Duplex stream, as ws's function of that name.

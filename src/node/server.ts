@@ -107,8 +107,11 @@ export interface WebSocketServer<T extends typeof WebSocket = typeof WebSocket> 
  */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- on purpose: the event overloads
 export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> extends EventEmitter {
-  /** Open connections (a Set), when `clientTracking` is on. */
-  readonly clients: Set<InstanceType<T>> | undefined;
+  /**
+   * Open connections, when `clientTracking` is on (the default); undefined when it is off. Typed
+   * as a Set, as ws's types declare it, so that ws code (`wss.clients.forEach(...)`) compiles.
+   */
+  readonly clients: Set<InstanceType<T>>;
   /** The resolved options, defaults filled in. */
   readonly options: ResolvedServerOptions<T>;
   /** Counters reported by stats(). @internal */
@@ -154,7 +157,10 @@ export class WebSocketServer<T extends typeof WebSocket = typeof WebSocket> exte
       throw new RangeError(
         `writeDelay must be a whole number of milliseconds from 0 to 1000, got ${String(writeDelay)}`,
       );
-    this.clients = this.options.clientTracking ? (this.connections as Set<InstanceType<T>>) : undefined;
+    // As ws: no Set without clientTracking (the declared type is ws's, see above).
+    this.clients = this.options.clientTracking
+      ? (this.connections as Set<InstanceType<T>>)
+      : (undefined as unknown as Set<InstanceType<T>>);
     this.maxBufferedAmount = this.options.maxBufferedAmount;
     this.slowConsumer = this.options.slowConsumer;
     // permessage-deflate: what we accept, and how we compress (undefined: declined).

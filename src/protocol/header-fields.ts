@@ -67,12 +67,18 @@ function valueText(name: string, value: unknown): string {
   }
   if (!isHeaderValueText(text)) {
     // Where and which character, not the value: it may be a token (Authorization, Cookie).
-    const chars = [...text];
-    const at = chars.findIndex((c) => !isHeaderValueText(c));
-    // Some character failed the test above, so `at` finds it.
-    const code = chars[at].codePointAt(0)!;
+    // (The loop always finds one: the text failed the same test.)
+    let at = 0;
+    let code = 0;
+    for (const c of text) {
+      at++;
+      if (!isHeaderValueText(c)) {
+        code = c.codePointAt(0) as number;
+        break;
+      }
+    }
     throw invalidHeaderError(
-      `Invalid value for header "${name}": its character ${at + 1} (U+${code.toString(16).toUpperCase().padStart(4, '0')}) cannot be sent ` +
+      `Invalid value for header "${name}": its character ${at} (U+${code.toString(16).toUpperCase().padStart(4, '0')}) cannot be sent ` +
         '(CR, LF, NUL and other control characters, and non-ASCII characters, are refused)',
     );
   }

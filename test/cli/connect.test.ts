@@ -140,7 +140,7 @@ test('--wait SECONDS: after stdin ends, what arrives meanwhile is still printed;
     const waited = await connect(['--wait', '30', `ws://${HOST}:${s.port}/`], 'a\nb\n', {
       onStdout: (out) => {
         // Seen both: end the wait early by closing from the server, as a finished stream does.
-        if (out.includes('late b')) for (const ws of s.wss.clients!) ws.close(1000);
+        if (out.includes('late b')) for (const ws of s.wss.clients) ws.close(1000);
       },
     }).done;
     assert.equal(waited.code, 0, waited.stderr);
@@ -267,7 +267,7 @@ test('messages arriving from others are printed while stdin stays open (chat)', 
   const s = await startServer();
   s.wss.on('connection', (ws) => {
     ws.on('message', (d) => {
-      for (const peer of s.wss.clients!) peer.send(d, { binary: false });
+      for (const peer of s.wss.clients) peer.send(d, { binary: false });
     });
   });
   try {
@@ -277,8 +277,8 @@ test('messages arriving from others are printed while stdin stays open (chat)', 
       keepOpen: true,
       onStdout: (out) => out.includes('from b') && seen(),
     });
-    for (let i = 0; i < 500 && s.wss.clients!.size < 1; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(s.wss.clients!.size, 1, 'the listener connected');
+    for (let i = 0; i < 500 && s.wss.clients.size < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.wss.clients.size, 1, 'the listener connected');
     const talker = await connect([`ws://${HOST}:${s.port}/`], 'from b\n').done;
     assert.equal(talker.code, 0);
     await got;

@@ -68,7 +68,7 @@ describe('permessage-deflate: the inflated size is bounded', () => {
         ok.destroy();
         messages.length = 0;
         // ...64 MiB of zeros (about 64 KB on the wire) does not, and leaves nothing behind.
-        await until(() => wss.clients!.size === 0, 10_000, 'the first connection to go');
+        await until(() => wss.clients.size === 0, 10_000, 'the first connection to go');
         const bomb = compressedFrame(Buffer.alloc(64 * 1024 * 1024));
         assert.ok(bomb.length < 100_000);
         const streams = liveDeflateContexts();
@@ -81,7 +81,7 @@ describe('permessage-deflate: the inflated size is bounded', () => {
         assert.equal(errors.length, 1);
         assert.equal(errors[0].code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
         assert.match(errors[0].message, /maxInflatedPayload \(4194304 bytes\)/);
-        await until(() => wss.clients!.size === 0, 10_000, 'the bomber to go');
+        await until(() => wss.clients.size === 0, 10_000, 'the bomber to go');
         // Up to 4 MiB was collected before the limit was passed; none of it is kept. V8 frees
         // ArrayBuffer memory on a background thread after a collection, so collect a few times
         // (on a busy machine that thread may lag) and judge the lowest reading.
@@ -252,7 +252,7 @@ describe('permessage-deflate: publishes larger than publishCompressLimit', () =>
       const clientGot: string[] = [];
       client.on('message', (d: Buffer) => clientGot.push(d.toString()));
       await once(client, 'open');
-      await until(() => wss.clients!.size === 2);
+      await until(() => wss.clients.size === 2);
       const row = (i: number): string => JSON.stringify({ id: i, name: `row ${i}`, tags: ['a', 'b'] });
       const big = (n: number): string => `[${Array.from({ length: n }, (_, i) => row(i)).join(',')}]`;
       const messages = ['small 1', big(4000), 'small 2', big(20), big(30_000), 'small 3'];

@@ -251,11 +251,11 @@ test(
     try {
       await fuzz(server.port, sockets);
       // Every accepted connection ended on the server side too, and nothing is left over.
-      await waitFor(() => counts.closed === counts.accepted && server.wss.clients!.size === 0, 3_000);
+      await waitFor(() => counts.closed === counts.accepted && server.wss.clients.size === 0, 3_000);
       const expectedConnections = (ONLY_CASE !== undefined ? 1 : CASES) + 1;
       assert.equal(counts.accepted, expectedConnections, 'every connection (and the canary) was accepted');
       assert.equal(counts.closed, counts.accepted, 'server-side close emitted for every accepted connection');
-      assert.equal(server.wss.clients!.size, 0, 'server.clients is empty');
+      assert.equal(server.wss.clients.size, 0, 'server.clients is empty');
       await waitFor(() => countTcpHandles() === handlesBefore + 1, 3_000);
       assert.equal(countTcpHandles(), handlesBefore + 1, 'no TCP socket left open (only the listener)');
     } finally {

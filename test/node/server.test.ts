@@ -932,7 +932,7 @@ describe('WebSocketServer: close and closeAll', () => {
     const started = Date.now();
     await new Promise<void>((resolve) => srv.wss.close(() => resolve()));
     assert.ok(Date.now() - started < 3000);
-    assert.equal(srv.wss.clients!.size, 0);
+    assert.equal(srv.wss.clients.size, 0);
     c.destroy();
   });
 

@@ -122,6 +122,15 @@ describe('headerFieldList / headerLines', () => {
     }
   });
 
+  it('shows a long invalid name by its first 60 characters only', () => {
+    const name = `${'x'.repeat(60)} and the rest`;
+    throwsInvalid(
+      () => headerFieldList({ [name]: '1' }),
+      new RegExp(`^Invalid header name "${'x'.repeat(60)}\\.\\.\\."`),
+      'long name',
+    );
+  });
+
   it('refuses values holding CR, LF, NUL, other controls or non-ASCII text, whole or in a list', () => {
     const bad = [
       'x\r\nSet-Cookie: a=b',
@@ -155,12 +164,6 @@ describe('headerFieldList / headerLines', () => {
     assert.throws(
       () => headerFieldList({ Authorization: secret }),
       (err: Error) => !err.message.includes('s3cr3t'),
-    );
-    // A refused name is quoted (a name is no secret), cut after 60 characters.
-    throwsInvalid(
-      () => headerFieldList({ [`${'n'.repeat(70)} x`]: 'v' }),
-      new RegExp(`^Invalid header name "${'n'.repeat(60)}\\.\\.\\.": it must be an HTTP token`),
-      'long name',
     );
     throwsInvalid(
       () => headerFieldList({ 'X-A': 'a\u00e9b' }),

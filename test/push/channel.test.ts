@@ -674,7 +674,7 @@ describe('channel protocol: errors', () => {
       const room = await c.subscribe('room-42');
       assert.equal(room.recovered, false);
       c.send({ type: 'publish', topic: 'room-42', data: 'hello' });
-      const { id } = s.channel.identity([...s.wss.clients!][0])!;
+      const { id } = s.channel.identity([...s.wss.clients][0])!;
       assert.deepEqual(await c.drain(), [{ type: 'message', topic: 'room-42', seq: 1, from: { id }, data: 'hello' }]);
       assert.deepEqual(asked, ['chat', 'ticker', 'room-42']);
       await c.expectError({ type: 'subscribe', topic: 'x'.repeat(257) }, 'bad_message');
@@ -965,7 +965,7 @@ describe('channel protocol: identity', () => {
         // The server's own messages have no sender; it may speak for a connection it accepted.
         s.channel.publish('chat', 'from the server');
         assert.deepEqual(await grace.next(), { type: 'message', topic: 'chat', seq: 3, data: 'from the server' });
-        const [adaSide] = [...s.wss.clients!].filter((ws) => s.channel.identity(ws)!.id === a.id);
+        const [adaSide] = [...s.wss.clients].filter((ws) => s.channel.identity(ws)!.id === a.id);
         assert.deepEqual(s.channel.identity(adaSide), { id: a.id, nick: 'Ada Lovelace' });
         s.channel.publish('chat', { left: true }, { from: adaSide });
         assert.deepEqual(await grace.next(), {

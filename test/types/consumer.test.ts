@@ -1,80 +1,37 @@
 /**
- * The published types, as a user's compiler sees them. Two small applications in
- * test/types/fixtures (a Node one: duet, duet/protocol, duet/client; a browser one:
- * duet/client, duet/vue) import the package by name, resolved through package.json
- * "exports" to the built .d.ts files, and are compiled with the strictest settings
- * (strict, exactOptionalPropertyTypes, noUncheckedIndexedAccess, skipLibCheck off, so the
- * .d.ts files themselves are checked too). Their `@ts-expect-error` lines and `Leaked` checks
- * fail the compile if a member marked internal becomes visible. Needs `npm run build` first
- * (`npm test` runs it).
+ * The published types, as a user's compiler sees them. Small applications in
+ * test/types/fixtures import the package by name, resolved through package.json "exports" to
+ * the built .d.ts / .d.cts files, and are compiled with the strictest settings (strict,
+ * exactOptionalPropertyTypes, noUncheckedIndexedAccess, skipLibCheck off, so the declaration
+ * files themselves are checked too). Here: node/, an ES module application (duet,
+ * duet/protocol, duet/client, duet/redis), and browser/, duet/client and duet/vue with the DOM
+ * library and no Node types; cjs-consumer.test.ts compiles a CommonJS one and ws-code.test.ts
+ * code written for ws (each file has its own time budget). The `@ts-expect-error` lines and
+ * `Leaked` checks fail the compile if a member marked internal becomes visible. Needs `npm run
+ * build` first (`npm test` runs it).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import ts from 'typescript';
+import {
+  compile,
+  declarationFiles,
+  entryTypes,
+  exportsOf,
+  fixtures,
+  requireBuild,
+  root,
+  type Compiled,
+} from './compile.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const fixtures = join(root, 'test', 'types', 'fixtures');
-const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-const run = promisify(execFile);
 const T = { timeout: 120_000 };
 
-interface PackageJson {
-  exports: Record<string, string | { types?: string }>;
-}
-const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as PackageJson;
-
-/** The .d.ts file of every entry point in package.json "exports", by subpath ('.', './client', ...). */
-function entryTypes(): Map<string, string> {
-  const entries = new Map<string, string>();
-  for (const [subpath, target] of Object.entries(pkg.exports)) {
-    if (typeof target === 'object' && target.types !== undefined) entries.set(subpath, join(root, target.types));
-  }
-  return entries;
-}
-
-/** Fail (not skip) when dist/ is missing: this test is about what the build produces. */
-function requireBuild(): void {
-  const missing = [...entryTypes().values()].filter((file) => !existsSync(file)).map((file) => relative(root, file));
-  assert.deepEqual(missing, [], `the built .d.ts files are missing (${missing.join(', ')}): run npm run build first`);
-}
-
-function declarationFiles(dir: string): string[] {
-  const found: string[] = [];
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) found.push(...declarationFiles(path));
-    else if (entry.name.endsWith('.d.ts')) found.push(path);
-  }
-  return found;
-}
-
-/** Compile one fixture project as a user would (`tsc -p`); returns tsc's exit code and output. */
-async function compile(project: string): Promise<{ code: number; output: string }> {
-  try {
-    const { stdout, stderr } = await run(
-      process.execPath,
-      [tsc, '-p', join(fixtures, project, 'tsconfig.json'), '--pretty', 'false'],
-      { cwd: root, maxBuffer: 16 << 20 },
-    );
-    return { code: 0, output: stdout + stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return {
-      code: typeof e.code === 'number' ? e.code : -1,
-      output: `${e.stdout ?? ''}${e.stderr ?? ''}` || String(err),
-    };
-  }
-}
-
-let compiles: Map<string, Promise<{ code: number; output: string }>> | undefined;
+let compiles: Map<string, Promise<Compiled>> | undefined;
 
 /** The result of compiling `project`; the first call starts both compiles at once (seconds each). */
-function compiled(project: string): Promise<{ code: number; output: string }> {
+function compiled(project: string): Promise<Compiled> {
   requireBuild();
   compiles ??= new Map(['node', 'browser'].map((name) => [name, compile(name)]));
   return compiles.get(project)!;
@@ -93,8 +50,28 @@ describe('the published .d.ts files', () => {
     assert.equal(output.trim(), '');
   });
 
+  it('the .d.cts of every entry point has every export of its .d.ts, with the same meaning', () => {
+    requireBuild();
+    const entries = [...entryTypes()];
+    const all = exportsOf(entries.flatMap(([, files]) => [files.import, files.require]));
+    const missing: string[] = [];
+    for (const [subpath, files] of entries) {
+      const esm = all.get(files.import)!;
+      const cjs = all.get(files.require)!;
+      for (const [name, meaning] of esm) {
+        if (name === 'default' || name === 'module.exports') continue;
+        const found = cjs.get(name);
+        if (!found || found.type !== meaning.type || found.value !== meaning.value) missing.push(`${subpath} ${name}`);
+      }
+    }
+    assert.deepEqual(missing, []);
+    // ws's names, declared on the class: in the .d.cts at the top level of require('duet').
+    const main = all.get(entryTypes().get('.')!.require)!;
+    for (const name of ['Data', 'Server', 'VerifyClientCallbackAsync', 'CloseEvent']) assert.ok(main.has(name), name);
+  });
+
   it('every entry point in package.json "exports" is used by a fixture', () => {
-    const sources = ['node', 'browser']
+    const sources = ['node', 'browser', 'cjs']
       .map((project) => readFileSync(join(fixtures, project, 'consumer.ts'), 'utf8'))
       .join('\n');
     const unused = [...entryTypes().keys()]
