@@ -328,7 +328,19 @@ export class UpgradeHandler {
     let protocol: string | undefined;
     if (offered.length > 0) {
       const options = server.options;
-      const chosen = options.handleProtocols ? options.handleProtocols(new Set(offered), req) : offered[0];
+      let chosen: string | false;
+      try {
+        chosen = options.handleProtocols ? options.handleProtocols(new Set(offered), req) : offered[0];
+      } catch (thrown) {
+        // Like a verifyClient that throws: 500 for this handshake, reported, the process goes on.
+        const err = createError(
+          'WS_ERR_UNEXPECTED_CONDITION',
+          `handleProtocols threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
+          { cause: thrown },
+        );
+        this.applicationFault(req, socket, err);
+        return;
+      }
       // As in ws, any falsy answer (false, undefined, null, '') means "no subprotocol".
       if (chosen) {
         if (!offered.includes(chosen)) {

@@ -193,7 +193,7 @@ export const ERROR_CODES = {
     closeCode: 1011,
     status: 500,
     meaning:
-      'an application callback threw (a listener, verifyClient, a headers listener, finishRequest); err.cause is what it threw',
+      'an application callback threw (a listener, verifyClient, handleProtocols, a headers listener, finishRequest); err.cause is what it threw',
   },
   WS_ERR_DEFLATE: { class: 'DuetError', closeCode: 1011, meaning: 'zlib failed to compress an outgoing message' },
   WS_ERR_BLOB_READ: { class: 'DuetError', closeCode: 1011, meaning: 'a Blob given to send() could not be read' },

@@ -402,6 +402,35 @@ describe('verifyClient that throws', () => {
   });
 });
 
+describe('handleProtocols that throws', () => {
+  for (const mode of MODES) {
+    it(
+      `${mode}: 500, reported as WS_ERR_UNEXPECTED_CONDITION with the cause, the server keeps serving`,
+      T,
+      async () => {
+        const bug = new Error('application bug');
+        const srv = await start(mode, {
+          handleProtocols: () => {
+            throw bug;
+          },
+        });
+        const errors: Array<Error & { code?: string; cause?: unknown }> = [];
+        srv.wss.on('error', (err: Error) => errors.push(err));
+        try {
+          const response = await rawExchange(srv.port, upgradeRequest('/', ['Sec-WebSocket-Protocol: chat']));
+          assert.equal(response.status, 500);
+          assert.equal(errors.length, 1);
+          assert.equal(errors[0].code, 'WS_ERR_UNEXPECTED_CONDITION');
+          assert.equal(errors[0].cause, bug);
+          await stillServes(srv.port);
+        } finally {
+          await srv.close();
+        }
+      },
+    );
+  }
+});
+
 describe("the 'headers' event", () => {
   it(
     'lines pushed as strings reach the client; the array holds the status line and "Name: value" lines',
