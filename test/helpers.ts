@@ -277,6 +277,35 @@ export function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/** `p`, or a rejection naming `what` after `ms`: a generous bound on an event, never a speed test. */
+export function within<V>(p: Promise<V>, ms = 10_000, what = 'an event'): Promise<V> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * With a broker between processes, a subscription takes effect once the process's watch of the
+ * topic reached the broker (a round trip): send probe messages from the first client until
+ * every client has heard one (at most 200, 100 ms apart). `withoutProbes` drops them again.
+ */
+export async function probeUntilAllHear(
+  chats: Array<{ ws: { send(data: string): void }; got: string[] }>,
+): Promise<void> {
+  for (let probe = 0; !chats.every((c) => c.got.some((m) => m.startsWith('probe'))); probe++) {
+    if (probe >= 200) throw new Error('the subscriptions never took effect');
+    chats[0].ws.send(`probe${probe}`);
+    await sleep(100);
+  }
+}
+
+/** What a client got, without the messages of probeUntilAllHear. */
+export function withoutProbes(got: string[]): string[] {
+  return got.filter((m) => !m.startsWith('probe'));
+}
+
 /** Poll `cond` until true, failing with `what()` after `ms` (a generous bound, never a speed test). */
 export async function waitFor(cond: () => boolean, ms: number, what: () => string): Promise<void> {
   const end = Date.now() + ms;

@@ -239,23 +239,32 @@ describe('the fault proxy', () => {
   });
 });
 
+/**
+ * A server, a fault proxy in front of it, a sender (following no topic) through the proxy and a
+ * receiver of `chat` straight to the server, closed after the test; resolves once both are in.
+ */
+async function senderBehindProxy(senderOptions: DuetClientOptions, receiverOptions: DuetClientOptions) {
+  const world = await serve();
+  const proxy = await FaultProxy.start(world.port);
+  const sender = follow(proxy.port, senderOptions, null);
+  const receiver = follow(world.port, receiverOptions);
+  cleanup.push(
+    () => sender.client.close(),
+    () => receiver.client.close(),
+    () => proxy.close(),
+    () => world.close(),
+  );
+  await waitFor(
+    () => sender.client.limits !== undefined && receiver.client.position('chat') !== undefined,
+    WAIT,
+    () => 'both connected',
+  );
+  return { world, proxy, sender, receiver };
+}
+
 describe('publishes through a failing network, checked page to page', () => {
   it('a burst of 100 publishes while connected: every one acknowledged and delivered once, in order; the client stays open', async () => {
-    const world = await serve();
-    const proxy = await FaultProxy.start(world.port);
-    const sender = follow(proxy.port, { WebSocket }, null);
-    const receiver = follow(world.port, { WebSocket });
-    cleanup.push(
-      () => sender.client.close(),
-      () => receiver.client.close(),
-      () => proxy.close(),
-      () => world.close(),
-    );
-    await waitFor(
-      () => sender.client.limits !== undefined && receiver.client.position('chat') !== undefined,
-      WAIT,
-      () => 'both connected',
-    );
+    const { world, proxy, sender, receiver } = await senderBehindProxy({ WebSocket }, { WebSocket });
     const values = Array.from({ length: 100 }, (_, i) => `burst ${i}`);
     const seqs = await within(
       outcomes(values.map((v) => sender.client.publish('chat', v))),
@@ -273,22 +282,8 @@ describe('publishes through a failing network, checked page to page', () => {
   });
 
   it('publishing at the allowed rate through a 3 s stall of the client-to-server path: when it ends nothing is refused, no 1013, each publish once', async () => {
-    const world = await serve();
-    const proxy = await FaultProxy.start(world.port);
     // The default heartbeat (20 s + 10 s): the stall is not a dead connection.
-    const sender = follow(proxy.port, { WebSocket }, null);
-    const receiver = follow(world.port, { WebSocket });
-    cleanup.push(
-      () => sender.client.close(),
-      () => receiver.client.close(),
-      () => proxy.close(),
-      () => world.close(),
-    );
-    await waitFor(
-      () => sender.client.limits !== undefined && receiver.client.position('chat') !== undefined,
-      WAIT,
-      () => 'both connected',
-    );
+    const { world, proxy, sender, receiver } = await senderBehindProxy({ WebSocket }, { WebSocket });
     const values: string[] = [];
     const promises: Promise<number>[] = [];
     // One publish every 60 ms: 16.7 a second, inside the pacer's 18 (90 % of the server's 20).
@@ -373,21 +368,7 @@ describe('publishes through a failing network, checked page to page', () => {
 
   it('publishes made during a black hole (each direction) are all delivered exactly once after it ends', async () => {
     for (const direction of ['up', 'down'] as const) {
-      const world = await serve();
-      const proxy = await FaultProxy.start(world.port);
-      const sender = follow(proxy.port, FAST, null);
-      const receiver = follow(world.port, FAST);
-      cleanup.push(
-        () => sender.client.close(),
-        () => receiver.client.close(),
-        () => proxy.close(),
-        () => world.close(),
-      );
-      await waitFor(
-        () => sender.client.limits !== undefined && receiver.client.position('chat') !== undefined,
-        WAIT,
-        () => 'both connected',
-      );
+      const { proxy, sender, receiver } = await senderBehindProxy(FAST, FAST);
       const values = Array.from({ length: 30 }, (_, i) => `${direction} ${i}`);
       const promises = values.slice(0, 5).map((v) => sender.client.publish('chat', v));
       await within(Promise.all(promises), WAIT, 'the first five');

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { selfSignedCert } from '../tls-helpers.js';
+import { probeUntilAllHear, withoutProbes } from '../helpers.js';
 import { CLI, startDuet, type Listening } from './cli-process.js';
 
 type Served = Listening;
@@ -542,14 +543,8 @@ test('--workers 2 without Redis: /chat and /channel across the workers through t
         return { ws, got };
       }),
     );
-    // With a broker between the workers, a subscription takes effect once the worker's
-    // watch of the topic reached the broker (a round trip): probe until every client hears.
-    for (let probe = 0; !chats.every((c) => c.got.some((m) => m.startsWith('probe'))); probe++) {
-      assert.ok(probe < 200, 'the subscriptions never took effect');
-      chats[0].ws.send(`probe${probe}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    const real = (c: { got: string[] }): string[] => c.got.filter((m) => !m.startsWith('probe'));
+    await probeUntilAllHear(chats);
+    const real = (c: { got: string[] }): string[] => withoutProbes(c.got);
     for (let i = 0; i < 12; i++) chats[i % 6].ws.send(`m${i}`);
     await until(() => chats.every((c) => real(c).length === 12), 'every chat message on every client');
     assert.equal(new Set(chats.map((c) => real(c).join(','))).size, 1, 'one order for all');

@@ -18,20 +18,12 @@ import type { AddressInfo } from 'node:net';
 import WS from 'ws';
 import { WebSocket, WebSocketServer } from '../../src/index.js';
 import type { CodedError, WsCloseEvent } from '../../src/index.js';
-import { HOST, startServer } from '../helpers.js';
+import { HOST, startServer, within } from '../helpers.js';
 import { selfSignedCert } from '../tls-helpers.js';
 
 const T = { timeout: 15_000 };
 
 type Started = Awaited<ReturnType<typeof startServer>>;
-
-function within<V>(p: Promise<V>, ms = 5000, what = 'an event'): Promise<V> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 function url(port: number, path = '/', scheme = 'ws'): string {
   return `${scheme}://${HOST}:${port}${path}`;

@@ -16,7 +16,7 @@ import { WebSocketServer as WsServer } from 'ws';
 import type { WebSocket as WsConn } from 'ws';
 import { WebSocket, WebSocketServer } from '../../src/index.js';
 import type { BinaryType, CodedError, WsCloseEvent, WsErrorEvent, WsEvent, WsMessageEvent } from '../../src/index.js';
-import { HOST, decodeFrames, startServer } from '../helpers.js';
+import { HOST, decodeFrames, startServer, within } from '../helpers.js';
 import { selfSignedCert } from '../tls-helpers.js';
 
 const T = { timeout: 10_000 };
@@ -24,14 +24,6 @@ const T = { timeout: 10_000 };
 type Started = Awaited<ReturnType<typeof startServer>>;
 
 // ---- helpers ------------------------------------------------------------------------------
-
-function within<V>(p: Promise<V>, ms = 5000, what = 'an event'): Promise<V> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Poll `cond` every few milliseconds until it holds; fail after `ms`. */
 async function until(cond: () => boolean, ms = 5000, what = 'a condition'): Promise<void> {

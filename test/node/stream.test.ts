@@ -16,19 +16,11 @@ import { createHash } from 'node:crypto';
 import WS, { createWebSocketStream as wsCreateWebSocketStream } from 'ws';
 import { createWebSocketStream, WebSocket } from '../../src/index.js';
 import type { BinaryType, CodedError } from '../../src/index.js';
-import { HOST, decodeFrames, startServer, waitFor } from '../helpers.js';
+import { HOST, decodeFrames, startServer, waitFor, within } from '../helpers.js';
 
 const T = { timeout: 30_000 };
 
 type Started = Awaited<ReturnType<typeof startServer>>;
-
-function within<V>(p: Promise<V>, ms = 10_000, what = 'an event'): Promise<V> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 function url(port: number, path = '/'): string {
   return `ws://${HOST}:${port}${path}`;

@@ -15,6 +15,7 @@ import { DuetClient } from '../../src/browser/client.js';
 import { WebSocket } from '../../src/index.js';
 import WS from 'ws';
 import { startDuet, type Listening } from '../cli/cli-process.js';
+import { probeUntilAllHear, withoutProbes } from '../helpers.js';
 import {
   REDIS_URL,
   adminClient,
@@ -341,14 +342,8 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
         return { ws, got };
       }),
     );
-    // A subscription takes effect once the worker's Redis subscription is active (a round
-    // trip): probe until every client hears.
-    for (let probe = 0; !chats.every((c) => c.got.some((m) => m.startsWith('probe'))); probe++) {
-      assert.ok(probe < 200, 'the subscriptions never took effect');
-      chats[0].ws.send(`probe${probe}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    const real = (c: { got: string[] }): string[] => c.got.filter((m) => !m.startsWith('probe'));
+    await probeUntilAllHear(chats);
+    const real = (c: { got: string[] }): string[] => withoutProbes(c.got);
     for (let i = 0; i < 12; i++) chats[i % 6].ws.send(`m${i}`);
     await until(() => chats.every((c) => real(c).length === 12), 'every chat message');
     assert.equal(new Set(chats.map((c) => real(c).join(','))).size, 1, 'one order for all');
