@@ -3,14 +3,19 @@
  * `npm run bench:scaleout`: fan-out across processes through Redis (issue 15, point 4). The
  * same chat load against duet in one process with its in-memory broker, duet with the Redis
  * broker (duet/redis) in one and in two processes, and Socket.IO 4 with
- * @socket.io/redis-adapter in one and in two processes, side by side in one run.
+ * @socket.io/redis-adapter in one and in two processes, side by side in one run, at three
+ * loads; beside them a floor: a hand-written relay on node:net (bench/servers/floor.mjs) that
+ * hands each delivery to its socket with one `socket.write` and does nothing else, so the run
+ * shows what the operating system alone charges per delivery.
  *
- *   npm run bench:scaleout                  build, then 3 rounds of every variant (about 2 minutes)
- *   npm run bench:scaleout -- --quick       1 round, short windows (about 30 s)
+ *   npm run bench:scaleout                  build, then 3 rounds of every variant at each of
+ *                                           125, 250 and 500 messages/s (about 15 minutes)
+ *   npm run bench:scaleout -- --quick       1 round at 250 messages/s, short windows (about 1 minute)
  *   node bench/scaleout.mjs [--rounds=N] [--warmup=ms] [--duration=ms] [--conns=500]
- *        [--senders=5] [--period=20] [--loaders=1] [--json=path]
- *        [--variants=duet-memory-1,duet-redis-1,duet-redis-2,socketio-redis-1,socketio-redis-2]
- *        (also known: socketio-memory-1, Socket.IO with its default in-memory adapter)
+ *        [--senders=5] [--periods=40,20,10 | --period=20] [--loaders=1] [--json=path]
+ *        [--variants=floor-1,duet-memory-1,duet-redis-1,duet-redis-2,socketio-redis-1,socketio-redis-2]
+ *        (also known: socketio-memory-1, Socket.IO with its default in-memory adapter;
+ *        duet-redis-1-wd5 and duet-redis-2-wd5, duet with the server option writeDelay: 5)
  *   REDIS_URL=redis://host:port ...         another Redis (default redis://127.0.0.1:6379)
  *   SCALEOUT_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" node bench/scaleout.mjs \
  *        --variants=duet-redis-1 --quick    profile the server processes
@@ -21,8 +26,11 @@
  * pinned to core 1): `--conns` connections spread evenly over the variant's server processes,
  * all in one topic (duet: `ws.subscribe`) or room (Socket.IO: a `join` event, `socket.join`);
  * the first `--senders` connections, all on the first process, send one message each every
- * `--period` ms, staggered (chat-steady of `npm run bench`: 5 senders every 20 ms, 250
- * messages/s, each delivered to all 500 connections, the sender included). duet publishes with
+ * period ms, staggered (at 20 ms, chat-steady of `npm run bench`: 5 senders, 250 messages/s,
+ * each delivered to all 500 connections, the sender included). Each load of `--periods` is
+ * measured in turn; a server that cannot keep up falls behind (the "of offered" column), and
+ * after the window the harness waits while it drains its backlog, as long as deliveries keep
+ * coming, before checking them. duet publishes with
  * `wss.publish(topic, data)`, Socket.IO with `io.to(room).emit('msg', data)`; the load side
  * speaks Socket.IO's protocol over its websocket transport by hand, so it costs the same for
  * every server. Each message carries its send time (latency: send to delivery, at every
@@ -50,10 +58,17 @@ const LOADER = join(HERE, 'lib', 'scaleout-loader.mjs');
 const SERVERS = {
   duet: join(HERE, 'servers', 'duet-redis.mjs'),
   socketio: join(HERE, 'servers', 'socketio-redis.mjs'),
+  floor: join(HERE, 'servers', 'floor.mjs'),
 };
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 const VARIANTS = {
+  'floor-1': {
+    server: 'floor',
+    broker: 'memory',
+    procs: 1,
+    title: 'floor: a hand-written relay on node:net, one socket.write per delivery (not a library)',
+  },
   'duet-memory-1': { server: 'duet', broker: 'memory', procs: 1, title: 'duet, in-memory broker, 1 process' },
   'duet-redis-1': { server: 'duet', broker: 'redis', procs: 1, title: 'duet, RedisBroker, 1 process' },
   'duet-redis-2': { server: 'duet', broker: 'redis', procs: 2, title: 'duet, RedisBroker, 2 processes' },
@@ -90,7 +105,14 @@ const VARIANTS = {
     title: 'Socket.IO, in-memory adapter, 1 process',
   },
 };
-const DEFAULT_VARIANTS = ['duet-memory-1', 'duet-redis-1', 'duet-redis-2', 'socketio-redis-1', 'socketio-redis-2'];
+const DEFAULT_VARIANTS = [
+  'floor-1',
+  'duet-memory-1',
+  'duet-redis-1',
+  'duet-redis-2',
+  'socketio-redis-1',
+  'socketio-redis-2',
+];
 
 /**
  * The targets of issue 15 on server CPU per delivery: duet over Redis at most 1.3x duet in
@@ -102,6 +124,13 @@ const TARGETS = [
   { a: 'duet-redis-1', b: 'socketio-redis-1', max: 0.5 },
   { a: 'duet-redis-2', b: 'socketio-redis-2', max: 0.5 },
 ];
+/**
+ * Printed beside the targets: the floor (one socket.write per delivery, nothing else) against
+ * Socket.IO. A server that writes each message when it arrives cannot go below this ratio:
+ * under it only by sending several messages in one write (duet does when messages queue up,
+ * or with `writeDelay`).
+ */
+const BOUNDS = [{ a: 'floor-1', b: 'socketio-redis-1' }];
 
 const quick = arg('quick', 'false') === 'true';
 const opts = {
@@ -111,7 +140,10 @@ const opts = {
   durationMs: Number(arg('duration', quick ? '2000' : '5000')),
   conns: Number(arg('conns', '500')),
   senders: Number(arg('senders', '5')),
-  periodMs: Number(arg('period', '20')),
+  // Each load of the ladder: the period of every sender, ms (--period=N: that load alone).
+  periods: arg('periods', arg('period', quick ? '20' : '40,20,10'))
+    .split(',')
+    .map(Number),
   loaders: Number(arg('loaders', '1')),
   variants: arg('variants', DEFAULT_VARIANTS.join(',')).split(','),
 };
@@ -188,7 +220,9 @@ function serverProcs(v, prefix) {
   const args =
     v.server === 'duet'
       ? [`--broker=${v.broker}`, `--prefix=${prefix}`, `--write-delay=${v.writeDelay ?? 0}`]
-      : [`--adapter=${v.broker}`, `--key=${prefix}`];
+      : v.server === 'socketio'
+        ? [`--adapter=${v.broker}`, `--key=${prefix}`]
+        : [];
   return Array.from({ length: v.procs }, (_, i) =>
     child(SERVERS[v.server], args, { core: 0, pin: PIN, nodeArgs, name: `${v.server} server ${i}` }),
   );
@@ -207,7 +241,7 @@ function plan(ports) {
   return out;
 }
 
-function loaderProcs(v, ports) {
+function loaderProcs(v, ports, periodMs) {
   const nodeArgs = process.env.SCALEOUT_LOADER_NODE_ARGS
     ? process.env.SCALEOUT_LOADER_NODE_ARGS.split(/\s+/).filter(Boolean)
     : [];
@@ -215,12 +249,13 @@ function loaderProcs(v, ports) {
     child(
       LOADER,
       [
-        `--protocol=${v.server}`,
+        // The floor speaks plain WebSocket on /chat, as duet's server does.
+        `--protocol=${v.server === 'socketio' ? 'socketio' : 'duet'}`,
         `--targets=${targets.map((t) => t.join(':')).join(',')}`,
         // Every sender in the first loader, on the first server process (its first connections).
         `--senders=${i === 0 ? opts.senders : 0}`,
         `--total-senders=${opts.senders}`,
-        `--period=${opts.periodMs}`,
+        `--period=${periodMs}`,
         `--id-base=${i * 1_000_000}`,
       ],
       { core: 1, pin: PIN, nodeArgs, name: `loader ${i}` },
@@ -245,13 +280,13 @@ async function waitSubscribed(servers, shares) {
   }
 }
 
-async function measure(id, v, n) {
+async function measure(id, v, n, periodMs) {
   const prefix = `duet-bench-scaleout:${RUN_ID}:${n}:`;
   const servers = serverProcs(v, prefix);
   let loaders = [];
   try {
     const ports = (await Promise.all(servers.map((s) => s.next('listening', 20000)))).map((m) => m.port);
-    loaders = loaderProcs(v, ports);
+    loaders = loaderProcs(v, ports, periodMs);
     const ready = await Promise.all(loaders.map((l) => l.next('ready', 120000)));
     const refused = ready.find((r) => !r.ok);
     if (refused) return { invalid: `could not connect: ${refused.error}` };
@@ -284,7 +319,8 @@ async function measure(id, v, n) {
     const stopped = await Promise.all(loaders.map((l) => l.next('stopped', 30000)));
     const expect = stopped[0].sent;
     for (const l of loaders) l.post({ type: 'verify', expect });
-    const reports = await Promise.all(loaders.map((l) => l.next('report', 30000)));
+    // The loaders wait while a server that fell behind drains its backlog (up to 170 s).
+    const reports = await Promise.all(loaders.map((l) => l.next('report', 180000)));
     const errors = reports.flatMap((r) => r.errors);
     const final = await Promise.all(
       servers.map((s) => {
@@ -312,8 +348,11 @@ async function measure(id, v, n) {
         ? (m1.cores[i][key] - m0.cores[i][key]) / (m1.cores[i].total - m0.cores[i].total)
         : null;
     const serverUtil = serverMs / (secs * 1000);
+    const offered = ((opts.senders * 1000) / periodMs) * opts.conns;
     const res = {
       deliveries: count,
+      offered,
+      keptUp: count / secs / offered,
       seconds: secs,
       rate: count / secs,
       p50: hist.quantile(0.5),
@@ -368,6 +407,9 @@ async function measure(id, v, n) {
  */
 const DISTURBED = 0.1;
 const disturbed = (r) => !r.invalid && isNum(r.othersCore0) && r.othersCore0 > DISTURBED;
+/** The load generator could not keep up in this window (its core full, or 5 % of sender ticks late). */
+const loaderBound = (r) =>
+  !r.invalid && ((isNum(r.loadUtil) && r.loadUtil > 0.95) || r.lateTicks > 0.05 * (r.sent || Infinity));
 const isNum = (x) => typeof x === 'number' && Number.isFinite(x);
 const fmt = {
   int: (x) => (isNum(x) ? Math.round(x).toLocaleString('en-US') : '-'),
@@ -391,6 +433,7 @@ function fmtRun(r) {
 
 const METRICS = [
   ['rate', 'deliveries/s', fmt.int],
+  ['keptUp', 'of offered', fmt.pct],
   ['p50', 'p50 us', fmt.int],
   ['p99', 'p99 us', fmt.int],
   ['serverCpu', 'server us/deliv', fmt.us],
@@ -440,7 +483,13 @@ function summarize(runs) {
     const fromDisturbed = used[t.a]?.disturbed || used[t.b]?.disturbed || false;
     verdicts.push({ ...t, server: one('serverCpu'), total: one('totalCpu'), fromDisturbed });
   }
-  return { medians, used, verdicts };
+  const bounds = [];
+  for (const b of BOUNDS) {
+    const x = medians[b.a]?.serverCpu;
+    const y = medians[b.b]?.serverCpu;
+    if (isNum(x) && isNum(y)) bounds.push({ ...b, ratio: x / y });
+  }
+  return { medians, used, verdicts, bounds };
 }
 
 function printTable(ids, summary) {
@@ -484,6 +533,51 @@ function printTable(ids, summary) {
         (v.fromDisturbed ? '  (UNRELIABLE: from disturbed windows only)' : ''),
     );
   }
+  for (const b of summary.bounds) {
+    console.log(
+      `  ${`${b.a} / ${b.b}`.padEnd(34)} server ${b.ratio.toFixed(3)}x: the least a server with one write per delivery can reach here`,
+    );
+  }
+}
+
+/** The ladder in one table: server us per delivery (and the share of the offered load delivered) per load. */
+function printLadder(loads) {
+  if (loads.length < 2) return;
+  const header = ['variant', ...loads.map((l) => `${fmt.int(l.rate)} msg/s`)];
+  const cell = (m, list) =>
+    m === null
+      ? 'INVALID'
+      : `${fmt.us(m.serverCpu)} us${m.keptUp < 0.98 ? ` (${fmt.pct(m.keptUp)})` : ''}${counted(list).some(loaderBound) ? ' *' : ''}`;
+  const rows = opts.variants.map((id) => [id, ...loads.map((l) => cell(l.summary.medians[id], l.runs[id]))]);
+  for (const t of [...TARGETS, ...BOUNDS]) {
+    if (!opts.variants.includes(t.a) || !opts.variants.includes(t.b)) continue;
+    rows.push([
+      `${t.a} / ${t.b}`,
+      ...loads.map((l) => {
+        const x = l.summary.medians[t.a]?.serverCpu;
+        const y = l.summary.medians[t.b]?.serverCpu;
+        if (!isNum(x) || !isNum(y)) return 'INVALID';
+        return `${(x / y).toFixed(2)}x${t.max === undefined ? '' : x / y <= t.max ? ' met' : ' NOT met'}`;
+      }),
+    ]);
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r) =>
+    r
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
+  console.log('');
+  console.log(
+    'by load: server CPU per delivery (medians; in brackets the share of the offered load delivered, when below 98%), then the ratios:',
+  );
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+  if (loads.some((l) => Object.values(l.runs).flat().some(loaderBound)))
+    console.log(
+      "* the load generator fell behind (its core saturated, or sender ticks late): the receiving side limited that window, its figure is not the server's alone",
+    );
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -549,7 +643,7 @@ async function main() {
     ? 'server processes pinned to core 0 (both on core 0 in the 2-process variants: a 2-core machine), load generators and harness to core 1 (taskset)'
     : 'NOT pinned (taskset unavailable or fewer than 2 cores): servers and load generators share cores, numbers are noisier';
   const loadBefore = loadavg();
-  const rate = (opts.senders * 1000) / opts.periodMs;
+  const rateOf = (periodMs) => (opts.senders * 1000) / periodMs;
   console.log(
     `scale-out fan-out: duet ${versions.duet} (memory and Redis broker) vs socket.io ${versions['socket.io']} + @socket.io/redis-adapter ${versions['@socket.io/redis-adapter']} (ioredis ${versions.ioredis}), Redis ${redisVersion ?? '-'}${quick ? ' -- QUICK mode' : ''}`,
   );
@@ -560,10 +654,11 @@ async function main() {
   );
   console.log(
     `load: ${opts.conns} connections spread evenly over the server processes, one topic/room; ${opts.senders} senders on the first process, ` +
-      `each every ${opts.periodMs} ms, staggered (${rate} messages/s, ${fmt.int(rate * opts.conns)} deliveries/s); ${opts.loaders} load process(es)`,
+      `each every ${opts.periods.join(' / ')} ms, staggered (${opts.periods.map((p) => rateOf(p)).join(' / ')} messages/s, ` +
+      `${opts.periods.map((p) => fmt.int(rateOf(p) * opts.conns)).join(' / ')} deliveries/s); ${opts.loaders} load process(es)`,
   );
   console.log(
-    `method: ${opts.rounds} round(s), variants alternating, fresh server processes per measurement; ${opts.warmupMs} ms warm-up then a ` +
+    `method: per load, ${opts.rounds} round(s), variants alternating, fresh server processes per measurement; ${opts.warmupMs} ms warm-up then a ` +
       `${opts.durationMs} ms window; CPU from /proc/PID/stat (servers summed); medians`,
   );
   console.log(`load average (1, 5, 15 min) before: ${loadBefore?.join(', ') ?? '?'}`);
@@ -576,37 +671,43 @@ async function main() {
   }
   if (process.env.BENCH_FAULT)
     console.log(`BENCH_FAULT=${process.env.BENCH_FAULT}: one received message is broken on purpose`);
-  console.log('');
 
   const started = Date.now();
-  const runs = {};
+  const loads = [];
   let n = 0;
-  for (let r = 0; r < opts.rounds; r++) {
-    const order = opts.variants.map((_, i) => opts.variants[(i + r) % opts.variants.length]);
-    for (const id of order) {
-      const res = await measure(id, VARIANTS[id], n++);
-      res.round = r + 1;
-      (runs[id] ??= []).push(res);
-      console.log(`round ${r + 1}  ${id.padEnd(17)} ${fmtRun(res)}`);
+  for (const periodMs of opts.periods) {
+    const rate = rateOf(periodMs);
+    console.log('');
+    console.log(
+      `== ${rate} messages/s (every sender every ${periodMs} ms), ${fmt.int(rate * opts.conns)} deliveries/s offered`,
+    );
+    const runs = {};
+    for (let r = 0; r < opts.rounds; r++) {
+      const order = opts.variants.map((_, i) => opts.variants[(i + r) % opts.variants.length]);
+      for (const id of order) {
+        const res = await measure(id, VARIANTS[id], n++, periodMs);
+        res.round = r + 1;
+        (runs[id] ??= []).push(res);
+        console.log(`round ${r + 1}  ${id.padEnd(17)} ${fmtRun(res)}`);
+      }
     }
+    // Per-round ratios pair runs of the same round: keep each variant's runs in round order.
+    for (const list of Object.values(runs)) list.sort((a, b) => a.round - b.round);
+    const summary = summarize(runs);
+    printTable(opts.variants, summary);
+    loads.push({ periodMs, rate, runs, summary });
   }
+  printLadder(loads);
   const loadAfter = loadavg();
-  // Per-round ratios pair runs of the same round: keep each variant's runs in round order.
-  for (const list of Object.values(runs)) list.sort((a, b) => a.round - b.round);
-  const summary = summarize(runs);
-  printTable(opts.variants, summary);
   console.log('');
   console.log(`load average (1, 5, 15 min) after: ${loadAfter?.join(', ') ?? '?'}`);
-  const all = Object.values(runs).flat();
+  const all = loads.flatMap((l) => Object.values(l.runs).flat());
   if (all.some(disturbed)) {
     const warn = `other processes took more than ${DISTURBED * 100}% of core 0 in ${all.filter(disturbed).length} of ${all.length} windows: left out of the medians where the variant had undisturbed windows`;
     notes.push(warn);
     console.log(`warning: ${warn}`);
   }
-  const others = Object.values(runs)
-    .flat()
-    .map((x) => x.redisOtherClients)
-    .filter(isNum);
+  const others = all.map((x) => x.redisOtherClients).filter(isNum);
   if (others.some((x) => x > 0)) {
     const warn = `other clients were connected to this Redis during ${others.filter((x) => x > 0).length} of ${others.length} windows (up to ${Math.max(...others)}): its CPU includes their work`;
     notes.push(warn);
@@ -626,19 +727,26 @@ async function main() {
     disturbedAbove: DISTURBED,
     notes,
     elapsedSeconds: Math.round((Date.now() - started) / 1000),
-    variants: Object.fromEntries(
-      opts.variants.map((id) => [
-        id,
-        { ...VARIANTS[id], runs: runs[id], median: summary.medians[id], medianOver: summary.used[id] },
-      ]),
-    ),
-    targets: summary.verdicts,
+    titles: Object.fromEntries(opts.variants.map((id) => [id, VARIANTS[id]])),
+    loads: loads.map((l) => ({
+      periodMs: l.periodMs,
+      messagesPerSecond: l.rate,
+      deliveriesPerSecondOffered: l.rate * opts.conns,
+      variants: Object.fromEntries(
+        opts.variants.map((id) => [
+          id,
+          { runs: l.runs[id], median: l.summary.medians[id], medianOver: l.summary.used[id] },
+        ]),
+      ),
+      targets: l.summary.verdicts,
+      bounds: l.summary.bounds,
+    })),
   };
   mkdirSync(dirname(jsonPath), { recursive: true });
   writeFileSync(jsonPath, JSON.stringify(out, null, 2) + '\n');
   console.log(`\nresults: ${jsonPath}`);
   await admin.quit().catch(() => admin.disconnect());
-  const invalid = Object.values(summary.medians).some((m) => m === null);
+  const invalid = loads.some((l) => Object.values(l.summary.medians).some((m) => m === null));
   process.exitCode = invalid ? 2 : 0;
 }
 

@@ -5,7 +5,10 @@
  * finding the key, no timeouts, no events for an application. Its numbers show what Node's
  * `net` layer costs on this machine, and so how far below ws a full server can still get.
  *   /echo  every message back to its sender, same type
- *   /chat  every message to every /chat client (the sender too)
+ *   /chat  every message to every /chat client (the sender too), framed once and handed to
+ *          each with its own `socket.write`: one write system call per delivery
+ * `npm run bench:scaleout` runs it too (its `floor-1` variant): what the operating system alone
+ * charges per delivery when each message is written as it arrives.
  */
 import { createHash } from 'node:crypto';
 import net from 'node:net';
@@ -149,8 +152,10 @@ const server = net.createServer((socket) => {
 
 server.listen(0, '127.0.0.1', () => process.send({ type: 'listening', port: server.address().port }));
 process.on('disconnect', () => process.exit(0));
-// Harness plumbing, not application code: the JS heap after a forced GC (--expose-gc) for the idle-memory scenario.
+// Harness plumbing, not application code: the JS heap after a forced GC (--expose-gc) for the
+// idle-memory scenario; `count` (bench:scaleout): the /chat clients.
 process.on('message', (m) => {
+  if (m?.type === 'count') process.send({ type: 'count', n: chat.size, ready: true, errors: 0 });
   if (m?.type === 'heap') {
     globalThis.gc?.();
     globalThis.gc?.();
