@@ -2,13 +2,13 @@
  * What `npm pack` would publish (`npm pack --dry-run --json --ignore-scripts`, so nothing is
  * built or changed): every source map and every `sourceMappingURL` points at a file that is in
  * the package (the maps' sources are src/, which ships), nothing only the repository needs
- * (tests, benchmarks and their results, the demo's sources, the README's screenshot), and no
- * file over a size bound. Needs `npm run build` (dist/) first; takes a second or two.
+ * (tests, benchmarks and their results, the demo's sources, the README's screenshot), no
+ * file over a size bound, and no relative link in its Markdown to a file it lacks. Needs `npm run build` (dist/) first; takes a second or two.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -58,7 +58,7 @@ async function packList(): Promise<{ files: PackedFile[]; size: number; unpacked
 }
 
 test(
-  'the npm package: source maps resolve inside it, no repository-only files, no oversized file',
+  'the npm package: source maps resolve inside it, no repository-only files, no oversized file, no dangling Markdown link',
   { timeout: 120_000 },
   async () => {
     const { files, size, unpackedSize } = await packList();
@@ -109,5 +109,28 @@ test(
     for (const entry of [pkg.main, pkg.types, ...Object.values(pkg.bin)]) {
       assert.ok(paths.has(posix.normalize(entry)), `${entry} is in the package`);
     }
+
+    // Every relative link in the package's Markdown points at a file it contains, so that the
+    // README and docs read from node_modules/duet lead somewhere; or at the repository's own
+    // material (REPO_ONLY: the benchmarks' sources and results, the README's screenshot), left
+    // out on purpose, which must then exist in the repository.
+    const broken: string[] = [];
+    let links = 0;
+    let repoLinks = 0;
+    for (const file of files.filter((f) => f.path.endsWith('.md'))) {
+      const text = readFileSync(join(ROOT, file.path), 'utf8').replace(/```[\s\S]*?```/g, '');
+      for (const m of text.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)) {
+        const link = m[1].split('#')[0];
+        if (link === '' || /^[a-z][a-z0-9+.-]*:/i.test(link)) continue;
+        links++;
+        const target = posix.normalize(posix.join(posix.dirname(file.path), decodeURI(link)));
+        if (paths.has(target) || [...paths].some((p) => p.startsWith(`${target.replace(/\/$/, '')}/`))) continue;
+        if (REPO_ONLY.some((re) => re.test(target)) && existsSync(join(ROOT, target))) repoLinks++;
+        else broken.push(`${file.path} -> ${link}`);
+      }
+    }
+    console.log(`# Markdown: ${links} relative links, ${repoLinks} of them to repository-only material`);
+    assert.ok(links > 20, `the Markdown's relative links are there to check (${links})`);
+    assert.deepEqual(broken, [], 'relative links in the packed Markdown to files the package lacks');
   },
 );
