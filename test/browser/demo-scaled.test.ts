@@ -103,4 +103,26 @@ describe('the Vue demo on two processes sharing Redis', { skip }, () => {
     await b.screenshot({ path: `${RESULTS}demo-scaled-b.png` });
     assert.deepEqual(problems, []);
   });
+
+  it("a process that dies: its page drops out of the other's who-is-online once its entry expires", async () => {
+    const online = (page: Page): Promise<string | null> =>
+      page.$eval('[data-testid=online-count]', (e: PageElement) => e.textContent);
+    assert.equal(await online(a), '2', 'both online before');
+    // SIGKILL: nobody is left to say `leave` for page B, whose reconnects to its dead process
+    // fail; page A must stop counting it once 16 s pass without an announcement (pruned every
+    // 5 s: gone within about 21 s).
+    const killedAt = Date.now();
+    await servers[1].stop();
+    await a.waitForFunction(`document.querySelector('[data-testid=online-count]')?.textContent === '1'`, null, {
+      timeout: 45_000,
+    });
+    const after = Date.now() - killedAt;
+    // Not at once (no leave was said): only through the expiry.
+    assert.ok(after >= 10_000, `page B dropped out after ${after} ms, before its entry could expire`);
+    assert.equal(
+      await a.$eval('[data-testid=status]', (e: PageElement) => e.textContent),
+      'Connected',
+      'page A unaffected',
+    );
+  });
 });
