@@ -5,8 +5,10 @@
  * skips everything RFC 6455 asks of a real server) as a reference column: floor/ws shows how far
  * below ws this machine and harness let any server go, so whether a target is reachable at all.
  *
- *   npm run bench                      build, then 3 rounds of every scenario (about 7 minutes)
- *   npm run bench -- --quick           1 round, short windows (about 1.5 minutes); docs untouched
+ *   npm run bench                      build, then 3 rounds of every scenario (about 7 minutes), then
+ *                                      the scale-out scenario (bench/scaleout.mjs: about 15 minutes)
+ *   npm run bench -- --quick           1 round, short windows (about 2.5 minutes); docs untouched
+ *   node bench/run.mjs --scenarios=scaleout   the scale-out scenario alone (--scenarios without it: not run)
  *   node bench/run.mjs [--rounds=N] [--warmup=ms] [--duration=ms] [--scenarios=id,id]
  *                      [--servers=duet,ws,floor] [--json=path] [--docs | --no-docs] [--idle-conns=N]
  *   node bench/run.mjs --servers=duet,ws   without the floor (no floor columns)
@@ -27,7 +29,9 @@
  * with --expose-gc) for its JS heap after a forced GC, with the connections open and after they closed.
  * Every scenario verifies what it receives; a run that fails prints INVALID, never a number.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -453,6 +457,7 @@ async function main() {
   }
 
   const results = scenarios.map((sc) => summarize(sc, runs[sc.id] ?? {}));
+  const scaleout = only === null || only.includes('scaleout') ? await runScaleout() : null;
   const out = {
     generated: new Date().toISOString(),
     command: quick ? 'npm run bench -- --quick' : 'npm run bench',
@@ -464,6 +469,7 @@ async function main() {
     notes,
     elapsedSeconds: Math.round((Date.now() - started) / 1000),
     scenarios: results,
+    scaleout,
   };
   printTable(results);
 
@@ -484,8 +490,49 @@ async function main() {
       `docs not regenerated (${quick ? '--quick' : only !== null ? 'a subset of scenarios' : process.env.BENCH_FAULT ? 'BENCH_FAULT' : '--no-docs'}; a full run writes docs/benchmarks.md)`,
     );
   }
-  const invalid = results.some((s) => !s.pending && Object.values(s.medians).some((m) => m === null));
+  const invalid =
+    results.some((s) => !s.pending && Object.values(s.medians).some((m) => m === null)) || scaleout?.invalid === true;
   process.exitCode = invalid ? 2 : 0;
+}
+
+/**
+ * The scale-out scenario (issue 15): fan-out through Redis against Socket.IO with its Redis
+ * adapter, at three loads, with the floor (bench/scaleout.mjs, run as a child process with its
+ * own output). Returns what the report needs from its results: the ladder's medians, targets
+ * and bounds; `{ skipped }` when it could not run (no Redis: the reason is printed above).
+ */
+async function runScaleout() {
+  const json = join(HERE, 'results', 'scaleout.json');
+  const args = [join(HERE, 'scaleout.mjs'), `--json=${json}`, `--rounds=${opts.rounds}`];
+  if (quick) args.push('--quick');
+  console.log('');
+  console.log(`== scale-out through Redis: node bench/scaleout.mjs ${args.slice(1).join(' ')}`);
+  // This process is pinned to core 1, and a child inherits that: give it every core back, so
+  // that it pins its servers and load generators itself as it does when run on its own.
+  const [cmd, argv] = PIN
+    ? ['taskset', ['-c', `0-${cpus().length - 1}`, process.execPath, ...args]]
+    : [process.execPath, args];
+  const code = await new Promise((resolve) => {
+    const p = spawn(cmd, argv, { stdio: 'inherit' });
+    p.on('exit', (c) => resolve(c ?? 1));
+    p.on('error', () => resolve(1));
+  });
+  if (code !== 0 && code !== 2) return { skipped: `bench/scaleout.mjs exited with code ${code} (see its output)` };
+  const r = JSON.parse(readFileSync(json, 'utf8'));
+  return {
+    command: 'node bench/scaleout.mjs',
+    options: r.options,
+    versions: r.versions,
+    titles: Object.fromEntries(Object.entries(r.titles).map(([id, v]) => [id, v.title])),
+    loads: r.loads.map((l) => ({
+      messagesPerSecond: l.messagesPerSecond,
+      deliveriesPerSecondOffered: l.deliveriesPerSecondOffered,
+      medians: Object.fromEntries(Object.entries(l.variants).map(([id, v]) => [id, v.median])),
+      targets: l.targets.map((t) => ({ a: t.a, b: t.b, max: t.max, ratio: t.server.ratio, met: t.server.met })),
+      bounds: l.bounds,
+    })),
+    invalid: code === 2,
+  };
 }
 
 /** Hand-written profile notes (bench/profile-notes.md) for the generated docs, or null. */

@@ -177,7 +177,7 @@ export function renderMarkdown(out) {
   );
   L.push('');
   L.push(
-    'Run it on your own machine: `npm run bench` (about 7 minutes) or `npm run bench -- --quick` (about 1.5 minutes).',
+    'Run it on your own machine: `npm run bench` (about 7 minutes, then 15 for the scale-out scenario) or `npm run bench -- --quick` (about 2.5 minutes).',
   );
   L.push('');
   L.push('## Machine');
@@ -307,6 +307,7 @@ export function renderMarkdown(out) {
     for (const f of flags) L.push(`- ${f}`);
     L.push('');
   }
+  if (out.scaleout) L.push(...renderScaleout(out.scaleout));
   if (out.profileNotes) {
     L.push('## Where the time goes (profile notes)');
     L.push('');
@@ -417,4 +418,48 @@ export function readingNotes(out) {
     );
   }
   return notes;
+}
+
+/**
+ * The scale-out scenario's section (bench/scaleout.mjs via runScaleout in bench/run.mjs): server
+ * CPU per delivery by load for every variant, then the ratios and the issue's targets.
+ */
+export function renderScaleout(so) {
+  const L = ['## Scale-out through Redis (against Socket.IO)', ''];
+  if (so.skipped) {
+    L.push(`Not measured: ${so.skipped}.`, '');
+    return L;
+  }
+  const us = (x) => (typeof x === 'number' && Number.isFinite(x) ? `${x.toFixed(2)} us` : '-');
+  L.push(
+    `Fan-out of one topic to ${so.options.conns} connections, ${so.options.senders} senders, at ${so.loads.length} load${so.loads.length === 1 ? '' : 's'}, from ` +
+      '[bench/scaleout.mjs](../bench/scaleout.mjs) (its own output has every window; method and reading in ' +
+      '[scaling.md](scaling.md#cost-per-delivery)). Server CPU per delivery, medians of ' +
+      `${so.options.rounds} round(s); in brackets the share of the offered load delivered, when below 98 %. ` +
+      `Socket.IO ${so.versions['socket.io']} with @socket.io/redis-adapter ${so.versions['@socket.io/redis-adapter']}, Redis ${so.versions.redis}.`,
+    '',
+  );
+  const ids = Object.keys(so.titles);
+  L.push(`| variant | ${so.loads.map((l) => `${l.messagesPerSecond} msg/s`).join(' | ')} |`);
+  L.push(`| --- | ${so.loads.map(() => '---:').join(' | ')} |`);
+  for (const id of ids) {
+    const cells = so.loads.map((l) => {
+      const m = l.medians[id];
+      if (m === null || m === undefined) return 'INVALID';
+      return `${us(m.serverCpu)}${m.keptUp < 0.98 ? ` (${Math.round(m.keptUp * 100)} %)` : ''}`;
+    });
+    L.push(`| ${so.titles[id]} | ${cells.join(' | ')} |`);
+  }
+  const pairs = [...so.loads[0].targets, ...so.loads[0].bounds];
+  for (const p of pairs) {
+    const cells = so.loads.map((l) => {
+      const t = [...l.targets, ...l.bounds].find((x) => x.a === p.a && x.b === p.b);
+      if (t === undefined || typeof t.ratio !== 'number') return 'INVALID';
+      return `${t.ratio.toFixed(2)}x${t.max === undefined ? '' : t.met ? ' (met)' : ' (NOT met)'}`;
+    });
+    const what = p.max === undefined ? ' (the floor: the least with one write per delivery)' : ` (target <= ${p.max}x)`;
+    L.push(`| **${p.a} / ${p.b}**${what} | ${cells.join(' | ')} |`);
+  }
+  L.push('');
+  return L;
 }

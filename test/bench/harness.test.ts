@@ -4,7 +4,8 @@
  * (bench/servers/floor.mjs, the reference) must come out valid with numbers (RSS and JS heap
  * per connection), and the echo run against duet with one received message deliberately
  * corrupted (BENCH_FAULT=corrupt) must come out INVALID. The report code must print n/a, not
- * crash, for a heap figure a server did not answer.
+ * crash, for a heap figure a server did not answer; the scale-out section (bench/scaleout.mjs,
+ * run by bench/run.mjs) renders its ladder and verdicts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -148,4 +149,39 @@ test('bench report: a heap figure a server did not answer prints n/a', async () 
   );
   assert.doesNotMatch(md, /\*\*INVALID\*\*/, 'no INVALID cell for a missing heap figure');
   assert.match(renderSvg(out), /<svg/);
+});
+
+test('bench report: the scale-out section shows each load, the ratios with their verdicts, or why it was not run', async () => {
+  const { renderScaleout } = (await import(REPORT)) as { renderScaleout: (so: unknown) => string[] };
+  const median = (serverCpu: number, keptUp = 1) => ({ serverCpu, keptUp });
+  const load = (rate: number, duet: number, sio: number, keptUp: number) => ({
+    messagesPerSecond: rate,
+    deliveriesPerSecondOffered: rate * 500,
+    medians: { 'floor-1': median(10), 'duet-redis-1': median(duet), 'socketio-redis-1': median(sio, keptUp) },
+    targets: [
+      { a: 'duet-redis-1', b: 'socketio-redis-1', max: 0.5, ratio: duet / sio, met: duet / sio <= 0.5 },
+      { a: 'duet-redis-2', b: 'socketio-redis-2', max: 0.5, ratio: null, met: null },
+    ],
+    bounds: [{ a: 'floor-1', b: 'socketio-redis-1', ratio: 10 / sio }],
+  });
+  const so = {
+    options: { conns: 500, senders: 5, rounds: 3 },
+    versions: { 'socket.io': '4', '@socket.io/redis-adapter': '8', redis: '7' },
+    titles: { 'floor-1': 'floor', 'duet-redis-1': 'duet over Redis', 'socketio-redis-1': 'Socket.IO' },
+    loads: [load(125, 12, 16, 1), load(500, 4, 14, 0.28)],
+  };
+  const md = renderScaleout(so).join('\n');
+  assert.match(md, /\| variant \| 125 msg\/s \| 500 msg\/s \|/);
+  assert.match(
+    md,
+    /\| Socket\.IO \| 16\.00 us \| 14\.00 us \(28 %\) \|/,
+    'the share delivered when a server fell behind',
+  );
+  assert.match(
+    md,
+    /duet-redis-1 \/ socketio-redis-1\*\* \(target <= 0\.5x\) \| 0\.75x \(NOT met\) \| 0\.29x \(met\) \|/,
+  );
+  assert.match(md, /duet-redis-2 \/ socketio-redis-2\*\* \(target <= 0\.5x\) \| INVALID \| INVALID \|/);
+  assert.match(md, /floor-1 \/ socketio-redis-1\*\* \(the floor[^|]*\| 0\.63x \| 0\.71x \|/);
+  assert.match(renderScaleout({ skipped: 'no Redis' }).join('\n'), /Not measured: no Redis\./);
 });
