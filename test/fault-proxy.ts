@@ -5,7 +5,8 @@
  * dead NAT mapping or a stuck middlebox looks), on the connections open now and, if asked, on
  * new ones too, or stall one direction (bytes wait, then arrive all at once: a link that
  * stopped delivering and recovers, as TCP retransmits what it held). The target can change (a
- * server restarted on another port).
+ * server restarted on another port), or refuse every connection for a while (a server that is
+ * down).
  */
 import * as net from 'node:net';
 import { once } from 'node:events';
@@ -32,6 +33,10 @@ export class FaultProxy {
   private newDownDead = false;
   /** Connections accepted so far. */
   accepted = 0;
+  /** When each connection was accepted (Date.now()), refused ones included. */
+  readonly acceptedAt: number[] = [];
+  /** New connections are reset as soon as they are accepted (the server is down). */
+  private refusing = false;
   /** Bytes dropped by black holes so far: client to server, server to client. */
   droppedUp = 0;
   droppedDown = 0;
@@ -113,6 +118,15 @@ export class FaultProxy {
     }
   }
 
+  /**
+   * The server goes down (true: every open connection is reset, new ones are reset as soon as
+   * they come) or comes back (false).
+   */
+  refuse(on: boolean): void {
+    this.refusing = on;
+    if (on) this.cut('rst');
+  }
+
   async close(): Promise<void> {
     this.cut('rst');
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -120,6 +134,12 @@ export class FaultProxy {
 
   private accept(client: net.Socket): void {
     this.accepted++;
+    this.acceptedAt.push(Date.now());
+    if (this.refusing) {
+      client.on('error', () => undefined);
+      client.resetAndDestroy();
+      return;
+    }
     const server = net.connect(this.targetPort, '127.0.0.1');
     const pair: Pair = { client, server, upDead: this.newUpDead, downDead: this.newDownDead };
     this.pairs.add(pair);

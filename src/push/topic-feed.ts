@@ -72,9 +72,14 @@ export class TopicFeeds {
   private closed = false;
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
 
+  /**
+   * @param quiet true while the broker's connection is known to be down and already reported:
+   *   reads that fail meanwhile (retried every second) are not reported one by one.
+   */
   constructor(
     private readonly source: FeedSource,
     private readonly host: () => BrokerHost | undefined,
+    private readonly quiet: () => boolean = () => false,
   ) {}
 
   /** Topics being fed. */
@@ -286,7 +291,7 @@ export class TopicFeeds {
   }
 
   private report(err: unknown): void {
-    if (this.closed) return;
+    if (this.closed || this.quiet()) return;
     this.host()?.error(err instanceof Error ? err : new Error(String(err)));
   }
 

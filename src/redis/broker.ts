@@ -187,6 +187,8 @@ export class RedisBroker implements AsynchronousBroker {
         range: (topic, epoch, after, upTo) => this.range(topic, epoch, after, upTo),
       },
       () => this.host,
+      // One error per outage: the feeds' retries meanwhile fail for the reason already reported.
+      () => this.down,
     );
     for (const client of [this.commands, this.subscriber]) {
       // ioredis reports a refused or reset connection as 'error', one closed by the server

@@ -3,7 +3,9 @@
  * process: one topic space, order and exactly-once delivery, the sender excluded, recovery
  * with publishes racing it, gaps after a lost connection filled from history or announced,
  * Redis losing its data (a new epoch, announced), publishes refused while Redis is away or
- * the backlog is full, malformed messages skipped, topic names kept out of each other's keys,
+ * the backlog is full, an outage of seconds behind a proxy (WebSocket connections stay up,
+ * reconnection backs off, what was missed is filled from history), one Redis subscription per
+ * topic per process, malformed messages skipped, topic names kept out of each other's keys,
  * and leases. Each test has its own key prefix and deletes its keys.
  */
 import { after, before, describe, it } from 'node:test';
@@ -13,6 +15,10 @@ import { RedisBroker, type RedisBrokerOptions } from '../../src/redis/index.js';
 import { Hub } from '../../src/push/hub.js';
 import type { OutgoingMessage, PublishDedup } from '../../src/push/broker.js';
 import { DuetError } from '../../src/protocol/errors.js';
+import { WebSocket, WebSocketServer } from '../../src/index.js';
+import { FaultProxy } from '../fault-proxy.js';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import type { Recovery } from '../../src/push/history.js';
 import {
   Recorder,
@@ -336,6 +342,118 @@ describe('RedisBroker', { skip }, () => {
     const again = await hubs[1].publishMessageAsync(withId('f', 'x', 'id1'));
     assert.equal(again.duplicate, undefined);
     assert.notEqual(again.epoch, first.epoch);
+  });
+
+  it('one Redis subscription per topic per process, whatever its number of local subscribers; none once they leave', async () => {
+    const { hubs, prefix } = await fleet('numsub', 2);
+    const channel = (topic: string): string => `${prefix}{${topic}}:msg`;
+    const numsub = async (): Promise<number[]> => {
+      const reply = (await admin.call('PUBSUB', 'NUMSUB', channel('t'), channel('u'))) as Array<string | number>;
+      return [Number(reply[1]), Number(reply[3])];
+    };
+    const onT = await Promise.all(Array.from({ length: 20 }, () => follow(hubs[0], 't')));
+    const onT2 = await Promise.all(Array.from({ length: 5 }, () => follow(hubs[1], 't')));
+    const onU = await Promise.all(Array.from({ length: 10 }, () => follow(hubs[0], 'u')));
+    assert.deepEqual(await numsub(), [2, 1], 'topic t: one subscription per process; u: one');
+    await hubs[0].publishAsync('t', 'x');
+    await until(() => [...onT, ...onT2].every((r) => r.texts().length === 1), 'everyone on t');
+    for (const r of onU) hubs[0].unsubscribe(r, 'u');
+    for (const r of onT2) hubs[1].unsubscribe(r, 't');
+    for (let tries = 0; (await numsub()).join() !== '1,0'; tries++) {
+      assert.ok(tries < 500, `the subscriptions released: ${(await numsub()).join()}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(
+      onU.map((r) => r.texts().length),
+      onU.map(() => 0),
+    );
+  });
+
+  it('a Redis outage of seconds: WebSocket connections stay open, one error, publishes refused, reconnection backs off, and what was published elsewhere meanwhile arrives after', async () => {
+    const prefix = testPrefix('outage');
+    prefixes.push(prefix);
+    const history = { size: 100, ttl: 60_000 };
+    const proxy = await FaultProxy.start(Number(new URL(REDIS_URL).port || 6379));
+    const broker = await RedisBroker.connect({ url: `redis://127.0.0.1:${proxy.port}`, prefix, history });
+    const other = await RedisBroker.connect({ url: REDIS_URL, prefix, history });
+    opened.push(broker, other);
+    const elsewhere = new Hub({ broker: other });
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, broker });
+    const errors: Error[] = [];
+    wss.on('error', (err: Error) => errors.push(err));
+    wss.on('connection', (ws, req) => ws.subscribe(req.url === '/late' ? 'late' : 'o'));
+    try {
+      await once(wss, 'listening');
+      const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`;
+      const clients = await Promise.all(
+        Array.from({ length: 3 }, async () => {
+          const ws = new WebSocket(url);
+          const c = { ws, got: [] as string[], closed: false };
+          ws.on('message', (data: Buffer) => c.got.push(data.toString()));
+          ws.on('close', () => (c.closed = true));
+          await once(ws, 'open');
+          return c;
+        }),
+      );
+      await until(() => wss.subscriberCount('o') === 3, 'three subscribers');
+      await broker.watch('o');
+      await elsewhere.publishAsync('o', 'before');
+      await until(() => clients.every((c) => c.got.length === 1), 'the first message');
+
+      proxy.refuse(true);
+      const downAt = Date.now();
+      await until(() => errors.length === 1, 'the outage reported');
+      await assert.rejects(wss.publishAsync('o', 'refused'), (err: unknown) => {
+        assert.ok(err instanceof DuetError);
+        assert.equal(err.code, 'WS_ERR_BROKER_UNAVAILABLE');
+        return true;
+      });
+      for (let i = 1; i <= 5; i++) await elsewhere.publishAsync('o', `during-${i}`);
+      // A client that comes during the outage, to a topic this process does not follow yet:
+      // the topic's subscription is retried every second, without an error each time.
+      const late = new WebSocket(`${url}late`);
+      const lateGot: string[] = [];
+      late.on('message', (data: Buffer) => lateGot.push(data.toString()));
+      await once(late, 'open');
+      await until(() => Date.now() - downAt >= 4000, 'four seconds of outage');
+      const attempts = proxy.acceptedAt.filter((t) => t > downAt);
+      proxy.refuse(false);
+
+      // Two connections (commands, subscriber), each retried after 200, 400, 800, 1600 ms...:
+      // a handful of attempts, further and further apart, not a loop.
+      assert.ok(attempts.length >= 2 && attempts.length <= 20, `${attempts.length} reconnection attempts in 4 s`);
+      const gaps = attempts.slice(1).map((t, i) => t - attempts[i]);
+      assert.ok(Math.max(...gaps) >= 700, `attempts spaced out (${gaps.join(', ')} ms)`);
+
+      await until(() => clients.every((c) => c.got.length === 6), 'the messages of the outage', 20_000);
+      let sent = false;
+      for (let tries = 0; !sent; tries++) {
+        assert.ok(tries < 200, 'publishing never worked again');
+        sent = await wss.publishAsync('o', 'after').then(
+          () => true,
+          () => false,
+        );
+        if (!sent) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await until(() => clients.every((c) => c.got.length === 7), 'the message after');
+      await broker.watch('late');
+      await elsewhere.publishAsync('late', 'for the late one');
+      await until(() => lateGot.length === 1, 'the late client served once Redis is back');
+      late.close();
+      const expected = ['before', 'during-1', 'during-2', 'during-3', 'during-4', 'during-5', 'after'];
+      for (const c of clients) {
+        assert.deepEqual(c.got, expected);
+        assert.equal(c.closed, false, 'the WebSocket connection stayed open');
+        assert.equal(c.ws.readyState, WebSocket.OPEN);
+      }
+      assert.equal(errors.length, 1, `one error for the outage: ${errors.map((e) => e.message).join('; ')}`);
+      assert.match(errors[0].message, /lost; reconnecting/);
+      assert.ok(broker.stats().gapsFilled >= 1, 'the missed messages were read from history');
+      for (const c of clients) c.ws.close();
+    } finally {
+      await new Promise((resolve) => wss.close(resolve));
+      await proxy.close();
+    }
   });
 
   it('Redis away: publishAsync rejects with WS_ERR_BROKER_UNAVAILABLE (not published); after it returns, publishes go through', async () => {
