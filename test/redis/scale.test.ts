@@ -3,7 +3,8 @@
  * topic space in Redis, clients (duet/client, with reconnection and recovery) spread over them.
  * Every client gets every message once and in seq order; a process killed with SIGKILL loses
  * nothing for its clients, which come back through a round-robin TCP proxy to the others and
- * recover; Redis connections killed mid-stream leave no gap; Redis losing its data is
+ * recover; Redis connections killed mid-stream leave no gap (one process's subscription alone:
+ * what it missed comes from history); Redis losing its data is
  * announced (a reset); `--workers 2` runs /chat and /channel across its workers.
  */
 import { after, before, describe, it } from 'node:test';
@@ -277,6 +278,71 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
     for (const [k, f] of followers.entries()) {
       assert.equal(f.resets, 2, `client ${k} was told the topic started over`);
       assert.equal(f.got.at(-1)!.seq, 1, 'numbering starts over');
+    }
+  });
+
+  it("one process's Redis subscription killed while the other publishes: its clients get what was published meanwhile, from history, with no reset", async () => {
+    const { urls, prefix } = await serve(2, 'gap');
+    const followers = followMany(urls, 20);
+    await until(() => followers.every((f) => f.subscribed), 'every subscription');
+    const publishers = urls.map((url) => follow(`${url}/channel`));
+    clients.push(...publishers.map((p) => p.client));
+    await until(() => publishers.every((p) => p.subscribed), 'the publishers');
+    // One of the two processes' subscriber connections (its commands connection stays, so
+    // every publish goes through): `duet-serve:<prefix>:<broker id>:subscriber`.
+    const subscriber = async (
+      named: (name: string) => boolean = (name) =>
+        name.startsWith(`duet-serve:${prefix}`) && name.endsWith(':subscriber'),
+    ): Promise<{ id: string; name: string } | undefined> =>
+      ((await admin.client('LIST')) as string)
+        .split('\n')
+        .map((line) => ({ id: /\bid=(\d+)/.exec(line)?.[1] ?? '', name: /\bname=(\S*)/.exec(line)?.[1] ?? '' }))
+        .find((c) => named(c.name));
+    const victim = await subscriber();
+    assert.ok(victim !== undefined, 'a subscriber connection to kill');
+    // Both publishers, one on each process, 40 messages each, one every 60 ms.
+    const acked: number[] = [];
+    const streams = publishers.map(async (publisher, p) => {
+      for (let i = 1; i <= 40; i++) {
+        void publisher.client.publish('chat', { p, i }).then(() => acked.push(Date.now()));
+        await new Promise((resolve) => setTimeout(resolve, 60));
+      }
+    });
+    await until(() => acked.length >= 20, 'twenty messages acknowledged');
+    const killedAt = Date.now();
+    assert.equal(Number(await admin.client('KILL', 'ID', victim.id)), 1);
+    // Back when a connection of that name is there again (ioredis waits 200 ms at least, and
+    // the process subscribes again after that: the window without a subscription is longer).
+    let backAt = 0;
+    for (let tries = 0; backAt === 0; tries++) {
+      assert.ok(tries < 1000, 'the subscriber connection never came back');
+      const again = await subscriber((name) => name === victim.name);
+      if (again !== undefined && again.id !== victim.id) backAt = Date.now();
+      else await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await Promise.all(streams);
+    await until(() => acked.length === 80, 'every publish acknowledged');
+    // Published while that process had no subscription: pub/sub never brought it these.
+    const missed = acked.filter((at) => at > killedAt + 20 && at < backAt).length;
+    console.log(`# ${missed} messages published while the subscription was down (${backAt - killedAt} ms)`);
+    assert.ok(missed >= 1, 'messages were published while the subscription was down');
+    await until(() => followers.every((f) => f.got.length >= 80), 'every client caught up', 60_000);
+    const reference = followers[0].got.map((g) => `${g.data.p}:${g.data.i}`);
+    for (const [k, f] of followers.entries()) {
+      assert.equal(f.got.length, 80, `client ${k} got ${f.got.length}`);
+      assertConsecutive(f, `client ${k}`);
+      assert.deepEqual(
+        f.got.map((g) => `${g.data.p}:${g.data.i}`),
+        reference,
+        `client ${k}: another order`,
+      );
+      for (const p of [0, 1])
+        assert.deepEqual(
+          f.got.filter((g) => g.data.p === p).map((g) => g.data.i),
+          Array.from({ length: 40 }, (_, i) => i + 1),
+          `client ${k}, publisher ${p}`,
+        );
+      assert.equal(f.resets, 1, `client ${k}: filled, not reset`);
     }
   });
 
