@@ -6,7 +6,7 @@
  * below ws this machine and harness let any server go, so whether a target is reachable at all.
  *
  *   npm run bench                      build, then 3 rounds of every scenario (about 7 minutes), then
- *                                      the scale-out scenario (bench/scaleout.mjs: about 15 minutes)
+ *                                      the scale-out scenario (bench/scaleout.mjs: about 10 minutes)
  *   npm run bench -- --quick           1 round, short windows (about 2.5 minutes); docs untouched
  *   node bench/run.mjs --scenarios=scaleout   the scale-out scenario alone (--scenarios without it: not run)
  *   node bench/run.mjs [--rounds=N] [--warmup=ms] [--duration=ms] [--scenarios=id,id]
@@ -484,7 +484,11 @@ async function main() {
     writeFileSync(join(docs, 'benchmarks.json'), JSON.stringify(out, null, 2) + '\n');
     writeFileSync(join(docs, 'benchmarks.svg'), renderSvg(out));
     writeFileSync(join(docs, 'benchmarks.md'), renderMarkdown({ ...out, profileNotes: profileNotes() }));
-    console.log('docs: docs/benchmarks.md, docs/benchmarks.svg, docs/benchmarks.json');
+    // The scale-out scenario's every window, beside its summary in benchmarks.json.
+    const scaleoutJson = join(HERE, 'results', 'scaleout.json');
+    if (scaleout !== null && scaleout.skipped === undefined && existsSync(scaleoutJson))
+      writeFileSync(join(docs, 'scaleout.json'), readFileSync(scaleoutJson));
+    console.log('docs: docs/benchmarks.md, docs/benchmarks.svg, docs/benchmarks.json, docs/scaleout.json');
   } else {
     console.log(
       `docs not regenerated (${quick ? '--quick' : only !== null ? 'a subset of scenarios' : process.env.BENCH_FAULT ? 'BENCH_FAULT' : '--no-docs'}; a full run writes docs/benchmarks.md)`,

@@ -9,7 +9,7 @@
  * shows what the operating system alone charges per delivery.
  *
  *   npm run bench:scaleout                  build, then 3 rounds of every variant at each of
- *                                           125, 250 and 500 messages/s (about 15 minutes)
+ *                                           125, 250 and 500 messages/s (about 10 minutes)
  *   npm run bench:scaleout -- --quick       1 round at 250 messages/s, short windows (about 1 minute)
  *   node bench/scaleout.mjs [--rounds=N] [--warmup=ms] [--duration=ms] [--conns=500]
  *        [--senders=5] [--periods=40,20,10 | --period=20] [--loaders=1] [--json=path]

@@ -177,7 +177,7 @@ export function renderMarkdown(out) {
   );
   L.push('');
   L.push(
-    'Run it on your own machine: `npm run bench` (about 7 minutes, then 15 for the scale-out scenario) or `npm run bench -- --quick` (about 2.5 minutes).',
+    'Run it on your own machine: `npm run bench` (about 8 minutes, then 10 for the scale-out scenario) or `npm run bench -- --quick` (about 2.5 minutes).',
   );
   L.push('');
   L.push('## Machine');
