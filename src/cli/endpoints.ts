@@ -12,7 +12,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from '../node/connection.js';
-import { Channel } from '../push/channel.js';
+import { CHANNEL_TOPIC_PREFIX, Channel } from '../push/channel.js';
 import type { WebSocketServer } from '../push/server.js';
 
 /** Paths that speak WebSocket. */
@@ -135,19 +135,50 @@ export function attachEndpoints(wss: WebSocketServer, options: EndpointOptions =
     channel.publish('ticker', message);
   };
   const leader = options.tickerLeader;
-  wss.every(1000, (run) => {
-    if (leader === undefined) tick(run);
-    else {
+  if (leader === undefined) {
+    wss.every(1000, (run) => tick(run));
+    return channel;
+  }
+  // Several processes: the lease holder ticks. One that takes over goes on from the last tick
+  // (its count and value, read back from the ticker topic's history), so clients see one
+  // ticker, not a jump when the leader changes.
+  let count = 0;
+  let leading = false;
+  wss.every(1000, () => {
+    leader().then(
+      async (held) => {
+        if (!held || shuttingDown) {
+          leading = false;
+          return;
+        }
+        if (!leading) {
+          leading = true;
+          const last = await lastTick(wss, channel);
+          if (last !== undefined && last.seq > count) {
+            count = last.seq;
+            value = last.value;
+          }
+        }
+        tick(++count);
+      },
       // Not the leader, or the broker unreachable (reported by the broker): no tick from here.
-      leader().then(
-        (held) => {
-          if (held && !shuttingDown) tick(run);
-        },
-        () => undefined,
-      );
-    }
+      () => undefined,
+    );
   });
   return channel;
+}
+
+/** The last tick published on the channel's `ticker` topic (any process), from its history; undefined if none or unreadable. */
+async function lastTick(wss: WebSocketServer, channel: Channel): Promise<Tick | undefined> {
+  try {
+    const { epoch, seq } = await channel.positionAsync('ticker');
+    if (seq === 0) return undefined;
+    const { messages } = await wss.hub.recoverAsync(CHANNEL_TOPIC_PREFIX + 'ticker', seq - 1, epoch);
+    return (JSON.parse(messages[0].payload.toString()) as { data: Tick }).data;
+  } catch {
+    // History gone (a new epoch, a flushed Redis) or the broker unreachable: start afresh.
+    return undefined;
+  }
 }
 
 export function pathOf(req: IncomingMessage): string {

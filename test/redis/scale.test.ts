@@ -450,4 +450,38 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
     // SIGTERM to the primary stops every worker, and duet serve exits 0.
     assert.equal(await stopGracefully(primary), 0);
   });
+
+  it("the ticker's process killed: another takes the ticker over within the lease and goes on from the last tick", async () => {
+    interface Tick {
+      seq: number;
+      value: number;
+    }
+    const listen = (url: string): { ws: WS; ticks: Tick[] } => {
+      const ws = new WS(`${url}/ticker`);
+      const ticks: Tick[] = [];
+      ws.on('message', (d: Buffer) => ticks.push(JSON.parse(d.toString()) as Tick));
+      return { ws, ticks };
+    };
+    // The first process holds the ticker (alone when it starts)...
+    const { urls, prefix } = await serve(1, 'ticker');
+    const first = processes.at(-1)!;
+    const a = listen(urls[0]);
+    await until(() => a.ticks.length >= 2, 'ticks from the first process');
+    // ...a second one joins on the same Redis; its client gets the first one's ticks.
+    const second = await startDuet(['serve', '--port', '0', '--redis', REDIS_URL, '--redis-prefix', prefix]);
+    processes.push(second);
+    const b = listen(second.url);
+    await until(() => b.ticks.length >= 2, 'ticks through Redis');
+    first.child.kill('SIGKILL');
+    const atKill = b.ticks.length;
+    // The lease (3 s) runs out and the second process ticks: 3 more after the kill.
+    await until(() => b.ticks.length >= atKill + 3, 'ticks after the takeover', 20_000);
+    a.ws.close();
+    b.ws.close();
+    for (let k = 1; k < b.ticks.length; k++) {
+      const [before, after] = [b.ticks[k - 1], b.ticks[k]];
+      assert.equal(after.seq, before.seq + 1, `one count: ${b.ticks.map((t) => t.seq).join(', ')}`);
+      assert.ok(Math.abs(after.value - before.value) <= 1.01, `one walk: ${before.value} then ${after.value}`);
+    }
+  });
 });
