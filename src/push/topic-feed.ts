@@ -73,13 +73,14 @@ export class TopicFeeds {
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
 
   /**
-   * @param quiet true while the broker's connection is known to be down and already reported:
-   *   reads that fail meanwhile (retried every second) are not reported one by one.
+   * @param quiet true for a failed read whose cause the broker has already reported (its
+   *   connection is down): reads that fail meanwhile (retried every second) are not reported
+   *   one by one.
    */
   constructor(
     private readonly source: FeedSource,
     private readonly host: () => BrokerHost | undefined,
-    private readonly quiet: () => boolean = () => false,
+    private readonly quiet: (err: unknown) => boolean = () => false,
   ) {}
 
   /** Topics being fed. */
@@ -291,7 +292,7 @@ export class TopicFeeds {
   }
 
   private report(err: unknown): void {
-    if (this.closed || this.quiet()) return;
+    if (this.closed || this.quiet(err)) return;
     this.host()?.error(err instanceof Error ? err : new Error(String(err)));
   }
 

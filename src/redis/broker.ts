@@ -187,8 +187,9 @@ export class RedisBroker implements AsynchronousBroker {
         range: (topic, epoch, after, upTo) => this.range(topic, epoch, after, upTo),
       },
       () => this.host,
-      // One error per outage: the feeds' retries meanwhile fail for the reason already reported.
-      () => this.down,
+      // One error per outage: while a connection is down (reported once), the feeds' retries
+      // fail for that reason. An error Redis itself answered is news: reported.
+      (err) => this.outage() && !(err instanceof Error && err.name === 'ReplyError'),
     );
     for (const client of [this.commands, this.subscriber]) {
       // ioredis reports a refused or reset connection as 'error', one closed by the server
@@ -554,6 +555,11 @@ export class RedisBroker implements AsynchronousBroker {
     message.origin = this.ownOrigin(parts[4]);
     this.counters.received++;
     this.feeds.receive(message);
+  }
+
+  /** An outage was reported and a connection is still not ready. */
+  private outage(): boolean {
+    return this.down && (this.commands.status !== 'ready' || this.subscriber.status !== 'ready');
   }
 
   /** A connection failed: report it once per outage. */

@@ -3,7 +3,8 @@
  * (a FeedSource whose every subscribe, position and range is a promise the test settles by
  * hand) and the Hub (a BrokerHost that records deliveries, resets and errors in one log).
  * In-order delivery, duplicates skipped, gaps filled from history or reset, epoch changes,
- * resync after a reconnection, retries after 1 s (mock timers), queue overflow, the sender
+ * resync after a reconnection, retries after 1 s (mock timers), failures the broker reported
+ * already kept quiet, queue overflow, the sender
  * excluded by origin, unwatch and close.
  */
 import { describe, it } from 'node:test';
@@ -349,6 +350,37 @@ describe('TopicFeeds: failures and limits', () => {
     assert.equal(ready, true);
     feeds.receive(msg(4));
     assert.deepEqual(host.take(), ['A:4']);
+  });
+
+  it('quiet: a failure the broker says it reported already is retried but not reported again', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const source = new FakeSource();
+    const host = new FakeHost();
+    // The broker's rule in small: its own outage is quiet, anything else is news.
+    const feeds = new TopicFeeds(
+      source,
+      () => host,
+      (err) => err instanceof Error && err.message === 'outage',
+    );
+    const watching = feeds.watch('t');
+    for (let i = 0; i < 3; i++) {
+      source.take('subscribe').reject(new Error('outage'));
+      await flush();
+      t.mock.timers.tick(1000);
+      await flush();
+    }
+    assert.deepEqual(host.take(), [], 'three failed tries, none reported');
+    source.take('subscribe').reject(new Error('WRONGTYPE'));
+    await flush();
+    assert.deepEqual(host.take(), ['error WRONGTYPE'], 'another cause is reported');
+    t.mock.timers.tick(1000);
+    await flush();
+    source.take('subscribe').resolve(undefined);
+    await flush();
+    source.take('position').resolve({ epoch: 'A', seq: 0 });
+    await watching;
+    feeds.receive(msg(1));
+    assert.deepEqual(host.take(), ['A:1']);
   });
 
   it('a failed range is reported and read again after 1 s; held messages wait for it', async (t) => {
