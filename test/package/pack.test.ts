@@ -3,7 +3,8 @@
  * built or changed): every source map and every `sourceMappingURL` points at a file that is in
  * the package (the maps' sources are src/, which ships), nothing only the repository needs
  * (tests, benchmarks and their results, the demo's sources, the README's screenshot), no
- * file over a size bound, and no relative link in its Markdown to a file it lacks. Needs `npm run build` (dist/) first; takes a second or two.
+ * file over a size bound, and no relative link in its Markdown to a file it lacks. Needs
+ * `npm run build` (dist/) first; takes a second or two.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
