@@ -31,7 +31,6 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -177,6 +176,8 @@ const SCENARIOS = [
 ];
 
 let PIN = false;
+/** Cpus_allowed_list of this process before it pinned itself, or null. */
+let ALLOWED_CPUS = null;
 const notes = [];
 
 function serverProc(kind, nofile, sc) {
@@ -400,6 +401,8 @@ async function main() {
   }
   const machine = machineInfo();
   PIN = hasTaskset();
+  // The CPUs this process may use before it pins itself (the scale-out scenario's child gets them back).
+  ALLOWED_CPUS = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'latin1'))?.[1] ?? null;
   if (PIN) PIN = pinSelf(1);
   const wsVersion = (await import('ws/package.json', { with: { type: 'json' } })).default.version;
   const duetVersion = (await import('../package.json', { with: { type: 'json' } })).default.version;
@@ -472,6 +475,8 @@ async function main() {
     scaleout,
   };
   printTable(results);
+  if (scaleout?.skipped !== undefined)
+    console.log(`\nwarning: the scale-out scenario was not measured: ${scaleout.skipped}`);
 
   mkdirSync(dirname(jsonPath), { recursive: true });
   writeFileSync(jsonPath, JSON.stringify(out, null, 2) + '\n');
@@ -511,11 +516,12 @@ async function runScaleout() {
   if (quick) args.push('--quick');
   console.log('');
   console.log(`== scale-out through Redis: node bench/scaleout.mjs ${args.slice(1).join(' ')}`);
-  // This process is pinned to core 1, and a child inherits that: give it every core back, so
-  // that it pins its servers and load generators itself as it does when run on its own.
-  const [cmd, argv] = PIN
-    ? ['taskset', ['-c', `0-${cpus().length - 1}`, process.execPath, ...args]]
-    : [process.execPath, args];
+  // This process is pinned to core 1, and a child inherits that: give it back the CPUs this
+  // process had, so that it pins its servers and load generators itself as it does alone.
+  const [cmd, argv] =
+    PIN && ALLOWED_CPUS !== null
+      ? ['taskset', ['-c', ALLOWED_CPUS, process.execPath, ...args]]
+      : [process.execPath, args];
   const code = await new Promise((resolve) => {
     const p = spawn(cmd, argv, { stdio: 'inherit' });
     p.on('exit', (c) => resolve(c ?? 1));
@@ -527,12 +533,19 @@ async function runScaleout() {
     command: 'node bench/scaleout.mjs',
     options: r.options,
     versions: r.versions,
-    titles: Object.fromEntries(Object.entries(r.titles).map(([id, v]) => [id, v.title])),
+    titles: r.titles,
     loads: r.loads.map((l) => ({
       messagesPerSecond: l.messagesPerSecond,
       deliveriesPerSecondOffered: l.deliveriesPerSecondOffered,
       medians: Object.fromEntries(Object.entries(l.variants).map(([id, v]) => [id, v.median])),
-      targets: l.targets.map((t) => ({ a: t.a, b: t.b, max: t.max, ratio: t.server.ratio, met: t.server.met })),
+      targets: l.targets.map((t) => ({
+        a: t.a,
+        b: t.b,
+        max: t.max,
+        ratio: t.server.ratio,
+        met: t.server.met,
+        behind: t.behind,
+      })),
       bounds: l.bounds,
     })),
     invalid: code === 2,

@@ -455,11 +455,17 @@ export function renderScaleout(so) {
     const cells = so.loads.map((l) => {
       const t = [...l.targets, ...l.bounds].find((x) => x.a === p.a && x.b === p.b);
       if (t === undefined || typeof t.ratio !== 'number') return 'INVALID';
-      return `${t.ratio.toFixed(2)}x${t.max === undefined ? '' : t.met ? ' (met)' : ' (NOT met)'}`;
+      if (t.max === undefined) return `${t.ratio.toFixed(2)}x`;
+      return `${t.ratio.toFixed(2)}x ${t.behind?.length > 0 ? '(no verdict)' : t.ratio <= t.max ? '(met)' : '(NOT met)'}`;
     });
     const what = p.max === undefined ? ' (the floor: the least with one write per delivery)' : ` (target <= ${p.max}x)`;
     L.push(`| **${p.a} / ${p.b}**${what} | ${cells.join(' | ')} |`);
   }
   L.push('');
+  if (so.loads.some((l) => l.targets.some((t) => t.behind?.length > 0)))
+    L.push(
+      'No verdict: one of the two delivered less than 98 % of the offered load (it fell behind), so they did not do the same work.',
+      '',
+    );
   return L;
 }
