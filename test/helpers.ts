@@ -5,6 +5,7 @@
 import * as net from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { WebSocketServer, type ServerOptions, type WebSocket } from '../src/index.js';
 
 export const HOST = '127.0.0.1';
@@ -346,4 +347,13 @@ export function recordRefusals(ws: WebSocket, refusals: string[], closes: number
     if (code !== undefined) closes.push(code);
     close(code, reason);
   };
+}
+
+/**
+ * The processes holding the server side of the established TCP connections on `port` (Linux:
+ * `ss -tnp`): which `--workers` process accepted which connection.
+ */
+export function serverPidsOn(port: number): Set<number> {
+  const out = execFileSync('ss', ['-Htnp', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' });
+  return new Set([...out.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])));
 }

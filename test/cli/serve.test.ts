@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { selfSignedCert } from '../tls-helpers.js';
-import { probeUntilAllHear, withoutProbes } from '../helpers.js';
+import { probeUntilAllHear, serverPidsOn, withoutProbes } from '../helpers.js';
 import { CLI, startDuet, type Listening } from './cli-process.js';
 
 type Served = Listening;
@@ -543,6 +543,7 @@ test('--workers 2 without Redis: /chat and /channel across the workers through t
         return { ws, got };
       }),
     );
+    assert.equal(serverPidsOn(Number(new URL(s.url).port)).size, 2, 'connections on both workers');
     await probeUntilAllHear(chats);
     const real = (c: { got: string[] }): string[] => withoutProbes(c.got);
     for (let i = 0; i < 12; i++) chats[i % 6].ws.send(`m${i}`);

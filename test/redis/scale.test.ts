@@ -16,7 +16,7 @@ import { DuetClient } from '../../src/browser/client.js';
 import { WebSocket } from '../../src/index.js';
 import WS from 'ws';
 import { startDuet, type Listening } from '../cli/cli-process.js';
-import { probeUntilAllHear, withoutProbes } from '../helpers.js';
+import { probeUntilAllHear, serverPidsOn, withoutProbes } from '../helpers.js';
 import {
   REDIS_URL,
   adminClient,
@@ -413,6 +413,7 @@ describe('duet serve --redis: several processes, one topic space', { skip, timeo
         return { ws, got };
       }),
     );
+    assert.equal(serverPidsOn(Number(new URL(url).port)).size, 2, 'connections on both workers');
     await probeUntilAllHear(chats);
     const real = (c: { got: string[] }): string[] => withoutProbes(c.got);
     for (let i = 0; i < 12; i++) chats[i % 6].ws.send(`m${i}`);
