@@ -11,7 +11,7 @@ import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { isIP } from 'node:net';
 import { acceptDeflateResponse, deflateOffer, PERMESSAGE_DEFLATE } from '../protocol/deflate-negotiation.js';
-import { createError, HandshakeError } from '../protocol/errors.js';
+import { applicationThrew, createError, HandshakeError } from '../protocol/errors.js';
 import { generateKey, parseExtensions } from '../protocol/handshake.js';
 import { headerFieldList } from '../protocol/header-fields.js';
 import { checkUpgradeResponse } from '../protocol/handshake-response.js';
@@ -254,13 +254,7 @@ export function openClient(
     try {
       opts.finishRequest(req, target as unknown as WebSocket);
     } catch (thrown) {
-      fail(
-        createError(
-          'WS_ERR_UNEXPECTED_CONDITION',
-          `finishRequest threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
-          { cause: thrown },
-        ),
-      );
+      fail(applicationThrew('finishRequest', thrown));
     }
   }
 

@@ -17,7 +17,7 @@ import type { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { acceptDeflateOffer, type DeflateOptions } from '../protocol/deflate-negotiation.js';
-import { createError, type DuetError, type HandshakeErrorCode } from '../protocol/errors.js';
+import { applicationThrew, createError, type DuetError, type HandshakeErrorCode } from '../protocol/errors.js';
 import {
   acceptResponseLines,
   buildErrorResponse,
@@ -282,12 +282,7 @@ export class UpgradeHandler {
         return;
       }
       decided = true;
-      const err = createError(
-        'WS_ERR_UNEXPECTED_CONDITION',
-        `verifyClient threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
-        { cause: thrown },
-      );
-      this.applicationFault(req, socket, err);
+      this.applicationFault(req, socket, applicationThrew('verifyClient', thrown));
       return;
     }
     this.complete(req, socket, head, check.key, check.protocols, check.extensions, cb);
@@ -333,12 +328,7 @@ export class UpgradeHandler {
         chosen = options.handleProtocols ? options.handleProtocols(new Set(offered), req) : offered[0];
       } catch (thrown) {
         // Like a verifyClient that throws: 500 for this handshake, reported, the process goes on.
-        const err = createError(
-          'WS_ERR_UNEXPECTED_CONDITION',
-          `handleProtocols threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
-          { cause: thrown },
-        );
-        this.applicationFault(req, socket, err);
+        this.applicationFault(req, socket, applicationThrew('handleProtocols', thrown));
         return;
       }
       // As in ws, any falsy answer (false, undefined, null, '') means "no subprotocol".
@@ -364,12 +354,7 @@ export class UpgradeHandler {
       // As in ws: listeners see (and may change) the whole response head, line by line.
       if (server.listenerCount('headers') > 0) server.emit('headers', lines, req);
     } catch (thrown) {
-      const err = createError(
-        'WS_ERR_UNEXPECTED_CONDITION',
-        `a headers listener threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
-        { cause: thrown },
-      );
-      this.applicationFault(req, socket, err);
+      this.applicationFault(req, socket, applicationThrew('a headers listener', thrown));
       return;
     }
     try {
@@ -385,12 +370,7 @@ export class UpgradeHandler {
     try {
       ws = new server.options.WebSocket();
     } catch (thrown) {
-      const err = createError(
-        'WS_ERR_UNEXPECTED_CONDITION',
-        `the WebSocket class's constructor threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
-        { cause: thrown },
-      );
-      this.applicationFault(req, socket, err);
+      this.applicationFault(req, socket, applicationThrew("the WebSocket class's constructor", thrown));
       return;
     }
     socket.write(response);

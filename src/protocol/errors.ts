@@ -434,3 +434,17 @@ export function createError<C extends DuetErrorCode>(
   }
   return err as ErrorFor<C>;
 }
+
+/**
+ * The error for application code that threw where duet called it (`verifyClient`, a
+ * `headers` listener, ...): `WS_ERR_UNEXPECTED_CONDITION`, "`what` threw: <its message>",
+ * with what was thrown as `cause`.
+ * @internal
+ */
+export function applicationThrew(what: string, thrown: unknown): DuetError {
+  return createError(
+    'WS_ERR_UNEXPECTED_CONDITION',
+    `${what} threw: ${thrown instanceof Error ? thrown.message : String(thrown)}`,
+    { cause: thrown },
+  );
+}

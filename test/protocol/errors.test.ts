@@ -24,6 +24,7 @@ import {
   type DuetErrorClassName,
   type DuetErrorCode,
 } from '../../src/protocol/index.js';
+import { applicationThrew } from '../../src/protocol/errors.js';
 import * as root from '../../src/index.js';
 import { CHANNEL_ERROR_CODES, WebSocket, WebSocketServer } from '../../src/index.js';
 import {
@@ -309,6 +310,19 @@ describe('createError builds the class the catalogue says', () => {
     assert.equal(root.LimitExceededError, LimitExceededError);
     assert.equal(root.ConnectionClosedError, ConnectionClosedError);
     assert.equal(root.ERROR_CODES, ERROR_CODES);
+  });
+
+  it('applicationThrew: WS_ERR_UNEXPECTED_CONDITION naming what threw, with what was thrown as cause', () => {
+    const thrown = new TypeError('bad origin list');
+    const err = applicationThrew('verifyClient', thrown);
+    assert.ok(err instanceof DuetError);
+    assert.equal(err.code, 'WS_ERR_UNEXPECTED_CONDITION');
+    assert.equal(err.message, 'verifyClient threw: bad origin list');
+    assert.equal(err.cause, thrown);
+    // Not an Error (a string, a number): its text, and the value itself as cause.
+    const other = applicationThrew('a headers listener', 42);
+    assert.equal(other.message, 'a headers listener threw: 42');
+    assert.equal(other.cause, 42);
   });
 });
 
